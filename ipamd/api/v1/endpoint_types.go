@@ -1,0 +1,72 @@
+package v1
+
+import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+// EndpointStatus is what one pod holds: one entry per (container, interface).
+type EndpointStatus struct {
+	// PodUID is the UID of the pod the addresses were given to.
+	PodUID string `json:"podUID"`
+	// Node is where the pod's attachments were made.
+	Node string `json:"node"`
+	// OwnerKind and OwnerName name the workload controlling the pod, when any.
+	// +optional
+	OwnerKind string `json:"ownerKind,omitempty"`
+	// +optional
+	OwnerName string `json:"ownerName,omitempty"`
+	// Interfaces are the pod's attachments and the addresses each holds.
+	// +optional
+	Interfaces []EndpointInterface `json:"interfaces,omitempty"`
+}
+
+// EndpointInterface is one attachment: the addresses a container's interface holds.
+type EndpointInterface struct {
+	// ContainerID is the runtime's sandbox ID that the attachment belongs to.
+	ContainerID string `json:"containerID"`
+	// Interface is the interface name inside the pod, e.g. net1.
+	Interface string `json:"interface"`
+	// Network is the CNI network name of the attachment.
+	// +optional
+	Network string `json:"network,omitempty"`
+	// IPs are the addresses held, one per family.
+	IPs []EndpointIP `json:"ips"`
+	// Created is when the attachment was made.
+	Created metav1.Time `json:"created"`
+}
+
+// EndpointIP is one address and the pool it came from.
+type EndpointIP struct {
+	// Address in CIDR form with the pool's prefix length, e.g. 10.250.1.7/24.
+	Address string `json:"address"`
+	// Pool is the IPPool the address came from.
+	Pool string `json:"pool"`
+	// Gateway given with the address.
+	// +optional
+	Gateway string `json:"gateway,omitempty"`
+	// Vlan of the pool.
+	// +optional
+	Vlan int32 `json:"vlan,omitempty"`
+}
+
+// Endpoint records, for one pod, every address it holds; named after the pod.
+// Status is a plain field (no status subresource) so that one write creates a whole record.
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Namespaced,shortName=upep,categories=underpool
+// +kubebuilder:printcolumn:name="Interface",type=string,JSONPath=`.status.interfaces[0].interface`
+// +kubebuilder:printcolumn:name="IP",type=string,JSONPath=`.status.interfaces[0].ips[0].address`
+// +kubebuilder:printcolumn:name="Pool",type=string,JSONPath=`.status.interfaces[0].ips[0].pool`
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.status.node`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Endpoint struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Status EndpointStatus `json:"status,omitempty"`
+}
+
+// EndpointList is a list of Endpoints.
+// +kubebuilder:object:root=true
+type EndpointList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Endpoint `json:"items"`
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Builds the real components tests, demo and bench run against, from the Go module proxy,
+# into a git-ignored cache. Each tool is built once; later runs reuse the binary.
+#   kube-apiserver v1.34.4, etcd v3.6.6   (the local control plane)
+#   containernetworking plugins v1.9.1 (macvlan, ipvlan, host-device, host-local, loopback, bridge, ...)
+#   cnitool v1.3.1, multus thin v4.2.2, whereabouts v0.9.2 (peers and drivers)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cache=${UNDERPOOL_CACHE:-$root/.cache}
+bin=$cache/bin
+mods=$cache/modules
+mkdir -p "$bin" "$mods"
+export GOFLAGS=-mod=mod
+
+K8S_VERSION=v1.34.4
+STAGING_VERSION=v0.34.4
+ETCD_VERSION=v3.6.6
+PLUGINS_VERSION=v1.9.1
+CNI_VERSION=v1.3.1
+MULTUS_VERSION=v4.2.2
+WHEREABOUTS_VERSION=v0.9.2
+
+say() { echo "==> [tools] $*" >&2; }
+
+# wrapper <dir> <module-line...>: a throw-away module that requires the given versions.
+wrapper() {
+  local dir=$1; shift
+  mkdir -p "$dir"
+  (cd "$dir" && { [ -f go.mod ] || go mod init "underpool.tools/$(basename "$dir")" >/dev/null 2>&1; })
+}
+
+build_apiserver() {
+  [ -x "$bin/kube-apiserver" ] && return
+  say "building kube-apiserver $K8S_VERSION from the Go module proxy (first time only: about 3 minutes, 2 GiB RAM)"
+  local d=$mods/kube-apiserver; wrapper "$d"
+  local gomod
+  gomod=$(cd "$d" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  {
+    echo "module underpool.tools/kube-apiserver"
+    echo "go 1.24"
+    echo "require k8s.io/kubernetes $K8S_VERSION"
+    echo "replace ("
+    grep -oE '^\s*k8s.io/[a-z0-9-]+ => ./staging/src/k8s.io/[a-z0-9-]+' "$gomod" | awk -v v="$STAGING_VERSION" '{print "\t" $1 " => " $1 " " v}'
+    echo ")"
+  } > "$d/go.mod"
+  echo 'package tools
+import _ "k8s.io/kubernetes/cmd/kube-apiserver"' > "$d/tools.go"
+  (cd "$d" && go mod tidy >/dev/null 2>&1 || true; go build -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+}
+
+# build_pkg <name> <module@version> <package> <binary...>
+build_go() {
+  local name=$1 modver=$2 pkg=$3 out=$4
+  [ -x "$bin/$out" ] && return
+  say "building $out from $modver"
+  local d=$mods/$name; wrapper "$d"
+  (cd "$d" && go mod edit -require="$modver" && printf 'package tools\nimport _ "%s"\n' "$pkg" > tools.go \
+     && go mod tidy >/dev/null 2>&1 || true; cd "$d" && go build -o "$bin/$out" "$pkg")
+}
+
+build_etcd() { build_go etcd "go.etcd.io/etcd/server/v3@$ETCD_VERSION" go.etcd.io/etcd/server/v3 etcd; }
+
+build_plugins() {
+  local p
+  for p in main/macvlan main/ipvlan main/host-device main/bridge main/loopback main/vlan ipam/host-local ipam/static meta/tuning; do
+    build_go cni-plugins "github.com/containernetworking/plugins@$PLUGINS_VERSION" \
+      "github.com/containernetworking/plugins/plugins/$p" "$(basename $p)"
+  done
+}
+
+build_cnitool() { build_go cnitool "github.com/containernetworking/cni@$CNI_VERSION" github.com/containernetworking/cni/cnitool cnitool; }
+build_multus() { build_go multus "gopkg.in/k8snetworkplumbingwg/multus-cni.v4@$MULTUS_VERSION" gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus multus; }
+build_whereabouts() {
+  build_go whereabouts "github.com/k8snetworkplumbingwg/whereabouts@$WHEREABOUTS_VERSION" github.com/k8snetworkplumbingwg/whereabouts/cmd whereabouts
+  # its CRDs ship inside the module; keep a copy next to the binary for tests and bench
+  if [ ! -d "$cache/whereabouts-crds" ]; then
+    local src; src=$(cd "$mods/whereabouts" && go list -m -f '{{.Dir}}' github.com/k8snetworkplumbingwg/whereabouts)
+    mkdir -p "$cache/whereabouts-crds" && cp "$src"/doc/crds/*.yaml "$cache/whereabouts-crds/" && chmod -R u+w "$cache/whereabouts-crds"
+  fi
+}
+
+apt_deps() {
+  local need=()
+  command -v ping >/dev/null || need+=(iputils-ping)
+  command -v iptables >/dev/null || need+=(iptables)
+  command -v tcpdump >/dev/null || need+=(tcpdump)
+  if [ ${#need[@]} -gt 0 ]; then
+    say "installing Debian packages: ${need[*]}"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+}
+
+what=${1:-all}
+case $what in
+  apt) apt_deps ;;
+  controlplane) build_etcd; build_apiserver ;;
+  cni) build_plugins; build_cnitool; build_multus ;;
+  whereabouts) build_whereabouts ;;
+  all) apt_deps; build_plugins; build_cnitool; build_etcd; build_multus; build_whereabouts; build_apiserver ;;
+  *) echo "usage: $0 [all|apt|controlplane|cni|whereabouts]" >&2; exit 2 ;;
+esac
+say "tools ready in $bin"
