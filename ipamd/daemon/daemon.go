@@ -1,0 +1,156 @@
+// Package daemon wires ipamd together: API clients and informers, the store, the service,
+// the socket server, and the health/metrics endpoint.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/server"
+	"github.com/underpool/underpool/ipamd/service"
+	"github.com/underpool/underpool/ipamd/store"
+)
+
+// Options configure one ipamd.
+type Options struct {
+	Kubeconfig    string // empty: in-cluster config
+	NodeName      string
+	Socket        string
+	HealthAddress string // serves /healthz, /readyz and /metrics; empty disables
+	// QPS and Burst of the API client: the client-go defaults (5/10) would throttle a node
+	// starting many pods at once.
+	QPS   float32
+	Burst int
+}
+
+// Run serves until ctx ends, then shuts down gracefully.
+func Run(ctx context.Context, opts Options, log *zap.Logger) error {
+	if opts.NodeName == "" {
+		return errors.New("--node-name is empty: set it (or NODE_NAME) to the node this ipamd serves")
+	}
+	cfg, err := restConfig(opts)
+	if err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	if err := v1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	informers, err := cache.New(cfg, cache.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("creating informer cache: %w", err)
+	}
+	for field, fn := range store.EndpointIndexers() {
+		if err := informers.IndexField(ctx, &v1.Endpoint{}, field, fn); err != nil {
+			return fmt.Errorf("indexing Endpoints by %s: %w", field, err)
+		}
+	}
+	for _, obj := range []client.Object{&v1.IPPool{}, &v1.Endpoint{}} {
+		if _, err := informers.GetInformer(ctx, obj); err != nil {
+			return fmt.Errorf("starting informer: %w", err)
+		}
+	}
+	writer, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("creating API client: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	svc := &service.Service{
+		Node:      opts.NodeName,
+		Pools:     &store.Pools{Writer: writer, Cache: informers, API: writer, Log: log, Metrics: store.NewMetrics(reg)},
+		Endpoints: &store.Endpoints{Writer: writer, Cache: informers, API: writer},
+		Log:       log,
+		Metrics:   service.NewMetrics(reg),
+	}
+	listener, err := server.Listen(opts.Socket)
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cacheDone := make(chan error, 1)
+	go func() { cacheDone <- informers.Start(ctx) }()
+	if opts.HealthAddress != "" {
+		go serveHealth(ctx, opts.HealthAddress, reg, svc, log)
+	}
+	// the socket answers status at once, but refuses allocations until reconciled
+	srv := &server.Server{Service: svc, Log: log}
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve(ctx, listener) }()
+
+	log.Info("waiting for informer caches", zap.String("node", opts.NodeName))
+	if !informers.WaitForCacheSync(ctx) {
+		cancel()
+		return errors.Join(errors.New("informer caches did not sync"), <-serveDone)
+	}
+	svc.SetNotReady("reconciling this node's endpoints")
+	if err := svc.Reconcile(ctx); err != nil {
+		cancel()
+		return errors.Join(fmt.Errorf("reconciling endpoints: %w", err), <-serveDone)
+	}
+	log.Info("ipamd ready", zap.String("socket", opts.Socket), zap.String("node", opts.NodeName))
+
+	select {
+	case err = <-serveDone:
+		cancel()
+	case err = <-cacheDone:
+		cancel()
+		err = errors.Join(fmt.Errorf("informer cache stopped: %w", err), <-serveDone)
+	}
+	log.Info("ipamd stopped")
+	return err
+}
+
+func restConfig(opts Options) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if opts.Kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", opts.Kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading API config (--kubeconfig %q): %w", opts.Kubeconfig, err)
+	}
+	cfg.QPS, cfg.Burst = opts.QPS, opts.Burst
+	cfg.UserAgent = "underpool-ipamd/" + opts.NodeName
+	return cfg, nil
+}
+
+func serveHealth(ctx context.Context, addr string, reg *prometheus.Registry, svc *service.Service, log *zap.Logger) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if ready, reason := svc.Ready(); !ready {
+			http.Error(w, reason, http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("health endpoint failed", zap.String("address", addr), zap.Error(err))
+	}
+}

@@ -1,0 +1,130 @@
+// Package server exposes ipamd's service as JSON over HTTP on a unix socket.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/ipamd/service"
+)
+
+// requestTimeout bounds one request's work; it runs detached from the client connection so
+// that a plugin giving up mid-way cannot leave a half-written allocation.
+const requestTimeout = 60 * time.Second
+
+// Server serves the v1 socket API.
+type Server struct {
+	Service *service.Service
+	Log     *zap.Logger
+	http    *http.Server
+}
+
+// Handler returns the socket API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+rpc.PathAllocate, serve(s, true, s.Service.Allocate))
+	mux.HandleFunc("POST "+rpc.PathRelease, serve(s, true, func(ctx context.Context, r *rpc.ReleaseRequest) (*struct{}, error) {
+		return &struct{}{}, s.Service.Release(ctx, r)
+	}))
+	mux.HandleFunc("POST "+rpc.PathGC, serve(s, true, s.Service.GC))
+	mux.HandleFunc("GET "+rpc.PathStatus, func(w http.ResponseWriter, _ *http.Request) {
+		ready, reason := s.Service.Ready()
+		writeJSON(w, http.StatusOK, &rpc.StatusResponse{Ready: ready, Node: s.Service.Node, Reason: reason})
+	})
+	return mux
+}
+
+// serve decodes a JSON request, refuses it while ipamd is not ready, and encodes the answer.
+func serve[Req, Resp any](s *Server, needReady bool, fn func(context.Context, *Req) (*Resp, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if ready, reason := s.Service.Ready(); needReady && !ready {
+			writeError(w, &rpc.Error{Code: rpc.CodeTryAgainLater, Message: "ipamd is not ready: " + reason})
+			return
+		}
+		var req Req
+		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeError(w, &rpc.Error{Code: rpc.CodeBadRequest, Message: fmt.Sprintf("request body is not a valid %s request: %v", r.URL.Path, err)})
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), requestTimeout)
+		defer cancel()
+		resp, err := fn(ctx, &req)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, resp)
+	}
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	var e *rpc.Error
+	if !errors.As(err, &e) {
+		e = &rpc.Error{Code: rpc.CodeInternal, Message: err.Error()}
+	}
+	status := http.StatusInternalServerError
+	switch e.Code {
+	case rpc.CodeBadRequest:
+		status = http.StatusBadRequest
+	case rpc.CodeTryAgainLater:
+		status = http.StatusServiceUnavailable
+	case rpc.CodeNoAddress:
+		status = http.StatusConflict
+	}
+	writeJSON(w, status, e)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Listen opens the unix socket at path, mode 0600: only root may ask for addresses.
+func Listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("creating socket directory: %w", err)
+	}
+	// a socket file left by a previous run would make bind fail
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("removing stale socket %s: %w", path, err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("restricting socket %s: %w", path, err)
+	}
+	return l, nil
+}
+
+// Serve runs until ctx ends, then stops accepting and waits for in-flight requests.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	s.Log.Info("shutting down the socket server, finishing in-flight requests")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), requestTimeout+5*time.Second)
+	defer cancel()
+	return s.http.Shutdown(shutdownCtx)
+}

@@ -1,0 +1,29 @@
+package service
+
+import (
+	"fmt"
+
+	"github.com/underpool/underpool/ipamd/rpc"
+)
+
+func badRequest(field, format string, args ...any) *rpc.Error {
+	return &rpc.Error{Code: rpc.CodeBadRequest, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+func internal(format string, args ...any) *rpc.Error {
+	return &rpc.Error{Code: rpc.CodeInternal, Message: fmt.Sprintf(format, args...)}
+}
+
+func validateAllocate(req *rpc.AllocateRequest) *rpc.Error {
+	switch {
+	case req.ContainerID == "":
+		return badRequest("containerID", "containerID is empty: the runtime's CNI_CONTAINERID must be set")
+	case req.IfName == "":
+		return badRequest("ifName", "ifName is empty: the runtime's CNI_IFNAME must be set")
+	case req.Pod.Namespace == "" || req.Pod.Name == "":
+		return badRequest("pod", "pod namespace and name are empty: CNI_ARGS must carry K8S_POD_NAMESPACE and K8S_POD_NAME")
+	case len(req.IPv4Pools) == 0 && len(req.IPv6Pools) == 0:
+		return badRequest("ipv4Pools", "no pools to allocate from: set ipam.ipv4Pools and/or ipam.ipv6Pools in the network config")
+	}
+	return nil
+}

@@ -1,0 +1,340 @@
+// Package service is ipamd's request logic: it turns allocate/release/GC requests into
+// pool commits and Endpoint records, in the order that keeps both invariants: an address
+// is marked in its pool before any Endpoint claims it, and an Endpoint forgets an address
+// before its pool frees it, so a crash in between can only leave an orphan to collect,
+// never one address with two owners.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/allocator"
+	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/ipamd/store"
+)
+
+// Service serves allocations for one node.
+type Service struct {
+	Node      string
+	Pools     *store.Pools
+	Endpoints *store.Endpoints
+	Log       *zap.Logger
+	Metrics   *Metrics
+
+	locks    keyedMutex
+	ready    atomic.Bool
+	notReady atomic.Value // string: why allocations are refused
+}
+
+// Ready reports whether allocations are served, and why not.
+func (s *Service) Ready() (bool, string) {
+	if s.ready.Load() {
+		return true, ""
+	}
+	reason, _ := s.notReady.Load().(string)
+	if reason == "" {
+		reason = "starting: informer caches not synced yet"
+	}
+	return false, reason
+}
+
+// SetNotReady records why allocations are refused.
+func (s *Service) SetNotReady(reason string) {
+	s.notReady.Store(reason)
+	s.ready.Store(false)
+}
+
+// Reconcile marks in their pools every address this node's Endpoints hold, then opens the
+// service. Serving before this could hand out an address whose pool commit was lost.
+func (s *Service) Reconcile(ctx context.Context) error {
+	eps, err := s.Endpoints.OnNode(ctx, s.Node)
+	if err != nil {
+		return err
+	}
+	held := 0
+	for _, ep := range eps {
+		for _, itf := range ep.Status.Interfaces {
+			for _, ip := range itf.IPs {
+				addr, err := netip.ParsePrefix(ip.Address)
+				if err != nil {
+					s.Log.Warn("endpoint holds an unparsable address", zap.String("endpoint", ep.Namespace+"/"+ep.Name), zap.String("ip", ip.Address))
+					continue
+				}
+				held++
+				lost, err := s.Pools.Ensure(ctx, ip.Pool, addr.Addr())
+				switch {
+				case errors.Is(err, store.ErrPoolNotFound):
+					s.Log.Warn("endpoint holds an address of a pool that is gone", zap.String("endpoint", ep.Namespace+"/"+ep.Name), zap.String("pool", ip.Pool), zap.String("ip", ip.Address))
+				case err != nil:
+					return fmt.Errorf("re-marking %s in pool %s: %w", ip.Address, ip.Pool, err)
+				case lost:
+					s.Log.Warn("pool had lost an address an endpoint holds; marked it again", zap.String("pool", ip.Pool), zap.String("ip", ip.Address))
+				}
+			}
+		}
+	}
+	s.Log.Info("reconciled this node's endpoints", zap.Int("endpoints", len(eps)), zap.Int("addresses", held))
+	s.ready.Store(true)
+	return nil
+}
+
+// Allocate gives an attachment its addresses, or returns the ones it already holds.
+func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp *rpc.AllocateResponse, err error) {
+	start := time.Now()
+	defer func() { s.Metrics.observe("allocate", start, err) }()
+	if e := validateAllocate(req); e != nil {
+		return nil, e
+	}
+	key := client.ObjectKey{Namespace: req.Pod.Namespace, Name: req.Pod.Name}
+	unlock := s.locks.lock(key.String())
+	defer unlock()
+
+	ep, err := s.Endpoints.Get(ctx, key)
+	if err != nil {
+		return nil, internal("reading Endpoint %s: %v", key, err)
+	}
+	if rec := findInterface(ep, req.ContainerID, req.IfName); rec != nil {
+		return s.response(ctx, rec.IPs), nil
+	}
+
+	var held []v1.EndpointIP
+	rollback := func() {
+		for _, ip := range held {
+			addr, _ := netip.ParsePrefix(ip.Address)
+			if rerr := s.Pools.Release(ctx, ip.Pool, addr.Addr()); rerr != nil {
+				s.Log.Error("rollback release failed; the address is an orphan until GC", zap.String("pool", ip.Pool), zap.String("ip", ip.Address), zap.Error(rerr))
+			}
+		}
+	}
+	for _, family := range []struct {
+		field string
+		pools []string
+	}{{"ipv4Pools", req.IPv4Pools}, {"ipv6Pools", req.IPv6Pools}} {
+		if len(family.pools) == 0 {
+			continue
+		}
+		ip, err := s.allocateFrom(ctx, family.field, family.pools)
+		if err != nil {
+			rollback()
+			return nil, err
+		}
+		held = append(held, ip)
+	}
+
+	rec := v1.EndpointInterface{ContainerID: req.ContainerID, Interface: req.IfName, Network: req.Network,
+		IPs: held, Created: metav1.NewTime(time.Now())}
+	err = s.updateEndpoint(ctx, key, func(ep *v1.Endpoint) bool {
+		ep.Status.Node = s.Node
+		if req.Pod.UID != "" {
+			ep.Status.PodUID = req.Pod.UID
+		}
+		ep.Status.Interfaces = append(withoutInterface(ep.Status.Interfaces, req.ContainerID, req.IfName), rec)
+		return true
+	})
+	if err != nil {
+		rollback()
+		if apierrors.IsNotFound(err) {
+			return nil, badRequest("pod", "cannot record the allocation: namespace %q does not exist", key.Namespace)
+		}
+		return nil, internal("recording the allocation in Endpoint %s: %v", key, err)
+	}
+	for _, ip := range held {
+		s.Log.Info("allocated", zap.String("pod", key.String()), zap.String("containerID", req.ContainerID),
+			zap.String("ifName", req.IfName), zap.String("pool", ip.Pool), zap.String("ip", ip.Address))
+	}
+	return s.response(ctx, held), nil
+}
+
+// allocateFrom tries the pools in order; the error lists every pool and why it was skipped.
+func (s *Service) allocateFrom(ctx context.Context, field string, pools []string) (v1.EndpointIP, error) {
+	var reasons []string
+	for _, name := range pools {
+		addr, pool, err := s.Pools.Allocate(ctx, name)
+		if err == nil {
+			ip := v1.EndpointIP{Address: addr.String(), Pool: name, Vlan: pool.Vlan}
+			if pool.Gateway.IsValid() {
+				ip.Gateway = pool.Gateway.String()
+			}
+			return ip, nil
+		}
+		switch {
+		case errors.Is(err, allocator.ErrExhausted):
+			reasons = append(reasons, name+": exhausted")
+		case errors.Is(err, store.ErrPoolNotFound):
+			reasons = append(reasons, name+": no such IPPool")
+		default:
+			reasons = append(reasons, name+": "+err.Error())
+		}
+	}
+	return v1.EndpointIP{}, &rpc.Error{Code: rpc.CodeNoAddress, Field: field,
+		Message: fmt.Sprintf("no address available from %s [%s]", field, strings.Join(reasons, "; "))}
+}
+
+// Release frees an attachment's addresses. Unknown attachments succeed.
+func (s *Service) Release(ctx context.Context, req *rpc.ReleaseRequest) (err error) {
+	start := time.Now()
+	defer func() { s.Metrics.observe("release", start, err) }()
+	if req.ContainerID == "" {
+		return badRequest("containerID", "containerID is empty: the runtime's CNI_CONTAINERID must be set")
+	}
+	keys := []client.ObjectKey{}
+	if req.Pod.Namespace != "" && req.Pod.Name != "" {
+		keys = append(keys, client.ObjectKey{Namespace: req.Pod.Namespace, Name: req.Pod.Name})
+	}
+	// the index also finds records under another key (no pod name given, or a recreated pod)
+	others, err := s.Endpoints.ByContainer(ctx, req.ContainerID)
+	if err != nil {
+		return internal("looking up container %s: %v", req.ContainerID, err)
+	}
+	for _, ep := range others {
+		if k := client.ObjectKeyFromObject(&ep); len(keys) == 0 || k != keys[0] {
+			keys = append(keys, k)
+		}
+	}
+	for _, key := range keys {
+		if err := s.releaseFrom(ctx, key, func(itf *v1.EndpointInterface) bool {
+			return itf.ContainerID == req.ContainerID && (req.IfName == "" || itf.Interface == req.IfName)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// releaseFrom drops the matching records from one Endpoint, then frees their addresses.
+func (s *Service) releaseFrom(ctx context.Context, key client.ObjectKey, match func(*v1.EndpointInterface) bool) error {
+	unlock := s.locks.lock(key.String())
+	defer unlock()
+	var removed []v1.EndpointInterface
+	err := s.updateEndpoint(ctx, key, func(ep *v1.Endpoint) bool {
+		removed = removed[:0]
+		kept := ep.Status.Interfaces[:0:0]
+		for i := range ep.Status.Interfaces {
+			if match(&ep.Status.Interfaces[i]) {
+				removed = append(removed, ep.Status.Interfaces[i])
+			} else {
+				kept = append(kept, ep.Status.Interfaces[i])
+			}
+		}
+		ep.Status.Interfaces = kept
+		return len(removed) > 0
+	})
+	if err != nil {
+		return internal("updating Endpoint %s: %v", key, err)
+	}
+	for _, itf := range removed {
+		for _, ip := range itf.IPs {
+			addr, perr := netip.ParsePrefix(ip.Address)
+			if perr != nil {
+				continue
+			}
+			if err := s.Pools.Release(ctx, ip.Pool, addr.Addr()); err != nil {
+				return internal("freeing %s in pool %s: %v", ip.Address, ip.Pool, err)
+			}
+			s.Log.Info("released", zap.String("pod", key.String()), zap.String("containerID", itf.ContainerID),
+				zap.String("ifName", itf.Interface), zap.String("pool", ip.Pool), zap.String("ip", ip.Address))
+		}
+	}
+	return nil
+}
+
+// GC releases this node's attachments of a network that the runtime no longer has.
+func (s *Service) GC(ctx context.Context, req *rpc.GCRequest) (*rpc.GCResponse, error) {
+	if req.Network == "" {
+		return nil, badRequest("network", "network is empty: GC needs the CNI network name")
+	}
+	valid := map[rpc.Attachment]bool{}
+	for _, a := range req.Valid {
+		valid[a] = true
+	}
+	eps, err := s.Endpoints.OnNode(ctx, s.Node)
+	if err != nil {
+		return nil, internal("%v", err)
+	}
+	resp := &rpc.GCResponse{Released: []rpc.Attachment{}}
+	for _, ep := range eps {
+		stale := func(itf *v1.EndpointInterface) bool {
+			return itf.Network == req.Network && !valid[rpc.Attachment{ContainerID: itf.ContainerID, IfName: itf.Interface}]
+		}
+		for i := range ep.Status.Interfaces {
+			if itf := &ep.Status.Interfaces[i]; stale(itf) {
+				resp.Released = append(resp.Released, rpc.Attachment{ContainerID: itf.ContainerID, IfName: itf.Interface})
+			}
+		}
+		if err := s.releaseFrom(ctx, client.ObjectKeyFromObject(&ep), stale); err != nil {
+			return nil, err
+		}
+	}
+	s.Metrics.GCReleased.Add(float64(len(resp.Released)))
+	return resp, nil
+}
+
+// updateEndpoint applies mutate to the newest Endpoint and saves it, retrying on conflict
+// with a fresh read. mutate must be safe to run again on a fresh object.
+func (s *Service) updateEndpoint(ctx context.Context, key client.ObjectKey, mutate func(*v1.Endpoint) bool) error {
+	ep, err := s.Endpoints.Get(ctx, key)
+	for attempt := 0; err == nil; attempt++ {
+		if ep == nil {
+			ep = &v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+		}
+		if !mutate(ep) {
+			return nil
+		}
+		err = s.Endpoints.Save(ctx, ep)
+		retry := apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) ||
+			(apierrors.IsNotFound(err) && ep.ResourceVersion != "")
+		if !retry || attempt >= 16 {
+			return err
+		}
+		ep, err = s.Endpoints.Fresh(ctx, key)
+	}
+	return err
+}
+
+// response adds each pool's routes to the addresses.
+func (s *Service) response(ctx context.Context, ips []v1.EndpointIP) *rpc.AllocateResponse {
+	resp := &rpc.AllocateResponse{}
+	for _, ip := range ips {
+		resp.IPs = append(resp.IPs, rpc.IPConfig{Address: ip.Address, Gateway: ip.Gateway, Pool: ip.Pool, Vlan: ip.Vlan})
+		if pool, err := s.Pools.View(ctx, ip.Pool); err == nil {
+			for _, r := range pool.Routes {
+				resp.Routes = append(resp.Routes, rpc.Route{Dst: r.Dst, Gw: r.Gw})
+			}
+		}
+	}
+	return resp
+}
+
+func findInterface(ep *v1.Endpoint, containerID, ifName string) *v1.EndpointInterface {
+	if ep == nil {
+		return nil
+	}
+	for i := range ep.Status.Interfaces {
+		if itf := &ep.Status.Interfaces[i]; itf.ContainerID == containerID && itf.Interface == ifName {
+			return itf
+		}
+	}
+	return nil
+}
+
+func withoutInterface(list []v1.EndpointInterface, containerID, ifName string) []v1.EndpointInterface {
+	out := list[:0:0]
+	for _, itf := range list {
+		if itf.ContainerID != containerID || itf.Interface != ifName {
+			out = append(out, itf)
+		}
+	}
+	return out
+}

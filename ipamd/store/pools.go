@@ -1,0 +1,276 @@
+// Package store commits allocation decisions to the API: pool status (the commit point
+// that makes an address taken) and Endpoints (who holds it). Reads come from informer
+// caches; every write is guarded by resourceVersion, and a conflict is retried on fresh
+// state, so two ipamds can never both take one address.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/allocator"
+)
+
+// ErrPoolNotFound means no IPPool of that name exists.
+var ErrPoolNotFound = errors.New("pool not found")
+
+// maxCommitAttempts bounds retries of one batch under sustained conflicts.
+const maxCommitAttempts = 64
+
+type opKind int
+
+const (
+	opAllocate opKind = iota
+	opRelease
+	opEnsure
+)
+
+type poolOp struct {
+	kind opKind
+	addr netip.Addr
+	done chan opResult
+}
+
+type opResult struct {
+	addr    netip.Prefix
+	pool    *allocator.Pool
+	changed bool
+	err     error
+}
+
+// poolQueue serialises commits for one pool: requests that arrive while a commit is in
+// flight are committed together in the next status update, so N concurrent allocations
+// cost about one write each batch instead of N conflicting writes.
+type poolQueue struct {
+	pending []*poolOp
+	running bool
+
+	latest    *v1.IPPool // newest object this process wrote or read from the API
+	parsedUID string
+	parsedGen int64
+	parsed    *allocator.Pool
+	cursor    uint64
+}
+
+// Pools commits pool status changes.
+type Pools struct {
+	Writer  client.Client
+	Cache   client.Reader // informer-backed
+	API     client.Reader // uncached, for fresh state after a conflict
+	Log     *zap.Logger
+	Metrics *Metrics
+	// Blocked returns offsets of the pool that must not be handed out (reserved addresses).
+	Blocked func(*allocator.Pool) allocator.RunSet
+
+	mu     sync.Mutex
+	queues map[string]*poolQueue
+}
+
+// Allocate takes the next free address of the pool.
+func (p *Pools) Allocate(ctx context.Context, pool string) (netip.Prefix, *allocator.Pool, error) {
+	r := p.submit(ctx, pool, &poolOp{kind: opAllocate})
+	return r.addr, r.pool, r.err
+}
+
+// Release frees addr in the pool; freeing a free address succeeds.
+func (p *Pools) Release(ctx context.Context, pool string, addr netip.Addr) error {
+	r := p.submit(ctx, pool, &poolOp{kind: opRelease, addr: addr})
+	if errors.Is(r.err, ErrPoolNotFound) {
+		return nil // nothing to free in a pool that is gone
+	}
+	return r.err
+}
+
+// Ensure marks addr allocated; it reports whether the pool had lost it.
+func (p *Pools) Ensure(ctx context.Context, pool string, addr netip.Addr) (bool, error) {
+	r := p.submit(ctx, pool, &poolOp{kind: opEnsure, addr: addr})
+	return r.changed, r.err
+}
+
+// View returns the parsed spec of a pool from the cache, for routes and gateways.
+func (p *Pools) View(ctx context.Context, name string) (*allocator.Pool, error) {
+	var obj v1.IPPool
+	if err := p.Cache.Get(ctx, client.ObjectKey{Name: name}, &obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("%w: %s", ErrPoolNotFound, name)
+		}
+		return nil, err
+	}
+	return allocator.NewPool(obj.Name, &obj.Spec)
+}
+
+func (p *Pools) submit(ctx context.Context, pool string, op *poolOp) opResult {
+	op.done = make(chan opResult, 1)
+	p.mu.Lock()
+	if p.queues == nil {
+		p.queues = map[string]*poolQueue{}
+	}
+	q := p.queues[pool]
+	if q == nil {
+		q = &poolQueue{}
+		p.queues[pool] = q
+	}
+	q.pending = append(q.pending, op)
+	if !q.running {
+		q.running = true
+		// the worker outlives the caller's context on purpose: a committed decision must
+		// reach its waiter or be undone, never be abandoned half-way
+		go p.drain(context.WithoutCancel(ctx), pool, q)
+	}
+	p.mu.Unlock()
+	return <-op.done
+}
+
+func (p *Pools) drain(ctx context.Context, pool string, q *poolQueue) {
+	for {
+		p.mu.Lock()
+		ops := q.pending
+		q.pending = nil
+		if len(ops) == 0 {
+			q.running = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		p.commit(ctx, pool, q, ops)
+	}
+}
+
+// commit applies a batch of operations to the pool and writes its status once.
+func (p *Pools) commit(ctx context.Context, name string, q *poolQueue, ops []*poolOp) {
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		obj, err := p.current(ctx, name, q)
+		if err != nil {
+			finish(ops, make([]opResult, len(ops)), err)
+			return
+		}
+		pool, err := p.parse(obj, q)
+		if err != nil {
+			finish(ops, make([]opResult, len(ops)), fmt.Errorf("IPPool %s is invalid: %w", name, err))
+			return
+		}
+		allocated, err := allocator.ParseRunSet(obj.Status.Allocated)
+		if err != nil {
+			finish(ops, make([]opResult, len(ops)), fmt.Errorf("IPPool %s status.allocated is corrupt: %w", name, err))
+			return
+		}
+		st := &allocator.State{Pool: pool, Allocated: allocated, Cursor: q.cursor}
+		results, changed := p.apply(st, ops)
+		total, count := pool.TotalCount(), int64(st.Allocated.Count())
+		if !changed && obj.Status.TotalIPCount == total && obj.Status.AllocatedIPCount == count {
+			finish(ops, results, nil)
+			return
+		}
+		next := obj.DeepCopy()
+		next.Status.Allocated = st.Allocated.String()
+		next.Status.AllocatedIPCount = count
+		next.Status.TotalIPCount = total
+		err = p.Writer.Status().Update(ctx, next)
+		switch {
+		case err == nil:
+			q.latest, q.cursor = next, st.Cursor
+			p.Metrics.observeCommit(len(ops), attempt, time.Since(start))
+			finish(ops, results, nil)
+			return
+		case apierrors.IsConflict(err) && attempt < maxCommitAttempts:
+			p.Metrics.Conflicts.Inc()
+			q.latest = nil
+			fresh := &v1.IPPool{}
+			if err := p.API.Get(ctx, client.ObjectKey{Name: name}, fresh); err == nil {
+				q.latest = fresh
+			}
+			continue
+		default:
+			p.Log.Warn("pool status update failed", zap.String("pool", name), zap.Int("attempt", attempt), zap.Error(err))
+			finish(ops, make([]opResult, len(ops)), fmt.Errorf("updating IPPool %s status: %w", name, err))
+			return
+		}
+	}
+}
+
+// apply runs each operation on the state; decisions are only final once written.
+func (p *Pools) apply(st *allocator.State, ops []*poolOp) ([]opResult, bool) {
+	var blocked allocator.RunSet
+	if p.Blocked != nil {
+		blocked = p.Blocked(st.Pool)
+	}
+	results := make([]opResult, len(ops))
+	changed := false
+	for i, op := range ops {
+		r := &results[i]
+		r.pool = st.Pool
+		switch op.kind {
+		case opAllocate:
+			r.addr, r.err = st.Allocate(blocked)
+			r.changed = r.err == nil
+		case opRelease:
+			r.changed = st.Release(op.addr)
+		case opEnsure:
+			r.changed = st.Ensure(op.addr)
+		}
+		changed = changed || r.changed
+	}
+	return results, changed
+}
+
+// current returns the newest known pool object: the informer's copy, or this process'
+// own last write when the informer has not caught up with it yet.
+func (p *Pools) current(ctx context.Context, name string, q *poolQueue) (*v1.IPPool, error) {
+	cached := &v1.IPPool{}
+	err := p.Cache.Get(ctx, client.ObjectKey{Name: name}, cached)
+	if apierrors.IsNotFound(err) {
+		// the cache may lag a just-created pool: ask the API before giving up
+		if err = p.API.Get(ctx, client.ObjectKey{Name: name}, cached); apierrors.IsNotFound(err) {
+			q.latest = nil
+			return nil, fmt.Errorf("%w: %s", ErrPoolNotFound, name)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading IPPool %s: %w", name, err)
+	}
+	if q.latest != nil && q.latest.UID == cached.UID && newer(q.latest.ResourceVersion, cached.ResourceVersion) {
+		return q.latest, nil
+	}
+	q.latest = nil
+	return cached, nil
+}
+
+// newer compares resourceVersions numerically. They are opaque by contract; a wrong guess
+// costs only one conflict and a fresh read, never correctness.
+func newer(a, b string) bool {
+	x, err1 := strconv.ParseUint(a, 10, 64)
+	y, err2 := strconv.ParseUint(b, 10, 64)
+	return err1 == nil && err2 == nil && x > y
+}
+
+func (p *Pools) parse(obj *v1.IPPool, q *poolQueue) (*allocator.Pool, error) {
+	if q.parsed != nil && q.parsedUID == string(obj.UID) && q.parsedGen == obj.Generation && obj.Generation != 0 {
+		return q.parsed, nil
+	}
+	pool, err := allocator.NewPool(obj.Name, &obj.Spec)
+	if err != nil {
+		return nil, err
+	}
+	q.parsed, q.parsedUID, q.parsedGen = pool, string(obj.UID), obj.Generation
+	return pool, nil
+}
+
+func finish(ops []*poolOp, results []opResult, err error) {
+	for i, op := range ops {
+		if err != nil {
+			results[i].err = err
+		}
+		op.done <- results[i]
+	}
+}
