@@ -96,7 +96,8 @@ case $what in
   controlplane) build_etcd; build_apiserver ;;
   cni) build_plugins; build_cnitool; build_multus ;;
   whereabouts) build_whereabouts ;;
+  test) apt_deps; build_plugins; build_cnitool; build_multus; build_etcd; build_apiserver ;;
   all) apt_deps; build_plugins; build_cnitool; build_etcd; build_multus; build_whereabouts; build_apiserver ;;
-  *) echo "usage: $0 [all|apt|controlplane|cni|whereabouts]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|test|apt|controlplane|cni|whereabouts]" >&2; exit 2 ;;
 esac
 say "tools ready in $bin"

@@ -1,0 +1,48 @@
+# underpool: the front door. `make demo` shows the product, `make test` proves it.
+SHELL := /bin/bash
+export GOFLAGS := -mod=mod
+BIN := bin
+
+.PHONY: all build generate verify-generated tools test unit e2e bench demo lint clean
+
+all: build
+
+build: ## compile ipamd and the CNI plugins into ./bin
+	go build -o $(BIN)/ipamd ./cmd/ipamd
+	go build -o $(BIN)/underpool ./plugins/underpool
+	go build -o $(BIN)/underpool-ipam ./plugins/underpool-ipam
+
+generate: ## regenerate deepcopy code and CRD manifests from the API types
+	go tool controller-gen object:headerFile=/dev/null paths=./ipamd/api/...
+	go tool controller-gen crd:crdVersions=v1 paths=./ipamd/api/... output:crd:artifacts:config=deploy/crds
+
+verify-generated: ## fail when generated files are stale
+	tests/verify-generated.sh
+
+tools: ## build the control plane and CNI peers from the Go module proxy (cached in .cache/)
+	tests/tools/build.sh all
+
+test: ## unit + end-to-end tests (root), installing what they need; prints a summary
+	tests/run-tests.sh
+
+unit: ## unit tests only (no root, no control plane)
+	go test ./ipamd/... ./chain/... ./routes/... ./rdma/...
+
+e2e: build ## end-to-end tests only
+	tests/tools/build.sh test
+	go test -count=1 -timeout 20m ./tests/...
+
+bench: build ## underpool vs host-local vs whereabouts, same run, same control plane
+	tests/tools/build.sh all
+	go run ./tests/bench $(BENCH_ARGS)
+
+demo: build ## local control plane, ipamd, a pool, three pods that ping each other (KEEP=1 keeps it running)
+	tests/tools/build.sh test
+	go run ./tests/demo $(if $(KEEP),--keep,)
+
+lint: ## go vet + gofmt
+	go vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,104 @@
+package chain
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ipam"
+	"github.com/containernetworking/plugins/pkg/ns"
+	"go.uber.org/zap"
+)
+
+// CmdAdd attaches a pod: addresses from ipamd, the link from the delegate, then addresses
+// and routes inside the pod. Any failure undoes what was done, leaving no link and no
+// allocation behind.
+func CmdAdd(args *skel.CmdArgs) error {
+	conf, err := LoadConf(args.StdinData, true)
+	if err != nil {
+		return configError(err)
+	}
+	log := newLogger(conf.LogFile, conf.LogLevel, zap.String("cmd", "ADD"), zap.String("containerID", args.ContainerID),
+		zap.String("ifName", args.IfName), zap.String("network", conf.Name))
+	defer log.Sync() //nolint:errcheck
+	ctx, cancel := context.WithTimeout(context.Background(), conf.IPAM.timeout)
+	defer cancel()
+
+	result, err := add(ctx, conf, args, log)
+	if err != nil {
+		log.Error("ADD failed", zap.Error(err))
+		return err
+	}
+	log.Info("ADD done", zap.Stringer("result", resultSummary{result}))
+	return types.PrintResult(result, conf.CNIVersion)
+}
+
+func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger) (*current.Result, error) {
+	alloc, err := allocate(ctx, conf, args)
+	if err != nil {
+		return nil, err
+	}
+	undo := func(what string, cause error) error {
+		if err := release(ctx, conf, args, func(msg string, e error) { log.Warn(msg, zap.Error(e)) }); err != nil {
+			log.Error("releasing after a failed ADD", zap.Error(err))
+		}
+		return wrap("%s: %v", what, cause)
+	}
+
+	delegateConf, err := conf.DelegateConf()
+	if err != nil {
+		return nil, undo("rendering delegate config", err)
+	}
+	raw, err := invoke.DelegateAdd(ctx, conf.DelegateType(), delegateConf, nil)
+	if err != nil {
+		return nil, undo(fmt.Sprintf("delegate %s ADD", conf.DelegateType()), err)
+	}
+	undoDelegate := func(what string, cause error) error {
+		if err := invoke.DelegateDel(ctx, conf.DelegateType(), delegateConf, nil); err != nil {
+			log.Error("delegate DEL after a failed ADD", zap.Error(err))
+		}
+		return undo(what, cause)
+	}
+	result, err := current.NewResultFromResult(raw)
+	if err != nil {
+		return nil, undoDelegate("reading the delegate's result", err)
+	}
+	ifIndex := podInterface(result, args.IfName)
+	if ifIndex < 0 {
+		return nil, undoDelegate("delegate result", fmt.Errorf("no interface %s in the pod netns", args.IfName))
+	}
+	addressing, err := ipamResult(alloc, &ifIndex, conf.wantDefaultRoute())
+	if err != nil {
+		return nil, undoDelegate("ipamd result", err)
+	}
+	result.IPs, result.Routes = addressing.IPs, addressing.Routes
+	if err := ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
+		return ipam.ConfigureIface(args.IfName, result)
+	}); err != nil {
+		return nil, undoDelegate("configuring "+args.IfName, err)
+	}
+	return result, nil
+}
+
+// podInterface returns the index of the sandbox interface named ifName, or -1.
+func podInterface(r *current.Result, ifName string) int {
+	for i, itf := range r.Interfaces {
+		if itf.Name == ifName && itf.Sandbox != "" {
+			return i
+		}
+	}
+	return -1
+}
+
+type resultSummary struct{ r *current.Result }
+
+func (s resultSummary) String() string {
+	out := ""
+	for _, ip := range s.r.IPs {
+		out += ip.Address.String() + " "
+	}
+	return out
+}

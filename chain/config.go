@@ -1,0 +1,152 @@
+// Package chain is the logic of the underpool CNI plugins: parsing their configuration and
+// runtime arguments, asking ipamd for addresses, invoking the delegate plugin that makes
+// the link, configuring addresses and routes in the pod, and returning the CNI result.
+package chain
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/underpool/underpool/ipamd/rpc"
+)
+
+// Defaults for fields a network config may leave out.
+const (
+	DefaultLogFile = "/var/log/underpool/underpool.log"
+	DefaultTimeout = 30 * time.Second
+)
+
+// NetConf is the configuration of the underpool meta-plugin (and, through IPAM, of the
+// underpool-ipam plugin).
+type NetConf struct {
+	types.PluginConf
+	// Delegate is the config of the plugin that makes the link (macvlan, ipvlan, sriov,
+	// host-device, ...). Its own ipam must be empty: underpool does the addressing.
+	Delegate map[string]any `json:"delegate,omitempty"`
+	IPAM     IPAMConf       `json:"ipam"`
+	// DefaultRoute adds a default route per family through the pool's gateway (default true).
+	DefaultRoute *bool  `json:"defaultRoute,omitempty"`
+	LogFile      string `json:"logFile,omitempty"`
+	LogLevel     string `json:"logLevel,omitempty"`
+	// RuntimeConfig carries capability args (multus: ips, mac, deviceID) through to the delegate.
+	RuntimeConfig map[string]any `json:"runtimeConfig,omitempty"`
+	// Args carries the "args" convention field, passed to the delegate as is.
+	Args map[string]any `json:"args,omitempty"`
+}
+
+// IPAMConf says where ipamd listens and which pools to use.
+type IPAMConf struct {
+	Type      string   `json:"type,omitempty"`
+	Socket    string   `json:"socket,omitempty"`
+	IPv4Pools []string `json:"ipv4Pools,omitempty"`
+	IPv6Pools []string `json:"ipv6Pools,omitempty"`
+	// Timeout bounds one call to ipamd, as a Go duration ("30s").
+	Timeout string `json:"timeout,omitempty"`
+
+	timeout time.Duration
+}
+
+// LoadConf parses and validates a network config; errors name the field and the fix.
+// needDelegate is false for the IPAM-only plugin.
+func LoadConf(data []byte, needDelegate bool) (*NetConf, error) {
+	conf := &NetConf{}
+	if err := json.Unmarshal(data, conf); err != nil {
+		return nil, fmt.Errorf("network config is not valid JSON: %v", err)
+	}
+	if conf.RawPrevResult != nil {
+		if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
+			return nil, fmt.Errorf("prevResult: %v", err)
+		}
+	}
+	if conf.IPAM.Socket == "" {
+		conf.IPAM.Socket = rpc.DefaultSocket
+	}
+	conf.IPAM.timeout = DefaultTimeout
+	if conf.IPAM.Timeout != "" {
+		d, err := time.ParseDuration(conf.IPAM.Timeout)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("ipam.timeout %q must be a positive duration such as \"30s\"", conf.IPAM.Timeout)
+		}
+		conf.IPAM.timeout = d
+	}
+	if err := checkPoolNames("ipam.ipv4Pools", conf.IPAM.IPv4Pools); err != nil {
+		return nil, err
+	}
+	if err := checkPoolNames("ipam.ipv6Pools", conf.IPAM.IPv6Pools); err != nil {
+		return nil, err
+	}
+	if len(conf.IPAM.IPv4Pools)+len(conf.IPAM.IPv6Pools) == 0 {
+		return nil, fmt.Errorf("ipam.ipv4Pools and ipam.ipv6Pools are both empty: name at least one IPPool to allocate from")
+	}
+	if conf.LogFile == "" {
+		conf.LogFile = DefaultLogFile
+	}
+	if needDelegate {
+		if err := checkDelegate(conf.Delegate); err != nil {
+			return nil, err
+		}
+	}
+	return conf, nil
+}
+
+func checkPoolNames(field string, names []string) error {
+	for i, n := range names {
+		if strings.TrimSpace(n) == "" {
+			return fmt.Errorf("%s[%d] is empty: give the name of an IPPool", field, i)
+		}
+		if _, err := netip.ParsePrefix(n); err == nil {
+			return fmt.Errorf("%s[%d] %q is a CIDR: name an IPPool object instead (kubectl get ippools)", field, i, n)
+		}
+	}
+	return nil
+}
+
+func checkDelegate(d map[string]any) error {
+	if d == nil {
+		return fmt.Errorf("delegate is missing: give the config of the plugin that makes the link, e.g. {\"type\":\"macvlan\",\"master\":\"eth1\",\"mode\":\"bridge\"}")
+	}
+	t, _ := d["type"].(string)
+	if t == "" {
+		return fmt.Errorf("delegate.type is empty: name the plugin that makes the link (macvlan, ipvlan, sriov, host-device)")
+	}
+	if t == "underpool" {
+		return fmt.Errorf("delegate.type is underpool: the delegate must be another plugin")
+	}
+	if ipam, ok := d["ipam"].(map[string]any); ok && len(ipam) > 0 {
+		return fmt.Errorf("delegate.ipam must be empty: underpool assigns the addresses (move the pools to ipam.ipv4Pools/ipv6Pools)")
+	}
+	return nil
+}
+
+// DelegateType is the delegate plugin's binary name.
+func (c *NetConf) DelegateType() string {
+	t, _ := c.Delegate["type"].(string)
+	return t
+}
+
+// DelegateConf renders the delegate's config: its own fields plus the network's
+// cniVersion, name and runtime arguments, with no IPAM.
+func (c *NetConf) DelegateConf() ([]byte, error) {
+	d := make(map[string]any, len(c.Delegate)+4)
+	for k, v := range c.Delegate {
+		d[k] = v
+	}
+	d["cniVersion"] = c.CNIVersion
+	d["name"] = c.Name
+	delete(d, "ipam")
+	if len(c.RuntimeConfig) > 0 {
+		d["runtimeConfig"] = c.RuntimeConfig
+	}
+	if len(c.Args) > 0 {
+		d["args"] = c.Args
+	}
+	return json.Marshal(d)
+}
+
+func (c *NetConf) wantDefaultRoute() bool { return c.DefaultRoute == nil || *c.DefaultRoute }

@@ -1,0 +1,75 @@
+package chain
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func TestLoadConfErrorsNameTheField(t *testing.T) {
+	cases := []struct {
+		name, conf, field string
+		needDelegate      bool
+	}{
+		{"not json", `{`, "not valid JSON", true},
+		{"no pools", `{"delegate":{"type":"macvlan"},"ipam":{}}`, "ipam.ipv4Pools", true},
+		{"empty pool name", `{"delegate":{"type":"macvlan"},"ipam":{"ipv4Pools":[""]}}`, "ipam.ipv4Pools[0]", true},
+		{"cidr instead of pool", `{"delegate":{"type":"macvlan"},"ipam":{"ipv6Pools":["fd00:250::/64"]}}`, "ipam.ipv6Pools[0]", true},
+		{"bad timeout", `{"delegate":{"type":"macvlan"},"ipam":{"ipv4Pools":["a"],"timeout":"soon"}}`, "ipam.timeout", true},
+		{"no delegate", `{"ipam":{"ipv4Pools":["a"]}}`, "delegate is missing", true},
+		{"delegate without type", `{"delegate":{"master":"eth1"},"ipam":{"ipv4Pools":["a"]}}`, "delegate.type", true},
+		{"delegate with ipam", `{"delegate":{"type":"macvlan","ipam":{"type":"host-local"}},"ipam":{"ipv4Pools":["a"]}}`, "delegate.ipam", true},
+		{"delegate is itself", `{"delegate":{"type":"underpool"},"ipam":{"ipv4Pools":["a"]}}`, "delegate.type", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := LoadConf([]byte(c.conf), c.needDelegate)
+			if err == nil || !strings.Contains(err.Error(), c.field) {
+				t.Fatalf("error %v does not name %q", err, c.field)
+			}
+		})
+	}
+}
+
+func TestLoadConfDefaultsAndDelegateConf(t *testing.T) {
+	conf, err := LoadConf([]byte(`{"cniVersion":"1.1.0","name":"under","type":"underpool",
+		"delegate":{"type":"macvlan","master":"eth1","mode":"bridge","ipam":{}},
+		"ipam":{"ipv4Pools":["v4a","v4b"],"ipv6Pools":["v6"]},
+		"runtimeConfig":{"mac":"02:00:00:00:00:01"}}`), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conf.IPAM.Socket != "/run/underpool/ipamd.sock" || conf.IPAM.timeout != DefaultTimeout || conf.LogFile != DefaultLogFile {
+		t.Fatalf("defaults not applied: %+v", conf.IPAM)
+	}
+	if !conf.wantDefaultRoute() {
+		t.Fatal("defaultRoute should default to true")
+	}
+	raw, err := conf.DelegateConf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d map[string]any
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d["type"] != "macvlan" || d["name"] != "under" || d["cniVersion"] != "1.1.0" || d["master"] != "eth1" {
+		t.Fatalf("delegate conf lost fields: %s", raw)
+	}
+	if _, has := d["ipam"]; has {
+		t.Fatalf("delegate conf keeps an ipam: %s", raw)
+	}
+	if rc, _ := d["runtimeConfig"].(map[string]any); rc["mac"] != "02:00:00:00:00:01" {
+		t.Fatalf("runtimeConfig not passed to the delegate: %s", raw)
+	}
+}
+
+func TestPodFromArgs(t *testing.T) {
+	pod, err := podFromArgs("IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=web-0;K8S_POD_UID=u-1;FOO=bar")
+	if err != nil || pod.Namespace != "ns1" || pod.Name != "web-0" || pod.UID != "u-1" {
+		t.Fatalf("got %+v %v", pod, err)
+	}
+	if _, err := podFromArgs("garbage"); err == nil || !strings.Contains(err.Error(), "CNI_ARGS") {
+		t.Fatalf("bad CNI_ARGS accepted: %v", err)
+	}
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Regenerates deepcopy code and CRD manifests into a scratch copy and fails if they differ
+# from what is committed: generated files are never edited by hand or left stale.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+cd "$root"
+cp -r ipamd/api "$tmp/api"
+go tool controller-gen object:headerFile=/dev/null paths=./ipamd/api/...
+go tool controller-gen crd:crdVersions=v1 paths=./ipamd/api/... output:crd:artifacts:config="$tmp/crds"
+status=0
+if ! diff -r "$tmp/crds" deploy/crds >/dev/null; then
+  echo "deploy/crds is stale: run 'make generate' and commit" >&2; diff -r "$tmp/crds" deploy/crds | head -20 >&2; status=1
+fi
+if ! diff -r "$tmp/api" ipamd/api >/dev/null; then
+  echo "ipamd/api generated code is stale: run 'make generate' and commit" >&2
+  cp -r "$tmp/api/." ipamd/api/   # restore what was committed; the scratch run rewrote it in place
+  status=1
+fi
+exit $status
