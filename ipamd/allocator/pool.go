@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/routes"
 )
 
 // ErrExhausted means the pool has no free address left.
@@ -22,7 +23,7 @@ type Pool struct {
 	Prefix  netip.Prefix
 	Gateway netip.Addr // invalid when the pool has none
 	Vlan    int32
-	Routes  []v1.Route
+	Routes  []routes.Route
 	// Usable are the offsets the pool may hand out: spec.ips minus spec.excludeIPs, the
 	// gateway, and the network/broadcast addresses.
 	Usable RunSet
@@ -46,7 +47,14 @@ func NewPool(name string, spec *v1.IPPoolSpec) (*Pool, error) {
 	if hostBits(prefix) > 64 {
 		return nil, fmt.Errorf("spec.subnet %s has %d host bits; use a prefix of /64 or longer", prefix, hostBits(prefix))
 	}
-	p := &Pool{Name: name, Prefix: prefix, Vlan: spec.Vlan, Routes: spec.Routes}
+	p := &Pool{Name: name, Prefix: prefix, Vlan: spec.Vlan}
+	for i, r := range spec.Routes {
+		route, err := routes.Parse(r.Dst, r.Gw, fmt.Sprintf("spec.routes[%d]", i))
+		if err != nil {
+			return nil, err
+		}
+		p.Routes = append(p.Routes, route)
+	}
 	if spec.Gateway != "" {
 		gw, err := netip.ParseAddr(spec.Gateway)
 		if err != nil || !prefix.Contains(gw) {

@@ -23,6 +23,7 @@ import (
 	"github.com/underpool/underpool/ipamd/allocator"
 	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/ipamd/store"
+	"github.com/underpool/underpool/routes"
 )
 
 // Service serves allocations for one node.
@@ -303,16 +304,22 @@ func (s *Service) updateEndpoint(ctx context.Context, key client.ObjectKey, muta
 	return err
 }
 
-// response adds each pool's routes to the addresses.
+// response adds the pools' routes to the addresses.
 func (s *Service) response(ctx context.Context, ips []v1.EndpointIP) *rpc.AllocateResponse {
 	resp := &rpc.AllocateResponse{}
+	var poolRoutes []routes.Route
 	for _, ip := range ips {
 		resp.IPs = append(resp.IPs, rpc.IPConfig{Address: ip.Address, Gateway: ip.Gateway, Pool: ip.Pool, Vlan: ip.Vlan})
 		if pool, err := s.Pools.View(ctx, ip.Pool); err == nil {
-			for _, r := range pool.Routes {
-				resp.Routes = append(resp.Routes, rpc.Route{Dst: r.Dst, Gw: r.Gw})
-			}
+			poolRoutes = append(poolRoutes, pool.Routes...)
 		}
+	}
+	for _, r := range routes.Merge(poolRoutes) {
+		route := rpc.Route{Dst: r.Dst.String()}
+		if r.Gw.IsValid() {
+			route.Gw = r.Gw.String()
+		}
+		resp.Routes = append(resp.Routes, route)
 	}
 	return resp
 }
