@@ -3,15 +3,20 @@ package chain
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ip"
 	"github.com/containernetworking/plugins/pkg/ipam"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"go.uber.org/zap"
 )
+
+// settleTimeout bounds the wait for IPv6 duplicate address detection.
+const settleTimeout = 10 * time.Second
 
 // CmdAdd attaches a pod: addresses from ipamd, the link from the delegate, then addresses
 // and routes inside the pod. Any failure undoes what was done, leaving no link and no
@@ -76,7 +81,12 @@ func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger
 	}
 	result.IPs, result.Routes = addressing.IPs, addressing.Routes
 	if err := ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
-		return ipam.ConfigureIface(args.IfName, result)
+		if err := ipam.ConfigureIface(args.IfName, result); err != nil {
+			return err
+		}
+		// an IPv6 address is unusable while tentative (duplicate address detection):
+		// hand the pod over only once it can send from it
+		return ip.SettleAddresses(args.IfName, settleTimeout)
 	}); err != nil {
 		return nil, undoDelegate("configuring "+args.IfName, err)
 	}

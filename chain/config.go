@@ -38,6 +38,8 @@ type NetConf struct {
 	RuntimeConfig map[string]any `json:"runtimeConfig,omitempty"`
 	// Args carries the "args" convention field, passed to the delegate as is.
 	Args map[string]any `json:"args,omitempty"`
+
+	rawPrevResult map[string]any
 }
 
 // IPAMConf says where ipamd listens and which pools to use.
@@ -60,6 +62,7 @@ func LoadConf(data []byte, needDelegate bool) (*NetConf, error) {
 		return nil, fmt.Errorf("network config is not valid JSON: %v", err)
 	}
 	if conf.RawPrevResult != nil {
+		conf.rawPrevResult = conf.RawPrevResult // ParsePrevResult clears it; delegates need it
 		if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
 			return nil, fmt.Errorf("prevResult: %v", err)
 		}
@@ -145,6 +148,9 @@ func (c *NetConf) DelegateConf() ([]byte, error) {
 	}
 	if len(c.Args) > 0 {
 		d["args"] = c.Args
+	}
+	if c.rawPrevResult != nil { // CHECK: the delegate verifies against the ADD result
+		d["prevResult"] = c.rawPrevResult
 	}
 	return json.Marshal(d)
 }

@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"errors"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/types"
+	"github.com/vishvananda/netlink"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/tests/harness"
+)
+
+// Two pods on one macvlan (bridge mode) parent get dual-stack addresses from their pools
+// and reach each other; CHECK passes; after DEL (twice) the pools and Endpoints are empty.
+func TestTwoPodsOnMacvlanPingEachOther(t *testing.T) {
+	v4net, v6net, _ := nextSubnet()
+	gw4 := strings.TrimSuffix(v4net, "0/24") + "1"
+	pool4 := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: gw4})
+	pool6 := newPool(t, v1.IPPoolSpec{Subnet: v6net})
+	ns := newNamespace(t)
+	conf := netConf{Master: newParent(t), IPv4Pools: []string{pool4.Name}, IPv6Pools: []string{pool6.Name}}.conflist(t)
+
+	var pods []*harness.NetNS
+	var rts []harness.Runtime
+	var v4s, v6s []net.IP
+	for _, name := range []string{"web-a", "web-b"} {
+		pod := newPodNS(t)
+		rt := runtimeFor(pod, ns, name, "net1")
+		res, err := suite.cni.Add(ctx(t), conf, rt)
+		if err != nil {
+			t.Fatalf("ADD %s: %v", name, err)
+		}
+		v4, v6 := ipsOf(t, res)
+		if len(v4) != 1 || len(v6) != 1 {
+			t.Fatalf("ADD %s: want one IPv4 and one IPv6 address, got %v %v", name, v4, v6)
+		}
+		_, sub4, _ := net.ParseCIDR(v4net)
+		_, sub6, _ := net.ParseCIDR(v6net)
+		if !sub4.Contains(v4[0]) || !sub6.Contains(v6[0]) || v4[0].String() == gw4 {
+			t.Fatalf("ADD %s: addresses %v %v are not usable addresses of %s / %s", name, v4[0], v6[0], v4net, v6net)
+		}
+		// the kernel, not just the result, must hold the addresses
+		for _, ip := range []net.IP{v4[0], v6[0]} {
+			if ok, err := harness.HasAddr(pod.Path(), "net1", ip); err != nil || !ok {
+				t.Fatalf("%s: net1 does not carry %s (%v)", name, ip, err)
+			}
+		}
+		requireDefaultRoute(t, pod, gw4)
+		pods, rts = append(pods, pod), append(rts, rt)
+		v4s, v6s = append(v4s, v4[0]), append(v6s, v6[0])
+	}
+	if v4s[0].Equal(v4s[1]) || v6s[0].Equal(v6s[1]) {
+		t.Fatalf("two pods got the same address: %v %v", v4s, v6s)
+	}
+	if err := harness.Ping(pods[0], v4s[1].String(), 5); err != nil {
+		t.Fatalf("pod a cannot reach pod b over IPv4: %v", err)
+	}
+	if err := harness.Ping(pods[1], v6s[0].String(), 10); err != nil {
+		t.Fatalf("pod b cannot reach pod a over IPv6: %v", err)
+	}
+	if p := freshPool(t, pool4.Name); p.Status.AllocatedIPCount != 2 || p.Status.TotalIPCount != 253 {
+		t.Fatalf("IPv4 pool status = %+v, want 2 of 253 allocated", p.Status)
+	}
+	if eps := endpoints(t, ns); len(eps) != 2 || eps[0].Status.Node != nodeName || len(eps[0].Status.Interfaces) != 1 {
+		t.Fatalf("Endpoints = %+v", eps)
+	}
+	for _, rt := range rts {
+		if err := suite.cni.Check(ctx(t), conf, rt); err != nil {
+			t.Fatalf("CHECK %s: %v", rt.PodName, err)
+		}
+	}
+	for _, rt := range rts {
+		for i := 0; i < 2; i++ { // DEL is idempotent
+			if err := suite.cni.Del(ctx(t), conf, rt); err != nil {
+				t.Fatalf("DEL %s (#%d): %v", rt.PodName, i+1, err)
+			}
+		}
+	}
+	requireEmpty(t, pool4.Name, ns)
+	requireEmpty(t, pool6.Name, ns)
+}
+
+func requireDefaultRoute(t *testing.T, pod *harness.NetNS, gw string) {
+	t.Helper()
+	var found bool
+	err := pod.Do(func() error {
+		routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+		for _, r := range routes {
+			if (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw.String() == gw {
+				found = true
+			}
+		}
+		return err
+	})
+	if err != nil || !found {
+		t.Fatalf("no default route via %s in the pod (%v)", gw, err)
+	}
+}
+
+// A failed ADD (the delegate cannot make its link) leaves no allocation and no Endpoint.
+func TestFailedAddLeavesNothingBehind(t *testing.T) {
+	v4net, _, _ := nextSubnet()
+	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net})
+	ns := newNamespace(t)
+	conf := netConf{Master: "nosuchparent0", IPv4Pools: []string{pool.Name}}.conflist(t)
+	pod := newPodNS(t)
+	_, err := suite.cni.Add(ctx(t), conf, runtimeFor(pod, ns, "broken", "net1"))
+	if err == nil || !strings.Contains(err.Error(), "macvlan") {
+		t.Fatalf("ADD over a missing parent: want an error naming the delegate, got %v", err)
+	}
+	requireEmpty(t, pool.Name, ns)
+	links, _ := linksIn(pod)
+	if len(links) != 1 { // only lo
+		t.Fatalf("links left in the pod netns: %v", links)
+	}
+}
+
+// ipamd unreachable: ADD fails at once with "try again later" naming the socket; DEL succeeds.
+func TestIpamdUnreachable(t *testing.T) {
+	ns := newNamespace(t)
+	conf := netConf{Master: newParent(t), IPv4Pools: []string{"any"}, Socket: "/run/underpool-test/absent.sock"}.conflist(t)
+	pod := newPodNS(t)
+	rt := runtimeFor(pod, ns, "lonely", "net1")
+	_, err := suite.cni.Add(ctx(t), conf, rt)
+	var cniErr *types.Error
+	if err == nil || !asCNIError(err, &cniErr) || cniErr.Code != types.ErrTryAgainLater ||
+		!strings.Contains(cniErr.Msg, "ipamd unreachable at /run/underpool-test/absent.sock") {
+		t.Fatalf("ADD with ipamd unreachable: want code 11 naming the socket, got %#v", err)
+	}
+	if links, _ := linksIn(pod); len(links) != 1 {
+		t.Fatalf("links left in the pod netns: %v", links)
+	}
+	if err := suite.cni.Del(ctx(t), conf, rt); err != nil {
+		t.Fatalf("DEL with ipamd unreachable must succeed: %v", err)
+	}
+}
+
+// A pool name that does not exist is named in the error.
+func TestUnknownPoolIsNamed(t *testing.T) {
+	ns := newNamespace(t)
+	conf := netConf{Master: newParent(t), IPv4Pools: []string{"no-such-pool", "nor-this"}}.conflist(t)
+	_, err := suite.cni.Add(ctx(t), conf, runtimeFor(newPodNS(t), ns, "p", "net1"))
+	if err == nil || !strings.Contains(err.Error(), "no-such-pool: no such IPPool") || !strings.Contains(err.Error(), "nor-this: no such IPPool") {
+		t.Fatalf("want both pools named, got %v", err)
+	}
+	if eps := endpoints(t, ns); len(eps) != 0 {
+		t.Fatalf("Endpoints left: %+v", eps)
+	}
+}
+
+func linksIn(pod *harness.NetNS) ([]string, error) {
+	var names []string
+	err := pod.Do(func() error {
+		links, err := netlink.LinkList()
+		for _, l := range links {
+			names = append(names, l.Attrs().Name)
+		}
+		return err
+	})
+	return names, err
+}
+
+func asCNIError(err error, target **types.Error) bool { return errors.As(err, target) }

@@ -1,0 +1,79 @@
+// Package e2e proves underpool end to end on real parts: a real kube-apiserver and etcd on
+// loopback, ipamd as a process, the plugins driven through libcni as a runtime drives
+// them, real network namespaces and macvlan links over throw-away veth parents.
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/tests/harness"
+)
+
+// suite is shared by every test of the package: starting a control plane per test would
+// cost seconds each for nothing the tests need.
+var suite struct {
+	dir    string
+	bin    string
+	cp     *harness.ControlPlane
+	client client.Client
+	ipamd  *harness.Ipamd
+	cni    *harness.CNI
+}
+
+const nodeName = "node-a"
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() != 0 {
+		fmt.Println("e2e: skipped: needs root for network namespaces and links (run `make test` as root)")
+		os.Exit(0)
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	var err error
+	fail := func(what string, err error) int {
+		fmt.Fprintf(os.Stderr, "e2e setup: %s: %v\n", what, err)
+		return 1
+	}
+	if suite.dir, err = os.MkdirTemp("", "underpool-e2e-"); err != nil {
+		return fail("temp dir", err)
+	}
+	keep := os.Getenv("E2E_KEEP") != ""
+	defer func() {
+		if !keep {
+			os.RemoveAll(suite.dir)
+		}
+	}()
+	if err := harness.EnsureTools("test", "kube-apiserver", "etcd", "macvlan", "loopback", "multus", "host-local"); err != nil {
+		return fail("tools", err)
+	}
+	suite.bin = filepath.Join(suite.dir, "bin")
+	if err := harness.BuildProjectBinaries(suite.bin); err != nil {
+		return fail("building underpool", err)
+	}
+	if suite.cp, err = harness.StartControlPlane(harness.ControlPlaneOptions{LogDir: filepath.Join(suite.dir, "logs")}); err != nil {
+		return fail("control plane", err)
+	}
+	defer suite.cp.Stop()
+	if suite.client, err = suite.cp.Client(v1.AddToScheme); err != nil {
+		return fail("client", err)
+	}
+	suite.ipamd, err = harness.StartIpamd(harness.DefaultIpamdOptions(suite.bin, suite.cp.KubeconfigPath, nodeName, suite.dir))
+	if err != nil {
+		return fail("ipamd", err)
+	}
+	defer func() { suite.ipamd.Stop() }()
+	suite.cni = &harness.CNI{BinDirs: []string{suite.bin, harness.CacheBinDir()}, CacheDir: filepath.Join(suite.dir, "cni-cache")}
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "e2e: logs in %s (set E2E_KEEP=1 to keep them)\n", suite.dir)
+	}
+	return code
+}
