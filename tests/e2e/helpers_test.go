@@ -176,3 +176,12 @@ func ipsOf(t *testing.T, r types.Result) (v4, v6 []net.IP) {
 }
 
 func isNotFound(err error) bool { return apierrors.IsNotFound(err) }
+
+func parseIP(t *testing.T, s string) net.IP {
+	t.Helper()
+	ip := net.ParseIP(s)
+	if ip == nil {
+		t.Fatalf("%q is not an IP", s)
+	}
+	return ip
+}
