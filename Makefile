@@ -15,6 +15,7 @@ build: ## compile ipamd and the CNI plugins into ./bin
 generate: ## regenerate deepcopy code and CRD manifests from the API types
 	go tool controller-gen object:headerFile=/dev/null paths=./ipamd/api/...
 	go tool controller-gen crd:crdVersions=v1 paths=./ipamd/api/... output:crd:artifacts:config=deploy/crds
+	go tool controller-gen rbac:roleName=underpool-ipamd paths=./ipamd/... output:rbac:artifacts:config=deploy/rbac
 
 verify-generated: ## fail when generated files are stale
 	tests/verify-generated.sh

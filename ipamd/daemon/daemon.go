@@ -25,6 +25,13 @@ import (
 	"github.com/underpool/underpool/ipamd/store"
 )
 
+// What ipamd may do in the API; `make generate` turns these into deploy/rbac/role.yaml.
+// +kubebuilder:rbac:groups=underpool.io,resources=ippools;subnets;reservedips,verbs=get;list;watch
+// +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=underpool.io,resources=endpoints,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=pods;namespaces;nodes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
 // Options configure one ipamd.
 type Options struct {
 	Kubeconfig    string // empty: in-cluster config

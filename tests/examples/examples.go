@@ -1,0 +1,88 @@
+// Package examples reads the files users copy from conflist-examples/, so that tests can
+// validate each one and run those whose kernel features exist on the machine.
+package examples
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"k8s.io/apimachinery/pkg/util/yaml"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/tests/harness"
+)
+
+// Example is one network config (a NAD's spec.config or a .conflist) or one IPPool.
+type Example struct {
+	File     string
+	Name     string
+	Conflist []byte     // set for networks
+	Pool     *v1.IPPool // set for pools
+}
+
+// Dir is where the examples live.
+func Dir() string { return filepath.Join(harness.RepoRoot(), "conflist-examples") }
+
+// Load reads every example of the folder.
+func Load() ([]Example, error) {
+	files, err := filepath.Glob(filepath.Join(Dir(), "*"))
+	if err != nil {
+		return nil, err
+	}
+	var out []Example
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		switch filepath.Ext(f) {
+		case ".conflist":
+			out = append(out, Example{File: f, Name: filepath.Base(f), Conflist: data})
+		case ".yaml":
+			docs, err := fromYAML(f, data)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, docs...)
+		}
+	}
+	return out, nil
+}
+
+func fromYAML(file string, data []byte) ([]Example, error) {
+	dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	var out []Example
+	for {
+		var doc map[string]any
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			return out, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: %v", file, err)
+		}
+		if doc == nil {
+			continue
+		}
+		meta, _ := doc["metadata"].(map[string]any)
+		name, _ := meta["name"].(string)
+		switch doc["kind"] {
+		case "NetworkAttachmentDefinition":
+			spec, _ := doc["spec"].(map[string]any)
+			config, _ := spec["config"].(string)
+			out = append(out, Example{File: file, Name: name, Conflist: []byte(config)})
+		case "IPPool":
+			raw, _ := json.Marshal(doc)
+			pool := &v1.IPPool{}
+			if err := json.Unmarshal(raw, pool); err != nil {
+				return nil, fmt.Errorf("%s: IPPool %s: %v", file, name, err)
+			}
+			out = append(out, Example{File: file, Name: name, Pool: pool})
+		default:
+			return nil, fmt.Errorf("%s: unexpected kind %v", file, doc["kind"])
+		}
+	}
+}
