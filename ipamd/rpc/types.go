@@ -28,6 +28,8 @@ type AllocateRequest struct {
 	IfName      string `json:"ifName"`
 	Network     string `json:"network,omitempty"`
 	Pod         Pod    `json:"pod"`
+	// RequestedIPs are addresses the pod asks for (multus "ips" runtimeConfig, CIDR or plain).
+	RequestedIPs []string `json:"requestedIPs,omitempty"`
 	// IPv4Pools and IPv6Pools are the candidate pools per family, in order of preference;
 	// a family with no pools is not allocated.
 	IPv4Pools []string `json:"ipv4Pools,omitempty"`
@@ -60,6 +62,15 @@ type ReleaseRequest struct {
 	ContainerID string `json:"containerID"`
 	IfName      string `json:"ifName,omitempty"`
 	Pod         Pod    `json:"pod"`
+	// Conflicts, sent when ADD found addresses already in use on the wire, keep those
+	// addresses out of allocation for a while so that the retry gets others.
+	Conflicts []Conflict `json:"conflicts,omitempty"`
+}
+
+// Conflict is an address another host answered for.
+type Conflict struct {
+	IP  string `json:"ip"`
+	MAC string `json:"mac,omitempty"` // who answered
 }
 
 // GCRequest lists the attachments of one network that the runtime still has on this node;
