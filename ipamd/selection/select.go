@@ -1,0 +1,142 @@
+package selection
+
+import (
+	"fmt"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+)
+
+// Input is what selection looks at for one attachment.
+type Input struct {
+	Pod       *corev1.Pod // nil when the pod is unknown to the API
+	Namespace *corev1.Namespace
+	Node      *corev1.Node
+	IfName    string
+	Network   string   // the CNI network name (the NAD's config name)
+	NAD       Families // the network config's own pools
+	Pools     []v1.IPPool
+}
+
+// Source names where the candidate pools came from.
+type Source string
+
+const (
+	SourcePodAnnotation  Source = "pod annotation"
+	SourceNamespace      Source = "namespace default"
+	SourceNetwork        Source = "network config"
+	SourceClusterDefault Source = "cluster default pools"
+)
+
+// Candidates returns the ordered pool names per family from the first source that names
+// any, in priority order.
+func Candidates(in *Input) (Families, Source, error) {
+	if in.Pod != nil {
+		f, err := podPools(in.Pod.Annotations, in.IfName)
+		if err != nil {
+			return Families{}, "", err
+		}
+		if !f.Empty() {
+			return f, SourcePodAnnotation, nil
+		}
+	}
+	if in.Namespace != nil {
+		f, err := namespaceDefaults(in.Namespace.Annotations)
+		if err != nil {
+			return Families{}, "", fmt.Errorf("namespace %s: %w", in.Namespace.Name, err)
+		}
+		if !f.Empty() {
+			return f, SourceNamespace, nil
+		}
+	}
+	if !in.NAD.Empty() {
+		return in.NAD, SourceNetwork, nil
+	}
+	var f Families
+	for _, p := range in.Pools {
+		if !p.Spec.Default {
+			continue
+		}
+		if isIPv6(p.Spec.Subnet) {
+			f.IPv6 = append(f.IPv6, p.Name)
+		} else {
+			f.IPv4 = append(f.IPv4, p.Name)
+		}
+	}
+	sort.Strings(f.IPv4)
+	sort.Strings(f.IPv6)
+	if f.Empty() {
+		return f, "", fmt.Errorf("no pool for interface %s: no %s/%s annotation on the pod, no namespace default (%s), no ipam.ipv4Pools/ipv6Pools in the network config and no IPPool with spec.default: true",
+			in.IfName, AnnotationIPPool, AnnotationIPPools, AnnotationNSDefaultV4)
+	}
+	return f, SourceClusterDefault, nil
+}
+
+// Eligible says whether the pool's affinities allow this attachment, and if not, why.
+func Eligible(pool *v1.IPPool, in *Input) (bool, string) {
+	s := &pool.Spec
+	if s.NodeAffinity != nil {
+		if in.Node == nil {
+			return false, "nodeAffinity set but this node's labels are unknown"
+		}
+		if ok, why := matches(s.NodeAffinity, in.Node.Labels, "nodeAffinity", "node "+in.Node.Name); !ok {
+			return false, why
+		}
+	}
+	if s.NamespaceAffinity != nil {
+		var l map[string]string
+		name := "?"
+		if in.Namespace != nil {
+			l, name = in.Namespace.Labels, in.Namespace.Name
+		}
+		if ok, why := matches(s.NamespaceAffinity, l, "namespaceAffinity", "namespace "+name); !ok {
+			return false, why
+		}
+	}
+	if s.PodAffinity != nil {
+		var l map[string]string
+		if in.Pod != nil {
+			l = in.Pod.Labels
+		}
+		if ok, why := matches(s.PodAffinity, l, "podAffinity", "the pod's labels"); !ok {
+			return false, why
+		}
+	}
+	if len(s.MultusNames) > 0 && !networkAllowed(s.MultusNames, in) {
+		return false, fmt.Sprintf("multusNames %v does not include network %q", s.MultusNames, in.Network)
+	}
+	return true, ""
+}
+
+func matches(sel *metav1.LabelSelector, l map[string]string, field, what string) (bool, string) {
+	selector, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil {
+		return false, fmt.Sprintf("%s is invalid: %v", field, err)
+	}
+	if !selector.Matches(labels.Set(l)) {
+		return false, fmt.Sprintf("%s %q does not match %s", field, selector.String(), what)
+	}
+	return true, ""
+}
+
+func networkAllowed(names []string, in *Input) bool {
+	for _, n := range names {
+		if n == in.Network || (in.Namespace != nil && n == in.Namespace.Name+"/"+in.Network) {
+			return true
+		}
+	}
+	return false
+}
+
+func isIPv6(cidr string) bool {
+	for _, c := range cidr {
+		if c == ':' {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,106 @@
+package selection
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+)
+
+func pod(annotations, labels map[string]string) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", Annotations: annotations, Labels: labels}}
+}
+
+func ns(annotations, labels map[string]string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns", Annotations: annotations, Labels: labels}}
+}
+
+func TestCandidatesPriority(t *testing.T) {
+	defaults := []v1.IPPool{
+		{ObjectMeta: metav1.ObjectMeta{Name: "def-b"}, Spec: v1.IPPoolSpec{Subnet: "10.250.2.0/24", Default: true}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "def-a"}, Spec: v1.IPPoolSpec{Subnet: "10.250.1.0/24", Default: true}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "def-6"}, Spec: v1.IPPoolSpec{Subnet: "fd00:250::/64", Default: true}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Spec: v1.IPPoolSpec{Subnet: "10.250.3.0/24"}},
+	}
+	nsDefault := ns(map[string]string{AnnotationNSDefaultV4: `["ns-a","ns-b"]`}, nil)
+	cases := []struct {
+		name   string
+		in     Input
+		source Source
+		v4, v6 string
+	}{
+		{"pod annotation wins", Input{Pod: pod(map[string]string{AnnotationIPPool: `{"ipv4":["p1","p2"],"ipv6":["p6"]}`}, nil), Namespace: nsDefault, NAD: Families{IPv4: []string{"nad"}}},
+			SourcePodAnnotation, "p1,p2", "p6"},
+		{"per-interface annotation beats the single one", Input{IfName: "net2", Pod: pod(map[string]string{
+			AnnotationIPPools: `[{"interface":"net1","ipv4":["a"]},{"interface":"net2","ipv4":["b"]}]`, AnnotationIPPool: `{"ipv4":["c"]}`}, nil)},
+			SourcePodAnnotation, "b", ""},
+		{"interface not in ippools falls back to ippool", Input{IfName: "net3", Pod: pod(map[string]string{
+			AnnotationIPPools: `[{"interface":"net1","ipv4":["a"]}]`, AnnotationIPPool: `{"ipv4":["c"]}`}, nil)},
+			SourcePodAnnotation, "c", ""},
+		{"namespace default next", Input{Pod: pod(nil, nil), Namespace: nsDefault, NAD: Families{IPv4: []string{"nad"}}}, SourceNamespace, "ns-a,ns-b", ""},
+		{"comma list in namespace", Input{Namespace: ns(map[string]string{AnnotationNSDefaultV6: "x6, y6"}, nil)}, SourceNamespace, "", "x6,y6"},
+		{"network pools next", Input{Pod: pod(nil, nil), Namespace: ns(nil, nil), NAD: Families{IPv4: []string{"nad"}}, Pools: defaults}, SourceNetwork, "nad", ""},
+		{"cluster defaults last, sorted", Input{Pools: defaults}, SourceClusterDefault, "def-a,def-b", "def-6"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f, src, err := Candidates(&c.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if src != c.source || strings.Join(f.IPv4, ",") != c.v4 || strings.Join(f.IPv6, ",") != c.v6 {
+				t.Fatalf("got %s %v %v, want %s %s %s", src, f.IPv4, f.IPv6, c.source, c.v4, c.v6)
+			}
+		})
+	}
+	if _, _, err := Candidates(&Input{IfName: "net1"}); err == nil || !strings.Contains(err.Error(), "spec.default") {
+		t.Fatalf("no source at all: want an error listing the sources, got %v", err)
+	}
+}
+
+func TestAnnotationErrorsNameTheAnnotation(t *testing.T) {
+	cases := map[string]map[string]string{
+		AnnotationIPPool:  {AnnotationIPPool: `{"ipv4":"not-a-list"}`},
+		AnnotationIPPool + " ": {AnnotationIPPool: `{}`},
+		AnnotationIPPools: {AnnotationIPPools: `[{"ipv4":["a"]}]`},
+		AnnotationIPPools + " ": {AnnotationIPPools: `[{"interface":"net1","ipv4":["a"]},{"interface":"net1"}]`},
+		AnnotationIPPool + "  ": {AnnotationIPPool: `{"ipv4":["a"],"typo":1}`},
+	}
+	for want, a := range cases {
+		_, _, err := Candidates(&Input{IfName: "net1", Pod: pod(a, nil)})
+		if err == nil || !strings.Contains(err.Error(), strings.TrimSpace(want)) {
+			t.Errorf("%v: error %v does not name %s", a, err, want)
+		}
+	}
+	_, _, err := Candidates(&Input{Namespace: ns(map[string]string{AnnotationNSDefaultV4: `["a",`}, nil)})
+	if err == nil || !strings.Contains(err.Error(), AnnotationNSDefaultV4) || !strings.Contains(err.Error(), "namespace ns") {
+		t.Errorf("namespace annotation error %v", err)
+	}
+}
+
+func TestEligibleAffinities(t *testing.T) {
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"zone": "a"}}}
+	in := &Input{Node: node, Namespace: ns(nil, map[string]string{"team": "storage"}), Pod: pod(nil, map[string]string{"app": "db"}), Network: "underlay"}
+	sel := func(k, v string) *metav1.LabelSelector { return &metav1.LabelSelector{MatchLabels: map[string]string{k: v}} }
+	cases := []struct {
+		spec v1.IPPoolSpec
+		ok   bool
+		why  string
+	}{
+		{v1.IPPoolSpec{}, true, ""},
+		{v1.IPPoolSpec{NodeAffinity: sel("zone", "a"), NamespaceAffinity: sel("team", "storage"), PodAffinity: sel("app", "db"), MultusNames: []string{"ns/underlay"}}, true, ""},
+		{v1.IPPoolSpec{NodeAffinity: sel("zone", "b")}, false, "nodeAffinity"},
+		{v1.IPPoolSpec{NamespaceAffinity: sel("team", "web")}, false, "namespaceAffinity"},
+		{v1.IPPoolSpec{PodAffinity: sel("app", "web")}, false, "podAffinity"},
+		{v1.IPPoolSpec{MultusNames: []string{"other"}}, false, "multusNames"},
+	}
+	for _, c := range cases {
+		ok, why := Eligible(&v1.IPPool{Spec: c.spec}, in)
+		if ok != c.ok || !strings.Contains(why, c.why) {
+			t.Errorf("Eligible(%+v) = %v %q, want %v naming %q", c.spec, ok, why, c.ok, c.why)
+		}
+	}
+}
