@@ -27,6 +27,10 @@ type EndpointInterface struct {
 	// Network is the CNI network name of the attachment.
 	// +optional
 	Network string `json:"network,omitempty"`
+	// PodUID is the UID of the pod incarnation the attachment was made for; a StatefulSet
+	// successor (same name, new UID) inherits the attachment's addresses.
+	// +optional
+	PodUID string `json:"podUID,omitempty"`
 	// IPs are the addresses held, one per family.
 	IPs []EndpointIP `json:"ips"`
 	// Created is when the attachment was made.
