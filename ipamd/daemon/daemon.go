@@ -13,7 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -31,6 +34,7 @@ import (
 // +kubebuilder:rbac:groups=underpool.io,resources=endpoints,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=pods;namespaces;nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch
 
 // Options configure one ipamd.
 type Options struct {
@@ -57,7 +61,14 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 	if err := v1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	informers, err := cache.New(cfg, cache.Options{Scheme: scheme})
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	informers, err := cache.New(cfg, cache.Options{Scheme: scheme, ByObject: map[client.Object]cache.ByObject{
+		// only this node's pods and this node: a node daemon must not watch the whole cluster's pods
+		&corev1.Pod{}:  {Field: fields.OneTermEqualSelector("spec.nodeName", opts.NodeName)},
+		&corev1.Node{}: {Field: fields.OneTermEqualSelector("metadata.name", opts.NodeName)},
+	}})
 	if err != nil {
 		return fmt.Errorf("creating informer cache: %w", err)
 	}
@@ -66,7 +77,7 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 			return fmt.Errorf("indexing Endpoints by %s: %w", field, err)
 		}
 	}
-	for _, obj := range []client.Object{&v1.IPPool{}, &v1.Endpoint{}} {
+	for _, obj := range []client.Object{&v1.IPPool{}, &v1.Endpoint{}, &v1.ReservedIP{}, &corev1.Pod{}, &corev1.Namespace{}, &corev1.Node{}} {
 		if _, err := informers.GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("starting informer: %w", err)
 		}
@@ -80,8 +91,10 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	svc := &service.Service{
 		Node:      opts.NodeName,
-		Pools:     &store.Pools{Writer: writer, Cache: informers, API: writer, Log: log, Metrics: store.NewMetrics(reg)},
+		Pools: &store.Pools{Writer: writer, Cache: informers, API: writer, Log: log, Metrics: store.NewMetrics(reg),
+			Blocked: reservedIPs(informers, log)},
 		Endpoints: &store.Endpoints{Writer: writer, Cache: informers, API: writer},
+		Cluster:   &cluster{node: opts.NodeName, cache: informers, api: writer},
 		Log:       log,
 		Metrics:   service.NewMetrics(reg),
 	}

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -19,11 +18,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/underpool/underpool/ipamd/allocator"
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/ipamd/store"
-	"github.com/underpool/underpool/routes"
 )
 
 // Service serves allocations for one node.
@@ -31,6 +28,7 @@ type Service struct {
 	Node      string
 	Pools     *store.Pools
 	Endpoints *store.Endpoints
+	Cluster   Cluster
 	Log       *zap.Logger
 	Metrics   *Metrics
 
@@ -89,98 +87,6 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	s.Log.Info("reconciled this node's endpoints", zap.Int("endpoints", len(eps)), zap.Int("addresses", held))
 	s.ready.Store(true)
 	return nil
-}
-
-// Allocate gives an attachment its addresses, or returns the ones it already holds.
-func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp *rpc.AllocateResponse, err error) {
-	start := time.Now()
-	defer func() { s.Metrics.observe("allocate", start, err) }()
-	if e := validateAllocate(req); e != nil {
-		return nil, e
-	}
-	key := client.ObjectKey{Namespace: req.Pod.Namespace, Name: req.Pod.Name}
-	unlock := s.locks.lock(key.String())
-	defer unlock()
-
-	ep, err := s.Endpoints.Get(ctx, key)
-	if err != nil {
-		return nil, internal("reading Endpoint %s: %v", key, err)
-	}
-	if rec := findInterface(ep, req.ContainerID, req.IfName); rec != nil {
-		return s.response(ctx, rec.IPs), nil
-	}
-
-	var held []v1.EndpointIP
-	rollback := func() {
-		for _, ip := range held {
-			addr, _ := netip.ParsePrefix(ip.Address)
-			if rerr := s.Pools.Release(ctx, ip.Pool, addr.Addr()); rerr != nil {
-				s.Log.Error("rollback release failed; the address is an orphan until GC", zap.String("pool", ip.Pool), zap.String("ip", ip.Address), zap.Error(rerr))
-			}
-		}
-	}
-	for _, family := range []struct {
-		field string
-		pools []string
-	}{{"ipv4Pools", req.IPv4Pools}, {"ipv6Pools", req.IPv6Pools}} {
-		if len(family.pools) == 0 {
-			continue
-		}
-		ip, err := s.allocateFrom(ctx, family.field, family.pools)
-		if err != nil {
-			rollback()
-			return nil, err
-		}
-		held = append(held, ip)
-	}
-
-	rec := v1.EndpointInterface{ContainerID: req.ContainerID, Interface: req.IfName, Network: req.Network,
-		IPs: held, Created: metav1.NewTime(time.Now())}
-	err = s.updateEndpoint(ctx, key, func(ep *v1.Endpoint) bool {
-		ep.Status.Node = s.Node
-		if req.Pod.UID != "" {
-			ep.Status.PodUID = req.Pod.UID
-		}
-		ep.Status.Interfaces = append(withoutInterface(ep.Status.Interfaces, req.ContainerID, req.IfName), rec)
-		return true
-	})
-	if err != nil {
-		rollback()
-		if apierrors.IsNotFound(err) {
-			return nil, badRequest("pod", "cannot record the allocation: namespace %q does not exist", key.Namespace)
-		}
-		return nil, internal("recording the allocation in Endpoint %s: %v", key, err)
-	}
-	for _, ip := range held {
-		s.Log.Info("allocated", zap.String("pod", key.String()), zap.String("containerID", req.ContainerID),
-			zap.String("ifName", req.IfName), zap.String("pool", ip.Pool), zap.String("ip", ip.Address))
-	}
-	return s.response(ctx, held), nil
-}
-
-// allocateFrom tries the pools in order; the error lists every pool and why it was skipped.
-func (s *Service) allocateFrom(ctx context.Context, field string, pools []string) (v1.EndpointIP, error) {
-	var reasons []string
-	for _, name := range pools {
-		addr, pool, err := s.Pools.Allocate(ctx, name)
-		if err == nil {
-			ip := v1.EndpointIP{Address: addr.String(), Pool: name, Vlan: pool.Vlan}
-			if pool.Gateway.IsValid() {
-				ip.Gateway = pool.Gateway.String()
-			}
-			return ip, nil
-		}
-		switch {
-		case errors.Is(err, allocator.ErrExhausted):
-			reasons = append(reasons, name+": exhausted")
-		case errors.Is(err, store.ErrPoolNotFound):
-			reasons = append(reasons, name+": no such IPPool")
-		default:
-			reasons = append(reasons, name+": "+err.Error())
-		}
-	}
-	return v1.EndpointIP{}, &rpc.Error{Code: rpc.CodeNoAddress, Field: field,
-		Message: fmt.Sprintf("no address available from %s [%s]", field, strings.Join(reasons, "; "))}
 }
 
 // Release frees an attachment's addresses. Unknown attachments succeed.
@@ -302,26 +208,6 @@ func (s *Service) updateEndpoint(ctx context.Context, key client.ObjectKey, muta
 		ep, err = s.Endpoints.Fresh(ctx, key)
 	}
 	return err
-}
-
-// response adds the pools' routes to the addresses.
-func (s *Service) response(ctx context.Context, ips []v1.EndpointIP) *rpc.AllocateResponse {
-	resp := &rpc.AllocateResponse{}
-	var poolRoutes []routes.Route
-	for _, ip := range ips {
-		resp.IPs = append(resp.IPs, rpc.IPConfig{Address: ip.Address, Gateway: ip.Gateway, Pool: ip.Pool, Vlan: ip.Vlan})
-		if pool, err := s.Pools.View(ctx, ip.Pool); err == nil {
-			poolRoutes = append(poolRoutes, pool.Routes...)
-		}
-	}
-	for _, r := range routes.Merge(poolRoutes) {
-		route := rpc.Route{Dst: r.Dst.String()}
-		if r.Gw.IsValid() {
-			route.Gw = r.Gw.String()
-		}
-		resp.Routes = append(resp.Routes, route)
-	}
-	return resp
 }
 
 func findInterface(ep *v1.Endpoint, containerID, ifName string) *v1.EndpointInterface {

@@ -31,6 +31,7 @@ type opKind int
 
 const (
 	opAllocate opKind = iota
+	opAllocateExact
 	opRelease
 	opEnsure
 )
@@ -79,6 +80,12 @@ type Pools struct {
 // Allocate takes the next free address of the pool.
 func (p *Pools) Allocate(ctx context.Context, pool string) (netip.Prefix, *allocator.Pool, error) {
 	r := p.submit(ctx, pool, &poolOp{kind: opAllocate})
+	return r.addr, r.pool, r.err
+}
+
+// AllocateExact takes addr if the pool may hand it out and nobody holds it.
+func (p *Pools) AllocateExact(ctx context.Context, pool string, addr netip.Addr) (netip.Prefix, *allocator.Pool, error) {
+	r := p.submit(ctx, pool, &poolOp{kind: opAllocateExact, addr: addr})
 	return r.addr, r.pool, r.err
 }
 
@@ -213,6 +220,9 @@ func (p *Pools) apply(st *allocator.State, ops []*poolOp) ([]opResult, bool) {
 		switch op.kind {
 		case opAllocate:
 			r.addr, r.err = st.Allocate(blocked)
+			r.changed = r.err == nil
+		case opAllocateExact:
+			r.addr, r.err = st.AllocateExact(op.addr, blocked)
 			r.changed = r.err == nil
 		case opRelease:
 			r.changed = st.Release(op.addr)

@@ -1,0 +1,94 @@
+package daemon
+
+import (
+	"context"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+)
+
+// cluster implements service.Cluster over informer caches with API fallbacks.
+type cluster struct {
+	node  string
+	cache client.Reader
+	api   client.Reader
+}
+
+func (c *cluster) Pod(ctx context.Context, namespace, name, uid string) (*corev1.Pod, error) {
+	pod := &corev1.Pod{}
+	err := c.cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, pod)
+	if err == nil && (uid == "" || string(pod.UID) == uid) {
+		return pod, nil
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	return c.PodFresh(ctx, namespace, name)
+}
+
+func (c *cluster) PodFresh(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
+	pod := &corev1.Pod{}
+	if err := c.api.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, pod); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return pod, nil
+}
+
+func (c *cluster) Namespace(ctx context.Context, name string) (*corev1.Namespace, error) {
+	ns := &corev1.Namespace{}
+	if err := c.cache.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return ns, nil
+}
+
+func (c *cluster) Node(ctx context.Context) (*corev1.Node, error) {
+	node := &corev1.Node{}
+	if err := c.cache.Get(ctx, client.ObjectKey{Name: c.node}, node); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return node, nil
+}
+
+func (c *cluster) NodeExists(ctx context.Context, name string) (bool, error) {
+	err := c.api.Get(ctx, client.ObjectKey{Name: name}, &corev1.Node{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (c *cluster) Pools(ctx context.Context) ([]v1.IPPool, error) {
+	var list v1.IPPoolList
+	if err := c.cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}
+
+func (c *cluster) StatefulSetReplicas(ctx context.Context, namespace, name string) (int32, error) {
+	sts := &appsv1.StatefulSet{}
+	if err := c.api.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, sts); err != nil {
+		if apierrors.IsNotFound(err) {
+			return -1, nil
+		}
+		return 0, err
+	}
+	if sts.Spec.Replicas == nil {
+		return 1, nil
+	}
+	return *sts.Spec.Replicas, nil
+}

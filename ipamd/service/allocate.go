@@ -1,0 +1,301 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/underpool/underpool/ipamd/allocator"
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/ipamd/selection"
+	"github.com/underpool/underpool/ipamd/store"
+	"github.com/underpool/underpool/routes"
+)
+
+// Allocate gives an attachment its addresses, or returns the ones it already holds.
+func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp *rpc.AllocateResponse, err error) {
+	start := time.Now()
+	defer func() { s.Metrics.observe("allocate", start, err) }()
+	if e := validateAllocate(req); e != nil {
+		return nil, e
+	}
+	in, requested, err := s.selectionInput(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	candidates, source, err := selection.Candidates(in)
+	if err != nil {
+		return nil, badRequest("pools", "%v", err)
+	}
+
+	key := client.ObjectKey{Namespace: req.Pod.Namespace, Name: req.Pod.Name}
+	unlock := s.locks.lock(key.String())
+	defer unlock()
+	ep, err := s.Endpoints.Get(ctx, key)
+	if err != nil {
+		return nil, internal("reading Endpoint %s: %v", key, err)
+	}
+	if rec := findInterface(ep, req.ContainerID, req.IfName); rec != nil {
+		return s.response(ctx, in, rec.IPs)
+	}
+	if rec := inheritable(ep, in.Pod, req); rec != nil {
+		return s.inherit(ctx, key, in, req, rec)
+	}
+
+	var held []v1.EndpointIP
+	rollback := func() { s.releaseIPs(ctx, held) }
+	for _, fam := range []struct {
+		field, label string
+		pools        []string
+		want         netip.Addr
+	}{{"ipv4Pools", "IPv4", candidates.IPv4, requested[4]}, {"ipv6Pools", "IPv6", candidates.IPv6, requested[6]}} {
+		if len(fam.pools) == 0 {
+			if fam.want.IsValid() {
+				rollback()
+				return nil, badRequest("requestedIPs", "requested %s but %s names no %s pool for %s", fam.want, source, fam.label, req.IfName)
+			}
+			continue
+		}
+		ip, err := s.allocateFrom(ctx, in, fam.field, fam.label, source, fam.pools, fam.want)
+		if err != nil {
+			rollback()
+			return nil, err
+		}
+		held = append(held, ip)
+	}
+
+	rec := v1.EndpointInterface{ContainerID: req.ContainerID, Interface: req.IfName, Network: req.Network,
+		PodUID: podUID(in.Pod, req), IPs: held, Created: metav1.NewTime(time.Now())}
+	err = s.updateEndpoint(ctx, key, func(ep *v1.Endpoint) bool {
+		s.stampOwner(ep, in.Pod, req)
+		ep.Status.Interfaces = append(withoutInterface(ep.Status.Interfaces, req.ContainerID, req.IfName), rec)
+		return true
+	})
+	if err != nil {
+		rollback()
+		if apierrors.IsNotFound(err) {
+			return nil, badRequest("pod", "cannot record the allocation: namespace %q does not exist", key.Namespace)
+		}
+		return nil, internal("recording the allocation in Endpoint %s: %v", key, err)
+	}
+	for _, ip := range held {
+		s.Log.Info("allocated", zap.String("pod", key.String()), zap.String("containerID", req.ContainerID),
+			zap.String("ifName", req.IfName), zap.String("pool", ip.Pool), zap.String("ip", ip.Address), zap.String("source", string(source)))
+	}
+	return s.response(ctx, in, held)
+}
+
+// selectionInput gathers the pod, namespace, node and pools, and the requested addresses
+// by family (4, 6).
+func (s *Service) selectionInput(ctx context.Context, req *rpc.AllocateRequest) (*selection.Input, map[int]netip.Addr, error) {
+	pod, err := s.Cluster.Pod(ctx, req.Pod.Namespace, req.Pod.Name, req.Pod.UID)
+	if err != nil {
+		return nil, nil, &rpc.Error{Code: rpc.CodeTryAgainLater, Message: fmt.Sprintf("reading pod %s/%s: %v", req.Pod.Namespace, req.Pod.Name, err)}
+	}
+	ns, err := s.Cluster.Namespace(ctx, req.Pod.Namespace)
+	if err != nil {
+		return nil, nil, internal("reading namespace %s: %v", req.Pod.Namespace, err)
+	}
+	node, err := s.Cluster.Node(ctx)
+	if err != nil {
+		return nil, nil, internal("reading node %s: %v", s.Node, err)
+	}
+	pools, err := s.Cluster.Pools(ctx)
+	if err != nil {
+		return nil, nil, internal("listing pools: %v", err)
+	}
+	if pod != nil { // a bad routes annotation fails before anything is allocated
+		if _, err := routes.ParseAnnotation(pod.Annotations[routes.Annotation], req.IfName); err != nil {
+			return nil, nil, badRequest("annotations", "pod %s/%s: %v", pod.Namespace, pod.Name, err)
+		}
+	}
+	requested := map[int]netip.Addr{}
+	for i, text := range req.RequestedIPs {
+		addr, err := netip.ParseAddr(strings.Split(text, "/")[0])
+		if err != nil {
+			return nil, nil, badRequest("requestedIPs", "requested address %d %q (multus \"ips\") is not an IP address", i, text)
+		}
+		fam := 4
+		if addr.Is6() && !addr.Is4In6() {
+			fam = 6
+		}
+		if requested[fam].IsValid() {
+			return nil, nil, badRequest("requestedIPs", "two IPv%d addresses requested (%s, %s): one per family", fam, requested[fam], addr)
+		}
+		requested[fam] = addr.Unmap()
+	}
+	return &selection.Input{Pod: pod, Namespace: ns, Node: node, IfName: req.IfName, Network: req.Network,
+		NAD: selection.Families{IPv4: req.IPv4Pools, IPv6: req.IPv6Pools}, Pools: pools}, requested, nil
+}
+
+// allocateFrom tries the pools in order, skipping those whose affinity does not match or
+// that are exhausted; the error lists every pool tried and why it was skipped.
+func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, family string, source selection.Source,
+	names []string, want netip.Addr) (v1.EndpointIP, error) {
+	byName := map[string]*v1.IPPool{}
+	for i := range in.Pools {
+		byName[in.Pools[i].Name] = &in.Pools[i]
+	}
+	var reasons []string
+	for _, name := range names {
+		pool := byName[name]
+		if pool == nil {
+			reasons = append(reasons, name+": no such IPPool")
+			continue
+		}
+		if ok, why := selection.Eligible(pool, in); !ok {
+			reasons = append(reasons, name+": "+why)
+			continue
+		}
+		var addr netip.Prefix
+		var view *allocator.Pool
+		var err error
+		if want.IsValid() {
+			addr, view, err = s.Pools.AllocateExact(ctx, name, want)
+		} else {
+			addr, view, err = s.Pools.Allocate(ctx, name)
+		}
+		if err == nil {
+			ip := v1.EndpointIP{Address: addr.String(), Pool: name, Vlan: view.Vlan}
+			if view.Gateway.IsValid() {
+				ip.Gateway = view.Gateway.String()
+			}
+			return ip, nil
+		}
+		switch {
+		case errors.Is(err, allocator.ErrExhausted):
+			reasons = append(reasons, name+": exhausted")
+		case errors.Is(err, store.ErrPoolNotFound):
+			reasons = append(reasons, name+": no such IPPool")
+		default:
+			reasons = append(reasons, name+": "+err.Error())
+		}
+	}
+	what := "no " + family + " address"
+	if want.IsValid() {
+		what = "requested address " + want.String() + " not available"
+	}
+	return v1.EndpointIP{}, &rpc.Error{Code: rpc.CodeNoAddress, Field: field,
+		Message: fmt.Sprintf("%s for %s from %s [%s]", what, in.IfName, source, strings.Join(reasons, "; "))}
+}
+
+// inheritable finds the attachment a StatefulSet pod's predecessor (same name, another
+// UID) held on this interface: the successor keeps its addresses, on any node.
+func inheritable(ep *v1.Endpoint, pod *corev1.Pod, req *rpc.AllocateRequest) *v1.EndpointInterface {
+	if ep == nil || pod == nil || ownerKind(pod) != "StatefulSet" {
+		return nil
+	}
+	for i := range ep.Status.Interfaces {
+		itf := &ep.Status.Interfaces[i]
+		if itf.Interface == req.IfName && itf.Network == req.Network && itf.PodUID != "" && itf.PodUID != string(pod.UID) {
+			return itf
+		}
+	}
+	return nil
+}
+
+// inherit moves a predecessor's attachment to the new container: the pool is unchanged,
+// only the Endpoint learns the new owner.
+func (s *Service) inherit(ctx context.Context, key client.ObjectKey, in *selection.Input, req *rpc.AllocateRequest,
+	old *v1.EndpointInterface) (*rpc.AllocateResponse, error) {
+	prev := *old
+	var ips []v1.EndpointIP
+	err := s.updateEndpoint(ctx, key, func(ep *v1.Endpoint) bool {
+		for i := range ep.Status.Interfaces {
+			itf := &ep.Status.Interfaces[i]
+			if itf.ContainerID == prev.ContainerID && itf.Interface == prev.Interface {
+				itf.ContainerID, itf.PodUID, itf.Created = req.ContainerID, string(in.Pod.UID), metav1.NewTime(time.Now())
+				ips = itf.IPs
+				s.stampOwner(ep, in.Pod, req)
+				return true
+			}
+		}
+		ips = nil
+		return false
+	})
+	if err != nil {
+		return nil, internal("handing %s's addresses to its successor: %v", key, err)
+	}
+	if ips == nil {
+		return nil, &rpc.Error{Code: rpc.CodeTryAgainLater, Message: fmt.Sprintf("the predecessor's attachment of %s changed meanwhile; retry", key)}
+	}
+	s.Log.Info("StatefulSet successor keeps its addresses", zap.String("pod", key.String()),
+		zap.String("containerID", req.ContainerID), zap.String("previousContainerID", prev.ContainerID), zap.Any("ips", ips))
+	return s.response(ctx, in, ips)
+}
+
+func (s *Service) stampOwner(ep *v1.Endpoint, pod *corev1.Pod, req *rpc.AllocateRequest) {
+	ep.Status.Node = s.Node
+	ep.Status.PodUID = podUID(pod, req)
+	if pod != nil {
+		ep.Status.OwnerKind, ep.Status.OwnerName = ownerKind(pod), ownerName(pod)
+	}
+}
+
+func (s *Service) releaseIPs(ctx context.Context, ips []v1.EndpointIP) {
+	for _, ip := range ips {
+		addr, _ := netip.ParsePrefix(ip.Address)
+		if err := s.Pools.Release(ctx, ip.Pool, addr.Addr()); err != nil {
+			s.Log.Error("rollback release failed; the address is an orphan until GC", zap.String("pool", ip.Pool), zap.String("ip", ip.Address), zap.Error(err))
+		}
+	}
+}
+
+// response adds routes: the pools' routes, overridden per destination by the pod's
+// routes annotation for this interface.
+func (s *Service) response(ctx context.Context, in *selection.Input, ips []v1.EndpointIP) (*rpc.AllocateResponse, error) {
+	resp := &rpc.AllocateResponse{}
+	var poolRoutes []routes.Route
+	for _, ip := range ips {
+		resp.IPs = append(resp.IPs, rpc.IPConfig{Address: ip.Address, Gateway: ip.Gateway, Pool: ip.Pool, Vlan: ip.Vlan})
+		if pool, err := s.Pools.View(ctx, ip.Pool); err == nil {
+			poolRoutes = append(poolRoutes, pool.Routes...)
+		}
+	}
+	var podRoutes []routes.Route
+	if in.Pod != nil {
+		var err error
+		if podRoutes, err = routes.ParseAnnotation(in.Pod.Annotations[routes.Annotation], in.IfName); err != nil {
+			return nil, badRequest("annotations", "%v", err)
+		}
+	}
+	for _, r := range routes.Merge(poolRoutes, podRoutes) {
+		route := rpc.Route{Dst: r.Dst.String()}
+		if r.Gw.IsValid() {
+			route.Gw = r.Gw.String()
+		}
+		resp.Routes = append(resp.Routes, route)
+	}
+	return resp, nil
+}
+
+func podUID(pod *corev1.Pod, req *rpc.AllocateRequest) string {
+	if pod != nil {
+		return string(pod.UID)
+	}
+	return req.Pod.UID
+}
+
+func ownerKind(pod *corev1.Pod) string {
+	if ref := metav1.GetControllerOf(pod); ref != nil {
+		return ref.Kind
+	}
+	return ""
+}
+
+func ownerName(pod *corev1.Pod) string {
+	if ref := metav1.GetControllerOf(pod); ref != nil {
+		return ref.Name
+	}
+	return ""
+}

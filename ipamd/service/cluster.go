@@ -1,0 +1,29 @@
+package service
+
+import (
+	"context"
+
+	corev1 "k8s.io/api/core/v1"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+)
+
+// Cluster is ipamd's read view of the objects pool selection and GC look at. Reads come
+// from informers; Pod falls back to the API when the cache has no copy of the asked
+// incarnation yet, since an ADD can arrive moments after the pod was scheduled.
+type Cluster interface {
+	// Pod returns the pod named namespace/name (preferring the incarnation uid when given),
+	// or nil when the API has no such pod.
+	Pod(ctx context.Context, namespace, name, uid string) (*corev1.Pod, error)
+	// PodFresh reads the pod from the API, bypassing caches: GC decides on it.
+	PodFresh(ctx context.Context, namespace, name string) (*corev1.Pod, error)
+	Namespace(ctx context.Context, name string) (*corev1.Namespace, error)
+	// Node returns the node ipamd serves, or nil when it has no Node object.
+	Node(ctx context.Context) (*corev1.Node, error)
+	// NodeExists asks the API whether a node still exists.
+	NodeExists(ctx context.Context, name string) (bool, error)
+	// Pools lists every IPPool; callers must not modify them.
+	Pools(ctx context.Context) ([]v1.IPPool, error)
+	// StatefulSetReplicas returns the replicas of a StatefulSet, or -1 when it is gone.
+	StatefulSetReplicas(ctx context.Context, namespace, name string) (int32, error)
+}
