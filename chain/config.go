@@ -156,3 +156,16 @@ func (c *NetConf) DelegateConf() ([]byte, error) {
 }
 
 func (c *NetConf) wantDefaultRoute() bool { return c.DefaultRoute == nil || *c.DefaultRoute }
+
+// requestedIPs are the addresses the runtime asks for: multus passes a pod's "ips" as the
+// runtimeConfig capability "ips".
+func (c *NetConf) requestedIPs() []string {
+	list, _ := c.RuntimeConfig["ips"].([]any)
+	var out []string
+	for _, v := range list {
+		if s, ok := v.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}

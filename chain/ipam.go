@@ -21,6 +21,7 @@ func allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs) (*rpc.Allo
 	resp, err := rpc.NewClient(conf.IPAM.Socket).Allocate(ctx, &rpc.AllocateRequest{
 		ContainerID: args.ContainerID, IfName: args.IfName, Network: conf.Name, Pod: pod,
 		IPv4Pools: conf.IPAM.IPv4Pools, IPv6Pools: conf.IPAM.IPv6Pools,
+		RequestedIPs: conf.requestedIPs(),
 	})
 	if err != nil {
 		return nil, cniError("allocating addresses", err)
