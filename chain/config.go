@@ -44,8 +44,10 @@ type NetConf struct {
 
 // IPAMConf says where ipamd listens and which pools to use.
 type IPAMConf struct {
-	Type      string   `json:"type,omitempty"`
-	Socket    string   `json:"socket,omitempty"`
+	Type   string `json:"type,omitempty"`
+	Socket string `json:"socket,omitempty"`
+	// IPv4Pools and IPv6Pools are the network's own pools; a pod annotation or a namespace
+	// default overrides them, and without any the cluster default pools apply.
 	IPv4Pools []string `json:"ipv4Pools,omitempty"`
 	IPv6Pools []string `json:"ipv6Pools,omitempty"`
 	// Timeout bounds one call to ipamd, as a Go duration ("30s").
@@ -83,9 +85,6 @@ func LoadConf(data []byte, needDelegate bool) (*NetConf, error) {
 	}
 	if err := checkPoolNames("ipam.ipv6Pools", conf.IPAM.IPv6Pools); err != nil {
 		return nil, err
-	}
-	if len(conf.IPAM.IPv4Pools)+len(conf.IPAM.IPv6Pools) == 0 {
-		return nil, fmt.Errorf("ipam.ipv4Pools and ipam.ipv6Pools are both empty: name at least one IPPool to allocate from")
 	}
 	if conf.LogFile == "" {
 		conf.LogFile = DefaultLogFile

@@ -12,7 +12,6 @@ func TestLoadConfErrorsNameTheField(t *testing.T) {
 		needDelegate      bool
 	}{
 		{"not json", `{`, "not valid JSON", true},
-		{"no pools", `{"delegate":{"type":"macvlan"},"ipam":{}}`, "ipam.ipv4Pools", true},
 		{"empty pool name", `{"delegate":{"type":"macvlan"},"ipam":{"ipv4Pools":[""]}}`, "ipam.ipv4Pools[0]", true},
 		{"cidr instead of pool", `{"delegate":{"type":"macvlan"},"ipam":{"ipv6Pools":["fd00:250::/64"]}}`, "ipam.ipv6Pools[0]", true},
 		{"bad timeout", `{"delegate":{"type":"macvlan"},"ipam":{"ipv4Pools":["a"],"timeout":"soon"}}`, "ipam.timeout", true},

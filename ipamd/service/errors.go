@@ -22,8 +22,6 @@ func validateAllocate(req *rpc.AllocateRequest) *rpc.Error {
 		return badRequest("ifName", "ifName is empty: the runtime's CNI_IFNAME must be set")
 	case req.Pod.Namespace == "" || req.Pod.Name == "":
 		return badRequest("pod", "pod namespace and name are empty: CNI_ARGS must carry K8S_POD_NAMESPACE and K8S_POD_NAME")
-	case len(req.IPv4Pools) == 0 && len(req.IPv6Pools) == 0:
-		return badRequest("ipv4Pools", "no pools to allocate from: set ipam.ipv4Pools and/or ipam.ipv6Pools in the network config")
 	}
 	return nil
 }

@@ -135,10 +135,11 @@ func (c netConf) conflist(t *testing.T) []byte {
 	return mustJSON(t, map[string]any{
 		"cniVersion": "1.1.0", "name": c.Name,
 		"plugins": []any{map[string]any{
-			"type":     "underpool",
-			"delegate": map[string]any{"type": "macvlan", "master": c.Master, "mode": c.Mode},
-			"ipam":     map[string]any{"socket": c.Socket, "ipv4Pools": c.IPv4Pools, "ipv6Pools": c.IPv6Pools},
-			"logFile":  filepath.Join(suite.dir, "plugin.log"),
+			"type":         "underpool",
+			"capabilities": map[string]bool{"ips": true, "mac": true},
+			"delegate":     map[string]any{"type": "macvlan", "master": c.Master, "mode": c.Mode},
+			"ipam":         map[string]any{"socket": c.Socket, "ipv4Pools": c.IPv4Pools, "ipv6Pools": c.IPv6Pools},
+			"logFile":      filepath.Join(suite.dir, "plugin.log"),
 		}},
 	})
 }

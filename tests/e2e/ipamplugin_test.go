@@ -113,7 +113,7 @@ func TestBadSocketRequests(t *testing.T) {
 		{`{"ifName":"eth0","pod":{"namespace":"x","name":"y"},"ipv4Pools":["p"]}`, "containerID"},
 		{`{"containerID":"c","pod":{"namespace":"x","name":"y"},"ipv4Pools":["p"]}`, "ifName"},
 		{`{"containerID":"c","ifName":"eth0","ipv4Pools":["p"]}`, "K8S_POD_NAMESPACE"},
-		{`{"containerID":"c","ifName":"eth0","pod":{"namespace":"` + ns + `","name":"y"}}`, "ipv4Pools"},
+		{`{"containerID":"c","ifName":"eth0","pod":{"namespace":"` + ns + `","name":"y"},"requestedIPs":["nope"]}`, "requestedIPs"},
 		{`{"containerID":"c","ifName":"eth0","bogus":1}`, `unknown field \"bogus\"`},
 		{`not json`, "not a valid"},
 	}
