@@ -43,10 +43,14 @@ func (c *cluster) PodFresh(ctx context.Context, namespace, name string) (*corev1
 
 func (c *cluster) Namespace(ctx context.Context, name string) (*corev1.Namespace, error) {
 	ns := &corev1.Namespace{}
-	if err := c.cache.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
+	err := c.cache.Get(ctx, client.ObjectKey{Name: name}, ns)
+	if apierrors.IsNotFound(err) { // a namespace created moments ago may not be cached yet
+		err = c.api.Get(ctx, client.ObjectKey{Name: name}, ns)
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
 		return nil, err
 	}
 	return ns, nil
@@ -54,10 +58,14 @@ func (c *cluster) Namespace(ctx context.Context, name string) (*corev1.Namespace
 
 func (c *cluster) Node(ctx context.Context) (*corev1.Node, error) {
 	node := &corev1.Node{}
-	if err := c.cache.Get(ctx, client.ObjectKey{Name: c.node}, node); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
+	err := c.cache.Get(ctx, client.ObjectKey{Name: c.node}, node)
+	if apierrors.IsNotFound(err) { // registered moments ago, or not at all
+		err = c.api.Get(ctx, client.ObjectKey{Name: c.node}, node)
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
 		return nil, err
 	}
 	return node, nil

@@ -90,7 +90,7 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	svc := &service.Service{
-		Node:      opts.NodeName,
+		Node: opts.NodeName,
 		Pools: &store.Pools{Writer: writer, Cache: informers, API: writer, Log: log, Metrics: store.NewMetrics(reg),
 			Blocked: reservedIPs(informers, log)},
 		Endpoints: &store.Endpoints{Writer: writer, Cache: informers, API: writer},

@@ -63,9 +63,9 @@ func TestCandidatesPriority(t *testing.T) {
 
 func TestAnnotationErrorsNameTheAnnotation(t *testing.T) {
 	cases := map[string]map[string]string{
-		AnnotationIPPool:  {AnnotationIPPool: `{"ipv4":"not-a-list"}`},
-		AnnotationIPPool + " ": {AnnotationIPPool: `{}`},
-		AnnotationIPPools: {AnnotationIPPools: `[{"ipv4":["a"]}]`},
+		AnnotationIPPool:        {AnnotationIPPool: `{"ipv4":"not-a-list"}`},
+		AnnotationIPPool + " ":  {AnnotationIPPool: `{}`},
+		AnnotationIPPools:       {AnnotationIPPools: `[{"ipv4":["a"]}]`},
 		AnnotationIPPools + " ": {AnnotationIPPools: `[{"interface":"net1","ipv4":["a"]},{"interface":"net1"}]`},
 		AnnotationIPPool + "  ": {AnnotationIPPool: `{"ipv4":["a"],"typo":1}`},
 	}
@@ -84,7 +84,9 @@ func TestAnnotationErrorsNameTheAnnotation(t *testing.T) {
 func TestEligibleAffinities(t *testing.T) {
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{"zone": "a"}}}
 	in := &Input{Node: node, Namespace: ns(nil, map[string]string{"team": "storage"}), Pod: pod(nil, map[string]string{"app": "db"}), Network: "underlay"}
-	sel := func(k, v string) *metav1.LabelSelector { return &metav1.LabelSelector{MatchLabels: map[string]string{k: v}} }
+	sel := func(k, v string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchLabels: map[string]string{k: v}}
+	}
 	cases := []struct {
 		spec v1.IPPoolSpec
 		ok   bool

@@ -51,7 +51,12 @@ func newPool(t *testing.T, spec v1.IPPoolSpec) *v1.IPPool {
 // newNamespace creates a namespace for the test's pods and Endpoints.
 func newNamespace(t *testing.T) string {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + rand.String(6)}}
+	return newNamespaceWith(t, nil)
+}
+
+func newNamespaceWith(t *testing.T, annotations map[string]string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + rand.String(6), Annotations: annotations}}
 	if err := suite.client.Create(ctx(t), ns); err != nil {
 		t.Fatalf("creating namespace: %v", err)
 	}

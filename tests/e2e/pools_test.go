@@ -1,0 +1,280 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/ipamd/selection"
+)
+
+// newPod creates a Pod object on this node (no kubelet: it stays Pending, which is all
+// ipamd needs) and returns it with its UID.
+func newPod(t *testing.T, ns, name string, annotations, labels map[string]string, owner *metav1.OwnerReference) *corev1.Pod {
+	t.Helper()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations, Labels: labels},
+		Spec:       corev1.PodSpec{NodeName: nodeName, Containers: []corev1.Container{{Name: "c", Image: "pause"}}},
+	}
+	if owner != nil {
+		pod.OwnerReferences = []metav1.OwnerReference{*owner}
+	}
+	if err := suite.client.Create(ctx(t), pod); err != nil {
+		t.Fatalf("creating pod %s: %v", name, err)
+	}
+	return pod
+}
+
+func allocateFor(t *testing.T, pod *corev1.Pod, ifName string, nadV4 ...string) (*rpc.AllocateResponse, error) {
+	t.Helper()
+	return suite.ipamd.Client.Allocate(ctx(t), &rpc.AllocateRequest{ContainerID: "ctr-" + pod.Name + "-" + string(pod.UID)[:8],
+		IfName: ifName, Network: "net", Pod: rpc.Pod{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID)}, IPv4Pools: nadV4})
+}
+
+// allocPool allocates for the pod and returns the pool the address came from.
+func allocPool(t *testing.T, pod *corev1.Pod, ifName string, nadV4 ...string) string {
+	t.Helper()
+	resp, err := allocateFor(t, pod, ifName, nadV4...)
+	if err != nil {
+		t.Fatalf("allocate for %s/%s: %v", pod.Name, ifName, err)
+	}
+	return resp.IPs[0].Pool
+}
+
+func ensureNode(t *testing.T, labels map[string]string) {
+	t.Helper()
+	node := &corev1.Node{}
+	if err := suite.client.Get(ctx(t), client.ObjectKey{Name: nodeName}, node); err != nil {
+		node = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: labels}}
+		if err := suite.client.Create(ctx(t), node); err != nil {
+			t.Fatalf("creating node: %v", err)
+		}
+		return
+	}
+	node.Labels = labels
+	if err := suite.client.Update(ctx(t), node); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Pool choice follows the documented order: pod annotation > namespace default > the
+// network's pools > cluster default pools.
+func TestPoolSelectionOrder(t *testing.T) {
+	mk := func() string {
+		v4, _, _ := nextSubnet()
+		return newPool(t, v1.IPPoolSpec{Subnet: v4}).Name
+	}
+	annotated, nsDefault, network := mk(), mk(), mk()
+	v4, _, _ := nextSubnet()
+	clusterDefault := newPool(t, v1.IPPoolSpec{Subnet: v4, Default: true}).Name
+	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: clusterDefault}}) })
+	// created with its annotation: ipamd reads namespaces from its informer, falling back to
+	// the API for one it has not seen yet, so the annotation is never missed
+	plainNS, defaultNS := newNamespace(t), newNamespaceWith(t, map[string]string{selection.AnnotationNSDefaultV4: `["` + nsDefault + `"]`})
+
+	p := newPod(t, defaultNS, "annotated", map[string]string{selection.AnnotationIPPool: `{"ipv4":["` + annotated + `"]}`}, nil, nil)
+	if got := allocPool(t, p, "net1", network); got != annotated {
+		t.Errorf("pod annotation: got pool %s, want %s", got, annotated)
+	}
+	p = newPod(t, defaultNS, "ns-default", nil, nil, nil)
+	if got := allocPool(t, p, "net1", network); got != nsDefault {
+		t.Errorf("namespace default: got pool %s, want %s", got, nsDefault)
+	}
+	p = newPod(t, plainNS, "network", nil, nil, nil)
+	if got := allocPool(t, p, "net1", network); got != network {
+		t.Errorf("network pools: got pool %s, want %s", got, network)
+	}
+	p = newPod(t, plainNS, "cluster-default", nil, nil, nil)
+	if got := allocPool(t, p, "net1"); got != clusterDefault {
+		t.Errorf("cluster default: got pool %s, want %s", got, clusterDefault)
+	}
+	releaseAll(t, plainNS, defaultNS)
+}
+
+// Within a list, pools whose affinity does not match or that are exhausted are skipped;
+// when nothing fits, the error lists each pool and why.
+func TestAlternatesAndAffinity(t *testing.T) {
+	ensureNode(t, map[string]string{"zone": "a"})
+	ns := newNamespace(t)
+	base := func() string { v4, _, _ := nextSubnet(); return strings.TrimSuffix(v4, "0/24") }
+	b1 := base()
+	full := newPool(t, v1.IPPoolSpec{Subnet: b1 + "0/24", IPs: []string{b1 + "10"}}).Name
+	otherZone := newPool(t, v1.IPPoolSpec{Subnet: base() + "0/24", NodeAffinity: &metav1.LabelSelector{MatchLabels: map[string]string{"zone": "b"}}}).Name
+	webOnly := newPool(t, v1.IPPoolSpec{Subnet: base() + "0/24", PodAffinity: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}).Name
+	otherNet := newPool(t, v1.IPPoolSpec{Subnet: base() + "0/24", MultusNames: []string{"storage"}}).Name
+	good := newPool(t, v1.IPPoolSpec{Subnet: base() + "0/24", NodeAffinity: &metav1.LabelSelector{MatchLabels: map[string]string{"zone": "a"}}}).Name
+	list := []string{full, otherZone, webOnly, otherNet, good}
+
+	first := newPod(t, ns, "first", nil, map[string]string{"app": "db"}, nil)
+	if got := allocPool(t, first, "net1", list...); got != full {
+		t.Fatalf("first pod: got %s, want the first pool %s", got, full)
+	}
+	second := newPod(t, ns, "second", nil, map[string]string{"app": "db"}, nil)
+	if got := allocPool(t, second, "net1", list...); got != good {
+		t.Fatalf("second pod: got %s, want the alternate %s", got, good)
+	}
+	_, err := allocateFor(t, newPod(t, ns, "third", nil, map[string]string{"app": "db"}, nil), "net1", list[:4]...)
+	for _, want := range []string{full + ": exhausted", otherZone + ": nodeAffinity", webOnly + ": podAffinity", otherNet + ": multusNames"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not say %q", err, want)
+		}
+	}
+	releaseAll(t, ns)
+}
+
+// Addresses of a ReservedIP are never handed out, whatever the pool says.
+func TestReservedIPsAreNeverHandedOut(t *testing.T) {
+	v4, _, _ := nextSubnet()
+	b := strings.TrimSuffix(v4, "0/24")
+	pool := newPool(t, v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "10-" + b + "13"}})
+	res := &v1.ReservedIP{ObjectMeta: metav1.ObjectMeta{Name: "reserved-" + rand.String(5)}, Spec: v1.ReservedIPSpec{IPs: []string{b + "10-" + b + "11", b + "13"}}}
+	if err := suite.client.Create(ctx(t), res); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), res) })
+	waitReservedSeen(t, pool.Name, b+"12")
+	ns := newNamespace(t)
+	got, err := allocateFor(t, newPod(t, ns, "r1", nil, nil, nil), "net1", pool.Name)
+	if err != nil || got.IPs[0].Address != b+"12/24" {
+		t.Fatalf("want the only unreserved address %s12, got %+v %v", b, got, err)
+	}
+	_, err = allocateFor(t, newPod(t, ns, "r2", nil, nil, nil), "net1", pool.Name)
+	if err == nil || !strings.Contains(err.Error(), "exhausted") {
+		t.Fatalf("reserved addresses were handed out: %v", err)
+	}
+	releaseAll(t, ns)
+}
+
+// waitReservedSeen lets ipamd's informer learn the ReservedIP: it allocates and frees a
+// probe until the only unreserved address comes out.
+func waitReservedSeen(t *testing.T, pool, free string) {
+	t.Helper()
+	ns := newNamespace(t)
+	for i := 0; i < 100; i++ {
+		resp, err := suite.ipamd.Client.Allocate(ctx(t), &rpc.AllocateRequest{ContainerID: fmt.Sprintf("probe-%d", i), IfName: "net1",
+			Pod: rpc.Pod{Namespace: ns, Name: "probe"}, IPv4Pools: []string{pool}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = suite.ipamd.Client.Release(ctx(t), &rpc.ReleaseRequest{ContainerID: fmt.Sprintf("probe-%d", i), Pod: rpc.Pod{Namespace: ns, Name: "probe"}})
+		if strings.HasPrefix(resp.IPs[0].Address, free+"/") {
+			return
+		}
+	}
+	t.Fatal("ipamd never saw the ReservedIP")
+}
+
+// A requested address (multus "ips") is given when it lies in an eligible pool and is
+// free; otherwise the error says which.
+func TestRequestedIPs(t *testing.T) {
+	v4, _, _ := nextSubnet()
+	b := strings.TrimSuffix(v4, "0/24")
+	pool := newPool(t, v1.IPPoolSpec{Subnet: v4})
+	ns := newNamespace(t)
+	conf := netConf{Master: newParent(t), IPv4Pools: []string{pool.Name}}.conflist(t)
+	rt := runtimeFor(newPodNS(t), ns, "fixed", "net1")
+	rt.CapabilityArgs = map[string]any{"ips": []string{b + "77/24"}, "mac": "02:fa:00:00:00:77"}
+	res, err := suite.cni.Add(ctx(t), conf, rt)
+	if err != nil {
+		t.Fatalf("ADD with ips: %v", err)
+	}
+	if v4s, _ := ipsOf(t, res); len(v4s) != 1 || v4s[0].String() != b+"77" {
+		t.Fatalf("got %v, want %s77", v4s, b)
+	}
+	if mac := linkMAC(t, rt.NetNS, "net1"); mac != "02:fa:00:00:00:77" {
+		t.Fatalf("net1 MAC = %s, want the requested 02:fa:00:00:00:77", mac)
+	}
+	other := runtimeFor(newPodNS(t), ns, "same", "net1")
+	other.CapabilityArgs = map[string]any{"ips": []string{b + "77"}}
+	if _, err := suite.cni.Add(ctx(t), conf, other); err == nil || !strings.Contains(err.Error(), "already allocated") {
+		t.Fatalf("second request for a held address: %v", err)
+	}
+	outside := runtimeFor(newPodNS(t), ns, "outside", "net1")
+	outside.CapabilityArgs = map[string]any{"ips": []string{"10.250.250.250"}}
+	if _, err := suite.cni.Add(ctx(t), conf, outside); err == nil || !strings.Contains(err.Error(), "outside pool") {
+		t.Fatalf("request outside the pools: %v", err)
+	}
+	if err := suite.cni.Del(ctx(t), conf, rt); err != nil {
+		t.Fatal(err)
+	}
+	requireEmpty(t, pool.Name, ns)
+}
+
+// A StatefulSet pod keeps its address when it is deleted and recreated (new UID).
+func TestStatefulSetPodKeepsItsAddress(t *testing.T) {
+	v4, _, _ := nextSubnet()
+	pool := newPool(t, v1.IPPoolSpec{Subnet: v4})
+	ns := newNamespace(t)
+	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"}, Spec: appsv1.StatefulSetSpec{
+		Replicas: ptr.To[int32](2), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "db"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}}}
+	if err := suite.client.Create(ctx(t), sts); err != nil {
+		t.Fatal(err)
+	}
+	owner := &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "db", UID: sts.UID, Controller: ptr.To(true)}
+	first := newPod(t, ns, "db-0", nil, map[string]string{"app": "db"}, owner)
+	a1, err := allocateFor(t, first, "net1", pool.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := suite.client.Delete(ctx(t), first, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	waitPodGone(t, first)
+	// an unrelated pod in between must not get db-0's address
+	if other, err := allocateFor(t, newPod(t, ns, "other", nil, nil, nil), "net1", pool.Name); err != nil || other.IPs[0].Address == a1.IPs[0].Address {
+		t.Fatalf("db-0's address went to another pod: %+v %v", other, err)
+	}
+	second := newPod(t, ns, "db-0", nil, map[string]string{"app": "db"}, owner)
+	a2, err := allocateFor(t, second, "net1", pool.Name)
+	if err != nil || a2.IPs[0].Address != a1.IPs[0].Address {
+		t.Fatalf("successor got %+v (%v), want %s", a2, err, a1.IPs[0].Address)
+	}
+	if p := freshPool(t, pool.Name); p.Status.AllocatedIPCount != 2 {
+		t.Fatalf("pool holds %d, want 2 (db-0 once, other)", p.Status.AllocatedIPCount)
+	}
+	releaseAll(t, ns)
+}
+
+// A pod with two networks gets one allocation per interface from each interface's pools;
+// DEL of one interface releases only that one.
+func TestMultiNICPerInterfacePools(t *testing.T) {
+	v4a, _, _ := nextSubnet()
+	v4b, _, _ := nextSubnet()
+	poolA, poolB := newPool(t, v1.IPPoolSpec{Subnet: v4a}).Name, newPool(t, v1.IPPoolSpec{Subnet: v4b}).Name
+	ns := newNamespace(t)
+	pod := newPod(t, ns, "multi", map[string]string{selection.AnnotationIPPools: `[{"interface":"net1","ipv4":["` + poolA + `"]},{"interface":"net2","ipv4":["` + poolB + `"]}]`}, nil, nil)
+	if got := allocPool(t, pod, "net1"); got != poolA {
+		t.Fatalf("net1 from %s, want %s", got, poolA)
+	}
+	if got := allocPool(t, pod, "net2"); got != poolB {
+		t.Fatalf("net2 from %s, want %s", got, poolB)
+	}
+	eps := endpoints(t, ns)
+	if len(eps) != 1 || len(eps[0].Status.Interfaces) != 2 {
+		t.Fatalf("want one Endpoint with two interfaces, got %+v", eps)
+	}
+	ctr := "ctr-" + pod.Name + "-" + string(pod.UID)[:8]
+	if err := suite.ipamd.Client.Release(ctx(t), &rpc.ReleaseRequest{ContainerID: ctr, IfName: "net1", Pod: rpc.Pod{Namespace: ns, Name: pod.Name}}); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := freshPool(t, poolA), freshPool(t, poolB); a.Status.AllocatedIPCount != 0 || b.Status.AllocatedIPCount != 1 {
+		t.Fatalf("after DEL of net1: %s holds %d, %s holds %d; want 0 and 1", poolA, a.Status.AllocatedIPCount, poolB, b.Status.AllocatedIPCount)
+	}
+	_, err := allocateFor(t, newPod(t, ns, "typo", map[string]string{selection.AnnotationIPPools: `[{"interface":"net1","ipv4":"x"}]`}, nil, nil), "net1")
+	if err == nil || !strings.Contains(err.Error(), selection.AnnotationIPPools) {
+		t.Fatalf("bad annotation: want an error naming %s, got %v", selection.AnnotationIPPools, err)
+	}
+	releaseAll(t, ns)
+}
