@@ -130,9 +130,13 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 	select {
 	case err = <-serveDone:
 		cancel()
-	case err = <-cacheDone:
+	case cacheErr := <-cacheDone:
+		stopping := ctx.Err() != nil // asked to stop: the cache ending first is expected
 		cancel()
-		err = errors.Join(fmt.Errorf("informer cache stopped: %w", err), <-serveDone)
+		err = <-serveDone
+		if !stopping {
+			err = errors.Join(fmt.Errorf("informer cache stopped: %v", cacheErr), err)
+		}
 	}
 	log.Info("ipamd stopped")
 	return err
