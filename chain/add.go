@@ -9,8 +9,6 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ip"
-	"github.com/containernetworking/plugins/pkg/ipam"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"go.uber.org/zap"
 )
@@ -62,6 +60,9 @@ func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger
 		return nil, undo(fmt.Sprintf("delegate %s ADD", conf.DelegateType()), err)
 	}
 	undoDelegate := func(what string, cause error) error {
+		if err := cleanPod(conf, args.Netns, args.IfName); err != nil {
+			log.Error("removing routing rules after a failed ADD", zap.Error(err))
+		}
 		if err := invoke.DelegateDel(ctx, conf.DelegateType(), delegateConf, nil); err != nil {
 			log.Error("delegate DEL after a failed ADD", zap.Error(err))
 		}
@@ -75,18 +76,18 @@ func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger
 	if ifIndex < 0 {
 		return nil, undoDelegate("delegate result", fmt.Errorf("no interface %s in the pod netns", args.IfName))
 	}
-	addressing, err := ipamResult(alloc, &ifIndex, conf.wantDefaultRoute())
+	addressing, err := ipamResult(alloc, &ifIndex, false)
 	if err != nil {
 		return nil, undoDelegate("ipamd result", err)
 	}
-	result.IPs, result.Routes = addressing.IPs, addressing.Routes
+	result.IPs = addressing.IPs
 	if err := ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
-		if err := ipam.ConfigureIface(args.IfName, result); err != nil {
+		if err := addAddresses(args.IfName, result); err != nil {
 			return err
 		}
-		// an IPv6 address is unusable while tentative (duplicate address detection):
-		// hand the pod over only once it can send from it
-		return ip.SettleAddresses(args.IfName, settleTimeout)
+		rs, err := configureRoutes(conf, args.IfName, alloc)
+		result.Routes = rs
+		return err
 	}); err != nil {
 		return nil, undoDelegate("configuring "+args.IfName, err)
 	}

@@ -3,13 +3,17 @@ package chain
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ip"
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/underpool/underpool/routes"
 )
 
 // CmdCheck verifies that the delegate's link and the addresses and routes ADD set are
@@ -55,8 +59,12 @@ func CmdCheck(args *skel.CmdArgs) error {
 		if err := ip.ValidateExpectedInterfaceIPs(args.IfName, ips); err != nil {
 			return wrap("addresses on %s differ from the ADD result: %v", args.IfName, err)
 		}
-		if err := ip.ValidateExpectedRoute(prev.Routes); err != nil {
-			return wrap("routes differ from the ADD result: %v", err)
+		link, err := netlinksafe.LinkByName(args.IfName)
+		if err != nil {
+			return wrap("%s is missing from the pod netns: %v", args.IfName, err)
+		}
+		if diffs := routes.Verify(link, planFromResult(conf, args.IfName, prev)); len(diffs) > 0 {
+			return wrap("routing on %s differs from the ADD result: %s", args.IfName, strings.Join(diffs, "; "))
 		}
 		return nil
 	})

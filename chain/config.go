@@ -14,6 +14,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/routes"
 )
 
 // Defaults for fields a network config may leave out.
@@ -30,10 +31,12 @@ type NetConf struct {
 	// host-device, ...). Its own ipam must be empty: underpool does the addressing.
 	Delegate map[string]any `json:"delegate,omitempty"`
 	IPAM     IPAMConf       `json:"ipam"`
-	// DefaultRoute adds a default route per family through the pool's gateway (default true).
-	DefaultRoute *bool  `json:"defaultRoute,omitempty"`
-	LogFile      string `json:"logFile,omitempty"`
-	LogLevel     string `json:"logLevel,omitempty"`
+	// DefaultRoute lets this interface hold the pod's default route per family, through
+	// the pool's gateway (default true); which interface holds it is Routing's business.
+	DefaultRoute *bool       `json:"defaultRoute,omitempty"`
+	Routing      RoutingConf `json:"routing,omitempty"`
+	LogFile      string      `json:"logFile,omitempty"`
+	LogLevel     string      `json:"logLevel,omitempty"`
 	// RuntimeConfig carries capability args (multus: ips, mac, deviceID) through to the delegate.
 	RuntimeConfig map[string]any `json:"runtimeConfig,omitempty"`
 	// Args carries the "args" convention field, passed to the delegate as is.
@@ -54,6 +57,40 @@ type IPAMConf struct {
 	Timeout string `json:"timeout,omitempty"`
 
 	timeout time.Duration
+}
+
+// RoutingConf decides the default route and policy routing of a pod with several NICs.
+type RoutingConf struct {
+	// DefaultRouteInterface names the pod interface that holds the default route; empty:
+	// the first interface attached that finds no default route in the pod takes it.
+	DefaultRouteInterface string `json:"defaultRouteInterface,omitempty"`
+	// PolicyRouting gives the interface its own routing table and "from <address>" rules
+	// so replies leave by the NIC the request came in on (default true).
+	PolicyRouting *bool `json:"policyRouting,omitempty"`
+	// TableBase numbers the tables: interface netN gets TableBase+N (default 100).
+	TableBase int `json:"tableBase,omitempty"`
+	// RPFilter is the pod's IPv4 rp_filter when policy routing is on (default 2, loose;
+	// -1 leaves it as the runtime set it).
+	RPFilter *int `json:"rpFilter,omitempty"`
+}
+
+func (r RoutingConf) policyRouting() bool { return r.PolicyRouting == nil || *r.PolicyRouting }
+
+func (r RoutingConf) rpFilter() int {
+	if r.RPFilter == nil {
+		return routes.RPFilterLoose
+	}
+	return *r.RPFilter
+}
+
+func checkRouting(r RoutingConf) error {
+	if r.TableBase < 0 || r.TableBase > 1<<30 {
+		return fmt.Errorf("routing.tableBase %d must be between 1 and 2^30 (0: the default %d)", r.TableBase, routes.DefaultTableBase)
+	}
+	if r.RPFilter != nil && (*r.RPFilter < -1 || *r.RPFilter > 2) {
+		return fmt.Errorf("routing.rpFilter %d must be 0 (off), 1 (strict), 2 (loose) or -1 (leave alone)", *r.RPFilter)
+	}
+	return nil
 }
 
 // LoadConf parses and validates a network config; errors name the field and the fix.
@@ -84,6 +121,9 @@ func LoadConf(data []byte, needDelegate bool) (*NetConf, error) {
 		return nil, err
 	}
 	if err := checkPoolNames("ipam.ipv6Pools", conf.IPAM.IPv6Pools); err != nil {
+		return nil, err
+	}
+	if err := checkRouting(conf.Routing); err != nil {
 		return nil, err
 	}
 	if conf.LogFile == "" {

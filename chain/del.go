@@ -26,6 +26,11 @@ func CmdDel(args *skel.CmdArgs) error {
 	if err != nil {
 		return configError(err)
 	}
+	if err := cleanPod(conf, args.Netns, args.IfName); err != nil {
+		// the pod netns usually goes right after DEL, taking a stray rule with it; a
+		// failure here must not block the pod's removal
+		log.Warn("removing routing rules", zap.Error(err))
+	}
 	if err := invoke.DelegateDel(ctx, conf.DelegateType(), delegateConf, nil); err != nil {
 		log.Error("delegate DEL failed", zap.Error(err))
 		return wrap("delegate %s DEL: %v", conf.DelegateType(), err)

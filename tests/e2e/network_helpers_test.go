@@ -115,7 +115,7 @@ func routesIn(t *testing.T, n *harness.NetNS, table int) []string {
 		filter := &netlink.Route{Table: table}
 		mask := netlink.RT_FILTER_TABLE
 		if table == 0 {
-			filter, mask = nil, 0
+			filter, mask = &netlink.Route{}, 0
 		}
 		for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
 			rs, err := netlink.RouteListFiltered(family, filter, mask)

@@ -1,0 +1,164 @@
+package routes
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/vishvananda/netlink"
+)
+
+// The functions below act on the calling thread's network namespace: call them inside
+// ns.WithNetNSPath for the pod.
+
+// Apply installs the plan's routes through link and its rules. Routes are replaced, not
+// added, so an ADD repeated after a crash converges instead of failing on "file exists".
+func Apply(link netlink.Link, p Plan) error {
+	for _, e := range p.Routes {
+		if err := netlink.RouteReplace(toNetlink(link, e)); err != nil {
+			return fmt.Errorf("route %s dev %s: %w", e, link.Attrs().Name, err)
+		}
+	}
+	for _, r := range p.Rules {
+		if err := netlink.RuleAdd(toRule(r)); err != nil && !errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("rule %s: %w", r, err)
+		}
+	}
+	return nil
+}
+
+// Remove deletes the rules pointing at table and the routes left in it. Routes through
+// a deleted link vanish with it; rules do not, and a stale rule would send a later
+// pod's traffic from a reused address into an empty table.
+func Remove(table int) error {
+	if table == 0 {
+		return nil
+	}
+	var errs []error
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rules, err := netlinksafe.RuleListFiltered(family, &netlink.Rule{Table: table}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for i := range rules {
+			if err := netlink.RuleDel(&rules[i]); err != nil && !errors.Is(err, syscall.ENOENT) {
+				errs = append(errs, fmt.Errorf("deleting rule to table %d: %w", table, err))
+			}
+		}
+		routes, err := netlinksafe.RouteListFiltered(family, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for i := range routes {
+			if err := netlink.RouteDel(&routes[i]); err != nil && !errors.Is(err, syscall.ESRCH) {
+				errs = append(errs, fmt.Errorf("deleting route in table %d: %w", table, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Verify lists what of the plan the kernel does not have (empty: all in place).
+func Verify(link netlink.Link, p Plan) []string {
+	var diffs []string
+	for _, e := range p.Routes {
+		want := toNetlink(link, e)
+		filter := netlink.RT_FILTER_TABLE | netlink.RT_FILTER_OIF
+		got, err := netlinksafe.RouteListFiltered(familyOf(e.Dst.Addr()), &netlink.Route{Table: want.Table, LinkIndex: want.LinkIndex}, filter)
+		if err != nil {
+			diffs = append(diffs, fmt.Sprintf("listing routes: %v", err))
+			continue
+		}
+		if !containsRoute(got, want) {
+			diffs = append(diffs, "missing route "+e.String()+" dev "+link.Attrs().Name)
+		}
+	}
+	for _, r := range p.Rules {
+		got, err := netlinksafe.RuleListFiltered(familyOf(r.Src.Addr()), &netlink.Rule{Table: r.Table}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			diffs = append(diffs, fmt.Sprintf("listing rules: %v", err))
+			continue
+		}
+		found := false
+		for _, g := range got {
+			found = found || (g.Src != nil && g.Src.String() == r.Src.String())
+		}
+		if !found {
+			diffs = append(diffs, "missing rule "+r.String())
+		}
+	}
+	return diffs
+}
+
+// DefaultRouteExists reports whether the main table already routes the family's default
+// through some interface (an overlay eth0, or an underlay NIC attached earlier).
+func DefaultRouteExists(is4 bool) (bool, error) {
+	family := netlink.FAMILY_V6
+	if is4 {
+		family = netlink.FAMILY_V4
+	}
+	routes, err := netlinksafe.RouteListFiltered(family, &netlink.Route{Dst: nil}, netlink.RT_FILTER_DST)
+	if err != nil {
+		return false, err
+	}
+	for _, r := range routes {
+		if r.Table == syscall.RT_TABLE_MAIN && (r.Dst == nil || r.Dst.IP.IsUnspecified()) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func containsRoute(got []netlink.Route, want *netlink.Route) bool {
+	for _, g := range got {
+		if prefixOf(g.Dst, want.Dst) == want.Dst.String() && g.Gw.Equal(want.Gw) {
+			return true
+		}
+	}
+	return false
+}
+
+// prefixOf prints a kernel route's destination; the kernel reports default routes with
+// a nil Dst.
+func prefixOf(dst, like *net.IPNet) string {
+	if dst != nil {
+		return dst.String()
+	}
+	if like.IP.To4() != nil {
+		return "0.0.0.0/0"
+	}
+	return "::/0"
+}
+
+func toNetlink(link netlink.Link, e Entry) *netlink.Route {
+	dst := &net.IPNet{IP: e.Dst.Addr().AsSlice(), Mask: net.CIDRMask(e.Dst.Bits(), e.Dst.Addr().BitLen())}
+	r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: dst, Table: e.Table, Scope: netlink.SCOPE_UNIVERSE}
+	if e.Gw.IsValid() {
+		r.Gw = e.Gw.AsSlice()
+	} else {
+		r.Scope = netlink.SCOPE_LINK
+	}
+	if e.Src.IsValid() {
+		r.Src = e.Src.AsSlice()
+	}
+	return r
+}
+
+func toRule(r Rule) *netlink.Rule {
+	rule := netlink.NewRule()
+	rule.Src = &net.IPNet{IP: r.Src.Addr().AsSlice(), Mask: net.CIDRMask(r.Src.Bits(), r.Src.Addr().BitLen())}
+	rule.Table = r.Table
+	rule.Priority = RulePriority
+	rule.Family = familyOf(r.Src.Addr())
+	return rule
+}
+
+func familyOf(a netip.Addr) int {
+	if a.Is4() {
+		return netlink.FAMILY_V4
+	}
+	return netlink.FAMILY_V6
+}

@@ -1,0 +1,194 @@
+package e2e
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/tests/harness"
+)
+
+// Subnet < IPPool < pod annotation: a later level overrides an earlier one for the same
+// destination, an annotation entry for another interface is not applied, and the
+// kernel's routing table in the pod says so.
+func TestNetworkRouteLevels(t *testing.T) {
+	v4net, _, x := nextSubnet()
+	at := func(host int) string { return fmt.Sprintf("10.250.%d.%d", x, host) }
+	subnet := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "subnet-" + rand.String(6)}, Spec: v1.SubnetSpec{
+		Subnet: v4net, Gateway: at(1), Routes: []v1.Route{
+			{Dst: "10.250.101.0/24", Gw: at(1)}, {Dst: "10.250.102.0/24", Gw: at(1)}, {Dst: "10.250.103.0/24", Gw: at(1)}}}}
+	if err := suite.client.Create(ctx(t), subnet); err != nil {
+		t.Fatalf("creating Subnet: %v", err)
+	}
+	t.Cleanup(func() { _ = suite.client.Delete(ctx(t), subnet) })
+	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: at(1), Routes: []v1.Route{
+		{Dst: "10.250.102.0/24", Gw: at(2)}, {Dst: "10.250.103.0/24", Gw: at(2)}}})
+	ns := newNamespace(t)
+	conf := nwConf{Delegate: macvlanOn(newParent(t)), IPv4Pools: []string{pool.Name}}.conflist(t)
+
+	pod := newPodNS(t)
+	annotation := fmt.Sprintf(`[{"dst":"10.250.103.0/24","gw":"%s","interface":"net1"},{"dst":"10.250.104.0/24","gw":"%s","interface":"net2"}]`, at(3), at(3))
+	rt := nwPod(t, ns, "routed", map[string]string{"ipam.underpool.io/routes": annotation}, pod, "net1")
+	if _, err := suite.cni.Add(ctx(t), conf, rt); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	got := routesIn(t, pod, 0)
+	requireContains(t, "pod main table", got,
+		"default via "+at(1)+" dev net1",
+		"10.250.102.0/24 via "+at(2)+" dev net1", // pool overrides subnet
+		"10.250.103.0/24 via "+at(3)+" dev net1", // annotation overrides pool
+	)
+	requireLacks(t, "pod main table", got, "10.250.104.0/24") // for net2 only
+	t.Run("subnet level", func(t *testing.T) {
+		// ipamd's job: the Subnet whose CIDR holds the pool's gives the lowest level
+		requireContains(t, "pod main table", got, "10.250.101.0/24 via "+at(1)+" dev net1")
+	})
+	if err := suite.cni.Check(ctx(t), conf, rt); err != nil {
+		t.Fatalf("CHECK: %v", err)
+	}
+	if err := suite.cni.Del(ctx(t), conf, rt); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+
+	bad := nwPod(t, ns, "badroutes", map[string]string{"ipam.underpool.io/routes": `[{"dst":"10.250.105.0/24"},{"dst":"10.250.106.0"}]`}, newPodNS(t), "net1")
+	_, err := suite.cni.Add(ctx(t), conf, bad)
+	if err == nil || !strings.Contains(err.Error(), "ipam.underpool.io/routes") || !strings.Contains(err.Error(), "entry 1") {
+		t.Fatalf("a malformed annotation must fail ADD naming it and the entry, got %v", err)
+	}
+	requireEmpty(t, pool.Name, ns)
+}
+
+// A pod on two subnets, each NIC on its own parent: net1 holds the default route, net2
+// gets table 102 and a rule for its address. A request from off net2's subnet, arriving
+// on net2, is answered through net2 (net1's gateway would drop it: it neither forwards nor
+// owns the source), and counters show the replies left by net2. DEL removes rule and table.
+func TestNetworkTwoSubnetsRepliesLeaveByTheirNIC(t *testing.T) {
+	_, _, x := nextSubnet()
+	_, _, y := nextSubnet()
+	_, _, r := nextSubnet()
+	at := func(net, host int32) string { return fmt.Sprintf("10.250.%d.%d", net, host) }
+	pool1 := newPool(t, v1.IPPoolSpec{Subnet: at(x, 0) + "/24", Gateway: at(x, 1)})
+	pool2 := newPool(t, v1.IPPoolSpec{Subnet: at(y, 0) + "/24", Gateway: at(y, 1)})
+	peer1 := newPeer(t, nil, at(x, 1)+"/24", at(r, 1))
+	peer2 := newPeer(t, nil, at(y, 1)+"/24", at(r, 2))
+	ns := newNamespace(t)
+	conf1 := nwConf{Delegate: macvlanOn(peer1.parent), IPv4Pools: []string{pool1.Name}}.conflist(t)
+	conf2 := nwConf{Delegate: macvlanOn(peer2.parent), IPv4Pools: []string{pool2.Name}}.conflist(t)
+
+	pod := newPodNS(t)
+	rt1, rt2 := runtimeFor(pod, ns, "twonic", "net1"), runtimeFor(pod, ns, "twonic", "net2")
+	res1, err := suite.cni.Add(ctx(t), conf1, rt1)
+	if err != nil {
+		t.Fatalf("ADD net1: %v", err)
+	}
+	res2, err := suite.cni.Add(ctx(t), conf2, rt2)
+	if err != nil {
+		t.Fatalf("ADD net2: %v", err)
+	}
+	ip1, ip2 := firstIP(t, res1, true), firstIP(t, res2, true)
+
+	requireContains(t, "pod main table", routesIn(t, pod, 0), "default via "+at(x, 1)+" dev net1")
+	requireLacks(t, "pod main table", routesIn(t, pod, 0), "default via "+at(y, 1))
+	requireContains(t, "table 102", routesIn(t, pod, 102), "default via "+at(y, 1)+" dev net2", at(y, 0)+"/24 dev net2")
+	requireContains(t, "pod rules", rulesIn(t, pod), "from "+ip2+"/32 lookup 102", "from "+ip1+"/32 lookup 101")
+	if v, err := pod.Run("sysctl", "-n", "net.ipv4.conf.net2.rp_filter"); err != nil || strings.TrimSpace(v) != "2" {
+		t.Fatalf("rp_filter on net2 = %q (%v), want 2 (loose)", v, err)
+	}
+
+	const count = 10
+	tx1, tx2 := txPackets(t, pod, "net1"), txPackets(t, pod, "net2")
+	if err := peer2.pingFromRemote(ip2, count); err != nil {
+		t.Fatalf("a request routed in on net2 got no reply through net2: %v", err)
+	}
+	if d1, d2 := txPackets(t, pod, "net1")-tx1, txPackets(t, pod, "net2")-tx2; d2 < count || d1 >= count {
+		t.Fatalf("replies left by the wrong NIC: net1 sent %d, net2 sent %d packets for %d requests on net2", d1, d2, count)
+	}
+	if err := peer1.pingFromRemote(ip1, 3); err != nil {
+		t.Fatalf("a request routed in on net1 got no reply: %v", err)
+	}
+	for _, c := range []struct {
+		conf []byte
+		rt   harness.Runtime
+	}{{conf1, rt1}, {conf2, rt2}} {
+		if err := suite.cni.Check(ctx(t), c.conf, c.rt); err != nil {
+			t.Fatalf("CHECK %s: %v", c.rt.IfName, err)
+		}
+	}
+
+	if err := suite.cni.Del(ctx(t), conf2, rt2); err != nil {
+		t.Fatalf("DEL net2: %v", err)
+	}
+	requireLacks(t, "pod rules after DEL net2", rulesIn(t, pod), "lookup 102")
+	if left := routesIn(t, pod, 102); len(left) != 0 {
+		t.Fatalf("table 102 not empty after DEL: %v", left)
+	}
+	if err := suite.cni.Del(ctx(t), conf1, rt1); err != nil {
+		t.Fatalf("DEL net1: %v", err)
+	}
+	if left := rulesIn(t, pod); len(left) != 0 {
+		t.Fatalf("rules left after DEL: %v", left)
+	}
+	requireEmpty(t, pool1.Name, ns)
+	requireEmpty(t, pool2.Name, ns)
+}
+
+// Overlay + underlay: eth0 comes from another CNI (the bridge plugin with host-local, run
+// in a netns standing for the node) and holds the default route, so cluster and service
+// traffic keeps going through it; net1 from underpool gets its subnet, its own table and a
+// rule, and answers requests routed in on it.
+func TestNetworkOverlayKeepsDefaultUnderlayGetsItsTable(t *testing.T) {
+	_, _, o := nextSubnet()
+	_, _, x := nextSubnet()
+	_, _, r := nextSubnet()
+	at := func(net, host int32) string { return fmt.Sprintf("10.250.%d.%d", net, host) }
+	node := newPodNS(t)
+	if err := harness.LinkSetUp(node, "lo"); err != nil {
+		t.Fatal(err)
+	}
+	cni := &harness.CNI{BinDirs: suite.cni.BinDirs, CacheDir: t.TempDir(), NodeNetNS: node.Path()}
+	overlay := mustJSON(t, map[string]any{"cniVersion": "1.1.0", "name": "overlay-" + rand.String(4), "plugins": []any{
+		map[string]any{"type": "bridge", "bridge": "cni-ovl0", "isGateway": true, "isDefaultGateway": true,
+			"ipam": map[string]any{"type": "host-local", "subnet": at(o, 0) + "/24", "dataDir": filepath.Join(t.TempDir(), "host-local")}},
+	}})
+	pool := newPool(t, v1.IPPoolSpec{Subnet: at(x, 0) + "/24", Gateway: at(x, 1)})
+	peer := newPeer(t, node, at(x, 1)+"/24", at(r, 1))
+	ns := newNamespace(t)
+	under := nwConf{Delegate: macvlanOn(peer.parent), IPv4Pools: []string{pool.Name}}.conflist(t)
+
+	pod := newPodNS(t)
+	rt0, rt1 := runtimeFor(pod, ns, "mixed", "eth0"), runtimeFor(pod, ns, "mixed", "net1")
+	if _, err := cni.Add(ctx(t), overlay, rt0); err != nil {
+		t.Fatalf("overlay ADD: %v", err)
+	}
+	res, err := cni.Add(ctx(t), under, rt1)
+	if err != nil {
+		t.Fatalf("underlay ADD: %v", err)
+	}
+	ip1 := firstIP(t, res, true)
+	main := routesIn(t, pod, 0)
+	requireContains(t, "pod main table", main, "default via "+at(o, 1)+" dev eth0", at(x, 0)+"/24 dev net1")
+	requireLacks(t, "pod main table", main, "default via "+at(x, 1))
+	requireContains(t, "table 101", routesIn(t, pod, 101), "default via "+at(x, 1)+" dev net1")
+	requireContains(t, "pod rules", rulesIn(t, pod), "from "+ip1+"/32 lookup 101")
+	// service and cluster CIDRs are whatever eth0's default covers
+	if out, err := pod.Run("ip", "-4", "route", "get", "10.96.0.10"); err != nil || !strings.Contains(out, "dev eth0") {
+		t.Fatalf("service traffic does not leave by eth0: %s %v", out, err)
+	}
+	if err := peer.pingFromRemote(ip1, 3); err != nil {
+		t.Fatalf("a request routed in on net1 got no reply through net1: %v", err)
+	}
+	if err := cni.Del(ctx(t), under, rt1); err != nil {
+		t.Fatalf("underlay DEL: %v", err)
+	}
+	requireLacks(t, "pod rules after DEL", rulesIn(t, pod), "lookup 101")
+	requireContains(t, "pod main table after DEL", routesIn(t, pod, 0), "default via "+at(o, 1)+" dev eth0")
+	if err := cni.Del(ctx(t), overlay, rt0); err != nil {
+		t.Fatalf("overlay DEL: %v", err)
+	}
+	requireEmpty(t, pool.Name, ns)
+}
