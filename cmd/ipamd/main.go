@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -26,6 +27,8 @@ func main() {
 	flag.StringVar(&opts.HealthAddress, "health-address", "127.0.0.1:9470", "address for /healthz, /readyz and /metrics; empty disables")
 	qps := flag.Float64("api-qps", 200, "API client queries per second")
 	flag.IntVar(&opts.Burst, "api-burst", 400, "API client burst")
+	flag.DurationVar(&opts.GCInterval, "gc-interval", time.Minute, "how often addresses of gone pods and orphans are recycled; 0 disables")
+	flag.DurationVar(&opts.GCGrace, "gc-grace", 2*time.Minute, "attachments younger than this are never recycled; also the margin past a terminating pod's grace period")
 	flag.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	flag.Parse()
 	opts.QPS = float32(*qps)

@@ -87,6 +87,14 @@ func (c *cluster) Pools(ctx context.Context) ([]v1.IPPool, error) {
 	return list.Items, nil
 }
 
+func (c *cluster) Subnets(ctx context.Context) ([]v1.Subnet, error) {
+	var list v1.SubnetList
+	if err := c.cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	return list.Items, nil
+}
+
 func (c *cluster) StatefulSetReplicas(ctx context.Context, namespace, name string) (int32, error) {
 	sts := &appsv1.StatefulSet{}
 	if err := c.api.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, sts); err != nil {

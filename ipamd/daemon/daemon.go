@@ -46,6 +46,11 @@ type Options struct {
 	// starting many pods at once.
 	QPS   float32
 	Burst int
+	// GCInterval is how often addresses of gone pods and orphans are recycled (0: never).
+	GCInterval time.Duration
+	// GCGrace protects young attachments and is the margin past a terminating pod's grace
+	// period; an orphan must stay unheld this long before it is freed.
+	GCGrace time.Duration
 }
 
 // Run serves until ctx ends, then shuts down gracefully.
@@ -77,7 +82,7 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 			return fmt.Errorf("indexing Endpoints by %s: %w", field, err)
 		}
 	}
-	for _, obj := range []client.Object{&v1.IPPool{}, &v1.Endpoint{}, &v1.ReservedIP{}, &corev1.Pod{}, &corev1.Namespace{}, &corev1.Node{}} {
+	for _, obj := range []client.Object{&v1.IPPool{}, &v1.Endpoint{}, &v1.ReservedIP{}, &v1.Subnet{}, &corev1.Pod{}, &corev1.Namespace{}, &corev1.Node{}} {
 		if _, err := informers.GetInformer(ctx, obj); err != nil {
 			return fmt.Errorf("starting informer: %w", err)
 		}
@@ -126,6 +131,9 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 		return errors.Join(fmt.Errorf("reconciling endpoints: %w", err), <-serveDone)
 	}
 	log.Info("ipamd ready", zap.String("socket", opts.Socket), zap.String("node", opts.NodeName))
+	if opts.GCInterval > 0 {
+		go recycleLoop(ctx, svc, opts, log)
+	}
 
 	select {
 	case err = <-serveDone:
@@ -176,5 +184,30 @@ func serveHealth(ctx context.Context, addr string, reg *prometheus.Registry, svc
 	}()
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("health endpoint failed", zap.String("address", addr), zap.Error(err))
+	}
+}
+
+// recycleLoop releases the addresses of gone pods and frees orphans, every interval.
+func recycleLoop(ctx context.Context, svc *service.Service, opts Options, log *zap.Logger) {
+	ticker := time.NewTicker(opts.GCInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		now := time.Now()
+		released, err := svc.Recycle(ctx, now, opts.GCGrace)
+		if err != nil {
+			log.Warn("recycling stopped early; next round retries", zap.Error(err))
+		}
+		orphans, err := svc.SweepOrphans(ctx, now, opts.GCGrace)
+		if err != nil {
+			log.Warn("orphan sweep stopped early; next round retries", zap.Error(err))
+		}
+		if len(released) > 0 || orphans > 0 {
+			log.Info("recycled", zap.Any("byReason", released), zap.Int("orphans", orphans))
+		}
 	}
 }

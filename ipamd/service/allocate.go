@@ -251,25 +251,39 @@ func (s *Service) releaseIPs(ctx context.Context, ips []v1.EndpointIP) {
 	}
 }
 
-// response adds routes: the pools' routes, overridden per destination by the pod's
-// routes annotation for this interface.
+// response adds routes by level: the Subnet holding each pool, then the pool, then the
+// pod's routes annotation for this interface; a later level wins per destination.
 func (s *Service) response(ctx context.Context, in *selection.Input, ips []v1.EndpointIP) (*rpc.AllocateResponse, error) {
 	resp := &rpc.AllocateResponse{}
-	var poolRoutes []routes.Route
+	var subnetRoutes, poolRoutes []routes.Route
+	subnets, err := s.Cluster.Subnets(ctx)
+	if err != nil {
+		return nil, internal("listing Subnets: %v", err)
+	}
 	for _, ip := range ips {
 		resp.IPs = append(resp.IPs, rpc.IPConfig{Address: ip.Address, Gateway: ip.Gateway, Pool: ip.Pool, Vlan: ip.Vlan})
-		if pool, err := s.Pools.View(ctx, ip.Pool); err == nil {
-			poolRoutes = append(poolRoutes, pool.Routes...)
+		pool, err := s.Pools.View(ctx, ip.Pool)
+		if err != nil {
+			continue
+		}
+		poolRoutes = append(poolRoutes, pool.Routes...)
+		if sub := enclosingSubnet(subnets, pool.Prefix); sub != nil {
+			for i, r := range sub.Spec.Routes {
+				route, err := routes.Parse(r.Dst, r.Gw, fmt.Sprintf("Subnet %s spec.routes[%d]", sub.Name, i))
+				if err != nil {
+					return nil, badRequest("routes", "%v", err)
+				}
+				subnetRoutes = append(subnetRoutes, route)
+			}
 		}
 	}
 	var podRoutes []routes.Route
 	if in.Pod != nil {
-		var err error
 		if podRoutes, err = routes.ParseAnnotation(in.Pod.Annotations[routes.Annotation], in.IfName); err != nil {
 			return nil, badRequest("annotations", "%v", err)
 		}
 	}
-	for _, r := range routes.Merge(poolRoutes, podRoutes) {
+	for _, r := range routes.Merge(subnetRoutes, poolRoutes, podRoutes) {
 		route := rpc.Route{Dst: r.Dst.String()}
 		if r.Gw.IsValid() {
 			route.Gw = r.Gw.String()
@@ -277,6 +291,20 @@ func (s *Service) response(ctx context.Context, in *selection.Input, ips []v1.En
 		resp.Routes = append(resp.Routes, route)
 	}
 	return resp, nil
+}
+
+// enclosingSubnet returns the most specific Subnet whose CIDR holds the pool's.
+func enclosingSubnet(subnets []v1.Subnet, pool netip.Prefix) *v1.Subnet {
+	var best *v1.Subnet
+	bestBits := -1
+	for i := range subnets {
+		p, err := netip.ParsePrefix(subnets[i].Spec.Subnet)
+		if err != nil || p.Bits() > pool.Bits() || !p.Contains(pool.Addr()) || p.Bits() <= bestBits {
+			continue
+		}
+		best, bestBits = &subnets[i], p.Bits()
+	}
+	return best
 }
 
 func podUID(pod *corev1.Pod, req *rpc.AllocateRequest) string {

@@ -24,6 +24,8 @@ type Cluster interface {
 	NodeExists(ctx context.Context, name string) (bool, error)
 	// Pools lists every IPPool; callers must not modify them.
 	Pools(ctx context.Context) ([]v1.IPPool, error)
+	// Subnets lists every Subnet; callers must not modify them.
+	Subnets(ctx context.Context) ([]v1.Subnet, error)
 	// StatefulSetReplicas returns the replicas of a StatefulSet, or -1 when it is gone.
 	StatefulSetReplicas(ctx context.Context, namespace, name string) (int32, error)
 }

@@ -11,6 +11,8 @@ type Metrics struct {
 	Requests   *prometheus.CounterVec
 	Latency    *prometheus.HistogramVec
 	GCReleased prometheus.Counter
+	Recycled   *prometheus.CounterVec
+	Orphans    prometheus.Counter
 }
 
 // NewMetrics creates the service metrics and registers them with reg (nil: unregistered).
@@ -24,9 +26,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}, []string{"op"}),
 		GCReleased: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "underpool_ipamd_gc_released_total", Help: "Attachments released by garbage collection."}),
+		Recycled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "underpool_ipamd_recycled_total", Help: "Attachments released because their owner is gone, by reason."},
+			[]string{"reason"}),
+		Orphans: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "underpool_ipamd_orphans_released_total", Help: "Pool addresses no Endpoint held, freed by the orphan sweep."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Requests, m.Latency, m.GCReleased)
+		reg.MustRegister(m.Requests, m.Latency, m.GCReleased, m.Recycled, m.Orphans)
 	}
 	return m
 }

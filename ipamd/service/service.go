@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,9 @@ type Service struct {
 
 	locks    keyedMutex
 	ready    atomic.Bool
+
+	orphanMu    sync.Mutex
+	orphanSince map[orphanKey]time.Time
 	notReady atomic.Value // string: why allocations are refused
 }
 

@@ -4,11 +4,14 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
@@ -34,6 +37,14 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(run(m))
+}
+
+// ipamdOptions starts a node's ipamd with recycling off: most tests attach pods that exist
+// only as CNI_ARGS, which recycling would rightly take for gone. TestRecycling runs its own.
+func ipamdOptions(node string) harness.IpamdOptions {
+	o := harness.DefaultIpamdOptions(suite.bin, suite.cp.KubeconfigPath, node, suite.dir)
+	o.ExtraArgs = []string{"--gc-interval=0"}
+	return o
 }
 
 func run(m *testing.M) int {
@@ -65,7 +76,14 @@ func run(m *testing.M) int {
 	if suite.client, err = suite.cp.Client(v1.AddToScheme); err != nil {
 		return fail("client", err)
 	}
-	suite.ipamd, err = harness.StartIpamd(harness.DefaultIpamdOptions(suite.bin, suite.cp.KubeconfigPath, nodeName, suite.dir))
+	for _, n := range []string{nodeName, "node-b"} {
+		// labelled at creation: ipamd's node informer then never holds an older copy
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n, Labels: map[string]string{"zone": "a"}}}
+		if err := suite.client.Create(context.Background(), node); err != nil {
+			return fail("node "+n, err)
+		}
+	}
+	suite.ipamd, err = harness.StartIpamd(ipamdOptions(nodeName))
 	if err != nil {
 		return fail("ipamd", err)
 	}

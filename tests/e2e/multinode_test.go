@@ -17,7 +17,7 @@ func TestTwoNodesShareOnePoolWithoutDuplicates(t *testing.T) {
 	v4net, _, _ := nextSubnet()
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net})
 	ns := newNamespace(t)
-	nodeB, err := harness.StartIpamd(harness.DefaultIpamdOptions(suite.bin, suite.cp.KubeconfigPath, "node-b", suite.dir))
+	nodeB, err := harness.StartIpamd(ipamdOptions("node-b"))
 	if err != nil {
 		t.Fatalf("second ipamd: %v", err)
 	}

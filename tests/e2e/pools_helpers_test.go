@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"testing"
 	"time"
 
@@ -73,4 +74,9 @@ func netlinkHandleAt(nsPath string) (*netlink.Handle, error) {
 	}
 	defer ns.Close()
 	return netlink.NewHandleAt(ns)
+}
+
+func harnessTail(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
 }

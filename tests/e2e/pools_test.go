@@ -22,9 +22,14 @@ import (
 // ipamd needs) and returns it with its UID.
 func newPod(t *testing.T, ns, name string, annotations, labels map[string]string, owner *metav1.OwnerReference) *corev1.Pod {
 	t.Helper()
+	return newPodOn(t, nodeName, ns, name, annotations, labels, owner)
+}
+
+func newPodOn(t *testing.T, node, ns, name string, annotations, labels map[string]string, owner *metav1.OwnerReference) *corev1.Pod {
+	t.Helper()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations, Labels: labels},
-		Spec:       corev1.PodSpec{NodeName: nodeName, Containers: []corev1.Container{{Name: "c", Image: "pause"}}},
+		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "pause"}}},
 	}
 	if owner != nil {
 		pod.OwnerReferences = []metav1.OwnerReference{*owner}
@@ -51,22 +56,6 @@ func allocPool(t *testing.T, pod *corev1.Pod, ifName string, nadV4 ...string) st
 	return resp.IPs[0].Pool
 }
 
-func ensureNode(t *testing.T, labels map[string]string) {
-	t.Helper()
-	node := &corev1.Node{}
-	if err := suite.client.Get(ctx(t), client.ObjectKey{Name: nodeName}, node); err != nil {
-		node = &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: labels}}
-		if err := suite.client.Create(ctx(t), node); err != nil {
-			t.Fatalf("creating node: %v", err)
-		}
-		return
-	}
-	node.Labels = labels
-	if err := suite.client.Update(ctx(t), node); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // Pool choice follows the documented order: pod annotation > namespace default > the
 // network's pools > cluster default pools.
 func TestPoolSelectionOrder(t *testing.T) {
@@ -77,7 +66,9 @@ func TestPoolSelectionOrder(t *testing.T) {
 	annotated, nsDefault, network := mk(), mk(), mk()
 	v4, _, _ := nextSubnet()
 	clusterDefault := newPool(t, v1.IPPoolSpec{Subnet: v4, Default: true}).Name
-	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: clusterDefault}}) })
+	t.Cleanup(func() {
+		_ = suite.client.Delete(context.Background(), &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: clusterDefault}})
+	})
 	// created with its annotation: ipamd reads namespaces from its informer, falling back to
 	// the API for one it has not seen yet, so the annotation is never missed
 	plainNS, defaultNS := newNamespace(t), newNamespaceWith(t, map[string]string{selection.AnnotationNSDefaultV4: `["` + nsDefault + `"]`})
@@ -104,7 +95,7 @@ func TestPoolSelectionOrder(t *testing.T) {
 // Within a list, pools whose affinity does not match or that are exhausted are skipped;
 // when nothing fits, the error lists each pool and why.
 func TestAlternatesAndAffinity(t *testing.T) {
-	ensureNode(t, map[string]string{"zone": "a"})
+	// node-a carries zone=a (see TestMain)
 	ns := newNamespace(t)
 	base := func() string { v4, _, _ := nextSubnet(); return strings.TrimSuffix(v4, "0/24") }
 	b1 := base()

@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/tests/harness"
+)
+
+// Recycling: addresses of pods that were deleted, replaced (new UID, not a StatefulSet),
+// finished, terminating past their grace period, or whose node is gone come back; a live
+// pod's and a wanted StatefulSet ordinal's never do; an orphan in a pool is freed.
+func TestRecycling(t *testing.T) {
+	const node = "gc-node"
+	if err := suite.client.Create(ctx(t), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}); err != nil {
+		t.Fatal(err)
+	}
+	o := harness.DefaultIpamdOptions(suite.bin, suite.cp.KubeconfigPath, node, suite.dir)
+	o.ExtraArgs = []string{"--gc-interval=300ms", "--gc-grace=1s"}
+	gc, err := harness.StartIpamd(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = gc.Stop() })
+	// a node that never registers: its ipamd allocates, then the node is "gone"
+	ghost, err := harness.StartIpamd(ipamdOptions("ghost-node"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ghost.Stop() })
+
+	v4, _, _ := nextSubnet()
+	pool := newPool(t, v1.IPPoolSpec{Subnet: v4})
+	ns := newNamespace(t)
+	alloc := func(c *rpc.Client, pod *corev1.Pod) {
+		t.Helper()
+		resp, err := c.Allocate(ctx(t), &rpc.AllocateRequest{ContainerID: "ctr-" + pod.Name + "-" + string(pod.UID)[:6], IfName: "net1",
+			Network: "net", Pod: rpc.Pod{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID)}, IPv4Pools: []string{pool.Name}})
+		if err != nil {
+			t.Fatalf("allocate %s: %v", pod.Name, err)
+		}
+		if len(resp.IPs) != 1 {
+			t.Fatalf("allocate %s: %+v", pod.Name, resp)
+		}
+	}
+	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kv"}, Spec: appsv1.StatefulSetSpec{
+		Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "kv"}},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "kv"}},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}}}
+	if err := suite.client.Create(ctx(t), sts); err != nil {
+		t.Fatal(err)
+	}
+	owner := &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "kv", UID: sts.UID, Controller: ptr.To(true)}
+
+	live := newPodOn(t, node, ns, "live", nil, nil, nil)
+	deleted := newPodOn(t, node, ns, "deleted", nil, nil, nil)
+	replaced := newPodOn(t, node, ns, "replaced", nil, nil, nil)
+	finished := newPodOn(t, node, ns, "finished", nil, nil, nil)
+	terminating := newPodOn(t, node, ns, "terminating", nil, nil, nil)
+	kept := newPodOn(t, node, ns, "kv-0", nil, map[string]string{"app": "kv"}, owner)
+	onGhost := newPodOn(t, "ghost-node", ns, "on-ghost", nil, nil, nil)
+	for _, p := range []*corev1.Pod{live, deleted, replaced, finished, terminating, kept} {
+		alloc(gc.Client, p)
+	}
+	alloc(ghost.Client, onGhost)
+
+	// now make the owners go, each its own way
+	mustDelete(t, deleted, 0)
+	mustDelete(t, replaced, 0)
+	waitPodGone(t, replaced)
+	newPodOn(t, node, ns, "replaced", nil, nil, nil) // same name, new UID
+	finished.Status.Phase = corev1.PodSucceeded
+	if err := suite.client.Status().Update(ctx(t), finished); err != nil {
+		t.Fatal(err)
+	}
+	mustDelete(t, terminating, 1) // no kubelet: stays Terminating past its 1 s grace
+	mustDelete(t, kept, 0)
+	orphan := strings.TrimSuffix(v4, "0/24") + "200"
+	markAllocated(t, pool.Name, 200)
+
+	held := func(pod string) bool {
+		for _, ep := range endpoints(t, ns) {
+			if ep.Name == pod && len(ep.Status.Interfaces) > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	for _, gone := range []string{"deleted", "replaced", "finished", "terminating", "on-ghost"} {
+		waitFor(t, gone+"'s address to be recycled", func() bool { return !held(gone) })
+	}
+	waitFor(t, "the orphan "+orphan+" to be freed", func() bool {
+		return freshPool(t, pool.Name).Status.AllocatedIPCount == 2 // live and kv-0 only
+	})
+	if !held("live") || !held("kv-0") {
+		t.Fatalf("a live pod's or a wanted StatefulSet ordinal's address was recycled: live=%v kv-0=%v", held("live"), held("kv-0"))
+	}
+
+	// scaling the set below the ordinal lets its address go
+	if err := suite.client.Get(ctx(t), client.ObjectKeyFromObject(sts), sts); err != nil {
+		t.Fatal(err)
+	}
+	sts.Spec.Replicas = ptr.To[int32](0)
+	if err := suite.client.Update(ctx(t), sts); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "kv-0's address to be released after scale-down", func() bool { return !held("kv-0") })
+	if !held("live") {
+		t.Fatal("the live pod's address was recycled")
+	}
+	if err := gc.Client.Release(ctx(t), &rpc.ReleaseRequest{ContainerID: "ctr-live-" + string(live.UID)[:6], Pod: rpc.Pod{Namespace: ns, Name: "live"}}); err != nil {
+		t.Fatal(err)
+	}
+	requireEmpty(t, pool.Name, ns)
+	if !strings.Contains(metricsOrLog(gc), "recycled") {
+		t.Error("ipamd did not log its recycling")
+	}
+}
+
+func mustDelete(t *testing.T, pod *corev1.Pod, grace int64) {
+	t.Helper()
+	if err := suite.client.Delete(ctx(t), pod, client.GracePeriodSeconds(grace)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// markAllocated sets an address in the pool's status without any Endpoint: what a crash
+// between the pool commit and the Endpoint write leaves behind.
+func markAllocated(t *testing.T, pool string, offset int) {
+	t.Helper()
+	for {
+		p := freshPool(t, pool)
+		if p.Status.Allocated != "" {
+			p.Status.Allocated += ","
+		}
+		p.Status.Allocated += fmt.Sprint(offset)
+		p.Status.AllocatedIPCount++
+		err := suite.client.Status().Update(context.Background(), p)
+		if err == nil {
+			return
+		}
+		if !strings.Contains(err.Error(), "modified") {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func metricsOrLog(d *harness.Ipamd) string {
+	return harnessTail(d.Options.LogPath)
+}
