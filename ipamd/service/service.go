@@ -33,12 +33,12 @@ type Service struct {
 	Log       *zap.Logger
 	Metrics   *Metrics
 
-	locks    keyedMutex
-	ready    atomic.Bool
+	locks keyedMutex
+	ready atomic.Bool
 
 	orphanMu    sync.Mutex
 	orphanSince map[orphanKey]time.Time
-	notReady atomic.Value // string: why allocations are refused
+	notReady    atomic.Value // string: why allocations are refused
 }
 
 // Ready reports whether allocations are served, and why not.
