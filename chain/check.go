@@ -32,6 +32,9 @@ func CmdCheck(args *skel.CmdArgs) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), conf.IPAM.timeout)
 	defer cancel()
+	// the delegate checks its link and addresses; routes are ours (some live in the
+	// interface's own table, which delegates' CHECK does not look at)
+	delete(conf.rawPrevResult, "routes")
 	delegateConf, err := conf.DelegateConf()
 	if err != nil {
 		return configError(err)

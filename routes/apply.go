@@ -66,8 +66,12 @@ func Verify(link netlink.Link, p Plan) []string {
 	var diffs []string
 	for _, e := range p.Routes {
 		want := toNetlink(link, e)
+		table := want.Table
+		if table == 0 { // 0 would match every table: a table route would pass for the main one
+			table = syscall.RT_TABLE_MAIN
+		}
 		filter := netlink.RT_FILTER_TABLE | netlink.RT_FILTER_OIF
-		got, err := netlinksafe.RouteListFiltered(familyOf(e.Dst.Addr()), &netlink.Route{Table: want.Table, LinkIndex: want.LinkIndex}, filter)
+		got, err := netlinksafe.RouteListFiltered(familyOf(e.Dst.Addr()), &netlink.Route{Table: table, LinkIndex: want.LinkIndex}, filter)
 		if err != nil {
 			diffs = append(diffs, fmt.Sprintf("listing routes: %v", err))
 			continue
