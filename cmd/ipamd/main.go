@@ -29,6 +29,7 @@ func main() {
 	flag.IntVar(&opts.Burst, "api-burst", 400, "API client burst")
 	flag.DurationVar(&opts.GCInterval, "gc-interval", time.Minute, "how often addresses of gone pods and orphans are recycled; 0 disables")
 	flag.DurationVar(&opts.GCGrace, "gc-grace", 2*time.Minute, "attachments younger than this are never recycled; also the margin past a terminating pod's grace period")
+	flag.DurationVar(&opts.Quarantine, "quarantine", 10*time.Minute, "how long an address found in use on the wire stays out of allocation")
 	flag.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	flag.Parse()
 	opts.QPS = float32(*qps)

@@ -16,9 +16,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -51,6 +54,8 @@ type Options struct {
 	// GCGrace protects young attachments and is the margin past a terminating pod's grace
 	// period; an orphan must stay unheld this long before it is freed.
 	GCGrace time.Duration
+	// Quarantine is how long an address found in use on the wire stays out of allocation.
+	Quarantine time.Duration
 }
 
 // Run serves until ctx ends, then shuts down gracefully.
@@ -92,16 +97,27 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 		return fmt.Errorf("creating API client: %w", err)
 	}
 
+	clientset, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("creating API client: %w", err)
+	}
+	broadcaster := record.NewBroadcaster()
+	defer broadcaster.Shutdown()
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: clientset.CoreV1().Events("")})
+	events := broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "underpool-ipamd", Host: opts.NodeName})
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	svc := &service.Service{
 		Node: opts.NodeName,
 		Pools: &store.Pools{Writer: writer, Cache: informers, API: writer, Log: log, Metrics: store.NewMetrics(reg),
 			Blocked: reservedIPs(informers, log)},
-		Endpoints: &store.Endpoints{Writer: writer, Cache: informers, API: writer},
-		Cluster:   &cluster{node: opts.NodeName, cache: informers, api: writer},
-		Log:       log,
-		Metrics:   service.NewMetrics(reg),
+		Endpoints:     &store.Endpoints{Writer: writer, Cache: informers, API: writer},
+		Cluster:       &cluster{node: opts.NodeName, cache: informers, api: writer},
+		Events:        events,
+		QuarantineFor: opts.Quarantine,
+		Log:           log,
+		Metrics:       service.NewMetrics(reg),
 	}
 	listener, err := server.Listen(opts.Socket)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
@@ -30,8 +31,12 @@ type Service struct {
 	Pools     *store.Pools
 	Endpoints *store.Endpoints
 	Cluster   Cluster
-	Log       *zap.Logger
-	Metrics   *Metrics
+	// Events records what operators must see on objects (nil: none).
+	Events record.EventRecorder
+	// QuarantineFor is how long an address found in use on the wire stays out of allocation.
+	QuarantineFor time.Duration
+	Log           *zap.Logger
+	Metrics       *Metrics
 
 	locks keyedMutex
 	ready atomic.Bool
@@ -114,10 +119,18 @@ func (s *Service) Release(ctx context.Context, req *rpc.ReleaseRequest) (err err
 			keys = append(keys, k)
 		}
 	}
+	conflicts := map[string]string{}
+	for _, c := range req.Conflicts {
+		addr, err := netip.ParseAddr(c.IP)
+		if err != nil {
+			return badRequest("conflicts", "conflict address %q is not an IP", c.IP)
+		}
+		conflicts[addr.String()] = c.MAC
+	}
 	for _, key := range keys {
-		if err := s.releaseFrom(ctx, key, func(itf *v1.EndpointInterface) bool {
+		if err := s.releaseFromWith(ctx, key, func(itf *v1.EndpointInterface) bool {
 			return itf.ContainerID == req.ContainerID && (req.IfName == "" || itf.Interface == req.IfName)
-		}); err != nil {
+		}, conflicts); err != nil {
 			return err
 		}
 	}
@@ -126,6 +139,12 @@ func (s *Service) Release(ctx context.Context, req *rpc.ReleaseRequest) (err err
 
 // releaseFrom drops the matching records from one Endpoint, then frees their addresses.
 func (s *Service) releaseFrom(ctx context.Context, key client.ObjectKey, match func(*v1.EndpointInterface) bool) error {
+	return s.releaseFromWith(ctx, key, match, nil)
+}
+
+// releaseFromWith is releaseFrom where addresses found in conflict on the wire (address ->
+// the MAC that answered) are quarantined instead of simply freed.
+func (s *Service) releaseFromWith(ctx context.Context, key client.ObjectKey, match func(*v1.EndpointInterface) bool, conflicts map[string]string) error {
 	unlock := s.locks.lock(key.String())
 	defer unlock()
 	var removed []v1.EndpointInterface
@@ -149,6 +168,12 @@ func (s *Service) releaseFrom(ctx context.Context, key client.ObjectKey, match f
 		for _, ip := range itf.IPs {
 			addr, perr := netip.ParsePrefix(ip.Address)
 			if perr != nil {
+				continue
+			}
+			if mac, conflict := conflicts[addr.Addr().String()]; conflict {
+				if err := s.quarantine(ctx, ip.Pool, addr.Addr(), mac); err != nil {
+					return err
+				}
 				continue
 			}
 			if err := s.Pools.Release(ctx, ip.Pool, addr.Addr()); err != nil {
@@ -234,4 +259,20 @@ func withoutInterface(list []v1.EndpointInterface, containerID, ifName string) [
 		}
 	}
 	return out
+}
+
+// quarantine frees an address another host answered for and keeps it out of allocation
+// for a while, visible on the pool's status and as an event.
+func (s *Service) quarantine(ctx context.Context, pool string, addr netip.Addr, mac string) error {
+	until := time.Now().Add(s.QuarantineFor)
+	if err := s.Pools.Quarantine(ctx, pool, addr, mac, until); err != nil {
+		return internal("quarantining %s in pool %s: %v", addr, pool, err)
+	}
+	s.Log.Warn("address in use on the wire; quarantined", zap.String("pool", pool), zap.String("ip", addr.String()),
+		zap.String("answeredBy", mac), zap.Time("until", until))
+	if s.Events != nil {
+		s.Events.Eventf(&v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: pool}}, "Warning", "IPConflict",
+			"%s is in use on the wire (answered by %s); kept out of allocation until %s", addr, mac, until.Format(time.RFC3339))
+	}
+	return nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"go.uber.org/zap"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/underpool/underpool/ipamd/allocator"
@@ -34,12 +35,16 @@ const (
 	opAllocateExact
 	opRelease
 	opEnsure
+	opQuarantine
 )
 
 type poolOp struct {
 	kind opKind
 	addr netip.Addr
-	done chan opResult
+	// quarantine: who answered for addr, and until when it stays out of allocation
+	mac   string
+	until time.Time
+	done  chan opResult
 }
 
 type opResult struct {
@@ -95,6 +100,13 @@ func (p *Pools) Release(ctx context.Context, pool string, addr netip.Addr) error
 	if errors.Is(r.err, ErrPoolNotFound) {
 		return nil // nothing to free in a pool that is gone
 	}
+	return r.err
+}
+
+// Quarantine frees addr and keeps it out of allocation until the given time: another
+// host answered for it on the wire.
+func (p *Pools) Quarantine(ctx context.Context, pool string, addr netip.Addr, mac string, until time.Time) error {
+	r := p.submit(ctx, pool, &poolOp{kind: opQuarantine, addr: addr, mac: mac, until: until})
 	return r.err
 }
 
@@ -173,7 +185,9 @@ func (p *Pools) commit(ctx context.Context, name string, q *poolQueue, ops []*po
 			return
 		}
 		st := &allocator.State{Pool: pool, Allocated: allocated, Cursor: q.cursor}
-		results, changed := p.apply(st, ops)
+		quarantined, qChanged := liveQuarantine(obj.Status.Quarantined, time.Now())
+		results, changed := p.apply(st, ops, &quarantined)
+		changed = changed || qChanged
 		total, count := pool.TotalCount(), int64(st.Allocated.Count())
 		if !changed && obj.Status.TotalIPCount == total && obj.Status.AllocatedIPCount == count {
 			finish(ops, results, nil)
@@ -183,6 +197,7 @@ func (p *Pools) commit(ctx context.Context, name string, q *poolQueue, ops []*po
 		next.Status.Allocated = st.Allocated.String()
 		next.Status.AllocatedIPCount = count
 		next.Status.TotalIPCount = total
+		next.Status.Quarantined = quarantined
 		err = p.Writer.Status().Update(ctx, next)
 		switch {
 		case err == nil:
@@ -207,10 +222,17 @@ func (p *Pools) commit(ctx context.Context, name string, q *poolQueue, ops []*po
 }
 
 // apply runs each operation on the state; decisions are only final once written.
-func (p *Pools) apply(st *allocator.State, ops []*poolOp) ([]opResult, bool) {
+func (p *Pools) apply(st *allocator.State, ops []*poolOp, quarantined *[]v1.QuarantinedIP) ([]opResult, bool) {
 	var blocked allocator.RunSet
 	if p.Blocked != nil {
-		blocked = p.Blocked(st.Pool)
+		blocked = p.Blocked(st.Pool).Clone()
+	}
+	for _, q := range *quarantined {
+		if a, err := netip.ParseAddr(q.IP); err == nil {
+			if o, ok := st.Pool.Offset(a); ok {
+				blocked.Add(o)
+			}
+		}
 	}
 	results := make([]opResult, len(ops))
 	changed := false
@@ -228,6 +250,14 @@ func (p *Pools) apply(st *allocator.State, ops []*poolOp) ([]opResult, bool) {
 			r.changed = st.Release(op.addr)
 		case opEnsure:
 			r.changed = st.Ensure(op.addr)
+		case opQuarantine:
+			st.Release(op.addr)
+			*quarantined = append(withoutIP(*quarantined, op.addr.String()),
+				v1.QuarantinedIP{IP: op.addr.String(), MAC: op.mac, Until: metav1.NewTime(op.until)})
+			if o, ok := st.Pool.Offset(op.addr); ok {
+				blocked.Add(o)
+			}
+			r.changed = true
 		}
 		changed = changed || r.changed
 	}
@@ -283,4 +313,25 @@ func finish(ops []*poolOp, results []opResult, err error) {
 		}
 		op.done <- results[i]
 	}
+}
+
+// liveQuarantine drops expired entries; it reports whether any was dropped.
+func liveQuarantine(list []v1.QuarantinedIP, now time.Time) ([]v1.QuarantinedIP, bool) {
+	var out []v1.QuarantinedIP
+	for _, q := range list {
+		if q.Until.Time.After(now) {
+			out = append(out, q)
+		}
+	}
+	return out, len(out) != len(list)
+}
+
+func withoutIP(list []v1.QuarantinedIP, ip string) []v1.QuarantinedIP {
+	var out []v1.QuarantinedIP
+	for _, q := range list {
+		if q.IP != ip {
+			out = append(out, q)
+		}
+	}
+	return out
 }

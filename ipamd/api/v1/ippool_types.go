@@ -58,6 +58,19 @@ type IPPoolStatus struct {
 	// TotalIPCount is how many addresses the pool can hand out (saturates at 2^63-1).
 	// +optional
 	TotalIPCount int64 `json:"totalIPCount"`
+	// Quarantined addresses were found in use on the wire by another host; they are not
+	// handed out until the time given, so a retried ADD gets another address.
+	// +optional
+	Quarantined []QuarantinedIP `json:"quarantined,omitempty"`
+}
+
+// QuarantinedIP is an address kept out of allocation for a while.
+type QuarantinedIP struct {
+	IP string `json:"ip"`
+	// MAC is the hardware address that answered for IP.
+	// +optional
+	MAC   string      `json:"mac,omitempty"`
+	Until metav1.Time `json:"until"`
 }
 
 // IPPool is a set of addresses of one subnet that pods get their addresses from.

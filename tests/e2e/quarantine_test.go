@@ -1,0 +1,55 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/rpc"
+)
+
+// An address the plugin found in use on the wire is released into quarantine: visible on
+// the pool and as an event, and the retry gets another address.
+func TestConflictQuarantinesTheAddress(t *testing.T) {
+	v4, _, _ := nextSubnet()
+	b := strings.TrimSuffix(v4, "0/24")
+	pool := newPool(t, v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "10-" + b + "11"}})
+	ns := newNamespace(t)
+	req := &rpc.AllocateRequest{ContainerID: "ctr-q", IfName: "net1", Pod: rpc.Pod{Namespace: ns, Name: "q"}, IPv4Pools: []string{pool.Name}}
+	first, err := suite.ipamd.Client.Allocate(ctx(t), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := strings.Split(first.IPs[0].Address, "/")[0]
+	if err := suite.ipamd.Client.Release(ctx(t), &rpc.ReleaseRequest{ContainerID: "ctr-q", Pod: req.Pod,
+		Conflicts: []rpc.Conflict{{IP: taken, MAC: "02:aa:bb:cc:dd:ee"}}}); err != nil {
+		t.Fatalf("release with conflict: %v", err)
+	}
+	p := freshPool(t, pool.Name)
+	if len(p.Status.Quarantined) != 1 || p.Status.Quarantined[0].IP != taken || p.Status.Quarantined[0].MAC != "02:aa:bb:cc:dd:ee" || p.Status.AllocatedIPCount != 0 {
+		t.Fatalf("pool status after the conflict = %+v", p.Status)
+	}
+	req.ContainerID = "ctr-q-retry"
+	retry, err := suite.ipamd.Client.Allocate(ctx(t), req)
+	if err != nil || strings.HasPrefix(retry.IPs[0].Address, taken+"/") {
+		t.Fatalf("retry got %+v (%v); the quarantined %s must not come back", retry, err, taken)
+	}
+	req.ContainerID, req.Pod.Name = "ctr-q-third", "q3"
+	if _, err := suite.ipamd.Client.Allocate(ctx(t), req); err == nil || !strings.Contains(err.Error(), "exhausted") {
+		t.Fatalf("with one address quarantined and one held the pool must be exhausted, got %v", err)
+	}
+	waitFor(t, "an IPConflict event", func() bool {
+		var events corev1.EventList
+		_ = suite.client.List(ctx(t), &events, client.InNamespace("default"))
+		for _, e := range events.Items {
+			if e.Reason == "IPConflict" && e.InvolvedObject.Name == pool.Name && strings.Contains(e.Message, taken) {
+				return true
+			}
+		}
+		return false
+	})
+	releaseAll(t, ns)
+}
