@@ -2,6 +2,7 @@ package chain
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,6 +12,8 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"go.uber.org/zap"
+
+	"github.com/underpool/underpool/ipamd/rpc"
 )
 
 // settleTimeout bounds the wait for IPv6 duplicate address detection.
@@ -44,8 +47,8 @@ func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger
 	if err != nil {
 		return nil, err
 	}
-	undo := func(what string, cause error) error {
-		if err := release(ctx, conf, args, func(msg string, e error) { log.Warn(msg, zap.Error(e)) }); err != nil {
+	undo := func(what string, cause error, conflicts ...rpc.Conflict) error {
+		if err := release(ctx, conf, args, func(msg string, e error) { log.Warn(msg, zap.Error(e)) }, conflicts...); err != nil {
 			log.Error("releasing after a failed ADD", zap.Error(err))
 		}
 		return wrap("%s: %v", what, cause)
@@ -59,14 +62,14 @@ func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger
 	if err != nil {
 		return nil, undo(fmt.Sprintf("delegate %s ADD", conf.DelegateType()), err)
 	}
-	undoDelegate := func(what string, cause error) error {
+	undoDelegate := func(what string, cause error, conflicts ...rpc.Conflict) error {
 		if err := cleanPod(conf, args.Netns, args.IfName); err != nil {
 			log.Error("removing routing rules after a failed ADD", zap.Error(err))
 		}
 		if err := invoke.DelegateDel(ctx, conf.DelegateType(), delegateConf, nil); err != nil {
 			log.Error("delegate DEL after a failed ADD", zap.Error(err))
 		}
-		return undo(what, cause)
+		return undo(what, cause, conflicts...)
 	}
 	result, err := current.NewResultFromResult(raw)
 	if err != nil {
@@ -80,16 +83,47 @@ func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger
 	if err != nil {
 		return nil, undoDelegate("ipamd result", err)
 	}
+	intent, err := routingIntent(conf, args.IfName, alloc)
+	if err != nil {
+		return nil, undoDelegate("ipamd result", err)
+	}
 	result.IPs = addressing.IPs
-	if err := ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
-		if err := addAddresses(args.IfName, result); err != nil {
+	var warnings []error
+	err = ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
+		mac, err := prepareLink(conf, args.IfName, intent.Addresses)
+		if err != nil {
 			return err
 		}
-		rs, err := configureRoutes(conf, args.IfName, alloc)
-		result.Routes = rs
-		return err
-	}); err != nil {
+		result.Interfaces[ifIndex].Mac = mac
+		if err := probeIPv4Conflicts(conf, args.IfName, intent.Addresses); err != nil {
+			return err
+		}
+		if err := addAddresses(args.IfName, result); err != nil {
+			if c := ipv6Conflicts(conf, args.IfName, intent.Addresses); c != nil {
+				return c
+			}
+			return err
+		}
+		if err := checkGateways(conf, args.IfName, intent.Addresses); err != nil {
+			return err
+		}
+		if result.Routes, err = configureRoutes(conf, args.IfName, intent); err != nil {
+			return err
+		}
+		warnings = announce(conf, args.IfName, intent.Addresses)
+		return nil
+	})
+	var conflict *conflictError
+	if errors.As(err, &conflict) {
+		_ = undoDelegate("", err, conflict.conflicts...)
+		// the runtime's retry gets another address: "try again later" says so
+		return nil, types.NewError(types.ErrTryAgainLater, conflict.Error(), "")
+	}
+	if err != nil {
 		return nil, undoDelegate("configuring "+args.IfName, err)
+	}
+	for _, w := range warnings {
+		log.Warn("announcing the address", zap.Error(w))
 	}
 	return result, nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,12 +36,21 @@ type NetConf struct {
 	// the pool's gateway (default true); which interface holds it is Routing's business.
 	DefaultRoute *bool       `json:"defaultRoute,omitempty"`
 	Routing      RoutingConf `json:"routing,omitempty"`
+	Checks       ChecksConf  `json:"checks,omitempty"`
+	// MACPrefix, two bytes such as "0a:58", gives the pod interface the MAC prefix +
+	// the last four bytes of its address (a multus "mac" request wins). Empty: the
+	// delegate's MAC is kept.
+	MACPrefix string `json:"macPrefix,omitempty"`
 	LogFile      string      `json:"logFile,omitempty"`
 	LogLevel     string      `json:"logLevel,omitempty"`
 	// RuntimeConfig carries capability args (multus: ips, mac, deviceID) through to the delegate.
 	RuntimeConfig map[string]any `json:"runtimeConfig,omitempty"`
 	// Args carries the "args" convention field, passed to the delegate as is.
 	Args map[string]any `json:"args,omitempty"`
+	// DeviceID and PCIBusID are what multus injects for a NAD with a device-plugin
+	// resource (an SR-IOV VF's PCI address); the delegate gets them as its own.
+	DeviceID string `json:"deviceID,omitempty"`
+	PCIBusID string `json:"pciBusID,omitempty"`
 
 	rawPrevResult map[string]any
 }
@@ -72,6 +82,44 @@ type RoutingConf struct {
 	// RPFilter is the pod's IPv4 rp_filter when policy routing is on (default 2, loose;
 	// -1 leaves it as the runtime set it).
 	RPFilter *int `json:"rpFilter,omitempty"`
+}
+
+// ChecksConf are the underlay checks of ADD. Each wait is bounded by Timeout.
+type ChecksConf struct {
+	// IPConflict probes the address before using it (ARP for IPv4, the kernel's
+	// duplicate address detection for IPv6); a conflict fails ADD and ipamd keeps the
+	// address out of allocation for a while (default true).
+	IPConflict *bool `json:"ipConflict,omitempty"`
+	// Gateway fails ADD when the pool's gateway does not answer ARP/NDP (default false).
+	Gateway *bool `json:"gateway,omitempty"`
+	// Announce sends a gratuitous ARP / unsolicited neighbour advertisement once the
+	// address is up, so neighbours drop a previous owner's MAC (default true).
+	Announce *bool `json:"announce,omitempty"`
+	// Timeout bounds each probe, as a Go duration (default "100ms"; three tries in it).
+	Timeout string `json:"timeout,omitempty"`
+
+	timeout time.Duration
+}
+
+// DefaultCheckTimeout bounds one ARP/NDP probe: answers on a LAN take well under a
+// millisecond, and every ADD pays the full wait when nobody answers.
+const DefaultCheckTimeout = 100 * time.Millisecond
+
+func (c ChecksConf) ipConflict() bool { return c.IPConflict == nil || *c.IPConflict }
+func (c ChecksConf) gateway() bool    { return c.Gateway != nil && *c.Gateway }
+func (c ChecksConf) announce() bool   { return c.Announce == nil || *c.Announce }
+
+func (c *ChecksConf) load() error {
+	c.timeout = DefaultCheckTimeout
+	if c.Timeout == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(c.Timeout)
+	if err != nil || d <= 0 || d > 10*time.Second {
+		return fmt.Errorf("checks.timeout %q must be a duration between 1ms and 10s, such as \"100ms\"", c.Timeout)
+	}
+	c.timeout = d
+	return nil
 }
 
 func (r RoutingConf) policyRouting() bool { return r.PolicyRouting == nil || *r.PolicyRouting }
@@ -126,6 +174,14 @@ func LoadConf(data []byte, needDelegate bool) (*NetConf, error) {
 	if err := checkRouting(conf.Routing); err != nil {
 		return nil, err
 	}
+	if err := conf.Checks.load(); err != nil {
+		return nil, err
+	}
+	if conf.MACPrefix != "" {
+		if _, err := routes.ParseMACPrefix(conf.MACPrefix); err != nil {
+			return nil, err
+		}
+	}
 	if conf.LogFile == "" {
 		conf.LogFile = DefaultLogFile
 	}
@@ -163,6 +219,14 @@ func checkDelegate(d map[string]any) error {
 	if ipam, ok := d["ipam"].(map[string]any); ok && len(ipam) > 0 {
 		return fmt.Errorf("delegate.ipam must be empty: underpool assigns the addresses (move the pools to ipam.ipv4Pools/ipv6Pools)")
 	}
+	// modes the delegates know, checked here so a typo fails with the field's name
+	// rather than deep inside the delegate
+	modes := map[string][]string{"macvlan": {"bridge", "private", "vepa", "passthru"}, "ipvlan": {"l2", "l3", "l3s"}}
+	if allowed, known := modes[t]; known {
+		if m, _ := d["mode"].(string); m != "" && !slices.Contains(allowed, m) {
+			return fmt.Errorf("delegate.mode %q is not one of %s's modes: use %s", m, t, strings.Join(allowed, ", "))
+		}
+	}
 	return nil
 }
 
@@ -187,6 +251,13 @@ func (c *NetConf) DelegateConf() ([]byte, error) {
 	}
 	if len(c.Args) > 0 {
 		d["args"] = c.Args
+	}
+	// the device plugin's VF: sriov-cni reads deviceID, host-device pciBusID or
+	// runtimeConfig.deviceID; a value the delegate config sets itself wins
+	for key, v := range map[string]string{"deviceID": c.DeviceID, "pciBusID": c.PCIBusID} {
+		if _, set := d[key]; !set && v != "" {
+			d[key] = v
+		}
 	}
 	if c.rawPrevResult != nil { // CHECK: the delegate verifies against the ADD result
 		d["prevResult"] = c.rawPrevResult

@@ -32,10 +32,10 @@ func allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs) (*rpc.Allo
 // release frees the attachment's addresses. An unreachable ipamd is not an error: the
 // address comes back through ipamd's garbage collection once the pod is gone, and a DEL
 // that fails forever would block the pod's removal.
-func release(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log logFunc) error {
+func release(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log logFunc, conflicts ...rpc.Conflict) error {
 	pod, _ := podFromArgs(args.Args) // a DEL with odd args still releases by container ID
 	err := rpc.NewClient(conf.IPAM.Socket).Release(ctx, &rpc.ReleaseRequest{
-		ContainerID: args.ContainerID, IfName: args.IfName, Pod: pod})
+		ContainerID: args.ContainerID, IfName: args.IfName, Pod: pod, Conflicts: conflicts})
 	if err != nil && isUnreachable(err) {
 		log("ipamd unreachable on DEL; its GC will reclaim the address", err)
 		return nil

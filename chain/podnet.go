@@ -19,11 +19,7 @@ import (
 // family's default route this interface holds, installs the main-table routes, the
 // interface's own table and its rules, loosens rp_filter, and returns the routes for the
 // CNI result.
-func configureRoutes(conf *NetConf, ifName string, alloc *rpc.AllocateResponse) ([]*types.Route, error) {
-	intent, err := routingIntent(conf, ifName, alloc)
-	if err != nil {
-		return nil, err
-	}
+func configureRoutes(conf *NetConf, ifName string, intent routes.Intent) ([]*types.Route, error) {
 	for _, is4 := range []bool{true, false} {
 		exists, err := routes.DefaultRouteExists(is4)
 		if err != nil {
