@@ -41,8 +41,8 @@ type NetConf struct {
 	// the last four bytes of its address (a multus "mac" request wins). Empty: the
 	// delegate's MAC is kept.
 	MACPrefix string `json:"macPrefix,omitempty"`
-	LogFile      string      `json:"logFile,omitempty"`
-	LogLevel     string      `json:"logLevel,omitempty"`
+	LogFile   string `json:"logFile,omitempty"`
+	LogLevel  string `json:"logLevel,omitempty"`
 	// RuntimeConfig carries capability args (multus: ips, mac, deviceID) through to the delegate.
 	RuntimeConfig map[string]any `json:"runtimeConfig,omitempty"`
 	// Args carries the "args" convention field, passed to the delegate as is.

@@ -64,7 +64,7 @@ func TestDelegateConfExactly(t *testing.T) {
 
 func TestDelegateModeIsChecked(t *testing.T) {
 	for conf, field := range map[string]string{
-		`{"delegate":{"type":"macvlan","master":"eth1","mode":"l2"},"ipam":{"ipv4Pools":["p"]}}`: `delegate.mode "l2" is not one of macvlan's modes`,
+		`{"delegate":{"type":"macvlan","master":"eth1","mode":"l2"},"ipam":{"ipv4Pools":["p"]}}`:    `delegate.mode "l2" is not one of macvlan's modes`,
 		`{"delegate":{"type":"ipvlan","master":"eth1","mode":"bridge"},"ipam":{"ipv4Pools":["p"]}}`: `delegate.mode "bridge" is not one of ipvlan's modes`,
 	} {
 		if _, err := LoadConf([]byte(conf), true); err == nil || !strings.Contains(err.Error(), field) {
