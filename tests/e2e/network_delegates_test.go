@@ -119,4 +119,3 @@ func hasLink(t *testing.T, n *harness.NetNS, name string) bool {
 	}
 	return found
 }
-
