@@ -3,6 +3,7 @@ module github.com/underpool/underpool
 go 1.26.0
 
 require (
+	github.com/Mellanox/rdmamap v1.1.0
 	github.com/containernetworking/cni v1.3.1
 	github.com/containernetworking/plugins v1.9.1
 	github.com/mdlayher/arp v0.0.0-20220512170110-6706a2966875

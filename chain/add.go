@@ -125,6 +125,13 @@ func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger
 	for _, w := range warnings {
 		log.Warn("announcing the address", zap.Error(w))
 	}
+	if conf.RDMA.Mode != "" {
+		dev, err := newAttacher(conf.RDMA).Attach(args.ContainerID, args.IfName, args.Netns, conf.rdmaWant())
+		if err != nil {
+			return nil, undoDelegate("RDMA", err)
+		}
+		log.Info("RDMA device placed", zap.String("device", dev), zap.String("mode", conf.RDMA.Mode))
+	}
 	return result, nil
 }
 

@@ -37,6 +37,7 @@ type NetConf struct {
 	DefaultRoute *bool       `json:"defaultRoute,omitempty"`
 	Routing      RoutingConf `json:"routing,omitempty"`
 	Checks       ChecksConf  `json:"checks,omitempty"`
+	RDMA         RDMAConf    `json:"rdma,omitempty"`
 	// MACPrefix, two bytes such as "0a:58", gives the pod interface the MAC prefix +
 	// the last four bytes of its address (a multus "mac" request wins). Empty: the
 	// delegate's MAC is kept.
@@ -172,6 +173,9 @@ func LoadConf(data []byte, needDelegate bool) (*NetConf, error) {
 		return nil, err
 	}
 	if err := checkRouting(conf.Routing); err != nil {
+		return nil, err
+	}
+	if err := checkRDMA(conf.RDMA); err != nil {
 		return nil, err
 	}
 	if err := conf.Checks.load(); err != nil {

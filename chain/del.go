@@ -7,6 +7,8 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"go.uber.org/zap"
+
+	"github.com/underpool/underpool/rdma"
 )
 
 // CmdDel detaches a pod: the delegate removes the link first, so the address is never free
@@ -25,6 +27,12 @@ func CmdDel(args *skel.CmdArgs) error {
 	delegateConf, err := conf.DelegateConf()
 	if err != nil {
 		return configError(err)
+	}
+	if conf.RDMA.Mode == string(rdma.Exclusive) {
+		// the RDMA device goes back before the delegate takes the netdev it is bound to
+		if err := newAttacher(conf.RDMA).Detach(args.ContainerID, args.IfName, args.Netns); err != nil {
+			return wrap("RDMA: %v", err)
+		}
 	}
 	if err := cleanPod(conf, args.Netns, args.IfName); err != nil {
 		// the pod netns usually goes right after DEL, taking a stray rule with it; a

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/rdma"
 )
 
 // CmdGC releases this node's attachments of this network that the runtime no longer lists.
@@ -15,6 +16,17 @@ func CmdGC(args *skel.CmdArgs) error {
 	conf, err := LoadConf(args.StdinData, true)
 	if err != nil {
 		return configError(err)
+	}
+	if conf.RDMA.Mode == string(rdma.Exclusive) {
+		valid := map[string]bool{}
+		for _, a := range conf.ValidAttachments {
+			valid[a.ContainerID+"/"+a.IfName] = true
+		}
+		// what no runtime knows any more had its netns destroyed: the kernel has the
+		// devices back, only the records remain
+		if _, err := newAttacher(conf.RDMA).GC(valid); err != nil {
+			return wrap("RDMA GC: %v", err)
+		}
 	}
 	return gc(conf, "underpool")
 }

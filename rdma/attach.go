@@ -1,0 +1,80 @@
+package rdma
+
+import (
+	"errors"
+	"fmt"
+	"os"
+)
+
+// Attacher places RDMA devices for pod attachments.
+type Attacher struct {
+	Sys   System
+	State State
+}
+
+// Attach runs after the delegate's ADD. Exclusive mode: the device is moved into the pod
+// netns and recorded; if recording fails the device is moved back, so a failed ADD
+// never strands it in the pod. Shared mode: nothing moves; the device must exist.
+func (a Attacher) Attach(containerID, ifName, podNetns string, want Want) (string, error) {
+	dev, err := Find(a.Sys, want)
+	if err != nil {
+		return "", err
+	}
+	if want.Mode == Shared {
+		if !a.Sys.Exists(dev) {
+			return "", fmt.Errorf("RDMA device %s is not visible on the node", dev)
+		}
+		return dev, nil
+	}
+	if err := a.Sys.Move(dev, "", podNetns); err != nil {
+		return "", fmt.Errorf("moving RDMA device %s into the pod netns: %w", dev, err)
+	}
+	if err := a.State.Save(Record{ContainerID: containerID, IfName: ifName, Device: dev}); err != nil {
+		if back := a.Sys.Move(dev, podNetns, ""); back != nil {
+			return "", fmt.Errorf("recording RDMA device %s: %v; and moving it back failed: %v", dev, err, back)
+		}
+		return "", fmt.Errorf("recording RDMA device %s: %w (moved back to the node)", dev, err)
+	}
+	return dev, nil
+}
+
+// Detach runs before the delegate's DEL (RDMA device before netdev, as the kernel binds
+// them): the recorded device goes back to the node, then the record is cleared. A pod
+// netns already gone gave its devices back to the node by itself, so that only clears
+// the record.
+func (a Attacher) Detach(containerID, ifName, podNetns string) error {
+	rec, err := a.State.Load(containerID, ifName)
+	if err != nil || rec == nil {
+		return err
+	}
+	if podNetns != "" {
+		if _, statErr := os.Stat(podNetns); statErr == nil {
+			if err := a.Sys.Move(rec.Device, podNetns, ""); err != nil && !a.Sys.Exists(rec.Device) {
+				return fmt.Errorf("returning RDMA device %s to the node: %w", rec.Device, err)
+			}
+		} else if !errors.Is(statErr, os.ErrNotExist) {
+			return statErr
+		}
+	}
+	return a.State.Delete(containerID, ifName)
+}
+
+// GC clears the records of attachments no runtime knows any more (valid holds
+// "containerID/ifName"); their netns are gone, so their devices are back on the node.
+func (a Attacher) GC(valid map[string]bool) ([]Record, error) {
+	all, err := a.State.All()
+	if err != nil {
+		return nil, err
+	}
+	var cleared []Record
+	for _, r := range all {
+		if valid[r.ContainerID+"/"+r.IfName] {
+			continue
+		}
+		if err := a.State.Delete(r.ContainerID, r.IfName); err != nil {
+			return cleared, err
+		}
+		cleared = append(cleared, r)
+	}
+	return cleared, nil
+}
