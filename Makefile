@@ -15,7 +15,8 @@ build: ## compile ipamd and the CNI plugins into ./bin
 generate: ## regenerate deepcopy code and CRD manifests from the API types
 	go tool controller-gen object:headerFile=/dev/null paths=./ipamd/api/...
 	go tool controller-gen crd:crdVersions=v1 paths=./ipamd/api/... output:crd:artifacts:config=deploy/crds
-	go tool controller-gen rbac:roleName=underpool-ipamd paths=./ipamd/... output:rbac:artifacts:config=deploy/rbac
+	go tool controller-gen rbac:roleName=underpool-ipamd paths=./ipamd/daemon/... output:rbac:artifacts:config=deploy/rbac/ipamd
+	go tool controller-gen rbac:roleName=underpool-controller paths=./ipamd/controller/... output:rbac:artifacts:config=deploy/rbac/controller
 
 verify-generated: ## fail when generated files are stale
 	tests/verify-generated.sh

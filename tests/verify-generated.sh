@@ -8,7 +8,8 @@ cd "$root"
 cp -r ipamd/api "$tmp/api"
 go tool controller-gen object:headerFile=/dev/null paths=./ipamd/api/...
 go tool controller-gen crd:crdVersions=v1 paths=./ipamd/api/... output:crd:artifacts:config="$tmp/crds"
-go tool controller-gen rbac:roleName=underpool-ipamd paths=./ipamd/... output:rbac:artifacts:config="$tmp/rbac"
+go tool controller-gen rbac:roleName=underpool-ipamd paths=./ipamd/daemon/... output:rbac:artifacts:config="$tmp/rbac/ipamd"
+go tool controller-gen rbac:roleName=underpool-controller paths=./ipamd/controller/... output:rbac:artifacts:config="$tmp/rbac/controller"
 status=0
 if ! diff -r "$tmp/rbac" deploy/rbac >/dev/null; then
   echo "deploy/rbac is stale: run 'make generate' and commit" >&2; status=1

@@ -1,5 +1,7 @@
-// Command ipamd is underpool's node daemon: it hands out pod addresses from IPPools over a
-// unix socket to the underpool CNI plugins on its node.
+// Command ipamd is underpool's daemon. In node mode (one per node) it hands out pod
+// addresses from IPPools over a unix socket to the underpool CNI plugins of its node. In
+// controller mode (one elected per cluster) it serves the validating webhook for pools and
+// subnets, protects pools with live allocations, and reports reserved addresses in use.
 package main
 
 import (
@@ -8,31 +10,47 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/underpool/underpool/ipamd/controller"
 	"github.com/underpool/underpool/ipamd/daemon"
 	"github.com/underpool/underpool/ipamd/rpc"
 )
 
 func main() {
+	// an own flag set: controller-runtime registers a global --kubeconfig of its own
+	flag := flag.NewFlagSet("ipamd", flag.ExitOnError)
 	opts := daemon.Options{}
-	var level string
+	ctl := controller.Options{}
+	var level, mode string
+	flag.StringVar(&mode, "mode", "node", "node: serve this node's CNI plugins; controller: the cluster-wide webhook and reconcilers")
 	flag.StringVar(&opts.Kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file; empty uses the in-cluster service account")
-	flag.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "name of the node this ipamd serves (env NODE_NAME)")
-	flag.StringVar(&opts.Socket, "socket", rpc.DefaultSocket, "unix socket the CNI plugins call")
-	flag.StringVar(&opts.HealthAddress, "health-address", "127.0.0.1:9470", "address for /healthz, /readyz and /metrics; empty disables")
+	flag.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "node mode: the node this ipamd serves (env NODE_NAME)")
+	flag.StringVar(&opts.Socket, "socket", rpc.DefaultSocket, "node mode: unix socket the CNI plugins call")
+	flag.StringVar(&opts.HealthAddress, "health-address", "127.0.0.1:9470", "address for /healthz, /readyz (and /metrics in node mode); empty disables")
 	qps := flag.Float64("api-qps", 200, "API client queries per second")
 	flag.IntVar(&opts.Burst, "api-burst", 400, "API client burst")
-	flag.DurationVar(&opts.GCInterval, "gc-interval", time.Minute, "how often addresses of gone pods and orphans are recycled; 0 disables")
-	flag.DurationVar(&opts.GCGrace, "gc-grace", 2*time.Minute, "attachments younger than this are never recycled; also the margin past a terminating pod's grace period")
-	flag.DurationVar(&opts.Quarantine, "quarantine", 10*time.Minute, "how long an address found in use on the wire stays out of allocation")
+	flag.DurationVar(&opts.GCInterval, "gc-interval", time.Minute, "node mode: how often addresses of gone pods and orphans are recycled; 0 disables")
+	flag.DurationVar(&opts.GCGrace, "gc-grace", 2*time.Minute, "node mode: attachments younger than this are never recycled; also the margin past a terminating pod's grace period")
+	flag.DurationVar(&opts.Quarantine, "quarantine", 10*time.Minute, "node mode: how long an address found in use on the wire stays out of allocation")
+	flag.StringVar(&ctl.WebhookHost, "webhook-host", "0.0.0.0", "controller mode: webhook listen address")
+	flag.IntVar(&ctl.WebhookPort, "webhook-port", 9443, "controller mode: webhook listen port")
+	flag.StringVar(&ctl.Endpoint.URL, "webhook-url", "", "controller mode: base URL the apiserver calls (e.g. https://127.0.0.1:9443); empty: use --webhook-service")
+	webhookService := flag.String("webhook-service", "underpool-system/underpool-controller", "controller mode: namespace/name of the webhook Service (port 443)")
+	flag.StringVar(&ctl.CertDir, "cert-dir", "/run/underpool/webhook-certs", "controller mode: where the generated serving certificate is written")
+	flag.StringVar(&ctl.LeaderElectionNamespace, "leader-election-namespace", "underpool-system", "controller mode: namespace of the leader lease; empty disables leader election")
 	flag.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
-	flag.Parse()
+	_ = flag.Parse(os.Args[1:])
 	opts.QPS = float32(*qps)
+	ctl.HealthAddress = opts.HealthAddress
+	if ns, name, ok := strings.Cut(*webhookService, "/"); ok && ns != "" && name != "" {
+		ctl.Endpoint.ServiceNamespace, ctl.Endpoint.Service, ctl.Endpoint.ServicePort = ns, name, 443
+	}
 
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
@@ -50,8 +68,22 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := daemon.Run(ctx, opts, log); err != nil {
-		log.Error("ipamd failed", zap.Error(err))
+	switch mode {
+	case "node":
+		err = daemon.Run(ctx, opts, log)
+	case "controller":
+		restCfg, cerr := daemon.RESTConfig(opts.Kubeconfig, opts.QPS, opts.Burst, "underpool-controller")
+		if cerr != nil {
+			err = cerr
+			break
+		}
+		err = controller.Run(ctx, restCfg, ctl, log)
+	default:
+		fmt.Fprintf(os.Stderr, "--mode %q: want node or controller\n", mode)
+		os.Exit(2)
+	}
+	if err != nil {
+		log.Error("ipamd failed", zap.String("mode", mode), zap.Error(err))
 		os.Exit(1)
 	}
 }

@@ -63,7 +63,7 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 	if opts.NodeName == "" {
 		return errors.New("--node-name is empty: set it (or NODE_NAME) to the node this ipamd serves")
 	}
-	cfg, err := restConfig(opts)
+	cfg, err := RESTConfig(opts.Kubeconfig, opts.QPS, opts.Burst, "underpool-ipamd/"+opts.NodeName)
 	if err != nil {
 		return err
 	}
@@ -166,19 +166,19 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 	return err
 }
 
-func restConfig(opts Options) (*rest.Config, error) {
+// RESTConfig loads the API config from a kubeconfig file, or in-cluster when empty.
+func RESTConfig(kubeconfig string, qps float32, burst int, userAgent string) (*rest.Config, error) {
 	var cfg *rest.Config
 	var err error
-	if opts.Kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", opts.Kubeconfig)
+	if kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
 	} else {
 		cfg, err = rest.InClusterConfig()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("loading API config (--kubeconfig %q): %w", opts.Kubeconfig, err)
+		return nil, fmt.Errorf("loading API config (--kubeconfig %q): %w", kubeconfig, err)
 	}
-	cfg.QPS, cfg.Burst = opts.QPS, opts.Burst
-	cfg.UserAgent = "underpool-ipamd/" + opts.NodeName
+	cfg.QPS, cfg.Burst, cfg.UserAgent = qps, burst, userAgent
 	return cfg, nil
 }
 

@@ -177,6 +177,8 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 			reasons = append(reasons, name+": exhausted")
 		case errors.Is(err, store.ErrPoolNotFound):
 			reasons = append(reasons, name+": no such IPPool")
+		case errors.Is(err, store.ErrPoolDeleting):
+			reasons = append(reasons, name+": being deleted")
 		default:
 			reasons = append(reasons, name+": "+err.Error())
 		}

@@ -25,6 +25,9 @@ import (
 // ErrPoolNotFound means no IPPool of that name exists.
 var ErrPoolNotFound = errors.New("pool not found")
 
+// ErrPoolDeleting means the pool is being deleted and hands out nothing more.
+var ErrPoolDeleting = errors.New("pool is being deleted")
+
 // maxCommitAttempts bounds retries of one batch under sustained conflicts.
 const maxCommitAttempts = 64
 
@@ -173,6 +176,14 @@ func (p *Pools) commit(ctx context.Context, name string, q *poolQueue, ops []*po
 		if err != nil {
 			finish(ops, make([]opResult, len(ops)), err)
 			return
+		}
+		if obj.DeletionTimestamp != nil && hasAllocation(ops) {
+			// a pool being deleted only gives back; it waits for its last address to go
+			refuseAllocations(ops)
+			ops = releasesOnly(ops)
+			if len(ops) == 0 {
+				return
+			}
 		}
 		pool, err := p.parse(obj, q)
 		if err != nil {
@@ -331,6 +342,35 @@ func withoutIP(list []v1.QuarantinedIP, ip string) []v1.QuarantinedIP {
 	for _, q := range list {
 		if q.IP != ip {
 			out = append(out, q)
+		}
+	}
+	return out
+}
+
+func hasAllocation(ops []*poolOp) bool {
+	for _, op := range ops {
+		if op.kind == opAllocate || op.kind == opAllocateExact {
+			return true
+		}
+	}
+	return false
+}
+
+// refuseAllocations answers the allocations of a batch with ErrPoolDeleting, leaving the
+// other operations unanswered (they are committed next).
+func refuseAllocations(ops []*poolOp) {
+	for _, op := range ops {
+		if op.kind == opAllocate || op.kind == opAllocateExact {
+			op.done <- opResult{err: ErrPoolDeleting}
+		}
+	}
+}
+
+func releasesOnly(ops []*poolOp) []*poolOp {
+	var out []*poolOp
+	for _, op := range ops {
+		if op.kind != opAllocate && op.kind != opAllocateExact {
+			out = append(out, op)
 		}
 	}
 	return out

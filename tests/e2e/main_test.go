@@ -83,6 +83,13 @@ func run(m *testing.M) int {
 			return fail("node "+n, err)
 		}
 	}
+	// the controller first: its webhook (failure policy Fail) then checks every pool the
+	// tests create, and its finalizer guards pools with live allocations
+	ctl, err := startController()
+	if err != nil {
+		return fail("controller", err)
+	}
+	defer ctl.Stop()
 	suite.ipamd, err = harness.StartIpamd(ipamdOptions(nodeName))
 	if err != nil {
 		return fail("ipamd", err)

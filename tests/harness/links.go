@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -38,9 +39,11 @@ func withHandle(nsPath string, fn func(h *netlink.Handle) error) error {
 }
 
 // isLinkNotFound reports whether err says a link does not exist.
+// isLinkNotFound also covers a link that vanished between lookup and delete (its peer
+// went first, or its namespace closed): ENODEV from the delete itself.
 func isLinkNotFound(err error) bool {
 	var notFound netlink.LinkNotFoundError
-	return errors.As(err, &notFound)
+	return errors.As(err, &notFound) || errors.Is(err, syscall.ENODEV)
 }
 
 // LinkSetUp brings a link up inside ns (nil = root namespace).

@@ -1,0 +1,33 @@
+package controller
+
+import (
+	"context"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+)
+
+// PoolProtection keeps a pool with live allocations from being deleted.
+const PoolProtection = "underpool.io/pool-protection"
+
+// poolFinalizer adds PoolProtection to every pool and lifts it once a deleted pool is empty.
+type poolFinalizer struct{ c client.Client }
+
+func (r *poolFinalizer) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	pool := &v1.IPPool{}
+	if err := r.c.Get(ctx, req.NamespacedName, pool); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	switch {
+	case pool.DeletionTimestamp == nil && !controllerutil.ContainsFinalizer(pool, PoolProtection):
+		controllerutil.AddFinalizer(pool, PoolProtection)
+		return reconcile.Result{}, client.IgnoreNotFound(r.c.Update(ctx, pool))
+	case pool.DeletionTimestamp != nil && pool.Status.AllocatedIPCount == 0 && controllerutil.ContainsFinalizer(pool, PoolProtection):
+		controllerutil.RemoveFinalizer(pool, PoolProtection)
+		return reconcile.Result{}, client.IgnoreNotFound(r.c.Update(ctx, pool))
+	}
+	return reconcile.Result{}, nil
+}

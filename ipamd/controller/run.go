@@ -1,0 +1,144 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/go-logr/zapr"
+	"go.uber.org/zap"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+)
+
+// What the controller may do; `make generate` turns these into deploy/rbac.
+// +kubebuilder:rbac:groups=underpool.io,resources=ippools;subnets;reservedips,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=underpool.io,resources=reservedips/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+// Options configure the controller mode.
+type Options struct {
+	// WebhookHost and WebhookPort are where the webhook server listens.
+	WebhookHost string
+	WebhookPort int
+	// Endpoint is how the apiserver reaches the webhook; its hosts go into the certificate.
+	Endpoint Endpoint
+	CertDir  string
+	// LeaderElectionNamespace holds the lease that makes one controller active; empty
+	// disables leader election (a single replica).
+	LeaderElectionNamespace string
+	HealthAddress           string
+}
+
+// Run serves the webhook and runs the reconcilers until ctx ends.
+func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) error {
+	ctrl.SetLogger(zapr.NewLogger(log))
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := v1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	// the certificate names the host the apiserver dials: the URL's, else the Service's
+	hosts := []string{opts.WebhookHost}
+	if opts.Endpoint.URL != "" {
+		if h, _, err := net.SplitHostPort(trimScheme(opts.Endpoint.URL)); err == nil {
+			hosts = []string{h}
+		}
+	} else if opts.Endpoint.Service != "" {
+		svc := opts.Endpoint.Service + "." + opts.Endpoint.ServiceNamespace
+		hosts = []string{svc + ".svc", svc, svc + ".svc.cluster.local"}
+	}
+	ca, err := writeServingCert(opts.CertDir, hosts)
+	if err != nil {
+		return fmt.Errorf("making the webhook certificate: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, manager.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress:  opts.HealthAddress,
+		LeaderElection:          opts.LeaderElectionNamespace != "",
+		LeaderElectionID:        "underpool-controller",
+		LeaderElectionNamespace: opts.LeaderElectionNamespace,
+		WebhookServer:           webhook.NewServer(webhook.Options{Host: opts.WebhookHost, Port: opts.WebhookPort, CertDir: opts.CertDir}),
+	})
+	if err != nil {
+		return fmt.Errorf("creating the controller manager: %w", err)
+	}
+	api := mgr.GetAPIReader()
+	if err := builder.WebhookManagedBy(mgr, &v1.IPPool{}).WithValidator(&poolValidator{api: api}).Complete(); err != nil {
+		return err
+	}
+	if err := builder.WebhookManagedBy(mgr, &v1.Subnet{}).WithValidator(&subnetValidator{api: api}).Complete(); err != nil {
+		return err
+	}
+	if err := builder.ControllerManagedBy(mgr).Named("pool-protection").For(&v1.IPPool{}).
+		Complete(&poolFinalizer{c: mgr.GetClient()}); err != nil {
+		return err
+	}
+	allReserved := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		var list v1.ReservedIPList
+		if err := mgr.GetClient().List(ctx, &list); err != nil {
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for _, r := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&r)})
+		}
+		return reqs
+	})
+	if err := builder.ControllerManagedBy(mgr).Named("reserved-in-use").For(&v1.ReservedIP{}).
+		Watches(&v1.Endpoint{}, allReserved).Complete(&reservedInUse{c: mgr.GetClient()}); err != nil {
+		return err
+	}
+	// register once the webhook server answers, so the apiserver never calls a closed port
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		check := mgr.GetWebhookServer().StartedChecker()
+		for check(nil) != nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		if err := register(ctx, mgr.GetClient(), opts.Endpoint, ca); err != nil {
+			return err
+		}
+		log.Info("webhook registered", zap.String("config", WebhookConfigName))
+		<-ctx.Done()
+		return nil
+	})); err != nil {
+		return err
+	}
+	log.Info("controller starting", zap.String("webhook", net.JoinHostPort(opts.WebhookHost, strconv.Itoa(opts.WebhookPort))))
+	return mgr.Start(ctx)
+}
+
+func trimScheme(url string) string {
+	for _, p := range []string{"https://", "http://"} {
+		if len(url) > len(p) && url[:len(p)] == p {
+			url = url[len(p):]
+		}
+	}
+	for i, c := range url {
+		if c == '/' {
+			return url[:i]
+		}
+	}
+	return url
+}

@@ -1,0 +1,68 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+)
+
+func pool(name, subnet string, ips ...string) v1.IPPool {
+	return v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.IPPoolSpec{Subnet: subnet, IPs: ips}}
+}
+
+func TestValidatePool(t *testing.T) {
+	existing := []v1.IPPool{pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.50"), pool("wide", "10.250.0.0/16", "10.250.9.0-10.250.9.255")}
+	cases := []struct {
+		name string
+		p    v1.IPPool
+		want string
+	}{
+		{"disjoint ranges of one subnet", pool("b", "10.250.1.0/24", "10.250.1.51-10.250.1.90"), ""},
+		{"overlap", pool("b", "10.250.1.0/24", "10.250.1.40-10.250.1.60"), "overlaps IPPool a (subnet 10.250.1.0/24) at 10.250.1.40"},
+		{"overlap across prefixes", pool("c", "10.250.9.0/24"), "overlaps IPPool wide"},
+		{"address outside subnet", pool("d", "10.250.2.0/24", "10.250.3.1"), "spec.ips[0]"},
+		{"bad gateway", v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "e"}, Spec: v1.IPPoolSpec{Subnet: "10.250.4.0/24", Gateway: "10.250.5.1"}}, "spec.gateway"},
+	}
+	for _, c := range cases {
+		err := ValidatePool(&c.p, nil, existing)
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%s: got %v, want %q", c.name, err, c.want)
+		}
+	}
+	old := pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.50")
+	old.Status.Allocated = "12,40"
+	shrunk := pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.20")
+	if err := ValidatePool(&shrunk, &old, existing); err == nil || !strings.Contains(err.Error(), "10.250.1.40") {
+		t.Errorf("removing an allocated address: %v", err)
+	}
+	moved := pool("a", "10.250.7.0/24")
+	if err := ValidatePool(&moved, &old, existing); err == nil || !strings.Contains(err.Error(), "spec.subnet cannot change") {
+		t.Errorf("moving an allocated pool: %v", err)
+	}
+	grown := pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.60")
+	if err := ValidatePool(&grown, &old, nil); err != nil {
+		t.Errorf("growing a pool: %v", err)
+	}
+}
+
+func TestValidateSubnet(t *testing.T) {
+	sub := func(cidr string) *v1.Subnet {
+		return &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Spec: v1.SubnetSpec{Subnet: cidr}}
+	}
+	pools := []v1.IPPool{pool("in", "10.250.1.0/24"), pool("out", "10.251.0.0/24")}
+	if err := ValidateSubnet(sub("10.250.0.0/16"), sub("10.250.0.0/16"), pools, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := ValidateSubnet(sub("10.250.2.0/24"), sub("10.250.0.0/16"), pools, false); err == nil || !strings.Contains(err.Error(), "orphan IPPools in") {
+		t.Errorf("shrinking below a pool: %v", err)
+	}
+	if err := ValidateSubnet(sub("10.250.0.0/16"), sub("10.250.0.0/16"), pools, true); err == nil || !strings.Contains(err.Error(), "deleting Subnet s") {
+		t.Errorf("deleting with pools: %v", err)
+	}
+	if err := ValidateSubnet(sub("nope"), nil, nil, false); err == nil || !strings.Contains(err.Error(), "spec.subnet") {
+		t.Errorf("bad subnet: %v", err)
+	}
+}

@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/controller"
+	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/tests/harness"
+)
+
+// startController runs ipamd in controller mode with its webhook on loopback, and waits
+// until the apiserver actually calls it.
+func startController() (*harness.Process, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	p, err := harness.StartProcess("controller", filepath.Join(suite.bin, "ipamd"), []string{"--mode=controller",
+		"--kubeconfig", suite.cp.KubeconfigPath, "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port),
+		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port), "--cert-dir", filepath.Join(suite.dir, "webhook-certs"),
+		"--leader-election-namespace=default", "--health-address="}, filepath.Join(suite.dir, "controller.log"))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	probe := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "webhook-probe"}, Spec: v1.IPPoolSpec{Subnet: "10.250.255.0/24", Gateway: "10.250.254.1"}}
+	for {
+		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		registered := suite.client.Get(ctx, client.ObjectKey{Name: controller.WebhookConfigName}, cfg) == nil
+		// a gateway outside the subnet passes CEL but not the webhook: rejection proves it is live
+		if err := suite.client.Create(ctx, probe.DeepCopy(), client.DryRunAll); registered && err != nil && strings.Contains(err.Error(), "spec.gateway") {
+			return p, nil
+		}
+		if exited, err := p.Exited(); exited {
+			return nil, fmt.Errorf("controller exited: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+			p.Stop()
+			return nil, fmt.Errorf("the webhook never answered (see %s)", p.LogPath)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// The webhook, called by the real apiserver, rejects overlapping pools, addresses outside
+// the subnet, a gateway outside it, removing allocated addresses, and Subnet edits that
+// would orphan pools; each message names the field.
+func TestWebhookRejectsConflictingPools(t *testing.T) {
+	v4, _, _ := nextSubnet()
+	b := strings.TrimSuffix(v4, "0/24")
+	pool := newPool(t, v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "10-" + b + "50"}})
+	reject := func(what string, obj client.Object, want string) {
+		t.Helper()
+		err := suite.client.Create(ctx(t), obj)
+		if err == nil {
+			_ = suite.client.Delete(context.Background(), obj)
+			t.Fatalf("%s was accepted", what)
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s: error %q does not say %q", what, err, want)
+		}
+	}
+	named := func(spec v1.IPPoolSpec) *v1.IPPool {
+		return &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "bad-" + rand.String(5)}, Spec: spec}
+	}
+	reject("an overlapping pool", named(v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "40-" + b + "60"}}), "overlaps IPPool "+pool.Name)
+	reject("an address outside the subnet", named(v1.IPPoolSpec{Subnet: v4, IPs: []string{"10.250.254.1"}}), "spec.ips[0]")
+	reject("a gateway outside the subnet", named(v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "60"}, Gateway: "10.250.254.1"}), "spec.gateway")
+	reject("a subnet that is not a CIDR (CEL)", named(v1.IPPoolSpec{Subnet: "10.250.1.1"}), "spec.subnet")
+	newPool(t, v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "51-" + b + "90"}}) // a neighbour is fine
+
+	ns := newNamespace(t)
+	if _, err := suite.ipamd.Client.Allocate(ctx(t), &rpc.AllocateRequest{ContainerID: "ctr-w", IfName: "net1",
+		Pod: rpc.Pod{Namespace: ns, Name: "w"}, IPv4Pools: []string{pool.Name}}); err != nil {
+		t.Fatal(err)
+	}
+	shrink := freshPool(t, pool.Name)
+	shrink.Spec.IPs = []string{b + "30-" + b + "50"}
+	if err := suite.client.Update(ctx(t), shrink); err == nil || !strings.Contains(err.Error(), "still allocated") {
+		t.Fatalf("removing an allocated address: %v", err)
+	}
+
+	sub := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "sub-" + rand.String(5)}, Spec: v1.SubnetSpec{Subnet: strings.TrimSuffix(b, ".") + ".0/24"}}
+	sub.Spec.Subnet = v4
+	if err := suite.client.Create(ctx(t), sub); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), sub) })
+	sub.Spec.Subnet = "10.250.253.0/24"
+	if err := suite.client.Update(ctx(t), sub); err == nil || !strings.Contains(err.Error(), "would orphan IPPools") {
+		t.Fatalf("moving a Subnet away from its pools: %v", err)
+	}
+	releaseAll(t, ns)
+}
+
+// A pool with live allocations is not deleted until its last address is released, and
+// hands out nothing while it waits.
+func TestPoolWithAllocationsWaitsForRelease(t *testing.T) {
+	v4, _, _ := nextSubnet()
+	pool := newPool(t, v1.IPPoolSpec{Subnet: v4})
+	waitFor(t, "the pool-protection finalizer", func() bool {
+		return strings.Contains(strings.Join(freshPool(t, pool.Name).Finalizers, ","), controller.PoolProtection)
+	})
+	ns := newNamespace(t)
+	if _, err := suite.ipamd.Client.Allocate(ctx(t), &rpc.AllocateRequest{ContainerID: "ctr-f", IfName: "net1",
+		Pod: rpc.Pod{Namespace: ns, Name: "f"}, IPv4Pools: []string{pool.Name}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := suite.client.Delete(ctx(t), pool); err != nil {
+		t.Fatal(err)
+	}
+	if p := freshPool(t, pool.Name); p.DeletionTimestamp == nil {
+		t.Fatal("pool not marked for deletion")
+	}
+	_, err := suite.ipamd.Client.Allocate(ctx(t), &rpc.AllocateRequest{ContainerID: "ctr-f2", IfName: "net1",
+		Pod: rpc.Pod{Namespace: ns, Name: "f2"}, IPv4Pools: []string{pool.Name}})
+	if err == nil || !strings.Contains(err.Error(), "being deleted") {
+		t.Fatalf("allocation from a pool being deleted: %v", err)
+	}
+	releaseAll(t, ns)
+	waitFor(t, "the emptied pool to go", func() bool {
+		return isNotFound(suite.client.Get(ctx(t), client.ObjectKey{Name: pool.Name}, &v1.IPPool{}))
+	})
+}
+
+// A ReservedIP covering an address a pod holds reports it on its status.
+func TestReservedIPReportsAddressesInUse(t *testing.T) {
+	v4, _, _ := nextSubnet()
+	pool := newPool(t, v1.IPPoolSpec{Subnet: v4})
+	ns := newNamespace(t)
+	resp, err := suite.ipamd.Client.Allocate(ctx(t), &rpc.AllocateRequest{ContainerID: "ctr-r", IfName: "net1",
+		Pod: rpc.Pod{Namespace: ns, Name: "holder"}, IPv4Pools: []string{pool.Name}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := strings.Split(resp.IPs[0].Address, "/")[0]
+	res := &v1.ReservedIP{ObjectMeta: metav1.ObjectMeta{Name: "late-" + rand.String(5)}, Spec: v1.ReservedIPSpec{IPs: []string{held}}}
+	if err := suite.client.Create(ctx(t), res); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), res) })
+	want := held + " " + ns + "/holder"
+	waitFor(t, "status.inUse to report "+want, func() bool {
+		_ = suite.client.Get(ctx(t), client.ObjectKeyFromObject(res), res)
+		return len(res.Status.InUse) == 1 && res.Status.InUse[0] == want
+	})
+	releaseAll(t, ns)
+	waitFor(t, "status.inUse to clear", func() bool {
+		_ = suite.client.Get(ctx(t), client.ObjectKeyFromObject(res), res)
+		return len(res.Status.InUse) == 0
+	})
+}
