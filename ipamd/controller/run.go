@@ -9,6 +9,7 @@ import (
 
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -104,6 +105,15 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	})
 	if err := builder.ControllerManagedBy(mgr).Named("reserved-in-use").For(&v1.ReservedIP{}).
 		Watches(&v1.Endpoint{}, allReserved).Complete(&reservedInUse{c: mgr.GetClient()}); err != nil {
+		return err
+	}
+	events := mgr.GetEventRecorderFor("underpool-controller")
+	if err := builder.ControllerManagedBy(mgr).Named("app-pools-deployments").For(&appsv1.Deployment{}).
+		Complete(&appPools{c: mgr.GetClient(), kind: "Deployment", events: events}); err != nil {
+		return err
+	}
+	if err := builder.ControllerManagedBy(mgr).Named("app-pools-statefulsets").For(&appsv1.StatefulSet{}).
+		Complete(&appPools{c: mgr.GetClient(), kind: "StatefulSet", events: events}); err != nil {
 		return err
 	}
 	// register once the webhook server answers, so the apiserver never calls a closed port

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/apppool"
 )
 
 // Input is what selection looks at for one attachment.
@@ -27,6 +28,7 @@ type Source string
 
 const (
 	SourcePodAnnotation  Source = "pod annotation"
+	SourceAppPool        Source = "pod subnet annotation (application pool)"
 	SourceNamespace      Source = "namespace default"
 	SourceNetwork        Source = "network config"
 	SourceClusterDefault Source = "cluster default pools"
@@ -42,6 +44,24 @@ func Candidates(in *Input) (Families, Source, error) {
 		}
 		if !f.Empty() {
 			return f, SourcePodAnnotation, nil
+		}
+		subnets, present, err := apppool.ParseSubnets(in.Pod.Annotations)
+		if err != nil {
+			return Families{}, "", err
+		}
+		if present {
+			w, ok := apppool.WorkloadOf(in.Pod)
+			if !ok {
+				return Families{}, "", fmt.Errorf("annotation %s: the pod belongs to no Deployment or StatefulSet, whose application pool it would use", apppool.AnnotationSubnet)
+			}
+			var f Families
+			if subnets.First(v1.IPv4) != "" {
+				f.IPv4 = []string{w.PoolName(v1.IPv4)}
+			}
+			if subnets.First(v1.IPv6) != "" {
+				f.IPv6 = []string{w.PoolName(v1.IPv6)}
+			}
+			return f, SourceAppPool, nil
 		}
 	}
 	if in.Namespace != nil {

@@ -149,6 +149,10 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 	var reasons []string
 	for _, name := range names {
 		pool := byName[name]
+		if pool == nil && source == selection.SourceAppPool {
+			return v1.EndpointIP{}, &rpc.Error{Code: rpc.CodeTryAgainLater, Field: "annotations",
+				Message: fmt.Sprintf("application pool %s is not created yet (the controller carves it from the Subnet); retrying", name)}
+		}
 		if pool == nil {
 			reasons = append(reasons, name+": no such IPPool")
 			continue

@@ -1,0 +1,71 @@
+package apppool
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+)
+
+func TestSizeAndAnnotations(t *testing.T) {
+	for _, c := range []struct {
+		v    string
+		want int
+		err  string
+	}{{"", 3, ""}, {"+2", 5, ""}, {"7", 7, ""}, {"2", 0, "fewer addresses"}, {"x", 0, AnnotationIPNumber}, {"-1", 0, AnnotationIPNumber}} {
+		got, err := Size(map[string]string{AnnotationIPNumber: c.v}, 3)
+		if got != c.want || (c.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.err)) {
+			t.Errorf("Size(%q) = %d, %v", c.v, got, err)
+		}
+	}
+	if _, _, err := ParseSubnets(map[string]string{AnnotationSubnet: `{"ipv4":"s"}`}); err == nil || !strings.Contains(err.Error(), AnnotationSubnet) {
+		t.Errorf("bad subnet annotation: %v", err)
+	}
+	s, ok, err := ParseSubnets(map[string]string{AnnotationSubnet: `{"ipv6":["s6"]}`})
+	if !ok || err != nil || s.First(v1.IPv6) != "s6" || s.First(v1.IPv4) != "" {
+		t.Errorf("ParseSubnets = %+v %v %v", s, ok, err)
+	}
+	if _, err := Reclaim(map[string]string{AnnotationReclaim: "maybe"}); err == nil {
+		t.Error("reclaim maybe accepted")
+	}
+}
+
+func TestWorkloadOf(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Labels: map[string]string{"pod-template-hash": "5d9f"},
+		OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-5d9f", Controller: ptr.To(true)}}}}
+	if w, ok := WorkloadOf(pod); !ok || w != (Workload{"Deployment", "ns", "web"}) {
+		t.Fatalf("deployment pod: %+v %v", w, ok)
+	}
+	pod.OwnerReferences[0] = metav1.OwnerReference{Kind: "StatefulSet", Name: "db", Controller: ptr.To(true)}
+	if w, ok := WorkloadOf(pod); !ok || w.Kind != "StatefulSet" || w.Name != "db" {
+		t.Fatalf("statefulset pod: %+v", w)
+	}
+	w := Workload{"Deployment", "ns", strings.Repeat("x", 300)}
+	if n := w.PoolName(v1.IPv4); len(n) > 253 || !strings.HasSuffix(n, "-v4") {
+		t.Fatalf("pool name %q", n)
+	}
+}
+
+func TestCarveGrowsAndShrinksAroundOthersAndHeld(t *testing.T) {
+	subnet := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Spec: v1.SubnetSpec{Subnet: "10.250.1.0/24", Gateway: "10.250.1.1", ExcludeIPs: []string{"10.250.1.5"}}}
+	others := []v1.IPPool{{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Spec: v1.IPPoolSpec{Subnet: "10.250.1.0/24", IPs: []string{"10.250.1.2-10.250.1.3"}}}}
+	ips, err := Carve(subnet, others, nil, 4)
+	if err != nil || strings.Join(ips, ",") != "10.250.1.4,10.250.1.6-10.250.1.8" {
+		t.Fatalf("new pool = %v %v", ips, err)
+	}
+	cur := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "app"}, Spec: v1.IPPoolSpec{Subnet: "10.250.1.0/24", IPs: ips}}
+	cur.Status.Allocated = "8" // 10.250.1.8 is held
+	if ips, err = Carve(subnet, append(others, *cur), cur, 6); err != nil || strings.Join(ips, ",") != "10.250.1.4,10.250.1.6-10.250.1.10" {
+		t.Fatalf("grown = %v %v", ips, err)
+	}
+	if ips, err = Carve(subnet, others, cur, 2); err != nil || strings.Join(ips, ",") != "10.250.1.4,10.250.1.8" {
+		t.Fatalf("shrunk keeping the held address = %v %v", ips, err)
+	}
+	if _, err = Carve(subnet, others, nil, 300); err == nil || !strings.Contains(err.Error(), "free addresses") {
+		t.Fatalf("oversized: %v", err)
+	}
+}

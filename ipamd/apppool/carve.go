@@ -1,0 +1,113 @@
+package apppool
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/underpool/underpool/ipamd/allocator"
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+)
+
+// Carve returns the spec.ips of a workload's pool of size addresses in subnet. The pool's
+// current addresses are kept (growing adds the lowest free addresses of the subnet, not
+// used by any other pool; shrinking drops the highest addresses nobody holds), so a pod's
+// address never moves because its workload scaled.
+func Carve(subnet *v1.Subnet, others []v1.IPPool, current *v1.IPPool, size int) ([]string, error) {
+	space, err := allocator.NewPool(subnet.Name, &v1.IPPoolSpec{Subnet: subnet.Spec.Subnet, IPs: subnet.Spec.IPs,
+		ExcludeIPs: subnet.Spec.ExcludeIPs, Gateway: subnet.Spec.Gateway})
+	if err != nil {
+		return nil, fmt.Errorf("Subnet %s: %w", subnet.Name, err)
+	}
+	var taken, own, held allocator.RunSet
+	for i := range others {
+		p := &others[i]
+		if current != nil && p.Name == current.Name {
+			continue
+		}
+		mapInto(space, p, &taken)
+	}
+	if current != nil {
+		mapInto(space, current, &own)
+		if allocated, err := allocator.ParseRunSet(current.Status.Allocated); err == nil {
+			if view, err := allocator.NewPool(current.Name, &current.Spec); err == nil {
+				for _, r := range allocated.Runs() {
+					mapRun(space, view.Addr(r.Lo), view.Addr(r.Hi), &held)
+				}
+			}
+		}
+	}
+	want := uint64(size)
+	switch have := own.Count(); {
+	case have < want:
+		free := space.Usable.Subtract(taken).Subtract(own)
+		if free.Count() < want-have {
+			return nil, fmt.Errorf("Subnet %s has %d free addresses, the pool needs %d more", subnet.Name, free.Count(), want-have)
+		}
+		for _, r := range takeLowest(free, want-have).Runs() {
+			own.AddRun(r)
+		}
+	case have > want:
+		own = dropHighestUnheld(own, held, have-want)
+	}
+	var ips []string
+	for _, r := range own.Runs() {
+		if r.Lo == r.Hi {
+			ips = append(ips, space.Addr(r.Lo).String())
+		} else {
+			ips = append(ips, space.Addr(r.Lo).String()+"-"+space.Addr(r.Hi).String())
+		}
+	}
+	return ips, nil
+}
+
+// mapInto adds a pool's usable addresses that lie in the subnet, in the subnet's offsets.
+func mapInto(space *allocator.Pool, p *v1.IPPool, into *allocator.RunSet) {
+	view, err := allocator.NewPool(p.Name, &p.Spec)
+	if err != nil || !space.Prefix.Overlaps(view.Prefix) {
+		return
+	}
+	for _, r := range view.Usable.Runs() {
+		mapRun(space, view.Addr(r.Lo), view.Addr(r.Hi), into)
+	}
+}
+
+func mapRun(space *allocator.Pool, lo, hi netip.Addr, into *allocator.RunSet) {
+	l, okL := space.Offset(lo)
+	h, okH := space.Offset(hi)
+	if okL && okH {
+		into.AddRun(allocator.Run{Lo: l, Hi: h})
+	}
+}
+
+func takeLowest(s allocator.RunSet, n uint64) allocator.RunSet {
+	var out allocator.RunSet
+	for _, r := range s.Runs() {
+		if n == 0 {
+			break
+		}
+		size := r.Hi - r.Lo + 1
+		if size > n {
+			size = n
+		}
+		out.AddRun(allocator.Run{Lo: r.Lo, Hi: r.Lo + size - 1})
+		n -= size
+	}
+	return out
+}
+
+func dropHighestUnheld(own, held allocator.RunSet, n uint64) allocator.RunSet {
+	out := own.Clone()
+	runs := own.Runs()
+	for i := len(runs) - 1; i >= 0 && n > 0; i-- {
+		for o := runs[i].Hi; n > 0; o-- {
+			if !held.Contains(o) {
+				out.Remove(o)
+				n--
+			}
+			if o == runs[i].Lo {
+				break
+			}
+		}
+	}
+	return out
+}

@@ -1,0 +1,147 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/apppool"
+)
+
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=underpool.io,resources=ippools,verbs=create;delete
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+
+// appPools keeps one IPPool per family for each Deployment or StatefulSet whose pod
+// template names a Subnet: carved from it, sized to the replicas (+N), resized as the
+// workload scales, and deleted (or kept, ippool-reclaim: "false") when the workload goes.
+type appPools struct {
+	c      client.Client
+	kind   string // Deployment or StatefulSet
+	events record.EventRecorder
+}
+
+func (r *appPools) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	w := apppool.Workload{Kind: r.kind, Namespace: req.Namespace, Name: req.Name}
+	obj, template, replicas, selector, err := r.get(ctx, req)
+	if apierrors.IsNotFound(err) {
+		return reconcile.Result{}, r.workloadGone(ctx, w)
+	}
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	subnets, wanted, err := apppool.ParseSubnets(template)
+	if !wanted {
+		return reconcile.Result{}, nil
+	}
+	size, err2 := apppool.Size(template, replicas)
+	reclaim, err3 := apppool.Reclaim(template)
+	if err = firstErr(err, err2, err3); err != nil {
+		r.events.Eventf(obj, "Warning", "BadAnnotation", "%v", err)
+		return reconcile.Result{}, nil // nothing to retry until the workload changes
+	}
+	for _, family := range []v1.IPFamily{v1.IPv4, v1.IPv6} {
+		name := subnets.First(family)
+		if name == "" {
+			continue
+		}
+		if err := r.ensurePool(ctx, w, family, name, size, reclaim, selector); err != nil {
+			r.events.Eventf(obj, "Warning", "AppPoolFailed", "%s pool from Subnet %s: %v", family, name, err)
+			return reconcile.Result{RequeueAfter: 10 * time.Second}, nil
+		}
+	}
+	return reconcile.Result{}, nil
+}
+
+func (r *appPools) get(ctx context.Context, req reconcile.Request) (client.Object, map[string]string, int32, *metav1.LabelSelector, error) {
+	replicas := func(p *int32) int32 {
+		if p == nil {
+			return 1
+		}
+		return *p
+	}
+	if r.kind == "StatefulSet" {
+		s := &appsv1.StatefulSet{}
+		err := r.c.Get(ctx, req.NamespacedName, s)
+		return s, s.Spec.Template.Annotations, replicas(s.Spec.Replicas), s.Spec.Selector, err
+	}
+	d := &appsv1.Deployment{}
+	err := r.c.Get(ctx, req.NamespacedName, d)
+	return d, d.Spec.Template.Annotations, replicas(d.Spec.Replicas), d.Spec.Selector, err
+}
+
+func (r *appPools) ensurePool(ctx context.Context, w apppool.Workload, family v1.IPFamily, subnetName string, size int,
+	reclaim bool, selector *metav1.LabelSelector) error {
+	subnet := &v1.Subnet{}
+	if err := r.c.Get(ctx, client.ObjectKey{Name: subnetName}, subnet); err != nil {
+		return fmt.Errorf("reading Subnet %s: %w", subnetName, err)
+	}
+	var pools v1.IPPoolList
+	if err := r.c.List(ctx, &pools); err != nil {
+		return err
+	}
+	name := w.PoolName(family)
+	var current *v1.IPPool
+	for i := range pools.Items {
+		if pools.Items[i].Name == name {
+			current = &pools.Items[i]
+		}
+	}
+	ips, err := apppool.Carve(subnet, pools.Items, current, size)
+	if err != nil {
+		return err
+	}
+	if current != nil {
+		if slices.Equal(current.Spec.IPs, ips) {
+			return nil
+		}
+		current.Spec.IPs = ips
+		return r.c.Update(ctx, current) // the webhook refuses to drop held addresses
+	}
+	pool := &v1.IPPool{
+		ObjectMeta: metav1.ObjectMeta{Name: name,
+			Labels:      map[string]string{apppool.LabelOwnerHash: w.Hash(), apppool.LabelSubnet: subnetName, apppool.LabelReclaim: fmt.Sprint(reclaim)},
+			Annotations: map[string]string{apppool.AnnotationOwner: w.String()}},
+		Spec: v1.IPPoolSpec{Subnet: subnet.Spec.Subnet, IPs: ips, Gateway: subnet.Spec.Gateway, Vlan: subnet.Spec.Vlan,
+			PodAffinity:       selector,
+			NamespaceAffinity: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": w.Namespace}}},
+	}
+	return client.IgnoreAlreadyExists(r.c.Create(ctx, pool))
+}
+
+// workloadGone deletes the workload's pools unless they are to be kept; the pool
+// protection finalizer lets each go once its last address is released.
+func (r *appPools) workloadGone(ctx context.Context, w apppool.Workload) error {
+	var pools v1.IPPoolList
+	if err := r.c.List(ctx, &pools, client.MatchingLabels{apppool.LabelOwnerHash: w.Hash()}); err != nil {
+		return err
+	}
+	for i := range pools.Items {
+		p := &pools.Items[i]
+		if p.Labels[apppool.LabelReclaim] == "false" || p.DeletionTimestamp != nil {
+			continue
+		}
+		if err := r.c.Delete(ctx, p); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
