@@ -104,7 +104,14 @@ func addAddresses(ifName string, result *current.Result) error {
 	if err := ipam.ConfigureIface(ifName, &addrOnly); err != nil {
 		return err
 	}
-	return ip.SettleAddresses(ifName, settleTimeout)
+	for _, c := range result.IPs {
+		if c.Address.IP.To4() == nil {
+			return ip.SettleAddresses(ifName, settleTimeout)
+		}
+	}
+	// IPv4 only: nothing to settle; waiting would only wait out the link-local
+	// address's DAD (about 1.5 s) for an address the pod does not use
+	return nil
 }
 
 func cniRoutes(p routes.Plan) []*types.Route {

@@ -1,0 +1,297 @@
+// Command bench compares underpool with host-local and whereabouts IPAM in one run on
+// one local control plane: real macvlan links in real network namespaces, driven
+// through libcni as a container runtime drives them. For each IPAM and parallelism it
+// ADDs then DELs N pods, times every operation, counts what the IPAM still holds
+// afterwards (a silent leak must show), prints a table and the ratios the project
+// targets, and writes JSON and markdown results.
+//
+//	make bench                              # build, tools, then go run ./tests/bench
+//	go run ./tests/bench --pods 200 --parallel 1,8,16 --ipams underpool,host-local
+//
+// Needs root: namespaces, links and CNI plugins need CAP_SYS_ADMIN and CAP_NET_ADMIN.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/tests/harness"
+)
+
+// The IPAM names, in the order they run and are reported.
+const (
+	ipamUnderpool   = "underpool"
+	ipamHostLocal   = "host-local"
+	ipamWhereabouts = "whereabouts"
+)
+
+var allIPAMs = []string{ipamUnderpool, ipamHostLocal, ipamWhereabouts}
+
+type options struct {
+	pods      int
+	parallel  []int
+	ipams     []string
+	out       string
+	binDir    string
+	opTimeout time.Duration
+	keepLogs  bool
+}
+
+func parseFlags(args []string) (*options, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	o := &options{}
+	parallel := fs.String("parallel", "1,16", "comma-separated parallelism levels (CNI calls in flight)")
+	ipams := fs.String("ipams", strings.Join(allIPAMs, ","), "comma-separated IPAMs to compare")
+	fs.IntVar(&o.pods, "pods", 100, "pods to ADD then DEL per IPAM and parallelism")
+	fs.StringVar(&o.out, "out", filepath.Join(harness.RepoRoot(), "bench-results"), "directory for the JSON and markdown results")
+	fs.StringVar(&o.binDir, "bin", "", "directory with prebuilt ipamd and underpool binaries (default: build them fresh, so a stale ./bin is never measured)")
+	fs.DurationVar(&o.opTimeout, "op-timeout", 2*time.Minute, "bound on one CNI call; a call hitting it counts as a failure")
+	fs.BoolVar(&o.keepLogs, "keep-logs", false, "keep the work directory (plugin, ipamd, apiserver logs) even when everything succeeded")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.pods < 1 {
+		return nil, fmt.Errorf("--pods must be at least 1")
+	}
+	for _, f := range strings.Split(*parallel, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--parallel: %q is not a positive number", f)
+		}
+		if !slices.Contains(o.parallel, n) {
+			o.parallel = append(o.parallel, n)
+		}
+	}
+	for _, f := range strings.Split(*ipams, ",") {
+		name := strings.TrimSpace(f)
+		if !slices.Contains(allIPAMs, name) {
+			return nil, fmt.Errorf("--ipams: unknown IPAM %q (known: %s)", name, strings.Join(allIPAMs, ", "))
+		}
+		if !slices.Contains(o.ipams, name) {
+			o.ipams = append(o.ipams, name)
+		}
+	}
+	// Run in the canonical order whatever the flag's order, so reports compare.
+	slices.SortFunc(o.ipams, func(a, b string) int { return slices.Index(allIPAMs, a) - slices.Index(allIPAMs, b) })
+	return o, nil
+}
+
+func main() {
+	opts, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+	os.Exit(run(opts))
+}
+
+// cleanups is a LIFO stack run once, from the normal exit path and from
+// StopOnInterrupt alike, so Ctrl-C leaves no namespace, link or daemon behind.
+type cleanups struct {
+	mu   sync.Mutex
+	fns  []func()
+	ran  bool
+	once sync.Once
+}
+
+// push registers fn, or runs it at once when the stack already ran: something
+// created while an interrupt was being handled is torn down rather than leaked.
+func (c *cleanups) push(fn func()) {
+	c.mu.Lock()
+	if c.ran {
+		c.mu.Unlock()
+		fn()
+		return
+	}
+	c.fns = append(c.fns, fn)
+	c.mu.Unlock()
+}
+
+func (c *cleanups) run() {
+	c.once.Do(func() {
+		c.mu.Lock()
+		fns := c.fns
+		c.fns, c.ran = nil, true
+		c.mu.Unlock()
+		for i := len(fns) - 1; i >= 0; i-- {
+			fns[i]()
+		}
+	})
+}
+
+// interrupted is set when Ctrl-C (SIGINT/SIGTERM) started the cleanup.
+var interrupted atomic.Bool
+
+func run(opts *options) int {
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "bench: needs root (network namespaces, links and CNI plugins need CAP_SYS_ADMIN/CAP_NET_ADMIN)")
+		return 2
+	}
+	subnets, err := planSubnets(opts.pods)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	var cl cleanups
+	harness.StopOnInterrupt(cl.run)
+	// Registered later, so it runs before cl.run: an interrupted run removes its
+	// logs like a successful one (nobody asked to debug it).
+	harness.StopOnInterrupt(func() { interrupted.Store(true) })
+	defer cl.run()
+
+	rep, err := benchmark(opts, subnets, &cl)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	rep.print(os.Stdout)
+	paths, err := rep.write(opts.out)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: writing results:", err)
+		return 1
+	}
+	fmt.Fprintf(os.Stderr, "bench: results in %s\n", strings.Join(paths, " and "))
+	if problems := rep.problems(); len(problems) > 0 {
+		for _, p := range problems {
+			fmt.Fprintln(os.Stderr, "bench: FAILED:", p)
+		}
+		return 1
+	}
+	return 0
+}
+
+// benchmark sets up the shared pieces (control plane, ipamd, parent link), then runs
+// every IPAM at every parallelism. Everything it starts is pushed onto cl.
+func benchmark(opts *options, subnets map[string]subnetPlan, cl *cleanups) (*report, error) {
+	if err := harness.EnsureTools("all", "kube-apiserver", "etcd", "macvlan", "host-local", "whereabouts"); err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp("", "underpool-bench-")
+	if err != nil {
+		return nil, err
+	}
+	// The work dir holds the logs; keep it when something failed so there is
+	// something to read (pushed first, so it runs after every process stopped).
+	var succeeded atomic.Bool // read by the interrupt handler's goroutine too
+	cl.push(func() {
+		if opts.keepLogs || (!succeeded.Load() && !interrupted.Load()) {
+			fmt.Fprintf(os.Stderr, "bench: logs kept in %s\n", work)
+			return
+		}
+		os.RemoveAll(work)
+	})
+
+	binDir := opts.binDir
+	if binDir == "" {
+		binDir = filepath.Join(work, "bin")
+		progress("building ipamd and the underpool plugins into %s", binDir)
+		if err := harness.BuildProjectBinaries(binDir); err != nil {
+			return nil, err
+		}
+	}
+
+	progress("starting etcd and kube-apiserver")
+	cp, err := harness.StartControlPlane(harness.ControlPlaneOptions{
+		CRDPaths: []string{filepath.Join(harness.CacheDir(), "whereabouts-crds")},
+		LogDir:   filepath.Join(work, "logs"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	cl.push(func() { _ = cp.Stop() })
+	kube, err := cp.Client(v1.AddToScheme)
+	if err != nil {
+		return nil, err
+	}
+
+	// One throw-away veth end in the root netns stands in for the node's uplink:
+	// every macvlan of every IPAM hangs off it.
+	parent, err := harness.NewVethPair(harness.UniqueName("bpa"), harness.UniqueName("bpb"))
+	if err != nil {
+		return nil, err
+	}
+	cl.push(func() { _ = parent.Close() })
+
+	env := &setupEnv{work: work, kube: kube, kubeconfig: cp.KubeconfigPath, master: parent.A}
+	if err := ensureNode(context.Background(), kube); err != nil {
+		return nil, fmt.Errorf("register node %s: %w", benchNode, err)
+	}
+	if slices.Contains(opts.ipams, ipamUnderpool) {
+		progress("starting ipamd")
+		d, err := harness.StartIpamd(harness.DefaultIpamdOptions(binDir, cp.KubeconfigPath, benchNode, work))
+		if err != nil {
+			return nil, err
+		}
+		cl.push(func() { _ = d.Stop() })
+		env.ipamdSocket = d.Options.Socket
+	}
+
+	// Plugins write diagnostics on stderr; keep them out of the progress output.
+	pluginLog, err := os.Create(filepath.Join(work, "plugins-stderr.log"))
+	if err != nil {
+		return nil, err
+	}
+	cl.push(func() { pluginLog.Close() })
+	cni := &harness.CNI{
+		BinDirs:  []string{binDir, harness.CacheBinDir()},
+		CacheDir: filepath.Join(work, "cni-cache"),
+		Stderr:   pluginLog,
+	}
+
+	// Namespaces of the run in progress: closed after each DEL phase, and by the
+	// interrupt cleanup if Ctrl-C lands mid-run.
+	live := &netnsSet{}
+	cl.push(live.closeAll)
+	// Pushed last, so it runs first: no namespace or daemon goes while a call uses it.
+	gate := newCallGate()
+	cl.push(func() { gate.close(30 * time.Second) })
+
+	rep := newReport(opts)
+	ctx := context.Background()
+	for _, name := range opts.ipams {
+		ip, err := setup(ctx, name, env, subnets[name])
+		if err != nil {
+			return nil, fmt.Errorf("%s setup: %w", name, err)
+		}
+		for _, par := range opts.parallel {
+			add, del, err := runOnce(ctx, env, cni, ip, opts, par, live, gate)
+			if err != nil {
+				return nil, err
+			}
+			held, detail, err := ip.held(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("%s: counting what it still holds: %w", name, err)
+			}
+			del.Held, del.HeldDetail = &held, detail
+			rep.add(add, del)
+			if held > 0 {
+				progress("%s: still holds %d addresses after DEL (%s)", name, held, detail)
+			}
+		}
+	}
+	rep.finish()
+	succeeded.Store(len(rep.problems()) == 0)
+	return rep, nil
+}
+
+// progress reports to stderr, leaving stdout to the result table.
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
