@@ -35,11 +35,12 @@ func planSubnets(pods int) (map[string]subnetPlan, error) {
 	// Near .200 (clear of the e2e tests' low /24s) when three blocks fit there,
 	// otherwise as high as possible.
 	start := (200 + span - 1) / span * span
-	if start+3*span > 256 {
-		start = (256 - 3*span) / span * span
+	n := len(allIPAMs)
+	if start+n*span > 256 {
+		start = (256 - n*span) / span * span
 	}
 	if start < 0 {
-		return nil, fmt.Errorf("--pods %d needs three /%d blocks, more than 10.250.0.0/16 holds", pods, prefixLen)
+		return nil, fmt.Errorf("--pods %d needs %d /%d blocks, more than 10.250.0.0/16 holds", pods, n, prefixLen)
 	}
 	plans := map[string]subnetPlan{}
 	for i, name := range allIPAMs {
@@ -71,7 +72,9 @@ type ipam struct {
 func setup(ctx context.Context, name string, env *setupEnv, sub subnetPlan) (*ipam, error) {
 	switch name {
 	case ipamUnderpool:
-		return setupUnderpool(ctx, env, sub)
+		return setupUnderpool(ctx, env, sub, name, true)
+	case ipamUnderpoolNoChecks:
+		return setupUnderpool(ctx, env, sub, name, false)
 	case ipamHostLocal:
 		return setupHostLocal(env, sub)
 	case ipamWhereabouts:
@@ -81,9 +84,10 @@ func setup(ctx context.Context, name string, env *setupEnv, sub subnetPlan) (*ip
 }
 
 // setupUnderpool creates the IPPool ipamd allocates from. Pods are "in" namespace
-// default (it exists; ipamd records Endpoints there).
-func setupUnderpool(ctx context.Context, env *setupEnv, sub subnetPlan) (*ipam, error) {
-	const pool = "bench"
+// default (it exists; ipamd records Endpoints there). checks false turns the underlay
+// checks off (IP conflict probe and gratuitous ARP), so their cost shows side by side.
+func setupUnderpool(ctx context.Context, env *setupEnv, sub subnetPlan, name string, checks bool) (*ipam, error) {
+	pool := "bench-" + name
 	obj := &v1.IPPool{
 		ObjectMeta: metav1.ObjectMeta{Name: pool},
 		Spec:       v1.IPPoolSpec{Subnet: sub.Prefix.String(), Gateway: sub.Gateway.String()},
@@ -92,11 +96,12 @@ func setupUnderpool(ctx context.Context, env *setupEnv, sub subnetPlan) (*ipam, 
 		return nil, fmt.Errorf("create IPPool %s: %w", pool, err)
 	}
 	conf, err := json.Marshal(map[string]any{
-		"cniVersion": "1.1.0", "name": "bench-underpool",
+		"cniVersion": "1.1.0", "name": "bench-" + name,
 		"plugins": []any{map[string]any{
 			"type":     "underpool",
 			"delegate": map[string]any{"type": "macvlan", "master": env.master, "mode": "bridge"},
 			"ipam":     map[string]any{"socket": env.ipamdSocket, "ipv4Pools": []string{pool}},
+			"checks":   map[string]any{"ipConflict": checks, "announce": checks},
 			"logFile":  filepath.Join(env.work, "underpool.log"),
 			"logLevel": "error",
 		}},
@@ -116,7 +121,7 @@ func setupUnderpool(ctx context.Context, env *setupEnv, sub subnetPlan) (*ipam, 
 		}
 		return int(p.Status.AllocatedIPCount), fmt.Sprintf("IPPool %s status.allocatedIPCount; %d Endpoint objects left", pool, len(eps.Items)), nil
 	}
-	return &ipam{name: ipamUnderpool, conflist: conf, held: held}, nil
+	return &ipam{name: name, conflist: conf, held: held}, nil
 }
 
 // setupHostLocal points host-local at a data dir of our own, never /var/lib/cni.

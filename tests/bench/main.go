@@ -31,12 +31,15 @@ import (
 
 // The IPAM names, in the order they run and are reported.
 const (
-	ipamUnderpool   = "underpool"
-	ipamHostLocal   = "host-local"
-	ipamWhereabouts = "whereabouts"
+	ipamUnderpool = "underpool"
+	// ipamUnderpoolNoChecks is underpool with the underlay checks off: the gap to
+	// underpool is what the checks cost.
+	ipamUnderpoolNoChecks = "underpool-nochecks"
+	ipamHostLocal         = "host-local"
+	ipamWhereabouts       = "whereabouts"
 )
 
-var allIPAMs = []string{ipamUnderpool, ipamHostLocal, ipamWhereabouts}
+var allIPAMs = []string{ipamUnderpool, ipamUnderpoolNoChecks, ipamHostLocal, ipamWhereabouts}
 
 type options struct {
 	pods      int
@@ -233,7 +236,7 @@ func benchmark(opts *options, subnets map[string]subnetPlan, cl *cleanups) (*rep
 	if err := ensureNode(context.Background(), kube); err != nil {
 		return nil, fmt.Errorf("register node %s: %w", benchNode, err)
 	}
-	if slices.Contains(opts.ipams, ipamUnderpool) {
+	if slices.Contains(opts.ipams, ipamUnderpool) || slices.Contains(opts.ipams, ipamUnderpoolNoChecks) {
 		progress("starting ipamd")
 		d, err := harness.StartIpamd(harness.DefaultIpamdOptions(binDir, cp.KubeconfigPath, benchNode, work))
 		if err != nil {

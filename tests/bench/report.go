@@ -150,6 +150,14 @@ func (r *report) finish() {
 	mk(fmt.Sprintf("underpool/host-local ADD pods/s at %d parallel", par), ">= 0.8", up, hl, pps, func(v float64) bool { return v >= 0.8 })
 	mk(fmt.Sprintf("underpool/whereabouts ADD pods/s at %d parallel", par), ">= 10", up, wb, pps, func(v float64) bool { return v >= 10 })
 	mk(fmt.Sprintf("underpool/host-local p99 ADD latency at %d parallel", par), "<= 2", up, hl, p99, func(v float64) bool { return v <= 2 })
+	// what the underlay checks cost: reported, no target
+	p50 := func(x *result) float64 { return x.P50ms }
+	for _, p := range []int{1, par} {
+		nc := r.find(ipamUnderpoolNoChecks, "ADD", p)
+		on := r.find(ipamUnderpool, "ADD", p)
+		mk(fmt.Sprintf("underpool checks on/off p50 ADD latency at %d parallel", p), "(cost)", on, nc, p50, func(float64) bool { return true })
+		mk(fmt.Sprintf("underpool checks on/off p99 ADD latency at %d parallel", p), "(cost)", on, nc, p99, func(float64) bool { return true })
+	}
 }
 
 // problems lists correctness failures: failed operations and addresses still held.
