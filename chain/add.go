@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
@@ -63,6 +64,9 @@ func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger
 		return nil, undo(fmt.Sprintf("delegate %s ADD", conf.DelegateType()), err)
 	}
 	undoDelegate := func(what string, cause error, conflicts ...rpc.Conflict) error {
+		if err := removeHostLink(args); err != nil {
+			log.Error("removing the host veth after a failed ADD", zap.Error(err))
+		}
 		if err := cleanPod(conf, args.Netns, args.IfName); err != nil {
 			log.Error("removing routing rules after a failed ADD", zap.Error(err))
 		}
@@ -89,6 +93,7 @@ func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger
 	}
 	result.IPs = addressing.IPs
 	var warnings []error
+	var holdsDefault bool
 	err = ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
 		mac, err := prepareLink(conf, args.IfName, intent.Addresses)
 		if err != nil {
@@ -107,7 +112,7 @@ func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger
 		if err := checkGateways(conf, args.IfName, intent.Addresses); err != nil {
 			return err
 		}
-		if result.Routes, err = configureRoutes(conf, args.IfName, intent); err != nil {
+		if result.Routes, holdsDefault, err = configureRoutes(conf, args.IfName, intent); err != nil {
 			return err
 		}
 		warnings = announce(conf, args.IfName, intent.Addresses)
@@ -124,6 +129,18 @@ func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger
 	}
 	for _, w := range warnings {
 		log.Warn("announcing the address", zap.Error(w))
+	}
+	if conf.HostConnectivity.wanted(conf.DelegateType(), holdsDefault) {
+		var podAddrs []netip.Addr
+		for _, a := range intent.Addresses {
+			podAddrs = append(podAddrs, a.Prefix.Addr())
+		}
+		veths, err := setupHostLink(conf, args, podAddrs)
+		if err != nil {
+			return nil, undoDelegate("hostConnectivity", err)
+		}
+		result.Interfaces = append(result.Interfaces, veths...)
+		log.Info("host veth up", zap.String("host", veths[0].Name), zap.String("pod", veths[1].Name))
 	}
 	if conf.RDMA.Mode != "" {
 		dev, err := newAttacher(conf.RDMA).Attach(args.ContainerID, args.IfName, args.Netns, conf.rdmaWant())

@@ -35,6 +35,7 @@ func CmdCheck(args *skel.CmdArgs) error {
 	// the delegate checks its link and addresses; routes are ours (some live in the
 	// interface's own table, which delegates' CHECK does not look at)
 	delete(conf.rawPrevResult, "routes")
+	withoutHostLink(conf.rawPrevResult, args)
 	delegateConf, err := conf.DelegateConf()
 	if err != nil {
 		return configError(err)
@@ -51,6 +52,9 @@ func CmdCheck(args *skel.CmdArgs) error {
 		if !hasIP(prev, want.Address) {
 			return wrap("ipamd holds %s for %s but the ADD result does not list it", want.Address, args.IfName)
 		}
+	}
+	if err := checkHostLink(conf, args, prev); err != nil {
+		return err
 	}
 	return ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
 		var ips []*current.IPConfig

@@ -38,6 +38,8 @@ type NetConf struct {
 	Routing      RoutingConf `json:"routing,omitempty"`
 	Checks       ChecksConf  `json:"checks,omitempty"`
 	RDMA         RDMAConf    `json:"rdma,omitempty"`
+	// HostConnectivity joins a macvlan/ipvlan pod to its own node with a veth pair.
+	HostConnectivity HostConnectivityConf `json:"hostConnectivity,omitempty"`
 	// MACPrefix, two bytes such as "0a:58", gives the pod interface the MAC prefix +
 	// the last four bytes of its address (a multus "mac" request wins). Empty: the
 	// delegate's MAC is kept.
@@ -179,6 +181,9 @@ func LoadConf(data []byte, needDelegate bool) (*NetConf, error) {
 		return nil, err
 	}
 	if err := conf.Checks.load(); err != nil {
+		return nil, err
+	}
+	if err := conf.HostConnectivity.load(); err != nil {
 		return nil, err
 	}
 	if conf.MACPrefix != "" {

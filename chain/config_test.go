@@ -72,3 +72,42 @@ func TestPodFromArgs(t *testing.T) {
 		t.Fatalf("bad CNI_ARGS accepted: %v", err)
 	}
 }
+
+func TestHostConnectivityConf(t *testing.T) {
+	for field, conf := range map[string]string{
+		"hostConnectivity.nodeAddresses[0]": `{"nodeAddresses":["node-a"]}`,
+		"hostConnectivity.serviceCIDRs[1]":  `{"serviceCIDRs":["10.96.0.0/12","10.96.0.0"]}`,
+		"hostConnectivity.clusterCIDRs[0]":  `{"clusterCIDRs":["x"]}`,
+	} {
+		_, err := LoadConf([]byte(`{"delegate":{"type":"macvlan"},"hostConnectivity":`+conf+`}`), true)
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("error %v does not name %s", err, field)
+		}
+	}
+	on, off := true, false
+	cases := []struct {
+		enabled  *bool
+		delegate string
+		holds    bool
+		want     bool
+	}{
+		{nil, "macvlan", true, true},   // underlay-only macvlan pod
+		{nil, "ipvlan", true, true},    // underlay-only ipvlan pod
+		{nil, "macvlan", false, false}, // an overlay eth0 or an earlier NIC holds the default
+		{nil, "sriov", true, false},    // a VF reaches its PF through the NIC's switch
+		{nil, "host-device", true, false},
+		{&on, "sriov", false, true},
+		{&off, "macvlan", true, false},
+	}
+	for _, c := range cases {
+		if got := (HostConnectivityConf{Enabled: c.enabled}).wanted(c.delegate, c.holds); got != c.want {
+			t.Errorf("enabled=%v delegate=%s holdsDefault=%v: wanted %v, want %v", c.enabled, c.delegate, c.holds, got, c.want)
+		}
+	}
+	if n := hostVethName("0123456789abcdef0123456789abcdef", "net1"); len(n) > 15 || n != hostVethName("0123456789abcdef0123456789abcdef", "net1") {
+		t.Errorf("host veth name %q must be stable and at most 15 characters", n)
+	}
+	if n := podVethName("averyverylongifname"); len(n) > 15 {
+		t.Errorf("pod veth name %q is longer than 15 characters", n)
+	}
+}

@@ -34,6 +34,11 @@ func CmdDel(args *skel.CmdArgs) error {
 			return wrap("RDMA: %v", err)
 		}
 	}
+	if err := removeHostLink(args); err != nil {
+		// its routes lead to an address about to be released: give up the DEL, the
+		// runtime retries it
+		return wrap("removing the host veth: %v", err)
+	}
 	if err := cleanPod(conf, args.Netns, args.IfName); err != nil {
 		// the pod netns usually goes right after DEL, taking a stray rule with it; a
 		// failure here must not block the pod's removal

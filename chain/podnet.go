@@ -18,12 +18,12 @@ import (
 // configureRoutes runs in the pod netns once the addresses are up: it decides which
 // family's default route this interface holds, installs the main-table routes, the
 // interface's own table and its rules, loosens rp_filter, and returns the routes for the
-// CNI result.
-func configureRoutes(conf *NetConf, ifName string, intent routes.Intent) ([]*types.Route, error) {
+// CNI result and whether the interface holds a default route.
+func configureRoutes(conf *NetConf, ifName string, intent routes.Intent) ([]*types.Route, bool, error) {
 	for _, is4 := range []bool{true, false} {
 		exists, err := routes.DefaultRouteExists(is4)
 		if err != nil {
-			return nil, fmt.Errorf("reading the pod's default routes: %w", err)
+			return nil, false, fmt.Errorf("reading the pod's default routes: %w", err)
 		}
 		holds := holdsDefault(ifName, conf.Routing.DefaultRouteInterface, conf.wantDefaultRoute(), exists)
 		if is4 {
@@ -34,21 +34,21 @@ func configureRoutes(conf *NetConf, ifName string, intent routes.Intent) ([]*typ
 	}
 	plan, err := routes.Build(intent)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	link, err := netlinksafe.LinkByName(ifName)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := routes.Apply(link, plan); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if intent.Table != 0 {
 		if err := routes.SetRPFilter(ifName, conf.Routing.rpFilter()); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
-	return cniRoutes(plan), nil
+	return cniRoutes(plan), intent.Default4 || intent.Default6, nil
 }
 
 // holdsDefault is the documented default-route rule: defaultRoute false never takes it;

@@ -85,6 +85,9 @@ func (c nwConf) conflist(t *testing.T) []byte {
 		"ipam":    map[string]any{"socket": suite.ipamd.Options.Socket, "ipv4Pools": c.IPv4Pools, "ipv6Pools": c.IPv6Pools},
 		"logFile": filepath.Join(suite.dir, "plugin.log"),
 	}
+	// most tests run the plugin in the machine's own netns, which must never get a host
+	// veth: host connectivity is tested in a netns standing for the node
+	plugin["hostConnectivity"] = map[string]any{"enabled": false}
 	for k, v := range c.Extra {
 		plugin[k] = v
 	}

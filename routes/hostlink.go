@@ -1,0 +1,96 @@
+package routes
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/vishvananda/netlink"
+)
+
+// NodeAddresses lists the calling netns' global unicast addresses, except loopback's:
+// the addresses a pod may be asked to reach its node by (kubelet probes come from them).
+func NodeAddresses() ([]netip.Addr, error) {
+	links, err := netlinksafe.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("listing the node's links: %w", err)
+	}
+	var out []netip.Addr
+	seen := map[netip.Addr]bool{}
+	for _, l := range links {
+		if l.Attrs().Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := netlinksafe.AddrList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			return nil, fmt.Errorf("listing %s's addresses: %w", l.Attrs().Name, err)
+		}
+		for _, a := range addrs {
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok || a.Scope != int(netlink.SCOPE_UNIVERSE) {
+				continue
+			}
+			ip = ip.Unmap()
+			if !ip.IsGlobalUnicast() || seen[ip] {
+				continue
+			}
+			seen[ip] = true
+			out = append(out, ip)
+		}
+	}
+	return out, nil
+}
+
+// SetNeighbors pins each address to mac on link. The host link's two ends only ever talk
+// to each other, so their neighbours are known: static entries make them independent of
+// ARP/NDP settings (arp_ignore on IPVS nodes, IPv6 answering only for the receiving
+// link's own addresses), with no proxy_arp or proxy_ndp on the node.
+func SetNeighbors(link netlink.Link, addrs []netip.Addr, mac net.HardwareAddr) error {
+	for _, a := range addrs {
+		n := &netlink.Neigh{LinkIndex: link.Attrs().Index, Family: familyOf(a), State: netlink.NUD_PERMANENT,
+			IP: a.AsSlice(), HardwareAddr: mac}
+		if err := netlink.NeighSet(n); err != nil {
+			return fmt.Errorf("neighbour %s lladdr %s dev %s: %w", a, mac, link.Attrs().Name, err)
+		}
+	}
+	return nil
+}
+
+// VerifyNeighbors lists the static neighbours of SetNeighbors that are missing.
+func VerifyNeighbors(link netlink.Link, addrs []netip.Addr, mac net.HardwareAddr) []string {
+	var diffs []string
+	for _, a := range addrs {
+		got, err := netlink.NeighList(link.Attrs().Index, familyOf(a))
+		if err != nil {
+			diffs = append(diffs, fmt.Sprintf("listing neighbours of %s: %v", link.Attrs().Name, err))
+			continue
+		}
+		found := false
+		for _, n := range got {
+			found = found || (n.IP.Equal(a.AsSlice()) && n.HardwareAddr.String() == mac.String() && n.State&netlink.NUD_PERMANENT != 0)
+		}
+		if !found {
+			diffs = append(diffs, fmt.Sprintf("missing neighbour %s lladdr %s dev %s", a, mac, link.Attrs().Name))
+		}
+	}
+	return diffs
+}
+
+// DeleteLink removes a link by name; one already gone is no error.
+func DeleteLink(name string) error {
+	link, err := netlinksafe.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return err
+	}
+	if err := netlink.LinkDel(link); err != nil && !errors.Is(err, syscall.ENODEV) {
+		return fmt.Errorf("deleting %s: %w", name, err)
+	}
+	return nil
+}
