@@ -53,6 +53,11 @@ func CmdCheck(args *skel.CmdArgs) error {
 			return wrap("ipamd holds %s for %s but the ADD result does not list it", want.Address, args.IfName)
 		}
 	}
+	if conf.RDMA.Mode != "" {
+		if err := newAttacher(conf.RDMA).Check(args.ContainerID, args.IfName, args.Netns, conf.rdmaWant()); err != nil {
+			return wrap("RDMA: %v", err)
+		}
+	}
 	if err := checkHostLink(conf, args, prev); err != nil {
 		return err
 	}

@@ -38,6 +38,37 @@ func (a Attacher) Attach(containerID, ifName, podNetns string, want Want) (strin
 	return dev, nil
 }
 
+// Check runs on CHECK: in exclusive mode the attachment's recorded device must be in
+// the pod netns (and so gone from the node's); in shared mode the device must still be
+// visible on the node. Errors name the device and where it is.
+func (a Attacher) Check(containerID, ifName, podNetns string, want Want) error {
+	if want.Mode == Shared {
+		dev, err := Find(a.Sys, want)
+		if err != nil {
+			return err
+		}
+		if !a.Sys.Exists(dev) {
+			return fmt.Errorf("RDMA device %s (shared) is not visible on the node", dev)
+		}
+		return nil
+	}
+	rec, err := a.State.Load(containerID, ifName)
+	if err != nil {
+		return err
+	}
+	if rec == nil {
+		return fmt.Errorf("no RDMA device is recorded for %s/%s in %s: ADD placed none", containerID, ifName, a.State.Dir)
+	}
+	if !a.Sys.ExistsIn(rec.Device, podNetns) {
+		where := "nowhere the node can see"
+		if a.Sys.Exists(rec.Device) {
+			where = "back in the node's netns"
+		}
+		return fmt.Errorf("RDMA device %s is not in the pod netns %s (exclusive mode): it is %s", rec.Device, podNetns, where)
+	}
+	return nil
+}
+
 // Detach runs before the delegate's DEL (RDMA device before netdev, as the kernel binds
 // them): the recorded device goes back to the node, then the record is cleared. A pod
 // netns already gone gave its devices back to the node by itself, so that only clears

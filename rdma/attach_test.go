@@ -22,6 +22,7 @@ type fake struct {
 func (f *fake) Mode() (Mode, error)               { return f.mode, nil }
 func (f *fake) DevicesForPCI(pci string) []string { return f.byPCI[pci] }
 func (f *fake) Exists(dev string) bool            { return f.where[dev] == "" && f.known(dev) }
+func (f *fake) ExistsIn(dev, path string) bool    { return f.known(dev) && f.where[dev] == path }
 func (f *fake) known(dev string) bool             { _, ok := f.where[dev]; return ok }
 func (f *fake) DeviceForNetdev(n string) (string, error) {
 	if d, ok := f.byNetdev[n]; ok {
@@ -157,5 +158,41 @@ func TestKernelMoveLeaksNoDescriptors(t *testing.T) {
 	}
 	if after := count(); after > before {
 		t.Fatalf("open descriptors grew from %d to %d over 100 moves", before, after)
+	}
+}
+
+// CHECK: exclusive mode wants the recorded device in the pod netns and says where it is
+// otherwise; shared mode wants it visible on the node.
+func TestCheckPlacement(t *testing.T) {
+	f := newFake()
+	a := Attacher{Sys: f, State: State{Dir: t.TempDir()}}
+	pod := podNetns(t)
+	want := Want{Mode: Exclusive, DeviceID: "0000:3b:02.1"}
+	if err := a.Check("c1", "net1", pod, want); err == nil || !strings.Contains(err.Error(), "no RDMA device is recorded for c1/net1") {
+		t.Fatalf("CHECK before ADD: %v", err)
+	}
+	if _, err := a.Attach("c1", "net1", pod, want); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Check("c1", "net1", pod, want); err != nil {
+		t.Fatalf("CHECK right after ADD: %v", err)
+	}
+	f.where["mlx5_3"] = "" // someone moved it back to the node
+	if err := a.Check("c1", "net1", pod, want); err == nil || !strings.Contains(err.Error(), "mlx5_3 is not in the pod netns "+pod+" (exclusive mode): it is back in the node's netns") {
+		t.Fatalf("CHECK with the device on the node: %v", err)
+	}
+	f.where["mlx5_3"] = podNetns(t) // in another pod
+	if err := a.Check("c1", "net1", pod, want); err == nil || !strings.Contains(err.Error(), "nowhere the node can see") {
+		t.Fatalf("CHECK with the device elsewhere: %v", err)
+	}
+
+	f.mode = Shared
+	shared := Want{Mode: Shared, Netdev: "ens1f0"}
+	if err := a.Check("c2", "net1", pod, shared); err != nil {
+		t.Fatalf("shared CHECK: %v", err)
+	}
+	f.where["mlx5_0"] = pod
+	if err := a.Check("c2", "net1", pod, shared); err == nil || !strings.Contains(err.Error(), "mlx5_0 (shared) is not visible on the node") {
+		t.Fatalf("shared CHECK with the device gone: %v", err)
 	}
 }

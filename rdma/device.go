@@ -13,6 +13,8 @@ type System interface {
 	DeviceForNetdev(netdev string) (string, error)
 	// Exists reports whether an RDMA device is visible from the node's netns.
 	Exists(dev string) bool
+	// ExistsIn reports whether an RDMA device is visible from the netns at path.
+	ExistsIn(dev, path string) bool
 	// Move puts an RDMA device into the netns at path (path "" = the node's own), looking
 	// the device up in the netns it is in now (fromPath, "" = the node's).
 	Move(dev, fromPath, toPath string) error

@@ -30,6 +30,21 @@ func (Kernel) Exists(dev string) bool {
 	return err == nil
 }
 
+func (Kernel) ExistsIn(dev, path string) bool {
+	target, err := openNetns(path)
+	if err != nil {
+		return false
+	}
+	defer target.Close()
+	h, err := netlink.NewHandleAt(target)
+	if err != nil {
+		return false
+	}
+	defer h.Close()
+	_, err = h.RdmaLinkByName(dev)
+	return err == nil
+}
+
 func (Kernel) Move(dev, fromPath, toPath string) error {
 	to, err := openNetns(toPath)
 	if err != nil {
