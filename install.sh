@@ -3,10 +3,12 @@
 # systemd service (when systemd runs). Idempotent; --uninstall removes what it installed.
 #
 #   install.sh [--prefix DIR] [--cni-bin-dir DIR] [--bin-dir DIR] [--from DIR]
-#              [--kubeconfig FILE] [--node-name NAME] [--no-systemd] [--uninstall]
+#              [--kubeconfig FILE] [--node-name NAME] [--no-systemd] [--plugins-only]
+#              [--uninstall]
 #
 # --prefix installs under a root other than / (tests use a temporary root; the DaemonSet's
-# init container uses the host's root mounted at /host).
+# init container uses the host's root mounted at /host). --plugins-only installs just the
+# CNI plugins, for nodes whose ipamd runs as the DaemonSet (deploy/).
 set -euo pipefail
 
 prefix=""
@@ -16,10 +18,11 @@ from=""
 kubeconfig=/etc/underpool/kubeconfig
 node_name=""
 systemd=auto
+plugins_only=no
 action=install
 plugins=(underpool underpool-ipam)
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case $1 in
     --prefix) prefix=${2%/}; shift 2 ;;
@@ -29,6 +32,7 @@ while [ $# -gt 0 ]; do
     --kubeconfig) kubeconfig=$2; shift 2 ;;
     --node-name) node_name=$2; shift 2 ;;
     --no-systemd) systemd=no; shift ;;
+    --plugins-only) plugins_only=yes; shift ;;
     --uninstall) action=uninstall; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -70,16 +74,30 @@ check_prerequisites() {
     warn "could not create a network namespace to probe kernel link types"
   fi
   if [ -d /sys/class/infiniband ] && [ -n "$(ls -A /sys/class/infiniband 2>/dev/null)" ]; then
-    say "RDMA devices: $(ls /sys/class/infiniband | tr '\n' ' ')($(rdma system 2>/dev/null | head -1 || echo 'rdma tool missing'))"
+    say "RDMA devices: $(ls /sys/class/infiniband | tr '\n' ' ')"
   else
     say "no RDMA devices on this node (RDMA networks cannot be used here)"
+  fi
+  # rdma.mode in a network config must match the kernel's RDMA netns mode
+  if command -v rdma >/dev/null; then
+    local mode
+    mode=$(rdma system show 2>/dev/null | sed -n 's/.*netns \([a-z]*\).*/\1/p' | head -1)
+    if [ -n "$mode" ]; then
+      say "RDMA netns mode: $mode (networks need rdma.mode \"$mode\"; change it with 'rdma system set netns exclusive|shared')"
+    else
+      say "RDMA netns mode: unknown (the kernel has no RDMA support, or 'rdma system' failed)"
+    fi
+  else
+    warn "the rdma tool (iproute2) is missing: cannot report the RDMA netns mode"
   fi
   return $missing
 }
 
 install_files() {
   [ -n "$from" ] || from=$(cd "$(dirname "$0")" && pwd)/bin
-  for b in "${plugins[@]}" ipamd; do
+  local need=("${plugins[@]}")
+  [ $plugins_only = yes ] || need+=(ipamd)
+  for b in "${need[@]}"; do
     [ -x "$from/$b" ] || { echo "install.sh: $from/$b not found: run 'make build' or pass --from DIR" >&2; exit 1; }
   done
   mkdir -p "$prefix$cni_bin_dir" "$prefix$bin_dir"
@@ -88,6 +106,10 @@ install_files() {
     install -m 0755 "$from/$p" "$prefix$cni_bin_dir/.$p.new" && mv -f "$prefix$cni_bin_dir/.$p.new" "$prefix$cni_bin_dir/$p"
     say "installed $prefix$cni_bin_dir/$p"
   done
+  if [ $plugins_only = yes ]; then
+    check_prerequisites || say "some prerequisites are missing (see warnings above)"
+    return
+  fi
   install -m 0755 "$from/ipamd" "$prefix$bin_dir/.ipamd.new" && mv -f "$prefix$bin_dir/.ipamd.new" "$prefix$bin_dir/ipamd"
   say "installed $prefix$bin_dir/ipamd"
   mkdir -p "$(dirname "$unit")"

@@ -39,7 +39,8 @@ func TestInstallIsIdempotentAndUninstalls(t *testing.T) {
 				t.Fatalf("%s is not executable", f)
 			}
 		}
-		if !strings.Contains(out, "multus is not in") || !strings.Contains(out, "kernel link type macvlan: available") {
+		if !strings.Contains(out, "multus is not in") || !strings.Contains(out, "kernel link type macvlan: available") ||
+			!strings.Contains(out, "RDMA netns mode") {
 			t.Fatalf("prerequisite report missing:\n%s", out)
 		}
 	}
@@ -55,5 +56,32 @@ func TestInstallIsIdempotentAndUninstalls(t *testing.T) {
 	}
 	if out, err := exec.Command(script, "--bogus").CombinedOutput(); err == nil || !strings.Contains(string(out), "unknown option --bogus") {
 		t.Fatalf("bad flag accepted: %s", out)
+	}
+}
+
+// --plugins-only is what the DaemonSet's init container runs: the plugins go into the
+// node's CNI bin dir; ipamd and its unit do not (the DaemonSet runs ipamd).
+func TestInstallPluginsOnly(t *testing.T) {
+	harness.RequireRoot(t)
+	bin := t.TempDir()
+	if err := harness.BuildProjectBinaries(bin); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(bin, "ipamd")) // the init container needs no ipamd to copy
+	root := t.TempDir()
+	script := filepath.Join(harness.RepoRoot(), "install.sh")
+	out, err := exec.Command(script, "--prefix", root, "--from", bin, "--no-systemd", "--plugins-only").CombinedOutput()
+	if err != nil {
+		t.Fatalf("install.sh --plugins-only: %v\n%s", err, out)
+	}
+	for _, f := range []string{"opt/cni/bin/underpool", "opt/cni/bin/underpool-ipam"} {
+		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
+			t.Fatalf("%s missing: %v\n%s", f, err, out)
+		}
+	}
+	for _, f := range []string{"usr/local/bin/ipamd", "etc/systemd/system/underpool-ipamd.service"} {
+		if _, err := os.Stat(filepath.Join(root, f)); !os.IsNotExist(err) {
+			t.Fatalf("%s installed with --plugins-only", f)
+		}
 	}
 }
