@@ -30,6 +30,14 @@ func (c *cluster) Pod(ctx context.Context, namespace, name, uid string) (*corev1
 	return c.PodFresh(ctx, namespace, name)
 }
 
+func (c *cluster) PodCached(ctx context.Context, namespace, name string) *corev1.Pod {
+	pod := &corev1.Pod{}
+	if err := c.cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, pod); err != nil {
+		return nil
+	}
+	return pod
+}
+
 func (c *cluster) PodFresh(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
 	pod := &corev1.Pod{}
 	if err := c.api.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, pod); err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -74,11 +75,14 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
 	}
-	informers, err := cache.New(cfg, cache.Options{Scheme: scheme, ByObject: map[client.Object]cache.ByObject{
-		// only this node's pods and this node: a node daemon must not watch the whole cluster's pods
-		&corev1.Pod{}:  {Field: fields.OneTermEqualSelector("spec.nodeName", opts.NodeName)},
-		&corev1.Node{}: {Field: fields.OneTermEqualSelector("metadata.name", opts.NodeName)},
-	}})
+	informers, err := cache.New(cfg, cache.Options{Scheme: scheme,
+		// managedFields are a large part of every object and ipamd never reads them
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			// only this node's pods and this node: a node daemon must not watch the whole cluster's pods
+			&corev1.Pod{}:  {Field: fields.OneTermEqualSelector("spec.nodeName", opts.NodeName)},
+			&corev1.Node{}: {Field: fields.OneTermEqualSelector("metadata.name", opts.NodeName)},
+		}})
 	if err != nil {
 		return fmt.Errorf("creating informer cache: %w", err)
 	}
@@ -146,6 +150,9 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 		cancel()
 		return errors.Join(fmt.Errorf("reconciling endpoints: %w", err), <-serveDone)
 	}
+	// the initial lists are garbage now; hand their memory back rather than keep it as
+	// headroom a node daemon does not need
+	debug.FreeOSMemory()
 	log.Info("ipamd ready", zap.String("socket", opts.Socket), zap.String("node", opts.NodeName))
 	if opts.GCInterval > 0 {
 		go recycleLoop(ctx, svc, opts, log)

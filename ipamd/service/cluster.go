@@ -15,6 +15,8 @@ type Cluster interface {
 	// Pod returns the pod named namespace/name (preferring the incarnation uid when given),
 	// or nil when the API has no such pod.
 	Pod(ctx context.Context, namespace, name, uid string) (*corev1.Pod, error)
+	// PodCached returns the informer's copy of a pod on this node, or nil.
+	PodCached(ctx context.Context, namespace, name string) *corev1.Pod
 	// PodFresh reads the pod from the API, bypassing caches: GC decides on it.
 	PodFresh(ctx context.Context, namespace, name string) (*corev1.Pod, error)
 	Namespace(ctx context.Context, name string) (*corev1.Namespace, error)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/underpool/underpool/ipamd/allocator"
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
@@ -23,7 +24,7 @@ type orphanKey struct {
 // sweeps, is an orphan: left by a crash between the two writes.
 func (s *Service) SweepOrphans(ctx context.Context, now time.Time, grace time.Duration) (int, error) {
 	var eps v1.EndpointList
-	if err := s.Endpoints.Cache.List(ctx, &eps); err != nil {
+	if err := s.Endpoints.Cache.List(ctx, &eps, client.UnsafeDisableDeepCopy); err != nil {
 		return 0, err
 	}
 	held := map[orphanKey]bool{}

@@ -32,7 +32,7 @@ const (
 // than it and adds a margin to a terminating pod's grace period.
 func (s *Service) Recycle(ctx context.Context, now time.Time, grace time.Duration) (map[string]int, error) {
 	var list v1.EndpointList
-	if err := s.Endpoints.Cache.List(ctx, &list); err != nil {
+	if err := s.Endpoints.Cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	released := map[string]int{}
@@ -81,8 +81,13 @@ func (s *Service) Recycle(ctx context.Context, now time.Time, grace time.Duratio
 	return released, nil
 }
 
-// verdict says why an attachment's owner is gone, or "" when it may be alive.
+// verdict says why an attachment's owner is gone, or "" when it may be alive. A pod the
+// informer shows alive and unchanged needs no API read; any sign of it being gone is
+// confirmed with a fresh read before anything is released.
 func (s *Service) verdict(ctx context.Context, ep *v1.Endpoint, itf *v1.EndpointInterface, nodeGone bool, now time.Time, grace time.Duration) (string, error) {
+	if !nodeGone && aliveAsRecorded(s.Cluster.PodCached(ctx, ep.Namespace, ep.Name), itf) {
+		return "", nil
+	}
 	pod, err := s.Cluster.PodFresh(ctx, ep.Namespace, ep.Name)
 	if err != nil {
 		return "", err
@@ -129,4 +134,9 @@ func ordinalOf(pod, set string) (int, error) {
 		return 0, fmt.Errorf("pod %s is not named after StatefulSet %s", pod, set)
 	}
 	return strconv.Atoi(suffix)
+}
+
+func aliveAsRecorded(pod *corev1.Pod, itf *v1.EndpointInterface) bool {
+	return pod != nil && (itf.PodUID == "" || string(pod.UID) == itf.PodUID) && pod.DeletionTimestamp == nil &&
+		pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
 }

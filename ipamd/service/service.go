@@ -66,11 +66,14 @@ func (s *Service) SetNotReady(reason string) {
 
 // Reconcile marks in their pools every address this node's Endpoints hold, then opens the
 // service. Serving before this could hand out an address whose pool commit was lost.
+// Addresses are grouped by pool and re-marked in one commit per pool, so a node with
+// thousands of attachments is ready after a handful of writes.
 func (s *Service) Reconcile(ctx context.Context) error {
 	eps, err := s.Endpoints.OnNode(ctx, s.Node)
 	if err != nil {
 		return err
 	}
+	byPool := map[string][]netip.Addr{}
 	held := 0
 	for _, ep := range eps {
 		for _, itf := range ep.Status.Interfaces {
@@ -81,19 +84,23 @@ func (s *Service) Reconcile(ctx context.Context) error {
 					continue
 				}
 				held++
-				lost, err := s.Pools.Ensure(ctx, ip.Pool, addr.Addr())
-				switch {
-				case errors.Is(err, store.ErrPoolNotFound):
-					s.Log.Warn("endpoint holds an address of a pool that is gone", zap.String("endpoint", ep.Namespace+"/"+ep.Name), zap.String("pool", ip.Pool), zap.String("ip", ip.Address))
-				case err != nil:
-					return fmt.Errorf("re-marking %s in pool %s: %w", ip.Address, ip.Pool, err)
-				case lost:
-					s.Log.Warn("pool had lost an address an endpoint holds; marked it again", zap.String("pool", ip.Pool), zap.String("ip", ip.Address))
-				}
+				byPool[ip.Pool] = append(byPool[ip.Pool], addr.Addr())
 			}
 		}
 	}
-	s.Log.Info("reconciled this node's endpoints", zap.Int("endpoints", len(eps)), zap.Int("addresses", held))
+	for pool, addrs := range byPool {
+		lost, err := s.Pools.Ensure(ctx, pool, addrs)
+		switch {
+		case errors.Is(err, store.ErrPoolNotFound):
+			s.Log.Warn("endpoints hold addresses of a pool that is gone", zap.String("pool", pool), zap.Int("addresses", len(addrs)))
+		case err != nil:
+			return fmt.Errorf("re-marking %d addresses in pool %s: %w", len(addrs), pool, err)
+		case len(lost) > 0:
+			s.Log.Warn("pool had lost addresses endpoints hold; marked them again", zap.String("pool", pool),
+				zap.Int("count", len(lost)), zap.Stringer("first", lost[0]))
+		}
+	}
+	s.Log.Info("reconciled this node's endpoints", zap.Int("endpoints", len(eps)), zap.Int("addresses", held), zap.Int("pools", len(byPool)))
 	s.ready.Store(true)
 	return nil
 }

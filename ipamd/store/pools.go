@@ -42,8 +42,9 @@ const (
 )
 
 type poolOp struct {
-	kind opKind
-	addr netip.Addr
+	kind  opKind
+	addr  netip.Addr
+	addrs []netip.Addr // ensure: many at once, so a restart re-marks a node in one write
 	// quarantine: who answered for addr, and until when it stays out of allocation
 	mac   string
 	until time.Time
@@ -54,6 +55,7 @@ type opResult struct {
 	addr    netip.Prefix
 	pool    *allocator.Pool
 	changed bool
+	lost    []netip.Addr // ensure: the addresses that had to be marked again
 	err     error
 }
 
@@ -113,10 +115,10 @@ func (p *Pools) Quarantine(ctx context.Context, pool string, addr netip.Addr, ma
 	return r.err
 }
 
-// Ensure marks addr allocated; it reports whether the pool had lost it.
-func (p *Pools) Ensure(ctx context.Context, pool string, addr netip.Addr) (bool, error) {
-	r := p.submit(ctx, pool, &poolOp{kind: opEnsure, addr: addr})
-	return r.changed, r.err
+// Ensure marks every addr allocated in one commit and returns those the pool had lost.
+func (p *Pools) Ensure(ctx context.Context, pool string, addrs []netip.Addr) ([]netip.Addr, error) {
+	r := p.submit(ctx, pool, &poolOp{kind: opEnsure, addrs: addrs})
+	return r.lost, r.err
 }
 
 // View returns the parsed spec of a pool from the cache, for routes and gateways.
@@ -260,7 +262,12 @@ func (p *Pools) apply(st *allocator.State, ops []*poolOp, quarantined *[]v1.Quar
 		case opRelease:
 			r.changed = st.Release(op.addr)
 		case opEnsure:
-			r.changed = st.Ensure(op.addr)
+			for _, a := range op.addrs {
+				if st.Ensure(a) {
+					r.lost = append(r.lost, a)
+				}
+			}
+			r.changed = len(r.lost) > 0
 		case opQuarantine:
 			st.Release(op.addr)
 			*quarantined = append(withoutIP(*quarantined, op.addr.String()),

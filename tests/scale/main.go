@@ -1,0 +1,121 @@
+// Command scale runs underpool's scale cases on a local control plane and reports them:
+//
+//   - the hard case from Spiderpool's published test: as many pods as the pool has
+//     addresses (1000 into a pool of exactly 1000), arriving at once from 10 nodes, each
+//     with its own ipamd: every pod must get an address, none twice, none fail; then all
+//     are deleted and the pool must be empty;
+//   - ipamd's memory with 10,000 Endpoints on its node (target: RSS < 64 MiB).
+//
+// Allocations go through the underpool-ipam binary exactly as a main plugin calls its
+// IPAM plugin (network config on stdin), with no link: this measures the IPAM path.
+//
+//	go run ./tests/scale [--nodes 10 --pods 1000 --inflight 200 --endpoints 10000]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/underpool/underpool/tests/harness"
+)
+
+type options struct {
+	nodes, pods, inflight, endpoints int
+	out                              string
+}
+
+func main() {
+	o := options{}
+	fs := flag.NewFlagSet("scale", flag.ExitOnError)
+	fs.IntVar(&o.nodes, "nodes", 10, "simulated nodes, one ipamd each")
+	fs.IntVar(&o.pods, "pods", 1000, "pods in the hard case; the pool has exactly this many addresses")
+	fs.IntVar(&o.inflight, "inflight", 200, "IPAM plugin processes running at once (the rest queue, as kubelets do)")
+	fs.IntVar(&o.endpoints, "endpoints", 10000, "Endpoints on one node for the memory case (0 skips it)")
+	fs.StringVar(&o.out, "out", filepath.Join(harness.RepoRoot(), "bench-results"), "directory for the markdown results")
+	_ = fs.Parse(os.Args[1:])
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "scale: needs root (it starts ipamd sockets under a temp dir and execs CNI plugins)")
+		os.Exit(2)
+	}
+	if o.pods > 4000 || o.pods < 1 {
+		fmt.Fprintln(os.Stderr, "scale: --pods must be between 1 and 4000 (the pool lives in 10.250.208.0/20)")
+		os.Exit(2)
+	}
+	os.Exit(run(o))
+}
+
+func run(o options) int {
+	work, err := os.MkdirTemp("", "underpool-scale-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	var stops []func()
+	cleanup := func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+		os.RemoveAll(work)
+	}
+	harness.StopOnInterrupt(cleanup)
+	defer cleanup()
+	fail := func(what string, err error) int {
+		fmt.Fprintf(os.Stderr, "scale: %s: %v (logs in %s are removed on exit)\n", what, err, work)
+		return 1
+	}
+
+	say("building underpool and the control plane tools")
+	if err := harness.EnsureTools("controlplane", "kube-apiserver", "etcd"); err != nil {
+		return fail("tools", err)
+	}
+	bin := filepath.Join(work, "bin")
+	if err := harness.BuildProjectBinaries(bin); err != nil {
+		return fail("build", err)
+	}
+	say("starting the control plane")
+	cp, err := harness.StartControlPlane(harness.ControlPlaneOptions{})
+	if err != nil {
+		return fail("control plane", err)
+	}
+	stops = append(stops, func() { _ = cp.Stop() })
+	env := &env{o: o, work: work, bin: bin, cp: cp}
+	if env.kube, err = cp.Client(v1AddToScheme); err != nil {
+		return fail("client", err)
+	}
+
+	var report []string
+	report = append(report, fmt.Sprintf("# underpool scale run %s\n", time.Now().UTC().Format(time.RFC3339)))
+	hard, err := env.hardCase(context.Background(), &stops)
+	if err != nil {
+		return fail("hard case", err)
+	}
+	report = append(report, hard...)
+	if o.endpoints > 0 {
+		mem, err := env.memoryCase(context.Background(), &stops)
+		if err != nil {
+			return fail("memory case", err)
+		}
+		report = append(report, mem...)
+	}
+	text := strings.Join(report, "\n") + "\n"
+	fmt.Print("\n" + text)
+	if err := os.MkdirAll(o.out, 0o755); err == nil {
+		path := filepath.Join(o.out, "scale-"+time.Now().UTC().Format("20060102-150405")+".md")
+		if os.WriteFile(path, []byte(text), 0o644) == nil {
+			say("results in %s", path)
+		}
+	}
+	if strings.Contains(text, "FAILED") {
+		return 1
+	}
+	return 0
+}
+
+func say(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, args...))
+}
