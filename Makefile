@@ -34,9 +34,10 @@ e2e: build ## end-to-end tests only
 	tests/tools/build.sh test
 	go test -count=1 -timeout 20m ./tests/...
 
-bench: build ## underpool vs host-local vs whereabouts, same run, same control plane
+bench: build ## underpool vs host-local vs whereabouts in one run; then the scale cases (1000 into 1000 from 10 nodes, memory)
 	tests/tools/build.sh all
 	go run ./tests/bench $(BENCH_ARGS)
+	go run ./tests/scale $(SCALE_ARGS)
 
 demo: build ## local control plane, ipamd, a pool, three pods that ping each other (KEEP=1 keeps it running)
 	tests/tools/build.sh test
