@@ -137,7 +137,7 @@ func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger
 		}
 		veths, err := setupHostLink(conf, args, podAddrs)
 		if err != nil {
-			return nil, undoDelegate("hostConnectivity", err)
+			return nil, undoDelegate("connecting the pod to its node", err)
 		}
 		result.Interfaces = append(result.Interfaces, veths...)
 		log.Info("host veth up", zap.String("host", veths[0].Name), zap.String("pod", veths[1].Name))

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/util/yaml"
 
@@ -17,12 +18,44 @@ import (
 	"github.com/underpool/underpool/tests/harness"
 )
 
-// Example is one network config (a NAD's spec.config or a .conflist) or one IPPool.
+// Example is one network config (a NAD's spec.config or a .conflist), one IPPool, or one
+// Pod that attaches networks of the examples through the multus annotation.
 type Example struct {
 	File     string
 	Name     string
 	Conflist []byte     // set for networks
 	Pool     *v1.IPPool // set for pools
+	Pod      []Network  // set for pods: the networks they ask for, in order
+}
+
+// Network is one entry of a pod's k8s.v1.cni.cncf.io/networks annotation.
+type Network struct {
+	Name      string `json:"name"`
+	Interface string `json:"interface,omitempty"`
+}
+
+// NetworksAnnotation is multus' annotation naming a pod's extra networks.
+const NetworksAnnotation = "k8s.v1.cni.cncf.io/networks"
+
+// parseNetworks reads the annotation in both of multus' forms: a JSON list of objects,
+// or comma-separated names. Interfaces left out are net1, net2, ... as multus names them.
+func parseNetworks(s string) ([]Network, error) {
+	var out []Network
+	if strings.HasPrefix(strings.TrimSpace(s), "[") {
+		if err := json.Unmarshal([]byte(s), &out); err != nil {
+			return nil, fmt.Errorf("%s: %v", NetworksAnnotation, err)
+		}
+	} else {
+		for _, n := range strings.Split(s, ",") {
+			out = append(out, Network{Name: strings.TrimSpace(n)})
+		}
+	}
+	for i := range out {
+		if out[i].Interface == "" {
+			out[i].Interface = fmt.Sprintf("net%d", i+1)
+		}
+	}
+	return out, nil
 }
 
 // Dir is where the examples live.
@@ -81,6 +114,14 @@ func fromYAML(file string, data []byte) ([]Example, error) {
 				return nil, fmt.Errorf("%s: IPPool %s: %v", file, name, err)
 			}
 			out = append(out, Example{File: file, Name: name, Pool: pool})
+		case "Pod":
+			annotations, _ := meta["annotations"].(map[string]any)
+			value, _ := annotations[NetworksAnnotation].(string)
+			nets, err := parseNetworks(value)
+			if err != nil || len(nets) == 0 {
+				return nil, fmt.Errorf("%s: Pod %s: %v (want networks in %s)", file, name, err, NetworksAnnotation)
+			}
+			out = append(out, Example{File: file, Name: name, Pod: nets})
 		default:
 			return nil, fmt.Errorf("%s: unexpected kind %v", file, doc["kind"])
 		}

@@ -20,7 +20,16 @@ func TestEveryExampleIsValid(t *testing.T) {
 	if len(all) < 5 {
 		t.Fatalf("only %d examples found in %s", len(all), Dir())
 	}
+	networks, pools := map[string]bool{}, map[string]bool{}
 	for _, ex := range all {
+		if ex.Pool != nil {
+			pools[ex.Name] = true
+		}
+	}
+	for _, ex := range all {
+		if ex.Pod != nil {
+			continue // checked below, against the networks
+		}
 		if ex.Pool != nil {
 			if _, err := allocator.NewPool(ex.Pool.Name, &ex.Pool.Spec); err != nil {
 				t.Errorf("%s: IPPool %s: %v", ex.File, ex.Name, err)
@@ -32,17 +41,82 @@ func TestEveryExampleIsValid(t *testing.T) {
 			t.Fatalf("%s: %v", ex.File, err)
 		}
 		for _, p := range list.Plugins {
+			var conf *chain.NetConf
 			switch {
 			case p.Network.Type == "underpool":
-				_, err = chain.LoadConf(p.Bytes, true)
+				conf, err = chain.LoadConf(p.Bytes, true)
 			case p.Network.IPAM.Type == "underpool-ipam":
-				_, err = chain.LoadConf(p.Bytes, false)
+				conf, err = chain.LoadConf(p.Bytes, false)
 			case !strings.HasPrefix(p.Network.Type, "multus"):
 				t.Errorf("%s: plugin %s uses neither underpool nor underpool-ipam", ex.File, p.Network.Type)
 			}
 			if err != nil {
 				t.Errorf("%s: %v", ex.File, err)
+				continue
+			}
+			if conf != nil {
+				for _, pool := range append(conf.IPAM.IPv4Pools, conf.IPAM.IPv6Pools...) {
+					if !pools[pool] {
+						t.Errorf("%s: network %s names IPPool %s, which ippools.yaml does not define", ex.File, list.Name, pool)
+					}
+				}
 			}
 		}
+		networks[list.Name] = true
+	}
+	for _, ex := range all {
+		for _, n := range ex.Pod {
+			if !networks[n.Name] {
+				t.Errorf("%s: Pod %s asks for network %s, which no example defines", ex.File, ex.Name, n.Name)
+			}
+		}
+	}
+}
+
+// The cases users look for each have an example.
+func TestExamplesCoverTheCommonCases(t *testing.T) {
+	all, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text []string
+	for _, ex := range all {
+		if ex.Conflist != nil {
+			text = append(text, string(ex.Conflist))
+		}
+	}
+	has := func(parts ...string) bool {
+		for _, c := range text {
+			all := true
+			for _, p := range parts {
+				all = all && strings.Contains(c, p)
+			}
+			if all {
+				return true
+			}
+		}
+		return false
+	}
+	for name, parts := range map[string][]string{
+		"plain macvlan with underpool-ipam": {`"type": "macvlan"`, `"underpool-ipam"`},
+		"dual stack":                        {`"ipv4Pools"`, `"ipv6Pools"`},
+		"ipvlan l2":                         {`"type": "ipvlan"`, `"mode": "l2"`},
+		"sriov with RDMA exclusive":         {`"type": "sriov"`, `"mode": "exclusive"`},
+		"macvlan with RDMA shared":          {`"type": "macvlan"`, `"mode": "shared"`},
+		"multi-NIC with policy routing":     {`"defaultRoute": false`, `"policyRouting": true`},
+		"host connectivity service CIDRs":   {`"serviceCIDRs"`},
+	} {
+		if !has(parts...) {
+			t.Errorf("no example for %s (a network config containing %v)", name, parts)
+		}
+	}
+	pods := 0
+	for _, ex := range all {
+		if ex.Pod != nil {
+			pods++
+		}
+	}
+	if pods < 2 {
+		t.Errorf("want pods showing multi-NIC and overlay + underlay attachments, found %d", pods)
 	}
 }
