@@ -102,8 +102,11 @@ func setupUnderpool(ctx context.Context, env *setupEnv, sub subnetPlan, name str
 			"delegate": map[string]any{"type": "macvlan", "master": env.master, "mode": "bridge"},
 			"ipam":     map[string]any{"socket": env.ipamdSocket, "ipv4Pools": []string{pool}},
 			"checks":   map[string]any{"ipConflict": checks, "announce": checks},
-			"logFile":  filepath.Join(env.work, "underpool.log"),
-			"logLevel": "error",
+			// the bench's pods live beside the machine's root netns, which must not get
+			// host veths and routes; the tests measure host connectivity in a node netns
+			"hostConnectivity": map[string]any{"enabled": false},
+			"logFile":          filepath.Join(env.work, "underpool.log"),
+			"logLevel":         "error",
 		}},
 	})
 	if err != nil {

@@ -91,6 +91,8 @@ func (d *demo) createNAD() error {
 			"ipam": map[string]any{"socket": d.ipamd.Options.Socket,
 				"ipv4Pools": []string{pool4}, "ipv6Pools": []string{pool6}},
 			"logFile": filepath.Join(d.tmp, "underpool.log"),
+			// the demo's "node" is this machine's root netns: give it no host veths or routes
+			"hostConnectivity": map[string]any{"enabled": false},
 		}},
 	})
 	if err != nil {

@@ -145,6 +145,9 @@ func (c netConf) conflist(t *testing.T) []byte {
 			"delegate":     map[string]any{"type": "macvlan", "master": c.Master, "mode": c.Mode},
 			"ipam":         map[string]any{"socket": c.Socket, "ipv4Pools": c.IPv4Pools, "ipv6Pools": c.IPv6Pools},
 			"logFile":      filepath.Join(suite.dir, "plugin.log"),
+			// these tests run the plugin in the root netns, which must not get host veths or
+			// routes: host connectivity has its own test in a netns standing for the node
+			"hostConnectivity": map[string]any{"enabled": false},
 		}},
 	})
 }
