@@ -13,6 +13,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/underpool/underpool/ipamd/rpc"
 )
@@ -34,17 +35,19 @@ func CmdAdd(args *skel.CmdArgs) error {
 	ctx, cancel := context.WithTimeout(context.Background(), conf.IPAM.timeout)
 	defer cancel()
 
-	result, err := add(ctx, conf, args, log)
+	t := &phases{start: time.Now()}
+	result, err := add(ctx, conf, args, log, t)
 	if err != nil {
-		log.Error("ADD failed", zap.Error(err))
+		log.Error("ADD failed", zap.Error(err), zap.Object("ms", t))
 		return err
 	}
-	log.Info("ADD done", zap.Stringer("result", resultSummary{result}))
+	log.Info("ADD done", zap.Stringer("result", resultSummary{result}), zap.Object("ms", t))
 	return types.PrintResult(result, conf.CNIVersion)
 }
 
-func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger) (*current.Result, error) {
+func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger, t *phases) (*current.Result, error) {
 	alloc, err := allocate(ctx, conf, args)
+	t.mark("ipamd")
 	if err != nil {
 		return nil, err
 	}
@@ -60,6 +63,7 @@ func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger
 		return nil, undo("rendering delegate config", err)
 	}
 	raw, err := invoke.DelegateAdd(ctx, conf.DelegateType(), delegateConf, nil)
+	t.mark("delegate")
 	if err != nil {
 		return nil, undo(fmt.Sprintf("delegate %s ADD", conf.DelegateType()), err)
 	}
@@ -118,6 +122,7 @@ func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger
 		warnings = announce(conf, args.IfName, intent.Addresses)
 		return nil
 	})
+	t.mark("pod")
 	var conflict *conflictError
 	if errors.As(err, &conflict) {
 		_ = undoDelegate("", err, conflict.conflicts...)
@@ -141,6 +146,7 @@ func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger
 		}
 		result.Interfaces = append(result.Interfaces, veths...)
 		log.Info("host veth up", zap.String("host", veths[0].Name), zap.String("pod", veths[1].Name))
+		t.mark("host")
 	}
 	if conf.RDMA.Mode != "" {
 		dev, err := newAttacher(conf.RDMA).Attach(args.ContainerID, args.IfName, args.Netns, conf.rdmaWant())
@@ -170,4 +176,28 @@ func (s resultSummary) String() string {
 		out += ip.Address.String() + " "
 	}
 	return out
+}
+
+// phases times the steps of one ADD, logged with its outcome so an operator sees where
+// an ADD spends its time (ipamd, the delegate, the pod's netns, the host link).
+type phases struct {
+	start, last time.Time
+	names       []string
+	took        []time.Duration
+}
+
+func (p *phases) mark(name string) {
+	now := time.Now()
+	if p.last.IsZero() {
+		p.last = p.start
+	}
+	p.names, p.took, p.last = append(p.names, name), append(p.took, now.Sub(p.last)), now
+}
+
+func (p *phases) MarshalLogObject(enc zapcore.ObjectEncoder) error {
+	for i, n := range p.names {
+		enc.AddFloat64(n, float64(p.took[i].Microseconds())/1000)
+	}
+	enc.AddFloat64("total", float64(time.Since(p.start).Microseconds())/1000)
+	return nil
 }
