@@ -2,8 +2,10 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -114,6 +116,18 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	}
 	if err := builder.ControllerManagedBy(mgr).Named("app-pools-statefulsets").For(&appsv1.StatefulSet{}).
 		Complete(&appPools{c: mgr.GetClient(), kind: "StatefulSet", events: events}); err != nil {
+		return err
+	}
+	// only the leader is ready: each replica makes its own CA and only the leader registers
+	// its own, so the Service must send the apiserver's calls to the leader alone
+	if err := mgr.AddReadyzCheck("leader", func(*http.Request) error {
+		select {
+		case <-mgr.Elected():
+			return nil
+		default:
+			return errors.New("not the elected leader")
+		}
+	}); err != nil {
 		return err
 	}
 	// register once the webhook server answers, so the apiserver never calls a closed port

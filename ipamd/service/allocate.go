@@ -49,7 +49,19 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 		return s.response(ctx, in, rec.IPs)
 	}
 	if rec := inheritable(ep, in.Pod, req); rec != nil {
-		return s.inherit(ctx, key, in, req, rec)
+		why := s.notAllowedHere(in, rec)
+		if why == "" {
+			return s.inherit(ctx, key, in, req, rec)
+		}
+		// the successor landed where the predecessor's pool does not reach: it gets a
+		// fresh address and the old one goes back
+		s.Log.Info("StatefulSet successor cannot keep its addresses here", zap.String("pod", key.String()), zap.String("why", why))
+		old := *rec
+		if err := s.releaseLocked(ctx, key, func(itf *v1.EndpointInterface) bool {
+			return itf.ContainerID == old.ContainerID && itf.Interface == old.Interface && itf.PodUID == old.PodUID
+		}, nil); err != nil {
+			return nil, err
+		}
 	}
 
 	var held []v1.EndpointIP
@@ -208,6 +220,26 @@ func inheritable(ep *v1.Endpoint, pod *corev1.Pod, req *rpc.AllocateRequest) *v1
 		}
 	}
 	return nil
+}
+
+// notAllowedHere says why the pools of a predecessor's addresses do not serve this pod
+// here (affinity to another node, say), or "" when they do.
+func (s *Service) notAllowedHere(in *selection.Input, rec *v1.EndpointInterface) string {
+	for _, ip := range rec.IPs {
+		var pool *v1.IPPool
+		for i := range in.Pools {
+			if in.Pools[i].Name == ip.Pool {
+				pool = &in.Pools[i]
+			}
+		}
+		if pool == nil {
+			return "pool " + ip.Pool + " is gone"
+		}
+		if ok, why := selection.Eligible(pool, in); !ok {
+			return "pool " + ip.Pool + ": " + why
+		}
+	}
+	return ""
 }
 
 // inherit moves a predecessor's attachment to the new container: the pool is unchanged,

@@ -154,6 +154,11 @@ func (s *Service) releaseFrom(ctx context.Context, key client.ObjectKey, match f
 func (s *Service) releaseFromWith(ctx context.Context, key client.ObjectKey, match func(*v1.EndpointInterface) bool, conflicts map[string]string) error {
 	unlock := s.locks.lock(key.String())
 	defer unlock()
+	return s.releaseLocked(ctx, key, match, conflicts)
+}
+
+// releaseLocked is releaseFromWith for a caller that holds the pod's lock.
+func (s *Service) releaseLocked(ctx context.Context, key client.ObjectKey, match func(*v1.EndpointInterface) bool, conflicts map[string]string) error {
 	var removed []v1.EndpointInterface
 	err := s.updateEndpoint(ctx, key, func(ep *v1.Endpoint) bool {
 		removed = removed[:0]

@@ -28,8 +28,7 @@ func TestDeployManifestsApplyOnServer(t *testing.T) {
 	deploy := filepath.Join(harness.RepoRoot(), "deploy")
 	out, err := exec.Command(kubectl, "--kubeconfig", suite.cp.KubeconfigPath, "apply", "--dry-run=server",
 		"--validate=strict", "-k", deploy).CombinedOutput()
-	privilegedOnly := err != nil && onlyPrivilegedRefused(string(out))
-	if err != nil && !privilegedOnly {
+	if err != nil {
 		t.Fatalf("kubectl apply --dry-run=server -k deploy/: %v\n%s", err, out)
 	}
 	for _, want := range []string{
@@ -37,33 +36,8 @@ func TestDeployManifestsApplyOnServer(t *testing.T) {
 		"clusterrolebinding.rbac.authorization.k8s.io/underpool-ipamd", "clusterrolebinding.rbac.authorization.k8s.io/underpool-controller",
 		"customresourcedefinition.apiextensions.k8s.io/ippools.underpool.io",
 	} {
-		if !strings.Contains(string(out), want) && !(privilegedOnly && want == "daemonset.apps/underpool-ipamd") {
+		if !strings.Contains(string(out), want) {
 			t.Fatalf("kubectl did not apply %s:\n%s", want, out)
 		}
 	}
-	if privilegedOnly {
-		// the apiserver reports every validation error of an object at once, and strict
-		// decoding comes before: the DaemonSet is otherwise valid
-		t.Skip("skipped in part: every object passed strict server-side validation except that the ipamd DaemonSet's " +
-			"privileged containers were refused because the test kube-apiserver runs without --allow-privileged=true " +
-			"(tests/harness/controlplane.go; every real cluster that runs CNI DaemonSets allows it)")
-	}
-}
-
-// onlyPrivilegedRefused reports whether kubectl's only complaint is the DaemonSet's
-// privileged containers, refused by an apiserver that does not allow privileged pods.
-func onlyPrivilegedRefused(out string) bool {
-	found := false
-	for _, line := range strings.Split(out, "\n") {
-		line = strings.TrimSpace(line)
-		switch {
-		case line == "" || strings.Contains(line, "(server dry run)") || strings.HasPrefix(line, "Warning:"):
-		case line == `The DaemonSet "underpool-ipamd" is invalid:`:
-		case strings.HasPrefix(line, "* ") && strings.HasSuffix(line, "securityContext.privileged: Forbidden: disallowed by cluster policy"):
-			found = true
-		default:
-			return false
-		}
-	}
-	return found
 }

@@ -16,6 +16,7 @@ import (
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/ipamd/selection"
+	"github.com/underpool/underpool/tests/harness"
 )
 
 // newPod creates a Pod object on this node (no kubelet: it stays Pending, which is all
@@ -268,4 +269,45 @@ func TestMultiNICPerInterfacePools(t *testing.T) {
 		t.Fatalf("bad annotation: want an error naming %s, got %v", selection.AnnotationIPPools, err)
 	}
 	releaseAll(t, ns)
+}
+
+// A StatefulSet successor scheduled where its predecessor's pool does not reach (node
+// affinity) gets a fresh address from an eligible pool, and the old address goes back.
+func TestStatefulSetSuccessorOnANodeThePoolDoesNotReach(t *testing.T) {
+	const far = "node-far"
+	if err := suite.client.Create(ctx(t), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: far, Labels: map[string]string{"zone": "far"}}}); err != nil {
+		t.Fatal(err)
+	}
+	farIpamd, err := harness.StartIpamd(ipamdOptions(far))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = farIpamd.Stop() })
+	v4a, _, _ := nextSubnet()
+	v4b, _, _ := nextSubnet()
+	zoneA := newPool(t, v1.IPPoolSpec{Subnet: v4a, NodeAffinity: &metav1.LabelSelector{MatchLabels: map[string]string{"zone": "a"}}}).Name
+	anywhere := newPool(t, v1.IPPoolSpec{Subnet: v4b}).Name
+	ns := newNamespace(t)
+	owner := &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "kv", UID: "sts-uid", Controller: ptr.To(true)}
+	first := newPod(t, ns, "kv-0", nil, nil, owner)
+	if got := allocPool(t, first, "net1", zoneA, anywhere); got != zoneA {
+		t.Fatalf("first incarnation on node-a: pool %s, want %s", got, zoneA)
+	}
+	if err := suite.client.Delete(ctx(t), first, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	waitPodGone(t, first)
+	second := newPodOn(t, far, ns, "kv-0", nil, nil, owner)
+	resp, err := farIpamd.Client.Allocate(ctx(t), &rpc.AllocateRequest{ContainerID: "ctr-kv-0-far", IfName: "net1", Network: "net",
+		Pod: rpc.Pod{Namespace: ns, Name: "kv-0", UID: string(second.UID)}, IPv4Pools: []string{zoneA, anywhere}})
+	if err != nil || resp.IPs[0].Pool != anywhere {
+		t.Fatalf("successor on %s: %+v (%v), want an address from %s", far, resp, err, anywhere)
+	}
+	if p := freshPool(t, zoneA); p.Status.AllocatedIPCount != 0 {
+		t.Fatalf("the predecessor's address in %s was not given back: %+v", zoneA, p.Status)
+	}
+	if err := farIpamd.Client.Release(ctx(t), &rpc.ReleaseRequest{ContainerID: "ctr-kv-0-far", Pod: rpc.Pod{Namespace: ns, Name: "kv-0"}}); err != nil {
+		t.Fatal(err)
+	}
+	requireEmpty(t, anywhere, ns)
 }

@@ -127,6 +127,8 @@ func (cp *ControlPlane) start(ctx context.Context, opts ControlPlaneOptions) err
 		"--service-cluster-ip-range", "10.96.0.0/16",
 		// No controller manager creates service accounts, so pods must not need one.
 		"--disable-admission-plugins", "ServiceAccount",
+		// CNI DaemonSets run privileged; every cluster that runs one allows it
+		"--allow-privileged=true",
 	}, filepath.Join(logDir, "kube-apiserver.log"))
 	if err != nil {
 		return err
