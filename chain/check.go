@@ -43,8 +43,7 @@ func CmdCheck(args *skel.CmdArgs) error {
 	if err := invoke.DelegateCheck(ctx, conf.DelegateType(), delegateConf, nil); err != nil {
 		return wrap("delegate %s CHECK: %v", conf.DelegateType(), err)
 	}
-	// ipamd answers an allocate for a known attachment with what it holds
-	alloc, err := allocate(ctx, conf, args)
+	alloc, err := lookup(ctx, conf, args)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,15 @@ import (
 
 // allocate asks ipamd for the attachment's addresses.
 func allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs) (*rpc.AllocateResponse, error) {
+	return askIpamd(ctx, conf, args, false)
+}
+
+// lookup asks ipamd what the attachment holds, never allocating (CHECK).
+func lookup(ctx context.Context, conf *NetConf, args *skel.CmdArgs) (*rpc.AllocateResponse, error) {
+	return askIpamd(ctx, conf, args, true)
+}
+
+func askIpamd(ctx context.Context, conf *NetConf, args *skel.CmdArgs, lookupOnly bool) (*rpc.AllocateResponse, error) {
 	pod, err := podFromArgs(args.Args)
 	if err != nil {
 		return nil, configError(err)
@@ -21,10 +30,14 @@ func allocate(ctx context.Context, conf *NetConf, args *skel.CmdArgs) (*rpc.Allo
 	resp, err := rpc.NewClient(conf.IPAM.Socket).Allocate(ctx, &rpc.AllocateRequest{
 		ContainerID: args.ContainerID, IfName: args.IfName, Network: conf.Name, Pod: pod,
 		IPv4Pools: conf.IPAM.IPv4Pools, IPv6Pools: conf.IPAM.IPv6Pools,
-		RequestedIPs: conf.requestedIPs(),
+		RequestedIPs: conf.requestedIPs(), LookupOnly: lookupOnly,
 	})
 	if err != nil {
-		return nil, cniError("allocating addresses", err)
+		what := "allocating addresses"
+		if lookupOnly {
+			what = "asking ipamd what the attachment holds"
+		}
+		return nil, cniError(what, err)
 	}
 	return resp, nil
 }

@@ -53,7 +53,7 @@ func ipamCheck(args *skel.CmdArgs) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), conf.IPAM.timeout)
 	defer cancel()
-	_, err = allocate(ctx, conf, args)
+	_, err = lookup(ctx, conf, args)
 	return err
 }
 

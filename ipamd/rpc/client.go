@@ -19,6 +19,7 @@ const (
 	CodeUnreachable   uint = 101
 	CodeBadRequest    uint = 102
 	CodeNoAddress     uint = 103
+	CodeNotHeld       uint = 104
 	CodeInternal      uint = 999
 )
 

@@ -30,6 +30,9 @@ type AllocateRequest struct {
 	Pod         Pod    `json:"pod"`
 	// RequestedIPs are addresses the pod asks for (multus "ips" runtimeConfig, CIDR or plain).
 	RequestedIPs []string `json:"requestedIPs,omitempty"`
+	// LookupOnly asks what the attachment holds without allocating (CNI CHECK): an
+	// attachment that holds nothing is an error (CodeNotHeld), never a new allocation.
+	LookupOnly bool `json:"lookupOnly,omitempty"`
 	// IPv4Pools and IPv6Pools are the candidate pools per family, in order of preference;
 	// a family with no pools is not allocated.
 	IPv4Pools []string `json:"ipv4Pools,omitempty"`

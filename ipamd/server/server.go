@@ -83,6 +83,8 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusServiceUnavailable
 	case rpc.CodeNoAddress:
 		status = http.StatusConflict
+	case rpc.CodeNotHeld:
+		status = http.StatusNotFound
 	}
 	writeJSON(w, status, e)
 }

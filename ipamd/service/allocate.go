@@ -48,6 +48,10 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 	if rec := findInterface(ep, req.ContainerID, req.IfName); rec != nil {
 		return s.response(ctx, in, rec.IPs)
 	}
+	if req.LookupOnly {
+		return nil, &rpc.Error{Code: rpc.CodeNotHeld, Field: "containerID",
+			Message: fmt.Sprintf("ipamd holds no address for container %s interface %s (pod %s)", req.ContainerID, req.IfName, key)}
+	}
 	if rec := inheritable(ep, in.Pod, req); rec != nil {
 		why := s.notAllowedHere(in, rec)
 		if why == "" {

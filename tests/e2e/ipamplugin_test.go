@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -61,6 +62,13 @@ func TestUnderpoolIPAMInPlainConflist(t *testing.T) {
 	}
 	if err := suite.cni.Del(ctx(t), conf, rt); err != nil {
 		t.Fatalf("DEL: %v", err)
+	}
+	// CHECK's question after DEL is answered "not held", and allocates nothing
+	_, err = suite.ipamd.Client.Allocate(ctx(t), &rpc.AllocateRequest{ContainerID: rt.ContainerID, IfName: "eth0",
+		Pod: rpc.Pod{Namespace: ns, Name: "plain"}, IPv4Pools: []string{pool.Name}, LookupOnly: true})
+	var rerr *rpc.Error
+	if !errors.As(err, &rerr) || rerr.Code != rpc.CodeNotHeld {
+		t.Fatalf("lookup after DEL: want CodeNotHeld, got %v", err)
 	}
 	requireEmpty(t, pool.Name, ns)
 }
