@@ -25,6 +25,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/orphans"
+	"github.com/underpool/underpool/ipamd/store"
 )
 
 // What the controller may do; `make generate` turns these into deploy/rbac.
@@ -45,6 +47,9 @@ type Options struct {
 	// disables leader election (a single replica).
 	LeaderElectionNamespace string
 	HealthAddress           string
+	// OrphanInterval is how often pool addresses no Endpoint holds are looked for (0: never);
+	// one seen unheld for OrphanGrace is freed.
+	OrphanInterval, OrphanGrace time.Duration
 }
 
 // Run serves the webhook and runs the reconcilers until ctx ends.
@@ -117,6 +122,13 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	if err := builder.ControllerManagedBy(mgr).Named("app-pools-statefulsets").For(&appsv1.StatefulSet{}).
 		Complete(&appPools{c: mgr.GetClient(), kind: "StatefulSet", events: events}); err != nil {
 		return err
+	}
+	if opts.OrphanInterval > 0 {
+		sweeper := &orphans.Sweeper{Log: log, Cache: mgr.GetCache(),
+			Pools: &store.Pools{Writer: mgr.GetClient(), Cache: mgr.GetCache(), API: api, Log: log, Metrics: store.NewMetrics(nil)}}
+		if err := mgr.Add(&orphanLoop{sweeper: sweeper, interval: opts.OrphanInterval, grace: opts.OrphanGrace, log: log}); err != nil {
+			return err
+		}
 	}
 	// only the leader is ready: each replica makes its own CA and only the leader registers
 	// its own, so the Service must send the apiserver's calls to the leader alone

@@ -210,7 +210,8 @@ func serveHealth(ctx context.Context, addr string, reg *prometheus.Registry, svc
 	}
 }
 
-// recycleLoop releases the addresses of gone pods and frees orphans, every interval.
+// recycleLoop releases the addresses of gone pods every interval. (Orphans, addresses no
+// Endpoint holds, are the elected controller's to free: see package orphans.)
 func recycleLoop(ctx context.Context, svc *service.Service, opts Options, log *zap.Logger) {
 	ticker := time.NewTicker(opts.GCInterval)
 	defer ticker.Stop()
@@ -225,12 +226,8 @@ func recycleLoop(ctx context.Context, svc *service.Service, opts Options, log *z
 		if err != nil {
 			log.Warn("recycling stopped early; next round retries", zap.Error(err))
 		}
-		orphans, err := svc.SweepOrphans(ctx, now, opts.GCGrace)
-		if err != nil {
-			log.Warn("orphan sweep stopped early; next round retries", zap.Error(err))
-		}
-		if len(released) > 0 || orphans > 0 {
-			log.Info("recycled", zap.Any("byReason", released), zap.Int("orphans", orphans))
+		if len(released) > 0 {
+			log.Info("recycled", zap.Any("byReason", released))
 		}
 	}
 }

@@ -12,7 +12,6 @@ type Metrics struct {
 	Latency    *prometheus.HistogramVec
 	GCReleased prometheus.Counter
 	Recycled   *prometheus.CounterVec
-	Orphans    prometheus.Counter
 }
 
 // NewMetrics creates the service metrics and registers them with reg (nil: unregistered).
@@ -29,11 +28,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Recycled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "underpool_ipamd_recycled_total", Help: "Attachments released because their owner is gone, by reason."},
 			[]string{"reason"}),
-		Orphans: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "underpool_ipamd_orphans_released_total", Help: "Pool addresses no Endpoint held, freed by the orphan sweep."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Requests, m.Latency, m.GCReleased, m.Recycled, m.Orphans)
+		reg.MustRegister(m.Requests, m.Latency, m.GCReleased, m.Recycled)
 	}
 	return m
 }

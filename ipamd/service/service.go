@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,9 +40,7 @@ type Service struct {
 	locks keyedMutex
 	ready atomic.Bool
 
-	orphanMu    sync.Mutex
-	orphanSince map[orphanKey]time.Time
-	notReady    atomic.Value // string: why allocations are refused
+	notReady atomic.Value // string: why allocations are refused
 }
 
 // Ready reports whether allocations are served, and why not.

@@ -20,7 +20,8 @@ import (
 
 // Recycling: addresses of pods that were deleted, replaced (new UID, not a StatefulSet),
 // finished, terminating past their grace period, or whose node is gone come back; a live
-// pod's and a wanted StatefulSet ordinal's never do; an orphan in a pool is freed.
+// pod's and a wanted StatefulSet ordinal's never do; an orphan in a pool is freed (by the
+// elected controller, the only orphan sweeper).
 func TestRecycling(t *testing.T) {
 	const node = "gc-node"
 	if err := suite.client.Create(ctx(t), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}); err != nil {
