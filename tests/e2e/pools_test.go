@@ -311,3 +311,29 @@ func TestStatefulSetSuccessorOnANodeThePoolDoesNotReach(t *testing.T) {
 	}
 	requireEmpty(t, anywhere, ns)
 }
+
+// One pool shared by several namespaces through namespaceAffinity; a namespace outside
+// it is refused with the reason.
+func TestNamespaceAffinitySharesAPool(t *testing.T) {
+	v4, _, _ := nextSubnet()
+	team := "team-" + rand.String(4)
+	pool := newPool(t, v1.IPPoolSpec{Subnet: v4, NamespaceAffinity: &metav1.LabelSelector{MatchLabels: map[string]string{"team": team}}}).Name
+	mkNS := func(labels map[string]string) string {
+		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + rand.String(6), Labels: labels}}
+		if err := suite.client.Create(ctx(t), ns); err != nil {
+			t.Fatal(err)
+		}
+		return ns.Name
+	}
+	a, b, outside := mkNS(map[string]string{"team": team}), mkNS(map[string]string{"team": team}), mkNS(nil)
+	for _, ns := range []string{a, b} {
+		if got := allocPool(t, newPod(t, ns, "p", nil, nil, nil), "net1", pool); got != pool {
+			t.Fatalf("namespace %s: pool %s", ns, got)
+		}
+	}
+	_, err := allocateFor(t, newPod(t, outside, "p", nil, nil, nil), "net1", pool)
+	if err == nil || !strings.Contains(err.Error(), pool+": namespaceAffinity") || !strings.Contains(err.Error(), "namespace "+outside) {
+		t.Fatalf("namespace outside the affinity: %v", err)
+	}
+	releaseAll(t, a, b, outside)
+}
