@@ -25,18 +25,15 @@ const settleTimeout = 10 * time.Second
 // and routes inside the pod. Any failure undoes what was done, leaving no link and no
 // allocation behind.
 func CmdAdd(args *skel.CmdArgs) error {
-	conf, err := LoadConf(args.StdinData, true)
+	s, err := startSession(args, true, "ADD", "underpool")
 	if err != nil {
-		return configError(err)
+		return err
 	}
-	log := newLogger(conf.LogFile, conf.LogLevel, zap.String("cmd", "ADD"), zap.String("containerID", args.ContainerID),
-		zap.String("ifName", args.IfName), zap.String("network", conf.Name))
-	defer log.Sync() //nolint:errcheck
-	ctx, cancel := context.WithTimeout(context.Background(), conf.IPAM.timeout)
-	defer cancel()
+	defer s.close()
+	conf, log := s.conf, s.log
 
 	t := &phases{start: time.Now()}
-	result, err := add(ctx, conf, args, log, t)
+	result, err := add(s.ctx, conf, args, log, t)
 	if err != nil {
 		log.Error("ADD failed", zap.Error(err), zap.Object("ms", t))
 		return err

@@ -1,8 +1,6 @@
 package chain
 
 import (
-	"context"
-	"fmt"
 
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
@@ -14,15 +12,12 @@ import (
 // CmdDel detaches a pod: the delegate removes the link first, so the address is never free
 // while a link still carries it; then ipamd releases it. Missing state is not an error.
 func CmdDel(args *skel.CmdArgs) error {
-	conf, err := LoadConf(args.StdinData, true)
+	s, err := startSession(args, true, "DEL", "underpool")
 	if err != nil {
-		return configError(err)
+		return err
 	}
-	log := newLogger(conf.LogFile, conf.LogLevel, zap.String("cmd", "DEL"), zap.String("containerID", args.ContainerID),
-		zap.String("ifName", args.IfName), zap.String("network", conf.Name))
-	defer log.Sync() //nolint:errcheck
-	ctx, cancel := context.WithTimeout(context.Background(), conf.IPAM.timeout)
-	defer cancel()
+	defer s.close()
+	conf, log, ctx := s.conf, s.log, s.ctx
 
 	delegateConf, err := conf.DelegateConf()
 	if err != nil {
@@ -48,7 +43,7 @@ func CmdDel(args *skel.CmdArgs) error {
 		log.Error("delegate DEL failed", zap.Error(err))
 		return wrap("delegate %s DEL: %v", conf.DelegateType(), err)
 	}
-	if err := release(ctx, conf, args, func(msg string, e error) { log.Warn(msg, zap.Error(e)) }); err != nil {
+	if err := release(ctx, conf, args, s.logWarn); err != nil {
 		log.Error("release failed", zap.Error(err))
 		return err
 	}
@@ -58,18 +53,14 @@ func CmdDel(args *skel.CmdArgs) error {
 
 // ipamDel is DEL for the IPAM-only plugin.
 func ipamDel(args *skel.CmdArgs) error {
-	conf, err := LoadConf(args.StdinData, false)
+	s, err := startSession(args, false, "DEL", "underpool-ipam")
 	if err != nil {
-		return configError(err)
+		return err
 	}
-	log := newLogger(conf.LogFile, conf.LogLevel, zap.String("cmd", "DEL"), zap.String("plugin", "underpool-ipam"),
-		zap.String("containerID", args.ContainerID), zap.String("ifName", args.IfName))
-	defer log.Sync() //nolint:errcheck
-	ctx, cancel := context.WithTimeout(context.Background(), conf.IPAM.timeout)
-	defer cancel()
-	if err := release(ctx, conf, args, func(msg string, e error) { log.Warn(msg, zap.Error(e)) }); err != nil {
-		log.Error("release failed", zap.Error(err))
-		return fmt.Errorf("%w", err)
+	defer s.close()
+	if err := release(s.ctx, s.conf, args, s.logWarn); err != nil {
+		s.log.Error("release failed", zap.Error(err))
+		return err
 	}
 	return nil
 }

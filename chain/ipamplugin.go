@@ -22,16 +22,13 @@ func MetaFuncs() skel.CNIFuncs {
 }
 
 func ipamAdd(args *skel.CmdArgs) error {
-	conf, err := LoadConf(args.StdinData, false)
+	s, err := startSession(args, false, "ADD", "underpool-ipam")
 	if err != nil {
-		return configError(err)
+		return err
 	}
-	log := newLogger(conf.LogFile, conf.LogLevel, zap.String("cmd", "ADD"), zap.String("plugin", "underpool-ipam"),
-		zap.String("containerID", args.ContainerID), zap.String("ifName", args.IfName))
-	defer log.Sync() //nolint:errcheck
-	ctx, cancel := context.WithTimeout(context.Background(), conf.IPAM.timeout)
-	defer cancel()
-	alloc, err := allocate(ctx, conf, args)
+	defer s.close()
+	conf, log := s.conf, s.log
+	alloc, err := allocate(s.ctx, conf, args)
 	if err != nil {
 		log.Error("ADD failed", zap.Error(err))
 		return err
