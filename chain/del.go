@@ -1,7 +1,6 @@
 package chain
 
 import (
-
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/skel"
 	"go.uber.org/zap"
