@@ -72,8 +72,22 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		svc := opts.Endpoint.Service + "." + opts.Endpoint.ServiceNamespace
 		hosts = []string{svc + ".svc", svc, svc + ".svc.cluster.local"}
 	}
-	ca, err := writeServingCert(opts.CertDir, hosts)
-	if err != nil {
+	// one CA for all replicas, kept in a Secret, so the registered CA never goes stale
+	// (with leader election off there is one replica and a fresh CA will do)
+	var ca *authority
+	var err error
+	if opts.LeaderElectionNamespace != "" {
+		direct, derr := client.New(cfg, client.Options{Scheme: scheme})
+		if derr != nil {
+			return derr
+		}
+		if ca, err = sharedAuthority(ctx, direct, opts.LeaderElectionNamespace); err != nil {
+			return err
+		}
+	} else if ca, err = newAuthority(); err != nil {
+		return err
+	}
+	if err := ca.writeServing(opts.CertDir, hosts); err != nil {
 		return fmt.Errorf("making the webhook certificate: %w", err)
 	}
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
@@ -130,8 +144,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 			return err
 		}
 	}
-	// only the leader is ready: each replica makes its own CA and only the leader registers
-	// its own, so the Service must send the apiserver's calls to the leader alone
+	// only the leader is ready: the webhook Service sends the apiserver's calls to the
+	// replica that also runs the reconcilers and registered the configuration
 	if err := mgr.AddReadyzCheck("leader", func(*http.Request) error {
 		select {
 		case <-mgr.Elected():
@@ -152,7 +166,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
-		if err := register(ctx, mgr.GetClient(), opts.Endpoint, ca); err != nil {
+		if err := register(ctx, mgr.GetClient(), opts.Endpoint, ca.pem); err != nil {
 			return err
 		}
 		log.Info("webhook registered", zap.String("config", WebhookConfigName))

@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -167,5 +170,46 @@ func TestReservedIPReportsAddressesInUse(t *testing.T) {
 	waitFor(t, "status.inUse to clear", func() bool {
 		_ = suite.client.Get(ctx(t), client.ObjectKeyFromObject(res), res)
 		return len(res.Status.InUse) == 0
+	})
+}
+
+// A second controller replica (not the leader) serves a certificate signed by the CA the
+// leader registered, so the apiserver's calls succeed whichever replica they reach and
+// after a leader change.
+func TestControllerReplicasShareTheWebhookCA(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	p, err := harness.StartProcess("controller-2", filepath.Join(suite.bin, "ipamd"), []string{"--mode=controller",
+		"--kubeconfig", suite.cp.KubeconfigPath, "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port),
+		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port), "--cert-dir", filepath.Join(suite.dir, "webhook-certs-2"),
+		"--leader-election-namespace=default", "--health-address=", "--orphan-interval=0"}, filepath.Join(suite.dir, "controller-2.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop() })
+	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	if err := suite.client.Get(ctx(t), client.ObjectKey{Name: controller.WebhookConfigName}, cfg); err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(cfg.Webhooks[0].ClientConfig.CABundle) {
+		t.Fatal("the registered caBundle holds no certificate")
+	}
+	waitFor(t, "the second replica's webhook to accept a TLS handshake", func() bool {
+		conn, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{RootCAs: roots, ServerName: "127.0.0.1"})
+		if err == nil {
+			conn.Close()
+			return true
+		}
+		// keep waiting only while the server is not up yet; a bad certificate is final
+		var unknown x509.UnknownAuthorityError
+		if errors.As(err, &unknown) {
+			t.Fatalf("the second replica's certificate is not signed by the registered CA: %v", err)
+		}
+		return false
 	})
 }
