@@ -22,6 +22,9 @@ import (
 const (
 	// AnnotationSubnet names the Subnet per family: {"ipv4":["subnet-a"],"ipv6":["subnet-b"]}.
 	AnnotationSubnet = "ipam.underpool.io/subnet"
+	// AnnotationSubnets names them per interface, for multi-NIC workloads:
+	// [{"interface":"net1","ipv4":["subnet-a"]},{"interface":"net2","ipv4":["subnet-c"]}].
+	AnnotationSubnets = "ipam.underpool.io/subnets"
 	// AnnotationIPNumber sizes the pool: "N" addresses, or "+N" more than the replicas.
 	AnnotationIPNumber = "ipam.underpool.io/ippool-ip-number"
 	// AnnotationReclaim: "true" (default) deletes the pool with the workload, "false" keeps it.
@@ -50,14 +53,20 @@ func (w Workload) Hash() string {
 
 // PoolName is the name of the workload's pool for a family: readable when it fits, and
 // always unique through the hash suffix.
-func (w Workload) PoolName(family v1.IPFamily) string {
+func (w Workload) PoolName(family v1.IPFamily) string { return w.PoolNameFor("", family) }
+
+// PoolNameFor is PoolName for one interface of a multi-NIC workload ("" = every interface).
+func (w Workload) PoolNameFor(ifName string, family v1.IPFamily) string {
 	suffix := "v4"
 	if family == v1.IPv6 {
 		suffix = "v6"
 	}
+	if ifName != "" {
+		suffix = ifName + "-" + suffix
+	}
 	base := fmt.Sprintf("auto-%s-%s-%s", w.Namespace, strings.ToLower(w.Kind), w.Name)
-	if len(base) > 200 {
-		base = base[:200]
+	if len(base) > 190 {
+		base = base[:190]
 	}
 	return base + "-" + w.Hash()[:8] + "-" + suffix
 }
@@ -97,6 +106,56 @@ func (s Subnets) First(family v1.IPFamily) string {
 		return ""
 	}
 	return l[0]
+}
+
+// InterfaceSubnets maps an interface name to its Subnets; the key "" is the subnet
+// annotation's, for every interface the subnets annotation does not list.
+type InterfaceSubnets map[string]Subnets
+
+// For returns the Subnets an interface uses, and false when the workload names none.
+func (m InterfaceSubnets) For(ifName string) (Subnets, bool) {
+	if s, ok := m[ifName]; ok {
+		return s, true
+	}
+	s, ok := m[""]
+	return s, ok
+}
+
+// ParseAll reads both annotations; ok is false when neither is present.
+func ParseAll(annotations map[string]string) (InterfaceSubnets, bool, error) {
+	out := InterfaceSubnets{}
+	single, hasSingle, err := ParseSubnets(annotations)
+	if err != nil {
+		return nil, true, err
+	}
+	if hasSingle {
+		out[""] = single
+	}
+	v, hasMulti := annotations[AnnotationSubnets]
+	if hasMulti {
+		var list []struct {
+			Interface string `json:"interface"`
+			Subnets
+		}
+		dec := json.NewDecoder(strings.NewReader(v))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&list); err != nil {
+			return nil, true, fmt.Errorf("annotation %s: want JSON like [{\"interface\":\"net1\",\"ipv4\":[\"subnet-a\"]}]: %v", AnnotationSubnets, err)
+		}
+		for i, e := range list {
+			switch {
+			case e.Interface == "":
+				return nil, true, fmt.Errorf("annotation %s entry %d: \"interface\" is empty", AnnotationSubnets, i)
+			case e.First(v1.IPv4) == "" && e.First(v1.IPv6) == "":
+				return nil, true, fmt.Errorf("annotation %s entry %d (%s) names no Subnet", AnnotationSubnets, i, e.Interface)
+			}
+			if _, dup := out[e.Interface]; dup {
+				return nil, true, fmt.Errorf("annotation %s: interface %s is listed twice", AnnotationSubnets, e.Interface)
+			}
+			out[e.Interface] = e.Subnets
+		}
+	}
+	return out, hasSingle || hasMulti, nil
 }
 
 // ParseSubnets reads the subnet annotation; ok is false when it is absent.

@@ -69,3 +69,29 @@ func TestCarveGrowsAndShrinksAroundOthersAndHeld(t *testing.T) {
 		t.Fatalf("oversized: %v", err)
 	}
 }
+
+func TestParseAllPerInterface(t *testing.T) {
+	a := map[string]string{
+		AnnotationSubnet:  `{"ipv4":["default-sub"]}`,
+		AnnotationSubnets: `[{"interface":"net2","ipv4":["s2"],"ipv6":["s6"]}]`,
+	}
+	all, ok, err := ParseAll(a)
+	if !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if s, ok := all.For("net2"); !ok || s.First(v1.IPv4) != "s2" || s.First(v1.IPv6) != "s6" {
+		t.Fatalf("net2 = %+v", s)
+	}
+	if s, ok := all.For("net1"); !ok || s.First(v1.IPv4) != "default-sub" {
+		t.Fatalf("net1 falls back to the subnet annotation: %+v", s)
+	}
+	for _, bad := range []string{`[{"ipv4":["s"]}]`, `[{"interface":"net1"}]`, `[{"interface":"net1","ipv4":["a"]},{"interface":"net1","ipv4":["b"]}]`, `{`} {
+		if _, _, err := ParseAll(map[string]string{AnnotationSubnets: bad}); err == nil || !strings.Contains(err.Error(), AnnotationSubnets) {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+	w := Workload{"Deployment", "ns", "web"}
+	if w.PoolNameFor("net2", v1.IPv4) == w.PoolName(v1.IPv4) || !strings.HasSuffix(w.PoolNameFor("net2", v1.IPv4), "-net2-v4") {
+		t.Fatalf("per-interface pool name %q", w.PoolNameFor("net2", v1.IPv4))
+	}
+}

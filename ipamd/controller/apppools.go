@@ -39,7 +39,7 @@ func (r *appPools) Reconcile(ctx context.Context, req reconcile.Request) (reconc
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	subnets, wanted, err := apppool.ParseSubnets(template)
+	subnets, wanted, err := apppool.ParseAll(template)
 	if !wanted {
 		return reconcile.Result{}, nil
 	}
@@ -49,14 +49,16 @@ func (r *appPools) Reconcile(ctx context.Context, req reconcile.Request) (reconc
 		r.events.Eventf(obj, "Warning", "BadAnnotation", "%v", err)
 		return reconcile.Result{}, nil // nothing to retry until the workload changes
 	}
-	for _, family := range []v1.IPFamily{v1.IPv4, v1.IPv6} {
-		name := subnets.First(family)
-		if name == "" {
-			continue
-		}
-		if err := r.ensurePool(ctx, w, family, name, size, reclaim, selector); err != nil {
-			r.events.Eventf(obj, "Warning", "AppPoolFailed", "%s pool from Subnet %s: %v", family, name, err)
-			return reconcile.Result{RequeueAfter: 10 * time.Second}, nil
+	for ifName, sub := range subnets {
+		for _, family := range []v1.IPFamily{v1.IPv4, v1.IPv6} {
+			name := sub.First(family)
+			if name == "" {
+				continue
+			}
+			if err := r.ensurePool(ctx, w, ifName, family, name, size, reclaim, selector); err != nil {
+				r.events.Eventf(obj, "Warning", "AppPoolFailed", "%s pool from Subnet %s: %v", family, name, err)
+				return reconcile.Result{RequeueAfter: 10 * time.Second}, nil
+			}
 		}
 	}
 	return reconcile.Result{}, nil
@@ -79,7 +81,7 @@ func (r *appPools) get(ctx context.Context, req reconcile.Request) (client.Objec
 	return d, d.Spec.Template.Annotations, replicas(d.Spec.Replicas), d.Spec.Selector, err
 }
 
-func (r *appPools) ensurePool(ctx context.Context, w apppool.Workload, family v1.IPFamily, subnetName string, size int,
+func (r *appPools) ensurePool(ctx context.Context, w apppool.Workload, ifName string, family v1.IPFamily, subnetName string, size int,
 	reclaim bool, selector *metav1.LabelSelector) error {
 	subnet := &v1.Subnet{}
 	if err := r.c.Get(ctx, client.ObjectKey{Name: subnetName}, subnet); err != nil {
@@ -89,7 +91,7 @@ func (r *appPools) ensurePool(ctx context.Context, w apppool.Workload, family v1
 	if err := r.c.List(ctx, &pools); err != nil {
 		return err
 	}
-	name := w.PoolName(family)
+	name := w.PoolNameFor(ifName, family)
 	var current *v1.IPPool
 	for i := range pools.Items {
 		if pools.Items[i].Name == name {

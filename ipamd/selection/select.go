@@ -45,21 +45,26 @@ func Candidates(in *Input) (Families, Source, error) {
 		if !f.Empty() {
 			return f, SourcePodAnnotation, nil
 		}
-		subnets, present, err := apppool.ParseSubnets(in.Pod.Annotations)
+		all, present, err := apppool.ParseAll(in.Pod.Annotations)
 		if err != nil {
 			return Families{}, "", err
 		}
-		if present {
+		subnets, forThis := all.For(in.IfName)
+		if present && forThis {
 			w, ok := apppool.WorkloadOf(in.Pod)
 			if !ok {
 				return Families{}, "", fmt.Errorf("annotation %s: the pod belongs to no Deployment or StatefulSet, whose application pool it would use", apppool.AnnotationSubnet)
 			}
+			ifKey := in.IfName
+			if _, own := all[in.IfName]; !own {
+				ifKey = "" // the single subnet annotation's pool serves every interface
+			}
 			var f Families
 			if subnets.First(v1.IPv4) != "" {
-				f.IPv4 = []string{w.PoolName(v1.IPv4)}
+				f.IPv4 = []string{w.PoolNameFor(ifKey, v1.IPv4)}
 			}
 			if subnets.First(v1.IPv6) != "" {
-				f.IPv6 = []string{w.PoolName(v1.IPv6)}
+				f.IPv6 = []string{w.PoolNameFor(ifKey, v1.IPv6)}
 			}
 			return f, SourceAppPool, nil
 		}

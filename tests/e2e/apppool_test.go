@@ -111,3 +111,48 @@ func waitPoolSize(t *testing.T, name string, size uint64) {
 		return err == nil && view.Usable.Count() == size
 	})
 }
+
+// A multi-NIC workload names a Subnet per interface (ipam.underpool.io/subnets): each
+// interface gets its own application pool, carved from its own Subnet.
+func TestApplicationPoolsPerInterface(t *testing.T) {
+	mkSubnet := func() *v1.Subnet {
+		v4, _, _ := nextSubnet()
+		s := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "mn-" + rand.String(5)}, Spec: v1.SubnetSpec{Subnet: v4}}
+		if err := suite.client.Create(ctx(t), s); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = suite.client.Delete(context.Background(), s) })
+		return s
+	}
+	s1, s2 := mkSubnet(), mkSubnet()
+	ns := newNamespace(t)
+	annotations := map[string]string{apppool.AnnotationSubnets: `[{"interface":"net1","ipv4":["` + s1.Name + `"]},{"interface":"net2","ipv4":["` + s2.Name + `"]}]`}
+	labels := map[string]string{"app": "mn"}
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mn"}, Spec: appsv1.DeploymentSpec{
+		Replicas: ptr.To[int32](2), Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}}}
+	if err := suite.client.Create(ctx(t), dep); err != nil {
+		t.Fatal(err)
+	}
+	w := apppool.Workload{Kind: "Deployment", Namespace: ns, Name: "mn"}
+	waitPoolSize(t, w.PoolNameFor("net1", v1.IPv4), 2)
+	waitPoolSize(t, w.PoolNameFor("net2", v1.IPv4), 2)
+	owner := &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "mn-5f6", UID: "rs-mn", Controller: ptr.To(true)}
+	pod := newPod(t, ns, "mn-5f6-a", annotations, map[string]string{"app": "mn", "pod-template-hash": "5f6"}, owner)
+	for _, ifName := range []string{"net1", "net2"} {
+		if got := allocPool(t, pod, ifName); got != w.PoolNameFor(ifName, v1.IPv4) {
+			t.Fatalf("%s from %s, want %s", ifName, got, w.PoolNameFor(ifName, v1.IPv4))
+		}
+	}
+	if err := suite.client.Delete(ctx(t), dep); err != nil {
+		t.Fatal(err)
+	}
+	releaseAll(t, ns)
+	for _, ifName := range []string{"net1", "net2"} {
+		name := w.PoolNameFor(ifName, v1.IPv4)
+		waitFor(t, "pool "+name+" to go with the Deployment", func() bool {
+			return isNotFound(suite.client.Get(ctx(t), client.ObjectKey{Name: name}, &v1.IPPool{}))
+		})
+	}
+}
