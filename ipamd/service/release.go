@@ -1,0 +1,154 @@
+package service
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"go.uber.org/zap"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/rpc"
+)
+
+// Release frees an attachment's addresses. Unknown attachments succeed.
+func (s *Service) Release(ctx context.Context, req *rpc.ReleaseRequest) (err error) {
+	start := time.Now()
+	defer func() { s.Metrics.observe("release", start, err) }()
+	if req.ContainerID == "" {
+		return badRequest("containerID", "containerID is empty: the runtime's CNI_CONTAINERID must be set")
+	}
+	keys := []client.ObjectKey{}
+	if req.Pod.Namespace != "" && req.Pod.Name != "" {
+		keys = append(keys, client.ObjectKey{Namespace: req.Pod.Namespace, Name: req.Pod.Name})
+	}
+	// the index also finds records under another key (no pod name given, or a recreated pod)
+	others, err := s.Endpoints.ByContainer(ctx, req.ContainerID)
+	if err != nil {
+		return internal("looking up container %s: %v", req.ContainerID, err)
+	}
+	for _, ep := range others {
+		if k := client.ObjectKeyFromObject(&ep); len(keys) == 0 || k != keys[0] {
+			keys = append(keys, k)
+		}
+	}
+	conflicts := map[string]string{}
+	for _, c := range req.Conflicts {
+		addr, err := netip.ParseAddr(c.IP)
+		if err != nil {
+			return badRequest("conflicts", "conflict address %q is not an IP", c.IP)
+		}
+		conflicts[addr.String()] = c.MAC
+	}
+	for _, key := range keys {
+		if err := s.releaseFromWith(ctx, key, func(itf *v1.EndpointInterface) bool {
+			return itf.ContainerID == req.ContainerID && (req.IfName == "" || itf.Interface == req.IfName)
+		}, conflicts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// releaseFrom drops the matching records from one Endpoint, then frees their addresses.
+func (s *Service) releaseFrom(ctx context.Context, key client.ObjectKey, match func(*v1.EndpointInterface) bool) error {
+	return s.releaseFromWith(ctx, key, match, nil)
+}
+
+// releaseFromWith is releaseFrom where addresses found in conflict on the wire (address ->
+// the MAC that answered) are quarantined instead of simply freed.
+func (s *Service) releaseFromWith(ctx context.Context, key client.ObjectKey, match func(*v1.EndpointInterface) bool, conflicts map[string]string) error {
+	unlock := s.locks.lock(key.String())
+	defer unlock()
+	return s.releaseLocked(ctx, key, match, conflicts)
+}
+
+// releaseLocked is releaseFromWith for a caller that holds the pod's lock.
+func (s *Service) releaseLocked(ctx context.Context, key client.ObjectKey, match func(*v1.EndpointInterface) bool, conflicts map[string]string) error {
+	var removed []v1.EndpointInterface
+	err := s.updateEndpoint(ctx, key, func(ep *v1.Endpoint) bool {
+		removed = removed[:0]
+		kept := ep.Status.Interfaces[:0:0]
+		for i := range ep.Status.Interfaces {
+			if match(&ep.Status.Interfaces[i]) {
+				removed = append(removed, ep.Status.Interfaces[i])
+			} else {
+				kept = append(kept, ep.Status.Interfaces[i])
+			}
+		}
+		ep.Status.Interfaces = kept
+		return len(removed) > 0
+	})
+	if err != nil {
+		return internal("updating Endpoint %s: %v", key, err)
+	}
+	for _, itf := range removed {
+		for _, ip := range itf.IPs {
+			addr, perr := netip.ParsePrefix(ip.Address)
+			if perr != nil {
+				continue
+			}
+			if mac, conflict := conflicts[addr.Addr().String()]; conflict {
+				if err := s.quarantine(ctx, ip.Pool, addr.Addr(), mac); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := s.Pools.Release(ctx, ip.Pool, addr.Addr()); err != nil {
+				return internal("freeing %s in pool %s: %v", ip.Address, ip.Pool, err)
+			}
+			s.Log.Info("released", zap.String("pod", key.String()), zap.String("containerID", itf.ContainerID),
+				zap.String("ifName", itf.Interface), zap.String("pool", ip.Pool), zap.String("ip", ip.Address))
+		}
+	}
+	return nil
+}
+
+// GC releases this node's attachments of a network that the runtime no longer has.
+func (s *Service) GC(ctx context.Context, req *rpc.GCRequest) (*rpc.GCResponse, error) {
+	if req.Network == "" {
+		return nil, badRequest("network", "network is empty: GC needs the CNI network name")
+	}
+	valid := map[rpc.Attachment]bool{}
+	for _, a := range req.Valid {
+		valid[a] = true
+	}
+	eps, err := s.Endpoints.OnNode(ctx, s.Node)
+	if err != nil {
+		return nil, internal("%v", err)
+	}
+	resp := &rpc.GCResponse{Released: []rpc.Attachment{}}
+	for _, ep := range eps {
+		stale := func(itf *v1.EndpointInterface) bool {
+			return itf.Network == req.Network && !valid[rpc.Attachment{ContainerID: itf.ContainerID, IfName: itf.Interface}]
+		}
+		for i := range ep.Status.Interfaces {
+			if itf := &ep.Status.Interfaces[i]; stale(itf) {
+				resp.Released = append(resp.Released, rpc.Attachment{ContainerID: itf.ContainerID, IfName: itf.Interface})
+			}
+		}
+		if err := s.releaseFrom(ctx, client.ObjectKeyFromObject(&ep), stale); err != nil {
+			return nil, err
+		}
+	}
+	s.Metrics.GCReleased.Add(float64(len(resp.Released)))
+	return resp, nil
+}
+
+// quarantine frees an address another host answered for and keeps it out of allocation
+// for a while, visible on the pool's status and as an event.
+func (s *Service) quarantine(ctx context.Context, pool string, addr netip.Addr, mac string) error {
+	until := time.Now().Add(s.QuarantineFor)
+	if err := s.Pools.Quarantine(ctx, pool, addr, mac, until); err != nil {
+		return internal("quarantining %s in pool %s: %v", addr, pool, err)
+	}
+	s.Log.Warn("address in use on the wire; quarantined", zap.String("pool", pool), zap.String("ip", addr.String()),
+		zap.String("answeredBy", mac), zap.Time("until", until))
+	if s.Events != nil {
+		s.Events.Eventf(&v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: pool}}, "Warning", "IPConflict",
+			"%s is in use on the wire (answered by %s); kept out of allocation until %s", addr, mac, until.Format(time.RFC3339))
+	}
+	return nil
+}
