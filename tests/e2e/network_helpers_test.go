@@ -47,18 +47,30 @@ func newPeer(t *testing.T, node *harness.NetNS, gwCIDR, remote string) nwPeer {
 		t.Fatal(err)
 	}
 	if remote != "" {
-		if err := harness.AddAddr(peer, "lo", remote+"/32"); err != nil {
+		if err := harness.AddAddr(peer, "lo", remote+hostBits(remote)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return nwPeer{ns: peer, parent: a, remote: remote}
 }
 
-// pingFromRemote pings dst from the peer's off-subnet address: it succeeds only if the
-// pod's reply comes back through this peer's segment.
+// pingFromRemote pings dst (IPv4 or IPv6) from the peer's off-subnet address: it
+// succeeds only if the pod's reply comes back through this peer's segment.
 func (p nwPeer) pingFromRemote(dst string, count int) error {
-	_, err := p.ns.Run("ping", "-4", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "1", "-I", p.remote, dst)
+	family := "-4"
+	if strings.Contains(dst, ":") {
+		family = "-6"
+	}
+	_, err := p.ns.Run("ping", family, "-c", fmt.Sprint(count), "-i", "0.2", "-W", "1", "-I", p.remote, dst)
 	return err
+}
+
+// hostBits is the prefix length of a single address of addr's family: "/32" or "/128".
+func hostBits(addr string) string {
+	if strings.Contains(addr, ":") {
+		return "/128"
+	}
+	return "/32"
 }
 
 // nwConf is the underpool meta-plugin with any extra top-level fields (routing, checks,

@@ -1,0 +1,103 @@
+package e2e
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/tests/harness"
+)
+
+// TestNetworkTwoSubnetsRepliesLeaveByTheirNIC for IPv6: a pod on two IPv6-only subnets,
+// each NIC on its own parent. net1 holds the default route; net2 gets table 102 with a
+// default via its pool's gateway and a "from <addr>/128" rule. A request from off net2's
+// subnet (a remote address on the peer's lo), arriving on net2, is answered through net2:
+// net1's gateway neither forwards nor owns that source, so a reply sent by net1 is lost,
+// and the counters show which NIC sent the replies. The plugin waits out DAD on ADD, so
+// the pod's addresses are usable when ADD returns. CHECK passes; DEL removes rules and table.
+func TestNetworkTwoSubnetsRepliesLeaveByTheirNICv6(t *testing.T) {
+	_, net1, x := nextSubnet()
+	_, net2, y := nextSubnet()
+	_, _, r := nextSubnet() // the "remote" side: fd00:250:0:r::/64, on no pod segment
+	at := func(net int32, host int) string { return fmt.Sprintf("fd00:250:0:%x::%x", net, host) }
+	gw1, gw2 := at(x, 1), at(y, 1)
+	pool1 := newPool(t, v1.IPPoolSpec{Subnet: net1, Gateway: gw1})
+	pool2 := newPool(t, v1.IPPoolSpec{Subnet: net2, Gateway: gw2})
+	peer1 := newPeer(t, nil, gw1+"/64", at(r, 1))
+	peer2 := newPeer(t, nil, gw2+"/64", at(r, 2))
+	ns := newNamespace(t)
+	conf1 := nwConf{Delegate: macvlanOn(peer1.parent), IPv6Pools: []string{pool1.Name}}.conflist(t)
+	conf2 := nwConf{Delegate: macvlanOn(peer2.parent), IPv6Pools: []string{pool2.Name}}.conflist(t)
+
+	pod := newPodNS(t)
+	rt1, rt2 := runtimeFor(pod, ns, "twonic6", "net1"), runtimeFor(pod, ns, "twonic6", "net2")
+	res1, err := suite.cni.Add(ctx(t), conf1, rt1)
+	if err != nil {
+		t.Fatalf("ADD net1: %v", err)
+	}
+	res2, err := suite.cni.Add(ctx(t), conf2, rt2)
+	if err != nil {
+		t.Fatalf("ADD net2: %v", err)
+	}
+	ip1, ip2 := firstIP(t, res1, false), firstIP(t, res2, false)
+
+	main := routesIn(t, pod, 0)
+	requireContains(t, "pod main table", main, "default via "+gw1+" dev net1")
+	requireLacks(t, "pod main table", main, "default via "+gw2)
+	requireContains(t, "table 102", routesIn(t, pod, 102), "default via "+gw2+" dev net2", net2+" dev net2")
+	requireContains(t, "pod rules", rulesIn(t, pod), "from "+ip2+"/128 lookup 102", "from "+ip1+"/128 lookup 101")
+	// ADD waited for DAD: neither address may still be tentative (or have failed it)
+	for _, c := range []struct{ ifName, ip string }{{"net1", ip1}, {"net2", ip2}} {
+		out, err := pod.Run("ip", "-6", "addr", "show", "dev", c.ifName, "tentative")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out, c.ip) {
+			t.Fatalf("%s on %s is still tentative after ADD:\n%s", c.ip, c.ifName, out)
+		}
+		if out, err := pod.Run("ip", "-6", "addr", "show", "dev", c.ifName, "dadfailed"); err != nil || strings.Contains(out, c.ip) {
+			t.Fatalf("%s on %s failed DAD (%v):\n%s", c.ip, c.ifName, err, out)
+		}
+	}
+
+	const count = 10
+	tx1, tx2 := txPackets(t, pod, "net1"), txPackets(t, pod, "net2")
+	if err := peer2.pingFromRemote(ip2, count); err != nil {
+		t.Fatalf("a request routed in on net2 got no reply through net2: %v", err)
+	}
+	// net1 may send the odd router solicitation or MLD report meanwhile, never a reply
+	// per request
+	d1, d2 := txPackets(t, pod, "net1")-tx1, txPackets(t, pod, "net2")-tx2
+	if d2 < count || d1 >= count {
+		t.Fatalf("replies left by the wrong NIC: net1 sent %d, net2 sent %d packets for %d requests on net2", d1, d2, count)
+	}
+	t.Logf("%d requests on net2: net2 sent %d packets, net1 %d", count, d2, d1)
+	if err := peer1.pingFromRemote(ip1, 3); err != nil {
+		t.Fatalf("a request routed in on net1 got no reply: %v", err)
+	}
+	for _, c := range []struct {
+		conf []byte
+		rt   harness.Runtime
+	}{{conf1, rt1}, {conf2, rt2}} {
+		if err := suite.cni.Check(ctx(t), c.conf, c.rt); err != nil {
+			t.Fatalf("CHECK %s: %v", c.rt.IfName, err)
+		}
+	}
+
+	if err := suite.cni.Del(ctx(t), conf2, rt2); err != nil {
+		t.Fatalf("DEL net2: %v", err)
+	}
+	requireLacks(t, "pod rules after DEL net2", rulesIn(t, pod), "lookup 102")
+	if left := routesIn(t, pod, 102); len(left) != 0 {
+		t.Fatalf("table 102 not empty after DEL: %v", left)
+	}
+	if err := suite.cni.Del(ctx(t), conf1, rt1); err != nil {
+		t.Fatalf("DEL net1: %v", err)
+	}
+	if left := rulesIn(t, pod); len(left) != 0 {
+		t.Fatalf("rules left after DEL: %v", left)
+	}
+	requireEmpty(t, pool1.Name, ns)
+	requireEmpty(t, pool2.Name, ns)
+}
