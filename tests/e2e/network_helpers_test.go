@@ -244,3 +244,32 @@ func firstIP(t *testing.T, r types.Result, v4 bool) string {
 	t.Fatalf("no address of the family in %v", r)
 	return ""
 }
+
+// checkAndDelTwoNICs ends a two-NIC routing test: CHECK passes on both attachments, DEL of
+// net2 takes its table 102 and rules, DEL of net1 leaves no rule, and both pools are empty.
+func checkAndDelTwoNICs(t *testing.T, pod *harness.NetNS, ns string, conf1, conf2 []byte, rt1, rt2 harness.Runtime, pool1, pool2 string) {
+	t.Helper()
+	for _, c := range []struct {
+		conf []byte
+		rt   harness.Runtime
+	}{{conf1, rt1}, {conf2, rt2}} {
+		if err := suite.cni.Check(ctx(t), c.conf, c.rt); err != nil {
+			t.Fatalf("CHECK %s: %v", c.rt.IfName, err)
+		}
+	}
+	if err := suite.cni.Del(ctx(t), conf2, rt2); err != nil {
+		t.Fatalf("DEL net2: %v", err)
+	}
+	requireLacks(t, "pod rules after DEL net2", rulesIn(t, pod), "lookup 102")
+	if left := routesIn(t, pod, 102); len(left) != 0 {
+		t.Fatalf("table 102 not empty after DEL: %v", left)
+	}
+	if err := suite.cni.Del(ctx(t), conf1, rt1); err != nil {
+		t.Fatalf("DEL net1: %v", err)
+	}
+	if left := rulesIn(t, pod); len(left) != 0 {
+		t.Fatalf("rules left after DEL: %v", left)
+	}
+	requireEmpty(t, pool1, ns)
+	requireEmpty(t, pool2, ns)
+}

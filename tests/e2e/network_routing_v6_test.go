@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/tests/harness"
 )
 
 // TestNetworkTwoSubnetsRepliesLeaveByTheirNIC for IPv6: a pod on two IPv6-only subnets,
@@ -76,28 +75,5 @@ func TestNetworkTwoSubnetsRepliesLeaveByTheirNICv6(t *testing.T) {
 	if err := peer1.pingFromRemote(ip1, 3); err != nil {
 		t.Fatalf("a request routed in on net1 got no reply: %v", err)
 	}
-	for _, c := range []struct {
-		conf []byte
-		rt   harness.Runtime
-	}{{conf1, rt1}, {conf2, rt2}} {
-		if err := suite.cni.Check(ctx(t), c.conf, c.rt); err != nil {
-			t.Fatalf("CHECK %s: %v", c.rt.IfName, err)
-		}
-	}
-
-	if err := suite.cni.Del(ctx(t), conf2, rt2); err != nil {
-		t.Fatalf("DEL net2: %v", err)
-	}
-	requireLacks(t, "pod rules after DEL net2", rulesIn(t, pod), "lookup 102")
-	if left := routesIn(t, pod, 102); len(left) != 0 {
-		t.Fatalf("table 102 not empty after DEL: %v", left)
-	}
-	if err := suite.cni.Del(ctx(t), conf1, rt1); err != nil {
-		t.Fatalf("DEL net1: %v", err)
-	}
-	if left := rulesIn(t, pod); len(left) != 0 {
-		t.Fatalf("rules left after DEL: %v", left)
-	}
-	requireEmpty(t, pool1.Name, ns)
-	requireEmpty(t, pool2.Name, ns)
+	checkAndDelTwoNICs(t, pod, ns, conf1, conf2, rt1, rt2, pool1.Name, pool2.Name)
 }
