@@ -65,7 +65,7 @@ func TestCarveGrowsAndShrinksAroundOthersAndHeld(t *testing.T) {
 	if ips, err = Carve(subnet, others, cur, 2); err != nil || strings.Join(ips, ",") != "10.250.1.4,10.250.1.8" {
 		t.Fatalf("shrunk keeping the held address = %v %v", ips, err)
 	}
-	if _, err = Carve(subnet, others, nil, 300); err == nil || !strings.Contains(err.Error(), "free addresses") {
+	if _, err = Carve(subnet, others, nil, 300); err == nil || !strings.Contains(err.Error(), "are free") {
 		t.Fatalf("oversized: %v", err)
 	}
 }

@@ -16,7 +16,7 @@ func Carve(subnet *v1.Subnet, others []v1.IPPool, current *v1.IPPool, size int) 
 	space, err := allocator.NewPool(subnet.Name, &v1.IPPoolSpec{Subnet: subnet.Spec.Subnet, IPs: subnet.Spec.IPs,
 		ExcludeIPs: subnet.Spec.ExcludeIPs, Gateway: subnet.Spec.Gateway})
 	if err != nil {
-		return nil, fmt.Errorf("Subnet %s: %w", subnet.Name, err)
+		return nil, fmt.Errorf("reading Subnet %s: %w", subnet.Name, err)
 	}
 	var taken, own, held allocator.RunSet
 	for i := range others {
@@ -41,7 +41,7 @@ func Carve(subnet *v1.Subnet, others []v1.IPPool, current *v1.IPPool, size int) 
 	case have < want:
 		free := space.Usable.Subtract(taken).Subtract(own)
 		if free.Count() < want-have {
-			return nil, fmt.Errorf("Subnet %s has %d free addresses, the pool needs %d more", subnet.Name, free.Count(), want-have)
+			return nil, fmt.Errorf("only %d addresses of Subnet %s are free, the pool needs %d more", free.Count(), subnet.Name, want-have)
 		}
 		for _, r := range takeLowest(free, want-have).Runs() {
 			own.AddRun(r)

@@ -9,7 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -27,7 +27,7 @@ import (
 type appPools struct {
 	c      client.Client
 	kind   string // Deployment or StatefulSet
-	events record.EventRecorder
+	events events.EventRecorder
 }
 
 func (r *appPools) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
@@ -46,7 +46,7 @@ func (r *appPools) Reconcile(ctx context.Context, req reconcile.Request) (reconc
 	size, err2 := apppool.Size(template, replicas)
 	reclaim, err3 := apppool.Reclaim(template)
 	if err = firstErr(err, err2, err3); err != nil {
-		r.events.Eventf(obj, "Warning", "BadAnnotation", "%v", err)
+		r.events.Eventf(obj, nil, "Warning", "BadAnnotation", "CarvePool", "%v", err)
 		return reconcile.Result{}, nil // nothing to retry until the workload changes
 	}
 	for ifName, sub := range subnets {
@@ -56,7 +56,7 @@ func (r *appPools) Reconcile(ctx context.Context, req reconcile.Request) (reconc
 				continue
 			}
 			if err := r.ensurePool(ctx, w, ifName, family, name, size, reclaim, selector); err != nil {
-				r.events.Eventf(obj, "Warning", "AppPoolFailed", "%s pool from Subnet %s: %v", family, name, err)
+				r.events.Eventf(obj, nil, "Warning", "AppPoolFailed", "CarvePool", "%s pool from Subnet %s: %v", family, name, err)
 				return reconcile.Result{RequeueAfter: 10 * time.Second}, nil
 			}
 		}

@@ -92,7 +92,7 @@ func sharedAuthority(ctx context.Context, c client.Client, namespace string) (*a
 		if err == nil {
 			a, err := authorityFromPEM(s.Data["ca.crt"], s.Data["ca.key"])
 			if err != nil {
-				return nil, fmt.Errorf("Secret %s/%s does not hold a usable CA (ca.crt, ca.key): %v; delete it to have a new one made", namespace, CASecretName, err)
+				return nil, fmt.Errorf("the Secret %s/%s does not hold a usable CA (ca.crt, ca.key): %v; delete it to have a new one made", namespace, CASecretName, err)
 			}
 			return a, nil
 		}

@@ -128,7 +128,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		Watches(&v1.Endpoint{}, allReserved).Complete(&reservedInUse{c: mgr.GetClient()}); err != nil {
 		return err
 	}
-	events := mgr.GetEventRecorderFor("underpool-controller")
+	events := mgr.GetEventRecorder("underpool-controller")
 	if err := builder.ControllerManagedBy(mgr).Named("app-pools-deployments").For(&appsv1.Deployment{}).
 		Complete(&appPools{c: mgr.GetClient(), kind: "Deployment", events: events}); err != nil {
 		return err
