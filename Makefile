@@ -43,8 +43,9 @@ demo: build ## local control plane, ipamd, a pool, three pods that ping each oth
 	tests/tools/build.sh test
 	go run ./tests/demo $(if $(KEEP),--keep,)
 
-lint: ## go vet + gofmt
+lint: ## go vet + gofmt + staticcheck
 	go vet ./...
+	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
 clean:
