@@ -128,6 +128,21 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		Watches(&v1.Endpoint{}, allReserved).Complete(&reservedInUse{c: mgr.GetClient()}); err != nil {
 		return err
 	}
+	allSubnets := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		var list v1.SubnetList
+		if err := mgr.GetClient().List(ctx, &list); err != nil {
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(list.Items))
+		for _, s := range list.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
+		}
+		return reqs
+	})
+	if err := builder.ControllerManagedBy(mgr).Named("subnet-status").For(&v1.Subnet{}).
+		Watches(&v1.IPPool{}, allSubnets).Complete(&subnetStatus{c: mgr.GetClient()}); err != nil {
+		return err
+	}
 	events := mgr.GetEventRecorder("underpool-controller")
 	if err := builder.ControllerManagedBy(mgr).Named("app-pools-deployments").For(&appsv1.Deployment{}).
 		Complete(&appPools{c: mgr.GetClient(), kind: "Deployment", events: events}); err != nil {

@@ -108,8 +108,18 @@ func TestWebhookRejectsConflictingPools(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), sub) })
-	sub.Spec.Subnet = "10.250.253.0/24"
-	if err := suite.client.Update(ctx(t), sub); err == nil || !strings.Contains(err.Error(), "would orphan IPPools") {
+	// the controller writes the Subnet's status meanwhile: edit the newest copy
+	var err error
+	for attempt := 0; attempt < 10; attempt++ {
+		if err = suite.client.Get(ctx(t), client.ObjectKeyFromObject(sub), sub); err != nil {
+			t.Fatal(err)
+		}
+		sub.Spec.Subnet = "10.250.253.0/24"
+		if err = suite.client.Update(ctx(t), sub); err == nil || !strings.Contains(err.Error(), "has been modified") {
+			break
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), "would orphan IPPools") {
 		t.Fatalf("moving a Subnet away from its pools: %v", err)
 	}
 	releaseAll(t, ns)
@@ -211,5 +221,32 @@ func TestControllerReplicasShareTheWebhookCA(t *testing.T) {
 			t.Fatalf("the second replica's certificate is not signed by the registered CA: %v", err)
 		}
 		return false
+	})
+}
+
+// A Subnet's status counts the addresses it offers and those its pools hold, so
+// `kubectl get subnets` shows them.
+func TestSubnetStatusCountsItsPools(t *testing.T) {
+	v4, _, _ := nextSubnet()
+	b := strings.TrimSuffix(v4, "0/24")
+	sub := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "count-" + rand.String(5)}, Spec: v1.SubnetSpec{Subnet: v4, Gateway: b + "1"}}
+	if err := suite.client.Create(ctx(t), sub); err != nil {
+		t.Fatal(err)
+	}
+	pool := newPool(t, v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "10-" + b + "19"}})
+	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), sub) })
+	ns := newNamespace(t)
+	if _, err := suite.ipamd.Client.Allocate(ctx(t), &rpc.AllocateRequest{ContainerID: "ctr-count", IfName: "net1",
+		Pod: rpc.Pod{Namespace: ns, Name: "count"}, IPv4Pools: []string{pool.Name}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the Subnet's status to count 253 offered and 1 held", func() bool {
+		_ = suite.client.Get(ctx(t), client.ObjectKeyFromObject(sub), sub)
+		return sub.Status.TotalIPCount == 253 && sub.Status.AllocatedIPCount == 1
+	})
+	releaseAll(t, ns)
+	waitFor(t, "the Subnet's status to count 0 held", func() bool {
+		_ = suite.client.Get(ctx(t), client.ObjectKeyFromObject(sub), sub)
+		return sub.Status.AllocatedIPCount == 0
 	})
 }
