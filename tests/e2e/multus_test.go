@@ -116,3 +116,48 @@ func multusConflist(t *testing.T) []byte {
 		}},
 	})
 }
+
+// multus' "default-route" in the networks annotation puts the pod's default route on the
+// underlay interface through the named gateway, even when the network config leaves the
+// default route alone (defaultRoute: false).
+func TestMultusDefaultRouteSelection(t *testing.T) {
+	v4net, _, _ := nextSubnet()
+	gw := strings.TrimSuffix(v4net, "0/24") + "1"
+	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: gw})
+	ns := newNamespace(t)
+	var conf map[string]any
+	if err := json.Unmarshal(netConf{Name: "underlay-dr", Master: newParent(t), IPv4Pools: []string{pool.Name}}.conflist(t), &conf); err != nil {
+		t.Fatal(err)
+	}
+	conf["plugins"].([]any)[0].(map[string]any)["defaultRoute"] = false
+	// multus v4.2.2 rewrites the default route only in results it can parse: up to 1.0.0
+	conf["cniVersion"] = "1.0.0"
+	nad := &unstructured.Unstructured{}
+	nad.SetGroupVersionKind(schema.GroupVersionKind{Group: "k8s.cni.cncf.io", Version: "v1", Kind: "NetworkAttachmentDefinition"})
+	nad.SetNamespace(ns)
+	nad.SetName("underlay-dr")
+	nad.Object["spec"] = map[string]any{"config": string(mustJSON(t, conf))}
+	if err := suite.client.Create(ctx(t), nad); err != nil {
+		t.Fatalf("creating NAD: %v", err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dr-0", Annotations: map[string]string{
+			"k8s.v1.cni.cncf.io/networks": `[{"name":"underlay-dr","default-route":["` + gw + `"]}]`}},
+		Spec: corev1.PodSpec{NodeName: nodeName, Containers: []corev1.Container{{Name: "c", Image: "pause"}}},
+	}
+	if err := suite.client.Create(ctx(t), pod); err != nil {
+		t.Fatal(err)
+	}
+	netns := newPodNS(t)
+	rt := harness.Runtime{ContainerID: "ctr-multus-dr-0", NetNS: netns.Path(), IfName: "eth0",
+		PodNamespace: ns, PodName: pod.Name, PodUID: string(pod.UID)}
+	mconf := multusConflist(t)
+	if _, err := suite.cni.Add(ctx(t), mconf, rt); err != nil {
+		t.Fatalf("ADD through multus: %v", err)
+	}
+	requireDefaultRoute(t, netns, gw)
+	if err := suite.cni.Del(ctx(t), mconf, rt); err != nil {
+		t.Fatalf("DEL through multus: %v", err)
+	}
+	requireEmpty(t, pool.Name, ns)
+}
