@@ -89,6 +89,8 @@ func TestWebhookRejectsConflictingPools(t *testing.T) {
 	reject("an address outside the subnet", named(v1.IPPoolSpec{Subnet: v4, IPs: []string{"10.250.254.1"}}), "spec.ips[0]")
 	reject("a gateway outside the subnet", named(v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "60"}, Gateway: "10.250.254.1"}), "spec.gateway")
 	reject("a subnet that is not a CIDR (CEL)", named(v1.IPPoolSpec{Subnet: "10.250.1.1"}), "spec.subnet")
+	reject("an entry that is neither an address nor a range (CEL)", named(v1.IPPoolSpec{Subnet: v4, ExcludeIPs: []string{b + "1/24"}}),
+		"spec.excludeIPs: Invalid value")
 	newPool(t, v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "51-" + b + "90"}}) // a neighbour is fine
 
 	ns := newNamespace(t)

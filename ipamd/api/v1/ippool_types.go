@@ -13,9 +13,15 @@ type IPPoolSpec struct {
 	// or inclusive ranges ("10.250.1.10-10.250.1.99"). Empty means the whole subnet
 	// except its network and broadcast addresses and the gateway.
 	// +optional
+	// +kubebuilder:validation:MaxItems=4096
+	// +kubebuilder:validation:items:MaxLength=90
+	// +kubebuilder:validation:XValidation:rule="self.all(x, isIP(x) || (x.split('-').size() == 2 && isIP(x.split('-')[0]) && isIP(x.split('-')[1])))",message="each entry must be an IP address or an inclusive range such as 10.250.1.10-10.250.1.99"
 	IPs []string `json:"ips,omitempty"`
 	// ExcludeIPs are never handed out, in the same forms as IPs.
 	// +optional
+	// +kubebuilder:validation:MaxItems=4096
+	// +kubebuilder:validation:items:MaxLength=90
+	// +kubebuilder:validation:XValidation:rule="self.all(x, isIP(x) || (x.split('-').size() == 2 && isIP(x.split('-')[0]) && isIP(x.split('-')[1])))",message="each entry must be an IP address or an inclusive range such as 10.250.1.10-10.250.1.99"
 	ExcludeIPs []string `json:"excludeIPs,omitempty"`
 	// Gateway is the default gateway given to pods; it is never handed out.
 	// +optional

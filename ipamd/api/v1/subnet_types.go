@@ -9,9 +9,15 @@ type SubnetSpec struct {
 	Subnet string `json:"subnet"`
 	// IPs usable for pools carved from this subnet (single addresses or ranges); empty: all.
 	// +optional
+	// +kubebuilder:validation:MaxItems=4096
+	// +kubebuilder:validation:items:MaxLength=90
+	// +kubebuilder:validation:XValidation:rule="self.all(x, isIP(x) || (x.split('-').size() == 2 && isIP(x.split('-')[0]) && isIP(x.split('-')[1])))",message="each entry must be an IP address or an inclusive range such as 10.250.1.10-10.250.1.99"
 	IPs []string `json:"ips,omitempty"`
 	// ExcludeIPs are never given to pools carved from this subnet.
 	// +optional
+	// +kubebuilder:validation:MaxItems=4096
+	// +kubebuilder:validation:items:MaxLength=90
+	// +kubebuilder:validation:XValidation:rule="self.all(x, isIP(x) || (x.split('-').size() == 2 && isIP(x.split('-')[0]) && isIP(x.split('-')[1])))",message="each entry must be an IP address or an inclusive range such as 10.250.1.10-10.250.1.99"
 	ExcludeIPs []string `json:"excludeIPs,omitempty"`
 	// Gateway of the subnet.
 	// +optional
