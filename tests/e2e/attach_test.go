@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/tests/harness"
 )
 
@@ -164,3 +165,38 @@ func linksIn(pod *harness.NetNS) ([]string, error) {
 }
 
 func asCNIError(err error, target **types.Error) bool { return errors.As(err, target) }
+
+// ADD after a crashed ADD converges: the plugin died after ipamd allocated (no link yet);
+// the runtime's retry with the same container gets the same address and a working link,
+// and the pool holds that one address only.
+func TestAddAfterCrashedAddConverges(t *testing.T) {
+	v4net, _, _ := nextSubnet()
+	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net})
+	ns := newNamespace(t)
+	conf := netConf{Name: "crash", Master: newParent(t), IPv4Pools: []string{pool.Name}}.conflist(t)
+	pod := newPodNS(t)
+	rt := runtimeFor(pod, ns, "crashed", "net1")
+	first, err := suite.ipamd.Client.Allocate(ctx(t), &rpc.AllocateRequest{ContainerID: rt.ContainerID, IfName: "net1", Network: "crash",
+		Pod: rpc.Pod{Namespace: ns, Name: "crashed", UID: rt.PodUID}, IPv4Pools: []string{pool.Name}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := suite.cni.Add(ctx(t), conf, rt)
+	if err != nil {
+		t.Fatalf("ADD after the crash: %v", err)
+	}
+	v4, _ := ipsOf(t, res)
+	if len(v4) != 1 || !strings.HasPrefix(first.IPs[0].Address, v4[0].String()+"/") {
+		t.Fatalf("retry got %v, the crashed ADD had %s", v4, first.IPs[0].Address)
+	}
+	if ok, err := harness.HasAddr(pod.Path(), "net1", v4[0]); err != nil || !ok {
+		t.Fatalf("net1 lacks %s (%v)", v4[0], err)
+	}
+	if p := freshPool(t, pool.Name); p.Status.AllocatedIPCount != 1 {
+		t.Fatalf("pool holds %d, want 1", p.Status.AllocatedIPCount)
+	}
+	if err := suite.cni.Del(ctx(t), conf, rt); err != nil {
+		t.Fatal(err)
+	}
+	requireEmpty(t, pool.Name, ns)
+}
