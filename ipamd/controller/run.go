@@ -12,6 +12,7 @@ import (
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -113,32 +114,12 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		Complete(&poolFinalizer{c: mgr.GetClient()}); err != nil {
 		return err
 	}
-	allReserved := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
-		var list v1.ReservedIPList
-		if err := mgr.GetClient().List(ctx, &list); err != nil {
-			return nil
-		}
-		reqs := make([]reconcile.Request, 0, len(list.Items))
-		for _, r := range list.Items {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&r)})
-		}
-		return reqs
-	})
+	allReserved := enqueueAll(mgr.GetClient(), func() client.ObjectList { return &v1.ReservedIPList{} })
 	if err := builder.ControllerManagedBy(mgr).Named("reserved-in-use").For(&v1.ReservedIP{}).
 		Watches(&v1.Endpoint{}, allReserved).Complete(&reservedInUse{c: mgr.GetClient()}); err != nil {
 		return err
 	}
-	allSubnets := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
-		var list v1.SubnetList
-		if err := mgr.GetClient().List(ctx, &list); err != nil {
-			return nil
-		}
-		reqs := make([]reconcile.Request, 0, len(list.Items))
-		for _, s := range list.Items {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
-		}
-		return reqs
-	})
+	allSubnets := enqueueAll(mgr.GetClient(), func() client.ObjectList { return &v1.SubnetList{} })
 	if err := builder.ControllerManagedBy(mgr).Named("subnet-status").For(&v1.Subnet{}).
 		Watches(&v1.IPPool{}, allSubnets).Complete(&subnetStatus{c: mgr.GetClient()}); err != nil {
 		return err
@@ -206,4 +187,26 @@ func trimScheme(url string) string {
 		}
 	}
 	return url
+}
+
+// enqueueAll maps any event to a reconcile of every object of a kind: used where one
+// object's change (an Endpoint, a pool) can alter any of another kind's statuses.
+func enqueueAll(c client.Reader, newList func() client.ObjectList) handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		list := newList()
+		if err := c.List(ctx, list); err != nil {
+			return nil
+		}
+		items, err := meta.ExtractList(list)
+		if err != nil {
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(items))
+		for _, item := range items {
+			if o, ok := item.(client.Object); ok {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o)})
+			}
+		}
+		return reqs
+	})
 }
