@@ -273,3 +273,19 @@ func checkAndDelTwoNICs(t *testing.T, pod *harness.NetNS, ns string, conf1, conf
 	requireEmpty(t, pool1, ns)
 	requireEmpty(t, pool2, ns)
 }
+
+// addTwoNICs attaches net1 then net2 to one new pod, as a two-NIC routing test starts.
+func addTwoNICs(t *testing.T, ns, pod string, conf1, conf2 []byte) (*harness.NetNS, harness.Runtime, harness.Runtime, types.Result, types.Result) {
+	t.Helper()
+	netns := newPodNS(t)
+	rt1, rt2 := runtimeFor(netns, ns, pod, "net1"), runtimeFor(netns, ns, pod, "net2")
+	res1, err := suite.cni.Add(ctx(t), conf1, rt1)
+	if err != nil {
+		t.Fatalf("ADD net1: %v", err)
+	}
+	res2, err := suite.cni.Add(ctx(t), conf2, rt2)
+	if err != nil {
+		t.Fatalf("ADD net2: %v", err)
+	}
+	return netns, rt1, rt2, res1, res2
+}

@@ -80,16 +80,7 @@ func TestNetworkTwoSubnetsRepliesLeaveByTheirNIC(t *testing.T) {
 	conf1 := nwConf{Delegate: macvlanOn(peer1.parent), IPv4Pools: []string{pool1.Name}}.conflist(t)
 	conf2 := nwConf{Delegate: macvlanOn(peer2.parent), IPv4Pools: []string{pool2.Name}}.conflist(t)
 
-	pod := newPodNS(t)
-	rt1, rt2 := runtimeFor(pod, ns, "twonic", "net1"), runtimeFor(pod, ns, "twonic", "net2")
-	res1, err := suite.cni.Add(ctx(t), conf1, rt1)
-	if err != nil {
-		t.Fatalf("ADD net1: %v", err)
-	}
-	res2, err := suite.cni.Add(ctx(t), conf2, rt2)
-	if err != nil {
-		t.Fatalf("ADD net2: %v", err)
-	}
+	pod, rt1, rt2, res1, res2 := addTwoNICs(t, ns, "twonic", conf1, conf2)
 	ip1, ip2 := firstIP(t, res1, true), firstIP(t, res2, true)
 
 	requireContains(t, "pod main table", routesIn(t, pod, 0), "default via "+at(x, 1)+" dev net1")

@@ -29,16 +29,7 @@ func TestNetworkTwoSubnetsRepliesLeaveByTheirNICv6(t *testing.T) {
 	conf1 := nwConf{Delegate: macvlanOn(peer1.parent), IPv6Pools: []string{pool1.Name}}.conflist(t)
 	conf2 := nwConf{Delegate: macvlanOn(peer2.parent), IPv6Pools: []string{pool2.Name}}.conflist(t)
 
-	pod := newPodNS(t)
-	rt1, rt2 := runtimeFor(pod, ns, "twonic6", "net1"), runtimeFor(pod, ns, "twonic6", "net2")
-	res1, err := suite.cni.Add(ctx(t), conf1, rt1)
-	if err != nil {
-		t.Fatalf("ADD net1: %v", err)
-	}
-	res2, err := suite.cni.Add(ctx(t), conf2, rt2)
-	if err != nil {
-		t.Fatalf("ADD net2: %v", err)
-	}
+	pod, rt1, rt2, res1, res2 := addTwoNICs(t, ns, "twonic6", conf1, conf2)
 	ip1, ip2 := firstIP(t, res1, false), firstIP(t, res2, false)
 
 	main := routesIn(t, pod, 0)
