@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -23,6 +24,12 @@ const (
 	DefaultLogFile = "/var/log/underpool/underpool.log"
 	DefaultTimeout = 30 * time.Second
 )
+
+// SocketEnv names the environment variable that, when set, is the node's ipamd socket and
+// wins over ipam.socket: which daemon a node talks to is the node's setting, and a
+// cluster-wide NetworkAttachmentDefinition must not decide it (the runtime, and multus
+// after it, pass their environment on to the plugin).
+const SocketEnv = "UNDERPOOL_IPAMD_SOCKET"
 
 // NetConf is the configuration of the underpool meta-plugin (and, through IPAM, of the
 // underpool-ipam plugin).
@@ -157,7 +164,9 @@ func LoadConf(data []byte, needDelegate bool) (*NetConf, error) {
 			return nil, fmt.Errorf("prevResult: %v", err)
 		}
 	}
-	if conf.IPAM.Socket == "" {
+	if s := os.Getenv(SocketEnv); s != "" {
+		conf.IPAM.Socket = s
+	} else if conf.IPAM.Socket == "" {
 		conf.IPAM.Socket = rpc.DefaultSocket
 	}
 	conf.IPAM.timeout = DefaultTimeout

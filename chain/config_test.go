@@ -63,6 +63,28 @@ func TestLoadConfDefaultsAndDelegateConf(t *testing.T) {
 	}
 }
 
+func TestSocketEnvWinsOverConf(t *testing.T) {
+	conf := `{"delegate":{"type":"macvlan"},"ipam":{"socket":"/from/nad.sock"}}`
+	socket := func(raw string) string {
+		t.Helper()
+		c, err := LoadConf([]byte(raw), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.IPAM.Socket
+	}
+	t.Setenv(SocketEnv, "")
+	if got := socket(conf); got != "/from/nad.sock" {
+		t.Fatalf("without %s: socket %q, want the config's", SocketEnv, got)
+	}
+	t.Setenv(SocketEnv, "/run/node-b/ipamd.sock")
+	for _, raw := range []string{conf, `{"delegate":{"type":"macvlan"}}`} {
+		if got := socket(raw); got != "/run/node-b/ipamd.sock" {
+			t.Fatalf("with %s set: socket %q for %s, want the node's", SocketEnv, got, raw)
+		}
+	}
+}
+
 func TestPodFromArgs(t *testing.T) {
 	pod, err := podFromArgs("IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=web-0;K8S_POD_UID=u-1;FOO=bar")
 	if err != nil || pod.Namespace != "ns1" || pod.Name != "web-0" || pod.UID != "u-1" {
