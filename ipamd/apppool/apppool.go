@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -176,25 +177,44 @@ func ParseSubnets(annotations map[string]string) (Subnets, bool, error) {
 	return s, true, nil
 }
 
+// MaxIPNumber bounds an application pool's size. A pool is carved for one workload's
+// pods; a bigger value is a typo or an attack (10^12 on an IPv6 Subnet), and refusing it
+// keeps the controller's single worker from spending itself on one workload.
+const MaxIPNumber = 65536
+
 // Size reads the ip-number annotation against the replicas: "N" or "+N"; absent means
-// exactly the replicas.
+// exactly the replicas. The result never exceeds MaxIPNumber.
 func Size(annotations map[string]string, replicas int32) (int, error) {
 	v := strings.TrimSpace(annotations[AnnotationIPNumber])
 	if v == "" {
+		if int(replicas) > MaxIPNumber {
+			return 0, fmt.Errorf("%d replicas need more addresses than an application pool may hold (%d); use a manually created IPPool", replicas, MaxIPNumber)
+		}
 		return int(replicas), nil
 	}
 	plus := strings.HasPrefix(v, "+")
-	n, err := strconv.Atoi(strings.TrimPrefix(v, "+"))
-	if err != nil || n < 0 {
+	digits := strings.TrimPrefix(v, "+")
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil && len(digits) > 0 && strings.Trim(digits, "0123456789") == "" {
+		n = math.MaxInt64 // only digits, too many of them: a size, and far too big
+	} else if err != nil || n < 0 {
 		return 0, fmt.Errorf("annotation %s %q: want a number of addresses (\"5\") or extra addresses over the replicas (\"+2\")", AnnotationIPNumber, v)
 	}
+	total := n
 	if plus {
-		return int(replicas) + n, nil
+		total = min(n, math.MaxInt64-int64(replicas)) + int64(replicas)
 	}
-	if n < int(replicas) {
+	if total > MaxIPNumber {
+		return 0, fmt.Errorf("annotation %s %q asks for %d addresses, more than the limit of %d per application pool: lower it, or create an IPPool by hand for a pool this large",
+			AnnotationIPNumber, v, total, MaxIPNumber)
+	}
+	if plus {
+		return int(total), nil
+	}
+	if n < int64(replicas) {
 		return 0, fmt.Errorf("annotation %s %q is fewer addresses than the %d replicas: use \"+N\" or at least %d", AnnotationIPNumber, v, replicas, replicas)
 	}
-	return n, nil
+	return int(n), nil
 }
 
 // Reclaim reads the reclaim annotation (default true).

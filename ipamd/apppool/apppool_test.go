@@ -3,6 +3,7 @@ package apppool
 import (
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -93,5 +94,45 @@ func TestParseAllPerInterface(t *testing.T) {
 	w := Workload{"Deployment", "ns", "web"}
 	if w.PoolNameFor("net2", v1.IPv4) == w.PoolName(v1.IPv4) || !strings.HasSuffix(w.PoolNameFor("net2", v1.IPv4), "-net2-v4") {
 		t.Fatalf("per-interface pool name %q", w.PoolNameFor("net2", v1.IPv4))
+	}
+}
+
+func TestAbsurdIPNumberIsRefusedQuickly(t *testing.T) {
+	start := time.Now()
+	for _, v := range []string{"1000000000000", "+1000000000000", "99999999999999999999999", "65537", "+65534"} {
+		_, err := Size(map[string]string{AnnotationIPNumber: v}, 3)
+		if err == nil || !strings.Contains(err.Error(), AnnotationIPNumber) || !strings.Contains(err.Error(), "65536") {
+			t.Errorf("Size(%q) = %v, want a refusal naming the annotation and the limit", v, err)
+		}
+	}
+	if n, err := Size(map[string]string{AnnotationIPNumber: "65536"}, 3); err != nil || n != MaxIPNumber {
+		t.Errorf("the limit itself: %d %v", n, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("refusing took %s", d)
+	}
+}
+
+// A pool carved before the limit existed (10^12 IPv6 addresses) shrinks to its replicas
+// ("+0") in run steps, and a large allowed size is carved without a per-address loop.
+func TestCarveCostFollowsRunsNotAddresses(t *testing.T) {
+	subnet := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "s6"}, Spec: v1.SubnetSpec{Subnet: "fd00:9::/64"}}
+	start := time.Now()
+	ips, err := Carve(subnet, nil, nil, MaxIPNumber)
+	if err != nil || strings.Join(ips, ",") != "fd00:9::1-fd00:9::1:0" {
+		t.Fatalf("carving %d: %v %v", MaxIPNumber, ips, err)
+	}
+	huge := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "app"},
+		Spec: v1.IPPoolSpec{Subnet: "fd00:9::/64", IPs: []string{"fd00:9::1-fd00:9::e8:d4a5:1000"}}} // 10^12 addresses
+	huge.Status.Allocated = "5,999999999000" // held: kept whatever the size
+	ips, err = Carve(subnet, []v1.IPPool{*huge}, huge, 3)
+	if err != nil || strings.Join(ips, ",") != "fd00:9::1,fd00:9::5,fd00:9::e8:d4a5:c18" {
+		t.Fatalf("shrinking 10^12 to 3: %v %v", ips, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("carving took %s: cost must follow runs, not addresses", d)
+	}
+	if _, err := Carve(subnet, nil, nil, MaxIPNumber+1); err == nil || !strings.Contains(err.Error(), AnnotationIPNumber) {
+		t.Fatalf("over the limit: %v", err)
 	}
 }

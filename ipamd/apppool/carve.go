@@ -36,6 +36,9 @@ func Carve(subnet *v1.Subnet, others []v1.IPPool, current *v1.IPPool, size int) 
 			}
 		}
 	}
+	if size < 0 || size > MaxIPNumber {
+		return nil, fmt.Errorf("a pool of %d addresses is over the limit of %d per application pool (annotation %s)", size, MaxIPNumber, AnnotationIPNumber)
+	}
 	want := uint64(size)
 	switch have := own.Count(); {
 	case have < want:
@@ -95,19 +98,25 @@ func takeLowest(s allocator.RunSet, n uint64) allocator.RunSet {
 	return out
 }
 
+// dropHighestUnheld removes the n highest addresses of own that nobody holds. It works on
+// runs, never on single addresses: a pool once sized to 10^12 IPv6 addresses shrinks to
+// its replicas in as many steps as it has runs.
 func dropHighestUnheld(own, held allocator.RunSet, n uint64) allocator.RunSet {
-	out := own.Clone()
-	runs := own.Runs()
+	return own.Subtract(takeHighest(own.Subtract(held), n))
+}
+
+func takeHighest(s allocator.RunSet, n uint64) allocator.RunSet {
+	var out allocator.RunSet
+	runs := s.Runs()
 	for i := len(runs) - 1; i >= 0 && n > 0; i-- {
-		for o := runs[i].Hi; n > 0; o-- {
-			if !held.Contains(o) {
-				out.Remove(o)
-				n--
-			}
-			if o == runs[i].Lo {
-				break
-			}
+		r := runs[i]
+		if r.Hi-r.Lo <= n-1 { // the whole run goes: its size Hi-Lo+1 is at most n (n > 0 here)
+			out.AddRun(r)
+			n -= r.Hi - r.Lo + 1
+			continue
 		}
+		out.AddRun(allocator.Run{Lo: r.Hi - (n - 1), Hi: r.Hi})
+		n = 0
 	}
 	return out
 }
