@@ -36,47 +36,48 @@ type interfacePools struct {
 	IPv6      []string `json:"ipv6,omitempty"`
 }
 
-// podPools reads the pod's pool annotations for ifName. ippools (per interface) wins over
-// ippool (all interfaces); an interface ippools does not list falls back to ippool.
-func podPools(annotations map[string]string, ifName string) (Families, error) {
+// podPools reads the pod's pool annotations for ifName, and which annotation named them.
+// ippools (per interface) wins over ippool (all interfaces); an interface ippools does not
+// list falls back to ippool.
+func podPools(annotations map[string]string, ifName string) (Families, string, error) {
 	if v, ok := annotations[AnnotationIPPools]; ok {
 		var list []interfacePools
 		if err := strictUnmarshal(v, &list); err != nil {
-			return Families{}, fmt.Errorf("annotation %s: want a JSON list like [{\"interface\":\"net1\",\"ipv4\":[\"pool\"]}]: %v", AnnotationIPPools, err)
+			return Families{}, "", fmt.Errorf("annotation %s: want a JSON list like [{\"interface\":\"net1\",\"ipv4\":[\"pool\"]}]: %v", AnnotationIPPools, err)
 		}
 		seen := map[string]bool{}
 		for i, e := range list {
 			if e.Interface == "" {
-				return Families{}, fmt.Errorf("annotation %s entry %d: \"interface\" is empty", AnnotationIPPools, i)
+				return Families{}, "", fmt.Errorf("annotation %s entry %d: \"interface\" is empty", AnnotationIPPools, i)
 			}
 			if seen[e.Interface] {
-				return Families{}, fmt.Errorf("annotation %s entry %d: interface %s is listed twice", AnnotationIPPools, i, e.Interface)
+				return Families{}, "", fmt.Errorf("annotation %s entry %d: interface %s is listed twice", AnnotationIPPools, i, e.Interface)
 			}
 			seen[e.Interface] = true
 			if err := checkNames(AnnotationIPPools, i, e.IPv4, e.IPv6); err != nil {
-				return Families{}, err
+				return Families{}, "", err
 			}
 		}
 		for _, e := range list {
 			if e.Interface == ifName {
-				return Families{IPv4: e.IPv4, IPv6: e.IPv6}, nil
+				return Families{IPv4: e.IPv4, IPv6: e.IPv6}, AnnotationIPPools, nil
 			}
 		}
 	}
 	if v, ok := annotations[AnnotationIPPool]; ok {
 		var f Families
 		if err := strictUnmarshal(v, &f); err != nil {
-			return Families{}, fmt.Errorf("annotation %s: want JSON like {\"ipv4\":[\"pool-a\",\"pool-b\"],\"ipv6\":[\"pool-c\"]}: %v", AnnotationIPPool, err)
+			return Families{}, "", fmt.Errorf("annotation %s: want JSON like {\"ipv4\":[\"pool-a\",\"pool-b\"],\"ipv6\":[\"pool-c\"]}: %v", AnnotationIPPool, err)
 		}
 		if err := checkNames(AnnotationIPPool, 0, f.IPv4, f.IPv6); err != nil {
-			return Families{}, err
+			return Families{}, "", err
 		}
 		if f.Empty() {
-			return Families{}, fmt.Errorf("annotation %s names no pool: give \"ipv4\" and/or \"ipv6\" lists", AnnotationIPPool)
+			return Families{}, "", fmt.Errorf("annotation %s names no pool: give \"ipv4\" and/or \"ipv6\" lists", AnnotationIPPool)
 		}
-		return f, nil
+		return f, AnnotationIPPool, nil
 	}
-	return Families{}, nil
+	return Families{}, "", nil
 }
 
 // namespaceDefaults reads the namespace's default pool annotations.

@@ -2,7 +2,9 @@ package selection
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -38,12 +40,13 @@ const (
 // any, in priority order.
 func Candidates(in *Input) (Families, Source, error) {
 	if in.Pod != nil {
-		f, err := podPools(in.Pod.Annotations, in.IfName)
+		f, key, err := podPools(in.Pod.Annotations, in.IfName)
 		if err != nil {
 			return Families{}, "", err
 		}
 		if !f.Empty() {
-			return f, SourcePodAnnotation, nil
+			return f, SourcePodAnnotation, checkFamilies(f, in.Pools,
+				fmt.Sprintf("annotation %s \"ipv4\" list", key), fmt.Sprintf("annotation %s \"ipv6\" list", key))
 		}
 		all, present, err := apppool.ParseAll(in.Pod.Annotations)
 		if err != nil {
@@ -66,7 +69,8 @@ func Candidates(in *Input) (Families, Source, error) {
 			if subnets.First(v1.IPv6) != "" {
 				f.IPv6 = []string{w.PoolNameFor(ifKey, v1.IPv6)}
 			}
-			return f, SourceAppPool, nil
+			return f, SourceAppPool, checkFamilies(f, in.Pools,
+				fmt.Sprintf("annotation %s \"ipv4\" Subnet", apppool.AnnotationSubnet), fmt.Sprintf("annotation %s \"ipv6\" Subnet", apppool.AnnotationSubnet))
 		}
 	}
 	if in.Namespace != nil {
@@ -75,11 +79,14 @@ func Candidates(in *Input) (Families, Source, error) {
 			return Families{}, "", fmt.Errorf("namespace %s: %w", in.Namespace.Name, err)
 		}
 		if !f.Empty() {
-			return f, SourceNamespace, nil
+			return f, SourceNamespace, checkFamilies(f, in.Pools,
+				fmt.Sprintf("namespace %s annotation %s", in.Namespace.Name, AnnotationNSDefaultV4),
+				fmt.Sprintf("namespace %s annotation %s", in.Namespace.Name, AnnotationNSDefaultV6))
 		}
 	}
 	if !in.NAD.Empty() {
-		return in.NAD, SourceNetwork, nil
+		return in.NAD, SourceNetwork, checkFamilies(in.NAD, in.Pools,
+			fmt.Sprintf("network %q ipam.ipv4Pools", in.Network), fmt.Sprintf("network %q ipam.ipv6Pools", in.Network))
 	}
 	var f Families
 	for _, p := range in.Pools {
@@ -99,6 +106,40 @@ func Candidates(in *Input) (Families, Source, error) {
 			in.IfName, AnnotationIPPool, AnnotationIPPools, AnnotationNSDefaultV4)
 	}
 	return f, SourceClusterDefault, nil
+}
+
+// checkFamilies refuses a pool named in the list of the other family: an IPv4 pool in an
+// IPv6 list would give one interface two IPv4 addresses. where4 and where6 name the field
+// each list came from. Pools that do not exist or do not parse are left to allocation,
+// which reports them per pool.
+func checkFamilies(f Families, pools []v1.IPPool, where4, where6 string) error {
+	byName := make(map[string]*v1.IPPool, len(pools))
+	for i := range pools {
+		byName[pools[i].Name] = &pools[i]
+	}
+	for _, l := range []struct {
+		names        []string
+		where, other string
+		want6        bool
+	}{{f.IPv4, where4, where6, false}, {f.IPv6, where6, where4, true}} {
+		for _, name := range l.names {
+			p := byName[name]
+			if p == nil {
+				continue
+			}
+			prefix, err := netip.ParsePrefix(strings.TrimSpace(p.Spec.Subnet))
+			if err != nil || prefix.Addr().Is6() == l.want6 {
+				continue
+			}
+			have, want := "IPv6", "IPv4" // an IPv6 pool in an IPv4 list
+			if l.want6 {
+				have, want = want, have
+			}
+			return fmt.Errorf("%s names IPPool %s, whose subnet %s is %s, not %s: move it to the %s",
+				l.where, name, prefix, have, want, l.other)
+		}
+	}
+	return nil
 }
 
 // Eligible says whether the pool's affinities allow this attachment, and if not, why.

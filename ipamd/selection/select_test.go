@@ -106,3 +106,48 @@ func TestEligibleAffinities(t *testing.T) {
 		}
 	}
 }
+
+// Finding 6: a pool listed under the other family would give one interface two addresses
+// of one family. Every source is refused, naming the field and the fix.
+func TestCandidatesRefuseAPoolOfTheOtherFamily(t *testing.T) {
+	pools := []v1.IPPool{
+		{ObjectMeta: metav1.ObjectMeta{Name: "v4"}, Spec: v1.IPPoolSpec{Subnet: "10.250.1.0/24"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "v4b"}, Spec: v1.IPPoolSpec{Subnet: "10.250.2.0/24"}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "v6"}, Spec: v1.IPPoolSpec{Subnet: "fd00:250::/64"}},
+	}
+	cases := []struct {
+		name  string
+		in    Input
+		wants []string
+	}{
+		{"pod annotation ippool", Input{IfName: "net1", Pod: pod(map[string]string{AnnotationIPPool: `{"ipv4":["v4"],"ipv6":["v4b"]}`}, nil)},
+			[]string{AnnotationIPPool, `"ipv6" list`, "IPPool v4b", "is IPv4, not IPv6", `move it to the annotation ` + AnnotationIPPool + ` "ipv4" list`}},
+		{"pod annotation ippools", Input{IfName: "net1", Pod: pod(map[string]string{AnnotationIPPools: `[{"interface":"net1","ipv4":["v6"]}]`}, nil)},
+			[]string{AnnotationIPPools, `"ipv4" list`, "IPPool v6", "is IPv6, not IPv4", `"ipv6" list`}},
+		{"namespace default", Input{IfName: "net1", Namespace: ns(map[string]string{AnnotationNSDefaultV6: "v6,v4"}, nil)},
+			[]string{"namespace ns annotation " + AnnotationNSDefaultV6, "IPPool v4", "move it to the namespace ns annotation " + AnnotationNSDefaultV4}},
+		{"network ipam.ipv6Pools", Input{IfName: "net1", Network: "underlay", NAD: Families{IPv6: []string{"v4"}}},
+			[]string{`network "underlay" ipam.ipv6Pools`, "IPPool v4", "ipam.ipv4Pools"}},
+		{"network ipam.ipv4Pools", Input{IfName: "net1", Network: "underlay", NAD: Families{IPv4: []string{"v4", "v6"}}},
+			[]string{`network "underlay" ipam.ipv4Pools`, "IPPool v6", "ipam.ipv6Pools"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.in.Pools = pools
+			_, _, err := Candidates(&c.in)
+			if err == nil {
+				t.Fatal("accepted a pool of the other family")
+			}
+			for _, w := range c.wants {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+	// the right families, and pools the cache does not know yet, pass
+	in := Input{IfName: "net1", Pools: pools, Pod: pod(map[string]string{AnnotationIPPool: `{"ipv4":["v4","unknown"],"ipv6":["v6"]}`}, nil)}
+	if _, _, err := Candidates(&in); err != nil {
+		t.Fatal(err)
+	}
+}
