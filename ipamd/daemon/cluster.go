@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/service"
 )
 
 // cluster implements service.Cluster over informer caches with API fallbacks.
@@ -16,6 +17,12 @@ type cluster struct {
 	node  string
 	cache client.Reader
 	api   client.Reader
+}
+
+// NewCluster returns ipamd's view of the cluster for node: reads from cache, and from the
+// uncached api reader where a decision needs the truth.
+func NewCluster(node string, cache, api client.Reader) service.Cluster {
+	return &cluster{node: node, cache: cache, api: api}
 }
 
 func (c *cluster) Pod(ctx context.Context, namespace, name, uid string) (*corev1.Pod, error) {
@@ -103,16 +110,23 @@ func (c *cluster) Subnets(ctx context.Context) ([]v1.Subnet, error) {
 	return list.Items, nil
 }
 
-func (c *cluster) StatefulSetReplicas(ctx context.Context, namespace, name string) (int32, error) {
+func (c *cluster) StatefulSetOrdinals(ctx context.Context, namespace, name string) (service.Ordinals, bool, error) {
 	sts := &appsv1.StatefulSet{}
 	if err := c.api.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, sts); err != nil {
 		if apierrors.IsNotFound(err) {
-			return -1, nil
+			return service.Ordinals{}, false, nil
 		}
-		return 0, err
+		return service.Ordinals{}, false, err
 	}
-	if sts.Spec.Replicas == nil {
-		return 1, nil
+	if sts.DeletionTimestamp != nil {
+		return service.Ordinals{}, false, nil
 	}
-	return *sts.Spec.Replicas, nil
+	o := service.Ordinals{Replicas: 1}
+	if sts.Spec.Replicas != nil {
+		o.Replicas = *sts.Spec.Replicas
+	}
+	if sts.Spec.Ordinals != nil {
+		o.Start = sts.Spec.Ordinals.Start
+	}
+	return o, true, nil
 }

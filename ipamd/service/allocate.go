@@ -45,21 +45,21 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 	if err != nil {
 		return nil, internal("reading Endpoint %s: %v", key, err)
 	}
-	if rec := findInterface(ep, req.ContainerID, req.IfName); rec != nil {
+	if rec := findInterface(ep, req.ContainerID, req.IfName); rec != nil && (rec.Detached == nil || req.LookupOnly) {
 		return s.response(ctx, in, rec.IPs)
 	}
 	if req.LookupOnly {
 		return nil, &rpc.Error{Code: rpc.CodeNotHeld, Field: "containerID",
 			Message: fmt.Sprintf("ipamd holds no address for container %s interface %s (pod %s)", req.ContainerID, req.IfName, key)}
 	}
-	if rec := inheritable(ep, in.Pod, req); rec != nil {
+	if rec := predecessor(ep, in.Pod, req); rec != nil {
 		why := s.notAllowedHere(in, rec)
 		if why == "" {
 			return s.inherit(ctx, key, in, req, rec)
 		}
-		// the successor landed where the predecessor's pool does not reach: it gets a
-		// fresh address and the old one goes back
-		s.Log.Info("StatefulSet successor cannot keep its addresses here", zap.String("pod", key.String()), zap.String("why", why))
+		// the pod landed where the predecessor's pool does not reach: it gets a fresh
+		// address and the old one goes back
+		s.Log.Info("pod cannot keep its predecessor's addresses here", zap.String("pod", key.String()), zap.String("why", why))
 		old := *rec
 		if err := s.releaseLocked(ctx, key, func(itf *v1.EndpointInterface) bool {
 			return itf.ContainerID == old.ContainerID && itf.Interface == old.Interface && itf.PodUID == old.PodUID
@@ -98,9 +98,20 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 		return true
 	})
 	if err != nil {
+		if !store.Unapplied(err) {
+			// the write may have committed though its answer was lost: undoing the pool
+			// commit could free an address the Endpoint now holds. Left as it is, an
+			// address the Endpoint does not hold is an orphan the sweeper frees later.
+			s.Log.Warn("recording the allocation had an unknown outcome; not rolling back", zap.String("pod", key.String()),
+				zap.String("containerID", req.ContainerID), zap.Any("ips", held), zap.Error(err))
+			return nil, &rpc.Error{Code: rpc.CodeTryAgainLater, Message: fmt.Sprintf("recording the allocation in Endpoint %s: %v; retry", key, err)}
+		}
 		rollback()
-		if apierrors.IsNotFound(err) {
+		switch {
+		case apierrors.IsNotFound(err):
 			return nil, badRequest("pod", "cannot record the allocation: namespace %q does not exist", key.Namespace)
+		case apierrors.IsForbidden(err):
+			return nil, badRequest("pod", "cannot record the allocation in namespace %q: %v", key.Namespace, err)
 		}
 		return nil, internal("recording the allocation in Endpoint %s: %v", key, err)
 	}
@@ -211,15 +222,27 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 		Message: fmt.Sprintf("%s for %s from %s [%s]", what, in.IfName, source, strings.Join(reasons, "; "))}
 }
 
-// inheritable finds the attachment a StatefulSet pod's predecessor (same name, another
-// UID) held on this interface: the successor keeps its addresses, on any node.
-func inheritable(ep *v1.Endpoint, pod *corev1.Pod, req *rpc.AllocateRequest) *v1.EndpointInterface {
-	if ep == nil || pod == nil || ownerKind(pod) != "StatefulSet" {
+// predecessor finds the attachment this ADD takes over instead of allocating: on the same
+// interface and network, made for
+//   - this very pod by an earlier sandbox: the kubelet runs one sandbox per pod and makes
+//     a new one only once the old is stopped, so the old one is gone, whether its DEL
+//     reached ipamd (a StatefulSet pod's then stay, detached) or was lost;
+//   - a StatefulSet pod's predecessor under the same name (another UID): the set
+//     recreates a pod only once the old object is gone, and the successor keeps the
+//     addresses on any node their pool reaches.
+func predecessor(ep *v1.Endpoint, pod *corev1.Pod, req *rpc.AllocateRequest) *v1.EndpointInterface {
+	if ep == nil || pod == nil {
 		return nil
 	}
+	sts := ownerKind(pod) == "StatefulSet"
 	for i := range ep.Status.Interfaces {
 		itf := &ep.Status.Interfaces[i]
-		if itf.Interface == req.IfName && itf.Network == req.Network && itf.PodUID != "" && itf.PodUID != string(pod.UID) {
+		if itf.Interface != req.IfName || itf.Network != req.Network {
+			continue
+		}
+		sameContainer := itf.ContainerID == req.ContainerID // detached by a DEL, now ADDed again
+		samePod := itf.PodUID == string(pod.UID)
+		if sameContainer || samePod || (sts && itf.PodUID != "") {
 			return itf
 		}
 	}
@@ -247,7 +270,7 @@ func (s *Service) notAllowedHere(in *selection.Input, rec *v1.EndpointInterface)
 }
 
 // inherit moves a predecessor's attachment to the new container: the pool is unchanged,
-// only the Endpoint learns the new owner.
+// only the Endpoint learns the new owner (and node).
 func (s *Service) inherit(ctx context.Context, key client.ObjectKey, in *selection.Input, req *rpc.AllocateRequest,
 	old *v1.EndpointInterface) (*rpc.AllocateResponse, error) {
 	prev := *old
@@ -255,8 +278,9 @@ func (s *Service) inherit(ctx context.Context, key client.ObjectKey, in *selecti
 	err := s.updateEndpoint(ctx, key, func(ep *v1.Endpoint) bool {
 		for i := range ep.Status.Interfaces {
 			itf := &ep.Status.Interfaces[i]
-			if itf.ContainerID == prev.ContainerID && itf.Interface == prev.Interface {
+			if itf.ContainerID == prev.ContainerID && itf.Interface == prev.Interface && itf.PodUID == prev.PodUID {
 				itf.ContainerID, itf.PodUID, itf.Created = req.ContainerID, string(in.Pod.UID), metav1.NewTime(time.Now())
+				itf.Detached = nil
 				ips = itf.IPs
 				s.stampOwner(ep, in.Pod, req)
 				return true
@@ -271,7 +295,7 @@ func (s *Service) inherit(ctx context.Context, key client.ObjectKey, in *selecti
 	if ips == nil {
 		return nil, &rpc.Error{Code: rpc.CodeTryAgainLater, Message: fmt.Sprintf("the predecessor's attachment of %s changed meanwhile; retry", key)}
 	}
-	s.Log.Info("StatefulSet successor keeps its addresses", zap.String("pod", key.String()),
+	s.Log.Info("pod takes over its predecessor's addresses", zap.String("pod", key.String()),
 		zap.String("containerID", req.ContainerID), zap.String("previousContainerID", prev.ContainerID), zap.Any("ips", ips))
 	return s.response(ctx, in, ips)
 }

@@ -28,6 +28,13 @@ type Cluster interface {
 	Pools(ctx context.Context) ([]v1.IPPool, error)
 	// Subnets lists every Subnet; callers must not modify them.
 	Subnets(ctx context.Context) ([]v1.Subnet, error)
-	// StatefulSetReplicas returns the replicas of a StatefulSet, or -1 when it is gone.
-	StatefulSetReplicas(ctx context.Context, namespace, name string) (int32, error)
+	// StatefulSetOrdinals reads a StatefulSet from the API and returns the ordinals it
+	// wants now; ok is false when the set is gone (or being deleted).
+	StatefulSetOrdinals(ctx context.Context, namespace, name string) (ordinals Ordinals, ok bool, err error)
 }
+
+// Ordinals is the range of pod ordinals a StatefulSet wants: [Start, Start+Replicas).
+type Ordinals struct{ Start, Replicas int32 }
+
+// Wants reports whether ordinal n is in the range.
+func (o Ordinals) Wants(n int) bool { return n >= int(o.Start) && n < int(o.Start)+int(o.Replicas) }

@@ -16,39 +16,48 @@ import (
 
 // Reasons an attachment is recycled; also the metric's label values.
 const (
-	ReasonPodDeleted      = "pod-deleted"
-	ReasonPodReplaced     = "pod-replaced" // same name, another UID, not a StatefulSet
-	ReasonPodFinished     = "pod-finished" // Succeeded or Failed
-	ReasonPodTerminating  = "pod-terminating-past-grace"
-	ReasonNodeGone        = "node-gone"
+	// ReasonPodDeleted: no pod of that name exists any more.
+	ReasonPodDeleted = "pod-deleted"
+	// ReasonPodReplaced: a pod of that name exists with another UID and is no
+	// StatefulSet pod, so the incarnation the addresses were given to is gone.
+	ReasonPodReplaced = "pod-replaced"
+	// ReasonSandboxReplaced: the live pod holds another attachment on the same interface
+	// and network, so this one's sandbox is gone (its DEL was lost).
+	ReasonSandboxReplaced = "sandbox-replaced"
+	// ReasonStatefulSetGone: the set is gone or no longer wants the pod's ordinal.
 	ReasonStatefulSetGone = "statefulset-scaled-down-or-deleted"
+	// ReasonSuccessorDidNot: a StatefulSet pod's successor is running without having
+	// taken over its predecessor's addresses on this interface.
+	ReasonSuccessorDidNot = "statefulset-successor-running-without-them"
 )
 
 // Recycle releases attachments whose owner is provably gone. It looks at this node's
-// Endpoints and at those of nodes that no longer exist. Each decision rests on a fresh
-// read of the pod from the API, never on a cached or single stale attribute, and the
-// release only removes the exact record that was judged, so an attachment handed to a
-// StatefulSet successor meanwhile is left alone. grace protects attachments younger
-// than it and adds a margin to a terminating pod's grace period.
+// Endpoints and at those of nodes that no longer exist (their ipamd is gone with them).
+//
+// While a pod object exists its addresses stay held, whatever its phase, its node's
+// health or its namespace's state (invariant 8): a pod Terminating on a node whose kubelet
+// is down may still run, and so may a pod whose Node object was deleted. Only a pod that
+// is gone (or an incarnation replaced by another UID, or a sandbox replaced by another)
+// frees addresses. Each decision rests on a fresh read of the pod from the API, and the
+// release removes only the exact record judged, in a resourceVersion-guarded write, so an
+// attachment taken over meanwhile, or already released by someone else, is left alone.
+// grace protects attachments younger than it. One Endpoint that cannot be judged (an API
+// error) is skipped for this round; the others are still looked at.
 func (s *Service) Recycle(ctx context.Context, now time.Time, grace time.Duration) (map[string]int, error) {
-	var list v1.EndpointList
-	if err := s.Endpoints.Cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+	list, err := s.Endpoints.List(ctx)
+	if err != nil {
 		return nil, err
 	}
 	released := map[string]int{}
 	nodeGone := map[string]bool{}
-	for i := range list.Items {
-		ep := &list.Items[i]
-		mine := ep.Status.Node == s.Node
-		if !mine {
-			gone, seen := nodeGone[ep.Status.Node]
-			if !seen {
-				exists, err := s.Cluster.NodeExists(ctx, ep.Status.Node)
-				if err != nil {
-					return released, err
-				}
-				gone = !exists && ep.Status.Node != ""
-				nodeGone[ep.Status.Node] = gone
+	var errs []string
+	for i := range list {
+		ep := &list[i]
+		if ep.Status.Node != s.Node {
+			gone, err := s.nodeGone(ctx, ep.Status.Node, nodeGone)
+			if err != nil {
+				errs = append(errs, err.Error())
+				continue
 			}
 			if !gone {
 				continue // another node's ipamd looks after it
@@ -58,9 +67,10 @@ func (s *Service) Recycle(ctx context.Context, now time.Time, grace time.Duratio
 			if now.Sub(itf.Created.Time) < grace {
 				continue
 			}
-			reason, err := s.verdict(ctx, ep, &itf, !mine, now, grace)
+			reason, err := s.verdict(ctx, ep, &itf)
 			if err != nil {
-				return released, err
+				errs = append(errs, fmt.Sprintf("%s/%s: %v", ep.Namespace, ep.Name, err))
+				continue
 			}
 			if reason == "" {
 				continue
@@ -70,7 +80,8 @@ func (s *Service) Recycle(ctx context.Context, now time.Time, grace time.Duratio
 				return cur.ContainerID == judged.ContainerID && cur.Interface == judged.Interface && cur.PodUID == judged.PodUID
 			})
 			if err != nil {
-				return released, err
+				errs = append(errs, err.Error())
+				continue
 			}
 			released[reason]++
 			s.Metrics.Recycled.WithLabelValues(reason).Inc()
@@ -78,14 +89,36 @@ func (s *Service) Recycle(ctx context.Context, now time.Time, grace time.Duratio
 				zap.String("ifName", judged.Interface), zap.String("reason", reason), zap.Any("ips", judged.IPs))
 		}
 	}
+	if len(errs) > 0 {
+		return released, fmt.Errorf("%d attachments not judged this round: %s", len(errs), strings.Join(errs, "; "))
+	}
 	return released, nil
 }
 
+// nodeGone asks the API (once per round per node) whether a node is gone. An Endpoint
+// naming no node has no ipamd looking after it, so every ipamd may judge it: judging is
+// safe from any node, since it rests on the pod alone.
+func (s *Service) nodeGone(ctx context.Context, node string, memo map[string]bool) (bool, error) {
+	if node == "" {
+		return true, nil
+	}
+	if gone, seen := memo[node]; seen {
+		return gone, nil
+	}
+	exists, err := s.Cluster.NodeExists(ctx, node)
+	if err != nil {
+		return false, fmt.Errorf("reading node %s: %w", node, err)
+	}
+	memo[node] = !exists
+	return !exists, nil
+}
+
 // verdict says why an attachment's owner is gone, or "" when it may be alive. A pod the
-// informer shows alive and unchanged needs no API read; any sign of it being gone is
-// confirmed with a fresh read before anything is released.
-func (s *Service) verdict(ctx context.Context, ep *v1.Endpoint, itf *v1.EndpointInterface, nodeGone bool, now time.Time, grace time.Duration) (string, error) {
-	if !nodeGone && aliveAsRecorded(s.Cluster.PodCached(ctx, ep.Namespace, ep.Name), itf) {
+// informer shows as the recorded incarnation needs no API read; any sign of it being gone
+// is confirmed with a fresh read before anything is released.
+func (s *Service) verdict(ctx context.Context, ep *v1.Endpoint, itf *v1.EndpointInterface) (string, error) {
+	if cached := s.Cluster.PodCached(ctx, ep.Namespace, ep.Name); cached != nil && itf.Detached == nil &&
+		itf.PodUID == string(cached.UID) && !supersededBy(ep, itf, string(cached.UID)) {
 		return "", nil
 	}
 	pod, err := s.Cluster.PodFresh(ctx, ep.Namespace, ep.Name)
@@ -95,37 +128,39 @@ func (s *Service) verdict(ctx context.Context, ep *v1.Endpoint, itf *v1.Endpoint
 	sts := ep.Status.OwnerKind == "StatefulSet"
 	switch {
 	case pod == nil && sts:
-		return s.statefulSetVerdict(ctx, ep)
+		wanted, err := s.ordinalWanted(ctx, ep)
+		if err != nil || wanted {
+			return "", err
+		}
+		return ReasonStatefulSetGone, nil
 	case pod == nil:
 		return ReasonPodDeleted, nil
-	case itf.PodUID != "" && string(pod.UID) != itf.PodUID:
-		if sts {
-			return "", nil // the successor inherits the addresses on its ADD
-		}
+	case supersededBy(ep, itf, string(pod.UID)):
+		return ReasonSandboxReplaced, nil
+	case itf.PodUID == "" || itf.PodUID == string(pod.UID):
+		return "", nil // the pod lives: phase, node health and namespace state do not matter
+	case !sts:
 		return ReasonPodReplaced, nil
-	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
-		return ReasonPodFinished, nil
-	case pod.DeletionTimestamp != nil && now.After(pod.DeletionTimestamp.Add(grace)) && !sts:
-		// deletionTimestamp already includes the pod's grace period; grace is the margin
-		return ReasonPodTerminating, nil
-	case nodeGone && !sts:
-		return ReasonNodeGone, nil
+	case pod.Status.Phase == corev1.PodRunning:
+		// the successor's ADD took these over or released them before it could run: it
+		// runs without them, so nothing will take them
+		return ReasonSuccessorDidNot, nil
 	}
-	return "", nil
+	return "", nil // the successor has not attached yet; it takes them over on its ADD
 }
 
-// statefulSetVerdict keeps a deleted StatefulSet pod's addresses for its successor while
-// the set still wants that ordinal.
-func (s *Service) statefulSetVerdict(ctx context.Context, ep *v1.Endpoint) (string, error) {
-	replicas, err := s.Cluster.StatefulSetReplicas(ctx, ep.Namespace, ep.Status.OwnerName)
-	if err != nil {
-		return "", err
+// supersededBy reports whether the pod incarnation uid holds a newer, live attachment on
+// the same interface and network: a pod has one sandbox, so itf's is gone. (Two made in
+// the same second are not ordered: neither is judged, which only delays reclaiming.)
+func supersededBy(ep *v1.Endpoint, itf *v1.EndpointInterface, uid string) bool {
+	for i := range ep.Status.Interfaces {
+		other := &ep.Status.Interfaces[i]
+		if other.ContainerID != itf.ContainerID && other.Interface == itf.Interface && other.Network == itf.Network &&
+			other.PodUID == uid && other.Detached == nil && other.Created.After(itf.Created.Time) {
+			return true
+		}
 	}
-	ordinal, err := ordinalOf(ep.Name, ep.Status.OwnerName)
-	if err != nil || replicas < 0 || int32(ordinal) >= replicas {
-		return ReasonStatefulSetGone, nil
-	}
-	return "", nil
+	return false
 }
 
 func ordinalOf(pod, set string) (int, error) {
@@ -134,9 +169,4 @@ func ordinalOf(pod, set string) (int, error) {
 		return 0, fmt.Errorf("pod %s is not named after StatefulSet %s", pod, set)
 	}
 	return strconv.Atoi(suffix)
-}
-
-func aliveAsRecorded(pod *corev1.Pod, itf *v1.EndpointInterface) bool {
-	return pod != nil && (itf.PodUID == "" || string(pod.UID) == itf.PodUID) && pod.DeletionTimestamp == nil &&
-		pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
 }

@@ -43,29 +43,95 @@ func (s *Service) Release(ctx context.Context, req *rpc.ReleaseRequest) (err err
 		conflicts[addr.String()] = c.MAC
 	}
 	for _, key := range keys {
-		if err := s.releaseFromWith(ctx, key, func(itf *v1.EndpointInterface) bool {
+		match := func(itf *v1.EndpointInterface) bool {
 			return itf.ContainerID == req.ContainerID && (req.IfName == "" || itf.Interface == req.IfName)
-		}, conflicts); err != nil {
+		}
+		if err := s.detach(ctx, key, match, conflicts); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// releaseFrom drops the matching records from one Endpoint, then frees their addresses.
-func (s *Service) releaseFrom(ctx context.Context, key client.ObjectKey, match func(*v1.EndpointInterface) bool) error {
-	return s.releaseFromWith(ctx, key, match, nil)
-}
-
-// releaseFromWith is releaseFrom where addresses found in conflict on the wire (address ->
-// the MAC that answered) are quarantined instead of simply freed.
-func (s *Service) releaseFromWith(ctx context.Context, key client.ObjectKey, match func(*v1.EndpointInterface) bool, conflicts map[string]string) error {
+// detach ends attachments whose sandbox is going (CNI DEL, or CNI GC for what the runtime
+// no longer has). A StatefulSet pod's addresses stay held, marked detached, while its set
+// still wants the ordinal: the pod that follows under that name (after a rolling restart,
+// a drain, an eviction) takes them over on its ADD. Anything else is released. Addresses
+// found in conflict on the wire are never kept.
+func (s *Service) detach(ctx context.Context, key client.ObjectKey, match func(*v1.EndpointInterface) bool, conflicts map[string]string) error {
 	unlock := s.locks.lock(key.String())
 	defer unlock()
-	return s.releaseLocked(ctx, key, match, conflicts)
+	keep, err := s.keptForSuccessor(ctx, key)
+	if err != nil {
+		return err
+	}
+	if !keep || len(conflicts) > 0 {
+		return s.releaseLocked(ctx, key, match, conflicts)
+	}
+	var detached []v1.EndpointInterface
+	now := metav1.NewTime(time.Now())
+	err = s.updateEndpoint(ctx, key, func(ep *v1.Endpoint) bool {
+		detached = detached[:0]
+		for i := range ep.Status.Interfaces {
+			if itf := &ep.Status.Interfaces[i]; match(itf) && itf.Detached == nil {
+				itf.Detached = &now
+				detached = append(detached, *itf)
+			}
+		}
+		return len(detached) > 0
+	})
+	if err != nil {
+		return internal("keeping %s's addresses for its successor: %v", key, err)
+	}
+	for _, itf := range detached {
+		s.Log.Info("sandbox gone; addresses kept for the StatefulSet pod that follows", zap.String("pod", key.String()),
+			zap.String("containerID", itf.ContainerID), zap.String("ifName", itf.Interface), zap.Any("ips", itf.IPs))
+	}
+	return nil
 }
 
-// releaseLocked is releaseFromWith for a caller that holds the pod's lock.
+// keptForSuccessor reports whether the pod named by key is a StatefulSet pod whose set
+// (read from the API) still wants its ordinal. When the set cannot be read, the addresses
+// are kept: keeping costs at most a delay until recycling, freeing could cost a duplicate.
+func (s *Service) keptForSuccessor(ctx context.Context, key client.ObjectKey) (bool, error) {
+	ep, err := s.Endpoints.Get(ctx, key)
+	if err != nil {
+		return false, internal("reading Endpoint %s: %v", key, err)
+	}
+	if ep == nil || ep.Status.OwnerKind != "StatefulSet" {
+		return false, nil
+	}
+	wanted, err := s.ordinalWanted(ctx, ep)
+	if err != nil {
+		s.Log.Warn("cannot read the StatefulSet; keeping the addresses for now", zap.String("pod", key.String()), zap.Error(err))
+		return true, nil
+	}
+	return wanted, nil
+}
+
+// ordinalWanted reads the Endpoint's StatefulSet from the API and says whether it still
+// wants the pod's ordinal (honouring spec.ordinals.start).
+func (s *Service) ordinalWanted(ctx context.Context, ep *v1.Endpoint) (bool, error) {
+	ordinals, exists, err := s.Cluster.StatefulSetOrdinals(ctx, ep.Namespace, ep.Status.OwnerName)
+	if err != nil {
+		return false, err
+	}
+	n, err := ordinalOf(ep.Name, ep.Status.OwnerName)
+	return exists && err == nil && ordinals.Wants(n), nil
+}
+
+// releaseFrom drops the matching records from one Endpoint, then frees their addresses.
+func (s *Service) releaseFrom(ctx context.Context, key client.ObjectKey, match func(*v1.EndpointInterface) bool) error {
+	unlock := s.locks.lock(key.String())
+	defer unlock()
+	return s.releaseLocked(ctx, key, match, nil)
+}
+
+// releaseLocked drops the matching records from one Endpoint, then frees their addresses;
+// addresses found in conflict on the wire (address -> the MAC that answered) are
+// quarantined instead. The caller holds the pod's lock. Only what the successful,
+// resourceVersion-guarded write removed is freed: a record someone else removed first
+// (a second DEL, another node's recycling) is not freed twice.
 func (s *Service) releaseLocked(ctx context.Context, key client.ObjectKey, match func(*v1.EndpointInterface) bool, conflicts map[string]string) error {
 	var removed []v1.EndpointInterface
 	err := s.updateEndpoint(ctx, key, func(ep *v1.Endpoint) bool {
@@ -122,14 +188,15 @@ func (s *Service) GC(ctx context.Context, req *rpc.GCRequest) (*rpc.GCResponse, 
 	resp := &rpc.GCResponse{Released: []rpc.Attachment{}}
 	for _, ep := range eps {
 		stale := func(itf *v1.EndpointInterface) bool {
-			return itf.Network == req.Network && !valid[rpc.Attachment{ContainerID: itf.ContainerID, IfName: itf.Interface}]
+			return itf.Network == req.Network && itf.Detached == nil &&
+				!valid[rpc.Attachment{ContainerID: itf.ContainerID, IfName: itf.Interface}]
 		}
 		for i := range ep.Status.Interfaces {
 			if itf := &ep.Status.Interfaces[i]; stale(itf) {
 				resp.Released = append(resp.Released, rpc.Attachment{ContainerID: itf.ContainerID, IfName: itf.Interface})
 			}
 		}
-		if err := s.releaseFrom(ctx, client.ObjectKeyFromObject(&ep), stale); err != nil {
+		if err := s.detach(ctx, client.ObjectKeyFromObject(&ep), stale, nil); err != nil {
 			return nil, err
 		}
 	}

@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -101,26 +99,10 @@ func (s *Service) Reconcile(ctx context.Context) error {
 	return nil
 }
 
-// updateEndpoint applies mutate to the newest Endpoint and saves it, retrying on conflict
-// with a fresh read. mutate must be safe to run again on a fresh object.
+// updateEndpoint applies mutate to the newest Endpoint and saves it (see
+// store.Endpoints.Mutate for why what the last call removed may then be freed).
 func (s *Service) updateEndpoint(ctx context.Context, key client.ObjectKey, mutate func(*v1.Endpoint) bool) error {
-	ep, err := s.Endpoints.Get(ctx, key)
-	for attempt := 0; err == nil; attempt++ {
-		if ep == nil {
-			ep = &v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
-		}
-		if !mutate(ep) {
-			return nil
-		}
-		err = s.Endpoints.Save(ctx, ep)
-		retry := apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) ||
-			(apierrors.IsNotFound(err) && ep.ResourceVersion != "")
-		if !retry || attempt >= 16 {
-			return err
-		}
-		ep, err = s.Endpoints.Fresh(ctx, key)
-	}
-	return err
+	return s.Endpoints.Mutate(ctx, key, mutate)
 }
 
 func findInterface(ep *v1.Endpoint, containerID, ifName string) *v1.EndpointInterface {

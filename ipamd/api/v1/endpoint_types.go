@@ -2,6 +2,14 @@ package v1
 
 import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+// EndpointProtection is the finalizer every Endpoint carries while it holds addresses.
+// Without it, deleting a namespace would delete its Endpoints at once while the pods
+// still run out their grace period (or forever on an unreachable node), and the orphan
+// sweeper would then free, and hand out again, addresses those pods still use. ipamd
+// lifts it in the same write that drops the last attachment, so the Endpoint goes exactly
+// when it holds nothing.
+const EndpointProtection = "underpool.io/endpoint-protection"
+
 // EndpointStatus is what one pod holds: one entry per (container, interface).
 type EndpointStatus struct {
 	// PodUID is the UID of the pod the addresses were given to.
@@ -35,6 +43,12 @@ type EndpointInterface struct {
 	IPs []EndpointIP `json:"ips"`
 	// Created is when the attachment was made.
 	Created metav1.Time `json:"created"`
+	// Detached is when the attachment's sandbox was torn down (CNI DEL) while its
+	// addresses stay held for the pod that follows under the same name: a StatefulSet
+	// pod whose set still wants its ordinal. The next ADD for that pod name takes them
+	// over; recycling frees them once the set no longer wants the ordinal.
+	// +optional
+	Detached *metav1.Time `json:"detached,omitempty"`
 }
 
 // EndpointIP is one address and the pool it came from.

@@ -1,0 +1,195 @@
+package service_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/daemon"
+	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/ipamd/service"
+	"github.com/underpool/underpool/ipamd/store"
+)
+
+// world is one API (controller-runtime's fake client) and the ipamds of several nodes on
+// it. Each node reads through its own cache, which is the API itself unless a test makes
+// it stale with freeze: that is how the races of a lagging informer are reproduced.
+type world struct {
+	t      *testing.T
+	api    client.WithWatch
+	scheme *runtime.Scheme
+}
+
+func newWorld(t *testing.T, funcs *interceptor.Funcs, objs ...client.Object) *world {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	b := withEndpointIndexes(fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1.IPPool{}, &corev1.Pod{}).WithObjects(objs...))
+	if funcs != nil {
+		b = b.WithInterceptorFuncs(*funcs)
+	}
+	return &world{t: t, api: b.Build(), scheme: scheme}
+}
+
+// ipamd returns a node's service reading through cache (nil: the API, always current).
+func (w *world) ipamd(node string, cache client.Reader) *service.Service {
+	if cache == nil {
+		cache = w.api
+	}
+	log := zap.NewNop()
+	return &service.Service{
+		Node:          node,
+		Pools:         &store.Pools{Writer: w.api, Cache: cache, API: w.api, Log: log, Metrics: store.NewMetrics(nil)},
+		Endpoints:     store.NewEndpoints(w.api, cache, w.api),
+		Cluster:       daemon.NewCluster(node, cache, w.api),
+		QuarantineFor: time.Minute,
+		Log:           log,
+		Metrics:       service.NewMetrics(nil),
+	}
+}
+
+// freeze copies the API's current Endpoints, pods and pools into a cache that no longer
+// follows the API: a lagging informer.
+func (w *world) freeze() client.Reader {
+	w.t.Helper()
+	var objs []client.Object
+	var eps v1.EndpointList
+	var pools v1.IPPoolList
+	var pods corev1.PodList
+	for _, l := range []client.ObjectList{&eps, &pools, &pods} {
+		if err := w.api.List(context.Background(), l); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	for i := range eps.Items {
+		objs = append(objs, &eps.Items[i])
+	}
+	for i := range pools.Items {
+		objs = append(objs, &pools.Items[i])
+	}
+	for i := range pods.Items {
+		objs = append(objs, &pods.Items[i])
+	}
+	return withEndpointIndexes(fake.NewClientBuilder().WithScheme(w.scheme).WithObjects(objs...)).Build()
+}
+
+// withEndpointIndexes registers the indexes ipamd's informer has.
+func withEndpointIndexes(b *fake.ClientBuilder) *fake.ClientBuilder {
+	for field, fn := range store.EndpointIndexers() {
+		b = b.WithIndex(&v1.Endpoint{}, field, fn)
+	}
+	return b
+}
+
+func (w *world) create(obj client.Object) {
+	w.t.Helper()
+	if err := w.api.Create(context.Background(), obj); err != nil {
+		w.t.Fatalf("creating %T %s: %v", obj, obj.GetName(), err)
+	}
+}
+
+func (w *world) pool(name string) *v1.IPPool {
+	w.t.Helper()
+	p := &v1.IPPool{}
+	if err := w.api.Get(context.Background(), client.ObjectKey{Name: name}, p); err != nil {
+		w.t.Fatal(err)
+	}
+	return p
+}
+
+func (w *world) endpoint(ns, name string) *v1.Endpoint {
+	w.t.Helper()
+	ep := &v1.Endpoint{}
+	err := w.api.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, ep)
+	if err != nil {
+		return nil
+	}
+	return ep
+}
+
+// requireAllocated asserts the pool's status holds exactly want addresses.
+func (w *world) requireAllocated(pool string, want int64) {
+	w.t.Helper()
+	if got := w.pool(pool).Status.AllocatedIPCount; got != want {
+		w.t.Fatalf("pool %s holds %d addresses, want %d (%q)", pool, got, want, w.pool(pool).Status.Allocated)
+	}
+}
+
+func newPoolObj(name, subnet string) *v1.IPPool {
+	return &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.IPPoolSpec{Subnet: subnet}}
+}
+
+func podObj(ns, name, node string, owner *appsv1.StatefulSet) *corev1.Pod {
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("uid-" + name + "-1")},
+		Spec: corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}
+	if owner != nil {
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "StatefulSet", Name: owner.Name,
+			UID: owner.UID, Controller: ptr.To(true)}}
+	}
+	return p
+}
+
+func statefulSet(ns, name string, replicas, start int32) *appsv1.StatefulSet {
+	s := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("sts-" + name)},
+		Spec: appsv1.StatefulSetSpec{Replicas: ptr.To(replicas)}}
+	if start != 0 {
+		s.Spec.Ordinals = &appsv1.StatefulSetOrdinals{Start: start}
+	}
+	return s
+}
+
+func nsObj(name string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+}
+
+func nodeObj(name string) *corev1.Node { return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}} }
+
+// add runs an ADD for pod through svc from pool and returns the one address it got.
+func add(t *testing.T, svc *service.Service, pod *corev1.Pod, containerID, pool string) string {
+	t.Helper()
+	resp, err := svc.Allocate(context.Background(), &rpc.AllocateRequest{ContainerID: containerID, IfName: "net1", Network: "under",
+		Pod: rpc.Pod{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID)}, IPv4Pools: []string{pool}})
+	if err != nil {
+		t.Fatalf("ADD %s/%s (%s): %v", pod.Namespace, pod.Name, containerID, err)
+	}
+	if len(resp.IPs) != 1 {
+		t.Fatalf("ADD %s: %+v", pod.Name, resp)
+	}
+	return resp.IPs[0].Address
+}
+
+// del runs a DEL for an attachment through svc.
+func del(t *testing.T, svc *service.Service, pod *corev1.Pod, containerID string) {
+	t.Helper()
+	err := svc.Release(context.Background(), &rpc.ReleaseRequest{ContainerID: containerID, IfName: "net1",
+		Pod: rpc.Pod{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID)}})
+	if err != nil {
+		t.Fatalf("DEL %s/%s (%s): %v", pod.Namespace, pod.Name, containerID, err)
+	}
+}
+
+// deletePod removes a pod object at once, as the kubelet finally does.
+func (w *world) deletePod(pod *corev1.Pod) {
+	w.t.Helper()
+	if err := w.api.Delete(context.Background(), pod, client.GracePeriodSeconds(0)); err != nil {
+		w.t.Fatal(err)
+	}
+}
