@@ -44,7 +44,7 @@ func (s *State) AllocateExact(addr netip.Addr, blocked RunSet) (netip.Prefix, er
 	case !s.Pool.Usable.Contains(o):
 		return netip.Prefix{}, fmt.Errorf("%s is not in the usable addresses of pool %s (spec.ips/excludeIPs/gateway)", addr, s.Pool.Name)
 	case blocked.Contains(o):
-		return netip.Prefix{}, fmt.Errorf("%s in pool %s is reserved", addr, s.Pool.Name)
+		return netip.Prefix{}, fmt.Errorf("%s in pool %s is reserved, in quarantine or shared with another IPPool", addr, s.Pool.Name)
 	case !s.Allocated.Add(o):
 		return netip.Prefix{}, fmt.Errorf("%s in pool %s is already allocated", addr, s.Pool.Name)
 	}

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 
 	"go.uber.org/zap"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -12,12 +13,13 @@ import (
 
 // reservedIPs returns the offsets of a pool that ReservedIP objects keep out of allocation.
 // It reads the informer at every commit, so a new reservation applies to the next batch.
-func reservedIPs(cache client.Reader, log *zap.Logger) func(*allocator.Pool) allocator.RunSet {
-	return func(pool *allocator.Pool) allocator.RunSet {
+// A listing error fails the commit's allocations: an empty set would hand out reserved
+// addresses.
+func reservedIPs(cache client.Reader, log *zap.Logger) func(context.Context, *allocator.Pool) (allocator.RunSet, error) {
+	return func(ctx context.Context, pool *allocator.Pool) (allocator.RunSet, error) {
 		var list v1.ReservedIPList
-		if err := cache.List(context.Background(), &list, client.UnsafeDisableDeepCopy); err != nil {
-			log.Error("listing ReservedIPs", zap.Error(err))
-			return allocator.RunSet{}
+		if err := cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+			return allocator.RunSet{}, fmt.Errorf("listing ReservedIPs, so nothing reserved is handed out: %w", err)
 		}
 		var blocked allocator.RunSet
 		for _, r := range list.Items {
@@ -30,6 +32,6 @@ func reservedIPs(cache client.Reader, log *zap.Logger) func(*allocator.Pool) all
 				blocked.AddRun(run)
 			}
 		}
-		return blocked
+		return blocked, nil
 	}
 }

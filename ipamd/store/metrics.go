@@ -12,6 +12,9 @@ type Metrics struct {
 	Conflicts   prometheus.Counter
 	BatchSize   prometheus.Histogram
 	CommitDelay prometheus.Histogram
+	// PendingRemark counts, per pool and reason, the addresses this node's Endpoints hold
+	// that could not be re-marked in it; the pool hands nothing out while it is set.
+	PendingRemark *prometheus.GaugeVec
 }
 
 // NewMetrics creates the store metrics and registers them with reg (nil: unregistered).
@@ -27,9 +30,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		CommitDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "underpool_pool_commit_seconds", Help: "Time from the start of a batch to its successful write.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		PendingRemark: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "underpool_pool_pending_remark_addresses",
+			Help: "Addresses this node's Endpoints hold that could not be re-marked in their pool, by pool and reason (invalid_spec, corrupt_status, write_failed); the pool hands nothing out meanwhile."},
+			[]string{"pool", "reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Commits, m.Conflicts, m.BatchSize, m.CommitDelay)
+		reg.MustRegister(m.Commits, m.Conflicts, m.BatchSize, m.CommitDelay, m.PendingRemark)
 	}
 	return m
 }

@@ -39,6 +39,7 @@ const (
 	opRelease
 	opEnsure
 	opQuarantine
+	opRemark // no change of its own: it waits for the pool's pending re-mark
 )
 
 type poolOp struct {
@@ -71,6 +72,12 @@ type poolQueue struct {
 	parsedGen int64
 	parsed    *allocator.Pool
 	cursor    uint64
+
+	// remark are addresses this node's Endpoints hold that the pool could not be shown
+	// yet (its spec did not parse, its status was corrupt, the write failed). Every commit
+	// of the pool marks them first and nothing is handed out from it until that succeeds:
+	// serving it before could hand out an address an Endpoint holds. Guarded by Pools.mu.
+	remark []netip.Addr
 }
 
 // Pools commits pool status changes.
@@ -81,10 +88,14 @@ type Pools struct {
 	Log     *zap.Logger
 	Metrics *Metrics
 	// Blocked returns offsets of the pool that must not be handed out (reserved addresses).
-	Blocked func(*allocator.Pool) allocator.RunSet
+	// An error fails the batch's allocations: not knowing what is reserved is no reason to
+	// hand it out. Addresses other pools share are blocked besides, always (overlap.go).
+	Blocked func(context.Context, *allocator.Pool) (allocator.RunSet, error)
 
 	mu     sync.Mutex
 	queues map[string]*poolQueue
+
+	footprints footprintCache
 }
 
 // Allocate takes the next free address of the pool.
@@ -121,6 +132,42 @@ func (p *Pools) Ensure(ctx context.Context, pool string, addrs []netip.Addr) ([]
 	return r.lost, r.err
 }
 
+// Remark marks addrs allocated, like Ensure, and keeps them pending when that fails: until
+// a later commit of the pool marks them, the pool hands nothing out (see poolQueue.remark).
+// Every commit of the pool retries, and RetryRemarks does so for idle pools.
+func (p *Pools) Remark(ctx context.Context, pool string, addrs []netip.Addr) ([]netip.Addr, error) {
+	p.mu.Lock()
+	q := p.queueLocked(pool)
+	q.remark = append(q.remark, addrs...)
+	p.mu.Unlock()
+	r := p.submit(ctx, pool, &poolOp{kind: opRemark})
+	return r.lost, r.err
+}
+
+// PendingRemarks names the pools with addresses still waiting to be re-marked.
+func (p *Pools) PendingRemarks() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var names []string
+	for name, q := range p.queues {
+		if len(q.remark) > 0 {
+			names = append(names, name)
+		}
+	}
+	return names
+}
+
+// RetryRemarks commits every pool with pending re-marks and returns what still fails.
+func (p *Pools) RetryRemarks(ctx context.Context) map[string]error {
+	failed := map[string]error{}
+	for _, name := range p.PendingRemarks() {
+		if r := p.submit(ctx, name, &poolOp{kind: opRemark}); r.err != nil {
+			failed[name] = r.err
+		}
+	}
+	return failed
+}
+
 // View returns the parsed spec of a pool from the cache, for routes and gateways.
 func (p *Pools) View(ctx context.Context, name string) (*allocator.Pool, error) {
 	var obj v1.IPPool
@@ -136,14 +183,7 @@ func (p *Pools) View(ctx context.Context, name string) (*allocator.Pool, error) 
 func (p *Pools) submit(ctx context.Context, pool string, op *poolOp) opResult {
 	op.done = make(chan opResult, 1)
 	p.mu.Lock()
-	if p.queues == nil {
-		p.queues = map[string]*poolQueue{}
-	}
-	q := p.queues[pool]
-	if q == nil {
-		q = &poolQueue{}
-		p.queues[pool] = q
-	}
+	q := p.queueLocked(pool)
 	q.pending = append(q.pending, op)
 	if !q.running {
 		q.running = true
@@ -153,6 +193,18 @@ func (p *Pools) submit(ctx context.Context, pool string, op *poolOp) opResult {
 	}
 	p.mu.Unlock()
 	return <-op.done
+}
+
+func (p *Pools) queueLocked(pool string) *poolQueue {
+	if p.queues == nil {
+		p.queues = map[string]*poolQueue{}
+	}
+	q := p.queues[pool]
+	if q == nil {
+		q = &poolQueue{}
+		p.queues[pool] = q
+	}
+	return q
 }
 
 func (p *Pools) drain(ctx context.Context, pool string, q *poolQueue) {
@@ -173,8 +225,15 @@ func (p *Pools) drain(ctx context.Context, pool string, q *poolQueue) {
 // commit applies a batch of operations to the pool and writes its status once.
 func (p *Pools) commit(ctx context.Context, name string, q *poolQueue, ops []*poolOp) {
 	start := time.Now()
+	// a pending re-mark goes first in the batch: its addresses are marked in the same
+	// write as (and so before) anything the batch hands out, or the batch fails whole
+	remark := p.remarkOp(q)
+	if remark != nil {
+		ops = append([]*poolOp{remark}, ops...)
+		defer p.remarkDone(name, q, remark)
+	}
 	for attempt := 1; ; attempt++ {
-		obj, err := p.current(ctx, name, q)
+		obj, specCached, err := p.current(ctx, name, q)
 		if err != nil {
 			finish(ops, make([]opResult, len(ops)), err)
 			return
@@ -189,17 +248,32 @@ func (p *Pools) commit(ctx context.Context, name string, q *poolQueue, ops []*po
 		}
 		pool, err := p.parse(obj, q)
 		if err != nil {
-			finish(ops, make([]opResult, len(ops)), fmt.Errorf("IPPool %s is invalid: %w", name, err))
+			finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonInvalidSpec, Err: err})
 			return
 		}
 		allocated, err := allocator.ParseRunSet(obj.Status.Allocated)
 		if err != nil {
-			finish(ops, make([]opResult, len(ops)), fmt.Errorf("IPPool %s status.allocated is corrupt: %w", name, err))
+			finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonCorruptStatus, Err: err})
 			return
+		}
+		var blocked allocator.RunSet
+		if hasAllocation(ops) {
+			if blocked, err = p.blocked(ctx, pool, specCached); err != nil {
+				// fail closed: an allocation that cannot know what is off limits gets nothing
+				refuseAllocationsWith(ops, fmt.Errorf("IPPool %s: %w", name, err))
+				if ops = releasesOnly(ops); len(ops) == 0 {
+					return
+				}
+			}
 		}
 		st := &allocator.State{Pool: pool, Allocated: allocated, Cursor: q.cursor}
 		quarantined, qChanged := liveQuarantine(obj.Status.Quarantined, time.Now())
-		results, changed := p.apply(st, ops, &quarantined)
+		results, changed := p.apply(st, ops, blocked, &quarantined)
+		for i, op := range ops {
+			if op.kind == opRemark && remark != nil {
+				results[i].lost = results[0].lost // the re-mark this op waited for
+			}
+		}
 		changed = changed || qChanged
 		total, count := pool.TotalCount(), int64(st.Allocated.Count())
 		if !changed && obj.Status.TotalIPCount == total && obj.Status.AllocatedIPCount == count {
@@ -235,11 +309,8 @@ func (p *Pools) commit(ctx context.Context, name string, q *poolQueue, ops []*po
 }
 
 // apply runs each operation on the state; decisions are only final once written.
-func (p *Pools) apply(st *allocator.State, ops []*poolOp, quarantined *[]v1.QuarantinedIP) ([]opResult, bool) {
-	var blocked allocator.RunSet
-	if p.Blocked != nil {
-		blocked = p.Blocked(st.Pool).Clone()
-	}
+func (p *Pools) apply(st *allocator.State, ops []*poolOp, blocked allocator.RunSet, quarantined *[]v1.QuarantinedIP) ([]opResult, bool) {
+	blocked = blocked.Clone()
 	for _, q := range *quarantined {
 		if a, err := netip.ParseAddr(q.IP); err == nil {
 			if o, ok := st.Pool.Offset(a); ok {
@@ -283,25 +354,28 @@ func (p *Pools) apply(st *allocator.State, ops []*poolOp, quarantined *[]v1.Quar
 }
 
 // current returns the newest known pool object: the informer's copy, or this process'
-// own last write when the informer has not caught up with it yet.
-func (p *Pools) current(ctx context.Context, name string, q *poolQueue) (*v1.IPPool, error) {
+// own last write when the informer has not caught up with it yet. specCached says whether
+// the informer has seen this spec: when it has not, what the informer knows of other pools
+// may predate it, and overlaps are checked against the API instead (overlap.go).
+func (p *Pools) current(ctx context.Context, name string, q *poolQueue) (obj *v1.IPPool, specCached bool, err error) {
 	cached := &v1.IPPool{}
-	err := p.Cache.Get(ctx, client.ObjectKey{Name: name}, cached)
+	err = p.Cache.Get(ctx, client.ObjectKey{Name: name}, cached)
+	specCached = err == nil
 	if apierrors.IsNotFound(err) {
 		// the cache may lag a just-created pool: ask the API before giving up
 		if err = p.API.Get(ctx, client.ObjectKey{Name: name}, cached); apierrors.IsNotFound(err) {
 			q.latest = nil
-			return nil, fmt.Errorf("%w: %s", ErrPoolNotFound, name)
+			return nil, false, fmt.Errorf("%w: %s", ErrPoolNotFound, name)
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading IPPool %s: %w", name, err)
+		return nil, false, fmt.Errorf("reading IPPool %s: %w", name, err)
 	}
 	if q.latest != nil && q.latest.UID == cached.UID && newer(q.latest.ResourceVersion, cached.ResourceVersion) {
-		return q.latest, nil
+		return q.latest, specCached && q.latest.Generation == cached.Generation, nil
 	}
 	q.latest = nil
-	return cached, nil
+	return cached, specCached, nil
 }
 
 // newer compares resourceVersions numerically. They are opaque by contract; a wrong guess
@@ -365,10 +439,12 @@ func hasAllocation(ops []*poolOp) bool {
 
 // refuseAllocations answers the allocations of a batch with ErrPoolDeleting, leaving the
 // other operations unanswered (they are committed next).
-func refuseAllocations(ops []*poolOp) {
+func refuseAllocations(ops []*poolOp) { refuseAllocationsWith(ops, ErrPoolDeleting) }
+
+func refuseAllocationsWith(ops []*poolOp, err error) {
 	for _, op := range ops {
 		if op.kind == opAllocate || op.kind == opAllocateExact {
-			op.done <- opResult{err: ErrPoolDeleting}
+			op.done <- opResult{err: err}
 		}
 	}
 }

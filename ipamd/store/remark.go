@@ -1,0 +1,87 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Reasons a pool cannot be used, as metric labels.
+const (
+	ReasonInvalidSpec   = "invalid_spec"
+	ReasonCorruptStatus = "corrupt_status"
+	ReasonWriteFailed   = "write_failed"
+)
+
+// UnusableError says a pool hands nothing out until an operator repairs it. Only requests
+// that need this pool fail; selection moves on to the next candidate.
+type UnusableError struct {
+	Pool   string
+	Reason string // ReasonInvalidSpec or ReasonCorruptStatus
+	Err    error
+}
+
+func (e *UnusableError) Error() string {
+	if e.Reason == ReasonCorruptStatus {
+		return fmt.Sprintf("IPPool %s status.allocated is corrupt (%v); nothing is handed out from it until it is repaired: "+
+			"write back the offsets its Endpoints hold (kubectl edit ippool %s --subresource=status) or delete the pool once no pod uses it",
+			e.Pool, e.Err, e.Pool)
+	}
+	return fmt.Sprintf("IPPool %s is invalid (%v); nothing is handed out from it until its spec is fixed (kubectl edit ippool %s)",
+		e.Pool, e.Err, e.Pool)
+}
+
+func (e *UnusableError) Unwrap() error { return e.Err }
+
+// reasonOf classifies a failed re-mark for the metric.
+func reasonOf(err error) string {
+	var u *UnusableError
+	if errors.As(err, &u) {
+		return u.Reason
+	}
+	return ReasonWriteFailed
+}
+
+// remarkOp is the ensure of the pool's pending re-mark, or nil when none is pending.
+func (p *Pools) remarkOp(q *poolQueue) *poolOp {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(q.remark) == 0 {
+		return nil
+	}
+	return &poolOp{kind: opEnsure, addrs: append([]netip.Addr(nil), q.remark...), done: make(chan opResult, 1)}
+}
+
+// remarkDone drops the re-mark a batch carried once it is committed (or its pool is gone:
+// a pool that no longer exists hands nothing out), and keeps the metric saying which pools
+// wait for one.
+func (p *Pools) remarkDone(name string, q *poolQueue, op *poolOp) {
+	var r opResult
+	select {
+	case r = <-op.done: // every path of commit answers every op of its batch
+	default:
+		return
+	}
+	done := r.err == nil || errors.Is(r.err, ErrPoolNotFound)
+	p.mu.Lock()
+	if done {
+		q.remark = q.remark[len(op.addrs):] // it only grew meanwhile
+		if len(q.remark) == 0 {
+			q.remark = nil
+		}
+	}
+	p.mu.Unlock()
+	p.Metrics.PendingRemark.DeletePartialMatch(prometheus.Labels{"pool": name})
+	switch {
+	case r.err == nil:
+		p.Log.Info("re-marked the addresses this node's Endpoints hold; the pool serves again",
+			zap.String("pool", name), zap.Int("addresses", len(op.addrs)), zap.Int("lost", len(r.lost)))
+	case done:
+		p.Log.Warn("endpoints hold addresses of a pool that is gone", zap.String("pool", name), zap.Int("addresses", len(op.addrs)))
+	default:
+		p.Metrics.PendingRemark.WithLabelValues(name, reasonOf(r.err)).Set(float64(len(op.addrs)))
+	}
+}
