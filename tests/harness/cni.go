@@ -29,6 +29,11 @@ type CNI struct {
 	// Stderr receives what plugins print on stderr; nil means os.Stderr.
 	// (Plugins log to files; stdout carries the result and must stay clean.)
 	Stderr io.Writer
+	// Env are extra KEY=VALUE entries appended to every plugin's environment,
+	// after ours and libcni's, so they win. A node's runtime sets such things
+	// (UNDERPOOL_IPAMD_SOCKET: this node's ipamd); multus passes them on to
+	// its delegates.
+	Env []string
 }
 
 // Runtime is what a container runtime knows about one attachment.
@@ -110,6 +115,9 @@ func (c *CNI) prepare(conflist []byte) (*libcni.CNIConfig, *libcni.NetworkConfig
 	if c.NodeNetNS != "" {
 		exec = &nsenterExec{netns: c.NodeNetNS, stderr: stderr}
 	}
+	if len(c.Env) > 0 {
+		exec = &envExec{Exec: exec, env: c.Env}
+	}
 	return libcni.NewCNIConfigWithCacheDir(c.BinDirs, c.CacheDir, exec), list, nil
 }
 
@@ -140,4 +148,15 @@ func (rt Runtime) conf() *libcni.RuntimeConf {
 		Args:           args,
 		CapabilityArgs: rt.CapabilityArgs,
 	}
+}
+
+// envExec appends fixed entries to the environment libcni built for a plugin.
+// os/exec keeps the last of duplicate keys, so these override inherited ones.
+type envExec struct {
+	invoke.Exec
+	env []string
+}
+
+func (e *envExec) ExecPlugin(ctx context.Context, pluginPath string, stdin []byte, environ []string) ([]byte, error) {
+	return e.Exec.ExecPlugin(ctx, pluginPath, stdin, append(append([]string(nil), environ...), e.env...))
 }
