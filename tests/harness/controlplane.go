@@ -34,11 +34,19 @@ type ControlPlaneOptions struct {
 	// StartTimeout bounds startup, CRD installation included (default 2 min,
 	// generous for a loaded CI machine; a healthy start takes seconds).
 	StartTimeout time.Duration
+	// Lifecycle also starts kube-controller-manager and kube-scheduler, so
+	// Deployments, StatefulSets, namespaces, node health and garbage
+	// collection behave as in a cluster. Pods then need something acting as
+	// their node's kubelet (tests/harness/kubelet) to become Running and to
+	// finish terminating.
+	Lifecycle bool
 }
 
-// ControlPlane is a local etcd + kube-apiserver on 127.0.0.1. There is no
-// scheduler, controller manager or kubelet: objects are stored and served,
-// nothing reconciles them, which is all a CNI plugin and ipamd need.
+// ControlPlane is a local etcd + kube-apiserver on 127.0.0.1. By default there
+// is no scheduler, controller manager or kubelet: objects are stored and
+// served, nothing reconciles them, which is all a CNI plugin and ipamd need.
+// With ControlPlaneOptions.Lifecycle the controller manager and scheduler run
+// too; kubelets are simulated per node by tests/harness/kubelet.
 type ControlPlane struct {
 	// Config is an admin (system:masters) client config.
 	Config *rest.Config
@@ -50,6 +58,8 @@ type ControlPlane struct {
 	// Etcd and APIServer expose the processes, e.g. to read their logs or to
 	// stop the apiserver to test how clients cope with an outage.
 	Etcd, APIServer *Process
+	// ControllerManager and Scheduler are nil unless Lifecycle was set.
+	ControllerManager, Scheduler *Process
 
 	stopOnce sync.Once
 	stopErr  error
@@ -60,7 +70,11 @@ type ControlPlane struct {
 // admin kubeconfig, and installs and waits for the CRDs. On error everything
 // already started is stopped again.
 func StartControlPlane(opts ControlPlaneOptions) (*ControlPlane, error) {
-	if err := EnsureTools("controlplane", "etcd", "kube-apiserver"); err != nil {
+	bins := []string{"etcd", "kube-apiserver"}
+	if opts.Lifecycle {
+		bins = append(bins, lifecycleBinaries...)
+	}
+	if err := EnsureTools("controlplane", bins...); err != nil {
 		return nil, err
 	}
 	if opts.StartTimeout == 0 {
@@ -173,7 +187,13 @@ func (cp *ControlPlane) start(ctx context.Context, opts ControlPlaneOptions) err
 	if err != nil {
 		return err
 	}
-	return InstallCRDs(ctx, cp.Config, append(defaults, extra...))
+	if err := InstallCRDs(ctx, cp.Config, append(defaults, extra...)); err != nil {
+		return err
+	}
+	if opts.Lifecycle {
+		return cp.startLifecycle(ctx, logDir, creds.saKey, cs)
+	}
+	return nil
 }
 
 // Client returns a controller-runtime client knowing the client-go types,
@@ -190,12 +210,13 @@ func (cp *ControlPlane) Client(addToScheme ...func(*runtime.Scheme) error) (clie
 	return client.New(cp.Config, client.Options{Scheme: scheme})
 }
 
-// Stop stops the apiserver, then etcd, then removes Dir. It is safe to call
-// more than once and from StopOnInterrupt and a defer at the same time.
+// Stop stops the scheduler and controller manager (if running), the
+// apiserver, then etcd, then removes Dir. It is safe to call more than once
+// and from StopOnInterrupt and a defer at the same time.
 func (cp *ControlPlane) Stop() error {
 	cp.stopOnce.Do(func() {
 		var errs []error
-		for _, p := range []*Process{cp.APIServer, cp.Etcd} {
+		for _, p := range []*Process{cp.Scheduler, cp.ControllerManager, cp.APIServer, cp.Etcd} {
 			if p != nil {
 				errs = append(errs, p.Stop())
 			}
