@@ -29,6 +29,9 @@ type orphanKey struct {
 type Sweeper struct {
 	Pools *store.Pools
 	Cache client.Reader // informer-backed reads of IPPools and Endpoints
+	// API reads Endpoints uncached before anything is freed: a cache is never evidence
+	// that an address is unheld (an Endpoint written a moment ago may not be in it).
+	API   client.Reader
 	Log   *zap.Logger
 	Freed prometheus.Counter
 	mu    sync.Mutex
@@ -44,15 +47,21 @@ func (s *Sweeper) Sweep(ctx context.Context, now time.Time, grace time.Duration)
 	if err := s.Cache.List(ctx, &eps, client.UnsafeDisableDeepCopy); err != nil {
 		return 0, err
 	}
-	held := map[orphanKey]bool{}
-	for _, ep := range eps.Items {
-		for _, itf := range ep.Status.Interfaces {
-			for _, ip := range itf.IPs {
-				if p, err := netip.ParsePrefix(ip.Address); err == nil {
-					held[orphanKey{ip.Pool, p.Addr()}] = true
-				}
-			}
+	held := heldBy(eps.Items)
+	// confirmed is the uncached view, read once per sweep and only when something is due
+	var confirmed map[orphanKey]bool
+	confirm := func(key orphanKey) (bool, error) {
+		if s.API == nil {
+			return !held[key], nil
 		}
+		if confirmed == nil {
+			var fresh v1.EndpointList
+			if err := s.API.List(ctx, &fresh); err != nil {
+				return false, err
+			}
+			confirmed = heldBy(fresh.Items)
+		}
+		return !confirmed[key], nil
 	}
 	var list v1.IPPoolList
 	if err := s.Cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
@@ -86,6 +95,14 @@ func (s *Sweeper) Sweep(ctx context.Context, now time.Time, grace time.Duration)
 					case !known:
 						s.since[key] = now
 					case now.Sub(since) >= grace:
+						unheld, err := confirm(key)
+						if err != nil {
+							return freed, err
+						}
+						if !unheld {
+							delete(s.since, key) // held after all: the cache lagged
+							break
+						}
 						if err := s.Pools.Release(ctx, pool.Name, key.addr); err != nil {
 							return freed, err
 						}
@@ -109,4 +126,19 @@ func (s *Sweeper) Sweep(ctx context.Context, now time.Time, grace time.Duration)
 		}
 	}
 	return freed, nil
+}
+
+// heldBy returns every (pool, address) the Endpoints hold, detached ones included.
+func heldBy(eps []v1.Endpoint) map[orphanKey]bool {
+	held := map[orphanKey]bool{}
+	for _, ep := range eps {
+		for _, itf := range ep.Status.Interfaces {
+			for _, ip := range itf.IPs {
+				if p, err := netip.ParsePrefix(ip.Address); err == nil {
+					held[orphanKey{ip.Pool, p.Addr()}] = true
+				}
+			}
+		}
+	}
+	return held
 }
