@@ -210,6 +210,10 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 			reasons = append(reasons, name+": no such IPPool")
 		case errors.Is(err, store.ErrPoolDeleting):
 			reasons = append(reasons, name+": being deleted")
+		case errors.As(err, new(*store.UnusableError)):
+			// a corrupt pool fails only itself: say what is wrong and how to fix it, and
+			// move on to the next candidate
+			reasons = append(reasons, err.Error())
 		default:
 			reasons = append(reasons, name+": "+err.Error())
 		}

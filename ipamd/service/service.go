@@ -7,9 +7,6 @@ package service
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -56,47 +53,6 @@ func (s *Service) Ready() (bool, string) {
 func (s *Service) SetNotReady(reason string) {
 	s.notReady.Store(reason)
 	s.ready.Store(false)
-}
-
-// Reconcile marks in their pools every address this node's Endpoints hold, then opens the
-// service. Serving before this could hand out an address whose pool commit was lost.
-// Addresses are grouped by pool and re-marked in one commit per pool, so a node with
-// thousands of attachments is ready after a handful of writes.
-func (s *Service) Reconcile(ctx context.Context) error {
-	eps, err := s.Endpoints.OnNode(ctx, s.Node)
-	if err != nil {
-		return err
-	}
-	byPool := map[string][]netip.Addr{}
-	held := 0
-	for _, ep := range eps {
-		for _, itf := range ep.Status.Interfaces {
-			for _, ip := range itf.IPs {
-				addr, err := netip.ParsePrefix(ip.Address)
-				if err != nil {
-					s.Log.Warn("endpoint holds an unparsable address", zap.String("endpoint", ep.Namespace+"/"+ep.Name), zap.String("ip", ip.Address))
-					continue
-				}
-				held++
-				byPool[ip.Pool] = append(byPool[ip.Pool], addr.Addr())
-			}
-		}
-	}
-	for pool, addrs := range byPool {
-		lost, err := s.Pools.Ensure(ctx, pool, addrs)
-		switch {
-		case errors.Is(err, store.ErrPoolNotFound):
-			s.Log.Warn("endpoints hold addresses of a pool that is gone", zap.String("pool", pool), zap.Int("addresses", len(addrs)))
-		case err != nil:
-			return fmt.Errorf("re-marking %d addresses in pool %s: %w", len(addrs), pool, err)
-		case len(lost) > 0:
-			s.Log.Warn("pool had lost addresses endpoints hold; marked them again", zap.String("pool", pool),
-				zap.Int("count", len(lost)), zap.Stringer("first", lost[0]))
-		}
-	}
-	s.Log.Info("reconciled this node's endpoints", zap.Int("endpoints", len(eps)), zap.Int("addresses", held), zap.Int("pools", len(byPool)))
-	s.ready.Store(true)
-	return nil
 }
 
 // updateEndpoint applies mutate to the newest Endpoint and saves it (see
