@@ -2,11 +2,8 @@ package kubelet_test
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,15 +11,11 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/tests/harness"
-	"github.com/underpool/underpool/tests/harness/kubelet"
 )
 
 // The whole lifecycle on real parts: kube-controller-manager and kube-scheduler, two
@@ -31,104 +24,16 @@ import (
 // become Running and Ready (OrderedReady needs that for web-1), and when the set is deleted
 // they go the way a kubelet lets them go: DEL, netns removed, then the pod object.
 func TestLifecycleSmoke(t *testing.T) {
-	harness.RequireRoot(t)
-	if err := harness.EnsureTools("test", "kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler",
-		"macvlan", "loopback", "multus"); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
-	if err := harness.BuildProjectBinaries(bin); err != nil {
-		t.Fatal(err)
-	}
-	cp, err := harness.StartControlPlane(harness.ControlPlaneOptions{Lifecycle: true, LogDir: filepath.Join(dir, "logs")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cp.Stop() })
-	c, err := cp.Client(v1.AddToScheme)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := startCluster(t, "sim-1", "sim-2")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	defer func() {
-		if t.Failed() {
-			for _, f := range []string{"logs/kube-controller-manager.log", "kubelets.log", "ipamd-sim-1.log", "ipamd-sim-2.log"} {
-				t.Logf("end of %s:\n%s", f, tailFile(filepath.Join(dir, f), 30))
-			}
-		}
-	}()
-
-	parent, err := harness.NewVethPair(harness.UniqueName("kla"), harness.UniqueName("klb"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = parent.Close() })
-	conflist, err := kubelet.MultusConflist(kubelet.MultusConfig{Kubeconfig: cp.KubeconfigPath,
-		BinDirs: []string{bin, harness.CacheBinDir()}, Dir: filepath.Join(dir, "multus")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	logFile, err := os.Create(filepath.Join(dir, "kubelets.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-
-	nodes := map[string]*kubelet.Kubelet{}
-	for _, node := range []string{"sim-1", "sim-2"} {
-		ipamdOpts := harness.DefaultIpamdOptions(bin, cp.KubeconfigPath, node, dir)
-		kl, err := kubelet.New(kubelet.Config{
-			NodeName: node, RestConfig: cp.Config, Conflist: conflist, IpamdSocket: ipamdOpts.Socket,
-			CNI: harness.CNI{BinDirs: []string{bin, harness.CacheBinDir()}, CacheDir: filepath.Join(dir, "cni-cache"), Stderr: logFile},
-			Log: logFile,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		// the Node is registered by Start, before its ipamd starts (ipamd reads its Node)
-		if err := kl.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = kl.Close() })
-		nodes[node] = kl
-		ipamdOpts.ExtraArgs = []string{"--gc-interval=0"}
-		d, err := harness.StartIpamd(ipamdOpts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = d.Stop() })
-	}
-
-	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "smoke"}, Spec: v1.IPPoolSpec{Subnet: "10.250.240.0/24"}}
-	if err := c.Create(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	c := cl.c
+	pool := cl.newPool(t, ctx, "smoke", "10.250.240.0/24")
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "smoke"}}
 	if err := c.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	// The NAD names no socket that matters: each node's stand-in gives its plugins
-	// UNDERPOOL_IPAMD_SOCKET, so this one must never be dialled.
-	nadConf, _ := json.Marshal(map[string]any{
-		"cniVersion": "1.0.0", "name": "underlay",
-		"plugins": []any{map[string]any{
-			"type":             "underpool",
-			"delegate":         map[string]any{"type": "macvlan", "master": parent.A, "mode": "bridge"},
-			"ipam":             map[string]any{"socket": "/nonexistent/ipamd.sock", "ipv4Pools": []string{pool.Name}},
-			"logFile":          filepath.Join(dir, "plugin.log"),
-			"hostConnectivity": map[string]any{"enabled": false}, // plugins run in the root netns
-		}},
-	})
-	nad := &unstructured.Unstructured{}
-	nad.SetGroupVersionKind(schema.GroupVersionKind{Group: "k8s.cni.cncf.io", Version: "v1", Kind: "NetworkAttachmentDefinition"})
-	nad.SetNamespace(ns.Name)
-	nad.SetName("underlay")
-	nad.Object["spec"] = map[string]any{"config": string(nadConf)}
-	if err := c.Create(ctx, nad); err != nil {
-		t.Fatal(err)
-	}
+	cl.newNAD(t, ctx, ns.Name, "underlay", pool.Name)
 
 	labels := map[string]string{"app": "web"}
 	sts := &appsv1.StatefulSet{
@@ -154,12 +59,9 @@ func TestLifecycleSmoke(t *testing.T) {
 	if err := c.Create(ctx, sts); err != nil {
 		t.Fatal(err)
 	}
-	if err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		err := c.Get(ctx, client.ObjectKeyFromObject(sts), sts)
-		return err == nil && sts.Status.ReadyReplicas == 2, nil
-	}); err != nil {
-		t.Fatalf("StatefulSet never had 2 ready replicas (status %+v): %v", sts.Status, err)
-	}
+	eventually(t, ctx, "StatefulSet with 2 ready replicas", func(ctx context.Context) bool {
+		return c.Get(ctx, client.ObjectKeyFromObject(sts), sts) == nil && sts.Status.ReadyReplicas == 2
+	})
 
 	var eps v1.EndpointList
 	if err := c.List(ctx, &eps, client.InNamespace(ns.Name)); err != nil {
@@ -179,7 +81,7 @@ func TestLifecycleSmoke(t *testing.T) {
 			t.Fatalf("both pods on %s despite anti-affinity", pod.Spec.NodeName)
 		}
 		used[pod.Spec.NodeName] = true
-		kl := nodes[pod.Spec.NodeName]
+		kl := cl.nodes[pod.Spec.NodeName]
 		if kl == nil {
 			t.Fatalf("%s bound to unknown node %q", name, pod.Spec.NodeName)
 		}
@@ -200,30 +102,22 @@ func TestLifecycleSmoke(t *testing.T) {
 	if err := c.Delete(ctx, sts); err != nil {
 		t.Fatal(err)
 	}
-	if err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	eventually(t, ctx, "pods and sandboxes gone after the StatefulSet was deleted", func(ctx context.Context) bool {
 		var pods corev1.PodList
 		if err := c.List(ctx, &pods, client.InNamespace(ns.Name)); err != nil {
-			return false, nil
+			return false
 		}
-		live := len(nodes["sim-1"].Sandboxes()) + len(nodes["sim-2"].Sandboxes())
-		return len(pods.Items) == 0 && live == 0, nil
-	}); err != nil {
-		t.Fatalf("pods or sandboxes remain after the StatefulSet was deleted: %v", err)
-	}
+		return len(pods.Items) == 0 && len(cl.nodes["sim-1"].Sandboxes())+len(cl.nodes["sim-2"].Sandboxes()) == 0
+	})
 	for _, p := range netnsPaths {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("pod netns %s still exists (%v)", p, err)
 		}
 	}
 	// DEL ran for both: the addresses went back and ipamd dropped the Endpoints
-	if err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		if err := c.List(ctx, &eps, client.InNamespace(ns.Name)); err != nil {
-			return false, nil
-		}
-		return len(eps.Items) == 0, nil
-	}); err != nil {
-		t.Fatalf("Endpoints remain after the pods went: %+v", eps.Items)
-	}
+	eventually(t, ctx, "Endpoints gone after the pods went", func(ctx context.Context) bool {
+		return c.List(ctx, &eps, client.InNamespace(ns.Name)) == nil && len(eps.Items) == 0
+	})
 }
 
 // endpointAddress is the net1 IPv4 address the pod's Endpoint records, from pool.
@@ -243,16 +137,4 @@ func endpointAddress(t *testing.T, eps []v1.Endpoint, pod, pool string) string {
 	}
 	t.Fatalf("no Endpoint records net1 of %s from pool %s: %+v", pod, pool, eps)
 	return ""
-}
-
-func tailFile(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return fmt.Sprintln(strings.Join(lines, "\n"))
 }

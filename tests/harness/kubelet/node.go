@@ -87,8 +87,8 @@ func (k *Kubelet) updateNodeStatus(ctx context.Context) error {
 			MachineID: k.cfg.NodeName, SystemUUID: k.cfg.NodeName, BootID: k.cfg.NodeName,
 			KernelVersion: "simulated", OSImage: "underpool kubelet stand-in",
 			ContainerRuntimeVersion: "standin://1.0.0",
-			KubeletVersion:          kubeletVersion, KubeProxyVersion: kubeletVersion,
-			OperatingSystem: "linux", Architecture: runtime.GOARCH,
+			KubeletVersion:          kubeletVersion,
+			OperatingSystem:         "linux", Architecture: runtime.GOARCH,
 		}
 		_, err = k.cs.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{})
 		return err
