@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -25,9 +26,17 @@ import (
 // template names a Subnet: carved from it, sized to the replicas (+N), resized as the
 // workload scales, and deleted (or kept, ippool-reclaim: "false") when the workload goes.
 type appPools struct {
-	c      client.Client
+	c client.Client
+	// api reads pools uncached: the cache lags this controller's own creates, and a pool
+	// carved from a stale list would overlap the one created a moment before
+	api    client.Reader
 	kind   string // Deployment or StatefulSet
 	events events.EventRecorder
+	// carving is shared by the Deployment and StatefulSet reconcilers: one carve at a time
+	// (list, decide, create or update), so this controller never writes two pools that
+	// share an address. One lock for every Subnet, not one per Subnet: Subnets may overlap,
+	// and a carve is one list and one write.
+	carving *sync.Mutex
 }
 
 func (r *appPools) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
@@ -83,13 +92,15 @@ func (r *appPools) get(ctx context.Context, req reconcile.Request) (client.Objec
 
 func (r *appPools) ensurePool(ctx context.Context, w apppool.Workload, ifName string, family v1.IPFamily, subnetName string, size int,
 	reclaim bool, selector *metav1.LabelSelector) error {
+	r.carving.Lock()
+	defer r.carving.Unlock()
 	subnet := &v1.Subnet{}
-	if err := r.c.Get(ctx, client.ObjectKey{Name: subnetName}, subnet); err != nil {
+	if err := r.api.Get(ctx, client.ObjectKey{Name: subnetName}, subnet); err != nil {
 		return fmt.Errorf("reading Subnet %s: %w", subnetName, err)
 	}
 	var pools v1.IPPoolList
-	if err := r.c.List(ctx, &pools); err != nil {
-		return err
+	if err := r.api.List(ctx, &pools); err != nil {
+		return fmt.Errorf("listing IPPools to carve from Subnet %s: %w", subnetName, err)
 	}
 	name := w.PoolNameFor(ifName, family)
 	var current *v1.IPPool

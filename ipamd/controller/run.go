@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/go-logr/zapr"
@@ -125,12 +126,19 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		return err
 	}
 	events := mgr.GetEventRecorder("underpool-controller")
+	carving := &sync.Mutex{}
 	if err := builder.ControllerManagedBy(mgr).Named("app-pools-deployments").For(&appsv1.Deployment{}).
-		Complete(&appPools{c: mgr.GetClient(), kind: "Deployment", events: events}); err != nil {
+		Complete(&appPools{c: mgr.GetClient(), api: api, kind: "Deployment", events: events, carving: carving}); err != nil {
 		return err
 	}
 	if err := builder.ControllerManagedBy(mgr).Named("app-pools-statefulsets").For(&appsv1.StatefulSet{}).
-		Complete(&appPools{c: mgr.GetClient(), kind: "StatefulSet", events: events}); err != nil {
+		Complete(&appPools{c: mgr.GetClient(), api: api, kind: "StatefulSet", events: events, carving: carving}); err != nil {
+		return err
+	}
+	if err := builder.ControllerManagedBy(mgr).Named("pool-overlaps").
+		Watches(&v1.IPPool{}, handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+			return []reconcile.Request{{}} // one key: every pool is compared with every other
+		})).Complete(&overlapReport{c: mgr.GetClient(), events: events}); err != nil {
 		return err
 	}
 	if opts.OrphanInterval > 0 {

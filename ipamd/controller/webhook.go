@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -32,8 +33,13 @@ func (v *poolValidator) ValidateCreate(ctx context.Context, p *v1.IPPool) (admis
 }
 
 func (v *poolValidator) ValidateUpdate(ctx context.Context, old, p *v1.IPPool) (admission.Warnings, error) {
-	if p.DeletionTimestamp != nil {
-		return nil, nil // finalizer bookkeeping on a pool being deleted
+	// An update that keeps the spec (finalizers, labels; status is a subresource this
+	// webhook never sees) adds no address, and refusing it over an overlap that already
+	// exists would only keep a finalizer from being added or a deleted pool from going.
+	// Any spec change is checked, of a pool being deleted too: it still holds addresses,
+	// and ipamd blocks whatever it covers until it is gone.
+	if equality.Semantic.DeepEqual(old.Spec, p.Spec) {
+		return nil, nil
 	}
 	others, err := v.others(ctx)
 	if err != nil {

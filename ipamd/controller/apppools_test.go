@@ -1,0 +1,177 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/underpool/underpool/ipamd/allocator"
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/apppool"
+)
+
+func testScheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, v1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return scheme
+}
+
+func workloads(n int) []client.Object {
+	tmpl := func() appsv1.DeploymentSpec {
+		return appsv1.DeploymentSpec{Replicas: ptr.To[int32](2), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"a": "b"}}}
+	}
+	objs := []client.Object{&v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Spec: v1.SubnetSpec{Subnet: "10.0.0.0/24", Gateway: "10.0.0.1"}}}
+	ann := map[string]string{apppool.AnnotationSubnet: `{"ipv4":["s"]}`, apppool.AnnotationIPNumber: "10"}
+	for i := range n {
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("d%d", i)}, Spec: tmpl()}
+		d.Spec.Template.Annotations = ann
+		s := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("s%d", i)},
+			Spec: appsv1.StatefulSetSpec{Replicas: ptr.To[int32](2), Selector: tmpl().Selector}}
+		s.Spec.Template.Annotations = ann
+		objs = append(objs, d, s)
+	}
+	return objs
+}
+
+// requireDisjoint fails when two pools share an address.
+func requireDisjoint(t *testing.T, c client.Reader, want int) {
+	t.Helper()
+	var list v1.IPPoolList
+	if err := c.List(context.Background(), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != want {
+		t.Fatalf("%d pools, want %d", len(list.Items), want)
+	}
+	for i := range list.Items {
+		a, _ := allocator.FootprintOf(list.Items[i].Name, &list.Items[i].Spec)
+		for j := i + 1; j < len(list.Items); j++ {
+			b, _ := allocator.FootprintOf(list.Items[j].Name, &list.Items[j].Spec)
+			if addr, shared := allocator.FirstShared(a, b); shared {
+				t.Errorf("pools %s and %s share %s", list.Items[i].Name, list.Items[j].Name, addr)
+			}
+		}
+	}
+}
+
+// The Deployment and StatefulSet reconcilers carve from one Subnet at the same moment;
+// listing is slow, so without one lock across both every carve would see the same free
+// addresses. The pools come out disjoint.
+func TestConcurrentCarvingYieldsDisjointPools(t *testing.T) {
+	slowList := interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		err := c.List(ctx, list, opts...)
+		if _, ok := list.(*v1.IPPoolList); ok {
+			time.Sleep(20 * time.Millisecond) // a slow apiserver: the window a second carve would race in
+		}
+		return err
+	}}
+	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(workloads(3)...).WithInterceptorFuncs(slowList).Build()
+	carving := &sync.Mutex{}
+	rec := events.NewFakeRecorder(100)
+	deployments := &appPools{c: api, api: api, kind: "Deployment", events: rec, carving: carving}
+	statefulsets := &appPools{c: api, api: api, kind: "StatefulSet", events: rec, carving: carving}
+	var wg sync.WaitGroup
+	for i := range 3 {
+		for _, r := range []*appPools{deployments, statefulsets} {
+			name := fmt.Sprintf("d%d", i)
+			if r.kind == "StatefulSet" {
+				name = fmt.Sprintf("s%d", i)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: name}}); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	requireDisjoint(t, api, 6)
+}
+
+// The carve reads pools from the API, not from the cache, which lags the controller's own
+// creates: a second workload carved right after the first gets other addresses.
+func TestCarvingReadsPoolsFromTheAPI(t *testing.T) {
+	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(workloads(1)...).Build()
+	stale := interceptor.NewClient(api, interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		if _, ok := list.(*v1.IPPoolList); ok {
+			return nil // an informer that has not seen any pool yet
+		}
+		return c.List(ctx, list, opts...)
+	}})
+	carving := &sync.Mutex{}
+	rec := events.NewFakeRecorder(100)
+	for _, r := range []*appPools{{c: stale, api: api, kind: "Deployment", events: rec, carving: carving},
+		{c: stale, api: api, kind: "StatefulSet", events: rec, carving: carving}} {
+		name := map[string]string{"Deployment": "d0", "StatefulSet": "s0"}[r.kind]
+		if _, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: name}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requireDisjoint(t, api, 2)
+}
+
+// Pools that share addresses are reported on both, once, with the first shared address,
+// and counted in underpool_pools_overlapping.
+func TestOverlapReportWarnsOnBothPools(t *testing.T) {
+	a := pool("a", "10.0.0.0/24", "10.0.0.10-10.0.0.20")
+	b := pool("b", "10.0.0.0/16", "10.0.0.18-10.0.0.30")
+	c := pool("c", "10.0.0.0/24", "10.0.0.40-10.0.0.50")
+	broken := pool("broken", "10.1.0.0/28", "10.9.9.9")
+	d := pool("d", "10.1.0.0/24", "10.1.0.5")
+	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(&a, &b, &c, &broken, &d).Build()
+	rec := events.NewFakeRecorder(10)
+	r := &overlapReport{c: api, events: rec}
+	if _, err := r.Reconcile(context.Background(), reconcile.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for len(rec.Events) > 0 {
+		got = append(got, <-rec.Events)
+	}
+	want := []string{
+		"Warning PoolsOverlap shares addresses with IPPool b, the first 10.0.0.18",
+		"Warning PoolsOverlap shares addresses with IPPool a, the first 10.0.0.18",
+		"Warning PoolsOverlap shares addresses with IPPool d, the first 10.1.0.5",
+		"Warning PoolsOverlap shares addresses with IPPool broken, the first 10.1.0.5",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("events %q", got)
+	}
+	for _, w := range want {
+		found := false
+		for _, g := range got {
+			found = found || len(g) >= len(w) && g[:len(w)] == w
+		}
+		if !found {
+			t.Errorf("no event %q in %q", w, got)
+		}
+	}
+	if v := testutil.ToFloat64(poolsOverlapping); v != 4 {
+		t.Errorf("underpool_pools_overlapping = %v, want 4", v)
+	}
+	if _, err := r.Reconcile(context.Background(), reconcile.Request{}); err != nil || len(rec.Events) != 0 {
+		t.Errorf("a second pass repeated the events (%d) or failed: %v", len(rec.Events), err)
+	}
+}
