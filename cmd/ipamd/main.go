@@ -46,6 +46,7 @@ func main() {
 	flag.StringVar(&ctl.LeaderElectionNamespace, "leader-election-namespace", "underpool-system", "controller mode: namespace of the leader lease; empty disables leader election")
 	flag.DurationVar(&ctl.OrphanInterval, "orphan-interval", time.Minute, "controller mode: how often pool addresses no Endpoint holds are looked for; 0 disables")
 	flag.DurationVar(&ctl.OrphanGrace, "orphan-grace", 2*time.Minute, "controller mode: an address unheld this long (seen in two sweeps) is freed")
+	flag.StringVar(&ctl.MetricsAddress, "metrics-address", "", "controller mode: address for /metrics (e.g. underpool_pools_overlapping); empty disables")
 	flag.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	_ = flag.Parse(os.Args[1:])
 	opts.QPS = float32(*qps)

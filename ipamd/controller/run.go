@@ -49,6 +49,8 @@ type Options struct {
 	// disables leader election (a single replica).
 	LeaderElectionNamespace string
 	HealthAddress           string
+	// MetricsAddress serves /metrics (controller-runtime's registry); empty disables.
+	MetricsAddress string
 	// OrphanInterval is how often pool addresses no Endpoint holds are looked for (0: never);
 	// one seen unheld for OrphanGrace is freed.
 	OrphanInterval, OrphanGrace time.Duration
@@ -92,9 +94,13 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	if err := ca.writeServing(opts.CertDir, hosts); err != nil {
 		return fmt.Errorf("making the webhook certificate: %w", err)
 	}
+	metricsAddress := opts.MetricsAddress
+	if metricsAddress == "" {
+		metricsAddress = "0" // controller-runtime's "off"
+	}
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
 		Scheme:                  scheme,
-		Metrics:                 metricsserver.Options{BindAddress: "0"},
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddress},
 		HealthProbeBindAddress:  opts.HealthAddress,
 		LeaderElection:          opts.LeaderElectionNamespace != "",
 		LeaderElectionID:        "underpool-controller",
