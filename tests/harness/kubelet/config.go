@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/rest"
 
+	"github.com/underpool/underpool/chain"
 	"github.com/underpool/underpool/tests/harness"
 )
 
@@ -22,8 +23,8 @@ import (
 const IgnoreSIGTERMAnnotation = "kubelet.underpool.test/ignore-sigterm"
 
 // IpamdSocketEnv is the variable the underpool plugin reads for its node's
-// ipamd socket (chain.SocketEnv); the stand-in sets it for every plugin it runs.
-const IpamdSocketEnv = "UNDERPOOL_IPAMD_SOCKET"
+// ipamd socket; the stand-in sets it for every plugin it runs.
+const IpamdSocketEnv = chain.SocketEnv
 
 // Config describes one simulated node.
 type Config struct {

@@ -38,6 +38,7 @@ type Kubelet struct {
 // runState is what one Start..Stop period owns; a restart builds a new one,
 // as a restarted kubelet re-lists everything.
 type runState struct {
+	ctx    context.Context // ends with Stop
 	cancel context.CancelFunc
 	queue  workqueue.TypedRateLimitingInterface[string]
 	pods   corelisters.PodLister
@@ -103,6 +104,7 @@ func (k *Kubelet) Start() error {
 		return err
 	}
 	run := &runState{
+		ctx:    ctx,
 		cancel: cancel,
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			// a failed sandbox is retried after 1 s, 2 s, 4 s, ... up to 10 s,

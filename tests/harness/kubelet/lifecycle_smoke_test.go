@@ -89,7 +89,7 @@ func TestLifecycleSmoke(t *testing.T) {
 		if !ok || sb.PodUID != pod.UID || len(sb.ContainerID) != 64 {
 			t.Fatalf("%s: sandbox %+v (found %v), want one for UID %s", name, sb, ok, pod.UID)
 		}
-		addr := endpointAddress(t, eps.Items, name, pool.Name)
+		addr := endpointAddress(t, eps.Items, name, pool.Name, pod.Spec.NodeName)
 		if !strings.HasPrefix(addr, "10.250.240.") {
 			t.Fatalf("%s: net1 address %s not from pool %s", name, addr, pool.Name)
 		}
@@ -120,12 +120,17 @@ func TestLifecycleSmoke(t *testing.T) {
 	})
 }
 
-// endpointAddress is the net1 IPv4 address the pod's Endpoint records, from pool.
-func endpointAddress(t *testing.T, eps []v1.Endpoint, pod, pool string) string {
+// endpointAddress is the net1 IPv4 address the pod's Endpoint records, from pool. The
+// Endpoint must name node: the pod's own node's ipamd served it (UNDERPOOL_IPAMD_SOCKET
+// reached the plugin through multus), not some other node's.
+func endpointAddress(t *testing.T, eps []v1.Endpoint, pod, pool, node string) string {
 	t.Helper()
 	for _, ep := range eps {
 		if ep.Name != pod {
 			continue
+		}
+		if ep.Status.Node != node {
+			t.Fatalf("Endpoint of %s names node %q, want %q", pod, ep.Status.Node, node)
 		}
 		for _, itf := range ep.Status.Interfaces {
 			for _, ip := range itf.IPs {

@@ -21,6 +21,11 @@ func (k *Kubelet) work(run *runState) {
 		if shutdown {
 			return
 		}
+		// ShutDown still hands out what was queued; a dead kubelet does nothing more
+		if run.ctx.Err() != nil {
+			run.queue.Done(key)
+			continue
+		}
 		after, err := k.syncPod(run, key)
 		switch {
 		case err != nil:
