@@ -52,6 +52,16 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 		return nil, &rpc.Error{Code: rpc.CodeNotHeld, Field: "containerID",
 			Message: fmt.Sprintf("ipamd holds no address for container %s interface %s (pod %s)", req.ContainerID, req.IfName, key)}
 	}
+	if predecessor(ep, in.Pod, req) != nil {
+		// a takeover is decided on the API's copy: the cache may still show a record that
+		// another node has released (and its Endpoint deleted) since
+		if ep, err = s.Endpoints.Fresh(ctx, key); err != nil {
+			return nil, internal("reading Endpoint %s: %v", key, err)
+		}
+		if rec := findInterface(ep, req.ContainerID, req.IfName); rec != nil && rec.Detached == nil {
+			return s.response(ctx, in, rec.IPs)
+		}
+	}
 	if rec := predecessor(ep, in.Pod, req); rec != nil {
 		why := s.notAllowedHere(in, rec)
 		if why == "" {

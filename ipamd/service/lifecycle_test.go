@@ -333,3 +333,29 @@ func TestRecyclingReclaimsWhatNoOneWillTakeOver(t *testing.T) {
 		w.requireAllocated("q", 1)
 	})
 }
+
+// A takeover is decided on the API's copy: a node whose cache still shows a predecessor's
+// record that another node released (scale down, then up) allocates afresh instead of
+// failing forever on a record that is gone.
+func TestStaleCacheOfAReleasedPredecessorDoesNotBlockADD(t *testing.T) {
+	sts := statefulSet("ns", "db", 1, 0)
+	w := newWorld(t, nil, nsObj("ns"), newPoolObj("p", "10.250.1.0/24"), sts)
+	old := podObj("ns", "db-0", "node-a", sts)
+	w.create(old)
+	add(t, w.ipamd("node-b", nil), old, "ctr-1", "p")
+	staleA := w.ipamd("node-a", w.freeze())
+
+	sts.Spec.Replicas = new(int32)
+	if err := w.api.Update(context.Background(), sts); err != nil {
+		t.Fatal(err)
+	}
+	del(t, w.ipamd("node-b", nil), old, "ctr-1")
+	w.deletePod(old)
+	w.requireAllocated("p", 0)
+
+	succ := podObj("ns", "db-0", "node-a", sts)
+	succ.UID = "uid-db-0-2"
+	w.create(succ)
+	add(t, staleA, succ, "ctr-2", "p")
+	w.requireAllocated("p", 1)
+}

@@ -24,6 +24,10 @@ const (
 // maxEndpointAttempts bounds the conflict retries of one Endpoint change.
 const maxEndpointAttempts = 16
 
+// ownWriteLag is how long our own create may stay unseen by the informer before a cache
+// that does not show it is believed (someone deleted the object since).
+const ownWriteLag = 5 * time.Second
+
 // ownWriteTTL is how long a record of our own write is kept for a key nobody reads again;
 // the informer catches up within milliseconds, this only bounds the map.
 const ownWriteTTL = time.Minute
@@ -81,8 +85,13 @@ func (e *Endpoints) Get(ctx context.Context, key client.ObjectKey) (*v1.Endpoint
 	}
 	e.mu.Lock()
 	own, ok := e.latest[key]
-	if ok && cached != nil && !newer(own.ep.ResourceVersion, cached.ResourceVersion) {
+	switch {
+	case ok && cached != nil && !newer(own.ep.ResourceVersion, cached.ResourceVersion):
 		delete(e.latest, key) // the informer has caught up
+		ok = false
+	case ok && cached == nil && time.Since(own.at) > ownWriteLag:
+		// the informer showed our write long ago, and since shows it gone: someone deleted it
+		delete(e.latest, key)
 		ok = false
 	}
 	e.mu.Unlock()
