@@ -17,9 +17,11 @@ import (
 // overlaps from being written, and cannot do more: two concurrent creates both pass its
 // check-then-act, and pools written while it was down or unregistered never met it.
 //
-// Rule: every commit that allocates from pool P blocks the footprint (allocator.Footprint:
-// spec.ips minus excludeIPs minus gateway, or the whole subnet when the spec does not
-// parse) of every other existing pool, being deleted or not, that meets P's subnet.
+// Rule: every commit that allocates from pool P blocks the footprint of every other existing
+// pool, being deleted or not, that meets P's subnet: what its spec lets it hand out
+// (allocator.Footprint: spec.ips minus excludeIPs minus gateway, or the whole subnet when
+// the spec does not parse) plus what its status says it holds (a spec narrowed past the
+// webhook does not free what pods still hold; a corrupt status covers the whole subnet).
 //
 // Why it is enough. Say pool versions A and B overlap and B's was written after A's
 // (the later write is the one that made the overlap: a create, or a spec update). An
@@ -62,16 +64,19 @@ func (p *Pools) blocked(ctx context.Context, pool *allocator.Pool, specCached bo
 	return out, nil
 }
 
-// footprintCache keeps each pool's footprint per generation (spec changes bump it).
+// footprintCache keeps each pool's footprint: the spec's per generation (spec changes bump
+// it), with what its status holds per resourceVersion.
 type footprintCache struct {
 	mu    sync.Mutex
 	byUID map[types.UID]footprintEntry
 }
 
 type footprintEntry struct {
-	gen int64
-	fp  allocator.Footprint
-	ok  bool
+	gen  int64
+	spec allocator.Footprint // what the spec covers
+	ok   bool                // false: not even spec.subnet parses, the pool covers nothing
+	rv   string
+	fp   allocator.Footprint // spec plus status.allocated
 }
 
 // overlapping returns the footprints of the pools, other than pool, that meet its subnet.
@@ -89,15 +94,35 @@ func (c *footprintCache) overlapping(pools []v1.IPPool, pool *allocator.Pool) []
 		}
 		e, hit := c.byUID[o.UID]
 		if !hit || e.gen != o.Generation || o.Generation == 0 {
-			e.fp, e.ok = allocator.FootprintOf(o.Name, &o.Spec)
-			e.gen = o.Generation
-			if o.UID != "" {
-				c.byUID[o.UID] = e
-			}
+			e.spec, e.ok = allocator.FootprintOf(o.Name, &o.Spec)
+			e.gen, e.rv = o.Generation, ""
+		}
+		if e.rv != o.ResourceVersion || o.ResourceVersion == "" {
+			e.fp, e.rv = withHeld(e.spec, o.Status.Allocated), o.ResourceVersion
+		}
+		if o.UID != "" {
+			c.byUID[o.UID] = e
 		}
 		if e.ok && e.fp.Prefix.Overlaps(pool.Prefix) {
 			out = append(out, e.fp)
 		}
 	}
 	return out
+}
+
+// withHeld adds the pool's allocated offsets (of its own subnet, as the spec footprint's
+// are) to its footprint; a status that does not parse makes it cover the whole subnet.
+func withHeld(spec allocator.Footprint, allocated string) allocator.Footprint {
+	if allocated == "" || spec.All {
+		return spec
+	}
+	held, err := allocator.ParseRunSet(allocated)
+	if err != nil {
+		return allocator.Footprint{Prefix: spec.Prefix, All: true}
+	}
+	fp := allocator.Footprint{Prefix: spec.Prefix, Set: spec.Set.Clone()}
+	for _, r := range held.Runs() {
+		fp.Set.AddRun(r)
+	}
+	return fp
 }

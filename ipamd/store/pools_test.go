@@ -131,6 +131,27 @@ func TestUnparsableAndDeletingPoolsBlockWhatTheyCover(t *testing.T) {
 	}
 }
 
+// What a pool holds stays blocked even when its spec no longer covers it (narrowed past
+// the webhook), and a corrupt status covers the pool's whole subnet.
+func TestAddressesAnotherPoolHoldsAreBlocked(t *testing.T) {
+	narrowed := ippool("narrowed", "10.0.0.0/24", "10.0.0.10-10.0.0.12")
+	narrowed.Status.Allocated = "10,20" // 10.0.0.20 is still held by a pod
+	corrupt := ippool("corrupt", "10.0.0.0/28", "10.0.0.2")
+	corrupt.Status.Allocated = "zz" // covers 10.0.0.0-15
+	served := ippool("served", "10.0.0.0/24", "10.0.0.13-10.0.0.21")
+	c := fakeAPI(t, narrowed, corrupt, served)
+	got := allocateAll(t, []*Pools{newPools(c, nil)}, []string{"served"}, 10)
+	want := map[string]bool{"10.0.0.16": true, "10.0.0.17": true, "10.0.0.18": true, "10.0.0.19": true, "10.0.0.21": true}
+	if len(got["served"]) != len(want) {
+		t.Errorf("got %v, want %v", got["served"], want)
+	}
+	for _, a := range got["served"] {
+		if !want[a.String()] {
+			t.Errorf("%s is held or covered by another pool", a)
+		}
+	}
+}
+
 // When the informer has not seen the pool yet (read from the API), the other pools are
 // read from the API too: the lagging cache may not hold the older pool either.
 func TestOverlapCheckedAgainstTheAPIWhenTheCacheLags(t *testing.T) {
