@@ -62,14 +62,17 @@ func run(m *testing.M) int {
 			os.RemoveAll(suite.dir)
 		}
 	}()
-	if err := harness.EnsureTools("test", "kube-apiserver", "etcd", "macvlan", "loopback", "multus", "host-local"); err != nil {
+	if err := harness.EnsureTools("test", "kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "macvlan", "loopback", "multus", "host-local"); err != nil {
 		return fail("tools", err)
 	}
 	suite.bin = filepath.Join(suite.dir, "bin")
 	if err := harness.BuildProjectBinaries(suite.bin); err != nil {
 		return fail("building underpool", err)
 	}
-	if suite.cp, err = harness.StartControlPlane(harness.ControlPlaneOptions{LogDir: filepath.Join(suite.dir, "logs")}); err != nil {
+	// Lifecycle: the real controller manager and scheduler run, so tests can use
+	// StatefulSets, Deployments and node failures with kubelet stand-ins
+	// (tests/harness/kubelet); nodes without one are simply NotReady.
+	if suite.cp, err = harness.StartControlPlane(harness.ControlPlaneOptions{Lifecycle: true, LogDir: filepath.Join(suite.dir, "logs")}); err != nil {
 		return fail("control plane", err)
 	}
 	defer suite.cp.Stop()

@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -214,8 +215,9 @@ func TestStatefulSetPodKeepsItsAddress(t *testing.T) {
 	if err := suite.client.Create(ctx(t), sts); err != nil {
 		t.Fatal(err)
 	}
-	owner := &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "db", UID: sts.UID, Controller: ptr.To(true)}
-	first := newPod(t, ns, "db-0", nil, map[string]string{"app": "db"}, owner)
+	// The real StatefulSet controller makes db-0, and makes it again (new UID) once deleted;
+	// it stays Pending (no node has room), which is all ipamd needs.
+	first := waitStatefulSetPod(t, ns, "db-0", "")
 	a1, err := allocateFor(t, first, "net1", pool.Name)
 	if err != nil {
 		t.Fatal(err)
@@ -223,12 +225,11 @@ func TestStatefulSetPodKeepsItsAddress(t *testing.T) {
 	if err := suite.client.Delete(ctx(t), first, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
-	waitPodGone(t, first)
+	second := waitStatefulSetPod(t, ns, "db-0", first.UID)
 	// an unrelated pod in between must not get db-0's address
 	if other, err := allocateFor(t, newPod(t, ns, "other", nil, nil, nil), "net1", pool.Name); err != nil || other.IPs[0].Address == a1.IPs[0].Address {
 		t.Fatalf("db-0's address went to another pod: %+v %v", other, err)
 	}
-	second := newPod(t, ns, "db-0", nil, map[string]string{"app": "db"}, owner)
 	a2, err := allocateFor(t, second, "net1", pool.Name)
 	if err != nil || a2.IPs[0].Address != a1.IPs[0].Address {
 		t.Fatalf("successor got %+v (%v), want %s", a2, err, a1.IPs[0].Address)
@@ -237,6 +238,17 @@ func TestStatefulSetPodKeepsItsAddress(t *testing.T) {
 		t.Fatalf("pool holds %d, want 2 (db-0 once, other)", p.Status.AllocatedIPCount)
 	}
 	releaseAll(t, ns)
+}
+
+// waitStatefulSetPod waits for the StatefulSet controller to have created pod name with a
+// UID other than notUID.
+func waitStatefulSetPod(t *testing.T, ns, name string, notUID types.UID) *corev1.Pod {
+	t.Helper()
+	pod := &corev1.Pod{}
+	waitFor(t, "StatefulSet pod "+name, func() bool {
+		return suite.client.Get(ctx(t), client.ObjectKey{Namespace: ns, Name: name}, pod) == nil && pod.UID != notUID
+	})
+	return pod
 }
 
 // A pod with two networks gets one allocation per interface from each interface's pools;
