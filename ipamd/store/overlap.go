@@ -1,8 +1,10 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -40,13 +42,13 @@ import (
 // Cost: one list from the informer per commit (pools are few, commits are many), a prefix
 // check per pool, and each overlapping pool's footprint parsed once per generation.
 func (p *Pools) blocked(ctx context.Context, pool *allocator.Pool, specCached bool) (allocator.RunSet, error) {
-	var out allocator.RunSet
+	var runs []allocator.Run
 	if p.Blocked != nil {
 		reserved, err := p.Blocked(ctx, pool)
 		if err != nil {
 			return allocator.RunSet{}, err
 		}
-		out = reserved.Clone()
+		runs = append(runs, reserved.Runs()...)
 	}
 	reader := p.Cache
 	if !specCached {
@@ -57,11 +59,12 @@ func (p *Pools) blocked(ctx context.Context, pool *allocator.Pool, specCached bo
 		return allocator.RunSet{}, fmt.Errorf("listing IPPools to keep addresses other pools share out of allocation: %w", err)
 	}
 	for _, other := range p.footprints.overlapping(list.Items, pool) {
-		for _, r := range other.In(pool.Prefix).Runs() {
-			out.AddRun(r)
-		}
+		runs = append(runs, other.In(pool.Prefix).Runs()...)
 	}
-	return out, nil
+	// merged in order, so many pools carved from one Subnet cost a sort, not a quadratic
+	// series of inserts
+	slices.SortFunc(runs, func(a, b allocator.Run) int { return cmp.Compare(a.Lo, b.Lo) })
+	return allocator.NewRunSet(runs...), nil
 }
 
 // footprintCache keeps each pool's footprint: the spec's per generation (spec changes bump

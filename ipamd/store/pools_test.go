@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"sync"
@@ -265,5 +266,27 @@ func TestRetryRemarksMarksIdlePools(t *testing.T) {
 	_ = c.Get(ctx, client.ObjectKey{Name: "bad"}, &fresh)
 	if fresh.Status.Allocated != "3" || len(s.PendingRemarks()) != 0 {
 		t.Fatalf("after the fix: status %q, pending %v", fresh.Status.Allocated, s.PendingRemarks())
+	}
+}
+
+// Many application pools carved from one Subnet all meet each other's prefix: the blocked
+// set of one commit must stay cheap.
+func BenchmarkBlockedWithManyPoolsInOneSubnet(b *testing.B) {
+	var objs []client.Object
+	for i := range 500 {
+		lo := netip.AddrFrom4([4]byte{10, 0, byte(i / 25), byte(i%25*10 + 1)})
+		hi := netip.AddrFrom4([4]byte{10, 0, byte(i / 25), byte(i%25*10 + 8)})
+		p := ippool(fmt.Sprintf("app-%d", i), "10.0.0.0/16", lo.String()+"-"+hi.String())
+		p.Generation, p.Status.Allocated = 1, "3"
+		objs = append(objs, p)
+	}
+	t := &testing.T{}
+	s := newPools(fakeAPI(t, objs...), nil)
+	view, _ := allocator.NewPool("app-0", &objs[0].(*v1.IPPool).Spec)
+	b.ResetTimer()
+	for range b.N {
+		if _, err := s.blocked(context.Background(), view, true); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
