@@ -100,14 +100,14 @@ func (c *footprintCache) overlapping(pools []v1.IPPool, pool *allocator.Pool) []
 			e.spec, e.ok = allocator.FootprintOf(o.Name, &o.Spec)
 			e.gen, e.rv = o.Generation, ""
 		}
-		if e.rv != o.ResourceVersion || o.ResourceVersion == "" {
-			e.fp, e.rv = withHeld(e.spec, o.Status.Allocated), o.ResourceVersion
+		if e.ok && e.spec.Prefix.Overlaps(pool.Prefix) { // the cheap check first: most pools are elsewhere
+			if e.rv != o.ResourceVersion || o.ResourceVersion == "" {
+				e.fp, e.rv = withHeld(e.spec, o.Status.Allocated), o.ResourceVersion
+			}
+			out = append(out, e.fp)
 		}
 		if o.UID != "" {
 			c.byUID[o.UID] = e
-		}
-		if e.ok && e.fp.Prefix.Overlaps(pool.Prefix) {
-			out = append(out, e.fp)
 		}
 	}
 	return out
