@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -174,4 +175,29 @@ func TestOverlapReportWarnsOnBothPools(t *testing.T) {
 	if _, err := r.Reconcile(context.Background(), reconcile.Request{}); err != nil || len(rec.Events) != 0 {
 		t.Errorf("a second pass repeated the events (%d) or failed: %v", len(rec.Events), err)
 	}
+}
+
+// An absurd ippool-ip-number is refused at once with a Warning on the workload; no pool is
+// carved and the worker is not held.
+func TestAbsurdIPNumberWarnsOnTheWorkload(t *testing.T) {
+	objs := workloads(1)
+	d := objs[1].(*appsv1.Deployment)
+	d.Spec.Template.Annotations = map[string]string{apppool.AnnotationSubnet: `{"ipv4":["s"]}`, apppool.AnnotationIPNumber: "1000000000000"}
+	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).Build()
+	rec := events.NewFakeRecorder(10)
+	r := &appPools{c: api, api: api, kind: "Deployment", events: rec, carving: &sync.Mutex{}}
+	start := time.Now()
+	if _, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "d0"}}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("refusing took %s", d)
+	}
+	if len(rec.Events) != 1 {
+		t.Fatalf("%d events, want one warning", len(rec.Events))
+	}
+	if e := <-rec.Events; !strings.Contains(e, "Warning BadAnnotation") || !strings.Contains(e, apppool.AnnotationIPNumber) || !strings.Contains(e, "65536") {
+		t.Errorf("event %q", e)
+	}
+	requireDisjoint(t, api, 0)
 }
