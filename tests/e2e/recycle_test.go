@@ -18,10 +18,12 @@ import (
 	"github.com/underpool/underpool/tests/harness"
 )
 
-// Recycling: addresses of pods that were deleted, replaced (new UID, not a StatefulSet),
-// finished, terminating past their grace period, or whose node is gone come back; a live
-// pod's and a wanted StatefulSet ordinal's never do; an orphan in a pool is freed (by the
-// elected controller, the only orphan sweeper).
+// Recycling, through the socket API: addresses of pods that were deleted or replaced (new
+// UID, not a StatefulSet) come back; a pod's whose object still exists never do, whatever
+// its phase (finished), its state (terminating past its grace on a node without kubelet)
+// or its node (gone), until the object goes; a wanted StatefulSet ordinal's stays until
+// the set is scaled below it; an orphan in a pool is freed (by the elected controller,
+// the only orphan sweeper). Lifecycle tests prove the same through real controllers.
 func TestRecycling(t *testing.T) {
 	const node = "gc-node"
 	if err := suite.client.Create(ctx(t), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}); err != nil {
@@ -62,14 +64,17 @@ func TestRecycling(t *testing.T) {
 	if err := suite.client.Create(ctx(t), sts); err != nil {
 		t.Fatal(err)
 	}
-	owner := &metav1.OwnerReference{APIVersion: "apps/v1", Kind: "StatefulSet", Name: "kv", UID: sts.UID, Controller: ptr.To(true)}
 
 	live := newPodOn(t, node, ns, "live", nil, nil, nil)
 	deleted := newPodOn(t, node, ns, "deleted", nil, nil, nil)
 	replaced := newPodOn(t, node, ns, "replaced", nil, nil, nil)
 	finished := newPodOn(t, node, ns, "finished", nil, nil, nil)
 	terminating := newPodOn(t, node, ns, "terminating", nil, nil, nil)
-	kept := newPodOn(t, node, ns, "kv-0", nil, map[string]string{"app": "kv"}, owner)
+	// the real StatefulSet controller makes kv-0 (no kubelet runs it: it stays Pending)
+	kept := &corev1.Pod{}
+	waitFor(t, "the StatefulSet controller to create kv-0", func() bool {
+		return suite.client.Get(ctx(t), client.ObjectKey{Namespace: ns, Name: "kv-0"}, kept) == nil
+	})
 	onGhost := newPodOn(t, "ghost-node", ns, "on-ghost", nil, nil, nil)
 	for _, p := range []*corev1.Pod{live, deleted, replaced, finished, terminating, kept} {
 		alloc(gc.Client, p)
@@ -85,7 +90,8 @@ func TestRecycling(t *testing.T) {
 	if err := suite.client.Status().Update(ctx(t), finished); err != nil {
 		t.Fatal(err)
 	}
-	mustDelete(t, terminating, 1) // no kubelet: stays Terminating past its 1 s grace
+	terminating.Finalizers = nil
+	mustDelete(t, terminating, 1) // no kubelet on gc-node: stays Terminating past its 1 s grace
 	mustDelete(t, kept, 0)
 	orphan := strings.TrimSuffix(v4, "0/24") + "200"
 	markAllocated(t, pool.Name, 200)
@@ -98,14 +104,30 @@ func TestRecycling(t *testing.T) {
 		}
 		return false
 	}
-	for _, gone := range []string{"deleted", "replaced", "finished", "terminating", "on-ghost"} {
+	for _, gone := range []string{"deleted", "replaced"} {
 		waitFor(t, gone+"'s address to be recycled", func() bool { return !held(gone) })
 	}
 	waitFor(t, "the orphan "+orphan+" to be freed", func() bool {
-		return freshPool(t, pool.Name).Status.AllocatedIPCount == 2 // live and kv-0 only
+		return freshPool(t, pool.Name).Status.AllocatedIPCount == 5 // live, finished, terminating, kv-0, on-ghost
 	})
-	if !held("live") || !held("kv-0") {
-		t.Fatalf("a live pod's or a wanted StatefulSet ordinal's address was recycled: live=%v kv-0=%v", held("live"), held("kv-0"))
+	// while a pod object exists its addresses stay held, whatever its phase, its node's
+	// health or existence: a terminating pod on a node without a kubelet may still run
+	stillHeld := []string{"live", "finished", "terminating", "kv-0", "on-ghost"}
+	for range 3 { // several recycling rounds (300ms each)
+		for _, p := range stillHeld {
+			if !held(p) {
+				t.Fatalf("%s's address was recycled though its pod object exists", p)
+			}
+		}
+		time.Sleep(400 * time.Millisecond)
+	}
+	// once the objects go, their addresses come back (on-ghost's through another node's
+	// ipamd: its own node is gone)
+	for _, p := range []*corev1.Pod{finished, terminating, onGhost} {
+		mustDelete(t, p, 0)
+	}
+	for _, gone := range []string{"finished", "terminating", "on-ghost"} {
+		waitFor(t, gone+"'s address to be recycled once its pod is gone", func() bool { return !held(gone) })
 	}
 
 	// scaling the set below the ordinal lets its address go
