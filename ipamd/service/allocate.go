@@ -221,9 +221,10 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 		case errors.Is(err, store.ErrPoolDeleting):
 			reasons = append(reasons, name+": being deleted")
 		case errors.As(err, new(*store.UnusableError)):
-			// a corrupt pool fails only itself: say what is wrong and how to fix it, and
-			// move on to the next candidate
+			// a corrupt pool fails only itself: say what is wrong and how to fix it, on
+			// the pool too (the recorder folds repeats), and move on to the next candidate
 			reasons = append(reasons, err.Error())
+			s.poolEvent(ctx, name, corev1.EventTypeWarning, "PoolUnusable", "%v", err)
 		default:
 			reasons = append(reasons, name+": "+err.Error())
 		}

@@ -123,6 +123,9 @@ func TestReconcileSkipsACorruptPoolAndServesTheRest(t *testing.T) {
 		t.Fatalf("allocation with a corrupt first candidate: %+v %v", resp, err)
 	}
 	_, err = s.Allocate(ctx, &rpc.AllocateRequest{ContainerID: "c2", IfName: "net1", Pod: rpc.Pod{Namespace: "ns", Name: "only", UID: "u2"}})
+	if e := <-events.Events; !strings.Contains(e, "Warning PoolUnusable IPPool corrupt status.allocated is corrupt") {
+		t.Errorf("allocation from a corrupt pool: event %q", e)
+	}
 	var rerr *rpc.Error
 	if !errors.As(err, &rerr) || !strings.Contains(rerr.Message, "IPPool corrupt status.allocated is corrupt") ||
 		!strings.Contains(rerr.Message, "kubectl edit ippool corrupt --subresource=status") {

@@ -15,6 +15,9 @@ type Metrics struct {
 	// PendingRemark counts, per pool and reason, the addresses this node's Endpoints hold
 	// that could not be re-marked in it; the pool hands nothing out while it is set.
 	PendingRemark *prometheus.GaugeVec
+	// Unusable counts, per pool and reason, commits refused because the pool's spec does
+	// not parse or its status is corrupt.
+	Unusable *prometheus.CounterVec
 }
 
 // NewMetrics creates the store metrics and registers them with reg (nil: unregistered).
@@ -34,9 +37,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "underpool_pool_pending_remark_addresses",
 			Help: "Addresses this node's Endpoints hold that could not be re-marked in their pool, by pool and reason (invalid_spec, corrupt_status, write_failed); the pool hands nothing out meanwhile."},
 			[]string{"pool", "reason"}),
+		Unusable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "underpool_pool_unusable_total",
+			Help: "Commits refused because the pool's spec does not parse (invalid_spec) or its status.allocated is corrupt (corrupt_status), by pool and reason."},
+			[]string{"pool", "reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Commits, m.Conflicts, m.BatchSize, m.CommitDelay, m.PendingRemark)
+		reg.MustRegister(m.Commits, m.Conflicts, m.BatchSize, m.CommitDelay, m.PendingRemark, m.Unusable)
 	}
 	return m
 }

@@ -248,11 +248,13 @@ func (p *Pools) commit(ctx context.Context, name string, q *poolQueue, ops []*po
 		}
 		pool, err := p.parse(obj, q)
 		if err != nil {
+			p.Metrics.Unusable.WithLabelValues(name, ReasonInvalidSpec).Inc()
 			finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonInvalidSpec, Err: err})
 			return
 		}
 		allocated, err := allocator.ParseRunSet(obj.Status.Allocated)
 		if err != nil {
+			p.Metrics.Unusable.WithLabelValues(name, ReasonCorruptStatus).Inc()
 			finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonCorruptStatus, Err: err})
 			return
 		}

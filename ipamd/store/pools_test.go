@@ -208,6 +208,9 @@ func TestPendingRemarkRefusesThePoolUntilRepaired(t *testing.T) {
 	if v := testutil.ToFloat64(s.Metrics.PendingRemark.WithLabelValues("bad", ReasonCorruptStatus)); v != 2 {
 		t.Errorf("pending metric = %v, want 2", v)
 	}
+	if v := testutil.ToFloat64(s.Metrics.Unusable.WithLabelValues("bad", ReasonCorruptStatus)); v == 0 {
+		t.Error("underpool_pool_unusable_total not counted")
+	}
 	_, _, err := s.Allocate(ctx, "bad")
 	for _, want := range []string{"IPPool bad", "status.allocated is corrupt", "kubectl edit ippool bad --subresource=status"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
