@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real components tests, demo and bench run against, from the Go module proxy,
 # into a git-ignored cache. Each tool is built once; later runs reuse the binary.
-#   kube-apiserver v1.34.4, etcd v3.6.6   (the local control plane)
+#   kube-apiserver, kube-controller-manager, kube-scheduler v1.34.4, etcd v3.6.6 (the local control plane)
 #   containernetworking plugins v1.9.1 (macvlan, ipvlan, host-device, host-local, loopback, bridge, ...)
 #   cnitool v1.3.1, multus thin v4.2.2, whereabouts v0.9.2 (peers and drivers)
 set -euo pipefail
@@ -29,9 +29,13 @@ wrapper() {
   (cd "$dir" && { [ -f go.mod ] || go mod init "underpool.tools/$(basename "$dir")" >/dev/null 2>&1; })
 }
 
-build_apiserver() {
-  [ -x "$bin/kube-apiserver" ] && return
-  say "building kube-apiserver $K8S_VERSION from the Go module proxy (first time only: about 3 minutes, 2 GiB RAM)"
+# The three control-plane binaries share one wrapper module: kube-apiserver first (about 3
+# minutes cold, 2 GiB RAM), then kube-controller-manager and kube-scheduler (under a minute more).
+build_kube() {
+  local c missing=()
+  for c in kube-apiserver kube-controller-manager kube-scheduler; do [ -x "$bin/$c" ] || missing+=("$c"); done
+  [ ${#missing[@]} = 0 ] && return
+  say "building ${missing[*]} $K8S_VERSION from the Go module proxy (first time only: about 4 minutes, 2 GiB RAM)"
   local d=$mods/kube-apiserver; wrapper "$d"
   local gomod
   gomod=$(cd "$d" && go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
@@ -43,9 +47,9 @@ build_apiserver() {
     grep -oE '^\s*k8s.io/[a-z0-9-]+ => ./staging/src/k8s.io/[a-z0-9-]+' "$gomod" | awk -v v="$STAGING_VERSION" '{print "\t" $1 " => " $1 " " v}'
     echo ")"
   } > "$d/go.mod"
-  echo 'package tools
-import _ "k8s.io/kubernetes/cmd/kube-apiserver"' > "$d/tools.go"
-  (cd "$d" && go mod tidy >/dev/null 2>&1 || true; go build -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+  printf 'package tools\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n\t_ "k8s.io/kubernetes/cmd/kube-scheduler"\n)\n' > "$d/tools.go"
+  (cd "$d" && go mod tidy >/dev/null 2>&1 || true)
+  for c in "${missing[@]}"; do (cd "$d" && go build -o "$bin/$c" "k8s.io/kubernetes/cmd/$c"); done
 }
 
 # build_pkg <name> <module@version> <package> <binary...>
@@ -93,11 +97,11 @@ apt_deps() {
 what=${1:-all}
 case $what in
   apt) apt_deps ;;
-  controlplane) build_etcd; build_apiserver ;;
+  controlplane) build_etcd; build_kube ;;
   cni) build_plugins; build_cnitool; build_multus ;;
   whereabouts) build_whereabouts ;;
-  test) apt_deps; build_plugins; build_cnitool; build_multus; build_etcd; build_apiserver ;;
-  all) apt_deps; build_plugins; build_cnitool; build_etcd; build_multus; build_whereabouts; build_apiserver ;;
+  test) apt_deps; build_plugins; build_cnitool; build_multus; build_etcd; build_kube ;;
+  all) apt_deps; build_plugins; build_cnitool; build_etcd; build_multus; build_whereabouts; build_kube ;;
   *) echo "usage: $0 [all|test|apt|controlplane|cni|whereabouts]" >&2; exit 2 ;;
 esac
 say "tools ready in $bin"
