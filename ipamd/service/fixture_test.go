@@ -160,7 +160,9 @@ func nsObj(name string) *corev1.Namespace {
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 }
 
-func nodeObj(name string) *corev1.Node { return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}} }
+func nodeObj(name string) *corev1.Node {
+	return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
+}
 
 // add runs an ADD for pod through svc from pool and returns the one address it got.
 func add(t *testing.T, svc *service.Service, pod *corev1.Pod, containerID, pool string) string {

@@ -237,6 +237,13 @@ func TestStatefulSetPodKeepsItsAddress(t *testing.T) {
 	if p := freshPool(t, pool.Name); p.Status.AllocatedIPCount != 2 {
 		t.Fatalf("pool holds %d, want 2 (db-0 once, other)", p.Status.AllocatedIPCount)
 	}
+	// a DEL keeps db-0's address while the set wants ordinal 0; once the set is gone, DEL frees it
+	if err := suite.client.Delete(ctx(t), sts); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "StatefulSet db gone", func() bool {
+		return isNotFound(suite.client.Get(ctx(t), client.ObjectKeyFromObject(sts), &appsv1.StatefulSet{}))
+	})
 	releaseAll(t, ns)
 }
 
