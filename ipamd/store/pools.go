@@ -78,6 +78,8 @@ type poolQueue struct {
 	// of the pool marks them first and nothing is handed out from it until that succeeds:
 	// serving it before could hand out an address an Endpoint holds. Guarded by Pools.mu.
 	remark []netip.Addr
+	// gone is set when the last read found no such pool: the queue is dropped once idle.
+	gone bool
 }
 
 // Pools commits pool status changes.
@@ -214,6 +216,10 @@ func (p *Pools) drain(ctx context.Context, pool string, q *poolQueue) {
 		q.pending = nil
 		if len(ops) == 0 {
 			q.running = false
+			if q.gone && len(q.remark) == 0 {
+				// a deleted pool's queue would otherwise stay for the daemon's life
+				delete(p.queues, pool)
+			}
 			p.mu.Unlock()
 			return
 		}
@@ -366,13 +372,14 @@ func (p *Pools) current(ctx context.Context, name string, q *poolQueue) (obj *v1
 	if apierrors.IsNotFound(err) {
 		// the cache may lag a just-created pool: ask the API before giving up
 		if err = p.API.Get(ctx, client.ObjectKey{Name: name}, cached); apierrors.IsNotFound(err) {
-			q.latest = nil
+			q.latest, q.gone = nil, true
 			return nil, false, fmt.Errorf("%w: %s", ErrPoolNotFound, name)
 		}
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("reading IPPool %s: %w", name, err)
 	}
+	q.gone = false
 	if q.latest != nil && q.latest.UID == cached.UID && newer(q.latest.ResourceVersion, cached.ResourceVersion) {
 		return q.latest, specCached && q.latest.Generation == cached.Generation, nil
 	}

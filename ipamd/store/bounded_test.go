@@ -1,12 +1,17 @@
 package store
 
 import (
+	"context"
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 )
@@ -28,5 +33,25 @@ func TestOwnWritesArePruned(t *testing.T) {
 	e.mu.Unlock()
 	if n := e.OwnWrites(); n != 0 {
 		t.Fatalf("%d own writes left after their TTL, want 0", n)
+	}
+}
+
+// A deleted pool's commit queue goes once it is idle: the map of queues stays bounded by
+// the pools that exist.
+func TestQueuesOfGonePoolsAreDropped(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := v1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	api := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1.IPPool{}).Build()
+	p := &Pools{Writer: api, Cache: api, API: api, Log: zap.NewNop(), Metrics: NewMetrics(nil)}
+	for i := range 50 {
+		_ = p.Release(context.Background(), fmt.Sprintf("gone-%d", i), netip.MustParseAddr("10.250.1.1"))
+	}
+	p.mu.Lock()
+	n := len(p.queues)
+	p.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d commit queues kept for pools that do not exist", n)
 	}
 }
