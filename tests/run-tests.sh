@@ -15,7 +15,7 @@ step() {
   if "$@"; then results+=("PASS  $name ($((SECONDS-start))s)"); else results+=("FAIL  $name ($((SECONDS-start))s)"); failed=1; fi
 }
 
-[ "$(id -u)" = 0 ] || echo "warning: not root: end-to-end tests will be skipped" >&2
+[ "$(id -u)" = 0 ] || echo "warning: not root: the end-to-end tests cannot run, so make test will fail" >&2
 step "install test tools" tests/tools/build.sh test
 step "generated files fresh" tests/verify-generated.sh
 step "go vet" go vet ./...
