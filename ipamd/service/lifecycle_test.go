@@ -359,3 +359,16 @@ func TestStaleCacheOfAReleasedPredecessorDoesNotBlockADD(t *testing.T) {
 	add(t, staleA, succ, "ctr-2", "p")
 	w.requireAllocated("p", 1)
 }
+
+// An Endpoint left empty (the delete after its last release failed) is removed by
+// recycling; it held nothing.
+func TestRecyclingRemovesEmptyEndpoints(t *testing.T) {
+	w := newWorld(t, nil, nsObj("ns"))
+	w.create(&v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "left"}, Status: v1.EndpointStatus{Node: "node-a"}})
+	if _, err := w.ipamd("node-a", nil).Recycle(context.Background(), time.Now().Add(time.Hour), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if ep := w.endpoint("ns", "left"); ep != nil {
+		t.Fatalf("empty Endpoint still there: %+v", ep)
+	}
+}

@@ -63,6 +63,13 @@ func (s *Service) Recycle(ctx context.Context, now time.Time, grace time.Duratio
 				continue // another node's ipamd looks after it
 			}
 		}
+		if len(ep.Status.Interfaces) == 0 && now.Sub(ep.CreationTimestamp.Time) >= grace {
+			// left when the delete after the last release failed; it holds nothing
+			if err := s.Endpoints.DeleteEmpty(ctx, ep); err != nil {
+				errs = append(errs, err.Error())
+			}
+			continue
+		}
 		for _, itf := range ep.Status.Interfaces {
 			if now.Sub(itf.Created.Time) < grace {
 				continue

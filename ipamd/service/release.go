@@ -95,6 +95,9 @@ func (s *Service) detach(ctx context.Context, key client.ObjectKey, match func(*
 // are kept: keeping costs at most a delay until recycling, freeing could cost a duplicate.
 func (s *Service) keptForSuccessor(ctx context.Context, key client.ObjectKey) (bool, error) {
 	ep, err := s.Endpoints.Get(ctx, key)
+	if err == nil && ep == nil { // written a moment ago, perhaps: the cache is no evidence
+		ep, err = s.Endpoints.Fresh(ctx, key)
+	}
 	if err != nil {
 		return false, internal("reading Endpoint %s: %v", key, err)
 	}

@@ -217,6 +217,20 @@ func (e *Endpoints) forget(key client.ObjectKey) {
 	e.mu.Unlock()
 }
 
+// DeleteEmpty deletes an Endpoint that holds nothing, conditional on the version seen, so
+// an attachment recorded meanwhile keeps it.
+func (e *Endpoints) DeleteEmpty(ctx context.Context, ep *v1.Endpoint) error {
+	if len(ep.Status.Interfaces) != 0 {
+		return fmt.Errorf("not deleting Endpoint %s/%s: it holds attachments", ep.Namespace, ep.Name)
+	}
+	rv := ep.ResourceVersion
+	err := e.writer.Delete(ctx, ep.DeepCopy(), client.Preconditions{ResourceVersion: &rv})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	return err
+}
+
 // List returns every Endpoint in the informer cache; callers must not modify them.
 func (e *Endpoints) List(ctx context.Context) ([]v1.Endpoint, error) {
 	var list v1.EndpointList
