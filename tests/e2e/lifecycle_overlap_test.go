@@ -1,0 +1,419 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/underpool/underpool/ipamd/allocator"
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/apppool"
+)
+
+// Conflict prevention end to end (DESIGN.md invariant 1, README "conflict prevention" and
+// "fixed-IP application pools"): pods made by the real Deployment and StatefulSet
+// controllers, sandboxes by the kubelet stand-ins through multus.
+
+// Two IPPools sharing addresses, created at the same moment so that both may pass the
+// webhook's check-then-act: if both get written, ipamd hands out none of the shared
+// addresses from either pool (each Deployment gets only its pool's own part, however many
+// replicas it wants), the controller reports the overlap with a PoolsOverlap Warning on
+// both pools, and once one pool goes the other serves the addresses it no longer shares.
+// If the webhook wins every round, its rejection names the pool that got in, and the
+// Deployments share that one pool without a duplicate.
+func TestOverlappingPoolsCreatedConcurrentlyNeverShareAnAddress(t *testing.T) {
+	const rounds = 6
+	var poolA, poolB *v1.IPPool // both exist, or only poolA
+	var base string
+	for round := 1; round <= rounds && poolB == nil; round++ {
+		_, _, third := nextSubnet()
+		base = fmt.Sprintf("10.250.%d.", third)
+		subnet := base + "0/24"
+		// A: .1-.8, B: .5-.12; they share .5-.8
+		a := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "ovl-a-" + rand.String(5)},
+			Spec: v1.IPPoolSpec{Subnet: subnet, IPs: []string{base + "1-" + base + "8"}}}
+		b := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "ovl-b-" + rand.String(5)},
+			Spec: v1.IPPoolSpec{Subnet: subnet, IPs: []string{base + "5-" + base + "12"}}}
+		errs := createTogether(t, a, b)
+		for i, p := range []*v1.IPPool{a, b} {
+			if errs[i] == nil {
+				t.Cleanup(func() { _ = suite.client.Delete(context.Background(), p) })
+			}
+		}
+		switch {
+		case errs[0] == nil && errs[1] == nil:
+			t.Logf("round %d: both %s and %s passed the webhook: the overlap got in", round, a.Name, b.Name)
+			poolA, poolB = a, b
+		case errs[0] != nil && errs[1] != nil:
+			t.Fatalf("round %d: both creates failed: %v; %v", round, errs[0], errs[1])
+		default:
+			winner, loser, err := a, b, errs[1]
+			if errs[0] != nil {
+				winner, loser, err = b, a, errs[0]
+			}
+			if !strings.Contains(err.Error(), "overlaps IPPool "+winner.Name) {
+				t.Fatalf("round %d: %s was refused, but the error does not name %s: %v", round, loser.Name, winner.Name, err)
+			}
+			t.Logf("round %d: the webhook refused %s naming %s", round, loser.Name, winner.Name)
+			if round < rounds {
+				// the next round gets a fresh subnet; this pool would only be in the way
+				_ = suite.client.Delete(ctx(t), winner)
+			} else {
+				poolA = winner
+			}
+		}
+	}
+
+	lc := newLifecycle(t, lifecycleOptions{nodes: 2, ipv4Pools: []string{poolA.Name}})
+	second := poolA.Name // the one pool, if the webhook won every round
+	if poolB != nil {
+		second = poolB.Name
+	}
+	lc.addNetwork("underlay-b", newParent(t), []string{second})
+	depA := lc.deploymentWith("on-a", 6, nil)
+	depB := lc.deploymentWith("on-b", 6, map[string]string{"k8s.v1.cni.cncf.io/networks": "underlay-b"})
+	lc.create(depA)
+	lc.create(depB)
+
+	if poolB == nil {
+		t.Logf("the webhook won all %d rounds: both Deployments draw from %s alone", rounds, poolA.Name)
+		lc.eventually("8 pods of 12 running on the 8 addresses of "+poolA.Name, 2*time.Minute, func() (bool, string) {
+			a, b := len(lc.readyPods("on-a")), len(lc.readyPods("on-b"))
+			failed, _ := lc.sandboxFailedWith("on-a", poolA.Name, "exhausted")
+			if !failed {
+				failed, _ = lc.sandboxFailedWith("on-b", poolA.Name, "exhausted")
+			}
+			return a+b == 8 && failed, fmt.Sprintf("%d + %d ready, a sandbox refused as exhausted: %t", a, b, failed)
+		})
+		lc.requireInvariants(poolA.Name)
+		lc.deleteAll(depA, depB)
+		lc.requireNothingLeft(poolA.Name)
+		return
+	}
+
+	// each Deployment wants 6, its pool has 4 addresses it shares with no other pool
+	shared := func(addr string) bool {
+		a := mustPrefix(t, addr).Addr()
+		lo, hi := netip.MustParseAddr(base+"5"), netip.MustParseAddr(base+"8")
+		return a.Compare(lo) >= 0 && a.Compare(hi) <= 0
+	}
+	lc.eventually("4 pods of each Deployment running, the others refused as exhausted", 2*time.Minute, func() (bool, string) {
+		a, b := len(lc.readyPods("on-a")), len(lc.readyPods("on-b"))
+		failedA, _ := lc.sandboxFailedWith("on-a", poolA.Name, "exhausted")
+		failedB, _ := lc.sandboxFailedWith("on-b", poolB.Name, "exhausted")
+		return a == 4 && b == 4 && failedA && failedB,
+			fmt.Sprintf("on-a %d ready (a sandbox refused: %t), on-b %d ready (a sandbox refused: %t)", a, failedA, b, failedB)
+	})
+	lc.requireInvariants(poolA.Name, poolB.Name)
+	for _, ep := range endpoints(t, lc.ns) {
+		for _, itf := range ep.Status.Interfaces {
+			for _, ip := range itf.IPs {
+				if shared(ip.Address) {
+					t.Errorf("%s got %s from %s: an address both pools could hand out", ep.Name, ip.Address, ip.Pool)
+				}
+			}
+		}
+	}
+	if n := len(lc.readyPods("on-a")) + len(lc.readyPods("on-b")); n > 8 {
+		t.Fatalf("%d pods running on the 8 addresses the pools do not share", n)
+	}
+	for _, pair := range [][2]string{{poolA.Name, poolB.Name}, {poolB.Name, poolA.Name}} {
+		lc.eventually("a PoolsOverlap event on "+pair[0], time.Minute, func() (bool, string) {
+			for _, e := range eventsAbout(t, "IPPool", pair[0], "PoolsOverlap") {
+				if e.Type == corev1.EventTypeWarning && strings.Contains(e.Message, "IPPool "+pair[1]) {
+					return true, ""
+				}
+			}
+			var seen []string
+			for _, e := range eventsAbout(t, "IPPool", pair[0], "") {
+				seen = append(seen, e.Reason+": "+e.Message)
+			}
+			return false, fmt.Sprintf("events on %s: %q", pair[0], seen)
+		})
+	}
+
+	// separate them: A goes (once its pods are gone), and B alone serves .5-.8, so on-b
+	// gets all 6
+	lc.scale(depA, 0)
+	lc.eventually("on-a scaled to 0", 2*time.Minute, func() (bool, string) {
+		n := len(lc.pods("on-a"))
+		return n == 0, fmt.Sprintf("%d pods of on-a left", n)
+	})
+	lc.requireInvariants(poolA.Name, poolB.Name)
+	if err := suite.client.Delete(ctx(t), poolA); err != nil {
+		t.Fatal(err)
+	}
+	lc.eventually(poolA.Name+" gone", time.Minute, func() (bool, string) {
+		err := suite.client.Get(ctx(t), client.ObjectKeyFromObject(poolA), &v1.IPPool{})
+		return isNotFound(err), fmt.Sprintf("get: %v", err)
+	})
+	lc.waitReady("on-b", 6)
+	lc.requireInvariants(poolB.Name)
+	lc.deleteAll(depA, depB)
+	lc.requireNothingLeft(poolB.Name)
+}
+
+// createTogether creates the objects from one goroutine each, released at the same moment,
+// and returns each create's error.
+func createTogether(t *testing.T, objs ...client.Object) []error {
+	t.Helper()
+	errs := make([]error, len(objs))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, obj := range objs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = suite.client.Create(ctx(t), obj)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+// Three workloads on one Subnet, a Deployment, another Deployment and a StatefulSet,
+// created at the same moment: the controller carves their application pools one at a
+// time from an uncached list, so the pools share no address; every pod gets an address
+// from its own workload's pool; deleting the workloads lets the pools go, and nothing is
+// left.
+func TestApplicationPoolsOfTwoWorkloadsOnOneSubnetAreDisjoint(t *testing.T) {
+	v4, _, _ := nextSubnet()
+	b := strings.TrimSuffix(v4, "0/24")
+	subnet := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "lcapps-" + rand.String(5)}, Spec: v1.SubnetSpec{Subnet: v4, Gateway: b + "1"}}
+	if err := suite.client.Create(ctx(t), subnet); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), subnet) }) // runs last, once its pools are gone
+	lc := newLifecycle(t, lifecycleOptions{nodes: 2})
+	ann := func(extra string) map[string]string {
+		m := map[string]string{apppool.AnnotationSubnet: `{"ipv4":["` + subnet.Name + `"]}`}
+		if extra != "" {
+			m[apppool.AnnotationIPNumber] = extra
+		}
+		return m
+	}
+	web := lc.deploymentWith("web", 3, ann("+1"))
+	api := lc.deploymentWith("api", 2, ann(""))
+	db := lc.statefulSet("db", 3, 1)
+	db.Spec.PodManagementPolicy = appsv1.ParallelPodManagement
+	db.Spec.Template.Annotations[apppool.AnnotationSubnet] = ann("")[apppool.AnnotationSubnet]
+	for i, err := range createTogether(t, web, api, db) {
+		if err != nil {
+			t.Fatalf("creating workload %d: %v", i, err)
+		}
+	}
+	want := map[string]struct { // by pool name
+		app      string
+		replicas int
+		size     uint64
+	}{
+		apppool.Workload{Kind: "Deployment", Namespace: lc.ns, Name: "web"}.PoolName(v1.IPv4): {"web", 3, 4},
+		apppool.Workload{Kind: "Deployment", Namespace: lc.ns, Name: "api"}.PoolName(v1.IPv4): {"api", 2, 2},
+		apppool.Workload{Kind: "StatefulSet", Namespace: lc.ns, Name: "db"}.PoolName(v1.IPv4): {"db", 3, 3},
+	}
+	var names []string
+	for name := range want {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+
+	// the pools, found by listing IPPools carved from the Subnet
+	var views map[string]*allocator.Pool
+	lc.eventually("three application pools carved from "+subnet.Name, time.Minute, func() (bool, string) {
+		var list v1.IPPoolList
+		if err := suite.client.List(ctx(t), &list, client.MatchingLabels{apppool.LabelSubnet: subnet.Name}); err != nil {
+			return false, err.Error()
+		}
+		views = map[string]*allocator.Pool{}
+		var got []string
+		for i := range list.Items {
+			p := &list.Items[i]
+			view, err := allocator.NewPool(p.Name, &p.Spec)
+			if err != nil {
+				t.Fatalf("application pool %s does not parse: %v", p.Name, err)
+			}
+			views[p.Name] = view
+			got = append(got, fmt.Sprintf("%s:%d", p.Name, view.Usable.Count()))
+		}
+		for name, w := range want {
+			if v := views[name]; v == nil || v.Usable.Count() != w.size {
+				return false, "pools: " + strings.Join(got, " ")
+			}
+		}
+		return len(views) == len(want), "pools: " + strings.Join(got, " ")
+	})
+	for i, x := range names {
+		for _, y := range names[i+1:] {
+			if common := views[x].Usable.Count() - views[x].Usable.Subtract(views[y].Usable).Count(); common != 0 {
+				t.Errorf("application pools %s (%v) and %s (%v) share %d addresses",
+					x, freshPool(t, x).Spec.IPs, y, freshPool(t, y).Spec.IPs, common)
+			}
+		}
+	}
+
+	pods := map[string]corev1.Pod{}
+	for _, name := range names {
+		for podName, p := range lc.waitReady(want[name].app, want[name].replicas) {
+			pods[podName] = p
+		}
+	}
+	for _, ep := range endpoints(t, lc.ns) {
+		p, ok := pods[ep.Name]
+		if !ok {
+			t.Errorf("Endpoint %s of no running pod", ep.Name)
+			continue
+		}
+		pool := ""
+		for name, w := range want {
+			if w.app == p.Labels["app"] {
+				pool = name
+			}
+		}
+		for _, itf := range ep.Status.Interfaces {
+			for _, ip := range itf.IPs {
+				if ip.Pool != pool {
+					t.Errorf("%s got %s from %s, not from its workload's pool %s", ep.Name, ip.Address, ip.Pool, pool)
+				} else if o, ok := views[pool].Offset(mustPrefix(t, ip.Address).Addr()); !ok || !views[pool].Usable.Contains(o) {
+					t.Errorf("%s got %s, outside its pool %s (%v)", ep.Name, ip.Address, pool, freshPool(t, pool).Spec.IPs)
+				}
+			}
+		}
+	}
+	if got := len(lc.addresses()); got != len(pods) {
+		t.Errorf("%d pods hold an address on net1, %d run", got, len(pods))
+	}
+	lc.requireInvariants(names...)
+
+	lc.deleteAll(web, api, db)
+	for _, name := range names {
+		lc.eventually("application pool "+name+" to go with its workload", 2*time.Minute, func() (bool, string) {
+			p := &v1.IPPool{}
+			err := suite.client.Get(ctx(t), client.ObjectKey{Name: name}, p)
+			return isNotFound(err), fmt.Sprintf("get: %v, holds %q", err, p.Status.Allocated)
+		})
+	}
+	lc.requireNothingLeft()
+}
+
+// addNetwork makes another NetworkAttachmentDefinition in the lifecycle's namespace:
+// underpool over macvlan on master, with these pools. A pod template names it with the
+// annotation k8s.v1.cni.cncf.io/networks.
+func (lc *lifecycle) addNetwork(name, master string, ipv4Pools []string) {
+	lc.t.Helper()
+	conf := netConf{Name: name, Master: master, IPv4Pools: ipv4Pools}.conflist(lc.t)
+	nad := &unstructured.Unstructured{}
+	nad.SetGroupVersionKind(schema.GroupVersionKind{Group: "k8s.cni.cncf.io", Version: "v1", Kind: "NetworkAttachmentDefinition"})
+	nad.SetNamespace(lc.ns)
+	nad.SetName(name)
+	nad.Object["spec"] = map[string]any{"config": string(conf)}
+	if err := suite.client.Create(ctx(lc.t), nad); err != nil {
+		lc.t.Fatalf("creating NAD %s: %v", name, err)
+	}
+}
+
+// deploymentWith is lc.deployment with annotations added to its pod template (a
+// k8s.v1.cni.cncf.io/networks key replaces the namespace's network).
+func (lc *lifecycle) deploymentWith(name string, replicas int32, annotations map[string]string) *appsv1.Deployment {
+	return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: lc.ns, Name: name}, Spec: appsv1.DeploymentSpec{
+		Replicas: ptr.To(replicas), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+		Template: lc.podTemplate(name, 1, annotations)}}
+}
+
+// readyPods returns the pods of app that are Ready and not being deleted.
+func (lc *lifecycle) readyPods(app string) []corev1.Pod {
+	lc.t.Helper()
+	var out []corev1.Pod
+	for _, p := range lc.pods(app) {
+		if p.DeletionTimestamp == nil && podReady(&p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// sandboxFailedWith reports whether a pod of app has a FailedCreatePodSandBox event whose
+// message says every one of words; else the last such message seen.
+func (lc *lifecycle) sandboxFailedWith(app string, words ...string) (bool, string) {
+	lc.t.Helper()
+	n, last := lc.sandboxFailures(app, words...)
+	return n > 0, last
+}
+
+// sandboxFailures counts the FailedCreatePodSandBox events (each names its own sandbox)
+// on pods of app whose message says every one of words, and returns the last such
+// message seen of any.
+func (lc *lifecycle) sandboxFailures(app string, words ...string) (int, string) {
+	lc.t.Helper()
+	uids := map[string]bool{}
+	for _, p := range lc.pods(app) {
+		uids[string(p.UID)] = true
+	}
+	var events corev1.EventList
+	if err := suite.client.List(ctx(lc.t), &events, client.InNamespace(lc.ns)); err != nil {
+		lc.t.Fatal(err)
+	}
+	n, last := 0, "no FailedCreatePodSandBox event on a pod of "+app
+	for _, e := range events.Items {
+		if e.Reason != "FailedCreatePodSandBox" || !uids[string(e.InvolvedObject.UID)] {
+			continue
+		}
+		last = e.Message
+		if containsAll(e.Message, words...) {
+			n++
+		}
+	}
+	return n, last
+}
+
+func containsAll(s string, words ...string) bool {
+	for _, w := range words {
+		if !strings.Contains(s, w) {
+			return false
+		}
+	}
+	return true
+}
+
+// eventsAbout lists the events in any namespace about the object of kind named name
+// (events about cluster-scoped objects land in "default"), with reason unless it is empty.
+func eventsAbout(t *testing.T, kind, name, reason string) []corev1.Event {
+	t.Helper()
+	var events corev1.EventList
+	if err := suite.client.List(ctx(t), &events); err != nil {
+		t.Fatal(err)
+	}
+	var out []corev1.Event
+	for _, e := range events.Items {
+		if e.InvolvedObject.Kind == kind && e.InvolvedObject.Name == name && (reason == "" || e.Reason == reason) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// deleteAll deletes the workloads (their pods go the way the garbage collector and the
+// kubelets let them go).
+func (lc *lifecycle) deleteAll(objs ...client.Object) {
+	lc.t.Helper()
+	for _, obj := range objs {
+		if err := suite.client.Delete(ctx(lc.t), obj); err != nil && !isNotFound(err) {
+			lc.t.Fatalf("deleting %s: %v", obj.GetName(), err)
+		}
+	}
+}
