@@ -1,97 +1,65 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
+	"context"
 	"encoding/json"
 	"fmt"
-	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
+	"sort"
+	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/tests/harness"
+	"github.com/underpool/underpool/tests/harness/kubelet"
 )
 
-// The multus annotations: which networks a pod wants, and what it got.
-const (
-	networksAnnotation = "k8s.v1.cni.cncf.io/networks"
-	statusAnnotation   = "k8s.v1.cni.cncf.io/network-status"
-)
-
-// pod is one demo pod: its API object, its network namespace and what multus reported.
-type pod struct {
-	name, uid string
-	ns        *harness.NetNS
-	rt        harness.Runtime // exactly what the runtime passed at ADD, needed again at DEL
-	ifName    string          // the NAD's interface in the pod (net1)
-	v4, v6    string          // its addresses, as multus reported them
-	status    []networkStatus
-
-	del    func() error // CNI DEL through multus, at most once
-	delRan atomic.Bool
+// simNode is one simulated node: its own ipamd (as the DaemonSet would run it) and a
+// kubelet stand-in that makes sandboxes (netns + CNI ADD through multus) for the pods
+// the scheduler binds to it.
+type simNode struct {
+	name    string
+	ipamd   *harness.Ipamd
+	kubelet *kubelet.Kubelet
 }
 
-// networkStatus is one entry of the network-status annotation (multi-net spec).
-type networkStatus struct {
-	Name      string   `json:"name"`
-	Interface string   `json:"interface,omitempty"`
-	IPs       []string `json:"ips,omitempty"`
-	Mac       string   `json:"mac,omitempty"`
-	Default   bool     `json:"default,omitempty"`
-}
-
-// createNode registers the node ipamd serves: nothing schedules here, the pods are
-// bound to it by spec.nodeName as a scheduler would have done.
-func (d *demo) createNode() error {
+// createPool makes the pool the NAD names.
+func (d *demo) createPool() error {
 	ctx, cancel := opCtx()
 	defer cancel()
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName,
-		Labels: map[string]string{"kubernetes.io/hostname": nodeName, "kubernetes.io/os": "linux"}}}
-	if err := d.c.Create(ctx, node); err != nil {
-		return fmt.Errorf("creating Node %s: %w", nodeName, err)
-	}
-	return nil
-}
-
-// createPools makes one pool per family; naming both in the NAD makes every pod dual stack.
-func (d *demo) createPools() error {
-	ctx, cancel := opCtx()
-	defer cancel()
-	pools := []*v1.IPPool{
-		{ObjectMeta: metav1.ObjectMeta{Name: pool4}, Spec: v1.IPPoolSpec{
-			Subnet: "10.250.100.0/24", IPs: []string{"10.250.100.10-10.250.100.99"}, Gateway: "10.250.100.1"}},
-		{ObjectMeta: metav1.ObjectMeta{Name: pool6}, Spec: v1.IPPoolSpec{
-			Subnet: "fd00:250::/64", IPs: []string{"fd00:250::10-fd00:250::ff"}}},
-	}
-	for _, p := range pools {
-		if err := d.c.Create(ctx, p); err != nil {
-			return fmt.Errorf("creating IPPool %s: %w", p.Name, err)
-		}
+	p := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: poolName}, Spec: v1.IPPoolSpec{
+		Subnet: poolSubnet, IPs: []string{poolRange}, Gateway: poolGateway}}
+	if err := d.c.Create(ctx, p); err != nil {
+		return fmt.Errorf("creating IPPool %s: %w", poolName, err)
 	}
 	return nil
 }
 
 // createNAD stores the underpool network as multus reads it. It is unstructured on
 // purpose: the demo needs no Go types for a third-party CRD, just as a user needs none.
+// It names no ipamd socket: which daemon serves a pod is its node's business (each
+// kubelet stand-in passes its node's socket as UNDERPOOL_IPAMD_SOCKET, as a node's
+// runtime environment would).
 func (d *demo) createNAD() error {
 	config, err := json.Marshal(map[string]any{
 		"cniVersion": "1.1.0", "name": nadName,
 		"plugins": []any{map[string]any{
 			"type":     "underpool",
 			"delegate": map[string]any{"type": "macvlan", "master": d.parent, "mode": "bridge"},
-			"ipam": map[string]any{"socket": d.ipamd.Options.Socket,
-				"ipv4Pools": []string{pool4}, "ipv6Pools": []string{pool6}},
-			"logFile": filepath.Join(d.tmp, "underpool.log"),
-			// the demo's "node" is this machine's root netns: give it no host veths or routes
+			"ipam":     map[string]any{"ipv4Pools": []string{poolName}},
+			"logFile":  filepath.Join(d.tmp, "underpool.log"),
+			// the simulated nodes share this machine's root netns: no host veths or routes
 			"hostConnectivity": map[string]any{"enabled": false},
 		}},
 	})
@@ -114,195 +82,311 @@ func (d *demo) createNAD() error {
 	return nil
 }
 
-// prepareMultus writes the runtime's view: a conflist whose only plugin is multus. Multus
-// looks up its delegates (underpool, and through it macvlan) in ONE binDir, so that dir
-// gets symlinks to our plugins and the cached peers.
-func (d *demo) prepareMultus() error {
-	binDir := filepath.Join(d.tmp, "cni-bin")
-	if err := os.MkdirAll(binDir, 0o755); err != nil {
-		return err
+// startNode starts one simulated node: its ipamd first (it serves allocations only once
+// its caches are synced), then the kubelet stand-in, which registers the Node. It runs
+// inside undo.build: it registers how to undo what it makes.
+func (d *demo) startNode(name string) (*simNode, error) {
+	opts := harness.DefaultIpamdOptions(d.binDir, d.cp.KubeconfigPath, name, d.tmp)
+	ipamd, err := harness.StartIpamd(opts)
+	if err != nil {
+		return nil, err
 	}
-	for _, src := range []string{d.binDir, harness.CacheBinDir()} {
-		entries, err := os.ReadDir(src)
-		if err != nil {
-			return err
+	d.undo.push("ipamd of "+name, func() error {
+		if err := ipamd.Stop(); err != nil {
+			return fmt.Errorf("%w; end of its log:\n%s", err, lastLines(ipamd.LogPath, 3))
 		}
-		for _, e := range entries {
-			link := filepath.Join(binDir, e.Name())
-			if _, err := os.Lstat(link); err == nil {
-				continue // our own binaries come first
-			}
-			if err := os.Symlink(filepath.Join(src, e.Name()), link); err != nil {
-				return err
-			}
-		}
-	}
-	conf, err := json.Marshal(map[string]any{
-		"cniVersion": "1.0.0", "name": "multus-demo",
-		"plugins": []any{map[string]any{
-			"type":       "multus",
-			"kubeconfig": d.cp.KubeconfigPath,
-			"cniDir":     filepath.Join(d.tmp, "multus-cache"),
-			"binDir":     binDir,
-			"logFile":    filepath.Join(d.tmp, "multus.log"),
-			"logLevel":   "error",
-			// loopback stands in for the cluster network (eth0); net1 comes from the NAD
-			"delegates": []any{map[string]any{
-				"cniVersion": "1.0.0", "name": "default",
-				"plugins": []any{map[string]any{"type": "loopback"}},
-			}},
-		}},
+		return nil
 	})
+	n := &simNode{name: name, ipamd: ipamd}
+
+	// The node's runtime config: the multus thin plugin, its delegates linked into one
+	// bin dir, its cache and log under the node's own folder.
+	dir := filepath.Join(d.tmp, name)
+	conflist, err := kubelet.MultusConflist(kubelet.MultusConfig{Kubeconfig: d.cp.KubeconfigPath,
+		BinDirs: []string{d.binDir, harness.CacheBinDir()}, Dir: dir})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	d.multus = conf
 	// Plugins' stderr goes to a file: multus logs a Kubernetes event line per interface
-	// there, which would drown the demo's own output. Errors still come back in results.
-	stderr, err := os.Create(filepath.Join(d.tmp, "cni-stderr.log"))
-	if err != nil {
-		return err
-	}
-	d.cniStderr = stderr // closed with the temp dir
-	d.cni = &harness.CNI{BinDirs: []string{d.binDir, harness.CacheBinDir()},
-		CacheDir: filepath.Join(d.tmp, "cni-cache"), Stderr: stderr}
-	return nil
-}
-
-// startPod does what the API server, the kubelet and the runtime do for a new pod on this
-// node: store the Pod, make its sandbox netns, run CNI ADD, and read multus' status.
-func (d *demo) startPod(name string) (*pod, error) {
-	ctx, cancel := opCtx()
-	defer cancel()
-	obj := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace,
-			Labels:      map[string]string{"app": "underpool-demo"},
-			Annotations: map[string]string{networksAnnotation: nadName}},
-		Spec: corev1.PodSpec{NodeName: nodeName, Containers: []corev1.Container{{Name: "pause", Image: "pause"}}},
-	}
-	if err := d.c.Create(ctx, obj); err != nil {
-		return nil, fmt.Errorf("creating Pod %s: %w", name, err)
-	}
-	ns, err := harness.NewNetNS(harness.UniqueName(name + "-"))
+	// there, which would drown the demo's output. Errors still reach the kubelet log.
+	cniStderr, err := d.createFile(filepath.Join(d.tmp, "cni-stderr-"+name+".log"))
 	if err != nil {
 		return nil, err
 	}
-	d.undo.push("netns "+ns.Name(), ns.Close)
-
-	// multus refuses to act for a pod whose UID differs from K8S_POD_UID (a stale
-	// sandbox of a recreated pod), so the runtime args carry the real one.
-	p := &pod{name: name, uid: string(obj.UID), ns: ns, rt: harness.Runtime{
-		ContainerID: randomContainerID(), NetNS: ns.Path(), IfName: "eth0",
-		PodNamespace: namespace, PodName: name, PodUID: string(obj.UID)}}
-	var once sync.Once
-	var delErr error
-	p.del = func() error {
-		once.Do(func() {
-			p.delRan.Store(true)
-			ctx, cancel := opCtx()
-			defer cancel()
-			delErr = d.cni.Del(ctx, d.multus, p.rt)
-		})
-		return delErr
-	}
-	// Registered before ADD: a runtime follows a failed ADD with DEL, which must clean up
-	// whatever half of the attachment exists.
-	d.undo.pushPending("CNI DEL "+name+" through multus", func() bool { return !p.delRan.Load() }, p.del)
-	d.pods = append(d.pods, p)
-
-	if _, err := d.cni.Add(ctx, d.multus, p.rt); err != nil {
-		return nil, fmt.Errorf("CNI ADD %s through multus: %w", name, err)
-	}
-	if err := d.readNetworkStatus(p); err != nil {
+	klog, err := d.createFile(filepath.Join(d.tmp, "kubelet-"+name+".log"))
+	if err != nil {
 		return nil, err
 	}
-	return p, nil
+	kl, err := kubelet.New(kubelet.Config{NodeName: name, RestConfig: d.cp.Config,
+		CNI:      harness.CNI{BinDirs: []string{d.binDir, harness.CacheBinDir()}, CacheDir: filepath.Join(dir, "cni-cache"), Stderr: cniStderr},
+		Conflist: conflist, IpamdSocket: opts.Socket, Log: klog})
+	if err != nil {
+		return nil, err
+	}
+	// Close removes the sandboxes' namespaces (their macvlans go with them) without
+	// DEL: the whole cluster goes next, so there is nothing to give addresses back to.
+	d.undo.push("kubelet stand-in of "+name+" (and its pods' netns)", kl.Close)
+	if err := kl.Start(); err != nil {
+		return nil, err
+	}
+	n.kubelet = kl
+	return n, nil
 }
 
-// readNetworkStatus takes the pod's addresses from what multus wrote on the Pod, the same
-// place `kubectl describe pod` shows them.
-func (d *demo) readNetworkStatus(p *pod) error {
+// createFile makes a log file that is closed with the temp dir.
+func (d *demo) createFile(path string) (*os.File, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	d.files = append(d.files, f)
+	return f, nil
+}
+
+// podTemplate is a pod asking for the underlay network as net1, spread over the nodes
+// the way replicas usually are.
+func podTemplate(app string) corev1.PodTemplateSpec {
+	labels := map[string]string{"app": app, demoLabel: "true"}
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{networksAnnotation: nadName}},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr.To[int64](5),
+			Containers:                    []corev1.Container{{Name: "main", Image: "registry.k8s.io/pause:3.10"}},
+			TopologySpreadConstraints: []corev1.TopologySpreadConstraint{{MaxSkew: 1, TopologyKey: "kubernetes.io/hostname",
+				WhenUnsatisfiable: corev1.DoNotSchedule, LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}}}},
+		},
+	}
+}
+
+func (d *demo) createWorkloads() error {
 	ctx, cancel := opCtx()
 	defer cancel()
-	obj := &corev1.Pod{}
-	if err := d.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: p.name}, obj); err != nil {
-		return fmt.Errorf("reading Pod %s: %w", p.name, err)
+	selector := func(app string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}}
 	}
-	raw, ok := obj.Annotations[statusAnnotation]
-	if !ok {
-		return fmt.Errorf("pod %s: multus wrote no %s annotation", p.name, statusAnnotation)
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: deployName},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To(deployReplicas), Selector: selector(deployName), Template: podTemplate(deployName)}}
+	if err := d.c.Create(ctx, dep); err != nil {
+		return fmt.Errorf("creating Deployment %s: %w", deployName, err)
 	}
-	if err := json.Unmarshal([]byte(raw), &p.status); err != nil {
-		return fmt.Errorf("pod %s: parsing %s %q: %w", p.name, statusAnnotation, raw, err)
-	}
-	for _, st := range p.status {
-		if st.Name != namespace+"/"+nadName {
-			continue
-		}
-		p.ifName = st.Interface
-		for _, ip := range st.IPs {
-			if parsed := net.ParseIP(ip); parsed != nil && parsed.To4() != nil {
-				p.v4 = ip
-			} else if parsed != nil {
-				p.v6 = ip
-			}
-		}
-	}
-	if p.ifName == "" || p.v4 == "" || p.v6 == "" {
-		return fmt.Errorf("pod %s: network-status has no dual-stack entry for %s/%s: %s", p.name, namespace, nadName, raw)
+	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: stsName},
+		Spec: appsv1.StatefulSetSpec{Replicas: ptr.To(stsReplicas), Selector: selector(stsName), Template: podTemplate(stsName)}}
+	if err := d.c.Create(ctx, sts); err != nil {
+		return fmt.Errorf("creating StatefulSet %s: %w", stsName, err)
 	}
 	return nil
 }
 
-// deletePod removes the Pod object. Grace period 0: no kubelet will ever confirm a
-// graceful termination, so the object would otherwise linger.
-func (d *demo) deletePod(p *pod) error {
+// rollingRestart does what `kubectl rollout restart statefulset/web` does.
+func (d *demo) rollingRestart() error {
 	ctx, cancel := opCtx()
 	defer cancel()
-	obj := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: p.name, Namespace: namespace}}
-	if err := d.c.Delete(ctx, obj, client.GracePeriodSeconds(0)); err != nil {
-		return fmt.Errorf("deleting Pod %s: %w", p.name, err)
+	patch := client.RawPatch(types.MergePatchType, fmt.Appendf(nil,
+		`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339)))
+	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: stsName}}
+	if err := d.c.Patch(ctx, sts, patch); err != nil {
+		return fmt.Errorf("patching StatefulSet %s: %w", stsName, err)
 	}
 	return nil
 }
 
-// waitPoolsEmpty checks, from the API and not any cache, that DEL gave every address back
-// and removed the Endpoint records.
-func (d *demo) waitPoolsEmpty() error {
+// deleteWorkloads deletes both as `kubectl delete` does: background propagation, the
+// garbage collector then deletes the pods and the kubelets let them go.
+func (d *demo) deleteWorkloads() error {
 	ctx, cancel := opCtx()
 	defer cancel()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		var state []string
-		for _, name := range []string{pool4, pool6} {
-			p := &v1.IPPool{}
-			if err := d.c.Get(ctx, client.ObjectKey{Name: name}, p); err != nil {
-				return fmt.Errorf("reading IPPool %s: %w", name, err)
+	for _, obj := range []client.Object{
+		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: deployName}},
+		&appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: stsName}},
+	} {
+		if err := d.c.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+			return fmt.Errorf("deleting %T %s: %w", obj, obj.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// podView is one pod as the tables show it.
+type podView struct {
+	name, node, app string
+	uid             types.UID
+	ready           bool
+	terminating     bool
+	endpoint        string // net1 address ipamd's Endpoint holds for the pod's current sandbox
+	inNetns         string // global addresses on net1 inside the sandbox, as the kernel has them
+	sandbox         *kubelet.Sandbox
+}
+
+// addr is the pod's address without its prefix length ("" when it has none).
+func (p podView) addr() string {
+	pfx, err := netip.ParsePrefix(p.endpoint)
+	if err != nil {
+		return ""
+	}
+	return pfx.Addr().String()
+}
+
+// snapshot reads the demo's pods, their Endpoints and their sandboxes, sorted: the
+// Deployment's pods first, then the StatefulSet's by ordinal.
+func (d *demo) snapshot() ([]podView, error) {
+	ctx, cancel := opCtx()
+	defer cancel()
+	var pods corev1.PodList
+	if err := d.c.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{demoLabel: "true"}); err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	var eps v1.EndpointList
+	if err := d.c.List(ctx, &eps, client.InNamespace(namespace)); err != nil {
+		return nil, fmt.Errorf("listing Endpoints: %w", err)
+	}
+	byName := map[string]*v1.Endpoint{}
+	for i := range eps.Items {
+		byName[eps.Items[i].Name] = &eps.Items[i]
+	}
+	var out []podView
+	for _, p := range pods.Items {
+		v := podView{name: p.Name, node: p.Spec.NodeName, app: p.Labels["app"], uid: p.UID,
+			ready: podReady(&p), terminating: p.DeletionTimestamp != nil}
+		if n := d.node(p.Spec.NodeName); n != nil {
+			if sb, ok := n.kubelet.Sandbox(namespace, p.Name); ok && sb.PodUID == p.UID {
+				v.sandbox = &sb
+				v.inNetns = strings.Join(globalAddrs(sb.NetNS.Path(), "net1"), ",")
+				if ep := byName[p.Name]; ep != nil && ep.Status.PodUID == string(p.UID) {
+					for _, itf := range ep.Status.Interfaces {
+						if itf.Interface == "net1" && itf.ContainerID == sb.ContainerID && itf.Detached == nil && len(itf.IPs) > 0 {
+							v.endpoint = itf.IPs[0].Address
+						}
+					}
+				}
 			}
-			if p.Status.AllocatedIPCount != 0 {
-				state = append(state, fmt.Sprintf("%s still has %d allocated (%s)", name, p.Status.AllocatedIPCount, p.Status.Allocated))
+		}
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].app != out[j].app {
+			return out[i].app == deployName
+		}
+		if len(out[i].name) != len(out[j].name) {
+			return len(out[i].name) < len(out[j].name) // web-2 before web-10
+		}
+		return out[i].name < out[j].name
+	})
+	return out, nil
+}
+
+func (d *demo) node(name string) *simNode {
+	for _, n := range d.nodes {
+		if n.name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// globalAddrs are the global unicast addresses on ifName in a netns, with prefix length.
+func globalAddrs(nsPath, ifName string) []string {
+	addrs, err := harness.Addrs(nsPath, ifName)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range addrs {
+		if a.IP.IsGlobalUnicast() {
+			out = append(out, a.IPNet.String())
+		}
+	}
+	return out
+}
+
+// waitAllReady waits until the Deployment's and the StatefulSet's pods are all there,
+// Ready, none terminating, each with its address in its sandbox. extra, when set, is
+// called on every poll and must hold too (e.g. "every pod replaced").
+func (d *demo) waitAllReady(timeout time.Duration, extra func([]podView) (bool, string)) ([]podView, error) {
+	var pods []podView
+	err := d.eventually("all pods Ready", timeout, func() (bool, string, error) {
+		var err error
+		if pods, err = d.snapshot(); err != nil {
+			return false, "", err
+		}
+		extraOK, extraWhy := true, ""
+		if extra != nil {
+			extraOK, extraWhy = extra(pods) // every poll: it may report progress
+		}
+		want := map[string]int{deployName: int(deployReplicas), stsName: int(stsReplicas)}
+		var states []string
+		for _, p := range pods {
+			if p.ready && !p.terminating && p.endpoint != "" {
+				want[p.app]--
 			}
+			states = append(states, fmt.Sprintf("%s ready=%v terminating=%v node=%q endpoint=%q", p.name, p.ready, p.terminating, p.node, p.endpoint))
+		}
+		if len(pods) != int(deployReplicas+stsReplicas) || want[deployName] != 0 || want[stsName] != 0 {
+			return false, strings.Join(states, "; "), nil
+		}
+		return extraOK, extraWhy, nil
+	})
+	return pods, err
+}
+
+// waitNothingLeft waits, reading the API and not any cache, until no demo pod, no
+// Endpoint and no allocated address is left, and no kubelet keeps a sandbox.
+func (d *demo) waitNothingLeft(timeout time.Duration) error {
+	return d.eventually("nothing left", timeout, func() (bool, string, error) {
+		ctx, cancel := opCtx()
+		defer cancel()
+		var pods corev1.PodList
+		if err := d.c.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{demoLabel: "true"}); err != nil {
+			return false, "", err
+		}
+		if n := len(pods.Items); n > 0 {
+			return false, fmt.Sprintf("%d pods left", n), nil
 		}
 		var eps v1.EndpointList
 		if err := d.c.List(ctx, &eps, client.InNamespace(namespace)); err != nil {
-			return fmt.Errorf("listing Endpoints: %w", err)
+			return false, "", err
 		}
 		if n := len(eps.Items); n > 0 {
-			state = append(state, fmt.Sprintf("%d Endpoints left in %s", n, namespace))
+			return false, fmt.Sprintf("%d Endpoints left (%s ...)", n, eps.Items[0].Name), nil
 		}
-		if len(state) == 0 {
-			return nil
+		p := &v1.IPPool{}
+		if err := d.c.Get(ctx, client.ObjectKey{Name: poolName}, p); err != nil {
+			return false, "", err
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("after DEL: %v", state)
+		if p.Status.AllocatedIPCount != 0 {
+			return false, fmt.Sprintf("pool %s still has %d allocated (%s)", poolName, p.Status.AllocatedIPCount, p.Status.Allocated), nil
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		for _, n := range d.nodes {
+			if sbs := n.kubelet.Sandboxes(); len(sbs) > 0 {
+				return false, fmt.Sprintf("%s keeps the sandbox of %s", n.name, sbs[0].PodName), nil
+			}
+		}
+		return true, "", nil
+	})
 }
 
-// randomContainerID looks like a real sandbox ID (64 hex digits).
-func randomContainerID() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+// eventually polls cond every 250 ms until it holds, fails, or timeout passes; the
+// timeout error names what was awaited and the last reason cond gave.
+func (d *demo) eventually(what string, timeout time.Duration, cond func() (bool, string, error)) error {
+	var last string
+	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		ok, why, err := cond()
+		last = why
+		return ok, err
+	})
+	if err != nil && last != "" {
+		return fmt.Errorf("waiting %s for %s: %w (%s)", timeout, what, err, last)
+	}
+	if err != nil {
+		return fmt.Errorf("waiting %s for %s: %w", timeout, what, err)
+	}
+	return nil
 }

@@ -1,7 +1,11 @@
-// Command demo shows underpool working on this machine, with real parts only: a local
-// etcd + kube-apiserver, ipamd as a process, multus calling the underpool plugin for a
-// NetworkAttachmentDefinition exactly as a container runtime would, and three pods (network
-// namespaces) on a macvlan underlay that ping each other over IPv4 and IPv6.
+// Command demo shows underpool the way a cluster uses it, with real parts only: a local
+// etcd + kube-apiserver with the real kube-controller-manager and kube-scheduler, two
+// simulated nodes (each its own ipamd and a kubelet stand-in that runs CNI through the
+// real multus thin plugin in real network namespaces), one IPPool and one
+// NetworkAttachmentDefinition (underpool over macvlan). A Deployment and a StatefulSet
+// then get underlay addresses on net1, pods on different nodes ping each other, a
+// rolling restart of the StatefulSet keeps every pod's address, and deleting both
+// workloads gives every address back.
 //
 //	go run ./tests/demo [--keep]     (as root; `make demo` builds what it needs first)
 //
@@ -15,6 +19,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -30,14 +35,26 @@ import (
 )
 
 const (
-	nodeName  = "demo-node"
-	namespace = "default"
-	nadName   = "underlay"
-	pool4     = "demo-v4"
-	pool6     = "demo-v6"
+	namespace   = "default"
+	nadName     = "underlay"
+	poolName    = "demo-v4"
+	poolSubnet  = "10.250.100.0/24"
+	poolRange   = "10.250.100.10-10.250.100.99"
+	poolGateway = "10.250.100.1"
+
+	deployName = "api"
+	stsName    = "web"
+	demoLabel  = "underpool.io/demo" // on every demo pod, to list them together
+
+	// networksAnnotation is the multus annotation naming the networks a pod wants.
+	networksAnnotation = "k8s.v1.cni.cncf.io/networks"
 )
 
-var podNames = []string{"web-1", "web-2", "web-3"}
+var (
+	nodeNames      = []string{"node-a", "node-b"}
+	deployReplicas = int32(2)
+	stsReplicas    = int32(3)
+)
 
 func main() {
 	keep := flag.Bool("keep", false, "keep everything running until Ctrl-C and print how to look around")
@@ -46,9 +63,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "demo: needs root (network namespaces, links and CNI plugins need CAP_NET_ADMIN/CAP_SYS_ADMIN); run it with sudo")
 		os.Exit(1)
 	}
+	start := time.Now()
 	d := &demo{keep: *keep}
 	// Armed before anything exists, so a Ctrl-C at any point undoes exactly what was made.
 	harness.StopOnInterrupt(func() {
+		muted.Store(true) // the steps in flight go on failing; only cleanup speaks now
 		if err := d.undo.run(); err != nil {
 			fmt.Fprintf(os.Stderr, "cleanup: %v\n", err)
 		}
@@ -63,13 +82,13 @@ func main() {
 	go func() { <-sigs; interrupted.Store(true) }()
 
 	err := d.run()
-	if interrupted.Load() {
+	if interrupted.Load() || errors.Is(err, errCleanedUp) {
 		select {} // StopOnInterrupt is cleaning up and exits with 130
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "\ndemo FAILED: %v\n", err)
 		// A step that broke usually says why in some log, and the logs go with the temp
-		// dir: show their ends first. Failed checks (pings) carry their own reasons.
+		// dir: show their ends first. Failed checks carry their own reasons.
 		var checks checkFailures
 		if !errors.As(err, &checks) {
 			d.printLogTails()
@@ -83,7 +102,8 @@ func main() {
 	if err != nil {
 		os.Exit(1)
 	}
-	say("done: underpool gave 3 pods dual-stack underlay addresses, they reached each other, and every address went back to its pool")
+	sayf("done in %s: %d pods on %d nodes got underlay addresses and reached each other across nodes, the StatefulSet's pods kept theirs across a rolling restart, and every address went back to the pool",
+		time.Since(start).Round(time.Second), deployReplicas+stsReplicas, len(nodeNames))
 }
 
 // demo is the state of one run; undo holds how to take each piece down again.
@@ -91,133 +111,180 @@ type demo struct {
 	keep bool
 	undo undoStack
 
-	tmp       string // everything on disk: logs, sockets, CNI caches
-	binDir    string // ipamd, underpool, underpool-ipam
-	cp        *harness.ControlPlane
-	c         client.Client
-	ipamd     *harness.Ipamd
-	parent    string // macvlan parent: end A of a throw-away veth pair
-	cni       *harness.CNI
-	cniStderr *os.File // what plugins print on stderr
-	multus    []byte   // the runtime's conflist: multus, delegating to the NAD for net1
-	pods      []*pod
+	tmp    string     // everything on disk: logs, sockets, CNI caches
+	files  []*os.File // logs written by the demo's pieces, closed with tmp
+	binDir string     // ipamd, underpool, underpool-ipam
+	cp     *harness.ControlPlane
+	c      client.Client
+	parent string // macvlan parent: end A of a throw-away veth pair, shared by both nodes
+	nodes  []*simNode
 
 	failures      []string // non-fatal problems (a failed ping) reported at the end
 	saidNoKubectl bool
 }
 
 func (d *demo) run() error {
-	var err error
-	if d.tmp, err = os.MkdirTemp("", "underpool-demo-"); err != nil {
+	err := d.undo.build(func() (err error) {
+		if d.tmp, err = os.MkdirTemp("", "underpool-demo-"); err != nil {
+			return err
+		}
+		d.undo.push("temp dir "+d.tmp, func() error {
+			for _, f := range d.files {
+				f.Close()
+			}
+			return os.RemoveAll(d.tmp)
+		})
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	d.undo.push("temp dir "+d.tmp, func() error {
-		if d.cniStderr != nil {
-			d.cniStderr.Close()
-		}
-		return os.RemoveAll(d.tmp)
-	})
 
 	say("locating binaries ...")
 	if d.binDir, err = projectBinaries(d.tmp); err != nil {
 		return err
 	}
-	if err := harness.EnsureTools("test", "kube-apiserver", "etcd", "macvlan", "loopback", "multus"); err != nil {
+	peers := []string{"kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "multus", "macvlan", "loopback"}
+	if err := harness.EnsureTools("test", peers...); err != nil {
 		return err
 	}
-	info("peers (kube-apiserver, etcd, multus, macvlan, loopback) from %s", harness.CacheBinDir())
+	info("%s from %s", strings.Join(peers, ", "), harness.CacheBinDir())
 
-	say("starting a local control plane (etcd + kube-apiserver on 127.0.0.1) ...")
-	if d.cp, err = harness.StartControlPlane(harness.ControlPlaneOptions{}); err != nil {
+	say("starting a local control plane on 127.0.0.1: etcd, kube-apiserver, kube-controller-manager, kube-scheduler ...")
+	err = d.undo.build(func() (err error) {
+		d.cp, err = harness.StartControlPlane(harness.ControlPlaneOptions{Lifecycle: true, LogDir: filepath.Join(d.tmp, "control-plane")})
+		if err == nil {
+			d.undo.push("control plane (kube-scheduler, kube-controller-manager, kube-apiserver, etcd)", d.stopControlPlane)
+		}
+		return err
+	})
+	if err != nil {
 		return err
 	}
-	d.undo.push("control plane (kube-apiserver, etcd)", d.cp.Stop)
 	info("API server %s; CRDs: %s", d.cp.Config.Host, installedKinds())
 	if d.c, err = d.cp.Client(v1.AddToScheme); err != nil {
 		return err
 	}
 
-	sayf("registering Node %q and starting its ipamd ...", nodeName)
-	if err := d.createNode(); err != nil {
+	sayf("creating IPPool %s: %s, handing out %s, gateway %s ...", poolName, poolSubnet, poolRange, poolGateway)
+	if err := d.createPool(); err != nil {
 		return err
 	}
-	if d.ipamd, err = harness.StartIpamd(harness.DefaultIpamdOptions(d.binDir, d.cp.KubeconfigPath, nodeName, d.tmp)); err != nil {
-		return err
-	}
-	d.undo.push("ipamd", func() error {
-		if err := d.ipamd.Stop(); err != nil {
-			return fmt.Errorf("%w; end of its log:\n%s", err, lastLines(d.ipamd.LogPath, 3))
+
+	say("creating a throw-away veth pair as the nodes' shared uplink (the macvlan parent: one L2 segment) ...")
+	var veth *harness.Veth
+	err = d.undo.build(func() (err error) {
+		veth, err = harness.NewVethPair(harness.UniqueName("demo"), harness.UniqueName("demo"))
+		if err == nil {
+			d.undo.push("veth "+veth.A+"/"+veth.B, veth.Close)
 		}
-		return nil
-	})
-	info("ipamd pid %d serving %s", d.ipamd.Pid(), d.ipamd.Options.Socket)
-
-	sayf("creating IPPools %s (10.250.100.0/24) and %s (fd00:250::/64) ...", pool4, pool6)
-	if err := d.createPools(); err != nil {
 		return err
-	}
-	info("%s hands out 10.250.100.10-10.250.100.99 with gateway 10.250.100.1; %s fd00:250::10-fd00:250::ff", pool4, pool6)
-
-	say("creating a throw-away veth pair as the node's uplink (macvlan parent) ...")
-	veth, err := harness.NewVethPair(harness.UniqueName("demo"), harness.UniqueName("demo"))
+	})
 	if err != nil {
 		return err
 	}
-	d.undo.push("veth "+veth.A+"/"+veth.B, veth.Close)
 	d.parent = veth.A
 	info("parent %s (peer %s)", veth.A, veth.B)
 
-	sayf("creating NetworkAttachmentDefinition %s/%s: underpool over macvlan (bridge) on %s ...", namespace, nadName, d.parent)
+	sayf("creating NetworkAttachmentDefinition %s/%s: underpool over macvlan (bridge) on %s, pool %s ...", namespace, nadName, d.parent, poolName)
 	if err := d.createNAD(); err != nil {
 		return err
 	}
-	if err := d.prepareMultus(); err != nil {
-		return err
-	}
 
-	say("starting 3 pods: Pod object, network namespace, then CNI ADD through multus as a runtime would ...")
-	for _, name := range podNames {
-		p, err := d.startPod(name)
+	sayf("starting %d simulated nodes, each with its own ipamd and a kubelet stand-in (sandboxes = netns, CNI through multus) ...", len(nodeNames))
+	for _, name := range nodeNames {
+		var n *simNode
+		err := d.undo.build(func() (err error) {
+			n, err = d.startNode(name)
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		info("%s: netns %s, eth0 = cluster network (loopback stand-in), %s = %s/%s", p.name, p.ns.Name(), p.ifName, namespace, nadName)
+		d.nodes = append(d.nodes, n)
+		info("%s: ipamd pid %d on %s; Node registered and Ready", name, n.ipamd.Pid(), n.ipamd.Options.Socket)
 	}
 
-	say("addresses (from each Pod's k8s.v1.cni.cncf.io/network-status, pools from its underpool Endpoint):")
-	if err := d.printAddresses(); err != nil {
+	sayf("creating Deployment %s (%d replicas) and StatefulSet %s (%d replicas), pods asking for %s as net1 ...",
+		deployName, deployReplicas, stsName, stsReplicas, nadName)
+	info("the scheduler spreads them over the nodes; each node's kubelet stand-in runs CNI ADD: multus -> underpool -> its ipamd")
+	t0 := time.Now()
+	if err := d.createWorkloads(); err != nil {
 		return err
 	}
-	say("ping matrix (each pod pings every other pod's IPv4 and IPv6 over the macvlan underlay):")
-	d.printPingMatrix()
-	say("kubectl get ippools:")
+	before, err := d.waitAllReady(2*time.Minute, nil)
+	if err != nil {
+		return err
+	}
+	info("%d pods Ready after %s", len(before), time.Since(t0).Round(100*time.Millisecond))
+
+	say("pods and their net1 address: as ipamd recorded it (Endpoint) and as the kernel has it inside the pod's netns:")
+	d.printPods(before)
+
+	say("ping across nodes over the shared macvlan parent (from inside one pod's netns to another's address):")
+	d.pingAcrossNodes(before)
+
+	say("kubectl get ippools,endpoints.underpool.io:")
 	d.kubectlGet("ippools", "/apis/underpool.io/v1/ippools")
-	say("kubectl get endpoints.underpool.io:")
 	d.kubectlGet("endpoints.underpool.io", "/apis/underpool.io/v1/namespaces/"+namespace+"/endpoints")
 
-	if d.keep {
-		d.waitForever()
-	}
-
-	say("deleting the pods: CNI DEL through multus, then the Pod objects ...")
-	for _, p := range d.pods {
-		if err := p.del(); err != nil {
-			return fmt.Errorf("CNI DEL %s: %w", p.name, err)
-		}
-		if err := d.deletePod(p); err != nil {
-			return err
-		}
-	}
-	if err := d.waitPoolsEmpty(); err != nil {
+	sayf("rolling restart of StatefulSet %s (as `kubectl rollout restart`: a new restartedAt annotation on its pod template) ...", stsName)
+	info("the StatefulSet controller replaces one pod at a time: stop, CNI DEL, pod deleted, new pod (new UID), CNI ADD")
+	t0 = time.Now()
+	if err := d.rollingRestart(); err != nil {
 		return err
 	}
-	say("every address is back in its pool:")
+	after, err := d.waitRestarted(before)
+	if err != nil {
+		return err
+	}
+	info("every %s pod replaced and Ready after %s", stsName, time.Since(t0).Round(100*time.Millisecond))
+
+	say("after the restart:")
+	d.printPods(after)
+	d.compareAddresses(before, after)
+
+	if d.keep {
+		d.waitForever(after)
+	}
+
+	sayf("deleting Deployment %s and StatefulSet %s (as `kubectl delete`) ...", deployName, stsName)
+	info("the garbage collector deletes their pods, each kubelet stand-in runs CNI DEL, ipamd frees the addresses and the Endpoints")
+	t0 = time.Now()
+	if err := d.deleteWorkloads(); err != nil {
+		return err
+	}
+	if err := d.waitNothingLeft(2 * time.Minute); err != nil {
+		return err
+	}
+	info("no pods, no Endpoints and no allocated address left after %s", time.Since(t0).Round(100*time.Millisecond))
 	d.kubectlGet("ippools", "/apis/underpool.io/v1/ippools")
+	d.kubectlGet("endpoints.underpool.io", "/apis/underpool.io/v1/namespaces/"+namespace+"/endpoints")
 
 	if len(d.failures) > 0 {
 		return checkFailures(d.failures)
 	}
 	return nil
+}
+
+// stopControlPlane stops it, minus one error that is none: kube-scheduler without leader
+// election exits 1 after SIGTERM by design ("finished without leader elect",
+// cmd/kube-scheduler/app/server.go), which ControlPlane.Stop reports as a failure.
+func (d *demo) stopControlPlane() error {
+	err := d.cp.Stop()
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok || d.cp.Scheduler == nil {
+		return err
+	}
+	var rest []error
+	for _, e := range joined.Unwrap() {
+		if e.Error() == d.cp.Scheduler.Name+": exit status 1" &&
+			strings.Contains(lastLines(d.cp.Scheduler.LogPath, 5), "finished without leader elect") {
+			continue
+		}
+		rest = append(rest, e)
+	}
+	return errors.Join(rest...)
 }
 
 // checkFailures are the checks that failed while every step itself worked.
@@ -228,18 +295,27 @@ func (c checkFailures) Error() string {
 }
 
 // waitForever is --keep: print how to look around, then let Ctrl-C (StopOnInterrupt) end it.
-func (d *demo) waitForever() {
-	kc := d.cp.KubeconfigPath
-	say("--keep: everything stays up until you press Ctrl-C. Look around:")
-	info("kubectl --kubeconfig %s get ippools,endpoints.underpool.io -A", kc)
-	info("kubectl --kubeconfig %s get pods,network-attachment-definitions -o yaml", kc)
-	for _, p := range d.pods {
-		info("ip netns exec %s ip addr        # pod %s", p.ns.Name(), p.name)
+func (d *demo) waitForever(pods []podView) {
+	say("--keep: everything stays up until you press Ctrl-C (which cleans it all up). Look around:")
+	info("export KUBECONFIG=%s", d.cp.KubeconfigPath)
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		info("(kubectl is not installed here; any kubectl pointed at that kubeconfig works)")
 	}
-	if len(d.pods) > 1 {
-		info("ip netns exec %s ping -c 3 %s", d.pods[0].ns.Name(), d.pods[1].v6)
+	info("kubectl get pods -o wide; kubectl get ippools,endpoints.underpool.io,network-attachment-definitions")
+	for _, p := range pods {
+		if p.sandbox != nil {
+			info("ip netns exec %s ip addr show net1      # pod %s on %s", p.sandbox.NetNS.Name(), p.name, p.node)
+		}
 	}
-	info("logs: %s (ipamd-%s.log, underpool.log, multus.log)", d.tmp, nodeName)
+	if len(pods) > 1 && pods[0].sandbox != nil {
+		info("ip netns exec %s ping -c 3 %s", pods[0].sandbox.NetNS.Name(), pods[len(pods)-1].addr())
+	}
+	for _, n := range d.nodes {
+		info("%s: ipamd socket %s, log %s; kubelet stand-in log %s", n.name, n.ipamd.Options.Socket, n.ipamd.LogPath,
+			filepath.Join(d.tmp, "kubelet-"+n.name+".log"))
+	}
+	info("plugin logs: %s, %s", filepath.Join(d.tmp, "underpool.log"), filepath.Join(d.tmp, "<node>", "multus.log"))
+	info("control plane logs: %s", filepath.Join(d.tmp, "control-plane"))
 	if len(d.failures) > 0 {
 		fmt.Fprintf(os.Stderr, "warning: %v\n", checkFailures(d.failures))
 	}
@@ -287,46 +363,58 @@ func opCtx() (context.Context, context.CancelFunc) {
 
 // undoStack runs its steps newest first, once, whether reached by the normal path, an
 // error, or StopOnInterrupt (possibly both at the same time: the second caller waits).
+// Whatever makes something to undo runs inside build, so a Ctrl-C never tears down while
+// a piece is half made and not yet registered, and nothing new is made after cleanup.
 type undoStack struct {
-	mu    sync.Mutex
-	steps []undoStep
-	once  sync.Once
-	err   error
+	building sync.Mutex // held by build, and by run for good
+	mu       sync.Mutex // guards steps
+	steps    []undoStep
+	done     bool
+	err      error
 }
 
 type undoStep struct {
-	what    string
-	fn      func() error
-	pending func() bool // nil: always run; else run (and say so) only while it reports true
+	what string
+	fn   func() error
 }
 
-func (u *undoStack) push(what string, fn func() error) { u.pushPending(what, nil, fn) }
+// errCleanedUp is build's answer once cleanup has started (an interrupt).
+var errCleanedUp = errors.New("interrupted: cleaning up")
 
-// pushPending adds a step the normal path may already have done (a pod's DEL), so the
-// cleanup list only shows what cleanup actually does.
-func (u *undoStack) pushPending(what string, pending func() bool, fn func() error) {
+// build runs fn, which makes things and pushes how to undo them; cleanup waits for it.
+func (u *undoStack) build(fn func() error) error {
+	u.building.Lock()
+	defer u.building.Unlock()
+	if u.done {
+		return errCleanedUp
+	}
+	return fn()
+}
+
+func (u *undoStack) push(what string, fn func() error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	u.steps = append(u.steps, undoStep{what, fn, pending})
+	u.steps = append(u.steps, undoStep{what, fn})
 }
 
 func (u *undoStack) run() error {
-	u.once.Do(func() {
-		u.mu.Lock()
-		steps := u.steps
-		u.mu.Unlock()
-		var errs []error
-		for i := len(steps) - 1; i >= 0; i-- {
-			if steps[i].pending != nil && !steps[i].pending() {
-				continue
-			}
-			info("- %s", steps[i].what)
-			if err := steps[i].fn(); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", steps[i].what, err))
-			}
+	u.building.Lock()
+	defer u.building.Unlock()
+	if u.done {
+		return u.err
+	}
+	u.done = true
+	u.mu.Lock()
+	steps := u.steps
+	u.mu.Unlock()
+	var errs []error
+	for i := len(steps) - 1; i >= 0; i-- {
+		fmt.Printf("    - %s\n", steps[i].what)
+		if err := steps[i].fn(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", steps[i].what, err))
 		}
-		u.err = errors.Join(errs...)
-	})
+	}
+	u.err = errors.Join(errs...)
 	return u.err
 }
 
@@ -336,9 +424,11 @@ func (d *demo) printLogTails() {
 		return
 	}
 	logs, _ := filepath.Glob(filepath.Join(d.tmp, "*.log"))
-	for _, path := range logs {
+	multus, _ := filepath.Glob(filepath.Join(d.tmp, "*", "multus.log"))
+	for _, path := range append(logs, multus...) {
 		if tail := lastLines(path, 15); tail != "" {
-			fmt.Fprintf(os.Stderr, "--- end of %s ---\n%s\n", filepath.Base(path), tail)
+			rel, _ := filepath.Rel(d.tmp, path)
+			fmt.Fprintf(os.Stderr, "--- end of %s ---\n%s\n", rel, tail)
 		}
 	}
 }
@@ -356,9 +446,20 @@ func lastLines(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
+// muted silences say and info once an interrupt's cleanup has started.
+var muted atomic.Bool
+
 // say announces a step; info adds detail under it.
-func say(msg string) { fmt.Println("==> " + msg) }
+func say(msg string) {
+	if !muted.Load() {
+		fmt.Println("==> " + msg)
+	}
+}
 
 func sayf(format string, args ...any) { say(fmt.Sprintf(format, args...)) }
 
-func info(format string, args ...any) { fmt.Printf("    "+format+"\n", args...) }
+func info(format string, args ...any) {
+	if !muted.Load() {
+		fmt.Printf("    "+format+"\n", args...)
+	}
+}

@@ -3,138 +3,136 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"text/tabwriter"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/tests/harness"
 )
 
-// printAddresses prints pod -> interface -> addresses -> pools. Addresses come from
-// multus' network-status, pools from the Endpoint ipamd keeps per pod; the two, and the
-// kernel, must agree, so the table doubles as a check.
-func (d *demo) printAddresses() error {
-	ctx, cancel := opCtx()
-	defer cancel()
-	var eps v1.EndpointList
-	if err := d.c.List(ctx, &eps, client.InNamespace(namespace)); err != nil {
-		return fmt.Errorf("listing Endpoints: %w", err)
-	}
-	byPod := map[string]*v1.Endpoint{}
-	for i := range eps.Items {
-		byPod[eps.Items[i].Name] = &eps.Items[i]
-	}
-
+// printPods prints pod -> node -> net1 address, twice: as ipamd's Endpoint holds it for
+// the pod's current sandbox, and as the kernel has it inside that sandbox's netns. The
+// two must agree, so the table doubles as a check.
+func (d *demo) printPods(pods []podView) {
 	w := newTable()
-	fmt.Fprintln(w, "POD\tNETWORK\tINTERFACE\tIPv4\tIPv6\tPOOLS\tMAC")
-	for _, p := range d.pods {
-		for _, st := range p.status {
-			if st.Name != namespace+"/"+nadName {
-				continue // the cluster network (loopback stand-in) is not ours to show
-			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.name, st.Name, st.Interface, p.v4, p.v6,
-				strings.Join(d.poolsOf(p, byPod[p.name]), ", "), st.Mac)
+	fmt.Fprintln(w, "POD\tNODE\tPOD UID\tENDPOINT (ipamd)\tnet1 IN POD NETNS")
+	for _, p := range pods {
+		fmt.Fprintf(w, "%s\t%s\t%.8s\t%s\t%s\n", p.name, p.node, p.uid, orDash(p.endpoint), orDash(p.inNetns))
+		if p.endpoint == "" || p.inNetns != p.endpoint {
+			d.fail("%s: its Endpoint holds %q for its sandbox, its netns has %q on net1", p.name, p.endpoint, p.inNetns)
 		}
-		for _, ip := range []string{p.v4, p.v6} {
-			if ok, err := harness.HasAddr(p.ns.Path(), p.ifName, net.ParseIP(ip)); err != nil || !ok {
-				d.fail("%s: %s in netns %s does not carry %s (%v)", p.name, p.ifName, p.ns.Name(), ip, err)
-			}
+		if pfx, err := netip.ParsePrefix(p.endpoint); err == nil && !netip.MustParsePrefix(poolSubnet).Contains(pfx.Addr()) {
+			d.fail("%s: %s is outside pool %s (%s)", p.name, p.endpoint, poolName, poolSubnet)
 		}
-	}
-	return w.Flush()
-}
-
-// poolsOf returns the pools the Endpoint names for the pod's addresses, recording a
-// failure when ipamd's record and multus' report disagree.
-func (d *demo) poolsOf(p *pod, ep *v1.Endpoint) []string {
-	if ep == nil {
-		d.fail("%s: no Endpoint %s/%s", p.name, namespace, p.name)
-		return []string{"?"}
-	}
-	if ep.Status.PodUID != p.uid || ep.Status.Node != nodeName {
-		d.fail("%s: Endpoint says pod UID %q on %q, want %q on %q", p.name, ep.Status.PodUID, ep.Status.Node, p.uid, nodeName)
-	}
-	var pools []string
-	found := map[string]bool{}
-	for _, itf := range ep.Status.Interfaces {
-		if itf.Interface != p.ifName || itf.ContainerID != p.rt.ContainerID {
-			continue
-		}
-		for _, ip := range itf.IPs {
-			addr, _, _ := net.ParseCIDR(ip.Address)
-			found[addr.String()] = true
-			pools = append(pools, ip.Pool)
-		}
-	}
-	for _, ip := range []string{p.v4, p.v6} {
-		if !found[net.ParseIP(ip).String()] {
-			d.fail("%s: multus reports %s but Endpoint %s/%s does not hold it", p.name, ip, namespace, p.name)
-		}
-	}
-	return pools
-}
-
-// printPingMatrix has every pod ping every other pod on both families, all at once: each
-// ping takes about half a second and they are independent.
-func (d *demo) printPingMatrix() {
-	type cell struct{ v4, v6 error }
-	n := len(d.pods)
-	cells := make([][]cell, n)
-	var wg sync.WaitGroup
-	for i := range d.pods {
-		cells[i] = make([]cell, n)
-		for j := range d.pods {
-			if i == j {
-				continue
-			}
-			wg.Add(2)
-			go func() { defer wg.Done(); cells[i][j].v4 = harness.Ping(d.pods[i].ns, d.pods[j].v4, 3) }()
-			go func() { defer wg.Done(); cells[i][j].v6 = harness.Ping(d.pods[i].ns, d.pods[j].v6, 3) }()
-		}
-	}
-	wg.Wait()
-
-	w := newTable()
-	header := []string{"FROM \\ TO"}
-	for _, p := range d.pods {
-		header = append(header, p.name)
-	}
-	fmt.Fprintln(w, strings.Join(header, "\t"))
-	for i, from := range d.pods {
-		row := []string{from.name}
-		for j, to := range d.pods {
-			if i == j {
-				row = append(row, "-")
-				continue
-			}
-			row = append(row, "v4 "+okOrFail(cells[i][j].v4)+"  v6 "+okOrFail(cells[i][j].v6))
-			for _, c := range []struct {
-				ip  string
-				err error
-			}{{to.v4, cells[i][j].v4}, {to.v6, cells[i][j].v6}} {
-				if c.err != nil {
-					d.fail("%s cannot ping %s (%s): %v", from.name, to.name, c.ip, c.err)
-				}
-			}
-		}
-		fmt.Fprintln(w, strings.Join(row, "\t"))
 	}
 	_ = w.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// pingAcrossNodes picks a Deployment pod and a StatefulSet pod on another node and pings
+// both ways from inside the pods' netns: the packets cross from one node's macvlan to
+// the other's over the shared parent.
+func (d *demo) pingAcrossNodes(pods []podView) {
+	var a, b *podView
+	for i := range pods {
+		for j := range pods {
+			p, q := &pods[i], &pods[j]
+			if a == nil && p.app == deployName && q.app == stsName && p.node != q.node && p.sandbox != nil && q.sandbox != nil {
+				a, b = p, q
+			}
+		}
+	}
+	if a == nil {
+		d.fail("no Deployment pod and StatefulSet pod on different nodes to ping between")
+		return
+	}
+	type probe struct {
+		from, to *podView
+		err      error
+	}
+	probes := []*probe{{from: a, to: b}, {from: b, to: a}}
+	var wg sync.WaitGroup
+	for _, pr := range probes {
+		wg.Add(1)
+		go func() { defer wg.Done(); pr.err = harness.Ping(pr.from.sandbox.NetNS, pr.to.addr(), 3) }()
+	}
+	wg.Wait()
+	for _, pr := range probes {
+		info("%s (%s) -> %s (%s) at %s: %s", pr.from.name, pr.from.node, pr.to.name, pr.to.node, pr.to.addr(), okOrFail(pr.err))
+		if pr.err != nil {
+			d.fail("%s cannot ping %s (%s): %v", pr.from.name, pr.to.name, pr.to.addr(), pr.err)
+		}
+	}
 }
 
 func okOrFail(err error) string {
 	if err != nil {
 		return "FAIL"
 	}
-	return "ok"
+	return "answered"
+}
+
+// waitRestarted waits until every StatefulSet pod is a new pod (new UID) and all pods are
+// Ready, saying so for each replacement as it becomes Ready.
+func (d *demo) waitRestarted(before []podView) ([]podView, error) {
+	oldUID := map[string]types.UID{}
+	for _, p := range before {
+		if p.app == stsName {
+			oldUID[p.name] = p.uid
+		}
+	}
+	said := map[string]bool{}
+	return d.waitAllReady(3*time.Minute, func(pods []podView) (bool, string) {
+		var pending []string
+		for _, p := range pods {
+			if p.app != stsName {
+				continue
+			}
+			if p.uid == oldUID[p.name] {
+				pending = append(pending, p.name)
+			}
+		}
+		for _, p := range pods {
+			if p.app == stsName && p.uid != oldUID[p.name] && p.ready && p.endpoint != "" && !said[p.name] {
+				said[p.name] = true
+				info("%s: new pod %.8s Ready on %s with %s", p.name, p.uid, p.node, p.endpoint)
+			}
+		}
+		return len(pending) == 0, "not replaced yet: " + strings.Join(pending, ", ")
+	})
+}
+
+// compareAddresses says, per StatefulSet pod, whether its successor kept its address.
+func (d *demo) compareAddresses(before, after []podView) {
+	now := map[string]podView{}
+	for _, p := range after {
+		now[p.name] = p
+	}
+	for _, old := range before {
+		if old.app != stsName {
+			continue
+		}
+		p := now[old.name]
+		if p.endpoint == old.endpoint {
+			info("%s kept %s across the restart (pod %.8s on %s, now pod %.8s on %s)", p.name, p.addr(), old.uid, old.node, p.uid, p.node)
+		} else {
+			d.fail("%s had %s before the restart, %s after", old.name, orDash(old.endpoint), orDash(p.endpoint))
+		}
+	}
 }
 
 // kubectlGet shows what `kubectl get <resource>` shows. Without kubectl it asks the API
@@ -225,6 +223,9 @@ func newTable() *tabwriter.Writer {
 type indenter struct{ midLine bool }
 
 func (in *indenter) Write(b []byte) (int, error) {
+	if muted.Load() {
+		return len(b), nil
+	}
 	for _, line := range strings.SplitAfter(string(b), "\n") {
 		if line == "" {
 			continue
@@ -239,6 +240,9 @@ func (in *indenter) Write(b []byte) (int, error) {
 }
 
 func printIndented(s string) {
+	if muted.Load() {
+		return
+	}
 	for _, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
 		fmt.Println("    " + line)
 	}
