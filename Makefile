@@ -39,7 +39,7 @@ bench: build ## underpool vs host-local vs whereabouts in one run; then the scal
 	go run ./tests/bench $(BENCH_ARGS)
 	go run ./tests/scale $(SCALE_ARGS)
 
-demo: build ## local control plane, ipamd, a pool, three pods that ping each other (KEEP=1 keeps it running)
+demo: build ## local cluster (real controllers, 2 simulated nodes): a Deployment and a StatefulSet on the underlay, cross-node ping, addresses kept across a rolling restart (KEEP=1 keeps it running)
 	tests/tools/build.sh test
 	go run ./tests/demo $(if $(KEEP),--keep,)
 

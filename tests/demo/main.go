@@ -154,7 +154,7 @@ func (d *demo) run() error {
 	err = d.undo.build(func() (err error) {
 		d.cp, err = harness.StartControlPlane(harness.ControlPlaneOptions{Lifecycle: true, LogDir: filepath.Join(d.tmp, "control-plane")})
 		if err == nil {
-			d.undo.push("control plane (kube-scheduler, kube-controller-manager, kube-apiserver, etcd)", d.stopControlPlane)
+			d.undo.push("control plane (kube-scheduler, kube-controller-manager, kube-apiserver, etcd)", d.cp.Stop)
 		}
 		return err
 	})
@@ -265,26 +265,6 @@ func (d *demo) run() error {
 		return checkFailures(d.failures)
 	}
 	return nil
-}
-
-// stopControlPlane stops it, minus one error that is none: kube-scheduler without leader
-// election exits 1 after SIGTERM by design ("finished without leader elect",
-// cmd/kube-scheduler/app/server.go), which ControlPlane.Stop reports as a failure.
-func (d *demo) stopControlPlane() error {
-	err := d.cp.Stop()
-	joined, ok := err.(interface{ Unwrap() []error })
-	if !ok || d.cp.Scheduler == nil {
-		return err
-	}
-	var rest []error
-	for _, e := range joined.Unwrap() {
-		if e.Error() == d.cp.Scheduler.Name+": exit status 1" &&
-			strings.Contains(lastLines(d.cp.Scheduler.LogPath, 5), "finished without leader elect") {
-			continue
-		}
-		rest = append(rest, e)
-	}
-	return errors.Join(rest...)
 }
 
 // checkFailures are the checks that failed while every step itself worked.
