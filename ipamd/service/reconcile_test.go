@@ -81,9 +81,9 @@ func TestReconcileSkipsACorruptPoolAndServesTheRest(t *testing.T) {
 			{Address: "10.0.0.1/29", Pool: "corrupt"}, {Address: "10.0.0.2/29", Pool: "corrupt"}}},
 			{ContainerID: "c0", Interface: "net2", IPs: []v1.EndpointIP{{Address: "10.2.0.7/24", Pool: "invalid"}, {Address: "10.1.0.9/24", Pool: "healthy"}}}}}}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", UID: "u1",
-		Annotations: map[string]string{"ipam.underpool.io/ippool": `{"ipv4":["corrupt","healthy"]}`}}}
+		Annotations: map[string]string{v1.AnnotationIPPool: `{"ipv4":["corrupt","healthy"]}`}}}
 	only := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "only", UID: "u2",
-		Annotations: map[string]string{"ipam.underpool.io/ippool": `{"ipv4":["corrupt"]}`}}}
+		Annotations: map[string]string{v1.AnnotationIPPool: `{"ipv4":["corrupt"]}`}}}
 	b := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1.IPPool{}).
 		WithObjects(corrupt, invalid, healthy, held, pod, only, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}})
 	for field, fn := range store.EndpointIndexers() {
