@@ -102,7 +102,7 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 
 	rec := v1.EndpointInterface{ContainerID: req.ContainerID, Interface: req.IfName, Network: req.Network,
 		PodUID: podUID(in.Pod, req), IPs: held, Created: metav1.NewTime(time.Now())}
-	err = s.updateEndpoint(ctx, key, func(ep *v1.Endpoint) bool {
+	err = s.Endpoints.Mutate(ctx, key, func(ep *v1.Endpoint) bool {
 		s.stampOwner(ep, in.Pod, req)
 		ep.Status.Interfaces = append(withoutInterface(ep.Status.Interfaces, req.ContainerID, req.IfName), rec)
 		return true
@@ -294,7 +294,7 @@ func (s *Service) inherit(ctx context.Context, key client.ObjectKey, in *selecti
 	old *v1.EndpointInterface) (*rpc.AllocateResponse, error) {
 	prev := *old
 	var ips []v1.EndpointIP
-	err := s.updateEndpoint(ctx, key, func(ep *v1.Endpoint) bool {
+	err := s.Endpoints.Mutate(ctx, key, func(ep *v1.Endpoint) bool {
 		for i := range ep.Status.Interfaces {
 			itf := &ep.Status.Interfaces[i]
 			if itf.ContainerID == prev.ContainerID && itf.Interface == prev.Interface && itf.PodUID == prev.PodUID {

@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -57,7 +58,7 @@ func (w *world) ipamd(node string, cache client.Reader) *service.Service {
 	log := zap.NewNop()
 	return &service.Service{
 		Node:          node,
-		Pools:         &store.Pools{Writer: w.api, Cache: cache, API: w.api, Log: log, Metrics: store.NewMetrics(nil)},
+		Pools:         store.NewPoolCommitter(w.api, cache, w.api, nil, log, nil),
 		Endpoints:     store.NewEndpoints(w.api, cache, w.api),
 		Cluster:       daemon.NewCluster(node, cache, w.api),
 		QuarantineFor: time.Minute,
@@ -123,6 +124,14 @@ func (w *world) endpoint(ns, name string) *v1.Endpoint {
 		return nil
 	}
 	return ep
+}
+
+// mark takes addr in the pool's status directly, as another ipamd's commit would.
+func (w *world) mark(pool string, addr netip.Addr) {
+	w.t.Helper()
+	if _, err := store.NewPoolCommitter(w.api, w.api, w.api, nil, nil, nil).Ensure(context.Background(), pool, []netip.Addr{addr}); err != nil {
+		w.t.Fatal(err)
+	}
 }
 
 // requireAllocated asserts the pool's status holds exactly want addresses.

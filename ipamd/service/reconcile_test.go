@@ -91,7 +91,8 @@ func TestReconcileSkipsACorruptPoolAndServesTheRest(t *testing.T) {
 	}
 	api := b.Build()
 	events := record.NewFakeRecorder(10)
-	pools := &store.Pools{Writer: api, Cache: api, API: api, Log: zap.NewNop(), Metrics: store.NewMetrics(nil)}
+	metrics := store.NewMetrics(nil)
+	pools := store.NewPoolCommitter(api, api, api, nil, zap.NewNop(), metrics)
 	s := &service.Service{Node: "n1", Pools: pools, Endpoints: store.NewEndpoints(api, api, api),
 		Cluster: &rcCluster{api: api}, Events: events, Log: zap.NewNop(), Metrics: service.NewMetrics(nil)}
 
@@ -109,7 +110,7 @@ func TestReconcileSkipsACorruptPoolAndServesTheRest(t *testing.T) {
 		t.Errorf("events %q: want a RemarkFailed warning on each bad pool", got)
 	}
 	for pool, reason := range map[string]string{"corrupt": store.ReasonCorruptStatus, "invalid": store.ReasonInvalidSpec} {
-		if n := testutil.ToFloat64(pools.Metrics.PendingRemark.WithLabelValues(pool, reason)); n == 0 {
+		if n := testutil.ToFloat64(metrics.PendingRemark.WithLabelValues(pool, reason)); n == 0 {
 			t.Errorf("no pending-remark metric for %s (%s)", pool, reason)
 		}
 	}
