@@ -36,8 +36,8 @@ func Carve(subnet *v1.Subnet, others []v1.IPPool, current *v1.IPPool, size int) 
 			}
 		}
 	}
-	if size < 0 || size > MaxIPNumber {
-		return nil, fmt.Errorf("a pool of %d addresses is over the limit of %d per application pool (annotation %s)", size, MaxIPNumber, AnnotationIPNumber)
+	if size < 0 || size > v1.MaxAppPoolIPNumber {
+		return nil, fmt.Errorf("a pool of %d addresses is over the limit of %d per application pool (annotation %s)", size, v1.MaxAppPoolIPNumber, v1.AnnotationIPNumber)
 	}
 	want := uint64(size)
 	switch have := own.Count(); {

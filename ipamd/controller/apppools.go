@@ -48,12 +48,12 @@ func (r *appPools) Reconcile(ctx context.Context, req reconcile.Request) (reconc
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	subnets, wanted, err := apppool.ParseAll(template)
-	if !wanted {
-		return reconcile.Result{}, nil
+	subnets, err := v1.ParseSubnets(template)
+	if subnets == nil && err == nil {
+		return reconcile.Result{}, nil // the workload asks for no application pool
 	}
-	size, err2 := apppool.Size(template, replicas)
-	reclaim, err3 := apppool.Reclaim(template)
+	size, err2 := v1.ParseIPNumber(template, replicas)
+	reclaim, err3 := v1.ParseReclaim(template)
 	if err = firstErr(err, err2, err3); err != nil {
 		r.events.Eventf(obj, nil, "Warning", "BadAnnotation", "CarvePool", "%v", err)
 		return reconcile.Result{}, nil // nothing to retry until the workload changes

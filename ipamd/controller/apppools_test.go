@@ -23,7 +23,6 @@ import (
 
 	"github.com/underpool/underpool/ipamd/allocator"
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/apppool"
 )
 
 func testScheme(t *testing.T) *runtime.Scheme {
@@ -42,7 +41,7 @@ func workloads(n int) []client.Object {
 		return appsv1.DeploymentSpec{Replicas: ptr.To[int32](2), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"a": "b"}}}
 	}
 	objs := []client.Object{&v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Spec: v1.SubnetSpec{Subnet: "10.0.0.0/24", Gateway: "10.0.0.1"}}}
-	ann := map[string]string{apppool.AnnotationSubnet: `{"ipv4":["s"]}`, apppool.AnnotationIPNumber: "10"}
+	ann := map[string]string{v1.AnnotationSubnet: `{"ipv4":["s"]}`, v1.AnnotationIPNumber: "10"}
 	for i := range n {
 		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: fmt.Sprintf("d%d", i)}, Spec: tmpl()}
 		d.Spec.Template.Annotations = ann
@@ -182,7 +181,7 @@ func TestOverlapReportWarnsOnBothPools(t *testing.T) {
 func TestAbsurdIPNumberWarnsOnTheWorkload(t *testing.T) {
 	objs := workloads(1)
 	d := objs[1].(*appsv1.Deployment)
-	d.Spec.Template.Annotations = map[string]string{apppool.AnnotationSubnet: `{"ipv4":["s"]}`, apppool.AnnotationIPNumber: "1000000000000"}
+	d.Spec.Template.Annotations = map[string]string{v1.AnnotationSubnet: `{"ipv4":["s"]}`, v1.AnnotationIPNumber: "1000000000000"}
 	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).Build()
 	rec := events.NewFakeRecorder(10)
 	r := &appPools{c: api, api: api, kind: "Deployment", events: rec, carving: &sync.Mutex{}}
@@ -196,7 +195,7 @@ func TestAbsurdIPNumberWarnsOnTheWorkload(t *testing.T) {
 	if len(rec.Events) != 1 {
 		t.Fatalf("%d events, want one warning", len(rec.Events))
 	}
-	if e := <-rec.Events; !strings.Contains(e, "Warning BadAnnotation") || !strings.Contains(e, apppool.AnnotationIPNumber) || !strings.Contains(e, "65536") {
+	if e := <-rec.Events; !strings.Contains(e, "Warning BadAnnotation") || !strings.Contains(e, v1.AnnotationIPNumber) || !strings.Contains(e, "65536") {
 		t.Errorf("event %q", e)
 	}
 	requireDisjoint(t, api, 0)

@@ -149,7 +149,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	}
 	if opts.OrphanInterval > 0 {
 		sweeper := &orphans.Sweeper{Log: log, Cache: mgr.GetCache(), API: api,
-			Pools: &store.Pools{Writer: mgr.GetClient(), Cache: mgr.GetCache(), API: api, Log: log, Metrics: store.NewMetrics(nil)}}
+			Pools: store.NewPoolCommitter(mgr.GetClient(), mgr.GetCache(), api, nil, log, nil)}
 		if err := mgr.Add(&orphanLoop{sweeper: sweeper, interval: opts.OrphanInterval, grace: opts.OrphanGrace, log: log}); err != nil {
 			return err
 		}

@@ -113,9 +113,8 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	svc := &service.Service{
-		Node: opts.NodeName,
-		Pools: &store.Pools{Writer: writer, Cache: informers, API: writer, Log: log, Metrics: store.NewMetrics(reg),
-			Blocked: reservedIPs(informers, log)},
+		Node:          opts.NodeName,
+		Pools:         store.NewPoolCommitter(writer, informers, writer, reservedIPs(informers, log), log, store.NewMetrics(reg)),
 		Endpoints:     store.NewEndpoints(writer, informers, writer),
 		Cluster:       NewCluster(opts.NodeName, informers, writer),
 		Events:        events,

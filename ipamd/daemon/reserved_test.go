@@ -35,8 +35,7 @@ func TestReservedIPListingErrorFailsTheAllocation(t *testing.T) {
 		}
 		return c.List(ctx, list, opts...)
 	}})
-	pools := &store.Pools{Writer: api, Cache: cache, API: api, Log: zap.NewNop(), Metrics: store.NewMetrics(nil),
-		Blocked: reservedIPs(cache, zap.NewNop())}
+	pools := store.NewPoolCommitter(api, cache, api, reservedIPs(cache, zap.NewNop()), zap.NewNop(), nil)
 	if addr, _, err := pools.Allocate(context.Background(), "p"); err == nil {
 		t.Fatalf("handed out %s without knowing the reservations", addr)
 	}

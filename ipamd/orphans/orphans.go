@@ -27,7 +27,7 @@ type orphanKey struct {
 
 // Sweeper remembers since when each unheld address has been seen unheld.
 type Sweeper struct {
-	Pools *store.Pools
+	Pools *store.PoolCommitter
 	Cache client.Reader // informer-backed reads of IPPools and Endpoints
 	// API reads Endpoints uncached before anything is freed: a cache is never evidence
 	// that an address is unheld (an Endpoint written a moment ago may not be in it).

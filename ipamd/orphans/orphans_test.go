@@ -30,7 +30,7 @@ func TestSweepConfirmsWithTheAPIBeforeFreeing(t *testing.T) {
 	api := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1.IPPool{}).WithObjects(pool, held).Build()
 	cache := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pool.DeepCopy()).Build() // lags: no Endpoint yet
 	s := &Sweeper{Cache: cache, API: api, Log: zap.NewNop(),
-		Pools: &store.Pools{Writer: api, Cache: api, API: api, Log: zap.NewNop(), Metrics: store.NewMetrics(nil)}}
+		Pools: store.NewPoolCommitter(api, api, api, nil, zap.NewNop(), nil)}
 	now := time.Now()
 	for _, at := range []time.Time{now, now.Add(time.Hour)} {
 		if _, err := s.Sweep(context.Background(), at, time.Minute); err != nil {

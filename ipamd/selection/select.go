@@ -1,3 +1,7 @@
+// Package selection decides which pools an attachment may use, in the documented order:
+// pod annotation > pod subnet annotation > namespace default > the network's own pools >
+// cluster default pools. It is pure: callers pass the pod, namespace, node and pools, and
+// the annotations already parsed (ipamd/api/v1 owns their keys and parsers).
 package selection
 
 import (
@@ -14,15 +18,25 @@ import (
 	"github.com/underpool/underpool/ipamd/apppool"
 )
 
+// Families is an ordered pool list per address family; earlier pools are preferred.
+type Families = v1.PoolNames
+
 // Input is what selection looks at for one attachment.
 type Input struct {
-	Pod       *corev1.Pod // nil when the pod is unknown to the API
-	Namespace *corev1.Namespace
-	Node      *corev1.Node
-	IfName    string
-	Network   string   // the CNI network name (the NAD's config name)
-	NAD       Families // the network config's own pools
-	Pools     []v1.IPPool
+	Pod *corev1.Pod // nil when the pod is unknown to the API
+	// PodAnnotations are the pod's annotations, parsed once for the whole request.
+	PodAnnotations v1.PodAnnotations
+	Namespace      *corev1.Namespace
+	// NamespaceAnnotations are the namespace's, parsed once; NamespaceAnnotationsErr is
+	// why they did not parse, reported only to requests that fall back to the namespace
+	// default (one bad namespace annotation must not fail pods that name their pools).
+	NamespaceAnnotations    v1.NamespaceAnnotations
+	NamespaceAnnotationsErr error
+	Node                    *corev1.Node
+	IfName                  string
+	Network                 string   // the CNI network name (the NAD's config name)
+	NAD                     Families // the network config's own pools
+	Pools                   []v1.IPPool
 }
 
 // Source names where the candidate pools came from.
@@ -40,48 +54,22 @@ const (
 // any, in priority order.
 func Candidates(in *Input) (Families, Source, error) {
 	if in.Pod != nil {
-		f, key, err := podPools(in.Pod.Annotations, in.IfName)
-		if err != nil {
-			return Families{}, "", err
-		}
-		if !f.Empty() {
+		if f, key := in.PodAnnotations.PoolsFor(in.IfName); !f.Empty() {
 			return f, SourcePodAnnotation, checkFamilies(f, in.Pools,
 				fmt.Sprintf("annotation %s \"ipv4\" list", key), fmt.Sprintf("annotation %s \"ipv6\" list", key))
 		}
-		all, present, err := apppool.ParseAll(in.Pod.Annotations)
-		if err != nil {
-			return Families{}, "", err
-		}
-		subnets, forThis := all.For(in.IfName)
-		if present && forThis {
-			w, ok := apppool.WorkloadOf(in.Pod)
-			if !ok {
-				return Families{}, "", fmt.Errorf("annotation %s: the pod belongs to no Deployment or StatefulSet, whose application pool it would use", apppool.AnnotationSubnet)
-			}
-			ifKey := in.IfName
-			if _, own := all[in.IfName]; !own {
-				ifKey = "" // the single subnet annotation's pool serves every interface
-			}
-			var f Families
-			if subnets.First(v1.IPv4) != "" {
-				f.IPv4 = []string{w.PoolNameFor(ifKey, v1.IPv4)}
-			}
-			if subnets.First(v1.IPv6) != "" {
-				f.IPv6 = []string{w.PoolNameFor(ifKey, v1.IPv6)}
-			}
-			return f, SourceAppPool, checkFamilies(f, in.Pools,
-				fmt.Sprintf("annotation %s \"ipv4\" Subnet", apppool.AnnotationSubnet), fmt.Sprintf("annotation %s \"ipv6\" Subnet", apppool.AnnotationSubnet))
+		if f, wanted, err := appPoolCandidates(in); wanted {
+			return f, SourceAppPool, err
 		}
 	}
 	if in.Namespace != nil {
-		f, err := namespaceDefaults(in.Namespace.Annotations)
-		if err != nil {
-			return Families{}, "", fmt.Errorf("namespace %s: %w", in.Namespace.Name, err)
+		if in.NamespaceAnnotationsErr != nil {
+			return Families{}, "", fmt.Errorf("namespace %s: %w", in.Namespace.Name, in.NamespaceAnnotationsErr)
 		}
-		if !f.Empty() {
+		if f := in.NamespaceAnnotations.DefaultPools; !f.Empty() {
 			return f, SourceNamespace, checkFamilies(f, in.Pools,
-				fmt.Sprintf("namespace %s annotation %s", in.Namespace.Name, AnnotationNSDefaultV4),
-				fmt.Sprintf("namespace %s annotation %s", in.Namespace.Name, AnnotationNSDefaultV6))
+				fmt.Sprintf("namespace %s annotation %s", in.Namespace.Name, v1.AnnotationNSDefaultIPv4),
+				fmt.Sprintf("namespace %s annotation %s", in.Namespace.Name, v1.AnnotationNSDefaultIPv6))
 		}
 	}
 	if !in.NAD.Empty() {
@@ -103,9 +91,35 @@ func Candidates(in *Input) (Families, Source, error) {
 	sort.Strings(f.IPv6)
 	if f.Empty() {
 		return f, "", fmt.Errorf("no pool for interface %s: no %s/%s annotation on the pod, no namespace default (%s), no ipam.ipv4Pools/ipv6Pools in the network config and no IPPool with spec.default: true",
-			in.IfName, AnnotationIPPool, AnnotationIPPools, AnnotationNSDefaultV4)
+			in.IfName, v1.AnnotationIPPool, v1.AnnotationIPPools, v1.AnnotationNSDefaultIPv4)
 	}
 	return f, SourceClusterDefault, nil
+}
+
+// appPoolCandidates names the application pools of the pod's workload when its subnet or
+// subnets annotation covers the interface (wanted).
+func appPoolCandidates(in *Input) (f Families, wanted bool, err error) {
+	all := in.PodAnnotations.Subnets
+	subnets, forThis := all.For(in.IfName)
+	if !forThis {
+		return Families{}, false, nil
+	}
+	w, ok := apppool.WorkloadOf(in.Pod)
+	if !ok {
+		return Families{}, true, fmt.Errorf("annotation %s: the pod belongs to no Deployment or StatefulSet, whose application pool it would use", v1.AnnotationSubnet)
+	}
+	ifKey := in.IfName
+	if _, own := all[in.IfName]; !own {
+		ifKey = "" // the single subnet annotation's pool serves every interface
+	}
+	if subnets.First(v1.IPv4) != "" {
+		f.IPv4 = []string{w.PoolNameFor(ifKey, v1.IPv4)}
+	}
+	if subnets.First(v1.IPv6) != "" {
+		f.IPv6 = []string{w.PoolNameFor(ifKey, v1.IPv6)}
+	}
+	return f, true, checkFamilies(f, in.Pools,
+		fmt.Sprintf("annotation %s \"ipv4\" Subnet", v1.AnnotationSubnet), fmt.Sprintf("annotation %s \"ipv6\" Subnet", v1.AnnotationSubnet))
 }
 
 // checkFamilies refuses a pool named in the list of the other family: an IPv4 pool in an

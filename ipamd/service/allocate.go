@@ -102,7 +102,7 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 
 	rec := v1.EndpointInterface{ContainerID: req.ContainerID, Interface: req.IfName, Network: req.Network,
 		PodUID: podUID(in.Pod, req), IPs: held, Created: metav1.NewTime(time.Now())}
-	err = s.updateEndpoint(ctx, key, func(ep *v1.Endpoint) bool {
+	err = s.Endpoints.Mutate(ctx, key, func(ep *v1.Endpoint) bool {
 		s.stampOwner(ep, in.Pod, req)
 		ep.Status.Interfaces = append(withoutInterface(ep.Status.Interfaces, req.ContainerID, req.IfName), rec)
 		return true
@@ -151,10 +151,15 @@ func (s *Service) selectionInput(ctx context.Context, req *rpc.AllocateRequest) 
 	if err != nil {
 		return nil, nil, internal("listing pools: %v", err)
 	}
-	if pod != nil { // a bad routes annotation fails before anything is allocated
-		if _, err := routes.ParseAnnotation(pod.Annotations[routes.Annotation], req.IfName); err != nil {
+	in := &selection.Input{Pod: pod, Namespace: ns, Node: node, IfName: req.IfName, Network: req.Network,
+		NAD: selection.Families{IPv4: req.IPv4Pools, IPv6: req.IPv6Pools}, Pools: pools}
+	if pod != nil { // a bad annotation fails before anything is allocated
+		if in.PodAnnotations, err = v1.ParsePodAnnotations(pod.Annotations); err != nil {
 			return nil, nil, badRequest("annotations", "pod %s/%s: %v", pod.Namespace, pod.Name, err)
 		}
+	}
+	if ns != nil {
+		in.NamespaceAnnotations, in.NamespaceAnnotationsErr = v1.ParseNamespaceAnnotations(ns.Annotations)
 	}
 	requested := map[int]netip.Addr{}
 	for i, text := range req.RequestedIPs {
@@ -171,8 +176,7 @@ func (s *Service) selectionInput(ctx context.Context, req *rpc.AllocateRequest) 
 		}
 		requested[fam] = addr.Unmap()
 	}
-	return &selection.Input{Pod: pod, Namespace: ns, Node: node, IfName: req.IfName, Network: req.Network,
-		NAD: selection.Families{IPv4: req.IPv4Pools, IPv6: req.IPv6Pools}, Pools: pools}, requested, nil
+	return in, requested, nil
 }
 
 // allocateFrom tries the pools in order, skipping those whose affinity does not match or
@@ -290,7 +294,7 @@ func (s *Service) inherit(ctx context.Context, key client.ObjectKey, in *selecti
 	old *v1.EndpointInterface) (*rpc.AllocateResponse, error) {
 	prev := *old
 	var ips []v1.EndpointIP
-	err := s.updateEndpoint(ctx, key, func(ep *v1.Endpoint) bool {
+	err := s.Endpoints.Mutate(ctx, key, func(ep *v1.Endpoint) bool {
 		for i := range ep.Status.Interfaces {
 			itf := &ep.Status.Interfaces[i]
 			if itf.ContainerID == prev.ContainerID && itf.Interface == prev.Interface && itf.PodUID == prev.PodUID {
@@ -358,12 +362,7 @@ func (s *Service) response(ctx context.Context, in *selection.Input, ips []v1.En
 			}
 		}
 	}
-	var podRoutes []routes.Route
-	if in.Pod != nil {
-		if podRoutes, err = routes.ParseAnnotation(in.Pod.Annotations[routes.Annotation], in.IfName); err != nil {
-			return nil, badRequest("annotations", "%v", err)
-		}
-	}
+	podRoutes := podRoutesFor(in)
 	for _, r := range routes.Merge(subnetRoutes, poolRoutes, podRoutes) {
 		route := rpc.Route{Dst: r.Dst.String()}
 		if r.Gw.IsValid() {
@@ -372,6 +371,16 @@ func (s *Service) response(ctx context.Context, in *selection.Input, ips []v1.En
 		resp.Routes = append(resp.Routes, route)
 	}
 	return resp, nil
+}
+
+// podRoutesFor returns the routes annotation's routes for the interface, parsed when the
+// request began.
+func podRoutesFor(in *selection.Input) []routes.Route {
+	var out []routes.Route
+	for _, r := range in.PodAnnotations.RoutesFor(in.IfName) {
+		out = append(out, routes.Route{Dst: r.Dst, Gw: r.Gw})
+	}
+	return out
 }
 
 // enclosingSubnet returns the most specific Subnet whose CIDR holds the pool's.

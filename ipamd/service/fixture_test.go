@@ -2,6 +2,7 @@ package service_test
 
 import (
 	"context"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
+	"github.com/underpool/underpool/ipamd/allocator"
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/daemon"
 	"github.com/underpool/underpool/ipamd/rpc"
@@ -57,7 +59,7 @@ func (w *world) ipamd(node string, cache client.Reader) *service.Service {
 	log := zap.NewNop()
 	return &service.Service{
 		Node:          node,
-		Pools:         &store.Pools{Writer: w.api, Cache: cache, API: w.api, Log: log, Metrics: store.NewMetrics(nil)},
+		Pools:         store.NewPoolCommitter(w.api, cache, w.api, nil, log, nil),
 		Endpoints:     store.NewEndpoints(w.api, cache, w.api),
 		Cluster:       daemon.NewCluster(node, cache, w.api),
 		QuarantineFor: time.Minute,
@@ -123,6 +125,50 @@ func (w *world) endpoint(ns, name string) *v1.Endpoint {
 		return nil
 	}
 	return ep
+}
+
+// mark takes addr in the pool's status directly, as another ipamd's commit would.
+func (w *world) mark(pool string, addr netip.Addr) {
+	w.t.Helper()
+	if _, err := store.NewPoolCommitter(w.api, w.api, w.api, nil, nil, nil).Ensure(context.Background(), pool, []netip.Addr{addr}); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// requireOneOwner checks invariant 1 on the API's state: no address is held by two
+// attachments, and every address an Endpoint holds is marked in its pool. (An address
+// marked but unheld is an orphan: allowed, the sweeper frees it.)
+func (w *world) requireOneOwner() {
+	w.t.Helper()
+	var eps v1.EndpointList
+	if err := w.api.List(context.Background(), &eps); err != nil {
+		w.t.Fatal(err)
+	}
+	owner := map[string]string{}
+	for _, ep := range eps.Items {
+		for _, itf := range ep.Status.Interfaces {
+			for _, ip := range itf.IPs {
+				who := ep.Namespace + "/" + ep.Name + " " + itf.ContainerID
+				if prev, dup := owner[ip.Address]; dup {
+					w.t.Fatalf("%s is held twice: by %s and by %s", ip.Address, prev, who)
+				}
+				owner[ip.Address] = who
+				pool := w.pool(ip.Pool)
+				view, err := allocator.NewPool(pool.Name, &pool.Spec)
+				if err != nil {
+					w.t.Fatal(err)
+				}
+				marked, err := allocator.ParseRunSet(pool.Status.Allocated)
+				if err != nil {
+					w.t.Fatal(err)
+				}
+				addr := netip.MustParsePrefix(ip.Address).Addr()
+				if o, ok := view.Offset(addr); !ok || !marked.Contains(o) {
+					w.t.Fatalf("%s is held by %s but free in pool %s (%q): it could be handed out twice", ip.Address, who, pool.Name, pool.Status.Allocated)
+				}
+			}
+		}
+	}
 }
 
 // requireAllocated asserts the pool's status holds exactly want addresses.

@@ -315,9 +315,7 @@ func TestRecyclingReclaimsWhatNoOneWillTakeOver(t *testing.T) {
 		// a second live attachment of the same pod on the same interface and network (as
 		// an older ipamd, which did not take over, left it): ctr-1's sandbox is gone
 		second := netip.MustParseAddr("10.250.2.9")
-		if _, err := svc.Pools.Ensure(context.Background(), "q", []netip.Addr{second}); err != nil {
-			t.Fatal(err)
-		}
+		w.mark("q", second)
 		ep := w.endpoint("ns", "a")
 		ep.Status.Interfaces = append(ep.Status.Interfaces, v1.EndpointInterface{ContainerID: "ctr-2", Interface: "net1",
 			Network: "under", PodUID: string(pod.UID), IPs: []v1.EndpointIP{{Address: "10.250.2.9/24", Pool: "q"}},

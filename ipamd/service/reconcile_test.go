@@ -81,9 +81,9 @@ func TestReconcileSkipsACorruptPoolAndServesTheRest(t *testing.T) {
 			{Address: "10.0.0.1/29", Pool: "corrupt"}, {Address: "10.0.0.2/29", Pool: "corrupt"}}},
 			{ContainerID: "c0", Interface: "net2", IPs: []v1.EndpointIP{{Address: "10.2.0.7/24", Pool: "invalid"}, {Address: "10.1.0.9/24", Pool: "healthy"}}}}}}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web", UID: "u1",
-		Annotations: map[string]string{"ipam.underpool.io/ippool": `{"ipv4":["corrupt","healthy"]}`}}}
+		Annotations: map[string]string{v1.AnnotationIPPool: `{"ipv4":["corrupt","healthy"]}`}}}
 	only := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "only", UID: "u2",
-		Annotations: map[string]string{"ipam.underpool.io/ippool": `{"ipv4":["corrupt"]}`}}}
+		Annotations: map[string]string{v1.AnnotationIPPool: `{"ipv4":["corrupt"]}`}}}
 	b := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1.IPPool{}).
 		WithObjects(corrupt, invalid, healthy, held, pod, only, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}})
 	for field, fn := range store.EndpointIndexers() {
@@ -91,7 +91,8 @@ func TestReconcileSkipsACorruptPoolAndServesTheRest(t *testing.T) {
 	}
 	api := b.Build()
 	events := record.NewFakeRecorder(10)
-	pools := &store.Pools{Writer: api, Cache: api, API: api, Log: zap.NewNop(), Metrics: store.NewMetrics(nil)}
+	metrics := store.NewMetrics(nil)
+	pools := store.NewPoolCommitter(api, api, api, nil, zap.NewNop(), metrics)
 	s := &service.Service{Node: "n1", Pools: pools, Endpoints: store.NewEndpoints(api, api, api),
 		Cluster: &rcCluster{api: api}, Events: events, Log: zap.NewNop(), Metrics: service.NewMetrics(nil)}
 
@@ -109,7 +110,7 @@ func TestReconcileSkipsACorruptPoolAndServesTheRest(t *testing.T) {
 		t.Errorf("events %q: want a RemarkFailed warning on each bad pool", got)
 	}
 	for pool, reason := range map[string]string{"corrupt": store.ReasonCorruptStatus, "invalid": store.ReasonInvalidSpec} {
-		if n := testutil.ToFloat64(pools.Metrics.PendingRemark.WithLabelValues(pool, reason)); n == 0 {
+		if n := testutil.ToFloat64(metrics.PendingRemark.WithLabelValues(pool, reason)); n == 0 {
 			t.Errorf("no pending-remark metric for %s (%s)", pool, reason)
 		}
 	}

@@ -70,7 +70,7 @@ func (s *Service) detach(ctx context.Context, key client.ObjectKey, match func(*
 	}
 	var detached []v1.EndpointInterface
 	now := metav1.NewTime(time.Now())
-	err = s.updateEndpoint(ctx, key, func(ep *v1.Endpoint) bool {
+	err = s.Endpoints.Mutate(ctx, key, func(ep *v1.Endpoint) bool {
 		detached = detached[:0]
 		for i := range ep.Status.Interfaces {
 			if itf := &ep.Status.Interfaces[i]; match(itf) && itf.Detached == nil {
@@ -137,7 +137,7 @@ func (s *Service) releaseFrom(ctx context.Context, key client.ObjectKey, match f
 // (a second DEL, another node's recycling) is not freed twice.
 func (s *Service) releaseLocked(ctx context.Context, key client.ObjectKey, match func(*v1.EndpointInterface) bool, conflicts map[string]string) error {
 	var removed []v1.EndpointInterface
-	err := s.updateEndpoint(ctx, key, func(ep *v1.Endpoint) bool {
+	err := s.Endpoints.Mutate(ctx, key, func(ep *v1.Endpoint) bool {
 		removed = removed[:0]
 		kept := ep.Status.Interfaces[:0:0]
 		for i := range ep.Status.Interfaces {

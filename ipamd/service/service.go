@@ -6,23 +6,20 @@
 package service
 
 import (
-	"context"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 	"k8s.io/client-go/tools/record"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/store"
 )
 
 // Service serves allocations for one node.
 type Service struct {
 	Node      string
-	Pools     *store.Pools
-	Endpoints *store.Endpoints
+	Pools     poolStore     // a *store.PoolCommitter
+	Endpoints endpointStore // a *store.Endpoints
 	Cluster   Cluster
 	// Events records what operators must see on objects (nil: none).
 	Events record.EventRecorder
@@ -53,12 +50,6 @@ func (s *Service) Ready() (bool, string) {
 func (s *Service) SetNotReady(reason string) {
 	s.notReady.Store(reason)
 	s.ready.Store(false)
-}
-
-// updateEndpoint applies mutate to the newest Endpoint and saves it (see
-// store.Endpoints.Mutate for why what the last call removed may then be freed).
-func (s *Service) updateEndpoint(ctx context.Context, key client.ObjectKey, mutate func(*v1.Endpoint) bool) error {
-	return s.Endpoints.Mutate(ctx, key, mutate)
 }
 
 func findInterface(ep *v1.Endpoint, containerID, ifName string) *v1.EndpointInterface {

@@ -44,7 +44,7 @@ func TestQueuesOfGonePoolsAreDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	api := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1.IPPool{}).Build()
-	p := &Pools{Writer: api, Cache: api, API: api, Log: zap.NewNop(), Metrics: NewMetrics(nil)}
+	p := NewPoolCommitter(api, api, api, nil, zap.NewNop(), nil)
 	for i := range 50 {
 		_ = p.Release(context.Background(), fmt.Sprintf("gone-%d", i), netip.MustParseAddr("10.250.1.1"))
 	}

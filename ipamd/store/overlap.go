@@ -41,18 +41,18 @@ import (
 //
 // Cost: one list from the informer per commit (pools are few, commits are many), a prefix
 // check per pool, and each overlapping pool's footprint parsed once per generation.
-func (p *Pools) blocked(ctx context.Context, pool *allocator.Pool, specCached bool) (allocator.RunSet, error) {
+func (p *PoolCommitter) blocked(ctx context.Context, pool *allocator.Pool, specCached bool) (allocator.RunSet, error) {
 	var runs []allocator.Run
-	if p.Blocked != nil {
-		reserved, err := p.Blocked(ctx, pool)
+	if p.reserved != nil {
+		reserved, err := p.reserved(ctx, pool)
 		if err != nil {
 			return allocator.RunSet{}, err
 		}
 		runs = append(runs, reserved.Runs()...)
 	}
-	reader := p.Cache
+	reader := p.cache
 	if !specCached {
-		reader = p.API
+		reader = p.api
 	}
 	var list v1.IPPoolList
 	if err := reader.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {

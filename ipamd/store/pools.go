@@ -76,23 +76,27 @@ type poolQueue struct {
 	// remark are addresses this node's Endpoints hold that the pool could not be shown
 	// yet (its spec did not parse, its status was corrupt, the write failed). Every commit
 	// of the pool marks them first and nothing is handed out from it until that succeeds:
-	// serving it before could hand out an address an Endpoint holds. Guarded by Pools.mu.
+	// serving it before could hand out an address an Endpoint holds. Guarded by PoolCommitter.mu.
 	remark []netip.Addr
 	// gone is set when the last read found no such pool: the queue is dropped once idle.
 	gone bool
 }
 
-// Pools commits pool status changes.
-type Pools struct {
-	Writer  client.Client
-	Cache   client.Reader // informer-backed
-	API     client.Reader // uncached, for fresh state after a conflict
-	Log     *zap.Logger
-	Metrics *Metrics
-	// Blocked returns offsets of the pool that must not be handed out (reserved addresses).
-	// An error fails the batch's allocations: not knowing what is reserved is no reason to
-	// hand it out. Addresses other pools share are blocked besides, always (overlap.go).
-	Blocked func(context.Context, *allocator.Pool) (allocator.RunSet, error)
+// BlockedFunc returns offsets of a pool that must not be handed out (reserved
+// addresses). An error fails the batch's allocations: not knowing what is reserved is no
+// reason to hand it out.
+type BlockedFunc func(context.Context, *allocator.Pool) (allocator.RunSet, error)
+
+// PoolCommitter commits allocation decisions to pool status: one queue per pool, one
+// status write per batch, conflicts retried on fresh state. It alone writes pool status.
+type PoolCommitter struct {
+	writer  client.Client
+	cache   client.Reader // informer-backed
+	api     client.Reader // uncached, for fresh state after a conflict
+	log     *zap.Logger
+	metrics *Metrics
+	// reserved may be nil; addresses other pools share are blocked besides, always (overlap.go).
+	reserved BlockedFunc
 
 	mu     sync.Mutex
 	queues map[string]*poolQueue
@@ -100,20 +104,34 @@ type Pools struct {
 	footprints footprintCache
 }
 
+// NewPoolCommitter returns a committer writing through writer, reading pools from the
+// informer cache and, after a conflict or when the cache lags, from the uncached api
+// reader. blocked (nil: none) names addresses to keep out of allocation; log and metrics
+// may be nil.
+func NewPoolCommitter(writer client.Client, cache, api client.Reader, blocked BlockedFunc, log *zap.Logger, metrics *Metrics) *PoolCommitter {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if metrics == nil {
+		metrics = NewMetrics(nil)
+	}
+	return &PoolCommitter{writer: writer, cache: cache, api: api, reserved: blocked, log: log, metrics: metrics}
+}
+
 // Allocate takes the next free address of the pool.
-func (p *Pools) Allocate(ctx context.Context, pool string) (netip.Prefix, *allocator.Pool, error) {
+func (p *PoolCommitter) Allocate(ctx context.Context, pool string) (netip.Prefix, *allocator.Pool, error) {
 	r := p.submit(ctx, pool, &poolOp{kind: opAllocate})
 	return r.addr, r.pool, r.err
 }
 
 // AllocateExact takes addr if the pool may hand it out and nobody holds it.
-func (p *Pools) AllocateExact(ctx context.Context, pool string, addr netip.Addr) (netip.Prefix, *allocator.Pool, error) {
+func (p *PoolCommitter) AllocateExact(ctx context.Context, pool string, addr netip.Addr) (netip.Prefix, *allocator.Pool, error) {
 	r := p.submit(ctx, pool, &poolOp{kind: opAllocateExact, addr: addr})
 	return r.addr, r.pool, r.err
 }
 
 // Release frees addr in the pool; freeing a free address succeeds.
-func (p *Pools) Release(ctx context.Context, pool string, addr netip.Addr) error {
+func (p *PoolCommitter) Release(ctx context.Context, pool string, addr netip.Addr) error {
 	r := p.submit(ctx, pool, &poolOp{kind: opRelease, addr: addr})
 	if errors.Is(r.err, ErrPoolNotFound) {
 		return nil // nothing to free in a pool that is gone
@@ -123,13 +141,13 @@ func (p *Pools) Release(ctx context.Context, pool string, addr netip.Addr) error
 
 // Quarantine frees addr and keeps it out of allocation until the given time: another
 // host answered for it on the wire.
-func (p *Pools) Quarantine(ctx context.Context, pool string, addr netip.Addr, mac string, until time.Time) error {
+func (p *PoolCommitter) Quarantine(ctx context.Context, pool string, addr netip.Addr, mac string, until time.Time) error {
 	r := p.submit(ctx, pool, &poolOp{kind: opQuarantine, addr: addr, mac: mac, until: until})
 	return r.err
 }
 
 // Ensure marks every addr allocated in one commit and returns those the pool had lost.
-func (p *Pools) Ensure(ctx context.Context, pool string, addrs []netip.Addr) ([]netip.Addr, error) {
+func (p *PoolCommitter) Ensure(ctx context.Context, pool string, addrs []netip.Addr) ([]netip.Addr, error) {
 	r := p.submit(ctx, pool, &poolOp{kind: opEnsure, addrs: addrs})
 	return r.lost, r.err
 }
@@ -137,7 +155,7 @@ func (p *Pools) Ensure(ctx context.Context, pool string, addrs []netip.Addr) ([]
 // Remark marks addrs allocated, like Ensure, and keeps them pending when that fails: until
 // a later commit of the pool marks them, the pool hands nothing out (see poolQueue.remark).
 // Every commit of the pool retries, and RetryRemarks does so for idle pools.
-func (p *Pools) Remark(ctx context.Context, pool string, addrs []netip.Addr) ([]netip.Addr, error) {
+func (p *PoolCommitter) Remark(ctx context.Context, pool string, addrs []netip.Addr) ([]netip.Addr, error) {
 	p.mu.Lock()
 	q := p.queueLocked(pool)
 	q.remark = append(q.remark, addrs...)
@@ -147,7 +165,7 @@ func (p *Pools) Remark(ctx context.Context, pool string, addrs []netip.Addr) ([]
 }
 
 // PendingRemarks names the pools with addresses still waiting to be re-marked.
-func (p *Pools) PendingRemarks() []string {
+func (p *PoolCommitter) PendingRemarks() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var names []string
@@ -160,7 +178,7 @@ func (p *Pools) PendingRemarks() []string {
 }
 
 // RetryRemarks commits every pool with pending re-marks and returns what still fails.
-func (p *Pools) RetryRemarks(ctx context.Context) map[string]error {
+func (p *PoolCommitter) RetryRemarks(ctx context.Context) map[string]error {
 	failed := map[string]error{}
 	for _, name := range p.PendingRemarks() {
 		if r := p.submit(ctx, name, &poolOp{kind: opRemark}); r.err != nil {
@@ -171,9 +189,9 @@ func (p *Pools) RetryRemarks(ctx context.Context) map[string]error {
 }
 
 // View returns the parsed spec of a pool from the cache, for routes and gateways.
-func (p *Pools) View(ctx context.Context, name string) (*allocator.Pool, error) {
+func (p *PoolCommitter) View(ctx context.Context, name string) (*allocator.Pool, error) {
 	var obj v1.IPPool
-	if err := p.Cache.Get(ctx, client.ObjectKey{Name: name}, &obj); err != nil {
+	if err := p.cache.Get(ctx, client.ObjectKey{Name: name}, &obj); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("%w: %s", ErrPoolNotFound, name)
 		}
@@ -182,7 +200,7 @@ func (p *Pools) View(ctx context.Context, name string) (*allocator.Pool, error) 
 	return allocator.NewPool(obj.Name, &obj.Spec)
 }
 
-func (p *Pools) submit(ctx context.Context, pool string, op *poolOp) opResult {
+func (p *PoolCommitter) submit(ctx context.Context, pool string, op *poolOp) opResult {
 	op.done = make(chan opResult, 1)
 	p.mu.Lock()
 	q := p.queueLocked(pool)
@@ -197,7 +215,7 @@ func (p *Pools) submit(ctx context.Context, pool string, op *poolOp) opResult {
 	return <-op.done
 }
 
-func (p *Pools) queueLocked(pool string) *poolQueue {
+func (p *PoolCommitter) queueLocked(pool string) *poolQueue {
 	if p.queues == nil {
 		p.queues = map[string]*poolQueue{}
 	}
@@ -209,7 +227,7 @@ func (p *Pools) queueLocked(pool string) *poolQueue {
 	return q
 }
 
-func (p *Pools) drain(ctx context.Context, pool string, q *poolQueue) {
+func (p *PoolCommitter) drain(ctx context.Context, pool string, q *poolQueue) {
 	for {
 		p.mu.Lock()
 		ops := q.pending
@@ -229,7 +247,7 @@ func (p *Pools) drain(ctx context.Context, pool string, q *poolQueue) {
 }
 
 // commit applies a batch of operations to the pool and writes its status once.
-func (p *Pools) commit(ctx context.Context, name string, q *poolQueue, ops []*poolOp) {
+func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, ops []*poolOp) {
 	start := time.Now()
 	// a pending re-mark goes first in the batch: its addresses are marked in the same
 	// write as (and so before) anything the batch hands out, or the batch fails whole
@@ -254,13 +272,13 @@ func (p *Pools) commit(ctx context.Context, name string, q *poolQueue, ops []*po
 		}
 		pool, err := p.parse(obj, q)
 		if err != nil {
-			p.Metrics.Unusable.WithLabelValues(name, ReasonInvalidSpec).Inc()
+			p.metrics.Unusable.WithLabelValues(name, ReasonInvalidSpec).Inc()
 			finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonInvalidSpec, Err: err})
 			return
 		}
 		allocated, err := allocator.ParseRunSet(obj.Status.Allocated)
 		if err != nil {
-			p.Metrics.Unusable.WithLabelValues(name, ReasonCorruptStatus).Inc()
+			p.metrics.Unusable.WithLabelValues(name, ReasonCorruptStatus).Inc()
 			finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonCorruptStatus, Err: err})
 			return
 		}
@@ -293,23 +311,23 @@ func (p *Pools) commit(ctx context.Context, name string, q *poolQueue, ops []*po
 		next.Status.AllocatedIPCount = count
 		next.Status.TotalIPCount = total
 		next.Status.Quarantined = quarantined
-		err = p.Writer.Status().Update(ctx, next)
+		err = p.writer.Status().Update(ctx, next)
 		switch {
 		case err == nil:
 			q.latest, q.cursor = next, st.Cursor
-			p.Metrics.observeCommit(len(ops), attempt, time.Since(start))
+			p.metrics.observeCommit(len(ops), attempt, time.Since(start))
 			finish(ops, results, nil)
 			return
 		case apierrors.IsConflict(err) && attempt < maxCommitAttempts:
-			p.Metrics.Conflicts.Inc()
+			p.metrics.Conflicts.Inc()
 			q.latest = nil
 			fresh := &v1.IPPool{}
-			if err := p.API.Get(ctx, client.ObjectKey{Name: name}, fresh); err == nil {
+			if err := p.api.Get(ctx, client.ObjectKey{Name: name}, fresh); err == nil {
 				q.latest = fresh
 			}
 			continue
 		default:
-			p.Log.Warn("pool status update failed", zap.String("pool", name), zap.Int("attempt", attempt), zap.Error(err))
+			p.log.Warn("pool status update failed", zap.String("pool", name), zap.Int("attempt", attempt), zap.Error(err))
 			finish(ops, make([]opResult, len(ops)), fmt.Errorf("updating IPPool %s status: %w", name, err))
 			return
 		}
@@ -317,7 +335,7 @@ func (p *Pools) commit(ctx context.Context, name string, q *poolQueue, ops []*po
 }
 
 // apply runs each operation on the state; decisions are only final once written.
-func (p *Pools) apply(st *allocator.State, ops []*poolOp, blocked allocator.RunSet, quarantined *[]v1.QuarantinedIP) ([]opResult, bool) {
+func (p *PoolCommitter) apply(st *allocator.State, ops []*poolOp, blocked allocator.RunSet, quarantined *[]v1.QuarantinedIP) ([]opResult, bool) {
 	blocked = blocked.Clone()
 	for _, q := range *quarantined {
 		if a, err := netip.ParseAddr(q.IP); err == nil {
@@ -365,13 +383,13 @@ func (p *Pools) apply(st *allocator.State, ops []*poolOp, blocked allocator.RunS
 // own last write when the informer has not caught up with it yet. specCached says whether
 // the informer has seen this spec: when it has not, what the informer knows of other pools
 // may predate it, and overlaps are checked against the API instead (overlap.go).
-func (p *Pools) current(ctx context.Context, name string, q *poolQueue) (obj *v1.IPPool, specCached bool, err error) {
+func (p *PoolCommitter) current(ctx context.Context, name string, q *poolQueue) (obj *v1.IPPool, specCached bool, err error) {
 	cached := &v1.IPPool{}
-	err = p.Cache.Get(ctx, client.ObjectKey{Name: name}, cached)
+	err = p.cache.Get(ctx, client.ObjectKey{Name: name}, cached)
 	specCached = err == nil
 	if apierrors.IsNotFound(err) {
 		// the cache may lag a just-created pool: ask the API before giving up
-		if err = p.API.Get(ctx, client.ObjectKey{Name: name}, cached); apierrors.IsNotFound(err) {
+		if err = p.api.Get(ctx, client.ObjectKey{Name: name}, cached); apierrors.IsNotFound(err) {
 			q.latest, q.gone = nil, true
 			return nil, false, fmt.Errorf("%w: %s", ErrPoolNotFound, name)
 		}
@@ -395,7 +413,7 @@ func newer(a, b string) bool {
 	return err1 == nil && err2 == nil && x > y
 }
 
-func (p *Pools) parse(obj *v1.IPPool, q *poolQueue) (*allocator.Pool, error) {
+func (p *PoolCommitter) parse(obj *v1.IPPool, q *poolQueue) (*allocator.Pool, error) {
 	if q.parsed != nil && q.parsedUID == string(obj.UID) && q.parsedGen == obj.Generation && obj.Generation != 0 {
 		return q.parsed, nil
 	}

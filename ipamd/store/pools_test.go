@@ -35,16 +35,16 @@ func ippool(name, subnet string, ips ...string) *v1.IPPool {
 	return &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, UID: ktypes.UID("uid-" + name)}, Spec: v1.IPPoolSpec{Subnet: subnet, IPs: ips}}
 }
 
-// newPools is one ipamd's store over the API c (its cache is c too unless given).
-func newPools(c client.Client, cache client.Reader) *Pools {
+// newPools is one ipamd's committer over the API c (its cache is c too unless given).
+func newPools(c client.Client, cache client.Reader) *PoolCommitter {
 	if cache == nil {
 		cache = c
 	}
-	return &Pools{Writer: c, Cache: cache, API: c, Log: zap.NewNop(), Metrics: NewMetrics(nil)}
+	return NewPoolCommitter(c, cache, c, nil, zap.NewNop(), nil)
 }
 
 // allocateAll asks each store for n addresses of each pool at once and returns who got what.
-func allocateAll(t *testing.T, stores []*Pools, pools []string, n int) map[string][]netip.Addr {
+func allocateAll(t *testing.T, stores []*PoolCommitter, pools []string, n int) map[string][]netip.Addr {
 	t.Helper()
 	var mu sync.Mutex
 	got := map[string][]netip.Addr{}
@@ -85,7 +85,7 @@ func TestOverlappingPoolsNeverHandOutOneAddressTwice(t *testing.T) {
 	older.Status.Allocated = "15" // handed out before the younger pool existed
 	younger := ippool("younger", "10.0.0.0/24", "10.0.0.15-10.0.0.30")
 	c := fakeAPI(t, older, younger)
-	got := allocateAll(t, []*Pools{newPools(c, nil), newPools(c, nil)}, []string{"older", "younger"}, 20)
+	got := allocateAll(t, []*PoolCommitter{newPools(c, nil), newPools(c, nil)}, []string{"older", "younger"}, 20)
 
 	seen := map[netip.Addr]string{}
 	for pool, addrs := range got {
@@ -121,7 +121,7 @@ func TestUnparsableAndDeletingPoolsBlockWhatTheyCover(t *testing.T) {
 	now := metav1.Now()
 	leaving.DeletionTimestamp, leaving.Finalizers = &now, []string{"underpool.io/test"}
 	c := fakeAPI(t, served, broken, leaving, other6)
-	got := allocateAll(t, []*Pools{newPools(c, nil)}, []string{"served"}, 40)
+	got := allocateAll(t, []*PoolCommitter{newPools(c, nil)}, []string{"served"}, 40)
 	if len(got["served"]) != 16 {
 		t.Errorf("got %d addresses, want 16 (10.0.0.16-10.0.0.31)", len(got["served"]))
 	}
@@ -141,7 +141,7 @@ func TestAddressesAnotherPoolHoldsAreBlocked(t *testing.T) {
 	corrupt.Status.Allocated = "zz" // covers 10.0.0.0-15
 	served := ippool("served", "10.0.0.0/24", "10.0.0.13-10.0.0.21")
 	c := fakeAPI(t, narrowed, corrupt, served)
-	got := allocateAll(t, []*Pools{newPools(c, nil)}, []string{"served"}, 10)
+	got := allocateAll(t, []*PoolCommitter{newPools(c, nil)}, []string{"served"}, 10)
 	want := map[string]bool{"10.0.0.16": true, "10.0.0.17": true, "10.0.0.18": true, "10.0.0.19": true, "10.0.0.21": true}
 	if len(got["served"]) != len(want) {
 		t.Errorf("got %v, want %v", got["served"], want)
@@ -172,10 +172,9 @@ func TestBlockedErrorFailsTheAllocation(t *testing.T) {
 	p := ippool("p", "10.0.0.0/24", "10.0.0.10-10.0.0.20")
 	p.Status.Allocated = "12"
 	c := fakeAPI(t, p)
-	s := newPools(c, nil)
-	s.Blocked = func(context.Context, *allocator.Pool) (allocator.RunSet, error) {
+	s := NewPoolCommitter(c, c, c, func(context.Context, *allocator.Pool) (allocator.RunSet, error) {
 		return allocator.RunSet{}, errors.New("informer unavailable")
-	}
+	}, zap.NewNop(), nil)
 	if addr, _, err := s.Allocate(context.Background(), "p"); err == nil || !strings.Contains(err.Error(), "informer unavailable") {
 		t.Fatalf("allocation got %v, %v: want the listing error", addr, err)
 	}
@@ -205,10 +204,10 @@ func TestPendingRemarkRefusesThePoolUntilRepaired(t *testing.T) {
 	if _, err := s.Remark(ctx, "bad", held); !errors.As(err, &unusable) || unusable.Reason != ReasonCorruptStatus {
 		t.Fatalf("re-marking in a corrupt pool: %v", err)
 	}
-	if v := testutil.ToFloat64(s.Metrics.PendingRemark.WithLabelValues("bad", ReasonCorruptStatus)); v != 2 {
+	if v := testutil.ToFloat64(s.metrics.PendingRemark.WithLabelValues("bad", ReasonCorruptStatus)); v != 2 {
 		t.Errorf("pending metric = %v, want 2", v)
 	}
-	if v := testutil.ToFloat64(s.Metrics.Unusable.WithLabelValues("bad", ReasonCorruptStatus)); v == 0 {
+	if v := testutil.ToFloat64(s.metrics.Unusable.WithLabelValues("bad", ReasonCorruptStatus)); v == 0 {
 		t.Error("underpool_pool_unusable_total not counted")
 	}
 	_, _, err := s.Allocate(ctx, "bad")
@@ -240,7 +239,7 @@ func TestPendingRemarkRefusesThePoolUntilRepaired(t *testing.T) {
 	if left := s.PendingRemarks(); len(left) != 0 {
 		t.Errorf("still pending: %v", left)
 	}
-	if n := testutil.CollectAndCount(s.Metrics.PendingRemark); n != 0 {
+	if n := testutil.CollectAndCount(s.metrics.PendingRemark); n != 0 {
 		t.Errorf("pending metric still has %d series", n)
 	}
 }

@@ -46,7 +46,7 @@ func reasonOf(err error) string {
 }
 
 // remarkOp is the ensure of the pool's pending re-mark, or nil when none is pending.
-func (p *Pools) remarkOp(q *poolQueue) *poolOp {
+func (p *PoolCommitter) remarkOp(q *poolQueue) *poolOp {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(q.remark) == 0 {
@@ -58,7 +58,7 @@ func (p *Pools) remarkOp(q *poolQueue) *poolOp {
 // remarkDone drops the re-mark a batch carried once it is committed (or its pool is gone:
 // a pool that no longer exists hands nothing out), and keeps the metric saying which pools
 // wait for one.
-func (p *Pools) remarkDone(name string, q *poolQueue, op *poolOp) {
+func (p *PoolCommitter) remarkDone(name string, q *poolQueue, op *poolOp) {
 	var r opResult
 	select {
 	case r = <-op.done: // every path of commit answers every op of its batch
@@ -74,14 +74,14 @@ func (p *Pools) remarkDone(name string, q *poolQueue, op *poolOp) {
 		}
 	}
 	p.mu.Unlock()
-	p.Metrics.PendingRemark.DeletePartialMatch(prometheus.Labels{"pool": name})
+	p.metrics.PendingRemark.DeletePartialMatch(prometheus.Labels{"pool": name})
 	switch {
 	case r.err == nil:
-		p.Log.Info("re-marked the addresses this node's Endpoints hold; the pool serves again",
+		p.log.Info("re-marked the addresses this node's Endpoints hold; the pool serves again",
 			zap.String("pool", name), zap.Int("addresses", len(op.addrs)), zap.Int("lost", len(r.lost)))
 	case done:
-		p.Log.Warn("endpoints hold addresses of a pool that is gone", zap.String("pool", name), zap.Int("addresses", len(op.addrs)))
+		p.log.Warn("endpoints hold addresses of a pool that is gone", zap.String("pool", name), zap.Int("addresses", len(op.addrs)))
 	default:
-		p.Metrics.PendingRemark.WithLabelValues(name, reasonOf(r.err)).Set(float64(len(op.addrs)))
+		p.metrics.PendingRemark.WithLabelValues(name, reasonOf(r.err)).Set(float64(len(op.addrs)))
 	}
 }

@@ -31,7 +31,7 @@ func TestApplicationPoolsFollowTheirWorkload(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), subnet) }) // runs last, once its pools are gone
 	ns := newNamespace(t)
-	annotations := map[string]string{apppool.AnnotationSubnet: `{"ipv4":["` + subnet.Name + `"]}`, apppool.AnnotationIPNumber: "+1"}
+	annotations := map[string]string{v1.AnnotationSubnet: `{"ipv4":["` + subnet.Name + `"]}`, v1.AnnotationIPNumber: "+1"}
 	labels := map[string]string{"app": "web"}
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}, Spec: appsv1.DeploymentSpec{
 		Replicas: ptr.To[int32](2), Selector: &metav1.LabelSelector{MatchLabels: labels},
@@ -70,7 +70,7 @@ func TestApplicationPoolsFollowTheirWorkload(t *testing.T) {
 	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"}, Spec: appsv1.StatefulSetSpec{
 		Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
 		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "db"},
-			Annotations: map[string]string{apppool.AnnotationSubnet: `{"ipv4":["` + subnet.Name + `"]}`, apppool.AnnotationReclaim: "false"}},
+			Annotations: map[string]string{v1.AnnotationSubnet: `{"ipv4":["` + subnet.Name + `"]}`, v1.AnnotationReclaim: "false"}},
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}}}
 	if err := suite.client.Create(ctx(t), sts); err != nil {
 		t.Fatal(err)
@@ -126,7 +126,7 @@ func TestApplicationPoolsPerInterface(t *testing.T) {
 	}
 	s1, s2 := mkSubnet(), mkSubnet()
 	ns := newNamespace(t)
-	annotations := map[string]string{apppool.AnnotationSubnets: `[{"interface":"net1","ipv4":["` + s1.Name + `"]},{"interface":"net2","ipv4":["` + s2.Name + `"]}]`}
+	annotations := map[string]string{v1.AnnotationSubnets: `[{"interface":"net1","ipv4":["` + s1.Name + `"]},{"interface":"net2","ipv4":["` + s2.Name + `"]}]`}
 	labels := map[string]string{"app": "mn"}
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mn"}, Spec: appsv1.DeploymentSpec{
 		Replicas: ptr.To[int32](2), Selector: &metav1.LabelSelector{MatchLabels: labels},

@@ -16,7 +16,6 @@ import (
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/rpc"
-	"github.com/underpool/underpool/ipamd/selection"
 	"github.com/underpool/underpool/tests/harness"
 )
 
@@ -73,9 +72,9 @@ func TestPoolSelectionOrder(t *testing.T) {
 	})
 	// created with its annotation: ipamd reads namespaces from its informer, falling back to
 	// the API for one it has not seen yet, so the annotation is never missed
-	plainNS, defaultNS := newNamespace(t), newNamespaceWith(t, map[string]string{selection.AnnotationNSDefaultV4: `["` + nsDefault + `"]`})
+	plainNS, defaultNS := newNamespace(t), newNamespaceWith(t, map[string]string{v1.AnnotationNSDefaultIPv4: `["` + nsDefault + `"]`})
 
-	p := newPod(t, defaultNS, "annotated", map[string]string{selection.AnnotationIPPool: `{"ipv4":["` + annotated + `"]}`}, nil, nil)
+	p := newPod(t, defaultNS, "annotated", map[string]string{v1.AnnotationIPPool: `{"ipv4":["` + annotated + `"]}`}, nil, nil)
 	if got := allocPool(t, p, "net1", network); got != annotated {
 		t.Errorf("pod annotation: got pool %s, want %s", got, annotated)
 	}
@@ -265,7 +264,7 @@ func TestMultiNICPerInterfacePools(t *testing.T) {
 	v4b, _, _ := nextSubnet()
 	poolA, poolB := newPool(t, v1.IPPoolSpec{Subnet: v4a}).Name, newPool(t, v1.IPPoolSpec{Subnet: v4b}).Name
 	ns := newNamespace(t)
-	pod := newPod(t, ns, "multi", map[string]string{selection.AnnotationIPPools: `[{"interface":"net1","ipv4":["` + poolA + `"]},{"interface":"net2","ipv4":["` + poolB + `"]}]`}, nil, nil)
+	pod := newPod(t, ns, "multi", map[string]string{v1.AnnotationIPPools: `[{"interface":"net1","ipv4":["` + poolA + `"]},{"interface":"net2","ipv4":["` + poolB + `"]}]`}, nil, nil)
 	if got := allocPool(t, pod, "net1"); got != poolA {
 		t.Fatalf("net1 from %s, want %s", got, poolA)
 	}
@@ -283,9 +282,9 @@ func TestMultiNICPerInterfacePools(t *testing.T) {
 	if a, b := freshPool(t, poolA), freshPool(t, poolB); a.Status.AllocatedIPCount != 0 || b.Status.AllocatedIPCount != 1 {
 		t.Fatalf("after DEL of net1: %s holds %d, %s holds %d; want 0 and 1", poolA, a.Status.AllocatedIPCount, poolB, b.Status.AllocatedIPCount)
 	}
-	_, err := allocateFor(t, newPod(t, ns, "typo", map[string]string{selection.AnnotationIPPools: `[{"interface":"net1","ipv4":"x"}]`}, nil, nil), "net1")
-	if err == nil || !strings.Contains(err.Error(), selection.AnnotationIPPools) {
-		t.Fatalf("bad annotation: want an error naming %s, got %v", selection.AnnotationIPPools, err)
+	_, err := allocateFor(t, newPod(t, ns, "typo", map[string]string{v1.AnnotationIPPools: `[{"interface":"net1","ipv4":"x"}]`}, nil, nil), "net1")
+	if err == nil || !strings.Contains(err.Error(), v1.AnnotationIPPools) {
+		t.Fatalf("bad annotation: want an error naming %s, got %v", v1.AnnotationIPPools, err)
 	}
 	releaseAll(t, ns)
 }
