@@ -18,7 +18,6 @@ import (
 	"github.com/underpool/underpool/ipamd/allocator"
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/apppool"
-	"github.com/underpool/underpool/ipamd/selection"
 )
 
 // Bad input end to end (DESIGN.md invariants 4 and 9, README "one bad pool fails only
@@ -37,16 +36,16 @@ func TestPoolOfTheOtherFamilyIsRefusedNamingTheAnnotation(t *testing.T) {
 	poolB := newPool(t, v1.IPPoolSpec{Subnet: v4b}).Name
 	lc := newLifecycle(t, lifecycleOptions{ipv4Pools: []string{poolA}})
 	wrong := lc.deploymentWith("wrong", 1, map[string]string{
-		selection.AnnotationIPPool: `{"ipv4":["` + poolA + `"],"ipv6":["` + poolB + `"]}`})
+		v1.AnnotationIPPool: `{"ipv4":["` + poolA + `"],"ipv6":["` + poolB + `"]}`})
 	right := lc.deploymentWith("right", 1, map[string]string{
-		selection.AnnotationIPPool: `{"ipv4":["` + poolB + `"]}`})
+		v1.AnnotationIPPool: `{"ipv4":["` + poolB + `"]}`})
 	lc.create(wrong)
 	lc.create(right)
 
 	lc.waitReady("right", 1)
 	// two refused sandboxes: the refusal is what every retry gets, not a passing state
 	lc.eventually("two sandboxes of wrong refused naming the annotation", 2*time.Minute, func() (bool, string) {
-		n, last := lc.sandboxFailures("wrong", selection.AnnotationIPPool, "ipv6", "names IPPool "+poolB, "is IPv4, not IPv6")
+		n, last := lc.sandboxFailures("wrong", v1.AnnotationIPPool, "ipv6", "names IPPool "+poolB, "is IPv4, not IPv6")
 		return n >= 2, fmt.Sprintf("%d such events; last: %s", n, last)
 	})
 	pods := lc.pods("wrong")
@@ -95,7 +94,7 @@ func TestCorruptPoolIsSkippedAndTheNodeKeepsAllocating(t *testing.T) {
 	poolA := newPool(t, v1.IPPoolSpec{Subnet: v4a}).Name
 	poolB := newPool(t, v1.IPPoolSpec{Subnet: v4b, IPs: []string{b + "10-" + b + "11"}}).Name
 	lc := newLifecycle(t, lifecycleOptions{ipv4Pools: []string{poolA}})
-	onB := map[string]string{selection.AnnotationIPPool: `{"ipv4":["` + poolB + `"]}`}
+	onB := map[string]string{v1.AnnotationIPPool: `{"ipv4":["` + poolB + `"]}`}
 	holder := lc.deploymentWith("holder", 1, onB)
 	lc.create(holder)
 	var held string
@@ -295,7 +294,7 @@ func TestAbsurdIPNumberIsRefused(t *testing.T) {
 	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), subnet) }) // runs last, once its pools are gone
 	lc := newLifecycle(t, lifecycleOptions{})
 	onSubnet := `{"ipv6":["` + subnet.Name + `"]}`
-	huge := lc.deploymentWith("huge", 1, map[string]string{apppool.AnnotationSubnet: onSubnet, apppool.AnnotationIPNumber: "1000000000000"})
+	huge := lc.deploymentWith("huge", 1, map[string]string{v1.AnnotationSubnet: onSubnet, v1.AnnotationIPNumber: "1000000000000"})
 	lc.create(huge)
 	lc.eventually("a BadAnnotation Warning on Deployment huge", time.Minute, func() (bool, string) {
 		var seen []string
@@ -304,7 +303,7 @@ func TestAbsurdIPNumberIsRefused(t *testing.T) {
 				continue
 			}
 			if e.Type == corev1.EventTypeWarning && e.Reason == "BadAnnotation" &&
-				containsAll(e.Message, apppool.AnnotationIPNumber, "1000000000000", fmt.Sprint(apppool.MaxIPNumber)) {
+				containsAll(e.Message, v1.AnnotationIPNumber, "1000000000000", fmt.Sprint(v1.MaxAppPoolIPNumber)) {
 				return true, ""
 			}
 			seen = append(seen, e.Reason+": "+e.Message)
@@ -312,7 +311,7 @@ func TestAbsurdIPNumberIsRefused(t *testing.T) {
 		return false, fmt.Sprintf("events: %q", seen)
 	})
 
-	small := lc.deploymentWith("small", 2, map[string]string{apppool.AnnotationSubnet: onSubnet})
+	small := lc.deploymentWith("small", 2, map[string]string{v1.AnnotationSubnet: onSubnet})
 	lc.create(small)
 	smallPool := apppool.Workload{Kind: "Deployment", Namespace: lc.ns, Name: "small"}.PoolName(v1.IPv6)
 	waitPoolSize(t, smallPool, 2)

@@ -202,9 +202,9 @@ func TestApplicationPoolsOfTwoWorkloadsOnOneSubnetAreDisjoint(t *testing.T) {
 	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), subnet) }) // runs last, once its pools are gone
 	lc := newLifecycle(t, lifecycleOptions{nodes: 2})
 	ann := func(extra string) map[string]string {
-		m := map[string]string{apppool.AnnotationSubnet: `{"ipv4":["` + subnet.Name + `"]}`}
+		m := map[string]string{v1.AnnotationSubnet: `{"ipv4":["` + subnet.Name + `"]}`}
 		if extra != "" {
-			m[apppool.AnnotationIPNumber] = extra
+			m[v1.AnnotationIPNumber] = extra
 		}
 		return m
 	}
@@ -212,7 +212,7 @@ func TestApplicationPoolsOfTwoWorkloadsOnOneSubnetAreDisjoint(t *testing.T) {
 	api := lc.deploymentWith("api", 2, ann(""))
 	db := lc.statefulSet("db", 3, 1)
 	db.Spec.PodManagementPolicy = appsv1.ParallelPodManagement
-	db.Spec.Template.Annotations[apppool.AnnotationSubnet] = ann("")[apppool.AnnotationSubnet]
+	db.Spec.Template.Annotations[v1.AnnotationSubnet] = ann("")[v1.AnnotationSubnet]
 	for i, err := range createTogether(t, web, api, db) {
 		if err != nil {
 			t.Fatalf("creating workload %d: %v", i, err)
