@@ -71,7 +71,6 @@ type poolQueue struct {
 	parsedUID string
 	parsedGen int64
 	parsed    *allocator.Pool
-	cursor    uint64
 
 	// remark are addresses this node's Endpoints hold that the pool could not be shown
 	// yet (its spec did not parse, its status was corrupt, the write failed). Every commit
@@ -292,7 +291,9 @@ func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, o
 				}
 			}
 		}
-		st := &allocator.State{Pool: pool, Allocated: allocated, Cursor: q.cursor}
+		// a cursor that does not parse only costs where the search starts
+		cursor, _ := strconv.ParseUint(obj.Status.Cursor, 10, 64)
+		st := &allocator.State{Pool: pool, Allocated: allocated, Cursor: cursor}
 		quarantined, qChanged := liveQuarantine(obj.Status.Quarantined, time.Now())
 		results, changed := p.apply(st, ops, blocked, &quarantined)
 		for i, op := range ops {
@@ -311,10 +312,13 @@ func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, o
 		next.Status.AllocatedIPCount = count
 		next.Status.TotalIPCount = total
 		next.Status.Quarantined = quarantined
+		if hasAllocation(ops) {
+			next.Status.Cursor = strconv.FormatUint(st.Cursor, 10)
+		}
 		err = p.writer.Status().Update(ctx, next)
 		switch {
 		case err == nil:
-			q.latest, q.cursor = next, st.Cursor
+			q.latest = next
 			p.metrics.observeCommit(len(ops), attempt, time.Since(start))
 			finish(ops, results, nil)
 			return

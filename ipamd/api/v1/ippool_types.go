@@ -68,6 +68,13 @@ type IPPoolStatus struct {
 	// handed out until the time given, so a retried ADD gets another address.
 	// +optional
 	Quarantined []QuarantinedIP `json:"quarantined,omitempty"`
+	// Cursor is the offset after the address handed out last: every node continues from
+	// there, so an address just freed is handed out again only once the rest of the pool
+	// has been, and a sandbox still being torn down elsewhere (or a peer's ARP cache) has
+	// time to let go of it. Kept in the status so it is one for all nodes and restarts.
+	// A decimal string: offsets of an IPv6 /64 do not fit an int64.
+	// +optional
+	Cursor string `json:"cursor,omitempty"`
 }
 
 // QuarantinedIP is an address kept out of allocation for a while.
