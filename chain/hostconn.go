@@ -15,7 +15,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/utils/sysctl"
 	"github.com/vishvananda/netlink"
 
-	"github.com/underpool/underpool/routes"
+	"github.com/underpool/underpool/netplan"
+	"github.com/underpool/underpool/underlay"
 )
 
 // HostConnectivityConf gives a macvlan or ipvlan pod a way to its own node: those links
@@ -89,40 +90,28 @@ func podVethName(ifName string) string {
 
 // hostPlan decides the host link's routes; it runs in the node netns (node addresses
 // are read there when not configured).
-func hostPlan(conf *NetConf, ifName string, podAddrs []netip.Addr) (routes.HostPlan, []netip.Addr, error) {
+func hostPlan(conf *NetConf, ifName string, podAddrs []netip.Addr) (netplan.HostPlan, error) {
 	nodeAddrs := conf.HostConnectivity.nodeAddrs
 	if len(nodeAddrs) == 0 {
 		var err error
-		if nodeAddrs, err = routes.NodeAddresses(); err != nil {
-			return routes.HostPlan{}, nil, err
+		if nodeAddrs, err = underlay.NodeAddresses(); err != nil {
+			return netplan.HostPlan{}, err
 		}
 	}
-	in := routes.HostIntent{PodAddrs: podAddrs, NodeAddrs: nodeAddrs, CIDRs: conf.HostConnectivity.cidrs}
-	if conf.Routing.policyRouting() {
-		in.Table = routes.TableFor(ifName, conf.Routing.TableBase)
-	}
-	plan, err := routes.BuildHost(in)
-	if err != nil {
-		return plan, nil, err
-	}
-	var pinned []netip.Addr // node addresses the pod reaches on-link: their neighbours
-	for _, e := range plan.Pod {
-		if e.Table == 0 && !e.Gw.IsValid() {
-			pinned = append(pinned, e.Dst.Addr())
-		}
-	}
-	return plan, pinned, nil
+	return netplan.BuildHost(netplan.HostIntent{PodAddrs: podAddrs, NodeAddrs: nodeAddrs,
+		CIDRs: conf.HostConnectivity.cidrs, Table: conf.Routing.table(ifName)})
 }
 
 // setupHostLink runs in the node netns after the pod interface is configured; it returns
 // both veth ends for the result. A leftover pair of a crashed ADD is replaced.
 func setupHostLink(conf *NetConf, args *skel.CmdArgs, podAddrs []netip.Addr) ([]*current.Interface, error) {
-	plan, pinned, err := hostPlan(conf, args.IfName, podAddrs)
+	plan, err := hostPlan(conf, args.IfName, podAddrs)
 	if err != nil {
 		return nil, err
 	}
+	pinned := plan.PodNeighbors()
 	hostName, podName := hostVethName(args.ContainerID, args.IfName), podVethName(args.IfName)
-	if err := routes.DeleteLink(hostName); err != nil {
+	if err := underlay.DeleteLink(hostName); err != nil {
 		return nil, err
 	}
 	nodeNS, err := ns.GetCurrentNS()
@@ -132,7 +121,7 @@ func setupHostLink(conf *NetConf, args *skel.CmdArgs, podAddrs []netip.Addr) ([]
 	defer nodeNS.Close()
 	var hostIf, podIf net.Interface
 	err = ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
-		if err := routes.DeleteLink(podName); err != nil {
+		if err := underlay.DeleteLink(podName); err != nil {
 			return err
 		}
 		pod, err := netlinksafe.LinkByName(args.IfName)
@@ -147,10 +136,10 @@ func setupHostLink(conf *NetConf, args *skel.CmdArgs, podAddrs []netip.Addr) ([]
 			err = netlink.LinkSetUp(link)
 		}
 		if err == nil {
-			err = routes.SetNeighbors(link, pinned, hostIf.HardwareAddr)
+			err = underlay.SetNeighbors(link, pinned, hostIf.HardwareAddr)
 		}
 		if err == nil {
-			err = routes.Apply(link, routes.Plan{Routes: plan.Pod})
+			err = underlay.Apply(link, netplan.Plan{Routes: plan.Pod})
 		}
 		return err
 	})
@@ -161,10 +150,10 @@ func setupHostLink(conf *NetConf, args *skel.CmdArgs, podAddrs []netip.Addr) ([]
 	if err != nil {
 		return nil, err
 	}
-	if err := routes.SetNeighbors(link, podAddrs, podIf.HardwareAddr); err != nil {
+	if err := underlay.SetNeighbors(link, podAddrs, podIf.HardwareAddr); err != nil {
 		return nil, err
 	}
-	if err := routes.Apply(link, routes.Plan{Routes: plan.Node}); err != nil {
+	if err := underlay.Apply(link, netplan.Plan{Routes: plan.Node}); err != nil {
 		return nil, err
 	}
 	if err := enableForwarding(hostName, conf.HostConnectivity.cidrs, podAddrs); err != nil {
@@ -208,7 +197,7 @@ func hasFamily(cidrs []netip.Prefix, podAddrs []netip.Addr, is4 bool) bool {
 // removeHostLink deletes the pair (and with it every route and neighbour through it);
 // none is no error. A pod netns already gone took the pair with it.
 func removeHostLink(args *skel.CmdArgs) error {
-	return routes.DeleteLink(hostVethName(args.ContainerID, args.IfName))
+	return underlay.DeleteLink(hostVethName(args.ContainerID, args.IfName))
 }
 
 // checkHostLink verifies both ends, their routes and neighbours, when ADD made them.
@@ -220,18 +209,22 @@ func checkHostLink(conf *NetConf, args *skel.CmdArgs, prev *current.Result) erro
 	}
 	if !made {
 		if conf.HostConnectivity.Enabled != nil && *conf.HostConnectivity.Enabled {
-			return wrap("hostConnectivity.enabled is true but the ADD result lists no host veth %s", hostName)
+			return internalError("hostConnectivity.enabled is true but the ADD result lists no host veth %s", hostName)
 		}
 		return nil
 	}
-	podAddrs := resultAddrs(prev, args.IfName)
-	plan, pinned, err := hostPlan(conf, args.IfName, podAddrs)
-	if err != nil {
-		return wrap("%v", err)
+	var podAddrs []netip.Addr
+	for _, p := range resultAddresses(prev, args.IfName) {
+		podAddrs = append(podAddrs, p.Addr())
 	}
+	plan, err := hostPlan(conf, args.IfName, podAddrs)
+	if err != nil {
+		return internalError("%v", err)
+	}
+	pinned := plan.PodNeighbors()
 	hostLink, err := netlinksafe.LinkByName(hostName)
 	if err != nil {
-		return wrap("host veth %s is missing from the node: %v", hostName, err)
+		return internalError("host veth %s is missing from the node: %v", hostName, err)
 	}
 	var diffs []string
 	err = ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
@@ -242,25 +235,25 @@ func checkHostLink(conf *NetConf, args *skel.CmdArgs, prev *current.Result) erro
 		if podLink.Attrs().ParentIndex != hostLink.Attrs().Index {
 			return fmt.Errorf("%s in the pod is not the peer of the node's %s", podName, hostName)
 		}
-		diffs = append(diffs, routes.Verify(podLink, routes.Plan{Routes: plan.Pod})...)
-		diffs = append(diffs, routes.VerifyNeighbors(podLink, pinned, hostLink.Attrs().HardwareAddr)...)
+		diffs = append(diffs, underlay.Verify(podLink, netplan.Plan{Routes: plan.Pod})...)
+		diffs = append(diffs, underlay.VerifyNeighbors(podLink, pinned, hostLink.Attrs().HardwareAddr)...)
 		return nil
 	})
 	if err != nil {
-		return wrap("%v", err)
+		return internalError("%v", err)
 	}
 	podMAC, err := peerMAC(args.Netns, podName)
 	if err != nil {
-		return wrap("%v", err)
+		return internalError("%v", err)
 	}
-	for _, d := range routes.Verify(hostLink, routes.Plan{Routes: plan.Node}) {
+	for _, d := range underlay.Verify(hostLink, netplan.Plan{Routes: plan.Node}) {
 		diffs = append(diffs, d+" (node)")
 	}
-	for _, d := range routes.VerifyNeighbors(hostLink, podAddrs, podMAC) {
+	for _, d := range underlay.VerifyNeighbors(hostLink, podAddrs, podMAC) {
 		diffs = append(diffs, d+" (node)")
 	}
 	if len(diffs) > 0 {
-		return wrap("host connectivity of %s differs from the ADD: %v", args.IfName, diffs)
+		return internalError("host connectivity of %s differs from the ADD: %v", args.IfName, diffs)
 	}
 	return nil
 }
@@ -275,20 +268,6 @@ func peerMAC(netnsPath, name string) (net.HardwareAddr, error) {
 		return err
 	})
 	return mac, err
-}
-
-// resultAddrs lists the addresses the result gives ifName.
-func resultAddrs(r *current.Result, ifName string) []netip.Addr {
-	var out []netip.Addr
-	for _, c := range r.IPs {
-		if c.Interface == nil || *c.Interface >= len(r.Interfaces) || r.Interfaces[*c.Interface].Name != ifName {
-			continue
-		}
-		if a, ok := netip.AddrFromSlice(c.Address.IP); ok {
-			out = append(out, a.Unmap())
-		}
-	}
-	return out
 }
 
 // withoutHostLink drops the veth ends from a raw result before the delegate checks it:

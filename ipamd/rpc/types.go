@@ -1,6 +1,7 @@
 // Package rpc is the wire contract between the CNI plugins and ipamd: JSON over HTTP on a
 // unix socket, versioned by path (/v1/...). Both sides import these types so that they
-// cannot drift apart.
+// cannot drift apart, and the answer's strings are formatted and parsed here only
+// (NewAllocateResponse, AllocateResponse.Allocation), into netplan's typed vocabulary.
 package rpc
 
 // DefaultSocket is where ipamd listens unless told otherwise.

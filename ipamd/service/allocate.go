@@ -19,6 +19,7 @@ import (
 	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/ipamd/selection"
 	"github.com/underpool/underpool/ipamd/store"
+	"github.com/underpool/underpool/netplan"
 	"github.com/underpool/underpool/routes"
 )
 
@@ -335,14 +336,23 @@ func (s *Service) releaseIPs(ctx context.Context, ips []v1.EndpointIP) {
 // response adds routes by level: the Subnet holding each pool, then the pool, then the
 // pod's routes annotation for this interface; a later level wins per destination.
 func (s *Service) response(ctx context.Context, in *selection.Input, ips []v1.EndpointIP) (*rpc.AllocateResponse, error) {
-	resp := &rpc.AllocateResponse{}
-	var subnetRoutes, poolRoutes []routes.Route
+	var alloc netplan.Allocation
+	var subnetRoutes, poolRoutes []netplan.Route
 	subnets, err := s.Cluster.Subnets(ctx)
 	if err != nil {
 		return nil, internal("listing Subnets: %v", err)
 	}
 	for _, ip := range ips {
-		resp.IPs = append(resp.IPs, rpc.IPConfig{Address: ip.Address, Gateway: ip.Gateway, Pool: ip.Pool, Vlan: ip.Vlan})
+		addr := netplan.Address{Pool: ip.Pool, Vlan: ip.Vlan}
+		if addr.Prefix, err = netip.ParsePrefix(ip.Address); err != nil {
+			return nil, internal("Endpoint address %q of pool %s: %v", ip.Address, ip.Pool, err)
+		}
+		if ip.Gateway != "" {
+			if addr.Gateway, err = netip.ParseAddr(ip.Gateway); err != nil {
+				return nil, internal("Endpoint gateway %q of pool %s: %v", ip.Gateway, ip.Pool, err)
+			}
+		}
+		alloc.Addresses = append(alloc.Addresses, addr)
 		pool, err := s.Pools.View(ctx, ip.Pool)
 		if err != nil {
 			continue
@@ -350,7 +360,7 @@ func (s *Service) response(ctx context.Context, in *selection.Input, ips []v1.En
 		poolRoutes = append(poolRoutes, pool.Routes...)
 		if sub := enclosingSubnet(subnets, pool.Prefix); sub != nil {
 			for i, r := range sub.Spec.Routes {
-				route, err := routes.Parse(r.Dst, r.Gw, fmt.Sprintf("Subnet %s spec.routes[%d]", sub.Name, i))
+				route, err := netplan.ParseRoute(r.Dst, r.Gw, fmt.Sprintf("Subnet %s spec.routes[%d]", sub.Name, i))
 				if err != nil {
 					return nil, badRequest("routes", "%v", err)
 				}
@@ -358,20 +368,14 @@ func (s *Service) response(ctx context.Context, in *selection.Input, ips []v1.En
 			}
 		}
 	}
-	var podRoutes []routes.Route
+	var podRoutes []netplan.Route
 	if in.Pod != nil {
 		if podRoutes, err = routes.ParseAnnotation(in.Pod.Annotations[routes.Annotation], in.IfName); err != nil {
 			return nil, badRequest("annotations", "%v", err)
 		}
 	}
-	for _, r := range routes.Merge(subnetRoutes, poolRoutes, podRoutes) {
-		route := rpc.Route{Dst: r.Dst.String()}
-		if r.Gw.IsValid() {
-			route.Gw = r.Gw.String()
-		}
-		resp.Routes = append(resp.Routes, route)
-	}
-	return resp, nil
+	alloc.Routes = netplan.Merge(subnetRoutes, poolRoutes, podRoutes)
+	return rpc.NewAllocateResponse(alloc), nil
 }
 
 // enclosingSubnet returns the most specific Subnet whose CIDR holds the pool's.

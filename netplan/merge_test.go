@@ -1,4 +1,4 @@
-package routes
+package netplan
 
 import (
 	"net/netip"
@@ -8,7 +8,7 @@ import (
 
 func mustRoute(t *testing.T, dst, gw string) Route {
 	t.Helper()
-	r, err := Parse(dst, gw, "test")
+	r, err := ParseRoute(dst, gw, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,25 +33,12 @@ func TestMergeLaterLevelWinsPerDestination(t *testing.T) {
 
 func TestParseNamesTheField(t *testing.T) {
 	for _, c := range [][2]string{{"10.0.0.0", ""}, {"10.0.0.0/8", "x"}, {"10.0.0.0/8", "fd00:250::1"}} {
-		_, err := Parse(c[0], c[1], "IPPool p spec.routes[0]")
+		_, err := ParseRoute(c[0], c[1], "IPPool p spec.routes[0]")
 		if err == nil || !strings.Contains(err.Error(), "IPPool p spec.routes[0]") {
-			t.Errorf("Parse(%q,%q) = %v", c[0], c[1], err)
+			t.Errorf("ParseRoute(%q,%q) = %v", c[0], c[1], err)
 		}
 	}
 	if r := mustRoute(t, "10.1.2.3/8", ""); r.Dst != netip.MustParsePrefix("10.0.0.0/8") {
 		t.Errorf("dst not masked: %v", r.Dst)
-	}
-}
-
-func TestParseAnnotation(t *testing.T) {
-	v := `[{"dst":"10.0.0.0/8","gw":"10.250.1.1","interface":"net1"},{"dst":"192.168.0.0/16"},{"dst":"172.16.0.0/12","interface":"net2"}]`
-	got, err := ParseAnnotation(v, "net1")
-	if err != nil || len(got) != 2 || got[0].Dst.String() != "10.0.0.0/8" || got[1].Dst.String() != "192.168.0.0/16" {
-		t.Fatalf("net1 routes = %v, %v", got, err)
-	}
-	for _, bad := range []string{`{`, `[{"dst":"10.0.0.0"}]`, `[{"dst":"10.0.0.0/8","gw":"nope"}]`} {
-		if _, err := ParseAnnotation(bad, "net1"); err == nil || !strings.Contains(err.Error(), Annotation) {
-			t.Errorf("ParseAnnotation(%s) = %v, want an error naming %s", bad, err, Annotation)
-		}
 	}
 }
