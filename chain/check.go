@@ -10,7 +10,6 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ip"
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 
 	"github.com/underpool/underpool/underlay"
@@ -93,11 +92,11 @@ func checkPod(conf *NetConf, ifName string, prev *current.Result) error {
 	if err := ip.ValidateExpectedInterfaceIPs(ifName, ips); err != nil {
 		return internalError("addresses on %s differ from the ADD result: %v", ifName, err)
 	}
-	link, err := netlinksafe.LinkByName(ifName)
+	diffs, err := underlay.Verify(ifName, planFromResult(conf, ifName, prev))
 	if err != nil {
 		return internalError("%s is missing from the pod netns: %v", ifName, err)
 	}
-	if diffs := underlay.Verify(link, planFromResult(conf, ifName, prev)); len(diffs) > 0 {
+	if len(diffs) > 0 {
 		return internalError("routing on %s differs from the ADD result: %s", ifName, strings.Join(diffs, "; "))
 	}
 	return nil

@@ -4,16 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/netip"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ip"
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
-	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/containernetworking/plugins/pkg/utils/sysctl"
-	"github.com/vishvananda/netlink"
 
 	"github.com/underpool/underpool/netplan"
 	"github.com/underpool/underpool/underlay"
@@ -102,6 +96,13 @@ func hostPlan(conf *NetConf, ifName string, podAddrs []netip.Addr) (netplan.Host
 		CIDRs: conf.HostConnectivity.cidrs, Table: conf.Routing.table(ifName)})
 }
 
+// hostVeth is the attachment's host link, named from the attachment so DEL and CHECK
+// find it without saved state.
+func hostVeth(args *skel.CmdArgs) underlay.HostVeth {
+	return underlay.HostVeth{Host: hostVethName(args.ContainerID, args.IfName), Pod: podVethName(args.IfName),
+		PodNetns: args.Netns, PodIf: args.IfName}
+}
+
 // setupHostLink runs in the node netns after the pod interface is configured; it returns
 // both veth ends for the result. A leftover pair of a crashed ADD is replaced.
 func setupHostLink(conf *NetConf, args *skel.CmdArgs, podAddrs []netip.Addr) ([]*current.Interface, error) {
@@ -109,89 +110,15 @@ func setupHostLink(conf *NetConf, args *skel.CmdArgs, podAddrs []netip.Addr) ([]
 	if err != nil {
 		return nil, err
 	}
-	pinned := plan.PodNeighbors()
-	hostName, podName := hostVethName(args.ContainerID, args.IfName), podVethName(args.IfName)
-	if err := underlay.DeleteLink(hostName); err != nil {
-		return nil, err
-	}
-	nodeNS, err := ns.GetCurrentNS()
+	v := hostVeth(args)
+	hostIf, podIf, err := v.Connect(plan, podAddrs, conf.HostConnectivity.cidrs)
 	if err != nil {
-		return nil, err
-	}
-	defer nodeNS.Close()
-	var hostIf, podIf net.Interface
-	err = ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
-		if err := underlay.DeleteLink(podName); err != nil {
-			return err
-		}
-		pod, err := netlinksafe.LinkByName(args.IfName)
-		if err != nil {
-			return err
-		}
-		if hostIf, podIf, err = ip.SetupVethWithName(podName, hostName, pod.Attrs().MTU, "", nodeNS); err != nil {
-			return fmt.Errorf("veth %s <-> %s: %w", podName, hostName, err)
-		}
-		link, err := netlinksafe.LinkByName(podName)
-		if err == nil {
-			err = netlink.LinkSetUp(link)
-		}
-		if err == nil {
-			err = underlay.SetNeighbors(link, pinned, hostIf.HardwareAddr)
-		}
-		if err == nil {
-			err = underlay.Apply(link, netplan.Plan{Routes: plan.Pod})
-		}
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	link, err := netlinksafe.LinkByName(hostName)
-	if err != nil {
-		return nil, err
-	}
-	if err := underlay.SetNeighbors(link, podAddrs, podIf.HardwareAddr); err != nil {
-		return nil, err
-	}
-	if err := underlay.Apply(link, netplan.Plan{Routes: plan.Node}); err != nil {
-		return nil, err
-	}
-	if err := enableForwarding(hostName, conf.HostConnectivity.cidrs, podAddrs); err != nil {
 		return nil, err
 	}
 	return []*current.Interface{
-		{Name: hostName, Mac: hostIf.HardwareAddr.String(), Mtu: hostIf.MTU},
-		{Name: podName, Mac: podIf.HardwareAddr.String(), Mtu: podIf.MTU, Sandbox: args.Netns},
+		{Name: v.Host, Mac: hostIf.HardwareAddr.String(), Mtu: hostIf.MTU},
+		{Name: v.Pod, Mac: podIf.HardwareAddr.String(), Mtu: podIf.MTU, Sandbox: args.Netns},
 	}, nil
-}
-
-// enableForwarding lets the node forward what the pod sends to service and cluster
-// CIDRs, on the host veth only (the setting goes with the link). Node-wide forwarding
-// is the node's business: a Kubernetes node has it on already.
-func enableForwarding(hostName string, cidrs []netip.Prefix, podAddrs []netip.Addr) error {
-	for _, fam := range []struct {
-		is4 bool
-		key string
-	}{{true, "net/ipv4/conf/%s/forwarding"}, {false, "net/ipv6/conf/%s/forwarding"}} {
-		if !hasFamily(cidrs, podAddrs, fam.is4) {
-			continue
-		}
-		if _, err := sysctl.Sysctl(fmt.Sprintf(fam.key, hostName), "1"); err != nil {
-			return fmt.Errorf("enabling forwarding on %s: %w", hostName, err)
-		}
-	}
-	return nil
-}
-
-func hasFamily(cidrs []netip.Prefix, podAddrs []netip.Addr, is4 bool) bool {
-	var c, p bool
-	for _, x := range cidrs {
-		c = c || x.Addr().Is4() == is4
-	}
-	for _, a := range podAddrs {
-		p = p || a.Is4() == is4
-	}
-	return c && p
 }
 
 // removeHostLink deletes the pair (and with it every route and neighbour through it);
@@ -202,7 +129,7 @@ func removeHostLink(args *skel.CmdArgs) error {
 
 // checkHostLink verifies both ends, their routes and neighbours, when ADD made them.
 func checkHostLink(conf *NetConf, args *skel.CmdArgs, prev *current.Result) error {
-	hostName, podName := hostVethName(args.ContainerID, args.IfName), podVethName(args.IfName)
+	hostName := hostVethName(args.ContainerID, args.IfName)
 	made := false
 	for _, itf := range prev.Interfaces {
 		made = made || (itf.Name == hostName && itf.Sandbox == "")
@@ -221,53 +148,14 @@ func checkHostLink(conf *NetConf, args *skel.CmdArgs, prev *current.Result) erro
 	if err != nil {
 		return internalError("%v", err)
 	}
-	pinned := plan.PodNeighbors()
-	hostLink, err := netlinksafe.LinkByName(hostName)
-	if err != nil {
-		return internalError("host veth %s is missing from the node: %v", hostName, err)
-	}
-	var diffs []string
-	err = ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
-		podLink, err := netlinksafe.LinkByName(podName)
-		if err != nil {
-			return fmt.Errorf("%s (the pod end of the host veth) is missing from the pod netns: %w", podName, err)
-		}
-		if podLink.Attrs().ParentIndex != hostLink.Attrs().Index {
-			return fmt.Errorf("%s in the pod is not the peer of the node's %s", podName, hostName)
-		}
-		diffs = append(diffs, underlay.Verify(podLink, netplan.Plan{Routes: plan.Pod})...)
-		diffs = append(diffs, underlay.VerifyNeighbors(podLink, pinned, hostLink.Attrs().HardwareAddr)...)
-		return nil
-	})
+	diffs, err := hostVeth(args).Verify(plan, podAddrs)
 	if err != nil {
 		return internalError("%v", err)
-	}
-	podMAC, err := peerMAC(args.Netns, podName)
-	if err != nil {
-		return internalError("%v", err)
-	}
-	for _, d := range underlay.Verify(hostLink, netplan.Plan{Routes: plan.Node}) {
-		diffs = append(diffs, d+" (node)")
-	}
-	for _, d := range underlay.VerifyNeighbors(hostLink, podAddrs, podMAC) {
-		diffs = append(diffs, d+" (node)")
 	}
 	if len(diffs) > 0 {
 		return internalError("host connectivity of %s differs from the ADD: %v", args.IfName, diffs)
 	}
 	return nil
-}
-
-func peerMAC(netnsPath, name string) (net.HardwareAddr, error) {
-	var mac net.HardwareAddr
-	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
-		l, err := netlinksafe.LinkByName(name)
-		if err == nil {
-			mac = l.Attrs().HardwareAddr
-		}
-		return err
-	})
-	return mac, err
 }
 
 // withoutHostLink drops the veth ends from a raw result before the delegate checks it:

@@ -7,7 +7,6 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ip"
 	"github.com/containernetworking/plugins/pkg/ipam"
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
 
 	"github.com/underpool/underpool/netplan"
 	"github.com/underpool/underpool/underlay"
@@ -35,11 +34,7 @@ func configureRoutes(conf *NetConf, ifName string, alloc netplan.Allocation) ([]
 	if err != nil {
 		return nil, false, err
 	}
-	link, err := netlinksafe.LinkByName(ifName)
-	if err != nil {
-		return nil, false, err
-	}
-	if err := underlay.Apply(link, plan); err != nil {
+	if err := underlay.Apply(ifName, plan); err != nil {
 		return nil, false, err
 	}
 	if intent.Table != 0 {

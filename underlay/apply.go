@@ -20,9 +20,17 @@ import (
 // The functions below act on the calling thread's network namespace: call them inside
 // ns.WithNetNSPath for the pod.
 
-// Apply installs the plan's routes through link and its rules. Routes are replaced, not
+// Apply installs the plan's routes through ifName and its rules. Routes are replaced, not
 // added, so an ADD repeated after a crash converges instead of failing on "file exists".
-func Apply(link netlink.Link, p netplan.Plan) error {
+func Apply(ifName string, p netplan.Plan) error {
+	link, err := netlinksafe.LinkByName(ifName)
+	if err != nil {
+		return err
+	}
+	return apply(link, p)
+}
+
+func apply(link netlink.Link, p netplan.Plan) error {
 	for _, e := range p.Routes {
 		if err := netlink.RouteReplace(toNetlink(link, e)); err != nil {
 			return fmt.Errorf("route %s dev %s: %w", e, link.Attrs().Name, err)
@@ -67,8 +75,17 @@ func Remove(table int) error {
 	return errors.Join(errs...)
 }
 
-// Verify lists what of the plan the kernel does not have (empty: all in place).
-func Verify(link netlink.Link, p netplan.Plan) []string {
+// Verify lists what of the plan the kernel does not have on ifName (empty: all in
+// place); a missing ifName is an error.
+func Verify(ifName string, p netplan.Plan) ([]string, error) {
+	link, err := netlinksafe.LinkByName(ifName)
+	if err != nil {
+		return nil, err
+	}
+	return verify(link, p), nil
+}
+
+func verify(link netlink.Link, p netplan.Plan) []string {
 	var diffs []string
 	for _, e := range p.Routes {
 		want := toNetlink(link, e)
