@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export GOFLAGS := -mod=mod
 BIN := bin
 
-.PHONY: all build generate verify-generated tools test unit e2e bench demo lint clean
+.PHONY: all build generate verify-generated tools test unit e2e bench demo lint check-deps clean
 
 all: build
 
@@ -28,7 +28,7 @@ test: ## unit + end-to-end tests (root), installing what they need; prints a sum
 	tests/run-tests.sh
 
 unit: ## unit tests only (no root, no control plane)
-	go test ./ipamd/... ./chain/... ./routes/... ./rdma/...
+	go test ./ipamd/... ./chain/... ./rdma/... ./netplan/... ./underlay/... ./cmd/...
 
 e2e: build ## end-to-end tests only
 	tests/tools/build.sh test
@@ -43,10 +43,13 @@ demo: build ## local cluster (real controllers, 2 simulated nodes): a Deployment
 	tests/tools/build.sh test
 	go run ./tests/demo $(if $(KEEP),--keep,)
 
-lint: ## go vet + gofmt + staticcheck
+lint: check-deps ## go vet + gofmt + staticcheck + check-deps
 	go vet ./...
 	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+check-deps: ## ipamd and the pure packages link no kernel networking code (netlink, ARP, NDP)
+	go test -count=1 -run TestLinksNoKernelNetworking ./cmd/ipamd
 
 clean:
 	rm -rf $(BIN)

@@ -1,158 +1,166 @@
 package chain
 
 import (
-	"context"
 	"errors"
-	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/containernetworking/cni/pkg/invoke"
-	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/netplan"
 )
 
 // settleTimeout bounds the wait for IPv6 duplicate address detection.
 const settleTimeout = 10 * time.Second
 
-// CmdAdd attaches a pod: addresses from ipamd, the link from the delegate, then addresses
-// and routes inside the pod. Any failure undoes what was done, leaving no link and no
-// allocation behind.
-func CmdAdd(args *skel.CmdArgs) error {
-	s, err := startSession(args, true, "ADD", "underpool")
-	if err != nil {
-		return err
-	}
-	defer s.close()
-	conf, log := s.conf, s.log
-
-	t := &phases{start: time.Now()}
-	result, err := add(s.ctx, conf, args, log, t)
-	if err != nil {
-		log.Error("ADD failed", zap.Error(err), zap.Object("ms", t))
-		return err
-	}
-	log.Info("ADD done", zap.Stringer("result", resultSummary{result}), zap.Object("ms", t))
-	return types.PrintResult(result, conf.CNIVersion)
+// addition is one ADD of the meta-plugin in progress: what each step made, and how to
+// take it back.
+type addition struct {
+	*session
+	undo  undoStack
+	took  phases
+	alloc netplan.Allocation
+	// delegateConf is rendered once: the delegate's DEL on unwind gets the config of its ADD.
+	delegateConf []byte
+	result       *current.Result
+	ifIndex      int // of the pod interface in result.Interfaces
+	holdsDefault bool
+	// conflicts are addresses another host answered for: the unwind releases them as
+	// such, so ipamd keeps them out of allocation and the runtime's retry gets others.
+	conflicts []rpc.Conflict
 }
 
-func add(ctx context.Context, conf *NetConf, args *skel.CmdArgs, log *zap.Logger, t *phases) (*current.Result, error) {
-	alloc, err := allocate(ctx, conf, args)
-	t.mark("ipamd")
-	if err != nil {
-		return nil, err
-	}
-	undo := func(what string, cause error, conflicts ...rpc.Conflict) error {
-		if err := release(ctx, conf, args, func(msg string, e error) { log.Warn(msg, zap.Error(e)) }, conflicts...); err != nil {
-			log.Error("releasing after a failed ADD", zap.Error(err))
+// add attaches a pod: addresses from ipamd, the link from the delegate, then addresses
+// and routes inside the pod, the host link and the RDMA device. Any failure undoes what
+// was done, leaving no link and no allocation behind.
+func add(s *session) error {
+	a := &addition{session: s, undo: undoStack{log: s.log}, took: phases{start: time.Now()}}
+	steps := []func() error{a.allocate, a.runDelegate, a.configurePod, a.connectHost, a.attachRDMA}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			a.undo.unwind()
+			s.log.Info("ADD undone", zap.Object("ms", &a.took))
+			return err
 		}
-		return wrap("%s: %v", what, cause)
 	}
+	s.log.Info("ADD done", zap.Stringer("result", resultSummary{a.result}), zap.Object("ms", &a.took))
+	return types.PrintResult(a.result, s.conf.CNIVersion)
+}
 
-	delegateConf, err := conf.DelegateConf()
+func (a *addition) allocate() error {
+	alloc, err := allocate(a.ctx, a.conf, a.args)
+	a.took.mark("ipamd")
 	if err != nil {
-		return nil, undo("rendering delegate config", err)
+		return err
 	}
-	raw, err := invoke.DelegateAdd(ctx, conf.DelegateType(), delegateConf, nil)
-	t.mark("delegate")
+	a.alloc = alloc
+	a.undo.push("releasing the addresses", func() error {
+		return release(a.ctx, a.conf, a.args, a.logWarn, a.conflicts...)
+	})
+	return nil
+}
+
+func (a *addition) runDelegate() error {
+	var err error
+	if a.delegateConf, err = a.conf.DelegateConf(); err != nil {
+		return internalError("rendering delegate config: %v", err)
+	}
+	raw, err := invoke.DelegateAdd(a.ctx, a.conf.DelegateType(), a.delegateConf, nil)
+	a.took.mark("delegate")
 	if err != nil {
-		return nil, undo(fmt.Sprintf("delegate %s ADD", conf.DelegateType()), err)
+		return internalError("delegate %s ADD: %v", a.conf.DelegateType(), err)
 	}
-	undoDelegate := func(what string, cause error, conflicts ...rpc.Conflict) error {
-		if err := removeHostLink(args); err != nil {
-			log.Error("removing the host veth after a failed ADD", zap.Error(err))
-		}
-		if err := cleanPod(conf, args.Netns, args.IfName); err != nil {
-			log.Error("removing routing rules after a failed ADD", zap.Error(err))
-		}
-		if err := invoke.DelegateDel(ctx, conf.DelegateType(), delegateConf, nil); err != nil {
-			log.Error("delegate DEL after a failed ADD", zap.Error(err))
-		}
-		return undo(what, cause, conflicts...)
+	a.undo.push("delegate DEL", func() error {
+		return invoke.DelegateDel(a.ctx, a.conf.DelegateType(), a.delegateConf, nil)
+	})
+	if a.result, err = current.NewResultFromResult(raw); err != nil {
+		return internalError("reading the delegate's result: %v", err)
 	}
-	result, err := current.NewResultFromResult(raw)
-	if err != nil {
-		return nil, undoDelegate("reading the delegate's result", err)
+	if a.ifIndex = podInterface(a.result, a.args.IfName); a.ifIndex < 0 {
+		return internalError("delegate result: no interface %s in the pod netns", a.args.IfName)
 	}
-	ifIndex := podInterface(result, args.IfName)
-	if ifIndex < 0 {
-		return nil, undoDelegate("delegate result", fmt.Errorf("no interface %s in the pod netns", args.IfName))
-	}
-	addressing, err := ipamResult(alloc, &ifIndex, false)
-	if err != nil {
-		return nil, undoDelegate("ipamd result", err)
-	}
-	intent, err := routingIntent(conf, args.IfName, alloc)
-	if err != nil {
-		return nil, undoDelegate("ipamd result", err)
-	}
-	result.IPs = addressing.IPs
+	a.result.IPs = cniIPs(a.alloc.Addresses, &a.ifIndex)
+	return nil
+}
+
+// configurePod sets the interface's MAC, addresses and routes in the pod netns, after the
+// underlay checks.
+func (a *addition) configurePod() error {
+	// rules and the interface's table outlive the link: pushed before a half-done
+	// routing setup can leave some behind
+	a.undo.push("removing routing rules", func() error { return cleanPod(a.conf, a.args.Netns, a.args.IfName) })
+	ifName := a.args.IfName
 	var warnings []error
-	var holdsDefault bool
-	err = ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
-		mac, err := prepareLink(conf, args.IfName, intent.Addresses)
+	err := ns.WithNetNSPath(a.args.Netns, func(ns.NetNS) error {
+		mac, err := prepareLink(a.conf, ifName, a.alloc)
 		if err != nil {
 			return err
 		}
-		result.Interfaces[ifIndex].Mac = mac
-		if err := probeIPv4Conflicts(conf, args.IfName, intent.Addresses); err != nil {
+		a.result.Interfaces[a.ifIndex].Mac = mac
+		if err := probeIPv4Conflicts(a.conf, ifName, a.alloc.Addresses); err != nil {
 			return err
 		}
-		if err := addAddresses(args.IfName, result); err != nil {
-			if c := ipv6Conflicts(conf, args.IfName, intent.Addresses); c != nil {
+		if err := addAddresses(ifName, a.result); err != nil {
+			if c := ipv6Conflicts(a.conf, ifName, a.alloc.Addresses); c != nil {
 				return c
 			}
 			return err
 		}
-		if err := checkGateways(conf, args.IfName, intent.Addresses); err != nil {
+		if err := checkGateways(a.conf, ifName, a.alloc.Addresses); err != nil {
 			return err
 		}
-		if result.Routes, holdsDefault, err = configureRoutes(conf, args.IfName, intent); err != nil {
+		if a.result.Routes, a.holdsDefault, err = configureRoutes(a.conf, ifName, a.alloc); err != nil {
 			return err
 		}
-		warnings = announce(conf, args.IfName, intent.Addresses)
+		warnings = announce(a.conf, ifName, a.alloc.Addresses)
 		return nil
 	})
-	t.mark("pod")
+	a.took.mark("pod")
 	var conflict *conflictError
 	if errors.As(err, &conflict) {
-		_ = undoDelegate("", err, conflict.conflicts...)
+		a.conflicts = conflict.conflicts
 		// the runtime's retry gets another address: "try again later" says so
-		return nil, types.NewError(types.ErrTryAgainLater, conflict.Error(), "")
+		return tryAgainLater(conflict)
 	}
 	if err != nil {
-		return nil, undoDelegate("configuring "+args.IfName, err)
+		return internalError("configuring %s: %v", ifName, err)
 	}
 	for _, w := range warnings {
-		log.Warn("announcing the address", zap.Error(w))
+		a.log.Warn("announcing the address", zap.Error(w))
 	}
-	if conf.HostConnectivity.wanted(conf.DelegateType(), holdsDefault) {
-		var podAddrs []netip.Addr
-		for _, a := range intent.Addresses {
-			podAddrs = append(podAddrs, a.Prefix.Addr())
-		}
-		veths, err := setupHostLink(conf, args, podAddrs)
-		if err != nil {
-			return nil, undoDelegate("connecting the pod to its node", err)
-		}
-		result.Interfaces = append(result.Interfaces, veths...)
-		log.Info("host veth up", zap.String("host", veths[0].Name), zap.String("pod", veths[1].Name))
-		t.mark("host")
+	return nil
+}
+
+// connectHost joins a macvlan/ipvlan pod to its own node, when wanted.
+func (a *addition) connectHost() error {
+	if !a.conf.HostConnectivity.wanted(a.conf.DelegateType(), a.holdsDefault) {
+		return nil
 	}
-	if conf.RDMA.Mode != "" {
-		dev, err := newAttacher(conf.RDMA).Attach(args.ContainerID, args.IfName, args.Netns, conf.rdmaWant())
-		if err != nil {
-			return nil, undoDelegate("RDMA", err)
-		}
-		log.Info("RDMA device placed", zap.String("device", dev), zap.String("mode", conf.RDMA.Mode))
+	a.undo.push("removing the host veth", func() error { return removeHostLink(a.args) })
+	veths, err := setupHostLink(a.conf, a.args, a.alloc.Addrs())
+	if err != nil {
+		return internalError("connecting the pod to its node: %v", err)
 	}
-	return result, nil
+	a.result.Interfaces = append(a.result.Interfaces, veths...)
+	a.log.Info("host veth up", zap.String("host", veths[0].Name), zap.String("pod", veths[1].Name))
+	a.took.mark("host")
+	return nil
+}
+
+func (a *addition) attachRDMA() error {
+	if a.conf.RDMA.Mode == "" {
+		return nil
+	}
+	dev, err := newAttacher(a.conf.RDMA).Attach(a.args.ContainerID, a.args.IfName, a.args.Netns, a.conf.rdmaWant())
+	if err != nil {
+		return internalError("RDMA: %v", err)
+	}
+	a.log.Info("RDMA device placed", zap.String("device", dev), zap.String("mode", a.conf.RDMA.Mode))
+	return nil
 }
 
 // podInterface returns the index of the sandbox interface named ifName, or -1.
@@ -163,38 +171,4 @@ func podInterface(r *current.Result, ifName string) int {
 		}
 	}
 	return -1
-}
-
-type resultSummary struct{ r *current.Result }
-
-func (s resultSummary) String() string {
-	out := ""
-	for _, ip := range s.r.IPs {
-		out += ip.Address.String() + " "
-	}
-	return out
-}
-
-// phases times the steps of one ADD, logged with its outcome so an operator sees where
-// an ADD spends its time (ipamd, the delegate, the pod's netns, the host link).
-type phases struct {
-	start, last time.Time
-	names       []string
-	took        []time.Duration
-}
-
-func (p *phases) mark(name string) {
-	now := time.Now()
-	if p.last.IsZero() {
-		p.last = p.start
-	}
-	p.names, p.took, p.last = append(p.names, name), append(p.took, now.Sub(p.last)), now
-}
-
-func (p *phases) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	for i, n := range p.names {
-		enc.AddFloat64(n, float64(p.took[i].Microseconds())/1000)
-	}
-	enc.AddFloat64("total", float64(time.Since(p.start).Microseconds())/1000)
-	return nil
 }

@@ -16,7 +16,8 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/underpool/underpool/ipamd/rpc"
-	"github.com/underpool/underpool/routes"
+	"github.com/underpool/underpool/netplan"
+	"github.com/underpool/underpool/underlay"
 )
 
 // Defaults for fields a network config may leave out.
@@ -134,16 +135,24 @@ func (c *ChecksConf) load() error {
 
 func (r RoutingConf) policyRouting() bool { return r.PolicyRouting == nil || *r.PolicyRouting }
 
+// table is ifName's own routing table, 0 without policy routing.
+func (r RoutingConf) table(ifName string) int {
+	if !r.policyRouting() {
+		return 0
+	}
+	return netplan.TableFor(ifName, r.TableBase)
+}
+
 func (r RoutingConf) rpFilter() int {
 	if r.RPFilter == nil {
-		return routes.RPFilterLoose
+		return underlay.RPFilterLoose
 	}
 	return *r.RPFilter
 }
 
 func checkRouting(r RoutingConf) error {
 	if r.TableBase < 0 || r.TableBase > 1<<30 {
-		return fmt.Errorf("routing.tableBase %d must be between 1 and 2^30 (0: the default %d)", r.TableBase, routes.DefaultTableBase)
+		return fmt.Errorf("routing.tableBase %d must be between 1 and 2^30 (0: the default %d)", r.TableBase, netplan.DefaultTableBase)
 	}
 	if r.RPFilter != nil && (*r.RPFilter < -1 || *r.RPFilter > 2) {
 		return fmt.Errorf("routing.rpFilter %d must be 0 (off), 1 (strict), 2 (loose) or -1 (leave alone)", *r.RPFilter)
@@ -196,7 +205,7 @@ func LoadConf(data []byte, needDelegate bool) (*NetConf, error) {
 		return nil, err
 	}
 	if conf.MACPrefix != "" {
-		if _, err := routes.ParseMACPrefix(conf.MACPrefix); err != nil {
+		if _, err := netplan.ParseMACPrefix(conf.MACPrefix); err != nil {
 			return nil, err
 		}
 	}

@@ -1,50 +1,40 @@
 package chain
 
 import (
-	"context"
 	"fmt"
 
-	"github.com/containernetworking/cni/pkg/skel"
 	"go.uber.org/zap"
 
 	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/rdma"
 )
 
-// CmdGC releases this node's attachments of this network that the runtime no longer lists.
-func CmdGC(args *skel.CmdArgs) error {
-	conf, err := LoadConf(args.StdinData, true)
-	if err != nil {
-		return configError(err)
-	}
-	if conf.RDMA.Mode == string(rdma.Exclusive) {
+// gc releases this node's attachments of this network that the runtime no longer lists.
+func gc(s *session) error {
+	if s.conf.RDMA.Mode == string(rdma.Exclusive) {
 		valid := map[string]bool{}
-		for _, a := range conf.ValidAttachments {
+		for _, a := range s.conf.ValidAttachments {
 			valid[a.ContainerID+"/"+a.IfName] = true
 		}
 		// what no runtime knows any more had its netns destroyed: the kernel has the
 		// devices back, only the records remain
-		if _, err := newAttacher(conf.RDMA).GC(valid); err != nil {
-			return wrap("RDMA GC: %v", err)
+		if _, err := newAttacher(s.conf.RDMA).GC(valid); err != nil {
+			return internalError("RDMA GC: %v", err)
 		}
 	}
-	return gc(conf, "underpool")
+	return ipamGC(s)
 }
 
-func gc(conf *NetConf, plugin string) error {
-	log := newLogger(conf.LogFile, conf.LogLevel, zap.String("cmd", "GC"), zap.String("plugin", plugin), zap.String("network", conf.Name))
-	defer log.Sync() //nolint:errcheck
-	ctx, cancel := context.WithTimeout(context.Background(), conf.IPAM.timeout)
-	defer cancel()
-	req := &rpc.GCRequest{Network: conf.Name, Valid: []rpc.Attachment{}}
-	for _, a := range conf.ValidAttachments {
+// ipamGC is GC of the IPAM-only plugin, and the addresses' half of the meta-plugin's.
+func ipamGC(s *session) error {
+	req := &rpc.GCRequest{Network: s.conf.Name, Valid: []rpc.Attachment{}}
+	for _, a := range s.conf.ValidAttachments {
 		req.Valid = append(req.Valid, rpc.Attachment{ContainerID: a.ContainerID, IfName: a.IfName})
 	}
-	resp, err := rpc.NewClient(conf.IPAM.Socket).GC(ctx, req)
+	resp, err := rpc.NewClient(s.conf.IPAM.Socket).GC(s.ctx, req)
 	if err != nil {
-		log.Error("GC failed", zap.Error(err))
-		return cniError("garbage collection", err)
+		return ipamdError("garbage collection", err)
 	}
-	log.Info("GC done", zap.Int("released", len(resp.Released)), zap.String("attachments", fmt.Sprint(resp.Released)))
+	s.log.Info("GC done", zap.Int("released", len(resp.Released)), zap.String("attachments", fmt.Sprint(resp.Released)))
 	return nil
 }

@@ -4,18 +4,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/netip"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ip"
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
-	"github.com/containernetworking/plugins/pkg/ns"
-	"github.com/containernetworking/plugins/pkg/utils/sysctl"
-	"github.com/vishvananda/netlink"
 
-	"github.com/underpool/underpool/routes"
+	"github.com/underpool/underpool/netplan"
+	"github.com/underpool/underpool/underlay"
 )
 
 // HostConnectivityConf gives a macvlan or ipvlan pod a way to its own node: those links
@@ -89,206 +84,78 @@ func podVethName(ifName string) string {
 
 // hostPlan decides the host link's routes; it runs in the node netns (node addresses
 // are read there when not configured).
-func hostPlan(conf *NetConf, ifName string, podAddrs []netip.Addr) (routes.HostPlan, []netip.Addr, error) {
+func hostPlan(conf *NetConf, ifName string, podAddrs []netip.Addr) (netplan.HostPlan, error) {
 	nodeAddrs := conf.HostConnectivity.nodeAddrs
 	if len(nodeAddrs) == 0 {
 		var err error
-		if nodeAddrs, err = routes.NodeAddresses(); err != nil {
-			return routes.HostPlan{}, nil, err
+		if nodeAddrs, err = underlay.NodeAddresses(); err != nil {
+			return netplan.HostPlan{}, err
 		}
 	}
-	in := routes.HostIntent{PodAddrs: podAddrs, NodeAddrs: nodeAddrs, CIDRs: conf.HostConnectivity.cidrs}
-	if conf.Routing.policyRouting() {
-		in.Table = routes.TableFor(ifName, conf.Routing.TableBase)
-	}
-	plan, err := routes.BuildHost(in)
-	if err != nil {
-		return plan, nil, err
-	}
-	var pinned []netip.Addr // node addresses the pod reaches on-link: their neighbours
-	for _, e := range plan.Pod {
-		if e.Table == 0 && !e.Gw.IsValid() {
-			pinned = append(pinned, e.Dst.Addr())
-		}
-	}
-	return plan, pinned, nil
+	return netplan.BuildHost(netplan.HostIntent{PodAddrs: podAddrs, NodeAddrs: nodeAddrs,
+		CIDRs: conf.HostConnectivity.cidrs, Table: conf.Routing.table(ifName)})
+}
+
+// hostVeth is the attachment's host link, named from the attachment so DEL and CHECK
+// find it without saved state.
+func hostVeth(args *skel.CmdArgs) underlay.HostVeth {
+	return underlay.HostVeth{Host: hostVethName(args.ContainerID, args.IfName), Pod: podVethName(args.IfName),
+		PodNetns: args.Netns, PodIf: args.IfName}
 }
 
 // setupHostLink runs in the node netns after the pod interface is configured; it returns
 // both veth ends for the result. A leftover pair of a crashed ADD is replaced.
 func setupHostLink(conf *NetConf, args *skel.CmdArgs, podAddrs []netip.Addr) ([]*current.Interface, error) {
-	plan, pinned, err := hostPlan(conf, args.IfName, podAddrs)
+	plan, err := hostPlan(conf, args.IfName, podAddrs)
 	if err != nil {
 		return nil, err
 	}
-	hostName, podName := hostVethName(args.ContainerID, args.IfName), podVethName(args.IfName)
-	if err := routes.DeleteLink(hostName); err != nil {
-		return nil, err
-	}
-	nodeNS, err := ns.GetCurrentNS()
+	v := hostVeth(args)
+	hostIf, podIf, err := v.Connect(plan, podAddrs, conf.HostConnectivity.cidrs)
 	if err != nil {
-		return nil, err
-	}
-	defer nodeNS.Close()
-	var hostIf, podIf net.Interface
-	err = ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
-		if err := routes.DeleteLink(podName); err != nil {
-			return err
-		}
-		pod, err := netlinksafe.LinkByName(args.IfName)
-		if err != nil {
-			return err
-		}
-		if hostIf, podIf, err = ip.SetupVethWithName(podName, hostName, pod.Attrs().MTU, "", nodeNS); err != nil {
-			return fmt.Errorf("veth %s <-> %s: %w", podName, hostName, err)
-		}
-		link, err := netlinksafe.LinkByName(podName)
-		if err == nil {
-			err = netlink.LinkSetUp(link)
-		}
-		if err == nil {
-			err = routes.SetNeighbors(link, pinned, hostIf.HardwareAddr)
-		}
-		if err == nil {
-			err = routes.Apply(link, routes.Plan{Routes: plan.Pod})
-		}
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	link, err := netlinksafe.LinkByName(hostName)
-	if err != nil {
-		return nil, err
-	}
-	if err := routes.SetNeighbors(link, podAddrs, podIf.HardwareAddr); err != nil {
-		return nil, err
-	}
-	if err := routes.Apply(link, routes.Plan{Routes: plan.Node}); err != nil {
-		return nil, err
-	}
-	if err := enableForwarding(hostName, conf.HostConnectivity.cidrs, podAddrs); err != nil {
 		return nil, err
 	}
 	return []*current.Interface{
-		{Name: hostName, Mac: hostIf.HardwareAddr.String(), Mtu: hostIf.MTU},
-		{Name: podName, Mac: podIf.HardwareAddr.String(), Mtu: podIf.MTU, Sandbox: args.Netns},
+		{Name: v.Host, Mac: hostIf.HardwareAddr.String(), Mtu: hostIf.MTU},
+		{Name: v.Pod, Mac: podIf.HardwareAddr.String(), Mtu: podIf.MTU, Sandbox: args.Netns},
 	}, nil
-}
-
-// enableForwarding lets the node forward what the pod sends to service and cluster
-// CIDRs, on the host veth only (the setting goes with the link). Node-wide forwarding
-// is the node's business: a Kubernetes node has it on already.
-func enableForwarding(hostName string, cidrs []netip.Prefix, podAddrs []netip.Addr) error {
-	for _, fam := range []struct {
-		is4 bool
-		key string
-	}{{true, "net/ipv4/conf/%s/forwarding"}, {false, "net/ipv6/conf/%s/forwarding"}} {
-		if !hasFamily(cidrs, podAddrs, fam.is4) {
-			continue
-		}
-		if _, err := sysctl.Sysctl(fmt.Sprintf(fam.key, hostName), "1"); err != nil {
-			return fmt.Errorf("enabling forwarding on %s: %w", hostName, err)
-		}
-	}
-	return nil
-}
-
-func hasFamily(cidrs []netip.Prefix, podAddrs []netip.Addr, is4 bool) bool {
-	var c, p bool
-	for _, x := range cidrs {
-		c = c || x.Addr().Is4() == is4
-	}
-	for _, a := range podAddrs {
-		p = p || a.Is4() == is4
-	}
-	return c && p
 }
 
 // removeHostLink deletes the pair (and with it every route and neighbour through it);
 // none is no error. A pod netns already gone took the pair with it.
 func removeHostLink(args *skel.CmdArgs) error {
-	return routes.DeleteLink(hostVethName(args.ContainerID, args.IfName))
+	return underlay.DeleteLink(hostVethName(args.ContainerID, args.IfName))
 }
 
 // checkHostLink verifies both ends, their routes and neighbours, when ADD made them.
 func checkHostLink(conf *NetConf, args *skel.CmdArgs, prev *current.Result) error {
-	hostName, podName := hostVethName(args.ContainerID, args.IfName), podVethName(args.IfName)
+	hostName := hostVethName(args.ContainerID, args.IfName)
 	made := false
 	for _, itf := range prev.Interfaces {
 		made = made || (itf.Name == hostName && itf.Sandbox == "")
 	}
 	if !made {
 		if conf.HostConnectivity.Enabled != nil && *conf.HostConnectivity.Enabled {
-			return wrap("hostConnectivity.enabled is true but the ADD result lists no host veth %s", hostName)
+			return internalError("hostConnectivity.enabled is true but the ADD result lists no host veth %s", hostName)
 		}
 		return nil
 	}
-	podAddrs := resultAddrs(prev, args.IfName)
-	plan, pinned, err := hostPlan(conf, args.IfName, podAddrs)
+	var podAddrs []netip.Addr
+	for _, p := range resultAddresses(prev, args.IfName) {
+		podAddrs = append(podAddrs, p.Addr())
+	}
+	plan, err := hostPlan(conf, args.IfName, podAddrs)
 	if err != nil {
-		return wrap("%v", err)
+		return internalError("%v", err)
 	}
-	hostLink, err := netlinksafe.LinkByName(hostName)
+	diffs, err := hostVeth(args).Verify(plan, podAddrs)
 	if err != nil {
-		return wrap("host veth %s is missing from the node: %v", hostName, err)
-	}
-	var diffs []string
-	err = ns.WithNetNSPath(args.Netns, func(ns.NetNS) error {
-		podLink, err := netlinksafe.LinkByName(podName)
-		if err != nil {
-			return fmt.Errorf("%s (the pod end of the host veth) is missing from the pod netns: %w", podName, err)
-		}
-		if podLink.Attrs().ParentIndex != hostLink.Attrs().Index {
-			return fmt.Errorf("%s in the pod is not the peer of the node's %s", podName, hostName)
-		}
-		diffs = append(diffs, routes.Verify(podLink, routes.Plan{Routes: plan.Pod})...)
-		diffs = append(diffs, routes.VerifyNeighbors(podLink, pinned, hostLink.Attrs().HardwareAddr)...)
-		return nil
-	})
-	if err != nil {
-		return wrap("%v", err)
-	}
-	podMAC, err := peerMAC(args.Netns, podName)
-	if err != nil {
-		return wrap("%v", err)
-	}
-	for _, d := range routes.Verify(hostLink, routes.Plan{Routes: plan.Node}) {
-		diffs = append(diffs, d+" (node)")
-	}
-	for _, d := range routes.VerifyNeighbors(hostLink, podAddrs, podMAC) {
-		diffs = append(diffs, d+" (node)")
+		return internalError("%v", err)
 	}
 	if len(diffs) > 0 {
-		return wrap("host connectivity of %s differs from the ADD: %v", args.IfName, diffs)
+		return internalError("host connectivity of %s differs from the ADD: %v", args.IfName, diffs)
 	}
 	return nil
-}
-
-func peerMAC(netnsPath, name string) (net.HardwareAddr, error) {
-	var mac net.HardwareAddr
-	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
-		l, err := netlinksafe.LinkByName(name)
-		if err == nil {
-			mac = l.Attrs().HardwareAddr
-		}
-		return err
-	})
-	return mac, err
-}
-
-// resultAddrs lists the addresses the result gives ifName.
-func resultAddrs(r *current.Result, ifName string) []netip.Addr {
-	var out []netip.Addr
-	for _, c := range r.IPs {
-		if c.Interface == nil || *c.Interface >= len(r.Interfaces) || r.Interfaces[*c.Interface].Name != ifName {
-			continue
-		}
-		if a, ok := netip.AddrFromSlice(c.Address.IP); ok {
-			out = append(out, a.Unmap())
-		}
-	}
-	return out
 }
 
 // withoutHostLink drops the veth ends from a raw result before the delegate checks it:

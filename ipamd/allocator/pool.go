@@ -11,7 +11,7 @@ import (
 	"strings"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/routes"
+	"github.com/underpool/underpool/netplan"
 )
 
 // ErrExhausted means the pool has no free address left.
@@ -23,7 +23,7 @@ type Pool struct {
 	Prefix  netip.Prefix
 	Gateway netip.Addr // invalid when the pool has none
 	Vlan    int32
-	Routes  []routes.Route
+	Routes  []netplan.Route
 	// Usable are the offsets the pool may hand out: spec.ips minus spec.excludeIPs, the
 	// gateway, and the network/broadcast addresses.
 	Usable RunSet
@@ -49,7 +49,7 @@ func NewPool(name string, spec *v1.IPPoolSpec) (*Pool, error) {
 	}
 	p := &Pool{Name: name, Prefix: prefix, Vlan: spec.Vlan}
 	for i, r := range spec.Routes {
-		route, err := routes.Parse(r.Dst, r.Gw, fmt.Sprintf("spec.routes[%d]", i))
+		route, err := netplan.ParseRoute(r.Dst, r.Gw, fmt.Sprintf("spec.routes[%d]", i))
 		if err != nil {
 			return nil, err
 		}

@@ -93,7 +93,14 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	if resp.StatusCode/100 != 2 {
 		e := &Error{}
-		if json.Unmarshal(data, e) != nil || e.Message == "" {
+		switch {
+		case json.Unmarshal(data, e) == nil && e.Message != "":
+		case resp.StatusCode == http.StatusNotFound:
+			// a daemon from before RefuseUnknownPath answers an unknown version this way
+			e = &Error{Code: CodeBadRequest, Field: "path", Message: fmt.Sprintf(
+				"ipamd at %s does not serve %s: it speaks another socket API than this plugin's %s; upgrade both to the same release",
+				c.socket, path, APIVersion)}
+		default:
 			e = &Error{Code: CodeInternal, Message: fmt.Sprintf("ipamd answered %s: %s", resp.Status, bytes.TrimSpace(data))}
 		}
 		return e

@@ -1,17 +1,25 @@
 // Package rpc is the wire contract between the CNI plugins and ipamd: JSON over HTTP on a
 // unix socket, versioned by path (/v1/...). Both sides import these types so that they
-// cannot drift apart.
+// cannot drift apart, and the answer's strings are formatted and parsed here only
+// (NewAllocateResponse, AllocateResponse.Allocation), into netplan's typed vocabulary.
 package rpc
 
 // DefaultSocket is where ipamd listens unless told otherwise.
 const DefaultSocket = "/run/underpool/ipamd.sock"
 
-// Paths of the v1 API.
+// APIVersion is the socket API this build speaks, the first segment of every path. Plugin
+// and daemon are upgraded node by node, one before the other: a change an older peer
+// would misread (a field renamed, retyped or given a new meaning) takes a new version,
+// served beside the old one until no plugin asks for it. Adding an optional answer field
+// is not such a change: older plugins ignore it.
+const APIVersion = "v1"
+
+// Paths of the API, under /APIVersion/.
 const (
-	PathAllocate = "/v1/allocate"
-	PathRelease  = "/v1/release"
-	PathStatus   = "/v1/status"
-	PathGC       = "/v1/gc"
+	PathAllocate = "/" + APIVersion + "/allocate"
+	PathRelease  = "/" + APIVersion + "/release"
+	PathStatus   = "/" + APIVersion + "/status"
+	PathGC       = "/" + APIVersion + "/gc"
 )
 
 // Pod identifies the pod an attachment belongs to (from the runtime's CNI_ARGS).

@@ -42,6 +42,7 @@ func (s *Server) Handler() http.Handler {
 		ready, reason := s.Service.Ready()
 		writeJSON(w, http.StatusOK, &rpc.StatusResponse{Ready: ready, Node: s.Service.Node, Reason: reason})
 	})
+	mux.HandleFunc("/", rpc.RefuseUnknownPath)
 	return mux
 }
 

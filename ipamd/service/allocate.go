@@ -19,7 +19,7 @@ import (
 	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/ipamd/selection"
 	"github.com/underpool/underpool/ipamd/store"
-	"github.com/underpool/underpool/routes"
+	"github.com/underpool/underpool/netplan"
 )
 
 // Allocate gives an attachment its addresses, or returns the ones it already holds.
@@ -339,14 +339,23 @@ func (s *Service) releaseIPs(ctx context.Context, ips []v1.EndpointIP) {
 // response adds routes by level: the Subnet holding each pool, then the pool, then the
 // pod's routes annotation for this interface; a later level wins per destination.
 func (s *Service) response(ctx context.Context, in *selection.Input, ips []v1.EndpointIP) (*rpc.AllocateResponse, error) {
-	resp := &rpc.AllocateResponse{}
-	var subnetRoutes, poolRoutes []routes.Route
+	var alloc netplan.Allocation
+	var subnetRoutes, poolRoutes []netplan.Route
 	subnets, err := s.Cluster.Subnets(ctx)
 	if err != nil {
 		return nil, internal("listing Subnets: %v", err)
 	}
 	for _, ip := range ips {
-		resp.IPs = append(resp.IPs, rpc.IPConfig{Address: ip.Address, Gateway: ip.Gateway, Pool: ip.Pool, Vlan: ip.Vlan})
+		addr := netplan.Address{Pool: ip.Pool, Vlan: ip.Vlan}
+		if addr.Prefix, err = netip.ParsePrefix(ip.Address); err != nil {
+			return nil, internal("Endpoint address %q of pool %s: %v", ip.Address, ip.Pool, err)
+		}
+		if ip.Gateway != "" {
+			if addr.Gateway, err = netip.ParseAddr(ip.Gateway); err != nil {
+				return nil, internal("Endpoint gateway %q of pool %s: %v", ip.Gateway, ip.Pool, err)
+			}
+		}
+		alloc.Addresses = append(alloc.Addresses, addr)
 		pool, err := s.Pools.View(ctx, ip.Pool)
 		if err != nil {
 			continue
@@ -354,7 +363,7 @@ func (s *Service) response(ctx context.Context, in *selection.Input, ips []v1.En
 		poolRoutes = append(poolRoutes, pool.Routes...)
 		if sub := enclosingSubnet(subnets, pool.Prefix); sub != nil {
 			for i, r := range sub.Spec.Routes {
-				route, err := routes.Parse(r.Dst, r.Gw, fmt.Sprintf("Subnet %s spec.routes[%d]", sub.Name, i))
+				route, err := netplan.ParseRoute(r.Dst, r.Gw, fmt.Sprintf("Subnet %s spec.routes[%d]", sub.Name, i))
 				if err != nil {
 					return nil, badRequest("routes", "%v", err)
 				}
@@ -362,23 +371,16 @@ func (s *Service) response(ctx context.Context, in *selection.Input, ips []v1.En
 			}
 		}
 	}
-	podRoutes := podRoutesFor(in)
-	for _, r := range routes.Merge(subnetRoutes, poolRoutes, podRoutes) {
-		route := rpc.Route{Dst: r.Dst.String()}
-		if r.Gw.IsValid() {
-			route.Gw = r.Gw.String()
-		}
-		resp.Routes = append(resp.Routes, route)
-	}
-	return resp, nil
+	alloc.Routes = netplan.Merge(subnetRoutes, poolRoutes, podRoutesFor(in))
+	return rpc.NewAllocateResponse(alloc), nil
 }
 
 // podRoutesFor returns the routes annotation's routes for the interface, parsed when the
 // request began.
-func podRoutesFor(in *selection.Input) []routes.Route {
-	var out []routes.Route
+func podRoutesFor(in *selection.Input) []netplan.Route {
+	var out []netplan.Route
 	for _, r := range in.PodAnnotations.RoutesFor(in.IfName) {
-		out = append(out, routes.Route{Dst: r.Dst, Gw: r.Gw})
+		out = append(out, netplan.Route{Dst: r.Dst, Gw: r.Gw})
 	}
 	return out
 }

@@ -1,4 +1,4 @@
-package routes
+package underlay
 
 import (
 	"errors"
@@ -44,11 +44,11 @@ func NodeAddresses() ([]netip.Addr, error) {
 	return out, nil
 }
 
-// SetNeighbors pins each address to mac on link. The host link's two ends only ever talk
+// setNeighbors pins each address to mac on link. The host link's two ends only ever talk
 // to each other, so their neighbours are known: static entries make them independent of
 // ARP/NDP settings (arp_ignore on IPVS nodes, IPv6 answering only for the receiving
 // link's own addresses), with no proxy_arp or proxy_ndp on the node.
-func SetNeighbors(link netlink.Link, addrs []netip.Addr, mac net.HardwareAddr) error {
+func setNeighbors(link netlink.Link, addrs []netip.Addr, mac net.HardwareAddr) error {
 	for _, a := range addrs {
 		n := &netlink.Neigh{LinkIndex: link.Attrs().Index, Family: familyOf(a), State: netlink.NUD_PERMANENT,
 			IP: a.AsSlice(), HardwareAddr: mac}
@@ -59,8 +59,8 @@ func SetNeighbors(link netlink.Link, addrs []netip.Addr, mac net.HardwareAddr) e
 	return nil
 }
 
-// VerifyNeighbors lists the static neighbours of SetNeighbors that are missing.
-func VerifyNeighbors(link netlink.Link, addrs []netip.Addr, mac net.HardwareAddr) []string {
+// verifyNeighbors lists the static neighbours of setNeighbors that are missing.
+func verifyNeighbors(link netlink.Link, addrs []netip.Addr, mac net.HardwareAddr) []string {
 	var diffs []string
 	for _, a := range addrs {
 		got, err := netlink.NeighList(link.Attrs().Index, familyOf(a))

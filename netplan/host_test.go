@@ -1,4 +1,4 @@
-package routes
+package netplan
 
 import (
 	"net/netip"
@@ -14,7 +14,7 @@ func addrs(s ...string) []netip.Addr {
 	return out
 }
 
-func entries(es []Entry) string {
+func entries(es []Route) string {
 	var out []string
 	for _, e := range es {
 		s := e.String()

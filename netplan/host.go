@@ -1,4 +1,4 @@
-package routes
+package netplan
 
 import (
 	"fmt"
@@ -23,8 +23,8 @@ type HostIntent struct {
 // HostPlan is the routes on each side of the host link: Pod routes go through the pod's
 // veth end, Node routes through the node's.
 type HostPlan struct {
-	Pod  []Entry
-	Node []Entry
+	Pod  []Route
+	Node []Route
 }
 
 // BuildHost plans the host link's routes. Families the pod has no address of are left
@@ -37,10 +37,10 @@ func BuildHost(in HostIntent) (HostPlan, error) {
 		if _, ok := src[a.Is4()]; !ok {
 			src[a.Is4()] = a
 		}
-		p.Node = append(p.Node, Entry{Dst: netip.PrefixFrom(a, a.BitLen())})
+		p.Node = append(p.Node, Route{Dst: netip.PrefixFrom(a, a.BitLen())})
 	}
 	via := map[bool]netip.Addr{}
-	var onLink []Entry
+	var onLink []Route
 	for _, n := range in.NodeAddrs {
 		s, ok := src[n.Is4()]
 		if !ok {
@@ -49,12 +49,12 @@ func BuildHost(in HostIntent) (HostPlan, error) {
 		if _, ok := via[n.Is4()]; !ok {
 			via[n.Is4()] = n
 		}
-		onLink = append(onLink, Entry{Dst: netip.PrefixFrom(n, n.BitLen()), Src: s})
+		onLink = append(onLink, Route{Dst: netip.PrefixFrom(n, n.BitLen()), Src: s})
 	}
 	if len(onLink) == 0 {
 		return HostPlan{}, fmt.Errorf("hostConnectivity: none of the node's addresses %v is of the pod's families: set hostConnectivity.nodeAddresses or enabled false", in.NodeAddrs)
 	}
-	var viaNode []Entry
+	var viaNode []Route
 	for _, c := range in.CIDRs {
 		s, ok := src[c.Addr().Is4()]
 		if !ok {
@@ -64,7 +64,7 @@ func BuildHost(in HostIntent) (HostPlan, error) {
 		if !ok {
 			return HostPlan{}, fmt.Errorf("hostConnectivity: %s needs a node address of its family to route through, and the node has none (set hostConnectivity.nodeAddresses)", c)
 		}
-		viaNode = append(viaNode, Entry{Dst: c.Masked(), Gw: gw, Src: s})
+		viaNode = append(viaNode, Route{Dst: c.Masked(), Gw: gw, Src: s})
 	}
 	// on-link routes first: the kernel accepts a gateway only once it is reachable
 	tables := []int{0}
@@ -72,7 +72,7 @@ func BuildHost(in HostIntent) (HostPlan, error) {
 		tables = append(tables, in.Table)
 	}
 	for _, table := range tables {
-		for _, group := range [][]Entry{onLink, viaNode} {
+		for _, group := range [][]Route{onLink, viaNode} {
 			for _, e := range group {
 				e.Table = table
 				p.Pod = append(p.Pod, e)
@@ -80,4 +80,17 @@ func BuildHost(in HostIntent) (HostPlan, error) {
 		}
 	}
 	return p, nil
+}
+
+// PodNeighbors are the node addresses the pod reaches on-link through its veth end (main
+// table, no gateway): their neighbour entries are pinned, since the two ends only ever
+// talk to each other.
+func (p HostPlan) PodNeighbors() []netip.Addr {
+	var out []netip.Addr
+	for _, r := range p.Pod {
+		if r.Table == 0 && !r.Gw.IsValid() {
+			out = append(out, r.Dst.Addr())
+		}
+	}
+	return out
 }

@@ -1,4 +1,4 @@
-package routes
+package netplan
 
 import (
 	"net/netip"
@@ -8,7 +8,7 @@ import (
 
 func mustRoute(t *testing.T, dst, gw string) Route {
 	t.Helper()
-	r, err := Parse(dst, gw, "test")
+	r, err := ParseRoute(dst, gw, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,9 +33,9 @@ func TestMergeLaterLevelWinsPerDestination(t *testing.T) {
 
 func TestParseNamesTheField(t *testing.T) {
 	for _, c := range [][2]string{{"10.0.0.0", ""}, {"10.0.0.0/8", "x"}, {"10.0.0.0/8", "fd00:250::1"}} {
-		_, err := Parse(c[0], c[1], "IPPool p spec.routes[0]")
+		_, err := ParseRoute(c[0], c[1], "IPPool p spec.routes[0]")
 		if err == nil || !strings.Contains(err.Error(), "IPPool p spec.routes[0]") {
-			t.Errorf("Parse(%q,%q) = %v", c[0], c[1], err)
+			t.Errorf("ParseRoute(%q,%q) = %v", c[0], c[1], err)
 		}
 	}
 	if r := mustRoute(t, "10.1.2.3/8", ""); r.Dst != netip.MustParsePrefix("10.0.0.0/8") {

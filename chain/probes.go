@@ -6,15 +6,13 @@ import (
 	"net/netip"
 	"strings"
 
-	"github.com/containernetworking/plugins/pkg/netlinksafe"
-	"github.com/containernetworking/plugins/pkg/utils/sysctl"
-	"github.com/vishvananda/netlink"
-
 	"github.com/underpool/underpool/ipamd/rpc"
-	"github.com/underpool/underpool/routes"
+	"github.com/underpool/underpool/netplan"
+	"github.com/underpool/underpool/underlay"
 )
 
-// The underlay checks of ADD. They run in the pod netns, on the delegate's link.
+// The underlay checks of ADD: conflict and gateway probes, announcements. They run in
+// the pod netns, on the delegate's link.
 
 // conflictError says which addresses another host answered for; ADD releases them to
 // ipamd as conflicts so they are kept out of allocation and the retry gets others.
@@ -39,37 +37,23 @@ func (e *conflictError) Error() string {
 // prepareLink gives the link its IP-derived MAC (when macPrefix is set and the runtime
 // asked for no MAC of its own) and brings it up so probes can be sent. It returns the
 // link's MAC for the result.
-func prepareLink(conf *NetConf, ifName string, addrs []routes.Address) (string, error) {
-	link, err := netlinksafe.LinkByName(ifName)
-	if err != nil {
-		return "", err
-	}
-	if _, asked := conf.RuntimeConfig["mac"]; conf.MACPrefix != "" && !asked && len(addrs) > 0 {
-		mac, err := routes.MACFromIP(conf.MACPrefix, preferIPv4(addrs))
-		if err != nil {
+func prepareLink(conf *NetConf, ifName string, alloc netplan.Allocation) (string, error) {
+	var mac net.HardwareAddr
+	if _, asked := conf.RuntimeConfig["mac"]; conf.MACPrefix != "" && !asked && len(alloc.Addresses) > 0 {
+		var err error
+		if mac, err = netplan.MACFromIP(conf.MACPrefix, alloc.PreferIPv4()); err != nil {
 			return "", err
 		}
-		if err := netlink.LinkSetHardwareAddr(link, mac); err != nil {
-			return "", fmt.Errorf("setting MAC %s on %s: %w", mac, ifName, err)
-		}
 	}
-	if !conf.Checks.ipConflict() {
-		// no conflict check: skip the kernel's IPv6 duplicate address detection too,
-		// which otherwise holds every ADD for a second or more
-		_, _ = sysctl.Sysctl(fmt.Sprintf("net/ipv6/conf/%s/accept_dad", ifName), "0")
-	}
-	if err := netlink.LinkSetUp(link); err != nil {
-		return "", err
-	}
-	link, err = netlinksafe.LinkByName(ifName)
+	got, err := underlay.PrepareLink(ifName, mac, conf.Checks.ipConflict())
 	if err != nil {
 		return "", err
 	}
-	return link.Attrs().HardwareAddr.String(), nil
+	return got.String(), nil
 }
 
 // probeIPv4Conflicts asks the segment about each IPv4 address before it is set.
-func probeIPv4Conflicts(conf *NetConf, ifName string, addrs []routes.Address) error {
+func probeIPv4Conflicts(conf *NetConf, ifName string, addrs []netplan.Address) error {
 	if !conf.Checks.ipConflict() {
 		return nil
 	}
@@ -78,7 +62,7 @@ func probeIPv4Conflicts(conf *NetConf, ifName string, addrs []routes.Address) er
 		if !a.Prefix.Addr().Is4() {
 			continue
 		}
-		mac, err := routes.ProbeIPv4(ifName, a.Prefix.Addr(), conf.Checks.timeout)
+		mac, err := underlay.ProbeIPv4(ifName, a.Prefix.Addr(), conf.Checks.timeout)
 		if err != nil {
 			return fmt.Errorf("probing %s for conflicts: %w", a.Prefix.Addr(), err)
 		}
@@ -94,7 +78,7 @@ func probeIPv4Conflicts(conf *NetConf, ifName string, addrs []routes.Address) er
 
 // ipv6Conflicts turns the kernel's duplicate address detection verdict into a conflict
 // error, asking who holds each duplicate for the message. nil: no duplicate.
-func ipv6Conflicts(conf *NetConf, ifName string, addrs []routes.Address) error {
+func ipv6Conflicts(conf *NetConf, ifName string, addrs []netplan.Address) error {
 	var want []netip.Addr
 	for _, a := range addrs {
 		if a.Prefix.Addr().Is6() {
@@ -104,14 +88,14 @@ func ipv6Conflicts(conf *NetConf, ifName string, addrs []routes.Address) error {
 	if len(want) == 0 || !conf.Checks.ipConflict() {
 		return nil
 	}
-	dups, err := routes.DADFailed(ifName, want)
+	dups, err := underlay.DADFailed(ifName, want)
 	if err != nil || len(dups) == 0 {
 		return err
 	}
 	found := make([]rpc.Conflict, 0, len(dups))
 	for _, d := range dups {
 		c := rpc.Conflict{IP: d.String()}
-		if mac, err := routes.ResolveIPv6(ifName, d, conf.Checks.timeout, settleTimeout); err == nil && len(mac) > 0 {
+		if mac, err := underlay.ResolveIPv6(ifName, d, conf.Checks.timeout, settleTimeout); err == nil && len(mac) > 0 {
 			c.MAC = mac.String()
 		}
 		found = append(found, c)
@@ -120,7 +104,7 @@ func ipv6Conflicts(conf *NetConf, ifName string, addrs []routes.Address) error {
 }
 
 // checkGateways fails when a pool's gateway does not answer from the pod's address.
-func checkGateways(conf *NetConf, ifName string, addrs []routes.Address) error {
+func checkGateways(conf *NetConf, ifName string, addrs []netplan.Address) error {
 	if !conf.Checks.gateway() {
 		return nil
 	}
@@ -131,9 +115,9 @@ func checkGateways(conf *NetConf, ifName string, addrs []routes.Address) error {
 		var mac net.HardwareAddr
 		var err error
 		if a.Gateway.Is4() {
-			mac, err = routes.ResolveIPv4(ifName, a.Prefix.Addr(), a.Gateway, conf.Checks.timeout)
+			mac, err = underlay.ResolveIPv4(ifName, a.Prefix.Addr(), a.Gateway, conf.Checks.timeout)
 		} else {
-			mac, err = routes.ResolveIPv6From(ifName, a.Prefix.Addr(), a.Gateway, conf.Checks.timeout)
+			mac, err = underlay.ResolveIPv6From(ifName, a.Prefix.Addr(), a.Gateway, conf.Checks.timeout)
 		}
 		if err != nil {
 			return fmt.Errorf("checking gateway %s from %s: %w", a.Gateway, a.Prefix.Addr(), err)
@@ -148,7 +132,7 @@ func checkGateways(conf *NetConf, ifName string, addrs []routes.Address) error {
 
 // announce tells the segment the addresses are here now. Failing to announce does not
 // fail ADD: the neighbours learn the address at the first exchange anyway.
-func announce(conf *NetConf, ifName string, addrs []routes.Address) []error {
+func announce(conf *NetConf, ifName string, addrs []netplan.Address) []error {
 	if !conf.Checks.announce() {
 		return nil
 	}
@@ -156,22 +140,13 @@ func announce(conf *NetConf, ifName string, addrs []routes.Address) []error {
 	for _, a := range addrs {
 		var err error
 		if a.Prefix.Addr().Is4() {
-			err = routes.AnnounceIPv4(ifName, a.Prefix.Addr())
+			err = underlay.AnnounceIPv4(ifName, a.Prefix.Addr())
 		} else {
-			err = routes.AnnounceIPv6(ifName, a.Prefix.Addr())
+			err = underlay.AnnounceIPv6(ifName, a.Prefix.Addr())
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("announcing %s: %w", a.Prefix.Addr(), err))
 		}
 	}
 	return errs
-}
-
-func preferIPv4(addrs []routes.Address) netip.Addr {
-	for _, a := range addrs {
-		if a.Prefix.Addr().Is4() {
-			return a.Prefix.Addr()
-		}
-	}
-	return addrs[0].Prefix.Addr()
 }

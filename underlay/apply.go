@@ -1,4 +1,8 @@
-package routes
+// Package underlay is the Linux side of attaching a pod to an underlay network: it applies
+// netplan's routes and rules, probes for address conflicts and gateways with ARP and NDP,
+// manages the host veth's links and neighbours, and sets rp_filter. The decisions are
+// netplan's; this package only talks to the kernel, in the calling thread's netns.
+package underlay
 
 import (
 	"errors"
@@ -9,14 +13,24 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/vishvananda/netlink"
+
+	"github.com/underpool/underpool/netplan"
 )
 
 // The functions below act on the calling thread's network namespace: call them inside
 // ns.WithNetNSPath for the pod.
 
-// Apply installs the plan's routes through link and its rules. Routes are replaced, not
+// Apply installs the plan's routes through ifName and its rules. Routes are replaced, not
 // added, so an ADD repeated after a crash converges instead of failing on "file exists".
-func Apply(link netlink.Link, p Plan) error {
+func Apply(ifName string, p netplan.Plan) error {
+	link, err := netlinksafe.LinkByName(ifName)
+	if err != nil {
+		return err
+	}
+	return apply(link, p)
+}
+
+func apply(link netlink.Link, p netplan.Plan) error {
 	for _, e := range p.Routes {
 		if err := netlink.RouteReplace(toNetlink(link, e)); err != nil {
 			return fmt.Errorf("route %s dev %s: %w", e, link.Attrs().Name, err)
@@ -61,8 +75,17 @@ func Remove(table int) error {
 	return errors.Join(errs...)
 }
 
-// Verify lists what of the plan the kernel does not have (empty: all in place).
-func Verify(link netlink.Link, p Plan) []string {
+// Verify lists what of the plan the kernel does not have on ifName (empty: all in
+// place); a missing ifName is an error.
+func Verify(ifName string, p netplan.Plan) ([]string, error) {
+	link, err := netlinksafe.LinkByName(ifName)
+	if err != nil {
+		return nil, err
+	}
+	return verify(link, p), nil
+}
+
+func verify(link netlink.Link, p netplan.Plan) []string {
 	var diffs []string
 	for _, e := range p.Routes {
 		want := toNetlink(link, e)
@@ -137,7 +160,7 @@ func prefixOf(dst, like *net.IPNet) string {
 	return "::/0"
 }
 
-func toNetlink(link netlink.Link, e Entry) *netlink.Route {
+func toNetlink(link netlink.Link, e netplan.Route) *netlink.Route {
 	dst := &net.IPNet{IP: e.Dst.Addr().AsSlice(), Mask: net.CIDRMask(e.Dst.Bits(), e.Dst.Addr().BitLen())}
 	r := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: dst, Table: e.Table, Scope: netlink.SCOPE_UNIVERSE}
 	if e.Gw.IsValid() {
@@ -151,11 +174,11 @@ func toNetlink(link netlink.Link, e Entry) *netlink.Route {
 	return r
 }
 
-func toRule(r Rule) *netlink.Rule {
+func toRule(r netplan.Rule) *netlink.Rule {
 	rule := netlink.NewRule()
 	rule.Src = &net.IPNet{IP: r.Src.Addr().AsSlice(), Mask: net.CIDRMask(r.Src.Bits(), r.Src.Addr().BitLen())}
 	rule.Table = r.Table
-	rule.Priority = RulePriority
+	rule.Priority = netplan.RulePriority
 	rule.Family = familyOf(r.Src.Addr())
 	return rule
 }
