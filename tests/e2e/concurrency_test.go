@@ -17,7 +17,7 @@ func TestSixtyFourConcurrentAddsAndDels(t *testing.T) {
 	v4net, _, _ := nextSubnet()
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net})
 	ns := newNamespace(t)
-	conf := netConf{Master: newParent(t), IPv4Pools: []string{pool.Name}}.conflist(t)
+	conf := netConf{Delegate: macvlanOn(newParent(t)), IPv4Pools: []string{pool.Name}}.conflist(t)
 
 	rts := make([]harness.Runtime, pods)
 	for i := range rts {
@@ -61,6 +61,7 @@ func TestSixtyFourConcurrentAddsAndDels(t *testing.T) {
 	if eps := endpoints(t, ns); len(eps) != pods {
 		t.Fatalf("%d Endpoints, want %d", len(eps), pods)
 	}
+	requireInvariants(t, attachmentsOf(rts...), pool.Name)
 
 	for i := range rts {
 		wg.Add(1)
@@ -75,5 +76,5 @@ func TestSixtyFourConcurrentAddsAndDels(t *testing.T) {
 			t.Fatalf("DEL %s: %v", rts[i].PodName, err)
 		}
 	}
-	requireEmpty(t, pool.Name, ns)
+	requireNothingLeft(t, ns, pool.Name)
 }

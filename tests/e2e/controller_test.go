@@ -71,26 +71,30 @@ func TestWebhookRejectsConflictingPools(t *testing.T) {
 	v4, _, _ := nextSubnet()
 	b := strings.TrimSuffix(v4, "0/24")
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "10-" + b + "50"}})
-	reject := func(what string, obj client.Object, want string) {
-		t.Helper()
-		err := suite.client.Create(ctx(t), obj)
-		if err == nil {
-			_ = suite.client.Delete(context.Background(), obj)
-			t.Fatalf("%s was accepted", what)
-		}
-		if !strings.Contains(err.Error(), want) {
-			t.Fatalf("%s: error %q does not say %q", what, err, want)
-		}
+	for _, c := range []struct {
+		name string
+		spec v1.IPPoolSpec
+		want string
+	}{
+		{"an overlapping pool", v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "40-" + b + "60"}}, "overlaps IPPool " + pool.Name},
+		{"an address outside the subnet", v1.IPPoolSpec{Subnet: v4, IPs: []string{"10.250.254.1"}}, "spec.ips[0]"},
+		{"a gateway outside the subnet", v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "60"}, Gateway: "10.250.254.1"}, "spec.gateway"},
+		{"a subnet that is not a CIDR (CEL)", v1.IPPoolSpec{Subnet: "10.250.1.1"}, "spec.subnet"},
+		{"an entry that is neither an address nor a range (CEL)", v1.IPPoolSpec{Subnet: v4, ExcludeIPs: []string{b + "1/24"}},
+			"spec.excludeIPs: Invalid value"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			bad := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "bad-" + rand.String(5)}, Spec: c.spec}
+			err := suite.client.Create(ctx(t), bad)
+			if err == nil {
+				_ = suite.client.Delete(context.Background(), bad)
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q does not say %q", err, c.want)
+			}
+		})
 	}
-	named := func(spec v1.IPPoolSpec) *v1.IPPool {
-		return &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "bad-" + rand.String(5)}, Spec: spec}
-	}
-	reject("an overlapping pool", named(v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "40-" + b + "60"}}), "overlaps IPPool "+pool.Name)
-	reject("an address outside the subnet", named(v1.IPPoolSpec{Subnet: v4, IPs: []string{"10.250.254.1"}}), "spec.ips[0]")
-	reject("a gateway outside the subnet", named(v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "60"}, Gateway: "10.250.254.1"}), "spec.gateway")
-	reject("a subnet that is not a CIDR (CEL)", named(v1.IPPoolSpec{Subnet: "10.250.1.1"}), "spec.subnet")
-	reject("an entry that is neither an address nor a range (CEL)", named(v1.IPPoolSpec{Subnet: v4, ExcludeIPs: []string{b + "1/24"}}),
-		"spec.excludeIPs: Invalid value")
 	newPool(t, v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "51-" + b + "90"}}) // a neighbour is fine
 
 	ns := newNamespace(t)
@@ -104,12 +108,7 @@ func TestWebhookRejectsConflictingPools(t *testing.T) {
 		t.Fatalf("removing an allocated address: %v", err)
 	}
 
-	sub := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "sub-" + rand.String(5)}, Spec: v1.SubnetSpec{Subnet: strings.TrimSuffix(b, ".") + ".0/24"}}
-	sub.Spec.Subnet = v4
-	if err := suite.client.Create(ctx(t), sub); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), sub) })
+	sub := newSubnet(t, v1.SubnetSpec{Subnet: v4})
 	// the controller writes the Subnet's status meanwhile: edit the newest copy
 	var err error
 	for attempt := 0; attempt < 10; attempt++ {
@@ -152,9 +151,7 @@ func TestPoolWithAllocationsWaitsForRelease(t *testing.T) {
 		t.Fatalf("allocation from a pool being deleted: %v", err)
 	}
 	releaseAll(t, ns)
-	waitFor(t, "the emptied pool to go", func() bool {
-		return isNotFound(suite.client.Get(ctx(t), client.ObjectKey{Name: pool.Name}, &v1.IPPool{}))
-	})
+	waitGone(t, "the emptied pool to go", pool)
 }
 
 // A ReservedIP covering an address a pod holds reports it on its status.
@@ -168,11 +165,7 @@ func TestReservedIPReportsAddressesInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	held := strings.Split(resp.IPs[0].Address, "/")[0]
-	res := &v1.ReservedIP{ObjectMeta: metav1.ObjectMeta{Name: "late-" + rand.String(5)}, Spec: v1.ReservedIPSpec{IPs: []string{held}}}
-	if err := suite.client.Create(ctx(t), res); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), res) })
+	res := newReservedIP(t, held)
 	want := held + " " + ns + "/holder"
 	waitFor(t, "status.inUse to report "+want, func() bool {
 		_ = suite.client.Get(ctx(t), client.ObjectKeyFromObject(res), res)
@@ -231,12 +224,8 @@ func TestControllerReplicasShareTheWebhookCA(t *testing.T) {
 func TestSubnetStatusCountsItsPools(t *testing.T) {
 	v4, _, _ := nextSubnet()
 	b := strings.TrimSuffix(v4, "0/24")
-	sub := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "count-" + rand.String(5)}, Spec: v1.SubnetSpec{Subnet: v4, Gateway: b + "1"}}
-	if err := suite.client.Create(ctx(t), sub); err != nil {
-		t.Fatal(err)
-	}
+	sub := newSubnet(t, v1.SubnetSpec{Subnet: v4, Gateway: b + "1"})
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "10-" + b + "19"}})
-	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), sub) })
 	ns := newNamespace(t)
 	if _, err := suite.ipamd.Client.Allocate(ctx(t), &rpc.AllocateRequest{ContainerID: "ctr-count", IfName: "net1",
 		Pod: rpc.Pod{Namespace: ns, Name: "count"}, IPv4Pools: []string{pool.Name}}); err != nil {

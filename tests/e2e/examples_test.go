@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"k8s.io/apimachinery/pkg/util/rand"
-
 	"github.com/underpool/underpool/rdma"
 	"github.com/underpool/underpool/tests/examples"
 	"github.com/underpool/underpool/tests/harness"
@@ -53,6 +51,7 @@ func TestConflistExamplesRun(t *testing.T) {
 				pod := newPodNS(t)
 				rt := runtimeFor(pod, ns, fmt.Sprintf("example-%d", i), "net1")
 				addAndCheck(t, cni, conf, rt)
+				requireInvariants(t, attachmentsOf(rt))
 				if err := cni.Del(ctx(t), conf, rt); err != nil {
 					t.Fatalf("DEL: %v", err)
 				}
@@ -69,7 +68,7 @@ func TestConflistExamplesRun(t *testing.T) {
 				cni, parents := exampleNode(t)
 				pod := newPodNS(t)
 				name := fmt.Sprintf("example-pod-%d", i)
-				overlay := clusterNetwork(t)
+				overlay := clusterNetwork(t, "cni-ex0", "10.250.209.0/24")
 				rt0 := runtimeFor(pod, ns, name, "eth0")
 				if _, err := cni.Add(ctx(t), overlay, rt0); err != nil {
 					t.Fatalf("cluster network ADD: %v", err)
@@ -99,18 +98,13 @@ func TestConflistExamplesRun(t *testing.T) {
 			})
 		}
 	}
-	if eps := endpoints(t, ns); len(eps) != 0 {
-		t.Fatalf("Endpoints left after the examples: %d", len(eps))
-	}
+	requireNothingLeft(t, ns)
 }
 
 // exampleNode is a netns standing for the node with parents for eth1 and eth2.
 func exampleNode(t *testing.T) (*harness.CNI, map[string]string) {
 	t.Helper()
-	node := newPodNS(t)
-	if err := harness.LinkSetUp(node, "lo"); err != nil {
-		t.Fatal(err)
-	}
+	node := newNodeNS(t)
 	parents := map[string]string{}
 	for _, eth := range []string{"eth1", "eth2"} {
 		a, b := harness.UniqueName("exa"), harness.UniqueName("exb")
@@ -125,17 +119,7 @@ func exampleNode(t *testing.T) (*harness.CNI, map[string]string) {
 	if err := harness.AddAddr(node, parents["eth1"], "10.250.208.2/24"); err != nil {
 		t.Fatal(err)
 	}
-	return &harness.CNI{BinDirs: suite.cni.BinDirs, CacheDir: t.TempDir(), NodeNetNS: node.Path()}, parents
-}
-
-// clusterNetwork stands for the cluster's own CNI (Calico, Cilium, ...): the bridge
-// plugin with host-local, giving eth0 and the default route.
-func clusterNetwork(t *testing.T) []byte {
-	t.Helper()
-	return mustJSON(t, map[string]any{"cniVersion": "1.1.0", "name": "cluster-" + rand.String(4), "plugins": []any{
-		map[string]any{"type": "bridge", "bridge": "cni-ex0", "isGateway": true, "isDefaultGateway": true,
-			"ipam": map[string]any{"type": "host-local", "subnet": "10.250.209.0/24", "dataDir": filepath.Join(t.TempDir(), "host-local")}},
-	}})
+	return nodeCNI(t, node), parents
 }
 
 func addAndCheck(t *testing.T, cni *harness.CNI, conf []byte, rt harness.Runtime) {
@@ -208,22 +192,6 @@ func networkName(t *testing.T, conflist []byte) string {
 		t.Fatal(err)
 	}
 	return list.Name
-}
-
-// addrOf is the first IPv4 address of an interface in the pod.
-func addrOf(t *testing.T, pod *harness.NetNS, ifName string) string {
-	t.Helper()
-	addrs, err := harness.Addrs(pod.Path(), ifName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, a := range addrs {
-		if a.IP.To4() != nil {
-			return a.IP.String()
-		}
-	}
-	t.Fatalf("%s has no IPv4 address", ifName)
-	return ""
 }
 
 func ifNumber(ifName string) int {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -11,8 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/underpool/underpool/ipamd/allocator"
@@ -35,9 +32,9 @@ func TestPoolOfTheOtherFamilyIsRefusedNamingTheAnnotation(t *testing.T) {
 	poolA := newPool(t, v1.IPPoolSpec{Subnet: v4a}).Name
 	poolB := newPool(t, v1.IPPoolSpec{Subnet: v4b}).Name
 	lc := newLifecycle(t, lifecycleOptions{ipv4Pools: []string{poolA}})
-	wrong := lc.deploymentWith("wrong", 1, map[string]string{
+	wrong := lc.deployment("wrong", 1, map[string]string{
 		v1.AnnotationIPPool: `{"ipv4":["` + poolA + `"],"ipv6":["` + poolB + `"]}`})
-	right := lc.deploymentWith("right", 1, map[string]string{
+	right := lc.deployment("right", 1, map[string]string{
 		v1.AnnotationIPPool: `{"ipv4":["` + poolB + `"]}`})
 	lc.create(wrong)
 	lc.create(right)
@@ -95,7 +92,7 @@ func TestCorruptPoolIsSkippedAndTheNodeKeepsAllocating(t *testing.T) {
 	poolB := newPool(t, v1.IPPoolSpec{Subnet: v4b, IPs: []string{b + "10-" + b + "11"}}).Name
 	lc := newLifecycle(t, lifecycleOptions{ipv4Pools: []string{poolA}})
 	onB := map[string]string{v1.AnnotationIPPool: `{"ipv4":["` + poolB + `"]}`}
-	holder := lc.deploymentWith("holder", 1, onB)
+	holder := lc.deployment("holder", 1, onB)
 	lc.create(holder)
 	var held string
 	for name := range lc.waitReady("holder", 1) {
@@ -127,7 +124,7 @@ func TestCorruptPoolIsSkippedAndTheNodeKeepsAllocating(t *testing.T) {
 	})
 
 	// the node serves the healthy pool
-	onA := lc.deploymentWith("on-a", 2, nil)
+	onA := lc.deployment("on-a", 2, nil)
 	lc.create(onA)
 	for name, p := range lc.waitReady("on-a", 2) {
 		if addr := lc.addresses()[name]; !strings.HasPrefix(addr, strings.TrimSuffix(v4a, "0/24")) {
@@ -135,7 +132,7 @@ func TestCorruptPoolIsSkippedAndTheNodeKeepsAllocating(t *testing.T) {
 		}
 	}
 	// and refuses the corrupt one, naming it
-	onBDep := lc.deploymentWith("on-b", 1, onB)
+	onBDep := lc.deployment("on-b", 1, onB)
 	lc.create(onBDep)
 	lc.eventually("a sandbox of on-b refused naming the corrupt "+poolB, 2*time.Minute, func() (bool, string) {
 		return lc.sandboxFailedWith("on-b", "IPPool "+poolB, "corrupt")
@@ -287,14 +284,10 @@ func grepMetric(metrics, name string) string {
 func TestAbsurdIPNumberIsRefused(t *testing.T) {
 	_, v6, _ := nextSubnet()
 	gw := strings.TrimSuffix(v6, "/64") + "1"
-	subnet := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "lchuge-" + rand.String(5)}, Spec: v1.SubnetSpec{Subnet: v6, Gateway: gw}}
-	if err := suite.client.Create(ctx(t), subnet); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), subnet) }) // runs last, once its pools are gone
+	subnet := newSubnet(t, v1.SubnetSpec{Subnet: v6, Gateway: gw}) // removed last, once its pools are gone
 	lc := newLifecycle(t, lifecycleOptions{})
 	onSubnet := `{"ipv6":["` + subnet.Name + `"]}`
-	huge := lc.deploymentWith("huge", 1, map[string]string{v1.AnnotationSubnet: onSubnet, v1.AnnotationIPNumber: "1000000000000"})
+	huge := lc.deployment("huge", 1, map[string]string{v1.AnnotationSubnet: onSubnet, v1.AnnotationIPNumber: "1000000000000"})
 	lc.create(huge)
 	lc.eventually("a BadAnnotation Warning on Deployment huge", time.Minute, func() (bool, string) {
 		var seen []string
@@ -311,7 +304,7 @@ func TestAbsurdIPNumberIsRefused(t *testing.T) {
 		return false, fmt.Sprintf("events: %q", seen)
 	})
 
-	small := lc.deploymentWith("small", 2, map[string]string{v1.AnnotationSubnet: onSubnet})
+	small := lc.deployment("small", 2, map[string]string{v1.AnnotationSubnet: onSubnet})
 	lc.create(small)
 	smallPool := apppool.Workload{Kind: "Deployment", Namespace: lc.ns, Name: "small"}.PoolName(v1.IPv6)
 	waitPoolSize(t, smallPool, 2)

@@ -34,12 +34,10 @@ func TestNamespaceDeletionHoldsAddressesThroughGracePeriod(t *testing.T) {
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "10", b + "11"}})
 	lc := newLifecycle(t, lifecycleOptions{nodes: 2, ipv4Pools: []string{pool.Name}})
 	// the second namespace, on the same nodes, with its own NAD naming the same pool
-	other := &lifecycle{t: t, ns: newNamespace(t), nad: "underlay", nodes: lc.nodes}
-	other.createNAD(newParent(t), []string{pool.Name})
+	other := lc.sub(t)
 
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: lc.ns, Name: "hold"}, Spec: appsv1.DeploymentSpec{
-		Replicas: ptr.To[int32](n), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "hold"}},
-		Template: lc.podTemplate("hold", grace, map[string]string{kubelet.IgnoreSIGTERMAnnotation: "true"})}}
+	dep := lc.deployment("hold", n, map[string]string{kubelet.IgnoreSIGTERMAnnotation: "true"})
+	dep.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](grace)
 	lc.create(dep)
 	pods := lc.waitReady("hold", n)
 	held := lc.addresses()
@@ -57,9 +55,9 @@ func TestNamespaceDeletionHoldsAddressesThroughGracePeriod(t *testing.T) {
 	}
 
 	// the pool is full: the second namespace's pod cannot start
-	other.create(other.deployment("late", 1, 1))
+	other.create(other.deployment("late", 1, nil))
 	other.eventually("the late pod's sandbox failing for an exhausted pool", time.Minute, func() (bool, string) {
-		return other.sandboxFailed("late", pool.Name)
+		return other.sandboxFailedWith("late", pool.Name, "exhausted")
 	})
 	other.requireNoAddress("late")
 
@@ -218,37 +216,4 @@ func (lc *lifecycle) requireNoAddress(app string) {
 	if problems := lc.noAddressProblems(app); len(problems) > 0 {
 		lc.t.Fatalf("pods of %s must hold nothing: %s", app, strings.Join(problems, "; "))
 	}
-}
-
-// sandboxFailed reports whether a pod of app has a FailedCreatePodSandBox event naming
-// pool as exhausted.
-func (lc *lifecycle) sandboxFailed(app, pool string) (bool, string) {
-	lc.t.Helper()
-	pods := lc.pods(app)
-	if len(pods) == 0 {
-		return false, "no pod of " + app + " yet"
-	}
-	var events corev1.EventList
-	if err := suite.client.List(ctx(lc.t), &events, client.InNamespace(lc.ns)); err != nil {
-		lc.t.Fatal(err)
-	}
-	last := "no FailedCreatePodSandBox event"
-	for _, e := range events.Items {
-		if e.Reason != "FailedCreatePodSandBox" || e.InvolvedObject.Name != pods[0].Name {
-			continue
-		}
-		last = e.Message
-		if strings.Contains(e.Message, pool) && strings.Contains(e.Message, "exhausted") {
-			return true, ""
-		}
-	}
-	return false, last
-}
-
-func values(m map[string]string) []string {
-	var out []string
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
 }

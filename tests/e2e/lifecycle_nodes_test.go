@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +16,6 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/underpool/underpool/ipamd/allocator"
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 )
 
@@ -42,21 +38,28 @@ func nodeGroup(group string) func(int) map[string]string {
 	}
 }
 
+// newNodeGroupLifecycle is a lifecycle of two nodes in a group of their own, on a pool of
+// 32 addresses.
+func newNodeGroupLifecycle(t *testing.T) (*lifecycle, *v1.IPPool, string) {
+	t.Helper()
+	_, _, third := nextSubnet()
+	pool := newPool(t, v1.IPPoolSpec{Subnet: fmt.Sprintf("10.250.%d.32/27", third)})
+	group := rand.String(6)
+	return newLifecycle(t, lifecycleOptions{nodes: 2, ipv4Pools: []string{pool.Name}, nodeLabels: nodeGroup(group)}), pool, group
+}
+
 // A StatefulSet on node 0 of two; node 0 is drained as `kubectl drain` does it: cordoned,
 // then each of its pods evicted through the Eviction API. The set's pods come back on
 // node 1 under their names, each with the address it had, and at no moment do two pods
 // (Endpoints or live sandboxes) share an address.
 func TestNodeDrainMovesStatefulSetPodsKeepingAddresses(t *testing.T) {
-	_, _, third := nextSubnet()
-	pool := newPool(t, v1.IPPoolSpec{Subnet: fmt.Sprintf("10.250.%d.32/27", third)})
-	group := rand.String(6)
-	lc := newLifecycle(t, lifecycleOptions{nodes: 2, ipv4Pools: []string{pool.Name}, nodeLabels: nodeGroup(group)})
+	lc, pool, group := newNodeGroupLifecycle(t)
 	n0, n1 := lc.nodes[0], lc.nodes[1]
 
 	// Deterministic placement: node 1 is cordoned while the set starts, so every pod is
 	// on node 0, the node to drain.
 	lc.cordon(n1, true)
-	sts := lc.statefulSet("db", 3, 1)
+	sts := lc.statefulSet("db", 3)
 	sts.Spec.Template.Spec.NodeSelector = map[string]string{groupLabel: group}
 	lc.create(sts)
 	pods := lc.waitReady("db", 3)
@@ -78,7 +81,7 @@ func TestNodeDrainMovesStatefulSetPodsKeepingAddresses(t *testing.T) {
 	lc.requireInvariants(pool.Name)
 
 	// The drain, watched all along for an address held twice.
-	stopWatch := lc.watchSharing()
+	watch := watchInvariants(t, heldTwiceInCluster, lc.sandboxesSharing)
 	lc.cordon(n0, true)
 	for _, p := range lc.pods("db") {
 		if p.Spec.NodeName == n0.name {
@@ -97,11 +100,8 @@ func TestNodeDrainMovesStatefulSetPodsKeepingAddresses(t *testing.T) {
 		}
 		return len(moved) == 3, strings.Join(states, " ")
 	})
-	samples, problems := stopWatch()
-	for _, p := range problems {
-		t.Errorf("INVARIANT during the drain: %s", p)
-	}
-	t.Logf("drain watched over %d samples", samples)
+	watch.stop() // fails on any address held twice during the drain
+	t.Logf("drain watched over %d samples", watch.samples)
 
 	after := lc.addresses()
 	for name, addr := range before {
@@ -120,9 +120,7 @@ func TestNodeDrainMovesStatefulSetPodsKeepingAddresses(t *testing.T) {
 	}
 	lc.requireInvariants(pool.Name)
 
-	if err := suite.client.Delete(ctx(t), sts); err != nil {
-		t.Fatal(err)
-	}
+	lc.deleteAll(sts)
 	lc.requireNothingLeft(pool.Name)
 }
 
@@ -134,14 +132,11 @@ func TestNodeDrainMovesStatefulSetPodsKeepingAddresses(t *testing.T) {
 // their addresses back through recycling; the kubelet, started again, tears down the
 // sandboxes of the pods that went while it was dead.
 func TestDeadKubeletKeepsAddressesUntilPodsAreGone(t *testing.T) {
-	_, _, third := nextSubnet()
-	pool := newPool(t, v1.IPPoolSpec{Subnet: fmt.Sprintf("10.250.%d.32/27", third)})
-	group := rand.String(6)
-	lc := newLifecycle(t, lifecycleOptions{nodes: 2, ipv4Pools: []string{pool.Name}, nodeLabels: nodeGroup(group)})
+	lc, pool, group := newNodeGroupLifecycle(t)
 	n0, n1 := lc.nodes[0], lc.nodes[1]
 
 	lc.cordon(n1, true)
-	dep := lc.deployment("api", 2, 1)
+	dep := lc.deployment("api", 2, nil)
 	dep.Spec.Template.Spec.NodeSelector = map[string]string{groupLabel: group}
 	dep.Spec.Template.Spec.Tolerations = []corev1.Toleration{
 		{Key: corev1.TaintNodeNotReady, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr.To[int64](2)},
@@ -280,9 +275,7 @@ func TestDeadKubeletKeepsAddressesUntilPodsAreGone(t *testing.T) {
 	}
 	lc.requireInvariants(pool.Name)
 
-	if err := suite.client.Delete(ctx(t), dep); err != nil {
-		t.Fatal(err)
-	}
+	lc.deleteAll(dep)
 	lc.requireNothingLeft(pool.Name)
 }
 
@@ -292,14 +285,11 @@ func TestDeadKubeletKeepsAddressesUntilPodsAreGone(t *testing.T) {
 // longer exists; once the pod object is gone (the controller manager's pod GC deletes
 // pods bound to missing nodes), node 1's ipamd gives the address back.
 func TestNodeObjectDeletedWhilePodsRun(t *testing.T) {
-	_, _, third := nextSubnet()
-	pool := newPool(t, v1.IPPoolSpec{Subnet: fmt.Sprintf("10.250.%d.32/27", third)})
-	group := rand.String(6)
-	lc := newLifecycle(t, lifecycleOptions{nodes: 2, ipv4Pools: []string{pool.Name}, nodeLabels: nodeGroup(group)})
+	lc, pool, group := newNodeGroupLifecycle(t)
 	n0, n1 := lc.nodes[0], lc.nodes[1]
 
 	lc.cordon(n1, true)
-	dep := lc.deployment("worker", 1, 1)
+	dep := lc.deployment("worker", 1, nil)
 	dep.Spec.Template.Spec.NodeSelector = map[string]string{groupLabel: group}
 	lc.create(dep)
 	var pod corev1.Pod
@@ -387,9 +377,7 @@ func TestNodeObjectDeletedWhilePodsRun(t *testing.T) {
 	}
 	lc.requireInvariants(pool.Name)
 
-	if err := suite.client.Delete(ctx(t), dep); err != nil {
-		t.Fatal(err)
-	}
+	lc.deleteAll(dep)
 	lc.requireNothingLeft(pool.Name)
 }
 
@@ -415,108 +403,4 @@ func (lc *lifecycle) evict(pod corev1.Pod) {
 		}
 		return false, err.Error()
 	})
-}
-
-// poolHolds reports whether the pool's status (read from the API) has addr allocated.
-func poolHolds(t *testing.T, pool, addr string) bool {
-	t.Helper()
-	p := freshPool(t, pool)
-	view, err := allocator.NewPool(p.Name, &p.Spec)
-	if err != nil {
-		t.Fatalf("pool %s: %v", pool, err)
-	}
-	allocated, err := allocator.ParseRunSet(p.Status.Allocated)
-	if err != nil {
-		t.Fatalf("pool %s status: %v", pool, err)
-	}
-	o, ok := view.Offset(mustPrefix(t, addr).Addr())
-	return ok && allocated.Contains(o)
-}
-
-// holdFor runs check every 250ms for d: for "stays so" conditions, where polling until
-// true would prove nothing. check fails the test itself.
-func holdFor(d time.Duration, check func()) {
-	for end := time.Now().Add(d); ; {
-		check()
-		if time.Now().After(end) {
-			return
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
-// watchSharing samples, until the returned stop is called, every attachment of the
-// namespace's Endpoints and the net1 addresses of every live sandbox on the lifecycle's
-// nodes, and records each sample in which one address is held twice (by two attachments,
-// or by two sandboxes). stop returns how many samples were taken and what was found.
-func (lc *lifecycle) watchSharing() (stop func() (samples int, problems []string)) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var n int
-	var found []string
-	report := func(s string) {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(found) < 20 {
-			found = append(found, s)
-		}
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			var eps v1.EndpointList
-			err := suite.client.List(c, &eps, client.InNamespace(lc.ns))
-			cancel()
-			if err == nil {
-				holder := map[string]string{}
-				for _, ep := range eps.Items {
-					for _, itf := range ep.Status.Interfaces {
-						for _, ip := range itf.IPs {
-							who := fmt.Sprintf("%s %s %.12s", ep.Name, itf.Interface, itf.ContainerID)
-							if prev, dup := holder[ip.Address]; dup {
-								report(fmt.Sprintf("%s held by two attachments: %s and %s", ip.Address, prev, who))
-							}
-							holder[ip.Address] = who
-						}
-					}
-				}
-			}
-			inSandbox := map[string]string{}
-			for _, node := range lc.nodes {
-				for _, sb := range node.kubelet.Sandboxes() {
-					if sb.PodNamespace != lc.ns {
-						continue
-					}
-					who := fmt.Sprintf("%s on %s (sandbox %.12s)", sb.PodName, node.name, sb.ContainerID)
-					for _, a := range globalAddrs(lc.t, sb.NetNS.Path(), "net1") {
-						if prev, dup := inSandbox[a]; dup {
-							report(fmt.Sprintf("%s on net1 of two sandboxes: %s and %s", a, prev, who))
-						}
-						inSandbox[a] = who
-					}
-				}
-			}
-			mu.Lock()
-			n++
-			mu.Unlock()
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return func() (int, []string) {
-		close(done)
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		sort.Strings(found)
-		return n, found
-	}
 }

@@ -13,10 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/underpool/underpool/ipamd/allocator"
@@ -84,8 +81,8 @@ func TestOverlappingPoolsCreatedConcurrentlyNeverShareAnAddress(t *testing.T) {
 		second = poolB.Name
 	}
 	lc.addNetwork("underlay-b", newParent(t), []string{second})
-	depA := lc.deploymentWith("on-a", 6, nil)
-	depB := lc.deploymentWith("on-b", 6, map[string]string{"k8s.v1.cni.cncf.io/networks": "underlay-b"})
+	depA := lc.deployment("on-a", 6, nil)
+	depB := lc.deployment("on-b", 6, map[string]string{"k8s.v1.cni.cncf.io/networks": "underlay-b"})
 	lc.create(depA)
 	lc.create(depB)
 
@@ -195,11 +192,7 @@ func createTogether(t *testing.T, objs ...client.Object) []error {
 func TestApplicationPoolsOfTwoWorkloadsOnOneSubnetAreDisjoint(t *testing.T) {
 	v4, _, _ := nextSubnet()
 	b := strings.TrimSuffix(v4, "0/24")
-	subnet := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "lcapps-" + rand.String(5)}, Spec: v1.SubnetSpec{Subnet: v4, Gateway: b + "1"}}
-	if err := suite.client.Create(ctx(t), subnet); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), subnet) }) // runs last, once its pools are gone
+	subnet := newSubnet(t, v1.SubnetSpec{Subnet: v4, Gateway: b + "1"}) // removed last, once its pools are gone
 	lc := newLifecycle(t, lifecycleOptions{nodes: 2})
 	ann := func(extra string) map[string]string {
 		m := map[string]string{v1.AnnotationSubnet: `{"ipv4":["` + subnet.Name + `"]}`}
@@ -208,9 +201,9 @@ func TestApplicationPoolsOfTwoWorkloadsOnOneSubnetAreDisjoint(t *testing.T) {
 		}
 		return m
 	}
-	web := lc.deploymentWith("web", 3, ann("+1"))
-	api := lc.deploymentWith("api", 2, ann(""))
-	db := lc.statefulSet("db", 3, 1)
+	web := lc.deployment("web", 3, ann("+1"))
+	api := lc.deployment("api", 2, ann(""))
+	db := lc.statefulSet("db", 3)
 	db.Spec.PodManagementPolicy = appsv1.ParallelPodManagement
 	db.Spec.Template.Annotations[v1.AnnotationSubnet] = ann("")[v1.AnnotationSubnet]
 	for i, err := range createTogether(t, web, api, db) {
@@ -309,111 +302,4 @@ func TestApplicationPoolsOfTwoWorkloadsOnOneSubnetAreDisjoint(t *testing.T) {
 		})
 	}
 	lc.requireNothingLeft()
-}
-
-// addNetwork makes another NetworkAttachmentDefinition in the lifecycle's namespace:
-// underpool over macvlan on master, with these pools. A pod template names it with the
-// annotation k8s.v1.cni.cncf.io/networks.
-func (lc *lifecycle) addNetwork(name, master string, ipv4Pools []string) {
-	lc.t.Helper()
-	conf := netConf{Name: name, Master: master, IPv4Pools: ipv4Pools}.conflist(lc.t)
-	nad := &unstructured.Unstructured{}
-	nad.SetGroupVersionKind(schema.GroupVersionKind{Group: "k8s.cni.cncf.io", Version: "v1", Kind: "NetworkAttachmentDefinition"})
-	nad.SetNamespace(lc.ns)
-	nad.SetName(name)
-	nad.Object["spec"] = map[string]any{"config": string(conf)}
-	if err := suite.client.Create(ctx(lc.t), nad); err != nil {
-		lc.t.Fatalf("creating NAD %s: %v", name, err)
-	}
-}
-
-// deploymentWith is lc.deployment with annotations added to its pod template (a
-// k8s.v1.cni.cncf.io/networks key replaces the namespace's network).
-func (lc *lifecycle) deploymentWith(name string, replicas int32, annotations map[string]string) *appsv1.Deployment {
-	return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: lc.ns, Name: name}, Spec: appsv1.DeploymentSpec{
-		Replicas: ptr.To(replicas), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
-		Template: lc.podTemplate(name, 1, annotations)}}
-}
-
-// readyPods returns the pods of app that are Ready and not being deleted.
-func (lc *lifecycle) readyPods(app string) []corev1.Pod {
-	lc.t.Helper()
-	var out []corev1.Pod
-	for _, p := range lc.pods(app) {
-		if p.DeletionTimestamp == nil && podReady(&p) {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// sandboxFailedWith reports whether a pod of app has a FailedCreatePodSandBox event whose
-// message says every one of words; else the last such message seen.
-func (lc *lifecycle) sandboxFailedWith(app string, words ...string) (bool, string) {
-	lc.t.Helper()
-	n, last := lc.sandboxFailures(app, words...)
-	return n > 0, last
-}
-
-// sandboxFailures counts the FailedCreatePodSandBox events (each names its own sandbox)
-// on pods of app whose message says every one of words, and returns the last such
-// message seen of any.
-func (lc *lifecycle) sandboxFailures(app string, words ...string) (int, string) {
-	lc.t.Helper()
-	uids := map[string]bool{}
-	for _, p := range lc.pods(app) {
-		uids[string(p.UID)] = true
-	}
-	var events corev1.EventList
-	if err := suite.client.List(ctx(lc.t), &events, client.InNamespace(lc.ns)); err != nil {
-		lc.t.Fatal(err)
-	}
-	n, last := 0, "no FailedCreatePodSandBox event on a pod of "+app
-	for _, e := range events.Items {
-		if e.Reason != "FailedCreatePodSandBox" || !uids[string(e.InvolvedObject.UID)] {
-			continue
-		}
-		last = e.Message
-		if containsAll(e.Message, words...) {
-			n++
-		}
-	}
-	return n, last
-}
-
-func containsAll(s string, words ...string) bool {
-	for _, w := range words {
-		if !strings.Contains(s, w) {
-			return false
-		}
-	}
-	return true
-}
-
-// eventsAbout lists the events in any namespace about the object of kind named name
-// (events about cluster-scoped objects land in "default"), with reason unless it is empty.
-func eventsAbout(t *testing.T, kind, name, reason string) []corev1.Event {
-	t.Helper()
-	var events corev1.EventList
-	if err := suite.client.List(ctx(t), &events); err != nil {
-		t.Fatal(err)
-	}
-	var out []corev1.Event
-	for _, e := range events.Items {
-		if e.InvolvedObject.Kind == kind && e.InvolvedObject.Name == name && (reason == "" || e.Reason == reason) {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// deleteAll deletes the workloads (their pods go the way the garbage collector and the
-// kubelets let them go).
-func (lc *lifecycle) deleteAll(objs ...client.Object) {
-	lc.t.Helper()
-	for _, obj := range objs {
-		if err := suite.client.Delete(ctx(lc.t), obj); err != nil && !isNotFound(err) {
-			lc.t.Fatalf("deleting %s: %v", obj.GetName(), err)
-		}
-	}
 }

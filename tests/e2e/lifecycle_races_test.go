@@ -15,8 +15,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
@@ -41,7 +39,7 @@ func TestSecondDelFreesNothing(t *testing.T) {
 
 	t.Run("deployment", func(t *testing.T) {
 		lc := lc.sub(t)
-		dep := lc.deployment("first", 1, 1)
+		dep := lc.deployment("first", 1, nil)
 		lc.create(dep)
 		old := lc.waitReady("first", 1)
 		replay := lc.replayableDel(onlyPod(t, old))
@@ -59,15 +57,13 @@ func TestSecondDelFreesNothing(t *testing.T) {
 		lc.requireKeeps(next, addr, pool.Name)
 		lc.requireInvariants(pool.Name)
 
-		if err := suite.client.Delete(ctx(t), dep); err != nil {
-			t.Fatal(err)
-		}
+		lc.deleteAll(dep)
 		lc.requireNothingLeft(pool.Name)
 	})
 
 	t.Run("statefulset", func(t *testing.T) {
 		lc := lc.sub(t)
-		sts := lc.statefulSet("web", 1, 1)
+		sts := lc.statefulSet("web", 1)
 		lc.create(sts)
 		old := lc.waitReady("web", 1)
 		replay := lc.replayableDel(onlyPod(t, old))
@@ -88,31 +84,9 @@ func TestSecondDelFreesNothing(t *testing.T) {
 		lc.requireKeeps(next, addr, pool.Name)
 		lc.requireInvariants(pool.Name)
 
-		if err := suite.client.Delete(ctx(t), sts); err != nil {
-			t.Fatal(err)
-		}
+		lc.deleteAll(sts)
 		lc.requireNothingLeft(pool.Name)
 	})
-}
-
-// sub is the lifecycle for a subtest: same nodes, its own namespace and NAD on the same
-// pools.
-func (lc *lifecycle) sub(t *testing.T) *lifecycle {
-	t.Helper()
-	nad := &unstructured.Unstructured{}
-	nad.SetGroupVersionKind(schema.GroupVersionKind{Group: "k8s.cni.cncf.io", Version: "v1", Kind: "NetworkAttachmentDefinition"})
-	if err := suite.client.Get(ctx(t), client.ObjectKey{Namespace: lc.ns, Name: lc.nad}, nad); err != nil {
-		t.Fatalf("reading NAD: %v", err)
-	}
-	s := &lifecycle{t: t, ns: newNamespace(t), nad: lc.nad, nodes: lc.nodes}
-	copied := &unstructured.Unstructured{Object: map[string]any{"spec": nad.Object["spec"]}}
-	copied.SetGroupVersionKind(nad.GroupVersionKind())
-	copied.SetNamespace(s.ns)
-	copied.SetName(s.nad)
-	if err := suite.client.Create(ctx(t), copied); err != nil {
-		t.Fatalf("creating NAD: %v", err)
-	}
-	return s
 }
 
 // waitSuccessor waits until app's only pod is another than the one with UID old, Ready,
@@ -135,17 +109,6 @@ func (lc *lifecycle) waitSuccessor(app, old, addr string) corev1.Pod {
 		return lc.addresses()[next.Name] == addr, "Endpoints: " + mapString(lc.addresses())
 	})
 	return next
-}
-
-func onlyPod(t *testing.T, pods map[string]corev1.Pod) corev1.Pod {
-	t.Helper()
-	if len(pods) != 1 {
-		t.Fatalf("want one pod, have %v", keys(pods))
-	}
-	for _, p := range pods {
-		return p
-	}
-	panic("unreachable")
 }
 
 // delReplay is everything a runtime needs to run a sandbox's DEL again: the sandbox, its
@@ -176,18 +139,12 @@ func (lc *lifecycle) replayableDel(pod corev1.Pod) *delReplay {
 	if r.multusData, err = os.ReadFile(r.multusFile); err != nil {
 		lc.t.Fatalf("multus' cache of sandbox %.12s: %v", sb.ContainerID, err)
 	}
-	nad := &unstructured.Unstructured{}
-	nad.SetGroupVersionKind(schema.GroupVersionKind{Group: "k8s.cni.cncf.io", Version: "v1", Kind: "NetworkAttachmentDefinition"})
-	if err := suite.client.Get(ctx(lc.t), client.ObjectKey{Namespace: lc.ns, Name: lc.nad}, nad); err != nil {
-		lc.t.Fatalf("reading NAD: %v", err)
-	}
-	conf, _, _ := unstructured.NestedString(nad.Object, "spec", "config")
-	r.nadConf = []byte(conf)
+	r.nadConf = nadConfig(lc.t, lc.ns, lc.nad)
 	return r
 }
 
 // nodeCNI is how the node's runtime runs plugins, as its kubelet stand-in does.
-func (n *simNode) nodeCNI() *harness.CNI {
+func (n *simNode) cni() *harness.CNI {
 	return &harness.CNI{BinDirs: suite.cni.BinDirs, CacheDir: filepath.Join(suite.dir, "cni-cache-"+n.name),
 		Env: []string{kubelet.IpamdSocketEnv + "=" + n.ipamd.Options.Socket}, Stderr: io.Discard} // plugins log to files too
 }
@@ -202,13 +159,13 @@ func (r *delReplay) viaMultus(c context.Context) error {
 	if err := os.WriteFile(r.multusFile, r.multusData, 0o600); err != nil {
 		return err
 	}
-	return r.node.nodeCNI().Del(c, r.multusConf, r.runtime("eth0"))
+	return r.node.cni().Del(c, r.multusConf, r.runtime("eth0"))
 }
 
 // direct runs DEL of the sandbox's net1 straight through the NAD's config, as multus
 // calls its delegate.
 func (r *delReplay) direct(c context.Context) error {
-	cni := r.node.nodeCNI()
+	cni := r.node.cni()
 	cni.CacheDir = r.cacheDir
 	return cni.Del(c, r.nadConf, r.runtime("net1"))
 }
@@ -270,21 +227,11 @@ func (lc *lifecycle) requireKeeps(pod corev1.Pod, addr, pool string) {
 	lc.t.Helper()
 	check := func(when string) {
 		lc.t.Helper()
-		node := lc.node(pod)
-		sb, ok := node.kubelet.Sandbox(lc.ns, pod.Name)
+		sb, ok := lc.node(pod).kubelet.Sandbox(lc.ns, pod.Name)
 		if !ok {
 			lc.t.Fatalf("%s: %s has no sandbox", when, pod.Name)
 		}
-		ep := &v1.Endpoint{}
-		if err := suite.client.Get(ctx(lc.t), client.ObjectKey{Namespace: lc.ns, Name: pod.Name}, ep); err != nil {
-			lc.t.Fatalf("%s: %s's Endpoint: %v", when, pod.Name, err)
-		}
-		if !holds(ep, sb.ContainerID, addr) || len(ep.Status.Interfaces) != 1 {
-			lc.t.Fatalf("%s: %s's Endpoint holds %+v, want %s for sandbox %.12s alone", when, pod.Name, ep.Status.Interfaces, addr, sb.ContainerID)
-		}
-		if got := globalAddrs(lc.t, sb.NetNS.Path(), "net1"); len(got) != 1 || got[0] != addr {
-			lc.t.Fatalf("%s: %s's sandbox has %v on net1, want %s", when, pod.Name, got, addr)
-		}
+		lc.requireOnly(pod.Name, sb, addr, when)
 		p := freshPool(lc.t, pool)
 		if ok, why := poolMatchesEndpoints(lc.t, pool); !ok || p.Status.AllocatedIPCount != 1 {
 			lc.t.Fatalf("%s: pool %s holds %d (%q); %s", when, pool, p.Status.AllocatedIPCount, p.Status.Allocated, why)
@@ -306,8 +253,8 @@ func TestLostDelNewSandboxTakesOverAddress(t *testing.T) {
 	b := fmt.Sprintf("10.250.%d.", third)
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "30-" + b + "33"}})
 	lc := newLifecycle(t, lifecycleOptions{nodes: 1, ipv4Pools: []string{pool.Name}})
-	dep := lc.deployment("solo", 1, 1)
-	sts := lc.statefulSet("web", 1, 1)
+	dep := lc.deployment("solo", 1, nil)
+	sts := lc.statefulSet("web", 1)
 	lc.create(dep)
 	lc.create(sts)
 	pods := map[string]corev1.Pod{"solo": onlyPod(t, lc.waitReady("solo", 1)), "web": onlyPod(t, lc.waitReady("web", 1))}
@@ -367,22 +314,6 @@ func TestLostDelNewSandboxTakesOverAddress(t *testing.T) {
 	lc.requireNothingLeft(pool.Name)
 }
 
-// requireOnly checks that the pod's Endpoint has exactly one attachment, net1 of sandbox
-// sb, holding addr, and that the sandbox has addr on net1.
-func (lc *lifecycle) requireOnly(pod string, sb kubelet.Sandbox, addr, when string) {
-	lc.t.Helper()
-	ep := &v1.Endpoint{}
-	if err := suite.client.Get(ctx(lc.t), client.ObjectKey{Namespace: lc.ns, Name: pod}, ep); err != nil {
-		lc.t.Fatalf("%s: %s's Endpoint: %v", when, pod, err)
-	}
-	if len(ep.Status.Interfaces) != 1 || !holds(ep, sb.ContainerID, addr) {
-		lc.t.Fatalf("%s: %s's Endpoint has %+v, want one attachment of sandbox %.12s holding %s", when, pod, ep.Status.Interfaces, sb.ContainerID, addr)
-	}
-	if got := globalAddrs(lc.t, sb.NetNS.Path(), "net1"); len(got) != 1 || got[0] != addr {
-		lc.t.Fatalf("%s: %s's sandbox %.12s has %v on net1, want %s", when, pod, sb.ContainerID, got, addr)
-	}
-}
-
 // Pods come and go fast on three nodes while every node's ipamd recycles: a Deployment
 // scaled up and down without waiting, DELs running while recycling judges the same
 // records. Then a node's kubelet dies, its Node is deleted (so every ipamd may recycle
@@ -397,10 +328,10 @@ func TestDelsRacingRecyclingOnSeveralNodes(t *testing.T) {
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "40-" + b + "63"}})
 	lc := newLifecycle(t, lifecycleOptions{nodes: 3, ipv4Pools: []string{pool.Name}})
 	const full = 8
-	watch := lc.watchHeldTwice()
+	watch := watchInvariants(t, heldTwiceInCluster)
 	defer watch.stop()
 
-	dep := lc.deployment("churn", full, 1)
+	dep := lc.deployment("churn", full, nil)
 	lc.create(dep)
 	lc.waitReady("churn", full)
 	lc.requireInvariants(pool.Name)
@@ -463,82 +394,6 @@ func TestDelsRacingRecyclingOnSeveralNodes(t *testing.T) {
 	t.Logf("%d samples of every Endpoint taken; no address held twice", watch.samples)
 	lc.requireInvariants(pool.Name)
 	lc.requireNothingLeft(pool.Name)
-}
-
-// heldTwiceWatcher reads every Endpoint in the cluster again and again and remembers any
-// address held by two attachments at once.
-type heldTwiceWatcher struct {
-	t        *testing.T
-	cancel   context.CancelFunc
-	done     chan struct{}
-	mu       sync.Mutex
-	problems []string
-	samples  int
-	stopped  bool
-}
-
-func (lc *lifecycle) watchHeldTwice() *heldTwiceWatcher {
-	c, cancel := context.WithCancel(context.Background())
-	w := &heldTwiceWatcher{t: lc.t, cancel: cancel, done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		for c.Err() == nil {
-			var all v1.EndpointList
-			if err := suite.client.List(c, &all); err == nil {
-				dups := heldTwice(all.Items)
-				w.mu.Lock()
-				w.samples++
-				w.problems = append(w.problems, dups...)
-				w.mu.Unlock()
-			}
-			select {
-			case <-c.Done():
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
-	return w
-}
-
-// check fails the test if any sample so far saw an address held twice.
-func (w *heldTwiceWatcher) check() {
-	w.t.Helper()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.problems) > 0 {
-		w.t.Fatalf("INVARIANT: an address was held twice (%d of %d samples): %s", len(w.problems), w.samples,
-			strings.Join(w.problems[:min(len(w.problems), 10)], "; "))
-	}
-}
-
-func (w *heldTwiceWatcher) stop() {
-	w.mu.Lock()
-	stopped := w.stopped
-	w.stopped = true
-	w.mu.Unlock()
-	if stopped {
-		return
-	}
-	w.cancel()
-	<-w.done
-	w.check()
-}
-
-func heldTwice(eps []v1.Endpoint) []string {
-	var problems []string
-	holder := map[string]string{}
-	for _, ep := range eps {
-		for _, itf := range ep.Status.Interfaces {
-			for _, ip := range itf.IPs {
-				who := fmt.Sprintf("%s/%s %s %.12s", ep.Namespace, ep.Name, itf.Interface, itf.ContainerID)
-				if prev, dup := holder[ip.Address]; dup {
-					problems = append(problems, fmt.Sprintf("%s held by %s and by %s", ip.Address, prev, who))
-				}
-				holder[ip.Address] = who
-			}
-		}
-	}
-	return problems
 }
 
 // busiestNode is the node running the most pods of app.

@@ -19,7 +19,7 @@ func TestStatefulSetRollingRestartKeepsAddresses(t *testing.T) {
 	v4, _, _ := nextSubnet()
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4})
 	lc := newLifecycle(t, lifecycleOptions{nodes: 2, ipv4Pools: []string{pool.Name}})
-	sts := lc.statefulSet("web", 3, 1)
+	sts := lc.statefulSet("web", 3)
 	sts.Spec.Ordinals = &appsv1.StatefulSetOrdinals{Start: 5}
 	lc.create(sts)
 
@@ -76,24 +76,6 @@ func TestStatefulSetRollingRestartKeepsAddresses(t *testing.T) {
 	lc.waitReady("web", 3)
 	lc.requireInvariants(pool.Name)
 
-	if err := suite.client.Delete(ctx(t), sts); err != nil {
-		t.Fatal(err)
-	}
+	lc.deleteAll(sts)
 	lc.requireNothingLeft(pool.Name)
-}
-
-func keys[V any](m map[string]V) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
-}
-
-func mapString(m map[string]string) string {
-	s := ""
-	for k, v := range m {
-		s += k + "=" + v + " "
-	}
-	return s
 }

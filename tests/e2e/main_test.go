@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -30,6 +32,22 @@ var suite struct {
 }
 
 const nodeName = "node-a"
+
+var subnetSeq atomic.Int32
+
+// nextSubnet gives each test its own 10.250.X.0/24 and fd00:250:0:X::/64 so tests never
+// share addresses.
+func nextSubnet() (v4, v6 string, third int32) {
+	x := 10 + subnetSeq.Add(1)
+	return fmt.Sprintf("10.250.%d.0/24", x), fmt.Sprintf("fd00:250:0:%x::/64", x), x
+}
+
+// ctx bounds one test's calls.
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return c
+}
 
 func TestMain(m *testing.M) {
 	if err := harness.CanRunEndToEnd(); err != nil {

@@ -2,15 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
@@ -24,26 +18,10 @@ func TestMultusAttachesNetFromNAD(t *testing.T) {
 	v4net, _, _ := nextSubnet()
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net})
 	ns := newNamespace(t)
-	nadConf := netConf{Name: "underlay", Master: newParent(t), IPv4Pools: []string{pool.Name}}.conflist(t)
-	nad := &unstructured.Unstructured{}
-	nad.SetGroupVersionKind(schema.GroupVersionKind{Group: "k8s.cni.cncf.io", Version: "v1", Kind: "NetworkAttachmentDefinition"})
-	nad.SetNamespace(ns)
-	nad.SetName("underlay")
-	nad.Object["spec"] = map[string]any{"config": string(nadConf)}
-	if err := suite.client.Create(ctx(t), nad); err != nil {
-		t.Fatalf("creating NAD: %v", err)
-	}
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db-0",
-			Annotations: map[string]string{"k8s.v1.cni.cncf.io/networks": "underlay"}},
-		Spec: corev1.PodSpec{NodeName: nodeName, Containers: []corev1.Container{{Name: "c", Image: "pause"}}},
-	}
-	if err := suite.client.Create(ctx(t), pod); err != nil {
-		t.Fatalf("creating Pod: %v", err)
-	}
+	newNAD(t, ns, "underlay", netConf{Name: "underlay", Delegate: macvlanOn(newParent(t)), IPv4Pools: []string{pool.Name}}.conflist(t))
+	pod := newPod(t, ns, "db-0", map[string]string{"k8s.v1.cni.cncf.io/networks": "underlay"}, nil, nil)
 	netns := newPodNS(t)
-	rt := harness.Runtime{ContainerID: "ctr-multus-db-0", NetNS: netns.Path(), IfName: "eth0",
-		PodNamespace: ns, PodName: pod.Name, PodUID: string(pod.UID)}
+	rt := runtimeOf(pod, netns, "eth0")
 	conf := multusConflist(t)
 	if _, err := suite.cni.Add(ctx(t), conf, rt); err != nil {
 		t.Fatalf("ADD through multus: %v", err)
@@ -82,39 +60,14 @@ func TestMultusAttachesNetFromNAD(t *testing.T) {
 	if !found {
 		t.Fatalf("multus network-status does not report net1 with %s: %+v", addr, status)
 	}
+	net1 := rt
+	net1.IfName = "net1"
+	requireInvariants(t, attachmentsOf(net1), pool.Name)
 
 	if err := suite.cni.Del(ctx(t), conf, rt); err != nil {
 		t.Fatalf("DEL through multus: %v", err)
 	}
-	requireEmpty(t, pool.Name, ns)
-}
-
-// multusConflist is the thin plugin with loopback standing in for the cluster network.
-// Multus takes one binDir, so ours and the peers' binaries are linked into one folder.
-func multusConflist(t *testing.T) []byte {
-	t.Helper()
-	binDir := filepath.Join(suite.dir, "multus-bin")
-	if _, err := os.Stat(binDir); err != nil {
-		if err := os.MkdirAll(binDir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for _, dir := range []string{harness.CacheBinDir(), suite.bin} {
-			entries, _ := os.ReadDir(dir)
-			for _, e := range entries {
-				_ = os.Symlink(filepath.Join(dir, e.Name()), filepath.Join(binDir, e.Name()))
-			}
-		}
-	}
-	return mustJSON(t, map[string]any{
-		"cniVersion": "1.0.0", "name": "multus-e2e",
-		"plugins": []any{map[string]any{
-			"type": "multus", "kubeconfig": suite.cp.KubeconfigPath,
-			"cniDir": filepath.Join(suite.dir, "multus-cache"), "binDir": binDir,
-			"logFile": filepath.Join(suite.dir, "multus.log"), "logLevel": "error",
-			"delegates": []any{map[string]any{"cniVersion": "1.0.0", "name": "default",
-				"plugins": []any{map[string]any{"type": "loopback"}}}},
-		}},
-	})
+	requireNothingLeft(t, ns, pool.Name)
 }
 
 // multus' "default-route" in the networks annotation puts the pod's default route on the
@@ -125,39 +78,23 @@ func TestMultusDefaultRouteSelection(t *testing.T) {
 	gw := strings.TrimSuffix(v4net, "0/24") + "1"
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: gw})
 	ns := newNamespace(t)
-	var conf map[string]any
-	if err := json.Unmarshal(netConf{Name: "underlay-dr", Master: newParent(t), IPv4Pools: []string{pool.Name}}.conflist(t), &conf); err != nil {
-		t.Fatal(err)
-	}
-	conf["plugins"].([]any)[0].(map[string]any)["defaultRoute"] = false
-	// multus v4.2.2 rewrites the default route only in results it can parse: up to 1.0.0
-	conf["cniVersion"] = "1.0.0"
-	nad := &unstructured.Unstructured{}
-	nad.SetGroupVersionKind(schema.GroupVersionKind{Group: "k8s.cni.cncf.io", Version: "v1", Kind: "NetworkAttachmentDefinition"})
-	nad.SetNamespace(ns)
-	nad.SetName("underlay-dr")
-	nad.Object["spec"] = map[string]any{"config": string(mustJSON(t, conf))}
-	if err := suite.client.Create(ctx(t), nad); err != nil {
-		t.Fatalf("creating NAD: %v", err)
-	}
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dr-0", Annotations: map[string]string{
-			"k8s.v1.cni.cncf.io/networks": `[{"name":"underlay-dr","default-route":["` + gw + `"]}]`}},
-		Spec: corev1.PodSpec{NodeName: nodeName, Containers: []corev1.Container{{Name: "c", Image: "pause"}}},
-	}
-	if err := suite.client.Create(ctx(t), pod); err != nil {
-		t.Fatal(err)
-	}
+	newNAD(t, ns, "underlay-dr", netConf{Name: "underlay-dr", Delegate: macvlanOn(newParent(t)), IPv4Pools: []string{pool.Name},
+		// multus v4.2.2 rewrites the default route only in results it can parse: up to 1.0.0
+		CNIVersion: "1.0.0", Extra: map[string]any{"defaultRoute": false}}.conflist(t))
+	pod := newPod(t, ns, "dr-0", map[string]string{
+		"k8s.v1.cni.cncf.io/networks": `[{"name":"underlay-dr","default-route":["` + gw + `"]}]`}, nil, nil)
 	netns := newPodNS(t)
-	rt := harness.Runtime{ContainerID: "ctr-multus-dr-0", NetNS: netns.Path(), IfName: "eth0",
-		PodNamespace: ns, PodName: pod.Name, PodUID: string(pod.UID)}
+	rt := runtimeOf(pod, netns, "eth0")
 	mconf := multusConflist(t)
 	if _, err := suite.cni.Add(ctx(t), mconf, rt); err != nil {
 		t.Fatalf("ADD through multus: %v", err)
 	}
 	requireDefaultRoute(t, netns, gw)
+	net1 := rt
+	net1.IfName = "net1"
+	requireInvariants(t, attachmentsOf(net1), pool.Name)
 	if err := suite.cni.Del(ctx(t), mconf, rt); err != nil {
 		t.Fatalf("DEL through multus: %v", err)
 	}
-	requireEmpty(t, pool.Name, ns)
+	requireNothingLeft(t, ns, pool.Name)
 }

@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/vishvananda/netlink"
-
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/tests/harness"
 )
@@ -22,8 +20,8 @@ func TestNetworkHostDeviceAsVF(t *testing.T) {
 	node := newPodNS(t)
 	peer := newPeer(t, node, fmt.Sprintf("10.250.%d.1/24", x), "")
 	vf := peer.parent // the node-side end plays the VF
-	cni := &harness.CNI{BinDirs: suite.cni.BinDirs, CacheDir: t.TempDir(), NodeNetNS: node.Path()}
-	conf := nwConf{Delegate: map[string]any{"type": "host-device", "device": vf}, IPv4Pools: []string{pool.Name}}.conflist(t)
+	cni := nodeCNI(t, node)
+	conf := netConf{Delegate: map[string]any{"type": "host-device", "device": vf}, IPv4Pools: []string{pool.Name}}.conflist(t)
 	ns := newNamespace(t)
 	pod := newPodNS(t)
 	rt := runtimeFor(pod, ns, "vfpod", "net1")
@@ -41,6 +39,7 @@ func TestNetworkHostDeviceAsVF(t *testing.T) {
 	if err := harness.Ping(pod, fmt.Sprintf("10.250.%d.1", x), 3); err != nil {
 		t.Fatalf("the pod cannot reach its segment through the VF: %v", err)
 	}
+	requireInvariants(t, attachmentsOf(rt), pool.Name)
 	if err := cni.Check(ctx(t), conf, rt); err != nil {
 		t.Fatalf("CHECK: %v", err)
 	}
@@ -53,7 +52,7 @@ func TestNetworkHostDeviceAsVF(t *testing.T) {
 	if hasLink(t, pod, "net1") {
 		t.Fatal("net1 is still in the pod after DEL")
 	}
-	requireEmpty(t, pool.Name, ns)
+	requireNothingLeft(t, ns, pool.Name)
 }
 
 // ipvlan in each mode, end to end where the kernel has it (CONFIG_IPVLAN); its exact
@@ -66,17 +65,18 @@ func TestNetworkIpvlanModes(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			v4net, _, _ := nextSubnet()
 			pool := newPool(t, v1.IPPoolSpec{Subnet: v4net})
-			conf := nwConf{Delegate: map[string]any{"type": "ipvlan", "master": newParent(t), "mode": mode},
+			conf := netConf{Delegate: map[string]any{"type": "ipvlan", "master": newParent(t), "mode": mode},
 				IPv4Pools: []string{pool.Name}}.conflist(t)
 			ns := newNamespace(t)
 			rt := runtimeFor(newPodNS(t), ns, "ipvl-"+mode, "net1")
 			if _, err := suite.cni.Add(ctx(t), conf, rt); err != nil {
 				t.Fatalf("ADD: %v", err)
 			}
+			requireInvariants(t, attachmentsOf(rt), pool.Name)
 			if err := suite.cni.Del(ctx(t), conf, rt); err != nil {
 				t.Fatalf("DEL: %v", err)
 			}
-			requireEmpty(t, pool.Name, ns)
+			requireNothingLeft(t, ns, pool.Name)
 		})
 	}
 }
@@ -93,29 +93,4 @@ func TestNetworkSriovVF(t *testing.T) {
 		t.Skip("skipped: VFs exist but sriov-cni is not built (the Go module proxy does not serve it): install it into " + harness.CacheBinDir())
 	}
 	t.Skip("skipped: VFs and sriov-cni found, but binding a VF needs the device plugin's deviceID; run the conflist-examples sriov NAD on such a node")
-}
-
-// kernelHas reports whether a link of this kind can be made (in a throw-away netns).
-func kernelHas(kind string) error {
-	n, err := harness.NewNetNS(harness.UniqueName("probe"))
-	if err != nil {
-		return err
-	}
-	defer n.Close()
-	_, err = n.Run("sh", "-c", "ip link add probe-p type veth peer name probe-q && ip link add probe-x link probe-p type "+kind)
-	return err
-}
-
-func hasLink(t *testing.T, n *harness.NetNS, name string) bool {
-	t.Helper()
-	found := false
-	err := n.Do(func() error {
-		_, err := netlink.LinkByName(name)
-		found = err == nil
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return found
 }

@@ -24,10 +24,7 @@ func TestNetworkHostConnectivity(t *testing.T) {
 	at6 := func(h int) string { return fmt.Sprintf("fd00:250:0:%x::%d", x, h) }
 	pool4 := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: at4(1), IPs: []string{at4(10) + "-" + at4(99)}})
 	pool6 := newPool(t, v1.IPPoolSpec{Subnet: v6net, Gateway: at6(1), IPs: []string{at6(10) + "-" + at6(99)}})
-	node := newPodNS(t)
-	if err := harness.LinkSetUp(node, "lo"); err != nil {
-		t.Fatal(err)
-	}
+	node := newNodeNS(t)
 	// no DAD on the node's links: a link-local address turning from tentative to
 	// valid during the test would read as a change
 	if out, err := node.Run("sysctl", "-w", "net.ipv6.conf.default.accept_dad=0"); err != nil {
@@ -39,9 +36,9 @@ func TestNetworkHostConnectivity(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cni := &harness.CNI{BinDirs: suite.cni.BinDirs, CacheDir: t.TempDir(), NodeNetNS: node.Path()}
+	cni := nodeCNI(t, node)
 	const svc4, svc6 = "10.250.240.0/24", "fd00:250::f000/116"
-	conf := nwConf{Delegate: macvlanOn(peer.parent), IPv4Pools: []string{pool4.Name}, IPv6Pools: []string{pool6.Name},
+	conf := netConf{Delegate: macvlanOn(peer.parent), IPv4Pools: []string{pool4.Name}, IPv6Pools: []string{pool6.Name},
 		Extra: map[string]any{"hostConnectivity": map[string]any{"serviceCIDRs": []string{svc4, svc6}}}}.conflist(t)
 	ns := newNamespace(t)
 	before := nodeState(t, node)
@@ -77,6 +74,7 @@ func TestNetworkHostConnectivity(t *testing.T) {
 			t.Fatalf("%s forwarding on %s = %q (%v), want 1 for the service CIDR", fam, hostVeth, v, err)
 		}
 	}
+	requireInvariants(t, attachmentsOf(rt), pool4.Name, pool6.Name)
 	if err := cni.Check(ctx(t), conf, rt); err != nil {
 		t.Fatalf("CHECK: %v", err)
 	}
@@ -93,8 +91,7 @@ func TestNetworkHostConnectivity(t *testing.T) {
 		}
 	}
 	requireSameNode(t, "after DEL", before, nodeState(t, node))
-	requireEmpty(t, pool4.Name, ns)
-	requireEmpty(t, pool6.Name, ns)
+	requireNothingLeft(t, ns, pool4.Name, pool6.Name)
 
 	// the rule: a pod whose default route another NIC holds (here an "overlay" eth0),
 	// or a network with enabled false, gets no host veth
@@ -103,31 +100,33 @@ func TestNetworkHostConnectivity(t *testing.T) {
 		"ip link set eth0p up && ip addr add 10.250.%d.5/24 dev eth0 && ip route add default via 10.250.%d.1", x+100, x+100)); err != nil {
 		t.Fatalf("%v %s", err, out)
 	}
-	off := nwConf{Delegate: macvlanOn(peer.parent), IPv4Pools: []string{pool4.Name},
+	off := netConf{Delegate: macvlanOn(peer.parent), IPv4Pools: []string{pool4.Name},
 		Extra: map[string]any{"hostConnectivity": map[string]any{"enabled": false}}}.conflist(t)
-	auto := nwConf{Delegate: macvlanOn(peer.parent), IPv4Pools: []string{pool4.Name}, Extra: map[string]any{}}.conflist(t)
+	auto := netConf{Delegate: macvlanOn(peer.parent), IPv4Pools: []string{pool4.Name}, Extra: map[string]any{}}.conflist(t)
 	for _, c := range []struct {
 		name string
 		conf []byte
 		pod  *harness.NetNS
 	}{{"overlay holds the default", auto, overlay}, {"enabled false", off, newPodNS(t)}} {
-		rt := runtimeFor(c.pod, ns, "nohost", "net1")
-		res, err := cni.Add(ctx(t), c.conf, rt)
-		if err != nil {
-			t.Fatalf("%s: ADD: %v", c.name, err)
-		}
-		if r, _ := current.GetResult(res); len(r.Interfaces) != 1 {
-			t.Fatalf("%s: want only net1 in the result, got %+v", c.name, r.Interfaces)
-		}
-		requireSameNode(t, c.name+": after ADD", before, nodeState(t, node))
-		if err := cni.Check(ctx(t), c.conf, rt); err != nil {
-			t.Fatalf("%s: CHECK: %v", c.name, err)
-		}
-		if err := cni.Del(ctx(t), c.conf, rt); err != nil {
-			t.Fatalf("%s: DEL: %v", c.name, err)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			rt := runtimeFor(c.pod, ns, "nohost", "net1")
+			res, err := cni.Add(ctx(t), c.conf, rt)
+			if err != nil {
+				t.Fatalf("ADD: %v", err)
+			}
+			if r, _ := current.GetResult(res); len(r.Interfaces) != 1 {
+				t.Fatalf("want only net1 in the result, got %+v", r.Interfaces)
+			}
+			requireSameNode(t, "after ADD", before, nodeState(t, node))
+			if err := cni.Check(ctx(t), c.conf, rt); err != nil {
+				t.Fatalf("CHECK: %v", err)
+			}
+			if err := cni.Del(ctx(t), c.conf, rt); err != nil {
+				t.Fatalf("DEL: %v", err)
+			}
+		})
 	}
-	requireEmpty(t, pool4.Name, ns)
+	requireNothingLeft(t, ns, pool4.Name)
 }
 
 // hostVethOf finds the node end of the host veth in a result: the interface with no sandbox.

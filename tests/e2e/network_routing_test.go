@@ -2,13 +2,10 @@ package e2e
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/rand"
-
+	"github.com/containernetworking/cni/pkg/types"
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/tests/harness"
 )
@@ -19,21 +16,16 @@ import (
 func TestNetworkRouteLevels(t *testing.T) {
 	v4net, _, x := nextSubnet()
 	at := func(host int) string { return fmt.Sprintf("10.250.%d.%d", x, host) }
-	subnet := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "subnet-" + rand.String(6)}, Spec: v1.SubnetSpec{
-		Subnet: v4net, Gateway: at(1), Routes: []v1.Route{
-			{Dst: "10.250.101.0/24", Gw: at(1)}, {Dst: "10.250.102.0/24", Gw: at(1)}, {Dst: "10.250.103.0/24", Gw: at(1)}}}}
-	if err := suite.client.Create(ctx(t), subnet); err != nil {
-		t.Fatalf("creating Subnet: %v", err)
-	}
-	t.Cleanup(func() { _ = suite.client.Delete(ctx(t), subnet) })
+	newSubnet(t, v1.SubnetSpec{Subnet: v4net, Gateway: at(1), Routes: []v1.Route{
+		{Dst: "10.250.101.0/24", Gw: at(1)}, {Dst: "10.250.102.0/24", Gw: at(1)}, {Dst: "10.250.103.0/24", Gw: at(1)}}})
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: at(1), Routes: []v1.Route{
 		{Dst: "10.250.102.0/24", Gw: at(2)}, {Dst: "10.250.103.0/24", Gw: at(2)}}})
 	ns := newNamespace(t)
-	conf := nwConf{Delegate: macvlanOn(newParent(t)), IPv4Pools: []string{pool.Name}}.conflist(t)
+	conf := netConf{Delegate: macvlanOn(newParent(t)), IPv4Pools: []string{pool.Name}}.conflist(t)
 
 	pod := newPodNS(t)
 	annotation := fmt.Sprintf(`[{"dst":"10.250.103.0/24","gw":"%s","interface":"net1"},{"dst":"10.250.104.0/24","gw":"%s","interface":"net2"}]`, at(3), at(3))
-	rt := nwPod(t, ns, "routed", map[string]string{"ipam.underpool.io/routes": annotation}, pod, "net1")
+	rt := runtimeOf(newPod(t, ns, "routed", map[string]string{"ipam.underpool.io/routes": annotation}, nil, nil), pod, "net1")
 	if _, err := suite.cni.Add(ctx(t), conf, rt); err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
@@ -48,6 +40,7 @@ func TestNetworkRouteLevels(t *testing.T) {
 		// ipamd's job: the Subnet whose CIDR holds the pool's gives the lowest level
 		requireContains(t, "pod main table", got, "10.250.101.0/24 via "+at(1)+" dev net1")
 	})
+	requireInvariants(t, attachmentsOf(rt), pool.Name)
 	if err := suite.cni.Check(ctx(t), conf, rt); err != nil {
 		t.Fatalf("CHECK: %v", err)
 	}
@@ -55,12 +48,12 @@ func TestNetworkRouteLevels(t *testing.T) {
 		t.Fatalf("DEL: %v", err)
 	}
 
-	bad := nwPod(t, ns, "badroutes", map[string]string{"ipam.underpool.io/routes": `[{"dst":"10.250.105.0/24"},{"dst":"10.250.106.0"}]`}, newPodNS(t), "net1")
+	bad := runtimeOf(newPod(t, ns, "badroutes", map[string]string{"ipam.underpool.io/routes": `[{"dst":"10.250.105.0/24"},{"dst":"10.250.106.0"}]`}, nil, nil), newPodNS(t), "net1")
 	_, err := suite.cni.Add(ctx(t), conf, bad)
 	if err == nil || !strings.Contains(err.Error(), "ipam.underpool.io/routes") || !strings.Contains(err.Error(), "entry 1") {
 		t.Fatalf("a malformed annotation must fail ADD naming it and the entry, got %v", err)
 	}
-	requireEmpty(t, pool.Name, ns)
+	requireNothingLeft(t, ns, pool.Name)
 }
 
 // A pod on two subnets, each NIC on its own parent: net1 holds the default route, net2
@@ -77,8 +70,8 @@ func TestNetworkTwoSubnetsRepliesLeaveByTheirNIC(t *testing.T) {
 	peer1 := newPeer(t, nil, at(x, 1)+"/24", at(r, 1))
 	peer2 := newPeer(t, nil, at(y, 1)+"/24", at(r, 2))
 	ns := newNamespace(t)
-	conf1 := nwConf{Delegate: macvlanOn(peer1.parent), IPv4Pools: []string{pool1.Name}}.conflist(t)
-	conf2 := nwConf{Delegate: macvlanOn(peer2.parent), IPv4Pools: []string{pool2.Name}}.conflist(t)
+	conf1 := netConf{Delegate: macvlanOn(peer1.parent), IPv4Pools: []string{pool1.Name}}.conflist(t)
+	conf2 := netConf{Delegate: macvlanOn(peer2.parent), IPv4Pools: []string{pool2.Name}}.conflist(t)
 
 	pod, rt1, rt2, res1, res2 := addTwoNICs(t, ns, "twonic", conf1, conf2)
 	ip1, ip2 := firstIP(t, res1, true), firstIP(t, res2, true)
@@ -114,19 +107,13 @@ func TestNetworkOverlayKeepsDefaultUnderlayGetsItsTable(t *testing.T) {
 	_, _, x := nextSubnet()
 	_, _, r := nextSubnet()
 	at := func(net, host int32) string { return fmt.Sprintf("10.250.%d.%d", net, host) }
-	node := newPodNS(t)
-	if err := harness.LinkSetUp(node, "lo"); err != nil {
-		t.Fatal(err)
-	}
-	cni := &harness.CNI{BinDirs: suite.cni.BinDirs, CacheDir: t.TempDir(), NodeNetNS: node.Path()}
-	overlay := mustJSON(t, map[string]any{"cniVersion": "1.1.0", "name": "overlay-" + rand.String(4), "plugins": []any{
-		map[string]any{"type": "bridge", "bridge": "cni-ovl0", "isGateway": true, "isDefaultGateway": true,
-			"ipam": map[string]any{"type": "host-local", "subnet": at(o, 0) + "/24", "dataDir": filepath.Join(t.TempDir(), "host-local")}},
-	}})
+	node := newNodeNS(t)
+	cni := nodeCNI(t, node)
+	overlay := clusterNetwork(t, "cni-ovl0", at(o, 0)+"/24")
 	pool := newPool(t, v1.IPPoolSpec{Subnet: at(x, 0) + "/24", Gateway: at(x, 1)})
 	peer := newPeer(t, node, at(x, 1)+"/24", at(r, 1))
 	ns := newNamespace(t)
-	under := nwConf{Delegate: macvlanOn(peer.parent), IPv4Pools: []string{pool.Name}}.conflist(t)
+	under := netConf{Delegate: macvlanOn(peer.parent), IPv4Pools: []string{pool.Name}}.conflist(t)
 
 	pod := newPodNS(t)
 	rt0, rt1 := runtimeFor(pod, ns, "mixed", "eth0"), runtimeFor(pod, ns, "mixed", "net1")
@@ -150,6 +137,7 @@ func TestNetworkOverlayKeepsDefaultUnderlayGetsItsTable(t *testing.T) {
 	if err := peer.pingFromRemote(ip1, 3); err != nil {
 		t.Fatalf("a request routed in on net1 got no reply through net1: %v", err)
 	}
+	requireInvariants(t, attachmentsOf(rt1), pool.Name)
 	if err := cni.Del(ctx(t), under, rt1); err != nil {
 		t.Fatalf("underlay DEL: %v", err)
 	}
@@ -158,5 +146,50 @@ func TestNetworkOverlayKeepsDefaultUnderlayGetsItsTable(t *testing.T) {
 	if err := cni.Del(ctx(t), overlay, rt0); err != nil {
 		t.Fatalf("overlay DEL: %v", err)
 	}
-	requireEmpty(t, pool.Name, ns)
+	requireNothingLeft(t, ns, pool.Name)
+}
+
+// checkAndDelTwoNICs ends a two-NIC routing test: CHECK passes on both attachments, DEL of
+// net2 takes its table 102 and rules, DEL of net1 leaves no rule, and both pools are empty.
+func checkAndDelTwoNICs(t *testing.T, pod *harness.NetNS, ns string, conf1, conf2 []byte, rt1, rt2 harness.Runtime, pool1, pool2 string) {
+	t.Helper()
+	requireInvariants(t, attachmentsOf(rt1, rt2), pool1, pool2)
+	for _, c := range []struct {
+		conf []byte
+		rt   harness.Runtime
+	}{{conf1, rt1}, {conf2, rt2}} {
+		if err := suite.cni.Check(ctx(t), c.conf, c.rt); err != nil {
+			t.Fatalf("CHECK %s: %v", c.rt.IfName, err)
+		}
+	}
+	if err := suite.cni.Del(ctx(t), conf2, rt2); err != nil {
+		t.Fatalf("DEL net2: %v", err)
+	}
+	requireLacks(t, "pod rules after DEL net2", rulesIn(t, pod), "lookup 102")
+	if left := routesIn(t, pod, 102); len(left) != 0 {
+		t.Fatalf("table 102 not empty after DEL: %v", left)
+	}
+	if err := suite.cni.Del(ctx(t), conf1, rt1); err != nil {
+		t.Fatalf("DEL net1: %v", err)
+	}
+	if left := rulesIn(t, pod); len(left) != 0 {
+		t.Fatalf("rules left after DEL: %v", left)
+	}
+	requireNothingLeft(t, ns, pool1, pool2)
+}
+
+// addTwoNICs attaches net1 then net2 to one new pod, as a two-NIC routing test starts.
+func addTwoNICs(t *testing.T, ns, pod string, conf1, conf2 []byte) (*harness.NetNS, harness.Runtime, harness.Runtime, types.Result, types.Result) {
+	t.Helper()
+	netns := newPodNS(t)
+	rt1, rt2 := runtimeFor(netns, ns, pod, "net1"), runtimeFor(netns, ns, pod, "net2")
+	res1, err := suite.cni.Add(ctx(t), conf1, rt1)
+	if err != nil {
+		t.Fatalf("ADD net1: %v", err)
+	}
+	res2, err := suite.cni.Add(ctx(t), conf2, rt2)
+	if err != nil {
+		t.Fatalf("ADD net2: %v", err)
+	}
+	return netns, rt1, rt2, res1, res2
 }

@@ -26,8 +26,8 @@ func TestNetworkTwoSubnetsRepliesLeaveByTheirNICv6(t *testing.T) {
 	peer1 := newPeer(t, nil, gw1+"/64", at(r, 1))
 	peer2 := newPeer(t, nil, gw2+"/64", at(r, 2))
 	ns := newNamespace(t)
-	conf1 := nwConf{Delegate: macvlanOn(peer1.parent), IPv6Pools: []string{pool1.Name}}.conflist(t)
-	conf2 := nwConf{Delegate: macvlanOn(peer2.parent), IPv6Pools: []string{pool2.Name}}.conflist(t)
+	conf1 := netConf{Delegate: macvlanOn(peer1.parent), IPv6Pools: []string{pool1.Name}}.conflist(t)
+	conf2 := netConf{Delegate: macvlanOn(peer2.parent), IPv6Pools: []string{pool2.Name}}.conflist(t)
 
 	pod, rt1, rt2, res1, res2 := addTwoNICs(t, ns, "twonic6", conf1, conf2)
 	ip1, ip2 := firstIP(t, res1, false), firstIP(t, res2, false)

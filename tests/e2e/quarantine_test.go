@@ -41,6 +41,7 @@ func TestConflictQuarantinesTheAddress(t *testing.T) {
 	if _, err := suite.ipamd.Client.Allocate(ctx(t), req); err == nil || !strings.Contains(err.Error(), "exhausted") {
 		t.Fatalf("with one address quarantined and one held the pool must be exhausted, got %v", err)
 	}
+	requireInvariants(t, nil, pool.Name)
 	waitFor(t, "an IPConflict event", func() bool {
 		var events corev1.EventList
 		_ = suite.client.List(ctx(t), &events, client.InNamespace("default"))

@@ -3,11 +3,11 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -57,10 +57,7 @@ func TestRecycling(t *testing.T) {
 			t.Fatalf("allocate %s: %+v", pod.Name, resp)
 		}
 	}
-	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "kv"}, Spec: appsv1.StatefulSetSpec{
-		Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "kv"}},
-		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "kv"}},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}}}
+	sts := statefulSetOf(ns, "kv", 1, nil)
 	if err := suite.client.Create(ctx(t), sts); err != nil {
 		t.Fatal(err)
 	}
@@ -80,11 +77,12 @@ func TestRecycling(t *testing.T) {
 		alloc(gc.Client, p)
 	}
 	alloc(ghost.Client, onGhost)
+	requireInvariants(t, nil, pool.Name)
 
 	// now make the owners go, each its own way
 	mustDelete(t, deleted, 0)
 	mustDelete(t, replaced, 0)
-	waitPodGone(t, replaced)
+	waitGone(t, "pod replaced to be gone", replaced)
 	newPodOn(t, node, ns, "replaced", nil, nil, nil) // same name, new UID
 	finished.Status.Phase = corev1.PodSucceeded
 	if err := suite.client.Status().Update(ctx(t), finished); err != nil {
@@ -145,16 +143,9 @@ func TestRecycling(t *testing.T) {
 	if err := gc.Client.Release(ctx(t), &rpc.ReleaseRequest{ContainerID: "ctr-live-" + string(live.UID)[:6], Pod: rpc.Pod{Namespace: ns, Name: "live"}}); err != nil {
 		t.Fatal(err)
 	}
-	requireEmpty(t, pool.Name, ns)
-	if !strings.Contains(metricsOrLog(gc), "recycled") {
+	requireNothingLeft(t, ns, pool.Name)
+	if log, _ := os.ReadFile(gc.Options.LogPath); !strings.Contains(string(log), "recycled") {
 		t.Error("ipamd did not log its recycling")
-	}
-}
-
-func mustDelete(t *testing.T, pod *corev1.Pod, grace int64) {
-	t.Helper()
-	if err := suite.client.Delete(ctx(t), pod, client.GracePeriodSeconds(grace)); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -178,8 +169,4 @@ func markAllocated(t *testing.T, pool string, offset int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func metricsOrLog(d *harness.Ipamd) string {
-	return harnessTail(d.Options.LogPath)
 }

@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -19,44 +17,6 @@ import (
 	"github.com/underpool/underpool/tests/harness"
 )
 
-// newPod creates a Pod object on this node (no kubelet: it stays Pending, which is all
-// ipamd needs) and returns it with its UID.
-func newPod(t *testing.T, ns, name string, annotations, labels map[string]string, owner *metav1.OwnerReference) *corev1.Pod {
-	t.Helper()
-	return newPodOn(t, nodeName, ns, name, annotations, labels, owner)
-}
-
-func newPodOn(t *testing.T, node, ns, name string, annotations, labels map[string]string, owner *metav1.OwnerReference) *corev1.Pod {
-	t.Helper()
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Annotations: annotations, Labels: labels},
-		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "c", Image: "pause"}}},
-	}
-	if owner != nil {
-		pod.OwnerReferences = []metav1.OwnerReference{*owner}
-	}
-	if err := suite.client.Create(ctx(t), pod); err != nil {
-		t.Fatalf("creating pod %s: %v", name, err)
-	}
-	return pod
-}
-
-func allocateFor(t *testing.T, pod *corev1.Pod, ifName string, nadV4 ...string) (*rpc.AllocateResponse, error) {
-	t.Helper()
-	return suite.ipamd.Client.Allocate(ctx(t), &rpc.AllocateRequest{ContainerID: "ctr-" + pod.Name + "-" + string(pod.UID)[:8],
-		IfName: ifName, Network: "net", Pod: rpc.Pod{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID)}, IPv4Pools: nadV4})
-}
-
-// allocPool allocates for the pod and returns the pool the address came from.
-func allocPool(t *testing.T, pod *corev1.Pod, ifName string, nadV4 ...string) string {
-	t.Helper()
-	resp, err := allocateFor(t, pod, ifName, nadV4...)
-	if err != nil {
-		t.Fatalf("allocate for %s/%s: %v", pod.Name, ifName, err)
-	}
-	return resp.IPs[0].Pool
-}
-
 // Pool choice follows the documented order: pod annotation > namespace default > the
 // network's pools > cluster default pools.
 func TestPoolSelectionOrder(t *testing.T) {
@@ -67,29 +27,29 @@ func TestPoolSelectionOrder(t *testing.T) {
 	annotated, nsDefault, network := mk(), mk(), mk()
 	v4, _, _ := nextSubnet()
 	clusterDefault := newPool(t, v1.IPPoolSpec{Subnet: v4, Default: true}).Name
-	t.Cleanup(func() {
-		_ = suite.client.Delete(context.Background(), &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: clusterDefault}})
-	})
 	// created with its annotation: ipamd reads namespaces from its informer, falling back to
 	// the API for one it has not seen yet, so the annotation is never missed
-	plainNS, defaultNS := newNamespace(t), newNamespaceWith(t, map[string]string{v1.AnnotationNSDefaultIPv4: `["` + nsDefault + `"]`})
+	plainNS, defaultNS := newNamespace(t), newNamespaceWith(t, map[string]string{v1.AnnotationNSDefaultIPv4: `["` + nsDefault + `"]`}, nil)
 
-	p := newPod(t, defaultNS, "annotated", map[string]string{v1.AnnotationIPPool: `{"ipv4":["` + annotated + `"]}`}, nil, nil)
-	if got := allocPool(t, p, "net1", network); got != annotated {
-		t.Errorf("pod annotation: got pool %s, want %s", got, annotated)
+	for _, c := range []struct {
+		pod, ns     string
+		annotations map[string]string
+		network     []string // the NAD's pools
+		want        string
+	}{
+		{"annotated", defaultNS, map[string]string{v1.AnnotationIPPool: `{"ipv4":["` + annotated + `"]}`}, []string{network}, annotated},
+		{"ns-default", defaultNS, nil, []string{network}, nsDefault},
+		{"network", plainNS, nil, []string{network}, network},
+		{"cluster-default", plainNS, nil, nil, clusterDefault},
+	} {
+		t.Run(c.pod, func(t *testing.T) {
+			p := newPod(t, c.ns, c.pod, c.annotations, nil, nil)
+			if got := allocPool(t, p, "net1", c.network...); got != c.want {
+				t.Errorf("got pool %s, want %s", got, c.want)
+			}
+		})
 	}
-	p = newPod(t, defaultNS, "ns-default", nil, nil, nil)
-	if got := allocPool(t, p, "net1", network); got != nsDefault {
-		t.Errorf("namespace default: got pool %s, want %s", got, nsDefault)
-	}
-	p = newPod(t, plainNS, "network", nil, nil, nil)
-	if got := allocPool(t, p, "net1", network); got != network {
-		t.Errorf("network pools: got pool %s, want %s", got, network)
-	}
-	p = newPod(t, plainNS, "cluster-default", nil, nil, nil)
-	if got := allocPool(t, p, "net1"); got != clusterDefault {
-		t.Errorf("cluster default: got pool %s, want %s", got, clusterDefault)
-	}
+	requireInvariants(t, nil, annotated, nsDefault, network, clusterDefault)
 	releaseAll(t, plainNS, defaultNS)
 }
 
@@ -116,11 +76,17 @@ func TestAlternatesAndAffinity(t *testing.T) {
 		t.Fatalf("second pod: got %s, want the alternate %s", got, good)
 	}
 	_, err := allocateFor(t, newPod(t, ns, "third", nil, map[string]string{"app": "db"}, nil), "net1", list[:4]...)
-	for _, want := range []string{full + ": exhausted", otherZone + ": nodeAffinity", webOnly + ": podAffinity", otherNet + ": multusNames"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("error %v does not say %q", err, want)
-		}
+	for _, c := range []struct{ reason, want string }{
+		{"exhausted", full + ": exhausted"}, {"nodeAffinity", otherZone + ": nodeAffinity"},
+		{"podAffinity", webOnly + ": podAffinity"}, {"multusNames", otherNet + ": multusNames"},
+	} {
+		t.Run(c.reason, func(t *testing.T) {
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v does not say %q", err, c.want)
+			}
+		})
 	}
+	requireInvariants(t, nil, list...)
 	releaseAll(t, ns)
 }
 
@@ -129,11 +95,7 @@ func TestReservedIPsAreNeverHandedOut(t *testing.T) {
 	v4, _, _ := nextSubnet()
 	b := strings.TrimSuffix(v4, "0/24")
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "10-" + b + "13"}})
-	res := &v1.ReservedIP{ObjectMeta: metav1.ObjectMeta{Name: "reserved-" + rand.String(5)}, Spec: v1.ReservedIPSpec{IPs: []string{b + "10-" + b + "11", b + "13"}}}
-	if err := suite.client.Create(ctx(t), res); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), res) })
+	newReservedIP(t, b+"10-"+b+"11", b+"13")
 	waitReservedSeen(t, pool.Name, b+"12")
 	ns := newNamespace(t)
 	got, err := allocateFor(t, newPod(t, ns, "r1", nil, nil, nil), "net1", pool.Name)
@@ -144,6 +106,7 @@ func TestReservedIPsAreNeverHandedOut(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "exhausted") {
 		t.Fatalf("reserved addresses were handed out: %v", err)
 	}
+	requireInvariants(t, nil, pool.Name)
 	releaseAll(t, ns)
 }
 
@@ -173,7 +136,7 @@ func TestRequestedIPs(t *testing.T) {
 	b := strings.TrimSuffix(v4, "0/24")
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4})
 	ns := newNamespace(t)
-	conf := netConf{Master: newParent(t), IPv4Pools: []string{pool.Name}}.conflist(t)
+	conf := netConf{Delegate: macvlanOn(newParent(t)), IPv4Pools: []string{pool.Name}}.conflist(t)
 	rt := runtimeFor(newPodNS(t), ns, "fixed", "net1")
 	rt.CapabilityArgs = map[string]any{"ips": []string{b + "77/24"}, "mac": "02:fa:00:00:00:77"}
 	res, err := suite.cni.Add(ctx(t), conf, rt)
@@ -183,23 +146,26 @@ func TestRequestedIPs(t *testing.T) {
 	if v4s, _ := ipsOf(t, res); len(v4s) != 1 || v4s[0].String() != b+"77" {
 		t.Fatalf("got %v, want %s77", v4s, b)
 	}
-	if mac := linkMAC(t, rt.NetNS, "net1"); mac != "02:fa:00:00:00:77" {
+	if mac := macOf(t, rt.NetNS, "net1"); mac != "02:fa:00:00:00:77" {
 		t.Fatalf("net1 MAC = %s, want the requested 02:fa:00:00:00:77", mac)
 	}
-	other := runtimeFor(newPodNS(t), ns, "same", "net1")
-	other.CapabilityArgs = map[string]any{"ips": []string{b + "77"}}
-	if _, err := suite.cni.Add(ctx(t), conf, other); err == nil || !strings.Contains(err.Error(), "already allocated") {
-		t.Fatalf("second request for a held address: %v", err)
+	for _, c := range []struct{ pod, ip, want string }{
+		{"same", b + "77", "already allocated"},       // a second request for a held address
+		{"outside", "10.250.250.250", "outside pool"}, // a request outside the pools
+	} {
+		t.Run(c.want, func(t *testing.T) {
+			refused := runtimeFor(newPodNS(t), ns, c.pod, "net1")
+			refused.CapabilityArgs = map[string]any{"ips": []string{c.ip}}
+			if _, err := suite.cni.Add(ctx(t), conf, refused); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("requesting %s: want an error saying %q, got %v", c.ip, c.want, err)
+			}
+		})
 	}
-	outside := runtimeFor(newPodNS(t), ns, "outside", "net1")
-	outside.CapabilityArgs = map[string]any{"ips": []string{"10.250.250.250"}}
-	if _, err := suite.cni.Add(ctx(t), conf, outside); err == nil || !strings.Contains(err.Error(), "outside pool") {
-		t.Fatalf("request outside the pools: %v", err)
-	}
+	requireInvariants(t, attachmentsOf(rt), pool.Name)
 	if err := suite.cni.Del(ctx(t), conf, rt); err != nil {
 		t.Fatal(err)
 	}
-	requireEmpty(t, pool.Name, ns)
+	requireNothingLeft(t, ns, pool.Name)
 }
 
 // A StatefulSet pod keeps its address when it is deleted and recreated (new UID).
@@ -207,10 +173,7 @@ func TestStatefulSetPodKeepsItsAddress(t *testing.T) {
 	v4, _, _ := nextSubnet()
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4})
 	ns := newNamespace(t)
-	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"}, Spec: appsv1.StatefulSetSpec{
-		Replicas: ptr.To[int32](2), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
-		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "db"}},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}}}
+	sts := statefulSetOf(ns, "db", 2, nil)
 	if err := suite.client.Create(ctx(t), sts); err != nil {
 		t.Fatal(err)
 	}
@@ -236,13 +199,12 @@ func TestStatefulSetPodKeepsItsAddress(t *testing.T) {
 	if p := freshPool(t, pool.Name); p.Status.AllocatedIPCount != 2 {
 		t.Fatalf("pool holds %d, want 2 (db-0 once, other)", p.Status.AllocatedIPCount)
 	}
+	requireInvariants(t, nil, pool.Name)
 	// a DEL keeps db-0's address while the set wants ordinal 0; once the set is gone, DEL frees it
 	if err := suite.client.Delete(ctx(t), sts); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "StatefulSet db gone", func() bool {
-		return isNotFound(suite.client.Get(ctx(t), client.ObjectKeyFromObject(sts), &appsv1.StatefulSet{}))
-	})
+	waitGone(t, "StatefulSet db gone", sts)
 	releaseAll(t, ns)
 }
 
@@ -275,8 +237,8 @@ func TestMultiNICPerInterfacePools(t *testing.T) {
 	if len(eps) != 1 || len(eps[0].Status.Interfaces) != 2 {
 		t.Fatalf("want one Endpoint with two interfaces, got %+v", eps)
 	}
-	ctr := "ctr-" + pod.Name + "-" + string(pod.UID)[:8]
-	if err := suite.ipamd.Client.Release(ctx(t), &rpc.ReleaseRequest{ContainerID: ctr, IfName: "net1", Pod: rpc.Pod{Namespace: ns, Name: pod.Name}}); err != nil {
+	requireInvariants(t, nil, poolA, poolB)
+	if err := suite.ipamd.Client.Release(ctx(t), &rpc.ReleaseRequest{ContainerID: containerOf(pod), IfName: "net1", Pod: rpc.Pod{Namespace: ns, Name: pod.Name}}); err != nil {
 		t.Fatal(err)
 	}
 	if a, b := freshPool(t, poolA), freshPool(t, poolB); a.Status.AllocatedIPCount != 0 || b.Status.AllocatedIPCount != 1 {
@@ -314,7 +276,7 @@ func TestStatefulSetSuccessorOnANodeThePoolDoesNotReach(t *testing.T) {
 	if err := suite.client.Delete(ctx(t), first, client.GracePeriodSeconds(0)); err != nil {
 		t.Fatal(err)
 	}
-	waitPodGone(t, first)
+	waitGone(t, "pod "+first.Name+" to be gone", first)
 	second := newPodOn(t, far, ns, "kv-0", nil, nil, owner)
 	resp, err := farIpamd.Client.Allocate(ctx(t), &rpc.AllocateRequest{ContainerID: "ctr-kv-0-far", IfName: "net1", Network: "net",
 		Pod: rpc.Pod{Namespace: ns, Name: "kv-0", UID: string(second.UID)}, IPv4Pools: []string{zoneA, anywhere}})
@@ -324,10 +286,11 @@ func TestStatefulSetSuccessorOnANodeThePoolDoesNotReach(t *testing.T) {
 	if p := freshPool(t, zoneA); p.Status.AllocatedIPCount != 0 {
 		t.Fatalf("the predecessor's address in %s was not given back: %+v", zoneA, p.Status)
 	}
+	requireInvariants(t, nil, zoneA, anywhere)
 	if err := farIpamd.Client.Release(ctx(t), &rpc.ReleaseRequest{ContainerID: "ctr-kv-0-far", Pod: rpc.Pod{Namespace: ns, Name: "kv-0"}}); err != nil {
 		t.Fatal(err)
 	}
-	requireEmpty(t, anywhere, ns)
+	requireNothingLeft(t, ns, anywhere)
 }
 
 // One pool shared by several namespaces through namespaceAffinity; a namespace outside
@@ -336,14 +299,8 @@ func TestNamespaceAffinitySharesAPool(t *testing.T) {
 	v4, _, _ := nextSubnet()
 	team := "team-" + rand.String(4)
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4, NamespaceAffinity: &metav1.LabelSelector{MatchLabels: map[string]string{"team": team}}}).Name
-	mkNS := func(labels map[string]string) string {
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + rand.String(6), Labels: labels}}
-		if err := suite.client.Create(ctx(t), ns); err != nil {
-			t.Fatal(err)
-		}
-		return ns.Name
-	}
-	a, b, outside := mkNS(map[string]string{"team": team}), mkNS(map[string]string{"team": team}), mkNS(nil)
+	inTeam := map[string]string{"team": team}
+	a, b, outside := newNamespaceWith(t, nil, inTeam), newNamespaceWith(t, nil, inTeam), newNamespace(t)
 	for _, ns := range []string{a, b} {
 		if got := allocPool(t, newPod(t, ns, "p", nil, nil, nil), "net1", pool); got != pool {
 			t.Fatalf("namespace %s: pool %s", ns, got)
@@ -353,5 +310,6 @@ func TestNamespaceAffinitySharesAPool(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), pool+": namespaceAffinity") || !strings.Contains(err.Error(), "namespace "+outside) {
 		t.Fatalf("namespace outside the affinity: %v", err)
 	}
+	requireInvariants(t, nil, pool)
 	releaseAll(t, a, b, outside)
 }

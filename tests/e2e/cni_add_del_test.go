@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"errors"
 	"net"
 	"strings"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/vishvananda/netlink"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/rpc"
@@ -22,7 +20,7 @@ func TestTwoPodsOnMacvlanPingEachOther(t *testing.T) {
 	pool4 := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: gw4})
 	pool6 := newPool(t, v1.IPPoolSpec{Subnet: v6net})
 	ns := newNamespace(t)
-	conf := netConf{Master: newParent(t), IPv4Pools: []string{pool4.Name}, IPv6Pools: []string{pool6.Name}}.conflist(t)
+	conf := netConf{Delegate: macvlanOn(newParent(t)), IPv4Pools: []string{pool4.Name}, IPv6Pools: []string{pool6.Name}}.conflist(t)
 
 	var pods []*harness.NetNS
 	var rts []harness.Runtime
@@ -68,6 +66,7 @@ func TestTwoPodsOnMacvlanPingEachOther(t *testing.T) {
 	if eps := endpoints(t, ns); len(eps) != 2 || eps[0].Status.Node != nodeName || len(eps[0].Status.Interfaces) != 1 {
 		t.Fatalf("Endpoints = %+v", eps)
 	}
+	requireInvariants(t, attachmentsOf(rts...), pool4.Name, pool6.Name)
 	for _, rt := range rts {
 		if err := suite.cni.Check(ctx(t), conf, rt); err != nil {
 			t.Fatalf("CHECK %s: %v", rt.PodName, err)
@@ -80,25 +79,7 @@ func TestTwoPodsOnMacvlanPingEachOther(t *testing.T) {
 			}
 		}
 	}
-	requireEmpty(t, pool4.Name, ns)
-	requireEmpty(t, pool6.Name, ns)
-}
-
-func requireDefaultRoute(t *testing.T, pod *harness.NetNS, gw string) {
-	t.Helper()
-	var found bool
-	err := pod.Do(func() error {
-		routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
-		for _, r := range routes {
-			if (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw.String() == gw {
-				found = true
-			}
-		}
-		return err
-	})
-	if err != nil || !found {
-		t.Fatalf("no default route via %s in the pod (%v)", gw, err)
-	}
+	requireNothingLeft(t, ns, pool4.Name, pool6.Name)
 }
 
 // A failed ADD (the delegate cannot make its link) leaves no allocation and no Endpoint.
@@ -106,13 +87,13 @@ func TestFailedAddLeavesNothingBehind(t *testing.T) {
 	v4net, _, _ := nextSubnet()
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net})
 	ns := newNamespace(t)
-	conf := netConf{Master: "nosuchparent0", IPv4Pools: []string{pool.Name}}.conflist(t)
+	conf := netConf{Delegate: macvlanOn("nosuchparent0"), IPv4Pools: []string{pool.Name}}.conflist(t)
 	pod := newPodNS(t)
 	_, err := suite.cni.Add(ctx(t), conf, runtimeFor(pod, ns, "broken", "net1"))
 	if err == nil || !strings.Contains(err.Error(), "macvlan") {
 		t.Fatalf("ADD over a missing parent: want an error naming the delegate, got %v", err)
 	}
-	requireEmpty(t, pool.Name, ns)
+	requireNothingLeft(t, ns, pool.Name)
 	links, _ := linksIn(pod)
 	if len(links) != 1 { // only lo
 		t.Fatalf("links left in the pod netns: %v", links)
@@ -122,7 +103,7 @@ func TestFailedAddLeavesNothingBehind(t *testing.T) {
 // ipamd unreachable: ADD fails at once with "try again later" naming the socket; DEL succeeds.
 func TestIpamdUnreachable(t *testing.T) {
 	ns := newNamespace(t)
-	conf := netConf{Master: newParent(t), IPv4Pools: []string{"any"}, Socket: "/run/underpool-test/absent.sock"}.conflist(t)
+	conf := netConf{Delegate: macvlanOn(newParent(t)), IPv4Pools: []string{"any"}, Socket: "/run/underpool-test/absent.sock"}.conflist(t)
 	pod := newPodNS(t)
 	rt := runtimeFor(pod, ns, "lonely", "net1")
 	_, err := suite.cni.Add(ctx(t), conf, rt)
@@ -142,29 +123,13 @@ func TestIpamdUnreachable(t *testing.T) {
 // A pool name that does not exist is named in the error.
 func TestUnknownPoolIsNamed(t *testing.T) {
 	ns := newNamespace(t)
-	conf := netConf{Master: newParent(t), IPv4Pools: []string{"no-such-pool", "nor-this"}}.conflist(t)
+	conf := netConf{Delegate: macvlanOn(newParent(t)), IPv4Pools: []string{"no-such-pool", "nor-this"}}.conflist(t)
 	_, err := suite.cni.Add(ctx(t), conf, runtimeFor(newPodNS(t), ns, "p", "net1"))
 	if err == nil || !strings.Contains(err.Error(), "no-such-pool: no such IPPool") || !strings.Contains(err.Error(), "nor-this: no such IPPool") {
 		t.Fatalf("want both pools named, got %v", err)
 	}
-	if eps := endpoints(t, ns); len(eps) != 0 {
-		t.Fatalf("Endpoints left: %+v", eps)
-	}
+	requireNothingLeft(t, ns)
 }
-
-func linksIn(pod *harness.NetNS) ([]string, error) {
-	var names []string
-	err := pod.Do(func() error {
-		links, err := netlink.LinkList()
-		for _, l := range links {
-			names = append(names, l.Attrs().Name)
-		}
-		return err
-	})
-	return names, err
-}
-
-func asCNIError(err error, target **types.Error) bool { return errors.As(err, target) }
 
 // ADD after a crashed ADD converges: the plugin died after ipamd allocated (no link yet);
 // the runtime's retry with the same container gets the same address and a working link,
@@ -173,7 +138,7 @@ func TestAddAfterCrashedAddConverges(t *testing.T) {
 	v4net, _, _ := nextSubnet()
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net})
 	ns := newNamespace(t)
-	conf := netConf{Name: "crash", Master: newParent(t), IPv4Pools: []string{pool.Name}}.conflist(t)
+	conf := netConf{Name: "crash", Delegate: macvlanOn(newParent(t)), IPv4Pools: []string{pool.Name}}.conflist(t)
 	pod := newPodNS(t)
 	rt := runtimeFor(pod, ns, "crashed", "net1")
 	first, err := suite.ipamd.Client.Allocate(ctx(t), &rpc.AllocateRequest{ContainerID: rt.ContainerID, IfName: "net1", Network: "crash",
@@ -195,8 +160,9 @@ func TestAddAfterCrashedAddConverges(t *testing.T) {
 	if p := freshPool(t, pool.Name); p.Status.AllocatedIPCount != 1 {
 		t.Fatalf("pool holds %d, want 1", p.Status.AllocatedIPCount)
 	}
+	requireInvariants(t, attachmentsOf(rt), pool.Name)
 	if err := suite.cni.Del(ctx(t), conf, rt); err != nil {
 		t.Fatal(err)
 	}
-	requireEmpty(t, pool.Name, ns)
+	requireNothingLeft(t, ns, pool.Name)
 }

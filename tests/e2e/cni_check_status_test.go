@@ -17,7 +17,7 @@ func TestNetworkCheckNamesWhatDiffers(t *testing.T) {
 	pool := newPool(t, v1.IPPoolSpec{Subnet: at(0) + "/24", Gateway: at(1),
 		Routes: []v1.Route{{Dst: "10.250.201.0/24", Gw: at(2)}}})
 	ns := newNamespace(t)
-	conf := nwConf{Delegate: macvlanOn(newParent(t)), IPv4Pools: []string{pool.Name}}.conflist(t)
+	conf := netConf{Delegate: macvlanOn(newParent(t)), IPv4Pools: []string{pool.Name}}.conflist(t)
 	pod := newPodNS(t)
 	rt := runtimeFor(pod, ns, "checked", "net1")
 	res, err := suite.cni.Add(ctx(t), conf, rt)
@@ -33,33 +33,42 @@ func TestNetworkCheckNamesWhatDiffers(t *testing.T) {
 		{"rule removed", "ip rule del from " + ip + " lookup 101", "missing rule from " + ip + "/32 lookup 101"},
 		{"address removed", "ip addr del " + ip + "/24 dev net1", ip},
 	}
-	for _, b := range breakages {
-		if out, err := pod.Run("sh", "-c", b.cmd); err != nil {
-			t.Fatalf("%s: %v %s", b.name, err, out)
-		}
-		err := suite.cni.Check(ctx(t), conf, rt)
-		if err == nil || !strings.Contains(err.Error(), b.want) {
-			t.Fatalf("%s: CHECK must name %q, got %v", b.name, b.want, err)
-		}
+	requireInvariants(t, attachmentsOf(rt), pool.Name)
+	for _, b := range breakages { // each on top of the ones before
+		t.Run(b.name, func(t *testing.T) {
+			if out, err := pod.Run("sh", "-c", b.cmd); err != nil {
+				t.Fatalf("%v %s", err, out)
+			}
+			err := suite.cni.Check(ctx(t), conf, rt)
+			if err == nil || !strings.Contains(err.Error(), b.want) {
+				t.Fatalf("CHECK must name %q, got %v", b.want, err)
+			}
+		})
 	}
 	if err := suite.cni.Del(ctx(t), conf, rt); err != nil {
 		t.Fatalf("DEL: %v", err)
 	}
-	requireEmpty(t, pool.Name, ns)
+	requireNothingLeft(t, ns, pool.Name)
 }
 
 func TestNetworkStatusNotReady(t *testing.T) {
-	ok := nwConf{Delegate: macvlanOn("eth9"), IPv4Pools: []string{"p"}}.conflist(t)
-	if err := suite.cni.Status(ctx(t), ok); err != nil {
-		t.Fatalf("STATUS with ipamd serving and macvlan installed: %v", err)
-	}
-	noDelegate := nwConf{Delegate: map[string]any{"type": "no-such-plugin"}, IPv4Pools: []string{"p"}}.conflist(t)
-	if err := suite.cni.Status(ctx(t), noDelegate); err == nil || !strings.Contains(err.Error(), "no-such-plugin") {
-		t.Fatalf("STATUS with a missing delegate binary: want an error naming it, got %v", err)
-	}
-	noIpamd := nwConf{Delegate: macvlanOn("eth9"), IPv4Pools: []string{"p"},
-		Extra: map[string]any{"ipam": map[string]any{"socket": "/run/underpool-test/none.sock", "ipv4Pools": []string{"p"}}}}.conflist(t)
-	if err := suite.cni.Status(ctx(t), noIpamd); err == nil || !strings.Contains(err.Error(), "ipamd") {
-		t.Fatalf("STATUS with ipamd absent: want an error naming ipamd, got %v", err)
+	for _, c := range []struct {
+		name string
+		conf netConf
+		want string // "": ready
+	}{
+		{"ipamd serving and macvlan installed", netConf{Delegate: macvlanOn("eth9"), IPv4Pools: []string{"p"}}, ""},
+		{"a missing delegate binary", netConf{Delegate: map[string]any{"type": "no-such-plugin"}, IPv4Pools: []string{"p"}}, "no-such-plugin"},
+		{"ipamd absent", netConf{Delegate: macvlanOn("eth9"), IPv4Pools: []string{"p"}, Socket: "/run/underpool-test/none.sock"}, "ipamd"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := suite.cni.Status(ctx(t), c.conf.conflist(t))
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatalf("STATUS: %v", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Fatalf("STATUS: want an error naming %s, got %v", c.want, err)
+			}
+		})
 	}
 }

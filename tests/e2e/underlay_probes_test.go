@@ -7,43 +7,10 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/vishvananda/netlink"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/tests/harness"
 )
-
-// macOf reads a link's MAC inside a netns.
-func macOf(t *testing.T, n *harness.NetNS, ifName string) string {
-	t.Helper()
-	var mac string
-	if err := n.Do(func() error {
-		l, err := netlink.LinkByName(ifName)
-		if err == nil {
-			mac = l.Attrs().HardwareAddr.String()
-		}
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return mac
-}
-
-// peerEnd is the name of the peer's end of the segment (its only non-lo link).
-func peerEnd(t *testing.T, p nwPeer) string {
-	t.Helper()
-	links, err := linksIn(p.ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range links {
-		if l != "lo" {
-			return l
-		}
-	}
-	t.Fatal("peer has no link")
-	return ""
-}
 
 // A host on the same L2 already holds the address ipamd hands out: ADD fails with "try
 // again later" naming the address and the MAC that answered, the pool keeps the address
@@ -61,8 +28,8 @@ func TestNetworkIPConflictFailsAddRetryGetsAnother(t *testing.T) {
 			}
 			pool := newPool(t, spec)
 			squatter := newPeer(t, nil, squat, "")
-			squatterMAC := macOf(t, squatter.ns, peerEnd(t, squatter))
-			nc := nwConf{Delegate: macvlanOn(squatter.parent)}
+			squatterMAC := macOf(t, squatter.ns.Path(), squatter.end)
+			nc := netConf{Delegate: macvlanOn(squatter.parent)}
 			if family == "IPv4" {
 				nc.IPv4Pools = []string{pool.Name}
 			} else {
@@ -95,6 +62,7 @@ func TestNetworkIPConflictFailsAddRetryGetsAnother(t *testing.T) {
 			if got := firstIP(t, res, family == "IPv4"); got != other {
 				t.Fatalf("retry got %s, want %s", got, other)
 			}
+			requireInvariants(t, attachmentsOf(rt), pool.Name)
 			if err := suite.cni.Del(ctx(t), conf, rt); err != nil {
 				t.Fatalf("DEL: %v", err)
 			}
@@ -110,15 +78,15 @@ func TestNetworkGatewayCheck(t *testing.T) {
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: gw})
 	peer := newPeer(t, nil, fmt.Sprintf("10.250.%d.200/24", x), "") // on the segment, but not the gateway
 	ns := newNamespace(t)
-	conf := nwConf{Delegate: macvlanOn(peer.parent), IPv4Pools: []string{pool.Name},
+	conf := netConf{Delegate: macvlanOn(peer.parent), IPv4Pools: []string{pool.Name},
 		Extra: map[string]any{"checks": map[string]any{"gateway": true}}}.conflist(t)
 	rt := runtimeFor(newPodNS(t), ns, "gwcheck", "net1")
 	_, err := suite.cni.Add(ctx(t), conf, rt)
 	if err == nil || !strings.Contains(err.Error(), "gateway "+gw+" does not answer on net1") {
 		t.Fatalf("ADD with an absent gateway: want an error naming it, got %v", err)
 	}
-	requireEmpty(t, pool.Name, ns)
-	if err := harness.AddAddr(peer.ns, peerEnd(t, peer), gw+"/24"); err != nil {
+	requireNothingLeft(t, ns, pool.Name)
+	if err := harness.AddAddr(peer.ns, peer.end, gw+"/24"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := suite.cni.Add(ctx(t), conf, rt); err != nil {
@@ -136,14 +104,14 @@ func TestNetworkMACFromIPAndGratuitousARP(t *testing.T) {
 	v4net, _, x := nextSubnet()
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net, IPs: []string{fmt.Sprintf("10.250.%d.7", x)}})
 	peer := newPeer(t, nil, fmt.Sprintf("10.250.%d.1/24", x), "")
-	end := peerEnd(t, peer)
+	end := peer.end
 	for _, key := range []string{"all", end} {
 		if _, err := peer.ns.Run("sysctl", "-w", "net.ipv4.conf."+key+".arp_accept=1"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	ns := newNamespace(t)
-	conf := nwConf{Delegate: macvlanOn(peer.parent), IPv4Pools: []string{pool.Name},
+	conf := netConf{Delegate: macvlanOn(peer.parent), IPv4Pools: []string{pool.Name},
 		Extra: map[string]any{"macPrefix": "0a:58"}}.conflist(t)
 	pod := newPodNS(t)
 	rt := runtimeFor(pod, ns, "macpod", "net1")
@@ -151,7 +119,7 @@ func TestNetworkMACFromIPAndGratuitousARP(t *testing.T) {
 		t.Fatalf("ADD: %v", err)
 	}
 	want := fmt.Sprintf("0a:58:0a:fa:%02x:07", x)
-	if got := macOf(t, pod, "net1"); got != want {
+	if got := macOf(t, pod.Path(), "net1"); got != want {
 		t.Fatalf("pod MAC = %s, want %s (prefix + address)", got, want)
 	}
 	// the frame crosses the veth asynchronously: wait for it, bounded

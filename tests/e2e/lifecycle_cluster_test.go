@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -14,14 +13,10 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/underpool/underpool/ipamd/allocator"
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/tests/harness"
 	"github.com/underpool/underpool/tests/harness/kubelet"
@@ -114,43 +109,52 @@ func newLifecycle(t *testing.T, o lifecycleOptions) *lifecycle {
 // loopback), so host connectivity stays off.
 func (lc *lifecycle) createNAD(master string, ipv4Pools []string) {
 	lc.t.Helper()
-	conf := netConf{Name: lc.nad, Master: master, IPv4Pools: ipv4Pools}.conflist(lc.t)
-	nad := &unstructured.Unstructured{}
-	nad.SetGroupVersionKind(schema.GroupVersionKind{Group: "k8s.cni.cncf.io", Version: "v1", Kind: "NetworkAttachmentDefinition"})
-	nad.SetNamespace(lc.ns)
-	nad.SetName(lc.nad)
-	nad.Object["spec"] = map[string]any{"config": string(conf)}
-	if err := suite.client.Create(ctx(lc.t), nad); err != nil {
-		lc.t.Fatalf("creating NAD: %v", err)
-	}
+	lc.addNetwork(lc.nad, master, ipv4Pools)
 }
 
-// podTemplate is a pod on the namespace's underlay network. grace is its termination grace
-// period; annotations are added to the networks annotation.
-func (lc *lifecycle) podTemplate(app string, grace int64, annotations map[string]string) corev1.PodTemplateSpec {
+// addNetwork makes another NetworkAttachmentDefinition in the lifecycle's namespace:
+// underpool over macvlan on master, with these pools. A pod template names it with the
+// annotation k8s.v1.cni.cncf.io/networks.
+func (lc *lifecycle) addNetwork(name, master string, ipv4Pools []string) {
+	lc.t.Helper()
+	newNAD(lc.t, lc.ns, name, netConf{Name: name, Delegate: macvlanOn(master), IPv4Pools: ipv4Pools}.conflist(lc.t))
+}
+
+// sub is the lifecycle for a subtest: same nodes, its own namespace and NAD on the same
+// pools.
+func (lc *lifecycle) sub(t *testing.T) *lifecycle {
+	t.Helper()
+	s := &lifecycle{t: t, ns: newNamespace(t), nad: lc.nad, nodes: lc.nodes}
+	newNAD(t, s.ns, s.nad, nadConfig(t, lc.ns, lc.nad))
+	return s
+}
+
+// onNetwork is annotations for a pod on the namespace's underlay network (a
+// k8s.v1.cni.cncf.io/networks key among them names another).
+func (lc *lifecycle) onNetwork(annotations map[string]string) map[string]string {
 	ann := map[string]string{"k8s.v1.cni.cncf.io/networks": lc.nad}
 	for k, v := range annotations {
 		ann[k] = v
 	}
-	return corev1.PodTemplateSpec{
-		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": app}, Annotations: ann},
-		Spec: corev1.PodSpec{TerminationGracePeriodSeconds: ptr.To(grace),
-			Containers: []corev1.Container{{Name: "c", Image: "pause"}}},
-	}
+	return ann
 }
 
-func (lc *lifecycle) statefulSet(name string, replicas int32, grace int64) *appsv1.StatefulSet {
-	lc.t.Helper()
-	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: lc.ns, Name: name}, Spec: appsv1.StatefulSetSpec{
-		Replicas: ptr.To(replicas), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
-		Template: lc.podTemplate(name, grace, nil)}}
+// lifecycleGrace is the termination grace period of lifecycle pods, in seconds.
+const lifecycleGrace = 1
+
+// statefulSet is a StatefulSet of the namespace on its underlay network.
+func (lc *lifecycle) statefulSet(name string, replicas int32) *appsv1.StatefulSet {
+	sts := statefulSetOf(lc.ns, name, replicas, lc.onNetwork(nil))
+	sts.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](lifecycleGrace)
 	return sts
 }
 
-func (lc *lifecycle) deployment(name string, replicas int32, grace int64) *appsv1.Deployment {
-	return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: lc.ns, Name: name}, Spec: appsv1.DeploymentSpec{
-		Replicas: ptr.To(replicas), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
-		Template: lc.podTemplate(name, grace, nil)}}
+// deployment is a Deployment of the namespace on its underlay network, its pods also
+// carrying annotations.
+func (lc *lifecycle) deployment(name string, replicas int32, annotations map[string]string) *appsv1.Deployment {
+	dep := deploymentOf(lc.ns, name, replicas, lc.onNetwork(annotations))
+	dep.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](lifecycleGrace)
+	return dep
 }
 
 func (lc *lifecycle) create(obj client.Object) {
@@ -171,19 +175,9 @@ func (lc *lifecycle) pods(app string) []corev1.Pod {
 	return list.Items
 }
 
-// eventually polls cond every 250ms until it holds or timeout passes; the failure names
-// what was awaited and the last reason cond gave.
 func (lc *lifecycle) eventually(what string, timeout time.Duration, cond func() (bool, string)) {
 	lc.t.Helper()
-	var last string
-	err := wait.PollUntilContextTimeout(context.Background(), 250*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-		ok, why := cond()
-		last = why
-		return ok, nil
-	})
-	if err != nil {
-		lc.t.Fatalf("waiting %s for %s: %s", timeout, what, last)
-	}
+	eventually(lc.t, what, timeout, cond)
 }
 
 // waitReady waits until the pods of app are exactly want, all Running and Ready, none
@@ -243,108 +237,22 @@ func (lc *lifecycle) sandboxAddresses(node *simNode, pod string) []string {
 	return globalAddrs(lc.t, sb.NetNS.Path(), "net1")
 }
 
-func globalAddrs(t *testing.T, nsPath, ifName string) []string {
-	t.Helper()
-	addrs, err := harness.Addrs(nsPath, ifName)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, a := range addrs {
-		if a.IP.IsGlobalUnicast() {
-			out = append(out, a.IPNet.String())
+// attachments are net1 of every live sandbox on the lifecycle's nodes.
+func (lc *lifecycle) attachments() []attachment {
+	var out []attachment
+	for _, n := range lc.nodes {
+		for _, sb := range n.kubelet.Sandboxes() {
+			out = append(out, attachment{namespace: sb.PodNamespace, pod: sb.PodName, containerID: sb.ContainerID,
+				netns: sb.NetNS.Path(), ifName: "net1", where: n.name})
 		}
 	}
 	return out
 }
 
-// requireInvariants checks, after a test changed pods, what must hold at every moment:
-// no address held by two attachments of any Endpoint in the cluster; every address in a
-// live sandbox held by that very sandbox's attachment; each pool's status equal to what
-// the Endpoints hold in it (waited for: a release in flight, an orphan the controller
-// sweeps).
+// requireInvariants is requireInvariants over every live sandbox of the lifecycle's nodes.
 func (lc *lifecycle) requireInvariants(pools ...string) {
 	lc.t.Helper()
-	var all v1.EndpointList
-	if err := suite.client.List(ctx(lc.t), &all); err != nil {
-		lc.t.Fatal(err)
-	}
-	holder := map[string]string{}
-	for _, ep := range all.Items {
-		for _, itf := range ep.Status.Interfaces {
-			for _, ip := range itf.IPs {
-				who := fmt.Sprintf("%s/%s %s %.12s", ep.Namespace, ep.Name, itf.Interface, itf.ContainerID)
-				if prev, dup := holder[ip.Address]; dup {
-					lc.t.Errorf("INVARIANT: %s held twice: by %s and by %s", ip.Address, prev, who)
-				}
-				holder[ip.Address] = who
-			}
-		}
-	}
-	for _, n := range lc.nodes {
-		for _, sb := range n.kubelet.Sandboxes() {
-			ep := &v1.Endpoint{}
-			err := suite.client.Get(ctx(lc.t), client.ObjectKey{Namespace: sb.PodNamespace, Name: sb.PodName}, ep)
-			for _, addr := range globalAddrs(lc.t, sb.NetNS.Path(), "net1") {
-				if err != nil || !holds(ep, sb.ContainerID, addr) {
-					lc.t.Errorf("INVARIANT: pod %s/%s sandbox %.12s on %s has %s on net1, which its Endpoint does not hold for it (%v)",
-						sb.PodNamespace, sb.PodName, sb.ContainerID, n.name, addr, err)
-				}
-			}
-		}
-	}
-	for _, pool := range pools {
-		lc.eventually("pool "+pool+" status = its Endpoints", 30*time.Second, func() (bool, string) {
-			return poolMatchesEndpoints(lc.t, pool)
-		})
-	}
-}
-
-func holds(ep *v1.Endpoint, containerID, addr string) bool {
-	for _, itf := range ep.Status.Interfaces {
-		for _, ip := range itf.IPs {
-			if itf.ContainerID == containerID && itf.Detached == nil && ip.Address == addr {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// poolMatchesEndpoints compares a pool's allocated set with the union of what every
-// Endpoint holds in it.
-func poolMatchesEndpoints(t *testing.T, pool string) (bool, string) {
-	t.Helper()
-	p := freshPool(t, pool)
-	view, err := allocator.NewPool(p.Name, &p.Spec)
-	if err != nil {
-		t.Fatalf("pool %s: %v", pool, err)
-	}
-	allocated, err := allocator.ParseRunSet(p.Status.Allocated)
-	if err != nil {
-		t.Fatalf("pool %s status: %v", pool, err)
-	}
-	var all v1.EndpointList
-	if err := suite.client.List(ctx(t), &all); err != nil {
-		t.Fatal(err)
-	}
-	var held allocator.RunSet
-	for _, ep := range all.Items {
-		for _, itf := range ep.Status.Interfaces {
-			for _, ip := range itf.IPs {
-				if ip.Pool != pool {
-					continue
-				}
-				if o, ok := view.Offset(mustPrefix(t, ip.Address).Addr()); ok {
-					held.Add(o)
-				}
-			}
-		}
-	}
-	if allocated.String() != held.String() {
-		return false, fmt.Sprintf("pool %s allocated %q, Endpoints hold %q", pool, allocated.String(), held.String())
-	}
-	return true, ""
+	requireInvariants(lc.t, lc.attachments(), pools...)
 }
 
 // requireNothingLeft waits until the namespace holds no Endpoint and the pools hold no
@@ -352,22 +260,8 @@ func poolMatchesEndpoints(t *testing.T, pool string) (bool, string) {
 func (lc *lifecycle) requireNothingLeft(pools ...string) {
 	lc.t.Helper()
 	lc.eventually("nothing left of namespace "+lc.ns, time.Minute, func() (bool, string) {
-		if eps := endpoints(lc.t, lc.ns); len(eps) > 0 {
-			return false, fmt.Sprintf("%d Endpoints left (%s ...)", len(eps), eps[0].Name)
-		}
-		for _, pool := range pools {
-			if p := freshPool(lc.t, pool); p.Status.AllocatedIPCount != 0 {
-				return false, fmt.Sprintf("pool %s holds %q", pool, p.Status.Allocated)
-			}
-		}
-		for _, n := range lc.nodes {
-			for _, sb := range n.kubelet.Sandboxes() {
-				if sb.PodNamespace == lc.ns {
-					return false, fmt.Sprintf("%s keeps a sandbox of %s", n.name, sb.PodName)
-				}
-			}
-		}
-		return true, ""
+		left := leftovers(lc.t, lc.ns, pools, lc.attachments())
+		return left == "", left
 	})
 }
 
@@ -402,11 +296,141 @@ func (lc *lifecycle) node(pod corev1.Pod) *simNode {
 	return nil
 }
 
-func mustPrefix(t *testing.T, s string) netip.Prefix {
-	t.Helper()
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		t.Fatalf("%q is not an address with its prefix: %v", s, err)
+// readyPods returns the pods of app that are Ready and not being deleted.
+func (lc *lifecycle) readyPods(app string) []corev1.Pod {
+	lc.t.Helper()
+	var out []corev1.Pod
+	for _, p := range lc.pods(app) {
+		if p.DeletionTimestamp == nil && podReady(&p) {
+			out = append(out, p)
+		}
 	}
-	return p
+	return out
+}
+
+// sandboxFailedWith reports whether a pod of app has a FailedCreatePodSandBox event whose
+// message says every one of words; else the last such message seen.
+func (lc *lifecycle) sandboxFailedWith(app string, words ...string) (bool, string) {
+	lc.t.Helper()
+	n, last := lc.sandboxFailures(app, words...)
+	return n > 0, last
+}
+
+// sandboxFailures counts the FailedCreatePodSandBox events (each names its own sandbox)
+// on pods of app whose message says every one of words, and returns the last such
+// message seen of any.
+func (lc *lifecycle) sandboxFailures(app string, words ...string) (int, string) {
+	lc.t.Helper()
+	uids := map[string]bool{}
+	for _, p := range lc.pods(app) {
+		uids[string(p.UID)] = true
+	}
+	var events corev1.EventList
+	if err := suite.client.List(ctx(lc.t), &events, client.InNamespace(lc.ns)); err != nil {
+		lc.t.Fatal(err)
+	}
+	n, last := 0, "no FailedCreatePodSandBox event on a pod of "+app
+	for _, e := range events.Items {
+		if e.Reason != "FailedCreatePodSandBox" || !uids[string(e.InvolvedObject.UID)] {
+			continue
+		}
+		last = e.Message
+		if containsAll(e.Message, words...) {
+			n++
+		}
+	}
+	return n, last
+}
+
+// deleteAll deletes the workloads (their pods go the way the garbage collector and the
+// kubelets let them go).
+func (lc *lifecycle) deleteAll(objs ...client.Object) {
+	lc.t.Helper()
+	for _, obj := range objs {
+		if err := suite.client.Delete(ctx(lc.t), obj); err != nil && !isNotFound(err) {
+			lc.t.Fatalf("deleting %s: %v", obj.GetName(), err)
+		}
+	}
+}
+
+func containsAll(s string, words ...string) bool {
+	for _, w := range words {
+		if !strings.Contains(s, w) {
+			return false
+		}
+	}
+	return true
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func mapString(m map[string]string) string {
+	s := ""
+	for k, v := range m {
+		s += k + "=" + v + " "
+	}
+	return s
+}
+
+func values(m map[string]string) []string {
+	var out []string
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+func onlyPod(t *testing.T, pods map[string]corev1.Pod) corev1.Pod {
+	t.Helper()
+	if len(pods) != 1 {
+		t.Fatalf("want one pod, have %v", keys(pods))
+	}
+	for _, p := range pods {
+		return p
+	}
+	panic("unreachable")
+}
+
+// requireOnly checks that the pod's Endpoint has exactly one attachment, net1 of sandbox
+// sb, holding addr, and that the sandbox has addr on net1.
+func (lc *lifecycle) requireOnly(pod string, sb kubelet.Sandbox, addr, when string) {
+	lc.t.Helper()
+	ep := &v1.Endpoint{}
+	if err := suite.client.Get(ctx(lc.t), client.ObjectKey{Namespace: lc.ns, Name: pod}, ep); err != nil {
+		lc.t.Fatalf("%s: %s's Endpoint: %v", when, pod, err)
+	}
+	if len(ep.Status.Interfaces) != 1 || !holds(ep, sb.ContainerID, addr) {
+		lc.t.Fatalf("%s: %s's Endpoint has %+v, want one attachment of sandbox %.12s holding %s", when, pod, ep.Status.Interfaces, sb.ContainerID, addr)
+	}
+	if got := globalAddrs(lc.t, sb.NetNS.Path(), "net1"); len(got) != 1 || got[0] != addr {
+		lc.t.Fatalf("%s: %s's sandbox %.12s has %v on net1, want %s", when, pod, sb.ContainerID, got, addr)
+	}
+}
+
+// sandboxesSharing is a probe for watchInvariants: no address on net1 of two live
+// sandboxes of the namespace on the lifecycle's nodes.
+func (lc *lifecycle) sandboxesSharing(context.Context) []string {
+	var problems []string
+	inSandbox := map[string]string{}
+	for _, node := range lc.nodes {
+		for _, sb := range node.kubelet.Sandboxes() {
+			if sb.PodNamespace != lc.ns {
+				continue
+			}
+			who := fmt.Sprintf("%s on %s (sandbox %.12s)", sb.PodName, node.name, sb.ContainerID)
+			for _, a := range globalAddrs(lc.t, sb.NetNS.Path(), "net1") {
+				if prev, dup := inSandbox[a]; dup {
+					problems = append(problems, fmt.Sprintf("%s on net1 of two sandboxes: %s and %s", a, prev, who))
+				}
+				inSandbox[a] = who
+			}
+		}
+	}
+	return problems
 }

@@ -2,18 +2,13 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/underpool/underpool/ipamd/allocator"
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/apppool"
 )
@@ -25,18 +20,10 @@ import (
 func TestApplicationPoolsFollowTheirWorkload(t *testing.T) {
 	v4, _, _ := nextSubnet()
 	b := strings.TrimSuffix(v4, "0/24")
-	subnet := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "apps-" + rand.String(5)}, Spec: v1.SubnetSpec{Subnet: v4, Gateway: b + "1"}}
-	if err := suite.client.Create(ctx(t), subnet); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = suite.client.Delete(context.Background(), subnet) }) // runs last, once its pools are gone
+	subnet := newSubnet(t, v1.SubnetSpec{Subnet: v4, Gateway: b + "1"}) // removed last, once its pools are gone
 	ns := newNamespace(t)
 	annotations := map[string]string{v1.AnnotationSubnet: `{"ipv4":["` + subnet.Name + `"]}`, v1.AnnotationIPNumber: "+1"}
-	labels := map[string]string{"app": "web"}
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}, Spec: appsv1.DeploymentSpec{
-		Replicas: ptr.To[int32](2), Selector: &metav1.LabelSelector{MatchLabels: labels},
-		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}}}
+	dep := deploymentOf(ns, "web", 2, annotations)
 	if err := suite.client.Create(ctx(t), dep); err != nil {
 		t.Fatal(err)
 	}
@@ -67,11 +54,7 @@ func TestApplicationPoolsFollowTheirWorkload(t *testing.T) {
 		t.Fatalf("after scaling the pod's address moved: %v (%v), was %s", again, err, addr)
 	}
 
-	sts := &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "db"}, Spec: appsv1.StatefulSetSpec{
-		Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}},
-		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "db"},
-			Annotations: map[string]string{v1.AnnotationSubnet: `{"ipv4":["` + subnet.Name + `"]}`, v1.AnnotationReclaim: "false"}},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}}}
+	sts := statefulSetOf(ns, "db", 1, map[string]string{v1.AnnotationSubnet: `{"ipv4":["` + subnet.Name + `"]}`, v1.AnnotationReclaim: "false"})
 	if err := suite.client.Create(ctx(t), sts); err != nil {
 		t.Fatal(err)
 	}
@@ -88,9 +71,7 @@ func TestApplicationPoolsFollowTheirWorkload(t *testing.T) {
 		t.Fatal(err)
 	}
 	releaseAll(t, ns)
-	waitFor(t, "the Deployment's pool to go with it", func() bool {
-		return isNotFound(suite.client.Get(ctx(t), client.ObjectKey{Name: poolName}, &v1.IPPool{}))
-	})
+	waitGone(t, "the Deployment's pool to go with it", &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: poolName}})
 	// both deletions were handled by the same controller loop; the kept pool must remain
 	if err := suite.client.Get(ctx(t), client.ObjectKey{Name: stsPool}, &v1.IPPool{}); err != nil {
 		t.Fatalf("the StatefulSet's pool (ippool-reclaim: false) is gone: %v", err)
@@ -100,38 +81,17 @@ func TestApplicationPoolsFollowTheirWorkload(t *testing.T) {
 	}
 }
 
-func waitPoolSize(t *testing.T, name string, size uint64) {
-	t.Helper()
-	waitFor(t, fmt.Sprintf("pool %s to hold %d addresses", name, size), func() bool {
-		p := &v1.IPPool{}
-		if err := suite.client.Get(ctx(t), client.ObjectKey{Name: name}, p); err != nil {
-			return false
-		}
-		view, err := allocator.NewPool(p.Name, &p.Spec)
-		return err == nil && view.Usable.Count() == size
-	})
-}
-
 // A multi-NIC workload names a Subnet per interface (ipam.underpool.io/subnets): each
 // interface gets its own application pool, carved from its own Subnet.
 func TestApplicationPoolsPerInterface(t *testing.T) {
 	mkSubnet := func() *v1.Subnet {
 		v4, _, _ := nextSubnet()
-		s := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "mn-" + rand.String(5)}, Spec: v1.SubnetSpec{Subnet: v4}}
-		if err := suite.client.Create(ctx(t), s); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = suite.client.Delete(context.Background(), s) })
-		return s
+		return newSubnet(t, v1.SubnetSpec{Subnet: v4})
 	}
 	s1, s2 := mkSubnet(), mkSubnet()
 	ns := newNamespace(t)
 	annotations := map[string]string{v1.AnnotationSubnets: `[{"interface":"net1","ipv4":["` + s1.Name + `"]},{"interface":"net2","ipv4":["` + s2.Name + `"]}]`}
-	labels := map[string]string{"app": "mn"}
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "mn"}, Spec: appsv1.DeploymentSpec{
-		Replicas: ptr.To[int32](2), Selector: &metav1.LabelSelector{MatchLabels: labels},
-		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: annotations},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}}}
+	dep := deploymentOf(ns, "mn", 2, annotations)
 	if err := suite.client.Create(ctx(t), dep); err != nil {
 		t.Fatal(err)
 	}
@@ -151,8 +111,6 @@ func TestApplicationPoolsPerInterface(t *testing.T) {
 	releaseAll(t, ns)
 	for _, ifName := range []string{"net1", "net2"} {
 		name := w.PoolNameFor(ifName, v1.IPv4)
-		waitFor(t, "pool "+name+" to go with the Deployment", func() bool {
-			return isNotFound(suite.client.Get(ctx(t), client.ObjectKey{Name: name}, &v1.IPPool{}))
-		})
+		waitGone(t, "pool "+name+" to go with the Deployment", &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}})
 	}
 }

@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/rpc"
+)
+
+// ipamd restarted with live allocations keeps them and never hands them out again.
+func TestIpamdRestartKeepsAllocations(t *testing.T) {
+	v4net, _, _ := nextSubnet()
+	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net, IPs: []string{strings.TrimSuffix(v4net, "0/24") + "10-" + strings.TrimSuffix(v4net, "0/24") + "15"}})
+	ns := newNamespace(t)
+	alloc := func(i int) string {
+		resp, err := suite.ipamd.Client.Allocate(ctx(t), &rpc.AllocateRequest{ContainerID: fmt.Sprintf("restart-%d", i), IfName: "eth0",
+			Pod: rpc.Pod{Namespace: ns, Name: fmt.Sprintf("r-%d", i)}, IPv4Pools: []string{pool.Name}})
+		if err != nil {
+			t.Fatalf("allocate %d: %v", i, err)
+		}
+		return resp.IPs[0].Address
+	}
+	seen := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		seen[alloc(i)] = true
+	}
+	if err := suite.ipamd.Restart(); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	for i := 3; i < 6; i++ {
+		a := alloc(i)
+		if seen[a] {
+			t.Fatalf("after restart %s was handed out twice", a)
+		}
+		seen[a] = true
+	}
+	requireInvariants(t, nil, pool.Name)
+	_, err := suite.ipamd.Client.Allocate(ctx(t), &rpc.AllocateRequest{ContainerID: "restart-6", IfName: "eth0",
+		Pod: rpc.Pod{Namespace: ns, Name: "r-6"}, IPv4Pools: []string{pool.Name}})
+	if err == nil || !strings.Contains(err.Error(), pool.Name+": exhausted") {
+		t.Fatalf("seventh allocate from a pool of six: want exhausted, got %v", err)
+	}
+	for i := 0; i < 6; i++ {
+		if err := suite.ipamd.Client.Release(ctx(t), &rpc.ReleaseRequest{ContainerID: fmt.Sprintf("restart-%d", i),
+			Pod: rpc.Pod{Namespace: ns, Name: fmt.Sprintf("r-%d", i)}}); err != nil {
+			t.Fatalf("release %d: %v", i, err)
+		}
+	}
+	requireNothingLeft(t, ns, pool.Name)
+}
+
+// Bad socket requests get an error naming the field, and write nothing.
+func TestBadSocketRequests(t *testing.T) {
+	ns := newNamespace(t)
+	cases := []struct{ body, field string }{
+		{`{"ifName":"eth0","pod":{"namespace":"x","name":"y"},"ipv4Pools":["p"]}`, "containerID"},
+		{`{"containerID":"c","pod":{"namespace":"x","name":"y"},"ipv4Pools":["p"]}`, "ifName"},
+		{`{"containerID":"c","ifName":"eth0","ipv4Pools":["p"]}`, "K8S_POD_NAMESPACE"},
+		{`{"containerID":"c","ifName":"eth0","pod":{"namespace":"` + ns + `","name":"y"},"requestedIPs":["nope"]}`, "requestedIPs"},
+		{`{"containerID":"c","ifName":"eth0","bogus":1}`, `unknown field \"bogus\"`},
+		{`not json`, "not a valid"},
+	}
+	httpc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", suite.ipamd.Options.Socket)
+	}}}
+	for _, c := range cases {
+		t.Run(c.field, func(t *testing.T) {
+			resp, err := httpc.Post("http://ipamd"+rpc.PathAllocate, "application/json", bytes.NewBufferString(c.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			_, _ = buf.ReadFrom(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(buf.String(), c.field) {
+				t.Errorf("body %s: got %d %s, want 400 naming %s", c.body, resp.StatusCode, buf.String(), c.field)
+			}
+		})
+	}
+	requireNothingLeft(t, ns) // a rejected request writes no Endpoint
+}
