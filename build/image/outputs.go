@@ -69,7 +69,11 @@ func writePins(o options) error {
 	if err != nil {
 		return err
 	}
-	overlay := filepath.Join(o.out, "deploy")
+	// both absolute: Rel cannot relate a relative --out (the default bin/image) to deploy/
+	overlay, err := filepath.Abs(filepath.Join(o.out, "deploy"))
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(overlay, 0o755); err != nil {
 		return err
 	}
@@ -77,7 +81,7 @@ func writePins(o options) error {
 	if err != nil {
 		return err
 	}
-	kust := fmt.Sprintf(`# written by make image: deploy/ pinned to the image it built (kubectl apply -k %s)
+	kust := fmt.Sprintf(`# written by make image: deploy/ pinned to the image it built (kubectl apply -k bin/image/deploy)
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
 resources:
@@ -86,15 +90,15 @@ images:
 - name: %s
   newName: %s
   newTag: %q
-`, overlay, base, ManifestImageName, o.repo, o.tag)
+`, base, ManifestImageName, o.repo, o.tag)
 	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
 		return err
 	}
-	values := fmt.Sprintf(`# written by make image: the chart pinned to the image it built (helm install -f %s)
+	values := fmt.Sprintf(`# written by make image: the chart pinned to the image it built (helm install ... -f bin/image/values.yaml)
 image:
   repository: %s
   tag: %q
-`, filepath.Join(o.out, "values.yaml"), o.repo, o.tag)
+`, o.repo, o.tag)
 	return os.WriteFile(filepath.Join(o.out, "values.yaml"), []byte(values), 0o644)
 }
 

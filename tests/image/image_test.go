@@ -6,6 +6,7 @@ package image
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,13 +45,11 @@ func makeImage(t *testing.T) built {
 	t.Helper()
 	once.Do(func() {
 		root := harness.RepoRoot()
-		dir, err := os.MkdirTemp("", "underpool-image-test-")
-		if err != nil {
-			shared.err = err
-			return
-		}
-		shared.dir = filepath.Join(dir, "image")
-		cmd := exec.Command("make", "-s", "image", "IMAGE_DIR="+shared.dir, "IMAGE_REPO="+testRepo)
+		// relative to the repository, like the default bin/image: the pins must work from
+		// a relative IMAGE_DIR (bin/ is git-ignored)
+		rel := filepath.Join("bin", fmt.Sprintf("image-test-%d", os.Getpid()))
+		shared.dir = filepath.Join(root, rel)
+		cmd := exec.Command("make", "-s", "image", "IMAGE_DIR="+rel, "IMAGE_REPO="+testRepo)
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			shared.err = &cmdError{"make image", err, out}
@@ -73,7 +72,7 @@ func makeImage(t *testing.T) built {
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared.dir != "" {
-		os.RemoveAll(filepath.Dir(shared.dir))
+		os.RemoveAll(shared.dir)
 	}
 	os.Exit(code)
 }
