@@ -2,21 +2,37 @@
 SHELL := /bin/bash
 export GOFLAGS := -mod=mod
 BIN := bin
+# One version for every binary, the image's labels and its default tag.
+VERSION ?= $(shell git describe --tags --always --dirty)
+# The image reference: `make image` writes it into bin/image/deploy (kustomize) and
+# bin/image/values.yaml (Helm), so both install paths run exactly the image just built.
+IMAGE_REPO ?= ghcr.io/underpool/underpool
+IMAGE_TAG ?= $(VERSION)
+IMAGE_DIR ?= $(BIN)/image
+LDFLAGS := -X github.com/underpool/underpool/internal/buildinfo.Version=$(VERSION)
+CHART := deploy/helm/underpool
 
-.PHONY: all build generate verify-generated tools test unit e2e bench demo lint check-deps clean
+.PHONY: all build image chart generate verify-generated tools test unit e2e bench demo lint check-deps clean
 
 all: build
 
-build: ## compile ipamd and the CNI plugins into ./bin
-	go build -o $(BIN)/ipamd ./cmd/ipamd
-	go build -o $(BIN)/underpool ./plugins/underpool
-	go build -o $(BIN)/underpool-ipam ./plugins/underpool-ipam
+build: ## compile ipamd, the CNI plugins and the init container's installer into ./bin
+	go build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/ipamd ./cmd/underpool-install ./plugins/underpool ./plugins/underpool-ipam
+
+image: ## OCI image without docker (go-containerregistry): $(IMAGE_DIR)/oci, underpool.tar, pinned kustomization and Helm values
+	go run ./build/image --repo $(IMAGE_REPO) --tag $(IMAGE_TAG) --version $(VERSION) --out $(IMAGE_DIR)
+
+chart: ## copy the generated CRDs and ClusterRoles into the Helm chart (tests fail when it is stale)
+	cp deploy/crds/*.yaml $(CHART)/crds/
+	cp deploy/rbac/ipamd/role.yaml $(CHART)/files/rbac-ipamd.yaml
+	cp deploy/rbac/controller/role.yaml $(CHART)/files/rbac-controller.yaml
 
 generate: ## regenerate deepcopy code and CRD manifests from the API types
 	go tool controller-gen object:headerFile=/dev/null paths=./ipamd/api/...
 	go tool controller-gen crd:crdVersions=v1 paths=./ipamd/api/... output:crd:artifacts:config=deploy/crds
 	go tool controller-gen rbac:roleName=underpool-ipamd paths=./ipamd/daemon/... output:rbac:artifacts:config=deploy/rbac/ipamd
 	go tool controller-gen rbac:roleName=underpool-controller paths=./ipamd/controller/... output:rbac:artifacts:config=deploy/rbac/controller
+	$(MAKE) chart
 
 verify-generated: ## fail when generated files are stale
 	tests/verify-generated.sh
@@ -28,7 +44,7 @@ test: ## unit + end-to-end tests (root), installing what they need; prints a sum
 	tests/run-tests.sh
 
 unit: ## unit tests only (no root, no control plane)
-	go test ./ipamd/... ./chain/... ./rdma/... ./netplan/... ./underlay/... ./cmd/...
+	go test ./ipamd/... ./chain/... ./rdma/... ./netplan/... ./underlay/... ./cmd/... ./internal/...
 
 e2e: build ## end-to-end tests only
 	tests/tools/build.sh test

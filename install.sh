@@ -6,9 +6,9 @@
 #              [--kubeconfig FILE] [--node-name NAME] [--no-systemd] [--plugins-only]
 #              [--uninstall]
 #
-# --prefix installs under a root other than / (tests use a temporary root; the DaemonSet's
-# init container uses the host's root mounted at /host). --plugins-only installs just the
-# CNI plugins, for nodes whose ipamd runs as the DaemonSet (deploy/).
+# --prefix installs under a root other than / (tests use a temporary root). --plugins-only
+# installs just the CNI plugins, for nodes whose ipamd runs outside systemd (the DaemonSet's
+# init container uses underpool-install from the image instead: it has no shell).
 set -euo pipefail
 
 prefix=""

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/underpool/underpool/internal/buildinfo"
 	"github.com/underpool/underpool/ipamd/controller"
 	"github.com/underpool/underpool/ipamd/daemon"
 	"github.com/underpool/underpool/ipamd/rpc"
@@ -48,7 +49,12 @@ func main() {
 	flag.DurationVar(&ctl.OrphanGrace, "orphan-grace", 2*time.Minute, "controller mode: an address unheld this long (seen in two sweeps) is freed")
 	flag.StringVar(&ctl.MetricsAddress, "metrics-address", "", "controller mode: address for /metrics (e.g. underpool_pools_overlapping); empty disables")
 	flag.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
+	showVersion := flag.Bool("version", false, "print the version and exit")
 	_ = flag.Parse(os.Args[1:])
+	if *showVersion {
+		fmt.Println(buildinfo.String("ipamd"))
+		return
+	}
 	opts.QPS = float32(*qps)
 	ctl.HealthAddress = opts.HealthAddress
 	if ns, name, ok := strings.Cut(*webhookService, "/"); ok && ns != "" && name != "" {
@@ -68,6 +74,8 @@ func main() {
 		os.Exit(1)
 	}
 	defer log.Sync() //nolint:errcheck
+
+	log.Info("ipamd starting", zap.String("mode", mode), zap.String("version", buildinfo.Get()))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -6,8 +6,10 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/underpool/underpool/chain"
+	"github.com/underpool/underpool/internal/buildinfo"
 )
 
 func main() {
-	skel.PluginMainFuncs(chain.IPAMFuncs(), version.All, "underpool-ipam: addresses from ipamd for any CNI plugin")
+	buildinfo.PrintIfAsked("underpool-ipam")
+	skel.PluginMainFuncs(chain.IPAMFuncs(), version.All, buildinfo.About("underpool-ipam", "addresses from ipamd for any CNI plugin"))
 }

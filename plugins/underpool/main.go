@@ -6,8 +6,10 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 
 	"github.com/underpool/underpool/chain"
+	"github.com/underpool/underpool/internal/buildinfo"
 )
 
 func main() {
-	skel.PluginMainFuncs(chain.MetaFuncs(), version.All, "underpool: underlay networking with addresses from ipamd")
+	buildinfo.PrintIfAsked("underpool")
+	skel.PluginMainFuncs(chain.MetaFuncs(), version.All, buildinfo.About("underpool", "underlay networking with addresses from ipamd"))
 }

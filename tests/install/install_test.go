@@ -59,7 +59,8 @@ func TestInstallIsIdempotentAndUninstalls(t *testing.T) {
 	}
 }
 
-// --plugins-only is what the DaemonSet's init container runs: the plugins go into the
+// --plugins-only is for nodes whose ipamd runs elsewhere (the DaemonSet's init container
+// does the same with underpool-install): the plugins go into the
 // node's CNI bin dir; ipamd and its unit do not (the DaemonSet runs ipamd).
 func TestInstallPluginsOnly(t *testing.T) {
 	harness.RequireRoot(t)
@@ -67,7 +68,7 @@ func TestInstallPluginsOnly(t *testing.T) {
 	if err := harness.BuildProjectBinaries(bin); err != nil {
 		t.Fatal(err)
 	}
-	os.Remove(filepath.Join(bin, "ipamd")) // the init container needs no ipamd to copy
+	os.Remove(filepath.Join(bin, "ipamd")) // plugins-only needs no ipamd to copy
 	root := t.TempDir()
 	script := filepath.Join(harness.RepoRoot(), "install.sh")
 	out, err := exec.Command(script, "--prefix", root, "--from", bin, "--no-systemd", "--plugins-only").CombinedOutput()

@@ -4,6 +4,7 @@
 #   kube-apiserver, kube-controller-manager, kube-scheduler v1.34.4, etcd v3.6.6 (the local control plane)
 #   containernetworking plugins v1.9.1 (macvlan, ipvlan, host-device, host-local, loopback, bridge, ...)
 #   cnitool v1.3.1, multus thin v4.2.2, whereabouts v0.9.2 (peers and drivers)
+#   kubectl v1.34.4 and helm v3.22.0 (the deploy tests render and dry-run kustomize and the chart)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${UNDERPOOL_CACHE:-$root/.cache}
@@ -19,6 +20,7 @@ PLUGINS_VERSION=v1.9.1
 CNI_VERSION=v1.3.1
 MULTUS_VERSION=v4.2.2
 WHEREABOUTS_VERSION=v0.9.2
+HELM_VERSION=v3.22.0
 
 say() { echo "==> [tools] $*" >&2; }
 
@@ -33,7 +35,7 @@ wrapper() {
 # minutes cold, 2 GiB RAM), then kube-controller-manager and kube-scheduler (under a minute more).
 build_kube() {
   local c missing=()
-  for c in kube-apiserver kube-controller-manager kube-scheduler; do [ -x "$bin/$c" ] || missing+=("$c"); done
+  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do [ -x "$bin/$c" ] || missing+=("$c"); done
   [ ${#missing[@]} = 0 ] && return
   say "building ${missing[*]} $K8S_VERSION from the Go module proxy (first time only: about 4 minutes, 2 GiB RAM)"
   local d=$mods/kube-apiserver; wrapper "$d"
@@ -47,7 +49,7 @@ build_kube() {
     grep -oE '^\s*k8s.io/[a-z0-9-]+ => ./staging/src/k8s.io/[a-z0-9-]+' "$gomod" | awk -v v="$STAGING_VERSION" '{print "\t" $1 " => " $1 " " v}'
     echo ")"
   } > "$d/go.mod"
-  printf 'package tools\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n\t_ "k8s.io/kubernetes/cmd/kube-scheduler"\n)\n' > "$d/tools.go"
+  printf 'package tools\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n\t_ "k8s.io/kubernetes/cmd/kube-scheduler"\n\t_ "k8s.io/kubernetes/cmd/kubectl"\n)\n' > "$d/tools.go"
   (cd "$d" && go mod tidy >/dev/null 2>&1 || true)
   for c in "${missing[@]}"; do (cd "$d" && go build -o "$bin/$c" "k8s.io/kubernetes/cmd/$c"); done
 }
@@ -72,6 +74,7 @@ build_plugins() {
   done
 }
 
+build_helm() { build_go helm "helm.sh/helm/v3@$HELM_VERSION" helm.sh/helm/v3/cmd/helm helm; }
 build_cnitool() { build_go cnitool "github.com/containernetworking/cni@$CNI_VERSION" github.com/containernetworking/cni/cnitool cnitool; }
 build_multus() { build_go multus "gopkg.in/k8snetworkplumbingwg/multus-cni.v4@$MULTUS_VERSION" gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus multus; }
 build_whereabouts() {
@@ -100,8 +103,9 @@ case $what in
   controlplane) build_etcd; build_kube ;;
   cni) build_plugins; build_cnitool; build_multus ;;
   whereabouts) build_whereabouts ;;
-  test) apt_deps; build_plugins; build_cnitool; build_multus; build_etcd; build_kube ;;
-  all) apt_deps; build_plugins; build_cnitool; build_etcd; build_multus; build_whereabouts; build_kube ;;
-  *) echo "usage: $0 [all|test|apt|controlplane|cni|whereabouts]" >&2; exit 2 ;;
+  helm) build_helm ;;
+  test) apt_deps; build_plugins; build_cnitool; build_multus; build_etcd; build_kube; build_helm ;;
+  all) apt_deps; build_plugins; build_cnitool; build_etcd; build_multus; build_whereabouts; build_kube; build_helm ;;
+  *) echo "usage: $0 [all|test|apt|controlplane|cni|whereabouts|helm]" >&2; exit 2 ;;
 esac
 say "tools ready in $bin"
