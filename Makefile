@@ -11,6 +11,7 @@ build: ## compile ipamd and the CNI plugins into ./bin
 	go build -o $(BIN)/ipamd ./cmd/ipamd
 	go build -o $(BIN)/underpool ./plugins/underpool
 	go build -o $(BIN)/underpool-ipam ./plugins/underpool-ipam
+	go build -o $(BIN)/kubectl-underpool ./cmd/kubectl-underpool
 
 generate: ## regenerate deepcopy code and CRD manifests from the API types
 	go tool controller-gen object:headerFile=/dev/null paths=./ipamd/api/...
