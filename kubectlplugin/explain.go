@@ -250,6 +250,10 @@ func explainInterface(base *selection.Input, a *attachment, pools *clusterPools,
 		x.Error = err.Error()
 	}
 	x.Chain = chain(&in, source, err)
+	if err != nil { // ipamd refuses the request before it tries any pool
+		x.Outcome = outcome(&x, pod)
+		return x
+	}
 	for _, fam := range []struct {
 		label string
 		names []string
@@ -353,7 +357,7 @@ func chain(in *selection.Input, source selection.Source, err error) []RuleStep {
 		steps[0].Detail = key + " " + families(f)
 	}
 	if s, ok := in.PodAnnotations.Subnets.For(in.IfName); ok {
-		steps[1].Detail = fmt.Sprintf("Subnets ipv4 %v ipv6 %v", s.IPv4, s.IPv6)
+		steps[1].Detail = "Subnets " + families(v1.PoolNames(s))
 	}
 	switch {
 	case in.NamespaceAnnotationsErr != nil:
