@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -62,14 +63,17 @@ func poolsTable(w io.Writer, pools []*Capacity) {
 		case p.Free == 0 && p.Total > 0:
 			note = "exhausted"
 		}
-		if p.Reserved > 0 || p.Shared > 0 {
-			extra := fmt.Sprintf("%d reserved, %d shared with other pools", p.Reserved, p.Shared)
-			if note == "" {
-				note = extra
-			} else {
-				note += "; " + extra
-			}
+		notes := []string{}
+		if note != "" {
+			notes = append(notes, note)
 		}
+		if p.Reserved > 0 {
+			notes = append(notes, fmt.Sprintf("%d reserved (ReservedIP)", p.Reserved))
+		}
+		if p.Shared > 0 {
+			notes = append(notes, fmt.Sprintf("%d shared with other pools (handed out by neither)", p.Shared))
+		}
+		note = strings.Join(notes, "; ")
 		row(w, p.Name, p.Subnet, count(p.Total), count(p.Allocated), count(p.Quarantined), count(p.Free),
 			strconv.FormatFloat(p.UsedPercent, 'f', 1, 64)+"%", strconv.FormatBool(p.Default), p.AppPoolOwner, note)
 	}

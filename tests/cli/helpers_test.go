@@ -189,3 +189,5 @@ func statefulSet(t *testing.T, ns, name string, replicas int32) {
 			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "pause"}}}},
 	}})
 }
+
+func objMeta(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Name: name} }
