@@ -54,8 +54,9 @@ nodes, NetworkAttachmentDefinitions, ReservedIPs) and explains, without changing
   pools                 capacity of every IPPool
   who IP                which pod holds an address
   gc --dry-run          what recycling and the orphan sweep would free now, and why`,
-		SilenceUsage:  true,
-		SilenceErrors: false,
+		SilenceUsage: true,
+		// kubectl runs the binary kubectl-underpool as `kubectl underpool`: help says so
+		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl underpool"},
 	}
 	cmd.SetOut(streams.Out)
 	cmd.SetErr(streams.ErrOut)
