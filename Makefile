@@ -16,8 +16,8 @@ CHART := deploy/helm/underpool
 
 all: build
 
-build: ## compile ipamd, the CNI plugins and the init container's installer into ./bin
-	go build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/ipamd ./cmd/underpool-install ./plugins/underpool ./plugins/underpool-ipam
+build: ## compile ipamd, the CNI plugins, the init container's installer and kubectl-underpool into ./bin
+	go build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/ipamd ./cmd/underpool-install ./cmd/kubectl-underpool ./plugins/underpool ./plugins/underpool-ipam
 
 image: ## OCI image without docker (go-containerregistry): $(IMAGE_DIR)/oci, underpool.tar, pinned kustomization and Helm values
 	go run ./build/image --repo $(IMAGE_REPO) --tag $(IMAGE_TAG) --version $(VERSION) --out $(IMAGE_DIR)

@@ -17,9 +17,9 @@ import (
 // BinDir is where the binaries sit in the image; the manifests and the chart call them there.
 const BinDir = "/opt/underpool/bin"
 
-// binaries are the packages in the image; the first is the entrypoint. The kubectl plugin
-// (issue 12) joins this list once cmd/kubectl-underpool exists.
-var binaries = []string{"./cmd/ipamd", "./plugins/underpool", "./plugins/underpool-ipam", "./cmd/underpool-install"}
+// binaries are the packages in the image; the first is the entrypoint. kubectl-underpool
+// rides along so `kubectl exec` into an ipamd pod can explain what that node sees.
+var binaries = []string{"./cmd/ipamd", "./plugins/underpool", "./plugins/underpool-ipam", "./cmd/underpool-install", "./cmd/kubectl-underpool"}
 
 type options struct {
 	repo, tag, version, out, arch, source string
@@ -97,7 +97,7 @@ func assemble(dir string, o options, g gitInfo) (v1.Image, error) {
 func labels(o options, g gitInfo) map[string]string {
 	return map[string]string{
 		"org.opencontainers.image.title":       "underpool",
-		"org.opencontainers.image.description": "underlay IPAM and CNI meta-plugin for Kubernetes: ipamd, the underpool and underpool-ipam CNI plugins, underpool-install",
+		"org.opencontainers.image.description": "underlay IPAM and CNI meta-plugin for Kubernetes: ipamd, the underpool and underpool-ipam CNI plugins, underpool-install, kubectl-underpool",
 		"org.opencontainers.image.version":     g.version,
 		"org.opencontainers.image.revision":    g.revision,
 		"org.opencontainers.image.source":      o.source,

@@ -20,7 +20,7 @@ import (
 // testRepo is not the default repository, so the test proves IMAGE_REPO reaches every pin.
 const testRepo = "registry.example.test/team/underpool"
 
-var binaries = []string{"ipamd", "underpool", "underpool-ipam", "underpool-install"}
+var binaries = []string{"ipamd", "underpool", "underpool-ipam", "underpool-install", "kubectl-underpool"}
 
 type built struct {
 	dir     string
