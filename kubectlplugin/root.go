@@ -46,10 +46,10 @@ type Options struct {
 func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 	o := &Options{Flags: genericclioptions.NewConfigFlags(true), Streams: streams}
 	cmd := &cobra.Command{
-		Use:   "kubectl-underpool",
+		Use: "kubectl-underpool",
 		// the same "<binary> <version>" line every underpool binary prints
 		Version: buildinfo.Get(),
-		Short: "Explain underpool's address decisions, pool capacity and what GC would free",
+		Short:   "Explain underpool's address decisions, pool capacity and what GC would free",
 		Long: `kubectl underpool reads the objects ipamd reads (IPPools, Endpoints, pods, namespaces,
 nodes, NetworkAttachmentDefinitions, ReservedIPs) and explains, without changing anything:
 
