@@ -23,7 +23,9 @@ func configureRoutes(conf *NetConf, ifName string, alloc netplan.Allocation) ([]
 		if err != nil {
 			return nil, false, fmt.Errorf("reading the pod's default routes: %w", err)
 		}
-		holds := holdsDefault(ifName, conf.Routing.DefaultRouteInterface, conf.wantDefaultRoute(), exists)
+		// a family this interface has no address of is not one it can hold the default of:
+		// an IPv4-only NIC next to an overlay eth0 with no IPv6 default route holds nothing
+		holds := alloc.HasFamily(is4) && holdsDefault(ifName, conf.Routing.DefaultRouteInterface, conf.wantDefaultRoute(), exists)
 		if is4 {
 			intent.Default4 = holds
 		} else {

@@ -52,3 +52,13 @@ func (a Allocation) PreferIPv4() netip.Addr {
 	}
 	return a.Addresses[0].Prefix.Addr()
 }
+
+// HasFamily reports whether the allocation holds an IPv4 (is4) or IPv6 address.
+func (a Allocation) HasFamily(is4 bool) bool {
+	for _, addr := range a.Addresses {
+		if addr.Prefix.Addr().Is4() == is4 {
+			return true
+		}
+	}
+	return false
+}

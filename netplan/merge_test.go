@@ -42,3 +42,10 @@ func TestParseNamesTheField(t *testing.T) {
 		t.Errorf("dst not masked: %v", r.Dst)
 	}
 }
+
+func TestHasFamily(t *testing.T) {
+	a := Allocation{Addresses: []Address{{Prefix: netip.MustParsePrefix("10.250.1.5/24")}}}
+	if !a.HasFamily(true) || a.HasFamily(false) {
+		t.Fatalf("an IPv4-only allocation: HasFamily(4)=%v HasFamily(6)=%v", a.HasFamily(true), a.HasFamily(false))
+	}
+}

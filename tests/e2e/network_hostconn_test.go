@@ -102,7 +102,10 @@ func TestNetworkHostConnectivity(t *testing.T) {
 	}
 	off := netConf{Delegate: macvlanOn(peer.parent), IPv4Pools: []string{pool4.Name},
 		Extra: map[string]any{"hostConnectivity": map[string]any{"enabled": false}}}.conflist(t)
-	auto := netConf{Delegate: macvlanOn(peer.parent), IPv4Pools: []string{pool4.Name}, Extra: map[string]any{}}.conflist(t)
+	// hostConnectivity left to its automatic rule: an underlay NIC whose pod has its default
+	// route elsewhere gets no host veth
+	auto := netConf{Delegate: macvlanOn(peer.parent), IPv4Pools: []string{pool4.Name},
+		Extra: map[string]any{"hostConnectivity": map[string]any{}}}.conflist(t)
 	for _, c := range []struct {
 		name string
 		conf []byte
