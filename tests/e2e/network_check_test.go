@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/tests/harness/kubelet"
 )
 
 // CHECK compares the kernel with what ADD set and names what differs: an address, a
@@ -59,7 +60,9 @@ func TestNetworkStatusNotReady(t *testing.T) {
 	}
 	noIpamd := nwConf{Delegate: macvlanOn("eth9"), IPv4Pools: []string{"p"},
 		Extra: map[string]any{"ipam": map[string]any{"socket": "/run/underpool-test/none.sock", "ipv4Pools": []string{"p"}}}}.conflist(t)
-	if err := suite.cni.Status(ctx(t), noIpamd); err == nil || !strings.Contains(err.Error(), "ipamd") {
+	absent := *suite.cni
+	absent.Env = []string{kubelet.IpamdSocketEnv + "=/run/underpool-test/none.sock"}
+	if err := absent.Status(ctx(t), noIpamd); err == nil || !strings.Contains(err.Error(), "ipamd") {
 		t.Fatalf("STATUS with ipamd absent: want an error naming ipamd, got %v", err)
 	}
 }
