@@ -48,8 +48,8 @@ type NetConf struct {
 	// HostConnectivity joins a macvlan/ipvlan pod to its own node with a veth pair.
 	HostConnectivity HostConnectivityConf `json:"hostConnectivity,omitempty"`
 	// MACPrefix, two bytes such as "0a:58", gives the pod interface the MAC prefix +
-	// the last four bytes of its address (a multus "mac" request wins). Empty: the
-	// delegate's MAC is kept.
+	// four bytes of its address (netplan.MACFromIP: IPv4 as is, IPv6 hashed; a multus
+	// "mac" request wins). Empty: the delegate's MAC is kept.
 	MACPrefix string `json:"macPrefix,omitempty"`
 	// LogFile must lie under the node's log directory (LogDirEnv, default DefaultLogDir).
 	LogFile  string `json:"logFile,omitempty"`
