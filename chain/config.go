@@ -260,7 +260,8 @@ func (c *NetConf) DelegateType() string {
 }
 
 // DelegateConf renders the delegate's config: its own fields plus the network's
-// cniVersion, name and runtime arguments, with no IPAM.
+// cniVersion, name and runtime arguments (prevResult for CHECK, the valid attachments for
+// GC), with no IPAM.
 func (c *NetConf) DelegateConf() ([]byte, error) {
 	d := make(map[string]any, len(c.Delegate)+4)
 	for k, v := range c.Delegate {
@@ -281,6 +282,10 @@ func (c *NetConf) DelegateConf() ([]byte, error) {
 		if _, set := d[key]; !set && v != "" {
 			d[key] = v
 		}
+	}
+	if c.ValidAttachments != nil { // GC: under both the spec's name and libcni's older one
+		d["cni.dev/valid-attachments"] = c.ValidAttachments
+		d["cni.dev/attachments"] = c.ValidAttachments
 	}
 	if c.rawPrevResult != nil { // CHECK: the delegate verifies against the ADD result
 		d["prevResult"] = c.rawPrevResult
