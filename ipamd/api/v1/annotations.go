@@ -289,7 +289,7 @@ func ParseIPNumber(annotations map[string]string, replicas int32) (int, error) {
 	v := strings.TrimSpace(annotations[AnnotationIPNumber])
 	if v == "" {
 		if int(replicas) > MaxAppPoolIPNumber {
-			return 0, fmt.Errorf("%d replicas need more addresses than an application pool may hold (%d); use a manually created IPPool", replicas, MaxAppPoolIPNumber)
+			return 0, fmt.Errorf("spec.replicas %d needs more addresses than an application pool may hold (%d); use a manually created IPPool", replicas, MaxAppPoolIPNumber)
 		}
 		return int(replicas), nil
 	}
