@@ -12,7 +12,7 @@ IMAGE_DIR ?= $(BIN)/image
 LDFLAGS := -X github.com/underpool/underpool/internal/buildinfo.Version=$(VERSION)
 CHART := deploy/helm/underpool
 
-.PHONY: all build image chart generate verify-generated tools test unit e2e bench demo lint check-deps clean
+.PHONY: all build image chart generate verify-generated tools test unit fuzz e2e bench demo lint check-deps clean
 
 all: build
 
@@ -45,6 +45,9 @@ test: ## unit + end-to-end tests (root), installing what they need; prints a sum
 
 unit: ## unit tests only (no root, no control plane)
 	go test ./ipamd/... ./chain/... ./rdma/... ./netplan/... ./underlay/... ./cmd/... ./internal/...
+
+fuzz: ## every fuzz target of the parsers of hostile input, 5 minutes each (FUZZTIME=30s for less)
+	FUZZTIME=$${FUZZTIME:-5m} tests/fuzz.sh
 
 e2e: build ## end-to-end tests only
 	tests/tools/build.sh test

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -15,21 +14,21 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 
-	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/netplan"
 	"github.com/underpool/underpool/underlay"
 )
 
 // Defaults for fields a network config may leave out.
 const (
-	DefaultLogFile = "/var/log/underpool/underpool.log"
+	DefaultLogFile = DefaultLogDir + "/underpool.log"
 	DefaultTimeout = 30 * time.Second
 )
 
 // SocketEnv names the environment variable that, when set, is the node's ipamd socket and
 // wins over ipam.socket: which daemon a node talks to is the node's setting, and a
 // cluster-wide NetworkAttachmentDefinition must not decide it (the runtime, and multus
-// after it, pass their environment on to the plugin).
+// after it, pass their environment on to the plugin). Without it, ipam.socket must lie
+// under SocketRoot (see nodepaths.go).
 const SocketEnv = "UNDERPOOL_IPAMD_SOCKET"
 
 // NetConf is the configuration of the underpool meta-plugin (and, through IPAM, of the
@@ -49,11 +48,12 @@ type NetConf struct {
 	// HostConnectivity joins a macvlan/ipvlan pod to its own node with a veth pair.
 	HostConnectivity HostConnectivityConf `json:"hostConnectivity,omitempty"`
 	// MACPrefix, two bytes such as "0a:58", gives the pod interface the MAC prefix +
-	// the last four bytes of its address (a multus "mac" request wins). Empty: the
-	// delegate's MAC is kept.
+	// four bytes of its address (netplan.MACFromIP: IPv4 as is, IPv6 hashed; a multus
+	// "mac" request wins). Empty: the delegate's MAC is kept.
 	MACPrefix string `json:"macPrefix,omitempty"`
-	LogFile   string `json:"logFile,omitempty"`
-	LogLevel  string `json:"logLevel,omitempty"`
+	// LogFile must lie under the node's log directory (LogDirEnv, default DefaultLogDir).
+	LogFile  string `json:"logFile,omitempty"`
+	LogLevel string `json:"logLevel,omitempty"`
 	// RuntimeConfig carries capability args (multus: ips, mac, deviceID) through to the delegate.
 	RuntimeConfig map[string]any `json:"runtimeConfig,omitempty"`
 	// Args carries the "args" convention field, passed to the delegate as is.
@@ -68,7 +68,8 @@ type NetConf struct {
 
 // IPAMConf says where ipamd listens and which pools to use.
 type IPAMConf struct {
-	Type   string `json:"type,omitempty"`
+	Type string `json:"type,omitempty"`
+	// Socket must lie under SocketRoot; SocketEnv, when set, replaces it.
 	Socket string `json:"socket,omitempty"`
 	// IPv4Pools and IPv6Pools are the network's own pools; a pod annotation or a namespace
 	// default overrides them, and without any the cluster default pools apply.
@@ -173,10 +174,8 @@ func LoadConf(data []byte, needDelegate bool) (*NetConf, error) {
 			return nil, fmt.Errorf("prevResult: %v", err)
 		}
 	}
-	if s := os.Getenv(SocketEnv); s != "" {
-		conf.IPAM.Socket = s
-	} else if conf.IPAM.Socket == "" {
-		conf.IPAM.Socket = rpc.DefaultSocket
+	if err := conf.loadPaths(); err != nil {
+		return nil, err
 	}
 	conf.IPAM.timeout = DefaultTimeout
 	if conf.IPAM.Timeout != "" {
@@ -208,9 +207,6 @@ func LoadConf(data []byte, needDelegate bool) (*NetConf, error) {
 		if _, err := netplan.ParseMACPrefix(conf.MACPrefix); err != nil {
 			return nil, err
 		}
-	}
-	if conf.LogFile == "" {
-		conf.LogFile = DefaultLogFile
 	}
 	if needDelegate {
 		if err := checkDelegate(conf.Delegate); err != nil {
@@ -264,7 +260,8 @@ func (c *NetConf) DelegateType() string {
 }
 
 // DelegateConf renders the delegate's config: its own fields plus the network's
-// cniVersion, name and runtime arguments, with no IPAM.
+// cniVersion, name and runtime arguments (prevResult for CHECK, the valid attachments for
+// GC), with no IPAM.
 func (c *NetConf) DelegateConf() ([]byte, error) {
 	d := make(map[string]any, len(c.Delegate)+4)
 	for k, v := range c.Delegate {
@@ -285,6 +282,10 @@ func (c *NetConf) DelegateConf() ([]byte, error) {
 		if _, set := d[key]; !set && v != "" {
 			d[key] = v
 		}
+	}
+	if c.ValidAttachments != nil { // GC: under both the spec's name and libcni's older one
+		d["cni.dev/valid-attachments"] = c.ValidAttachments
+		d["cni.dev/attachments"] = c.ValidAttachments
 	}
 	if c.rawPrevResult != nil { // CHECK: the delegate verifies against the ADD result
 		d["prevResult"] = c.rawPrevResult

@@ -64,7 +64,7 @@ func TestLoadConfDefaultsAndDelegateConf(t *testing.T) {
 }
 
 func TestSocketEnvWinsOverConf(t *testing.T) {
-	conf := `{"delegate":{"type":"macvlan"},"ipam":{"socket":"/from/nad.sock"}}`
+	conf := `{"delegate":{"type":"macvlan"},"ipam":{"socket":"/run/underpool/from-nad.sock"}}`
 	socket := func(raw string) string {
 		t.Helper()
 		c, err := LoadConf([]byte(raw), true)
@@ -74,7 +74,7 @@ func TestSocketEnvWinsOverConf(t *testing.T) {
 		return c.IPAM.Socket
 	}
 	t.Setenv(SocketEnv, "")
-	if got := socket(conf); got != "/from/nad.sock" {
+	if got := socket(conf); got != "/run/underpool/from-nad.sock" {
 		t.Fatalf("without %s: socket %q, want the config's", SocketEnv, got)
 	}
 	t.Setenv(SocketEnv, "/run/node-b/ipamd.sock")

@@ -3,14 +3,22 @@ package chain
 import (
 	"fmt"
 
+	"github.com/containernetworking/cni/pkg/invoke"
 	"go.uber.org/zap"
 
 	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/rdma"
 )
 
-// gc releases this node's attachments of this network that the runtime no longer lists.
+// gc passes GC on to the delegate with the runtime's valid attachments (CNI 1.1: a
+// plugin that delegates must), then releases this node's attachments of this network
+// that the runtime no longer lists. The addresses' half runs whatever the delegate says:
+// the runtime has already run DEL for what it no longer lists.
 func gc(s *session) error {
+	delegateErr := delegateGC(s)
+	if delegateErr != nil {
+		s.log.Warn("delegate GC", zap.Error(delegateErr))
+	}
 	if s.conf.RDMA.Mode == string(rdma.Exclusive) {
 		valid := map[string]bool{}
 		for _, a := range s.conf.ValidAttachments {
@@ -22,7 +30,22 @@ func gc(s *session) error {
 			return internalError("RDMA GC: %v", err)
 		}
 	}
-	return ipamGC(s)
+	if err := ipamGC(s); err != nil {
+		return err
+	}
+	return delegateErr
+}
+
+// delegateGC runs the delegate's GC with the same valid attachments.
+func delegateGC(s *session) error {
+	conf, err := s.conf.DelegateConf()
+	if err != nil {
+		return invalidConfig(err)
+	}
+	if err := invoke.DelegateGC(s.ctx, s.conf.DelegateType(), conf, nil); err != nil {
+		return internalError("delegate %s GC: %v", s.conf.DelegateType(), err)
+	}
+	return nil
 }
 
 // ipamGC is GC of the IPAM-only plugin, and the addresses' half of the meta-plugin's.

@@ -36,6 +36,9 @@ func configureRoutes(conf *NetConf, ifName string, alloc netplan.Allocation) ([]
 	if err != nil {
 		return nil, false, err
 	}
+	if err := tableFree(intent.Table, ifName); err != nil {
+		return nil, false, err
+	}
 	if err := underlay.Apply(ifName, plan); err != nil {
 		return nil, false, err
 	}
@@ -45,6 +48,25 @@ func configureRoutes(conf *NetConf, ifName string, alloc netplan.Allocation) ([]
 		}
 	}
 	return cniRoutes(plan.Routes), intent.Default4 || intent.Default6, nil
+}
+
+// tableFree refuses a table another interface of the pod already routes through: two
+// interface names whose hashes meet (netplan.TableFor) must not share one, or DEL of
+// one would take the other's routes. The interface's own host veth shares it by design.
+func tableFree(table int, ifName string) error {
+	if table == 0 {
+		return nil
+	}
+	users, err := underlay.TableLinks(table)
+	if err != nil {
+		return fmt.Errorf("listing routing table %d: %w", table, err)
+	}
+	for _, u := range users {
+		if u != ifName && u != podVethName(ifName) {
+			return fmt.Errorf("routing table %d of %s is already %s's (their names number alike): rename one interface, or give one network another routing.tableBase", table, ifName, u)
+		}
+	}
+	return nil
 }
 
 // holdsDefault is the documented default-route rule: defaultRoute false never takes it;

@@ -11,7 +11,8 @@ type RDMAConf struct {
 	// Mode is the kernel's RDMA netns mode the network expects: "exclusive" moves the
 	// device into the pod, "shared" only checks it exists; empty: no RDMA.
 	Mode string `json:"mode,omitempty"`
-	// StateDir records which device each attachment holds (default /var/lib/cni/underpool/rdma).
+	// StateDir records which device each attachment holds (default /var/lib/cni/underpool/rdma);
+	// it must lie under StateRoot.
 	StateDir string `json:"stateDir,omitempty"`
 }
 

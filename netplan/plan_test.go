@@ -1,6 +1,7 @@
 package netplan
 
 import (
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -84,16 +85,63 @@ func TestBuildRejectsOffSubnetGateway(t *testing.T) {
 }
 
 func TestTableFor(t *testing.T) {
-	for name, want := range map[string]int{"eth0": 100, "net1": 101, "net12": 112} {
-		if got := TableFor(name, 0); got != want {
-			t.Errorf("TableFor(%s) = %d, want %d", name, got, want)
+	cases := []struct {
+		name   string
+		ifName string
+		base   int
+		want   int // 0: a hashed table, base+1000 and up
+	}{
+		{"netN is base+N", "net1", 0, 101},
+		{"two digits", "net12", 0, 112},
+		{"another base", "net3", 200, 203},
+		{"net0", "net0", 0, 100},
+		{"eth1 is hashed, not net1's", "eth1", 0, 0},
+		{"eth0 is hashed", "eth0", 0, 0},
+		{"a leading zero is hashed, not net1's", "net01", 0, 0},
+		{"a sign is hashed", "net+1", 0, 0},
+		{"no number", "uplink", 0, 0},
+		{"past 999", "net1000", 0, 0},
+		{"would be the default table 253", "net153", 0, 0},
+		{"would be the main table 254", "net154", 0, 0},
+		{"would be the local table 255", "net5", 250, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := TableFor(c.ifName, c.base)
+			if again := TableFor(c.ifName, c.base); again != got {
+				t.Fatalf("TableFor(%s) not stable: %d, %d", c.ifName, got, again)
+			}
+			base := c.base
+			if base == 0 {
+				base = DefaultTableBase
+			}
+			switch {
+			case c.want != 0 && got != c.want:
+				t.Fatalf("TableFor(%s, %d) = %d, want %d", c.ifName, c.base, got, c.want)
+			case c.want == 0 && (got < base+1000 || got >= base+1000+hashedTables):
+				t.Fatalf("TableFor(%s, %d) = %d, want a hashed table in [%d, %d)", c.ifName, c.base, got, base+1000, base+1000+hashedTables)
+			}
+		})
+	}
+	t.Run("names a pod may combine get different tables", func(t *testing.T) {
+		seen := map[int]string{}
+		var names []string
+		for i := 0; i < 1000; i++ {
+			names = append(names, fmt.Sprintf("net%d", i))
 		}
-	}
-	if got := TableFor("net3", 200); got != 203 {
-		t.Errorf("base 200: %d", got)
-	}
-	a, b := TableFor("uplink", 100), TableFor("uplink", 100)
-	if a != b || a < 1100 || a >= 2100 {
-		t.Errorf("name without a number: %d, %d", a, b)
-	}
+		for i := 0; i < 16; i++ {
+			names = append(names, fmt.Sprintf("eth%d", i), fmt.Sprintf("ib%d", i), fmt.Sprintf("ens%df0", i),
+				fmt.Sprintf("ens%df1", i), fmt.Sprintf("net0%d", i), fmt.Sprintf("vf%d", i))
+		}
+		for _, n := range names {
+			tb := TableFor(n, 0)
+			if other, dup := seen[tb]; dup {
+				t.Fatalf("%s and %s share table %d", n, other, tb)
+			}
+			if reservedTable(tb) {
+				t.Fatalf("%s gets the kernel's reserved table %d", n, tb)
+			}
+			seen[tb] = n
+		}
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"syscall"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
@@ -44,35 +45,101 @@ func apply(link netlink.Link, p netplan.Plan) error {
 	return nil
 }
 
-// Remove deletes the rules pointing at table and the routes left in it. Routes through
-// a deleted link vanish with it; rules do not, and a stale rule would send a later
-// pod's traffic from a reused address into an empty table.
-func Remove(table int) error {
+// Remove deletes one attachment's policy routing: the rules to table from one of
+// addrs, and the routes in table through ifName. Routes through a deleted link vanish
+// with it; rules do not, and a stale rule would send a later pod's traffic from a reused
+// address into an empty table. What another interface put in the table (a table shared
+// by a name from an older numbering) stays. Without addresses (the link is gone and the
+// runtime passed no prevResult) every rule to the table goes, but only while no other
+// link routes through it.
+func Remove(table int, ifName string, addrs []netip.Addr) error {
 	if table == 0 {
 		return nil
 	}
+	index := 0 // a link that is gone took its routes with it
+	if link, err := netlinksafe.LinkByName(ifName); err == nil {
+		index = link.Attrs().Index
+		if own, err := linkAddrs(link); err == nil {
+			addrs = append(own, addrs...)
+		}
+	}
 	var errs []error
+	var rules []netlink.Rule
+	var routes []netlink.Route
 	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		rules, err := netlinksafe.RuleListFiltered(family, &netlink.Rule{Table: table}, netlink.RT_FILTER_TABLE)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		for i := range rules {
-			if err := netlink.RuleDel(&rules[i]); err != nil && !errors.Is(err, syscall.ENOENT) {
-				errs = append(errs, fmt.Errorf("deleting rule to table %d: %w", table, err))
-			}
-		}
-		routes, err := netlinksafe.RouteListFiltered(family, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		for i := range routes {
+		got, err := netlinksafe.RuleListFiltered(family, &netlink.Rule{Table: table}, netlink.RT_FILTER_TABLE)
+		errs = append(errs, err)
+		rules = append(rules, got...)
+		in, err := netlinksafe.RouteListFiltered(family, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
+		errs = append(errs, err)
+		routes = append(routes, in...)
+	}
+	shared := false
+	for i := range routes {
+		if index != 0 && routes[i].LinkIndex == index {
 			if err := netlink.RouteDel(&routes[i]); err != nil && !errors.Is(err, syscall.ESRCH) {
 				errs = append(errs, fmt.Errorf("deleting route in table %d: %w", table, err))
 			}
+		} else {
+			shared = true
+		}
+	}
+	for i := range rules {
+		if !ruleFromOneOf(rules[i], addrs) && (len(addrs) > 0 || shared) {
+			continue
+		}
+		if err := netlink.RuleDel(&rules[i]); err != nil && !errors.Is(err, syscall.ENOENT) {
+			errs = append(errs, fmt.Errorf("deleting rule to table %d: %w", table, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// TableLinks names the links that route through table, for ADD to see whether another
+// interface already owns the table it is about to use.
+func TableLinks(table int) ([]string, error) {
+	var names []string
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		routes, err := netlinksafe.RouteListFiltered(family, &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range routes {
+			if r.LinkIndex == 0 {
+				continue
+			}
+			name := fmt.Sprintf("link %d", r.LinkIndex)
+			if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
+				name = l.Attrs().Name
+			}
+			if !slices.Contains(names, name) {
+				names = append(names, name)
+			}
+		}
+	}
+	return names, nil
+}
+
+func linkAddrs(link netlink.Link) ([]netip.Addr, error) {
+	list, err := netlinksafe.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, a := range list {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			out = append(out, ip.Unmap())
+		}
+	}
+	return out, nil
+}
+
+func ruleFromOneOf(r netlink.Rule, addrs []netip.Addr) bool {
+	if r.Src == nil {
+		return false
+	}
+	src, ok := netip.AddrFromSlice(r.Src.IP)
+	return ok && slices.Contains(addrs, src.Unmap())
 }
 
 // Verify lists what of the plan the kernel does not have on ifName (empty: all in

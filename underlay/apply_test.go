@@ -81,7 +81,7 @@ func TestApplyVerifyRemove(t *testing.T) {
 		if held, err := DefaultRouteExists(true); err != nil || !held {
 			t.Fatalf("DefaultRouteExists(v4) = %v, %v after installing one", held, err)
 		}
-		if err := Remove(table); err != nil {
+		if err := Remove(table, "net1", nil); err != nil {
 			t.Fatal(err)
 		}
 		diffs, _ := Verify("net1", plan)
@@ -94,4 +94,75 @@ func TestApplyVerifyRemove(t *testing.T) {
 			t.Error("Verify on a missing link did not fail")
 		}
 	})
+}
+
+// addLink adds a veth end named name with addr, up, in the current netns.
+func addLink(t *testing.T, name, addr string) {
+	t.Helper()
+	link := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: name + "p"}
+	if err := netlink.LinkAdd(link); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := netlink.ParseAddr(addr)
+	for _, step := range []func() error{
+		func() error { return netlink.AddrAdd(link, a) },
+		func() error { return netlink.LinkSetUp(link) },
+		func() error {
+			p, err := netlink.LinkByName(name + "p")
+			if err == nil {
+				err = netlink.LinkSetUp(p)
+			}
+			return err
+		},
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// DEL of one interface removes only its own rules and routes: net1 and eth1 of one pod
+// keep apart whether their tables differ (netplan.TableFor numbers them apart) or are
+// one table left by an older numbering.
+func TestRemoveTakesOnlyTheAttachmentsRules(t *testing.T) {
+	cases := []struct {
+		name       string
+		net1, eth1 int
+	}{
+		{"tables numbered by name", netplan.TableFor("net1", 0), netplan.TableFor("eth1", 0)},
+		{"one shared table", 101, 101},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			inPodNetns(t, "10.250.1.5/24", func() {
+				addLink(t, "eth1", "10.250.2.5/24")
+				plan := func(ifName, addr string, table int) netplan.Plan {
+					p, err := netplan.Build(netplan.Intent{IfName: ifName, Table: table,
+						Addresses: []netplan.Address{{Prefix: netip.MustParsePrefix(addr)}}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					return p
+				}
+				p1, pe := plan("net1", "10.250.1.5/24", c.net1), plan("eth1", "10.250.2.5/24", c.eth1)
+				for ifName, p := range map[string]netplan.Plan{"net1": p1, "eth1": pe} {
+					if err := Apply(ifName, p); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := Remove(c.eth1, "eth1", []netip.Addr{netip.MustParseAddr("10.250.2.5")}); err != nil {
+					t.Fatal(err)
+				}
+				if diffs, err := Verify("net1", p1); err != nil || len(diffs) != 0 {
+					t.Fatalf("DEL of eth1 took net1's routing: %v %v", diffs, err)
+				}
+				if diffs, _ := Verify("eth1", pe); len(diffs) != len(pe.Routes)+len(pe.Rules) {
+					t.Fatalf("eth1's routing left after its DEL: only %v missing of %v", diffs, pe)
+				}
+				if users, err := TableLinks(c.net1); err != nil || len(users) != 1 || users[0] != "net1" {
+					t.Fatalf("TableLinks(%d) = %v, %v; want net1 alone", c.net1, users, err)
+				}
+			})
+		})
+	}
 }

@@ -27,6 +27,7 @@ import (
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/tests/harness"
+	"github.com/underpool/underpool/tests/harness/kubelet"
 )
 
 // The IPAM names, in the order they run and are reported.
@@ -256,6 +257,9 @@ func benchmark(opts *options, subnets map[string]subnetPlan, cl *cleanups) (*rep
 		BinDirs:  []string{binDir, harness.CacheBinDir()},
 		CacheDir: filepath.Join(work, "cni-cache"),
 		Stderr:   pluginLog,
+		// node settings, as the runtime's environment gives them: logs under work,
+		// this node's ipamd
+		Env: []string{kubelet.LogDirEnv + "=" + work, kubelet.IpamdSocketEnv + "=" + env.ipamdSocket},
 	}
 
 	// Namespaces of the run in progress: closed after each DEL phase, and by the

@@ -118,7 +118,8 @@ func (d *demo) startNode(name string) (*simNode, error) {
 		return nil, err
 	}
 	kl, err := kubelet.New(kubelet.Config{NodeName: name, RestConfig: d.cp.Config,
-		CNI:      harness.CNI{BinDirs: []string{d.binDir, harness.CacheBinDir()}, CacheDir: filepath.Join(dir, "cni-cache"), Stderr: cniStderr},
+		CNI: harness.CNI{BinDirs: []string{d.binDir, harness.CacheBinDir()}, CacheDir: filepath.Join(dir, "cni-cache"), Stderr: cniStderr,
+			Env: []string{kubelet.LogDirEnv + "=" + d.tmp}}, // plugins log under d.tmp
 		Conflist: conflist, IpamdSocket: opts.Socket, Log: klog})
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/tests/harness"
+	"github.com/underpool/underpool/tests/harness/kubelet"
 )
 
 // Two pods on one macvlan (bridge mode) parent get dual-stack addresses from their pools
@@ -106,7 +107,9 @@ func TestIpamdUnreachable(t *testing.T) {
 	conf := netConf{Delegate: macvlanOn(newParent(t)), IPv4Pools: []string{"any"}, Socket: "/run/underpool-test/absent.sock"}.conflist(t)
 	pod := newPodNS(t)
 	rt := runtimeFor(pod, ns, "lonely", "net1")
-	_, err := suite.cni.Add(ctx(t), conf, rt)
+	cni := *suite.cni
+	cni.Env = []string{kubelet.IpamdSocketEnv + "=/run/underpool-test/absent.sock"} // this node's ipamd is gone
+	_, err := cni.Add(ctx(t), conf, rt)
 	var cniErr *types.Error
 	if err == nil || !asCNIError(err, &cniErr) || cniErr.Code != types.ErrTryAgainLater ||
 		!strings.Contains(cniErr.Msg, "ipamd unreachable at /run/underpool-test/absent.sock") {
@@ -115,7 +118,7 @@ func TestIpamdUnreachable(t *testing.T) {
 	if links, _ := linksIn(pod); len(links) != 1 {
 		t.Fatalf("links left in the pod netns: %v", links)
 	}
-	if err := suite.cni.Del(ctx(t), conf, rt); err != nil {
+	if err := cni.Del(ctx(t), conf, rt); err != nil {
 		t.Fatalf("DEL with ipamd unreachable must succeed: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/tests/harness/kubelet"
 )
 
 // CHECK compares the kernel with what ADD set and names what differs: an address, a
@@ -53,16 +54,21 @@ func TestNetworkCheckNamesWhatDiffers(t *testing.T) {
 
 func TestNetworkStatusNotReady(t *testing.T) {
 	for _, c := range []struct {
-		name string
-		conf netConf
-		want string // "": ready
+		name   string
+		conf   netConf
+		socket string // the node's ipamd socket (UNDERPOOL_IPAMD_SOCKET); "": the suite's
+		want   string // "": ready
 	}{
-		{"ipamd serving and macvlan installed", netConf{Delegate: macvlanOn("eth9"), IPv4Pools: []string{"p"}}, ""},
-		{"a missing delegate binary", netConf{Delegate: map[string]any{"type": "no-such-plugin"}, IPv4Pools: []string{"p"}}, "no-such-plugin"},
-		{"ipamd absent", netConf{Delegate: macvlanOn("eth9"), IPv4Pools: []string{"p"}, Socket: "/run/underpool-test/none.sock"}, "ipamd"},
+		{"ipamd serving and macvlan installed", netConf{Delegate: macvlanOn("eth9"), IPv4Pools: []string{"p"}}, "", ""},
+		{"a missing delegate binary", netConf{Delegate: map[string]any{"type": "no-such-plugin"}, IPv4Pools: []string{"p"}}, "", "no-such-plugin"},
+		{"ipamd absent", netConf{Delegate: macvlanOn("eth9"), IPv4Pools: []string{"p"}}, "/run/underpool-test/none.sock", "ipamd"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			err := suite.cni.Status(ctx(t), c.conf.conflist(t))
+			cni := *suite.cni
+			if c.socket != "" {
+				cni.Env = []string{kubelet.IpamdSocketEnv + "=" + c.socket}
+			}
+			err := cni.Status(ctx(t), c.conf.conflist(t))
 			switch {
 			case c.want == "" && err != nil:
 				t.Fatalf("STATUS: %v", err)

@@ -18,6 +18,7 @@ import (
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/tests/harness"
+	"github.com/underpool/underpool/tests/harness/kubelet"
 )
 
 // suite is shared by every test of the package: starting a control plane per test would
@@ -116,6 +117,10 @@ func run(m *testing.M) int {
 		return fail("ipamd", err)
 	}
 	defer func() { suite.ipamd.Stop() }()
+	// the node's settings, as a runtime's environment gives them to every plugin (and
+	// multus to its delegates): plugins log under suite.dir and call this node's ipamd
+	os.Setenv(kubelet.LogDirEnv, suite.dir)
+	os.Setenv(kubelet.IpamdSocketEnv, suite.ipamd.Options.Socket)
 	suite.cni = &harness.CNI{BinDirs: []string{suite.bin, harness.CacheBinDir()}, CacheDir: filepath.Join(suite.dir, "cni-cache")}
 	code := m.Run()
 	if code != 0 {

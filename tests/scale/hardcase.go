@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -20,6 +21,7 @@ import (
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/tests/harness"
+	"github.com/underpool/underpool/tests/harness/kubelet"
 )
 
 func v1AddToScheme(s *runtime.Scheme) error { return v1.AddToScheme(s) }
@@ -148,15 +150,18 @@ func (e *env) ipamCalls(ctx context.Context, verb string, pods []*corev1.Pod, so
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
 		var err error
+		// the node's settings reach the plugin through the runtime's environment
+		exec := envExec{Exec: &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}},
+			env: []string{kubelet.IpamdSocketEnv + "=" + sockets[i%len(sockets)], kubelet.LogDirEnv + "=" + e.work}}
 		if verb == "ADD" {
-			r, rerr := invoke.ExecPluginWithResult(cctx, plugin, conf, args, nil)
+			r, rerr := invoke.ExecPluginWithResult(cctx, plugin, conf, args, exec)
 			if err = rerr; err == nil {
 				if res, cerr := current.GetResult(r); cerr == nil && len(res.IPs) == 1 {
 					addrs[i] = res.IPs[0].Address.IP.String()
 				}
 			}
 		} else {
-			err = invoke.ExecPluginWithoutResult(cctx, plugin, conf, args, nil)
+			err = invoke.ExecPluginWithoutResult(cctx, plugin, conf, args, exec)
 		}
 		if err != nil {
 			mu.Lock()
@@ -167,6 +172,16 @@ func (e *env) ipamCalls(ctx context.Context, verb string, pods []*corev1.Pod, so
 	})
 	sort.Strings(errs)
 	return errs
+}
+
+// envExec appends entries to the environment a plugin gets.
+type envExec struct {
+	invoke.Exec
+	env []string
+}
+
+func (e envExec) ExecPlugin(ctx context.Context, path string, stdin []byte, environ []string) ([]byte, error) {
+	return e.Exec.ExecPlugin(ctx, path, stdin, append(append([]string(nil), environ...), e.env...))
 }
 
 func parallel(n, width int, fn func(i int) error) error {

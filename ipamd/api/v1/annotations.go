@@ -12,8 +12,11 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // AnnotationPrefix starts every annotation key users set.
@@ -248,6 +251,9 @@ func ParseSubnets(annotations map[string]string) (InterfaceSubnets, error) {
 		if s.First(IPv4) == "" && s.First(IPv6) == "" {
 			return nil, fmt.Errorf("annotation %s names no Subnet: give \"ipv4\" and/or \"ipv6\"", AnnotationSubnet)
 		}
+		if err := checkSubnetNames(AnnotationSubnet, 0, s); err != nil {
+			return nil, err
+		}
 		out[""] = s
 	}
 	if hasMulti {
@@ -268,6 +274,9 @@ func ParseSubnets(annotations map[string]string) (InterfaceSubnets, error) {
 			if _, dup := out[e.Interface]; dup {
 				return nil, fmt.Errorf("annotation %s: interface %s is listed twice: merge the entries", AnnotationSubnets, e.Interface)
 			}
+			if err := checkSubnetNames(AnnotationSubnets, i, e.SubnetNames); err != nil {
+				return nil, err
+			}
 			out[e.Interface] = e.SubnetNames
 		}
 	}
@@ -280,16 +289,17 @@ func ParseIPNumber(annotations map[string]string, replicas int32) (int, error) {
 	v := strings.TrimSpace(annotations[AnnotationIPNumber])
 	if v == "" {
 		if int(replicas) > MaxAppPoolIPNumber {
-			return 0, fmt.Errorf("%d replicas need more addresses than an application pool may hold (%d); use a manually created IPPool", replicas, MaxAppPoolIPNumber)
+			return 0, fmt.Errorf("spec.replicas %d needs more addresses than an application pool may hold (%d); use a manually created IPPool", replicas, MaxAppPoolIPNumber)
 		}
 		return int(replicas), nil
 	}
 	plus := strings.HasPrefix(v, "+")
 	digits := strings.TrimPrefix(v, "+")
 	n, err := strconv.ParseInt(digits, 10, 64)
-	if err != nil && len(digits) > 0 && strings.Trim(digits, "0123456789") == "" {
+	onlyDigits := len(digits) > 0 && strings.Trim(digits, "0123456789") == "" // ParseInt takes a sign too: "++2"
+	if err != nil && onlyDigits {
 		n = math.MaxInt64 // only digits, too many of them: a size, and far too big
-	} else if err != nil || n < 0 {
+	} else if err != nil || !onlyDigits {
 		return 0, fmt.Errorf("annotation %s %q: want a number of addresses (\"5\") or extra addresses over the replicas (\"+2\")", AnnotationIPNumber, v)
 	}
 	total := n
@@ -396,6 +406,9 @@ func nameList(annotations map[string]string, key string) ([]string, error) {
 		if strings.TrimSpace(n) == "" {
 			return nil, fmt.Errorf("annotation %s: entry %d is empty: remove it or name a pool", key, i)
 		}
+		if err := objectName(n); err != nil {
+			return nil, fmt.Errorf("annotation %s: entry %d: %v", key, i, err)
+		}
 	}
 	return names, nil
 }
@@ -406,6 +419,30 @@ func checkNames(key string, entry int, lists ...[]string) error {
 			if strings.TrimSpace(n) == "" {
 				return fmt.Errorf("annotation %s entry %d: a pool name is empty: remove it or name a pool", key, entry)
 			}
+			if err := objectName(n); err != nil {
+				return fmt.Errorf("annotation %s entry %d: %v", key, entry, err)
+			}
+		}
+	}
+	return nil
+}
+
+// objectName refuses what cannot name a pool or a Subnet object ("pool-a x", "Pool_A"):
+// such a name would only ever select nothing, so it is a typo or trailing text.
+func objectName(n string) error {
+	if errs := validation.IsDNS1123Subdomain(n); len(errs) > 0 {
+		return fmt.Errorf("%q cannot name an object (%s)", n, errs[0])
+	}
+	return nil
+}
+
+func checkSubnetNames(key string, entry int, s SubnetNames) error {
+	for _, n := range append(slices.Clone(s.IPv4), s.IPv6...) {
+		if strings.TrimSpace(n) == "" {
+			return fmt.Errorf("annotation %s entry %d: a Subnet name is empty: remove it or name a Subnet", key, entry)
+		}
+		if err := objectName(n); err != nil {
+			return fmt.Errorf("annotation %s entry %d: %v", key, entry, err)
 		}
 	}
 	return nil

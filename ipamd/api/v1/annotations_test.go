@@ -47,6 +47,8 @@ func TestAnnotationIPPool(t *testing.T) {
 		{"unknown field", `{"ipv4":["a"],"typo":1}`, nil, "unknown field"},
 		{"trailing garbage", `{"ipv4":["a"]} x`, nil, "after the JSON value"},
 		{"empty name", `{"ipv4":[" "]}`, nil, "pool name is empty"},
+		{"trailing text in a name", `{"ipv4":["a x"]}`, nil, `"a x" cannot name an object`},
+		{"not an object name", `{"ipv6":["Pool_A"]}`, nil, `"Pool_A" cannot name an object`},
 	}, func(a map[string]string) (any, error) { return ParseIPPool(a) })
 }
 
@@ -60,6 +62,7 @@ func TestAnnotationIPPools(t *testing.T) {
 		{"unknown field", `[{"interface":"net1","ipv4":["a"],"pool":"x"}]`, nil, "unknown field"},
 		{"trailing garbage", `[{"interface":"net1","ipv4":["a"]}]]`, nil, "after the JSON value"},
 		{"empty name", `[{"interface":"net1","ipv4":[""]}]`, nil, "entry 0: a pool name is empty"},
+		{"trailing text in a name", `[{"interface":"net1","ipv4":["a"]},{"interface":"net2","ipv4":["b;c"]}]`, nil, `entry 1: "b;c" cannot name an object`},
 	}, func(a map[string]string) (any, error) { return ParseIPPools(a) })
 }
 
@@ -70,6 +73,9 @@ func TestAnnotationSubnet(t *testing.T) {
 		{"names no subnet", `{"ipv4":[]}`, nil, "names no Subnet"},
 		{"unknown field", `{"ipv4":["s"],"size":3}`, nil, "unknown field"},
 		{"trailing garbage", `{"ipv4":["s"]}{}`, nil, "after the JSON value"},
+		{"trailing whitespace is fine", "{\"ipv4\":[\"s\"]}\n ", InterfaceSubnets{"": {IPv4: []string{"s"}}}, ""},
+		{"trailing text in a name", `{"ipv4":["s4 s5"]}`, nil, `"s4 s5" cannot name an object`},
+		{"an empty later name", `{"ipv4":["s4",""]}`, nil, "a Subnet name is empty"},
 	}, func(a map[string]string) (any, error) { return ParseSubnets(a) })
 }
 
@@ -81,6 +87,9 @@ func TestAnnotationSubnets(t *testing.T) {
 		{"interface twice", `[{"interface":"net1","ipv4":["a"]},{"interface":"net1","ipv4":["b"]}]`, nil, "listed twice"},
 		{"truncated", `{`, nil, "want JSON like"},
 		{"unknown field", `[{"interface":"net1","ipv4":["a"],"x":1}]`, nil, "unknown field"},
+		{"trailing garbage", `[{"interface":"net1","ipv4":["a"]}] garbage`, nil, "after the JSON value"},
+		{"a second value", `[{"interface":"net1","ipv4":["a"]}][]`, nil, "after the JSON value"},
+		{"trailing text in a name", `[{"interface":"net1","ipv6":["s6\tx"]}]`, nil, "cannot name an object"},
 	}, func(a map[string]string) (any, error) { return ParseSubnets(a) })
 }
 
@@ -114,6 +123,9 @@ func TestAnnotationIPNumber(t *testing.T) {
 		{"the limit itself", "65536", MaxAppPoolIPNumber, ""},
 		{"fewer than the replicas", "2", nil, "fewer addresses"},
 		{"not a number", "x", nil, "want a number"},
+		{"trailing text", "5 pods", nil, "want a number"},
+		{"trailing text after plus", "+2x", nil, "want a number"},
+		{"a second sign", "++2", nil, "want a number"},
 		{"negative", "-1", nil, "want a number"},
 		{"over the limit", "65537", nil, "65536"},
 		{"plus over the limit", "+65534", nil, "65536"},
@@ -144,6 +156,7 @@ func TestAnnotationReclaim(t *testing.T) {
 		{"false", "false", false, ""},
 		{"true", "true", true, ""},
 		{"not a bool", "maybe", nil, `want "true" or "false"`},
+		{"trailing text", "true!", nil, `want "true" or "false"`},
 	}, func(a map[string]string) (any, error) { return ParseReclaim(a) })
 }
 
@@ -160,6 +173,8 @@ func TestAnnotationRoutes(t *testing.T) {
 		{"families differ", `[{"dst":"10.0.0.0/8","gw":"fd00::1"}]`, nil, "different families"},
 		{"unknown field", `[{"dst":"10.0.0.0/8","via":"10.0.0.1"}]`, nil, "unknown field"},
 		{"trailing garbage", `[{"dst":"10.0.0.0/8"}] ,`, nil, "after the JSON value"},
+		{"trailing text in dst", `[{"dst":"10.0.0.0/8 x"}]`, nil, "is not a CIDR"},
+		{"trailing text in gw", `[{"dst":"10.0.0.0/8","gw":"10.0.0.1x"}]`, nil, "is not an IP address"},
 	}, func(a map[string]string) (any, error) { return ParseRoutes(a) })
 }
 
@@ -187,6 +202,8 @@ func TestAnnotationNamespaceDefaults(t *testing.T) {
 				{"truncated JSON", `["a",`, nil, "want a JSON list of pool names"},
 				{"trailing garbage", `["a"]]`, nil, "after the JSON value"},
 				{"empty entry", "a,,b", nil, "entry 1 is empty"},
+				{"trailing text in a comma list", "a, b c", nil, `entry 1: "b c" cannot name an object`},
+				{"a JSON name that is none", `["a","b c"]`, nil, `entry 1: "b c" cannot name an object`},
 			}, func(a map[string]string) (any, error) {
 				ns, err := ParseNamespaceAnnotations(a)
 				if key == AnnotationNSDefaultIPv6 {

@@ -83,7 +83,7 @@ func startCluster(t *testing.T, nodeNames ...string) *cluster {
 		kl, err := kubelet.New(kubelet.Config{
 			NodeName: node, RestConfig: cl.cp.Config, Conflist: conflist, IpamdSocket: ipamdOpts.Socket,
 			CNI: harness.CNI{BinDirs: []string{bin, harness.CacheBinDir()},
-				CacheDir: filepath.Join(cl.dir, "cni-cache"), Stderr: logFile},
+				CacheDir: filepath.Join(cl.dir, "cni-cache"), Stderr: logFile, Env: []string{kubelet.LogDirEnv + "=" + cl.dir}},
 			Log: logFile,
 		})
 		if err != nil {

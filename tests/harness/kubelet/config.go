@@ -26,6 +26,10 @@ const IgnoreSIGTERMAnnotation = "kubelet.underpool.test/ignore-sigterm"
 // ipamd socket; the stand-in sets it for every plugin it runs.
 const IpamdSocketEnv = chain.SocketEnv
 
+// LogDirEnv is the variable that moves the plugin's log directory (a network config's
+// logFile must lie under it): tests set it in CNI.Env to keep plugin logs in a temp dir.
+const LogDirEnv = chain.LogDirEnv
+
 // Config describes one simulated node.
 type Config struct {
 	// NodeName is the Node this stand-in registers and serves. Required.
