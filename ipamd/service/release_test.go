@@ -43,7 +43,7 @@ func TestReleaseForgetsBeforeFreeing(t *testing.T) {
 				Pod: rpc.Pod{Namespace: "ns", Name: "a"}})
 		}},
 		{"GC of an attachment the runtime no longer has", func(w *world, svc *service.Service, pod *corev1.Pod) error {
-			_, err := svc.GC(context.Background(), &rpc.GCRequest{Network: "under"})
+			_, err := svc.GC(context.Background(), &rpc.GCRequest{Network: "under"}, false)
 			return err
 		}},
 		{"recycling after the pod is gone", func(w *world, svc *service.Service, pod *corev1.Pod) error {
