@@ -42,11 +42,11 @@ import (
 
 // Options configure one ipamd.
 type Options struct {
-	Kubeconfig    string // empty: in-cluster config
-	NodeName      string
-	Socket        string
+	Kubeconfig string // empty: in-cluster config
+	NodeName   string
+	Socket     string
 	// SocketGroup, when >= 0, may use the socket besides root (mode 0660, SO_PEERCRED).
-	SocketGroup int
+	SocketGroup   int
 	HealthAddress string // serves /healthz, /readyz and /metrics; empty disables
 	// QPS and Burst of the API client: the client-go defaults (5/10) would throttle a node
 	// starting many pods at once.

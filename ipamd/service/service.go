@@ -30,8 +30,8 @@ type Service struct {
 	// GCMaxShare: a CNI GC that would release more than this share (0..1) of a network's
 	// attachments on the node at once is refused unless forced (0: no limit).
 	GCMaxShare float64
-	Log           *zap.Logger
-	Metrics       *Metrics
+	Log        *zap.Logger
+	Metrics    *Metrics
 
 	locks keyedMutex
 	ready atomic.Bool
