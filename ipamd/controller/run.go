@@ -28,7 +28,6 @@ import (
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/orphans"
-	"github.com/underpool/underpool/ipamd/store"
 )
 
 // What the controller may do; `make generate` turns these into deploy/rbac.
@@ -148,8 +147,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		return err
 	}
 	if opts.OrphanInterval > 0 {
-		sweeper := &orphans.Sweeper{Log: log, Cache: mgr.GetCache(), API: api,
-			Pools: store.NewPoolCommitter(mgr.GetClient(), mgr.GetCache(), api, nil, log, nil)}
+		sweeper := &orphans.Sweeper{Log: log, Cache: mgr.GetCache(), API: api, Writer: mgr.GetClient()}
+		if err := watchPoolsFor(ctx, mgr.GetCache(), sweeper); err != nil {
+			return err
+		}
 		if err := mgr.Add(&orphanLoop{sweeper: sweeper, interval: opts.OrphanInterval, grace: opts.OrphanGrace, log: log}); err != nil {
 			return err
 		}

@@ -15,7 +15,6 @@ import (
 	"github.com/underpool/underpool/ipamd/orphans"
 	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/ipamd/service"
-	"github.com/underpool/underpool/ipamd/store"
 )
 
 // failPoolWrites makes every IPPool status write fail while *on is true: the crash (or
@@ -79,7 +78,7 @@ func TestReleaseForgetsBeforeFreeing(t *testing.T) {
 			requireCode(t, err, rpc.CodeNoAddress, "ipv4Pools")
 
 			// the sweeper frees it once seen unheld past its grace, in two sweeps
-			sweeper := &orphans.Sweeper{Pools: store.NewPoolCommitter(w.api, w.api, w.api, nil, nil, nil),
+			sweeper := &orphans.Sweeper{Writer: w.api,
 				Cache: w.api, API: w.api, Log: zap.NewNop()}
 			now := time.Now()
 			for _, at := range []time.Time{now, now.Add(time.Hour)} {
