@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -43,7 +44,11 @@ type Options struct {
 	WebhookPort int
 	// Endpoint is how the apiserver reaches the webhook; its hosts go into the certificate.
 	Endpoint Endpoint
-	CertDir  string
+	// CertDir is no longer used: certificates are kept and served from memory.
+	CertDir string
+	// CertLifetime is how long a webhook serving certificate is valid; it is renewed
+	// when 2/3 of that has passed.
+	CertLifetime time.Duration
 	// LeaderElectionNamespace holds the lease that makes one controller active; empty
 	// disables leader election (a single replica).
 	LeaderElectionNamespace string
@@ -78,19 +83,27 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	// one CA for all replicas, kept in a Secret, so the registered CA never goes stale
 	// (with leader election off there is one replica and a fresh CA will do)
 	var ca *authority
+	var reloadCA func(context.Context) (*authority, error)
 	var err error
 	if opts.LeaderElectionNamespace != "" {
 		direct, derr := client.New(cfg, client.Options{Scheme: scheme})
 		if derr != nil {
 			return derr
 		}
-		if ca, err = sharedAuthority(ctx, direct, opts.LeaderElectionNamespace); err != nil {
+		reloadCA = func(ctx context.Context) (*authority, error) {
+			return sharedAuthority(ctx, direct, opts.LeaderElectionNamespace)
+		}
+		if ca, err = reloadCA(ctx); err != nil {
 			return err
 		}
 	} else if ca, err = newAuthority(); err != nil {
 		return err
 	}
-	if err := ca.writeServing(opts.CertDir, hosts); err != nil {
+	if opts.CertLifetime <= 0 {
+		return fmt.Errorf("--webhook-cert-lifetime %s: want a positive duration", opts.CertLifetime)
+	}
+	certs, err := newServingCerts(ca, hosts, opts.CertLifetime, time.Now())
+	if err != nil {
 		return fmt.Errorf("making the webhook certificate: %w", err)
 	}
 	metricsAddress := opts.MetricsAddress
@@ -104,7 +117,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		LeaderElection:          opts.LeaderElectionNamespace != "",
 		LeaderElectionID:        "underpool-controller",
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
-		WebhookServer:           webhook.NewServer(webhook.Options{Host: opts.WebhookHost, Port: opts.WebhookPort, CertDir: opts.CertDir}),
+		WebhookServer: webhook.NewServer(webhook.Options{Host: opts.WebhookHost, Port: opts.WebhookPort,
+			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = certs.GetCertificate }}}),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the controller manager: %w", err)
@@ -146,6 +160,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		})).Complete(&overlapReport{c: mgr.GetClient(), events: events}); err != nil {
 		return err
 	}
+	if err := mgr.Add(&certRotator{certs: certs, reloadCA: reloadCA, every: checkEvery(opts.CertLifetime), log: log}); err != nil {
+		return err
+	}
 	if opts.OrphanInterval > 0 {
 		sweeper := &orphans.Sweeper{Log: log, Cache: mgr.GetCache(), API: api, Writer: mgr.GetClient()}
 		if err := watchPoolsFor(ctx, mgr.GetCache(), sweeper); err != nil {
@@ -177,12 +194,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
-		if err := register(ctx, mgr.GetClient(), opts.Endpoint, ca.pem); err != nil {
-			return err
-		}
-		log.Info("webhook registered", zap.String("config", WebhookConfigName))
-		<-ctx.Done()
-		return nil
+		return keepRegistered(ctx, mgr.GetClient(), opts.Endpoint, certs, checkEvery(opts.CertLifetime), log)
 	})); err != nil {
 		return err
 	}
