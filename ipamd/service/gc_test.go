@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/ipamd/service"
 )
 
 // gcWorld attaches n pods of network "under" on node-a and returns the world, the node's
@@ -120,4 +122,31 @@ func TestGCRefusesTooLargeAShare(t *testing.T) {
 			w.requireOneOwner()
 		})
 	}
+}
+
+// An Endpoint naming no node (written by an old version, or by hand) neither aborts a
+// recycling round nor hides the others: every ipamd may judge it, and does, on the pod.
+func TestRecycleJudgesEndpointsWithoutNode(t *testing.T) {
+	w := newWorld(t, nil, nsObj("ns"), nodeObj("node-a"), newPoolObj("p", "10.250.1.0/24"))
+	svc := w.ipamd("node-a", nil)
+	a, b := podObj("ns", "a", "node-a", nil), podObj("ns", "b", "node-a", nil)
+	for _, pod := range []*corev1.Pod{a, b} {
+		w.create(pod)
+		add(t, svc, pod, "ctr-"+pod.Name, "p")
+	}
+	ep := w.endpoint("ns", "a")
+	ep.Status.Node = ""
+	if err := w.api.Update(context.Background(), ep); err != nil {
+		t.Fatal(err)
+	}
+	w.deletePod(a)
+	w.deletePod(b)
+	released, err := svc.Recycle(context.Background(), time.Now().Add(time.Hour), time.Minute)
+	if err != nil {
+		t.Fatalf("recycling stopped on an Endpoint without node: %v", err)
+	}
+	if released[service.ReasonPodDeleted] != 2 {
+		t.Fatalf("released %v, want both gone pods' attachments", released)
+	}
+	w.requireAllocated("p", 0)
 }
