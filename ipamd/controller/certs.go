@@ -24,7 +24,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create
+// The CA Secret, by name, in the controller's namespace only; no other Secret.
+// +kubebuilder:rbac:groups="",namespace=underpool-system,resources=secrets,resourceNames=underpool-webhook-ca,verbs=get
+// +kubebuilder:rbac:groups="",namespace=underpool-system,resources=secrets,verbs=create
 
 // CASecretName holds the webhook CA that every controller replica signs its serving
 // certificate with, so the registered CA is valid whichever replica the apiserver reaches

@@ -101,7 +101,7 @@ func TestWebhookFollowsANewCA(t *testing.T) {
 	go func() { _ = (&certRotator{certs: certs, reloadCA: reload, every: every, log: zap.NewNop()}).Start(ctx) }()
 	registered := make(chan error, 1)
 	go func() {
-		registered <- keepRegistered(ctx, c, Endpoint{URL: "https://" + addr}, certs, every, zap.NewNop())
+		registered <- keepRegistered(ctx, c, c, Endpoint{URL: "https://" + addr}, certs, every, zap.NewNop())
 	}()
 	bundle := func() []byte {
 		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}

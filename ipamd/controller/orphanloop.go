@@ -12,7 +12,7 @@ import (
 	"github.com/underpool/underpool/ipamd/orphans"
 )
 
-// +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=update
 // +kubebuilder:rbac:groups=underpool.io,resources=endpoints,verbs=get;list;watch
 
 // orphanLoop runs the orphan sweep on the elected controller only: one sweeper in the

@@ -31,11 +31,18 @@ import (
 	"github.com/underpool/underpool/ipamd/orphans"
 )
 
-// What the controller may do; `make generate` turns these into deploy/rbac.
-// +kubebuilder:rbac:groups=underpool.io,resources=ippools;subnets;reservedips,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=underpool.io,resources=reservedips/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// What the controller may do; `make generate` turns these into deploy/rbac/controller: a
+// ClusterRole for what is cluster-wide, and a Role in underpool-system for the two objects
+// it keeps there (its lease, its CA Secret), by name. `create` cannot be limited to a name
+// (the object has none before it exists), so it is granted apart, in that namespace only.
+// The manifests must bind the Role too (RoleBinding underpool-controller).
+// +kubebuilder:rbac:groups=underpool.io,resources=ippools,verbs=get;list;watch;update
+// +kubebuilder:rbac:groups=underpool.io,resources=subnets;reservedips,verbs=get;list;watch
+// +kubebuilder:rbac:groups=underpool.io,resources=reservedips/status,verbs=update
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=underpool-system,resources=leases,resourceNames=underpool-controller,verbs=get;update;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=underpool-system,resources=leases,verbs=create
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Options configure the controller mode.
 type Options struct {
@@ -194,7 +201,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
-		return keepRegistered(ctx, mgr.GetClient(), opts.Endpoint, certs, checkEvery(opts.CertLifetime), log)
+		return keepRegistered(ctx, mgr.GetClient(), api, opts.Endpoint, certs, checkEvery(opts.CertLifetime), log)
 	})); err != nil {
 		return err
 	}

@@ -1,12 +1,8 @@
 package controller
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"time"
-
-	"go.uber.org/zap"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -90,33 +86,4 @@ func invalid(name string, err error) error {
 		return nil
 	}
 	return apierrors.NewBadRequest(fmt.Sprintf("%s: %v", name, err))
-}
-
-// keepRegistered registers the webhook configuration and registers it again whenever the
-// CA that signs the serving certificate changes, so the apiserver always trusts what the
-// webhook serves.
-func keepRegistered(ctx context.Context, c client.Client, ep Endpoint, certs *servingCerts, every time.Duration, log *zap.Logger) error {
-	var registered []byte
-	for {
-		if ca := certs.caPEM(); !bytes.Equal(ca, registered) {
-			if err := register(ctx, c, ep, ca); err != nil {
-				if registered == nil {
-					return err
-				}
-				log.Warn("updating the webhook CA bundle failed; retrying", zap.Error(err))
-			} else {
-				if registered != nil {
-					log.Info("webhook CA bundle updated", zap.String("config", WebhookConfigName))
-				} else {
-					log.Info("webhook registered", zap.String("config", WebhookConfigName))
-				}
-				registered = ca
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(every):
-		}
-	}
 }

@@ -32,13 +32,19 @@ import (
 	"github.com/underpool/underpool/ipamd/store"
 )
 
-// What ipamd may do in the API; `make generate` turns these into deploy/rbac/role.yaml.
+// What ipamd may do in the API; `make generate` turns these into deploy/rbac/ipamd. It reads
+// pools and writes only their status (the allocation bitmap, a commit point every node
+// shares); it never changes a pool's spec or deletes one. The Endpoints it writes are its
+// node's, and those of gone nodes or pods it recycles: RBAC cannot tell them apart (see
+// SECURITY.md). Pods and nodes are watched with field selectors for its own node, but
+// RBAC cannot grant list by selector, so list is cluster-wide. StatefulSets are read one
+// by name, never listed.
 // +kubebuilder:rbac:groups=underpool.io,resources=ippools;subnets;reservedips,verbs=get;list;watch
-// +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=underpool.io,resources=endpoints,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=update
+// +kubebuilder:rbac:groups=underpool.io,resources=endpoints,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=pods;namespaces;nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get
 
 // Options configure one ipamd.
 type Options struct {
