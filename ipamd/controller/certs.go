@@ -124,14 +124,17 @@ func sharedAuthority(ctx context.Context, c client.Client, namespace string) (*a
 
 // servingCerts is the webhook's serving certificate, renewed in memory before it expires:
 // the TLS server asks GetCertificate on every handshake, so a renewed certificate is used
-// at once, without a restart. A certificate is renewed when 2/3 of its life has passed,
-// or at once when the CA changes (a Secret replaced by an operator).
+// at once, without a restart. A certificate is renewed when 2/3 of its life has passed.
+// A new CA (its Secret replaced by an operator) is not used at once: it is pending until
+// the leader has registered a bundle trusting both CAs (bundle, adoptPending), so the
+// apiserver never meets a certificate it does not trust yet.
 type servingCerts struct {
 	hosts    []string
 	lifetime time.Duration
 
 	mu      sync.Mutex
 	ca      *authority
+	pending *authority
 	cert    *tls.Certificate
 	renewAt time.Time
 }
@@ -151,30 +154,49 @@ func (s *servingCerts) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, e
 	return s.cert, nil
 }
 
-// caPEM is the CA the apiserver must trust for the certificate served now.
-func (s *servingCerts) caPEM() []byte {
+// bundle is what the apiserver must trust: the CA that signs the certificate served now,
+// and the pending one that will sign the next.
+func (s *servingCerts) bundle() []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.ca.pem
+	if s.pending == nil {
+		return s.ca.pem
+	}
+	return append(append([]byte(nil), s.ca.pem...), s.pending.pem...)
 }
 
-// renew issues a new certificate when the current one is due or ca differs from the one
-// that signed it (nil: keep the CA); it reports whether it did.
+// renew issues a new certificate when the current one is due, and records ca (nil: none
+// read) as pending when it differs from the one in use; it reports whether it issued.
 func (s *servingCerts) renew(now time.Time, ca *authority) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	newCA := ca != nil && !bytes.Equal(ca.pem, s.ca.pem)
-	if !newCA && now.Before(s.renewAt) {
+	switch {
+	case ca == nil || bytes.Equal(ca.pem, s.ca.pem):
+		s.pending = nil // a change undone before it was adopted
+	case s.pending == nil || !bytes.Equal(ca.pem, s.pending.pem):
+		s.pending = ca
+	}
+	if now.Before(s.renewAt) {
+		return false, nil
+	}
+	return true, s.issueLocked(now)
+}
+
+// adoptPending switches to the pending CA, issuing a certificate signed by it. Call it
+// only once a bundle trusting both CAs is registered.
+func (s *servingCerts) adoptPending(now time.Time) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending == nil {
 		return false, nil
 	}
 	prev := s.ca
-	if newCA {
-		s.ca = ca
-	}
+	s.ca = s.pending
 	if err := s.issueLocked(now); err != nil {
 		s.ca = prev
 		return false, err
 	}
+	s.pending = nil
 	return true, nil
 }
 

@@ -132,7 +132,13 @@ func TestWebhookFollowsANewCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor("the webhook configuration trusts the new CA", func() bool { return bytes.Equal(bundle(), second.pem) })
+	// at every moment of the roll-over the served certificate chains to the registered bundle
+	waitFor("the webhook configuration trusts the new CA alone", func() bool {
+		if _, err := handshake(t, addr, bundle()); err != nil {
+			t.Fatalf("during the CA roll-over the webhook served a certificate the registered bundle does not trust: %v", err)
+		}
+		return bytes.Equal(bundle(), second.pem)
+	})
 	if _, err := handshake(t, addr, second.pem); err != nil {
 		t.Fatalf("the served certificate does not chain to the new CA: %v", err)
 	}

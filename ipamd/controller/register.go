@@ -86,14 +86,15 @@ func register(ctx context.Context, c client.Client, api client.Reader, ep Endpoi
 	return nil
 }
 
-// keepRegistered registers the webhook configuration and registers it again whenever the
-// CA that signs the serving certificate changes, so the apiserver always trusts what the
-// webhook serves.
+// keepRegistered registers the webhook configuration and keeps its CA bundle in step with
+// the certificates served. A new CA is rolled in three steps, a check interval apart, so
+// that the apiserver trusts every certificate it is shown: register old and new CA
+// together, then sign with the new one, then register the new one alone.
 func keepRegistered(ctx context.Context, c client.Client, api client.Reader, ep Endpoint, certs *servingCerts, every time.Duration, log *zap.Logger) error {
 	var registered []byte
 	for {
-		if ca := certs.caPEM(); !bytes.Equal(ca, registered) {
-			if err := register(ctx, c, api, ep, ca); err != nil {
+		if bundle := certs.bundle(); !bytes.Equal(bundle, registered) {
+			if err := register(ctx, c, api, ep, bundle); err != nil {
 				if registered == nil {
 					return err
 				}
@@ -104,8 +105,12 @@ func keepRegistered(ctx context.Context, c client.Client, api client.Reader, ep 
 				} else {
 					log.Info("webhook registered", zap.String("config", WebhookConfigName))
 				}
-				registered = ca
+				registered = bundle
 			}
+		} else if adopted, err := certs.adoptPending(time.Now()); err != nil {
+			log.Error("signing with the new webhook CA failed; retrying", zap.Error(err))
+		} else if adopted {
+			log.Info("webhook serving certificate now signed by the new CA")
 		}
 		select {
 		case <-ctx.Done():
