@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"os/user"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -29,21 +31,26 @@ func main() {
 	opts := daemon.Options{}
 	ctl := controller.Options{}
 	var level, mode string
+	var err error
 	flag.StringVar(&mode, "mode", "node", "node: serve this node's CNI plugins; controller: the cluster-wide webhook and reconcilers")
 	flag.StringVar(&opts.Kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file; empty uses the in-cluster service account")
 	flag.StringVar(&opts.NodeName, "node-name", os.Getenv("NODE_NAME"), "node mode: the node this ipamd serves (env NODE_NAME)")
 	flag.StringVar(&opts.Socket, "socket", rpc.DefaultSocket, "node mode: unix socket the CNI plugins call")
+	socketGroup := flag.String("socket-group", "", "node mode: a group (name or gid) that may use the socket besides root; empty: root only")
 	flag.StringVar(&opts.HealthAddress, "health-address", "127.0.0.1:9470", "address for /healthz, /readyz (and /metrics in node mode); empty disables")
 	qps := flag.Float64("api-qps", 200, "API client queries per second")
 	flag.IntVar(&opts.Burst, "api-burst", 400, "API client burst")
 	flag.DurationVar(&opts.GCInterval, "gc-interval", time.Minute, "node mode: how often addresses of gone pods and orphans are recycled; 0 disables")
 	flag.DurationVar(&opts.GCGrace, "gc-grace", 2*time.Minute, "node mode: attachments younger than this are never recycled; also the margin past a terminating pod's grace period")
+	flag.DurationVar(&opts.GCMinAge, "gc-min-age", time.Minute, "node mode: CNI GC never releases an attachment younger than this")
+	flag.Float64Var(&opts.GCMaxShare, "gc-max-share", 0.5, "node mode: a CNI GC that would release more than this share (0-1) of a network's attachments on the node at once is refused unless forced; 0: no limit")
 	flag.DurationVar(&opts.Quarantine, "quarantine", 10*time.Minute, "node mode: how long an address found in use on the wire stays out of allocation")
 	flag.StringVar(&ctl.WebhookHost, "webhook-host", "0.0.0.0", "controller mode: webhook listen address")
 	flag.IntVar(&ctl.WebhookPort, "webhook-port", 9443, "controller mode: webhook listen port")
 	flag.StringVar(&ctl.Endpoint.URL, "webhook-url", "", "controller mode: base URL the apiserver calls (e.g. https://127.0.0.1:9443); empty: use --webhook-service")
 	webhookService := flag.String("webhook-service", "underpool-system/underpool-controller", "controller mode: namespace/name of the webhook Service (port 443)")
-	flag.StringVar(&ctl.CertDir, "cert-dir", "/run/underpool/webhook-certs", "controller mode: where the generated serving certificate is written")
+	flag.StringVar(&ctl.CertDir, "cert-dir", "", "controller mode: ignored (kept for old manifests): the webhook certificate is kept and renewed in memory")
+	flag.DurationVar(&ctl.CertLifetime, "webhook-cert-lifetime", 30*24*time.Hour, "controller mode: how long a webhook serving certificate is valid; it is renewed in place when 2/3 of that has passed")
 	flag.StringVar(&ctl.LeaderElectionNamespace, "leader-election-namespace", "underpool-system", "controller mode: namespace of the leader lease; empty disables leader election")
 	flag.DurationVar(&ctl.OrphanInterval, "orphan-interval", time.Minute, "controller mode: how often pool addresses no Endpoint holds are looked for; 0 disables")
 	flag.DurationVar(&ctl.OrphanGrace, "orphan-grace", 2*time.Minute, "controller mode: an address unheld this long (seen in two sweeps) is freed")
@@ -56,6 +63,14 @@ func main() {
 		return
 	}
 	opts.QPS = float32(*qps)
+	if opts.SocketGroup, err = lookupGroup(*socketGroup); err != nil {
+		fmt.Fprintf(os.Stderr, "--socket-group %q: %v\n", *socketGroup, err)
+		os.Exit(2)
+	}
+	if opts.GCMaxShare < 0 || opts.GCMaxShare > 1 {
+		fmt.Fprintf(os.Stderr, "--gc-max-share %v: want a share between 0 and 1\n", opts.GCMaxShare)
+		os.Exit(2)
+	}
 	ctl.HealthAddress = opts.HealthAddress
 	if ns, name, ok := strings.Cut(*webhookService, "/"); ok && ns != "" && name != "" {
 		ctl.Endpoint.ServiceNamespace, ctl.Endpoint.Service, ctl.Endpoint.ServicePort = ns, name, 443
@@ -97,4 +112,19 @@ func main() {
 		log.Error("ipamd failed", zap.String("mode", mode), zap.Error(err))
 		os.Exit(1)
 	}
+}
+
+// lookupGroup resolves a group name or numeric gid; empty means none (-1).
+func lookupGroup(name string) (int, error) {
+	if name == "" {
+		return -1, nil
+	}
+	if gid, err := strconv.Atoi(name); err == nil && gid >= 0 {
+		return gid, nil
+	}
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return -1, err
+	}
+	return strconv.Atoi(g.Gid)
 }

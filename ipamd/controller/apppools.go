@@ -20,7 +20,6 @@ import (
 
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=underpool.io,resources=ippools,verbs=create;delete
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
 // appPools keeps one IPPool per family for each Deployment or StatefulSet whose pod
 // template names a Subnet: carved from it, sized to the replicas (+N), resized as the

@@ -5,11 +5,14 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/orphans"
 )
 
-// +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=update
 // +kubebuilder:rbac:groups=underpool.io,resources=endpoints,verbs=get;list;watch
 
 // orphanLoop runs the orphan sweep on the elected controller only: one sweeper in the
@@ -39,4 +42,34 @@ func (o *orphanLoop) Start(ctx context.Context) error {
 			o.log.Info("freed orphan addresses", zap.Int("count", freed))
 		}
 	}
+}
+
+// watchPoolsFor feeds every pool status the informer delivers to the sweeper, so an address
+// seen free between two sweeps starts a new clock when it is handed out again.
+func watchPoolsFor(ctx context.Context, c cache.Cache, s *orphans.Sweeper) error {
+	inf, err := c.GetInformer(ctx, &v1.IPPool{})
+	if err != nil {
+		return err
+	}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if p, ok := obj.(*v1.IPPool); ok {
+				s.Observe(p)
+			}
+		},
+		UpdateFunc: func(_, obj any) {
+			if p, ok := obj.(*v1.IPPool); ok {
+				s.Observe(p)
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if p, ok := obj.(*v1.IPPool); ok {
+				s.Forget(p.UID)
+			}
+		},
+	})
+	return err
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -28,14 +29,20 @@ import (
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/orphans"
-	"github.com/underpool/underpool/ipamd/store"
 )
 
-// What the controller may do; `make generate` turns these into deploy/rbac.
-// +kubebuilder:rbac:groups=underpool.io,resources=ippools;subnets;reservedips,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=underpool.io,resources=reservedips/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// What the controller may do; `make generate` turns these into deploy/rbac/controller: a
+// ClusterRole for what is cluster-wide, and a Role in underpool-system for the two objects
+// it keeps there (its lease, its CA Secret), by name. `create` cannot be limited to a name
+// (the object has none before it exists), so it is granted apart, in that namespace only.
+// The manifests must bind the Role too (RoleBinding underpool-controller).
+// +kubebuilder:rbac:groups=underpool.io,resources=ippools,verbs=get;list;watch;update
+// +kubebuilder:rbac:groups=underpool.io,resources=subnets;reservedips,verbs=get;list;watch
+// +kubebuilder:rbac:groups=underpool.io,resources=reservedips/status,verbs=update
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=underpool-system,resources=leases,resourceNames=underpool-controller,verbs=get;update;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=underpool-system,resources=leases,verbs=create
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Options configure the controller mode.
 type Options struct {
@@ -44,7 +51,11 @@ type Options struct {
 	WebhookPort int
 	// Endpoint is how the apiserver reaches the webhook; its hosts go into the certificate.
 	Endpoint Endpoint
-	CertDir  string
+	// CertDir is no longer used: certificates are kept and served from memory.
+	CertDir string
+	// CertLifetime is how long a webhook serving certificate is valid; it is renewed
+	// when 2/3 of that has passed.
+	CertLifetime time.Duration
 	// LeaderElectionNamespace holds the lease that makes one controller active; empty
 	// disables leader election (a single replica).
 	LeaderElectionNamespace string
@@ -79,19 +90,27 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	// one CA for all replicas, kept in a Secret, so the registered CA never goes stale
 	// (with leader election off there is one replica and a fresh CA will do)
 	var ca *authority
+	var reloadCA func(context.Context) (*authority, error)
 	var err error
 	if opts.LeaderElectionNamespace != "" {
 		direct, derr := client.New(cfg, client.Options{Scheme: scheme})
 		if derr != nil {
 			return derr
 		}
-		if ca, err = sharedAuthority(ctx, direct, opts.LeaderElectionNamespace); err != nil {
+		reloadCA = func(ctx context.Context) (*authority, error) {
+			return sharedAuthority(ctx, direct, opts.LeaderElectionNamespace)
+		}
+		if ca, err = reloadCA(ctx); err != nil {
 			return err
 		}
 	} else if ca, err = newAuthority(); err != nil {
 		return err
 	}
-	if err := ca.writeServing(opts.CertDir, hosts); err != nil {
+	if opts.CertLifetime <= 0 {
+		return fmt.Errorf("--webhook-cert-lifetime %s: want a positive duration", opts.CertLifetime)
+	}
+	certs, err := newServingCerts(ca, hosts, opts.CertLifetime, time.Now())
+	if err != nil {
 		return fmt.Errorf("making the webhook certificate: %w", err)
 	}
 	metricsAddress := opts.MetricsAddress
@@ -105,7 +124,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		LeaderElection:          opts.LeaderElectionNamespace != "",
 		LeaderElectionID:        "underpool-controller",
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
-		WebhookServer:           webhook.NewServer(webhook.Options{Host: opts.WebhookHost, Port: opts.WebhookPort, CertDir: opts.CertDir}),
+		WebhookServer: webhook.NewServer(webhook.Options{Host: opts.WebhookHost, Port: opts.WebhookPort,
+			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = certs.GetCertificate }}}),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the controller manager: %w", err)
@@ -147,9 +167,14 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		})).Complete(&overlapReport{c: mgr.GetClient(), events: events}); err != nil {
 		return err
 	}
+	if err := mgr.Add(&certRotator{certs: certs, reloadCA: reloadCA, every: checkEvery(opts.CertLifetime), log: log}); err != nil {
+		return err
+	}
 	if opts.OrphanInterval > 0 {
-		sweeper := &orphans.Sweeper{Log: log, Cache: mgr.GetCache(), API: api,
-			Pools: store.NewPoolCommitter(mgr.GetClient(), mgr.GetCache(), api, nil, log, nil)}
+		sweeper := &orphans.Sweeper{Log: log, Cache: mgr.GetCache(), API: api, Writer: mgr.GetClient()}
+		if err := watchPoolsFor(ctx, mgr.GetCache(), sweeper); err != nil {
+			return err
+		}
 		if err := mgr.Add(&orphanLoop{sweeper: sweeper, interval: opts.OrphanInterval, grace: opts.OrphanGrace, log: log}); err != nil {
 			return err
 		}
@@ -176,12 +201,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
-		if err := register(ctx, mgr.GetClient(), opts.Endpoint, ca.pem); err != nil {
-			return err
-		}
-		log.Info("webhook registered", zap.String("config", WebhookConfigName))
-		<-ctx.Done()
-		return nil
+		return keepRegistered(ctx, mgr.GetClient(), api, opts.Endpoint, certs, checkEvery(opts.CertLifetime), log)
 	})); err != nil {
 		return err
 	}

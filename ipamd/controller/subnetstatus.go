@@ -11,7 +11,7 @@ import (
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 )
 
-// +kubebuilder:rbac:groups=underpool.io,resources=subnets/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=underpool.io,resources=subnets/status,verbs=update
 
 // subnetStatus keeps a Subnet's printer columns true: how many addresses it offers and how
 // many the pools inside it hold.

@@ -55,15 +55,16 @@ func ValidatePool(pool *v1.IPPool, old *v1.IPPool, others []v1.IPPool) error {
 	return nil
 }
 
-// ValidateSubnet refuses a Subnet change that would leave pools outside it, and a delete
-// while pools still lie inside it.
+// ValidateSubnet refuses a Subnet that does not parse (spec.routes included: a bad route
+// would otherwise fail every ADD in the subnet after its address was allocated), a change
+// that would leave pools outside it, and a delete while pools still lie inside it.
 func ValidateSubnet(subnet *v1.Subnet, old *v1.Subnet, pools []v1.IPPool, deleting bool) error {
 	if !deleting {
 		if _, err := netip.ParsePrefix(subnet.Spec.Subnet); err != nil {
 			return fmt.Errorf("spec.subnet %q is not a CIDR: %v", subnet.Spec.Subnet, err)
 		}
 		if _, err := allocator.NewPool(subnet.Name, &v1.IPPoolSpec{Subnet: subnet.Spec.Subnet, IPs: subnet.Spec.IPs,
-			ExcludeIPs: subnet.Spec.ExcludeIPs, Gateway: subnet.Spec.Gateway}); err != nil {
+			ExcludeIPs: subnet.Spec.ExcludeIPs, Gateway: subnet.Spec.Gateway, Routes: subnet.Spec.Routes}); err != nil {
 			return err
 		}
 	}

@@ -66,3 +66,28 @@ func TestValidateSubnet(t *testing.T) {
 		t.Errorf("bad subnet: %v", err)
 	}
 }
+
+// Subnet routes are checked at admission: a typo would otherwise fail every ADD in the
+// subnet, after the address was allocated. The error names the route and what is wrong.
+func TestValidateSubnetRoutes(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		routes []v1.Route
+		want   string
+	}{
+		{"good routes", []v1.Route{{Dst: "10.0.0.0/8", Gw: "10.250.1.1"}, {Dst: "192.168.0.0/16"}}, ""},
+		{"dst not a CIDR", []v1.Route{{Dst: "10.0.0.0/8"}, {Dst: "10.0.0.0"}}, `spec.routes[1]: dst "10.0.0.0" is not a CIDR`},
+		{"gw not an IP", []v1.Route{{Dst: "10.0.0.0/8", Gw: "10.250.1.x"}}, `spec.routes[0]: gw "10.250.1.x" is not an IP`},
+		{"gw of another family", []v1.Route{{Dst: "10.0.0.0/8", Gw: "fd00::1"}}, "spec.routes[0]: gw fd00::1 and dst 10.0.0.0/8 are of different families"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Spec: v1.SubnetSpec{Subnet: "10.250.1.0/24", Routes: tc.routes}}
+			for _, old := range []*v1.Subnet{nil, s.DeepCopy()} { // create and update
+				err := ValidateSubnet(s, old, nil, false)
+				if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+					t.Fatalf("got %v, want %q", err, tc.want)
+				}
+			}
+		})
+	}
+}

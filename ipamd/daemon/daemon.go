@@ -32,19 +32,27 @@ import (
 	"github.com/underpool/underpool/ipamd/store"
 )
 
-// What ipamd may do in the API; `make generate` turns these into deploy/rbac/role.yaml.
+// What ipamd may do in the API; `make generate` turns these into deploy/rbac/ipamd. It reads
+// pools and writes only their status (the allocation bitmap, a commit point every node
+// shares); it never changes a pool's spec or deletes one. The Endpoints it writes are its
+// node's, and those of gone nodes or pods it recycles: RBAC cannot tell them apart (see
+// SECURITY.md). Pods and nodes are watched with field selectors for its own node, but
+// RBAC cannot grant list by selector, so list is cluster-wide. StatefulSets are read one
+// by name, never listed.
 // +kubebuilder:rbac:groups=underpool.io,resources=ippools;subnets;reservedips,verbs=get;list;watch
-// +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=underpool.io,resources=endpoints,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=update
+// +kubebuilder:rbac:groups=underpool.io,resources=endpoints,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=pods;namespaces;nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get
 
 // Options configure one ipamd.
 type Options struct {
-	Kubeconfig    string // empty: in-cluster config
-	NodeName      string
-	Socket        string
+	Kubeconfig string // empty: in-cluster config
+	NodeName   string
+	Socket     string
+	// SocketGroup, when >= 0, may use the socket besides root (mode 0660, SO_PEERCRED).
+	SocketGroup   int
 	HealthAddress string // serves /healthz, /readyz and /metrics; empty disables
 	// QPS and Burst of the API client: the client-go defaults (5/10) would throttle a node
 	// starting many pods at once.
@@ -55,6 +63,9 @@ type Options struct {
 	// GCGrace protects young attachments and is the margin past a terminating pod's grace
 	// period; an orphan must stay unheld this long before it is freed.
 	GCGrace time.Duration
+	// GCMinAge and GCMaxShare bound CNI GC (see service.Service).
+	GCMinAge   time.Duration
+	GCMaxShare float64
 	// Quarantine is how long an address found in use on the wire stays out of allocation.
 	Quarantine time.Duration
 }
@@ -119,10 +130,12 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 		Cluster:       NewCluster(opts.NodeName, informers, writer),
 		Events:        events,
 		QuarantineFor: opts.Quarantine,
+		GCMinAge:      opts.GCMinAge,
+		GCMaxShare:    opts.GCMaxShare,
 		Log:           log,
 		Metrics:       service.NewMetrics(reg),
 	}
-	listener, err := server.Listen(opts.Socket)
+	listener, err := server.Listen(opts.Socket, opts.SocketGroup)
 	if err != nil {
 		return err
 	}
@@ -135,7 +148,7 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 		go serveHealth(ctx, opts.HealthAddress, reg, svc, log)
 	}
 	// the socket answers status at once, but refuses allocations until reconciled
-	srv := &server.Server{Service: svc, Log: log}
+	srv := &server.Server{Service: svc, Log: log, Peers: &server.Peers{Group: opts.SocketGroup}}
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ctx, listener) }()
 

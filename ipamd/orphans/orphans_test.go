@@ -8,40 +8,171 @@ import (
 	"go.uber.org/zap"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/store"
 )
+
+func scheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := v1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func poolObj(name, uid, allocated string) *v1.IPPool {
+	return &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(uid)}, Spec: v1.IPPoolSpec{Subnet: "10.250.1.0/24"},
+		Status: v1.IPPoolStatus{Allocated: allocated}}
+}
+
+func allocated(t *testing.T, c client.Reader, name string) string {
+	t.Helper()
+	got := &v1.IPPool{}
+	if err := c.Get(context.Background(), client.ObjectKey{Name: name}, got); err != nil {
+		t.Fatal(err)
+	}
+	return got.Status.Allocated
+}
 
 // An address the informer shows unheld but the API shows held (an Endpoint written a
 // moment ago, not yet in the cache) is never freed; one unheld in the API too is, once it
 // stayed unheld for the grace period.
 func TestSweepConfirmsWithTheAPIBeforeFreeing(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := v1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: v1.IPPoolSpec{Subnet: "10.250.1.0/24"},
-		Status: v1.IPPoolStatus{Allocated: "5-6", AllocatedIPCount: 2}}
+	pool := poolObj("p", "uid-p", "5-6")
 	held := &v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a"}, Status: v1.EndpointStatus{
 		Interfaces: []v1.EndpointInterface{{ContainerID: "c", Interface: "net1", IPs: []v1.EndpointIP{{Address: "10.250.1.5/24", Pool: "p"}}}}}}
-	api := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1.IPPool{}).WithObjects(pool, held).Build()
-	cache := fake.NewClientBuilder().WithScheme(scheme).WithObjects(pool.DeepCopy()).Build() // lags: no Endpoint yet
-	s := &Sweeper{Cache: cache, API: api, Log: zap.NewNop(),
-		Pools: store.NewPoolCommitter(api, api, api, nil, zap.NewNop(), nil)}
+	api := fake.NewClientBuilder().WithScheme(scheme(t)).WithStatusSubresource(&v1.IPPool{}).WithObjects(pool, held).Build()
+	cache := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(pool.DeepCopy()).Build() // lags: no Endpoint yet
+	s := &Sweeper{Cache: cache, API: api, Writer: api, Log: zap.NewNop()}
 	now := time.Now()
 	for _, at := range []time.Time{now, now.Add(time.Hour)} {
 		if _, err := s.Sweep(context.Background(), at, time.Minute); err != nil {
 			t.Fatal(err)
 		}
 	}
-	got := &v1.IPPool{}
-	if err := api.Get(context.Background(), client.ObjectKey{Name: "p"}, got); err != nil {
-		t.Fatal(err)
+	if got := allocated(t, api, "p"); got != "5" {
+		t.Fatalf("pool allocated = %q, want only the held 10.250.1.5 (offset 5) left", got)
 	}
-	if got.Status.Allocated != "5" {
-		t.Fatalf("pool allocated = %q, want only the held 10.250.1.5 (offset 5) left", got.Status.Allocated)
+}
+
+// The sweeper's right to free is its lease: when the lease is lost mid-sweep (its context
+// ends), it frees nothing more from the snapshot it was working on, whether the loss comes
+// before its first write or between two pools' writes.
+func TestSweepStopsWhenItsLeaseIsLost(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// lose reports whether the lease is lost at this call
+		lose     func(pool client.Object, isList bool) bool
+		wantLeft map[string]string
+	}{
+		{"while confirming with the API", func(_ client.Object, isList bool) bool { return isList },
+			map[string]string{"a": "5", "b": "7"}},
+		{"while reading the first pool fresh", func(obj client.Object, _ bool) bool { return obj != nil && obj.GetName() == "a" },
+			map[string]string{"a": "5", "b": "7"}},
+		{"after the first pool's write", func(obj client.Object, _ bool) bool { return obj != nil && obj.GetName() == "b" },
+			map[string]string{"a": "", "b": "7"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, loseLease := context.WithCancel(context.Background())
+			defer loseLease()
+			armed := false
+			objs := []client.Object{poolObj("a", "uid-a", "5"), poolObj("b", "uid-b", "7")}
+			api := fake.NewClientBuilder().WithScheme(scheme(t)).WithStatusSubresource(&v1.IPPool{}).WithObjects(objs...).
+				WithInterceptorFuncs(interceptor.Funcs{
+					List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+						if _, ok := list.(*v1.EndpointList); ok && armed && tc.lose(nil, true) {
+							loseLease()
+						}
+						return c.List(ctx, list, opts...)
+					},
+					Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+						err := c.Get(ctx, key, obj, opts...)
+						if armed && tc.lose(obj, false) {
+							loseLease()
+						}
+						return err
+					},
+				}).Build()
+			s := &Sweeper{Cache: api, API: api, Writer: api, Log: zap.NewNop()}
+			now := time.Now()
+			if _, err := s.Sweep(ctx, now, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			armed = true
+			if _, err := s.Sweep(ctx, now.Add(time.Hour), time.Minute); err == nil {
+				t.Fatal("a sweep whose lease was lost reported success")
+			}
+			for name, want := range tc.wantLeft {
+				if got := allocated(t, api, name); got != want {
+					t.Errorf("pool %s allocated = %q, want %q", name, got, want)
+				}
+			}
+		})
+	}
+}
+
+// The sweeper tracks allocations, not addresses: an address seen free (in any pool status
+// the informer delivers, or at a sweep) or held in between starts a new clock when it is
+// unheld again, and a pool made again under the same name (a new UID) starts afresh.
+func TestSweepTracksAllocationsNotAddresses(t *testing.T) {
+	now := time.Now()
+	for _, tc := range []struct {
+		name    string
+		between func(t *testing.T, s *Sweeper, api client.Client)
+	}{
+		{"freed and handed out again between sweeps", func(t *testing.T, s *Sweeper, api client.Client) {
+			s.Observe(poolObj("p", "uid-p", ""))  // the rollback of a failed allocation
+			s.Observe(poolObj("p", "uid-p", "5")) // the next allocation, its Endpoint not written yet
+		}},
+		{"seen held at a sweep in between", func(t *testing.T, s *Sweeper, api client.Client) {
+			ep := &v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a"}, Status: v1.EndpointStatus{
+				Interfaces: []v1.EndpointInterface{{ContainerID: "c", Interface: "net1", IPs: []v1.EndpointIP{{Address: "10.250.1.5/24", Pool: "p"}}}}}}
+			if err := api.Create(context.Background(), ep); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Sweep(context.Background(), now.Add(30*time.Second), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if err := api.Delete(context.Background(), ep); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"the pool made again under the same name", func(t *testing.T, s *Sweeper, api client.Client) {
+			if err := api.Delete(context.Background(), poolObj("p", "uid-p", "")); err != nil {
+				t.Fatal(err)
+			}
+			s.Forget("uid-p")
+			if err := api.Create(context.Background(), poolObj("p", "uid-p2", "5")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := fake.NewClientBuilder().WithScheme(scheme(t)).WithStatusSubresource(&v1.IPPool{}).
+				WithObjects(poolObj("p", "uid-p", "5")).Build()
+			s := &Sweeper{Cache: api, API: api, Writer: api, Log: zap.NewNop()}
+			if _, err := s.Sweep(context.Background(), now, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			tc.between(t, s, api)
+			// past the first sighting's grace, but the allocation unheld now is a new one
+			if _, err := s.Sweep(context.Background(), now.Add(time.Hour), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if got := allocated(t, api, "p"); got != "5" {
+				t.Fatalf("a new allocation was freed on an old one's clock: allocated = %q", got)
+			}
+			if _, err := s.Sweep(context.Background(), now.Add(2*time.Hour), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if got := allocated(t, api, "p"); got != "" {
+				t.Fatalf("the orphan was not freed after its own grace: allocated = %q", got)
+			}
+		})
 	}
 }

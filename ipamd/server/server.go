@@ -27,7 +27,9 @@ const requestTimeout = 60 * time.Second
 type Server struct {
 	Service *service.Service
 	Log     *zap.Logger
-	http    *http.Server
+	// Peers admits connecting processes; the zero value admits root alone.
+	Peers *Peers
+	http  *http.Server
 }
 
 // Handler returns the socket API's routes.
@@ -37,7 +39,14 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+rpc.PathRelease, serve(s, true, func(ctx context.Context, r *rpc.ReleaseRequest) (*struct{}, error) {
 		return &struct{}{}, s.Service.Release(ctx, r)
 	}))
-	mux.HandleFunc("POST "+rpc.PathGC, serve(s, true, s.Service.GC))
+	mux.HandleFunc("POST "+rpc.PathGC, func(w http.ResponseWriter, r *http.Request) {
+		// force lifts the share limit (never the minimum age): for an operator who knows
+		// the runtime really lost that many sandboxes
+		force := r.URL.Query().Get("force") == "true"
+		serve(s, true, func(ctx context.Context, req *rpc.GCRequest) (*rpc.GCResponse, error) {
+			return s.Service.GC(ctx, req, force)
+		})(w, r)
+	})
 	mux.HandleFunc("GET "+rpc.PathStatus, func(w http.ResponseWriter, _ *http.Request) {
 		ready, reason := s.Service.Ready()
 		writeJSON(w, http.StatusOK, &rpc.StatusResponse{Ready: ready, Node: s.Service.Node, Reason: reason})
@@ -96,8 +105,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// Listen opens the unix socket at path, mode 0600: only root may ask for addresses.
-func Listen(path string) (net.Listener, error) {
+// Listen opens the unix socket at path, mode 0600 (only root may connect), or 0660 owned by
+// group when group >= 0 (root and that group).
+func Listen(path string, group int) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("creating socket directory: %w", err)
 	}
@@ -109,7 +119,15 @@ func Listen(path string) (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s: %w", path, err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
+	mode := os.FileMode(0o600)
+	if group >= 0 {
+		mode = 0o660
+		if err := os.Chown(path, 0, group); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("giving socket %s to group %d: %w", path, group, err)
+		}
+	}
+	if err := os.Chmod(path, mode); err != nil {
 		l.Close()
 		return nil, fmt.Errorf("restricting socket %s: %w", path, err)
 	}
@@ -119,8 +137,13 @@ func Listen(path string) (net.Listener, error) {
 // Serve runs until ctx ends, then stops accepting and waits for in-flight requests.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	peers := RootOnly
+	if s.Peers != nil {
+		peers = *s.Peers
+	}
+	checked := &checkedListener{Listener: l, peers: peers, log: s.Log}
 	errc := make(chan error, 1)
-	go func() { errc <- s.http.Serve(l) }()
+	go func() { errc <- s.http.Serve(checked) }()
 	select {
 	case err := <-errc:
 		return err

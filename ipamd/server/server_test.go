@@ -48,7 +48,7 @@ func serve(t *testing.T) (*rpc.Client, *service.Service, string) {
 		Endpoints: store.NewEndpoints(api, api, api), Cluster: daemon.NewCluster("n1", api, api),
 		Log: zap.NewNop(), Metrics: service.NewMetrics(nil)}
 	socket := filepath.Join(t.TempDir(), "ipamd.sock")
-	l, err := server.Listen(socket)
+	l, err := server.Listen(socket, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,9 +192,40 @@ func TestSocketIsPrivate(t *testing.T) {
 		t.Fatalf("socket mode %o, want 600", mode)
 	}
 	// a stale socket file from a previous run does not stop the next Listen
-	l, err := server.Listen(socket)
+	l, err := server.Listen(socket, -1)
 	if err != nil {
 		t.Fatalf("listening over a stale socket: %v", err)
 	}
 	l.Close()
+}
+
+// GC's share limit is lifted by ?force=true on the request, and only by it.
+func TestGCForceParameter(t *testing.T) {
+	c, svc, socket := serve(t)
+	ctx := context.Background()
+	if err := svc.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	svc.GCMaxShare = 0.5
+	for _, ifName := range []string{"net1", "net2"} {
+		if _, err := c.Allocate(ctx, &rpc.AllocateRequest{ContainerID: "c", IfName: ifName, Network: "under",
+			Pod: rpc.Pod{Namespace: "ns", Name: "a"}, IPv4Pools: []string{"p"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := c.GC(ctx, &rpc.GCRequest{Network: "under"})
+	requireRefused(t, err, rpc.CodeBadRequest, "valid")
+
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", socket)
+	}}}
+	resp, err := hc.Post("http://ipamd"+rpc.PathGC+"?force=true", "application/json", strings.NewReader(`{"network":"under","valid":[]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"net2"`) {
+		t.Fatalf("forced GC: %d %s, want both attachments released", resp.StatusCode, body)
+	}
 }

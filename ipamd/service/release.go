@@ -175,8 +175,14 @@ func (s *Service) releaseLocked(ctx context.Context, key client.ObjectKey, match
 	return nil
 }
 
-// GC releases this node's attachments of a network that the runtime no longer has.
-func (s *Service) GC(ctx context.Context, req *rpc.GCRequest) (*rpc.GCResponse, error) {
+// GC releases this node's attachments of a network that the runtime no longer has. Any
+// root process on the node may ask (the socket is the only check), and a runtime that lost
+// its state sends an empty valid list, so GC is bounded: an attachment younger than
+// GCMinAge is never released (its ADD may still be in flight, or the caller's list was
+// taken before it), and a GC that would release more than GCMaxShare of the network's
+// attachments on this node at once is refused unless forced. Refusing costs little: an
+// attachment whose pod is gone is still recycled (Recycle), on evidence from the API.
+func (s *Service) GC(ctx context.Context, req *rpc.GCRequest, force bool) (*rpc.GCResponse, error) {
 	if req.Network == "" {
 		return nil, badRequest("network", "network is empty: GC needs the CNI network name")
 	}
@@ -188,12 +194,36 @@ func (s *Service) GC(ctx context.Context, req *rpc.GCRequest) (*rpc.GCResponse, 
 	if err != nil {
 		return nil, internal("%v", err)
 	}
+	now := time.Now()
+	stale := func(itf *v1.EndpointInterface) bool {
+		return itf.Network == req.Network && itf.Detached == nil &&
+			!valid[rpc.Attachment{ContainerID: itf.ContainerID, IfName: itf.Interface}] &&
+			now.Sub(itf.Created.Time) >= s.GCMinAge
+	}
+	total, young, doomed := 0, 0, 0
+	for i := range eps {
+		for j := range eps[i].Status.Interfaces {
+			itf := &eps[i].Status.Interfaces[j]
+			if itf.Network != req.Network {
+				continue
+			}
+			total++
+			if stale(itf) {
+				doomed++
+			} else if itf.Detached == nil && !valid[rpc.Attachment{ContainerID: itf.ContainerID, IfName: itf.Interface}] {
+				young++
+			}
+		}
+	}
+	if young > 0 {
+		s.Log.Info("GC leaves attachments younger than the minimum age", zap.String("network", req.Network),
+			zap.Int("young", young), zap.Duration("minAge", s.GCMinAge))
+	}
+	if err := s.gcShareAllowed(req.Network, doomed, total, force); err != nil {
+		return nil, err
+	}
 	resp := &rpc.GCResponse{Released: []rpc.Attachment{}}
 	for _, ep := range eps {
-		stale := func(itf *v1.EndpointInterface) bool {
-			return itf.Network == req.Network && itf.Detached == nil &&
-				!valid[rpc.Attachment{ContainerID: itf.ContainerID, IfName: itf.Interface}]
-		}
 		for i := range ep.Status.Interfaces {
 			if itf := &ep.Status.Interfaces[i]; stale(itf) {
 				resp.Released = append(resp.Released, rpc.Attachment{ContainerID: itf.ContainerID, IfName: itf.Interface})
@@ -205,6 +235,24 @@ func (s *Service) GC(ctx context.Context, req *rpc.GCRequest) (*rpc.GCResponse, 
 	}
 	s.Metrics.GCReleased.Add(float64(len(resp.Released)))
 	return resp, nil
+}
+
+// gcShareAllowed refuses a GC that would release more than GCMaxShare of a network's
+// attachments on this node, unless forced. One attachment is always allowed: a node with
+// a single pod of a network could otherwise never be collected by GC.
+func (s *Service) gcShareAllowed(network string, doomed, total int, force bool) error {
+	if s.GCMaxShare <= 0 || doomed <= 1 || float64(doomed) <= s.GCMaxShare*float64(total) {
+		return nil
+	}
+	if force {
+		s.Log.Warn("forced GC releases more than the allowed share", zap.String("network", network),
+			zap.Int("releasing", doomed), zap.Int("attachments", total), zap.Float64("maxShare", s.GCMaxShare))
+		return nil
+	}
+	s.Log.Warn("GC refused: it would release too large a share of the network's attachments at once",
+		zap.String("network", network), zap.Int("releasing", doomed), zap.Int("attachments", total), zap.Float64("maxShare", s.GCMaxShare))
+	return badRequest("valid", "GC of network %s would release %d of its %d attachments on node %s, more than the allowed share %.0f%% (--gc-max-share): refused, nothing released; a runtime that lost its state sends too short a valid list. Attachments of gone pods are recycled anyway; to release them now, repeat the request with force (POST %s?force=true)",
+		network, doomed, total, s.Node, s.GCMaxShare*100, rpc.PathGC)
 }
 
 // quarantine frees an address another host answered for and keeps it out of allocation

@@ -15,7 +15,6 @@ import (
 	"github.com/underpool/underpool/ipamd/orphans"
 	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/ipamd/service"
-	"github.com/underpool/underpool/ipamd/store"
 )
 
 // failPoolWrites makes every IPPool status write fail while *on is true: the crash (or
@@ -43,7 +42,7 @@ func TestReleaseForgetsBeforeFreeing(t *testing.T) {
 				Pod: rpc.Pod{Namespace: "ns", Name: "a"}})
 		}},
 		{"GC of an attachment the runtime no longer has", func(w *world, svc *service.Service, pod *corev1.Pod) error {
-			_, err := svc.GC(context.Background(), &rpc.GCRequest{Network: "under"})
+			_, err := svc.GC(context.Background(), &rpc.GCRequest{Network: "under"}, false)
 			return err
 		}},
 		{"recycling after the pod is gone", func(w *world, svc *service.Service, pod *corev1.Pod) error {
@@ -79,7 +78,7 @@ func TestReleaseForgetsBeforeFreeing(t *testing.T) {
 			requireCode(t, err, rpc.CodeNoAddress, "ipv4Pools")
 
 			// the sweeper frees it once seen unheld past its grace, in two sweeps
-			sweeper := &orphans.Sweeper{Pools: store.NewPoolCommitter(w.api, w.api, w.api, nil, nil, nil),
+			sweeper := &orphans.Sweeper{Writer: w.api,
 				Cache: w.api, API: w.api, Log: zap.NewNop()}
 			now := time.Now()
 			for _, at := range []time.Time{now, now.Add(time.Hour)} {

@@ -25,8 +25,13 @@ type Service struct {
 	Events record.EventRecorder
 	// QuarantineFor is how long an address found in use on the wire stays out of allocation.
 	QuarantineFor time.Duration
-	Log           *zap.Logger
-	Metrics       *Metrics
+	// GCMinAge: CNI GC never releases an attachment younger than this (0: no minimum).
+	GCMinAge time.Duration
+	// GCMaxShare: a CNI GC that would release more than this share (0..1) of a network's
+	// attachments on the node at once is refused unless forced (0: no limit).
+	GCMaxShare float64
+	Log        *zap.Logger
+	Metrics    *Metrics
 
 	locks keyedMutex
 	ready atomic.Bool

@@ -60,9 +60,10 @@ func TestMain(m *testing.M) {
 
 // ipamdOptions starts a node's ipamd with recycling off: most tests attach pods that exist
 // only as CNI_ARGS, which recycling would rightly take for gone. TestRecycling runs its own.
+// CNI GC's minimum age is off: the GC tests collect attachments made a moment before.
 func ipamdOptions(node string) harness.IpamdOptions {
 	o := harness.DefaultIpamdOptions(suite.bin, suite.cp.KubeconfigPath, node, suite.dir)
-	o.ExtraArgs = []string{"--gc-interval=0"}
+	o.ExtraArgs = []string{"--gc-interval=0", "--gc-min-age=0"}
 	return o
 }
 

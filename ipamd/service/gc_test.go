@@ -1,0 +1,152 @@
+package service_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/ipamd/service"
+)
+
+// gcWorld attaches n pods of network "under" on node-a and returns the world, the node's
+// service and the attachments, oldest first.
+func gcWorld(t *testing.T, n int) (*world, []rpc.Attachment) {
+	t.Helper()
+	w := newWorld(t, nil, nsObj("ns"), nodeObj("node-a"), newPoolObj("p", "10.250.1.0/24"))
+	svc := w.ipamd("node-a", nil)
+	var atts []rpc.Attachment
+	for i := 0; i < n; i++ {
+		pod := podObj("ns", fmt.Sprintf("pod-%d", i), "node-a", nil)
+		w.create(pod)
+		add(t, svc, pod, "ctr-"+pod.Name, "p")
+		atts = append(atts, rpc.Attachment{ContainerID: "ctr-" + pod.Name, IfName: "net1"})
+	}
+	return w, atts
+}
+
+// age makes every attachment of the pod look created d ago.
+func (w *world) age(name string, d time.Duration) {
+	w.t.Helper()
+	ep := w.endpoint("ns", name)
+	for i := range ep.Status.Interfaces {
+		ep.Status.Interfaces[i].Created = metav1.NewTime(time.Now().Add(-d))
+	}
+	if err := w.api.Status().Update(context.Background(), ep); err != nil {
+		if err := w.api.Update(context.Background(), ep); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+}
+
+func held(w *world) int {
+	w.t.Helper()
+	var eps v1.EndpointList
+	if err := w.api.List(context.Background(), &eps); err != nil {
+		w.t.Fatal(err)
+	}
+	n := 0
+	for _, ep := range eps.Items {
+		n += len(ep.Status.Interfaces)
+	}
+	return n
+}
+
+// CNI GC never releases an attachment younger than the minimum age: its ADD may still be
+// in flight, or the runtime's list was taken before it. Once old enough it goes.
+func TestGCSparesYoungAttachments(t *testing.T) {
+	w, atts := gcWorld(t, 2)
+	svc := w.ipamd("node-a", nil)
+	svc.GCMinAge = time.Minute
+	resp, err := svc.GC(context.Background(), &rpc.GCRequest{Network: "under", Valid: atts[:1]}, false)
+	if err != nil || len(resp.Released) != 0 {
+		t.Fatalf("GC of a young attachment = %+v, %v; want nothing released", resp, err)
+	}
+	if held(w) != 2 {
+		t.Fatalf("%d attachments held, want 2", held(w))
+	}
+	w.age("pod-1", 2*time.Minute)
+	resp, err = svc.GC(context.Background(), &rpc.GCRequest{Network: "under", Valid: atts[:1]}, false)
+	if err != nil || len(resp.Released) != 1 || resp.Released[0] != atts[1] {
+		t.Fatalf("GC of an old attachment = %+v, %v; want %v released", resp, err, atts[1])
+	}
+	w.requireAllocated("p", 1)
+	w.requireOneOwner()
+}
+
+// A GC that would release more than the allowed share of a network's attachments on the
+// node at once (a runtime that lost its state, a forged request) is refused whole, with
+// an error naming the field and the way out; force lifts the limit. One attachment is
+// always allowed.
+func TestGCRefusesTooLargeAShare(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		pods    int
+		valid   int
+		force   bool
+		release int // -1: refused
+	}{
+		{"all of four, none valid", 4, 0, false, -1},
+		{"three of four", 4, 1, false, -1},
+		{"half of four", 4, 2, false, 2},
+		{"all of four, forced", 4, 0, true, 4},
+		{"the only one", 1, 0, false, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, atts := gcWorld(t, tc.pods)
+			svc := w.ipamd("node-a", nil)
+			svc.GCMaxShare = 0.5
+			resp, err := svc.GC(context.Background(), &rpc.GCRequest{Network: "under", Valid: atts[:tc.valid]}, tc.force)
+			if tc.release < 0 {
+				requireCode(t, err, rpc.CodeBadRequest, "valid")
+				if !strings.Contains(err.Error(), "force") || !strings.Contains(err.Error(), "--gc-max-share") {
+					t.Fatalf("refusal %q does not say which limit and how to force it", err)
+				}
+				if held(w) != tc.pods {
+					t.Fatalf("a refused GC released something: %d of %d held", held(w), tc.pods)
+				}
+				return
+			}
+			if err != nil || len(resp.Released) != tc.release {
+				t.Fatalf("GC = %+v, %v; want %d released", resp, err, tc.release)
+			}
+			if held(w) != tc.pods-tc.release {
+				t.Fatalf("%d held, want %d", held(w), tc.pods-tc.release)
+			}
+			w.requireOneOwner()
+		})
+	}
+}
+
+// An Endpoint naming no node (written by an old version, or by hand) neither aborts a
+// recycling round nor hides the others: every ipamd may judge it, and does, on the pod.
+func TestRecycleJudgesEndpointsWithoutNode(t *testing.T) {
+	w := newWorld(t, nil, nsObj("ns"), nodeObj("node-a"), newPoolObj("p", "10.250.1.0/24"))
+	svc := w.ipamd("node-a", nil)
+	a, b := podObj("ns", "a", "node-a", nil), podObj("ns", "b", "node-a", nil)
+	for _, pod := range []*corev1.Pod{a, b} {
+		w.create(pod)
+		add(t, svc, pod, "ctr-"+pod.Name, "p")
+	}
+	ep := w.endpoint("ns", "a")
+	ep.Status.Node = ""
+	if err := w.api.Update(context.Background(), ep); err != nil {
+		t.Fatal(err)
+	}
+	w.deletePod(a)
+	w.deletePod(b)
+	released, err := svc.Recycle(context.Background(), time.Now().Add(time.Hour), time.Minute)
+	if err != nil {
+		t.Fatalf("recycling stopped on an Endpoint without node: %v", err)
+	}
+	if released[service.ReasonPodDeleted] != 2 {
+		t.Fatalf("released %v, want both gone pods' attachments", released)
+	}
+	w.requireAllocated("p", 0)
+}

@@ -1,0 +1,124 @@
+package rbac
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/controller"
+)
+
+// as returns the admin config impersonating a component's ServiceAccount.
+func as(sa string) *rest.Config {
+	cfg := rest.CopyConfig(suite.cp.Config)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + namespace + ":" + sa,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}}
+	return cfg
+}
+
+// The controller, run as its ServiceAccount with nothing but the generated RBAC, does its
+// whole job: wins its lease, makes its CA Secret, registers its webhook and serves it,
+// and adds the pool-protection finalizer. No request is refused on the way.
+func TestControllerRunsOnItsRBAC(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	core, logs := observer.New(zap.InfoLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- controller.Run(ctx, as("underpool-controller"), controller.Options{
+			WebhookHost: "127.0.0.1", WebhookPort: port, Endpoint: controller.Endpoint{URL: fmt.Sprintf("https://127.0.0.1:%d", port)},
+			LeaderElectionNamespace: namespace, CertLifetime: time.Hour, OrphanInterval: 200 * time.Millisecond, OrphanGrace: time.Second,
+		}, zap.New(core))
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("controller: %v", err)
+		}
+		for _, e := range logs.All() {
+			if msg := fmt.Sprint(e.Message, e.ContextMap()); strings.Contains(msg, "forbidden") {
+				t.Errorf("the controller was refused a request: %s", msg)
+			}
+		}
+	}()
+
+	c := suite.client
+	probe := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "rbac-probe"}, Spec: v1.IPPoolSpec{Subnet: "10.251.0.0/24", Gateway: "10.251.1.1"}}
+	eventually(t, "the webhook serves (a gateway outside its subnet is refused)", func() error {
+		err := c.Create(ctx, probe.DeepCopy(), client.DryRunAll)
+		if err == nil || !strings.Contains(err.Error(), "spec.gateway") {
+			return fmt.Errorf("dry-run create: %v", err)
+		}
+		return nil
+	})
+	for _, obj := range []client.Object{
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: controller.CASecretName}},
+		&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "underpool-controller"}},
+		&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: controller.WebhookConfigName}},
+	} {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			t.Errorf("the controller did not make %T %s: %v", obj, obj.GetName(), err)
+		}
+	}
+	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "rbac-pool"}, Spec: v1.IPPoolSpec{Subnet: "10.251.2.0/24"}}
+	if err := c.Create(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the pool-protection finalizer is added", func() error {
+		got := &v1.IPPool{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(pool), got); err != nil {
+			return err
+		}
+		if len(got.Finalizers) == 0 {
+			return fmt.Errorf("no finalizer on %s", got.Name)
+		}
+		return nil
+	})
+	// an orphan (allocated, held by no Endpoint) is freed by the sweeper through its RBAC
+	if err := c.Get(ctx, client.ObjectKeyFromObject(pool), pool); err != nil {
+		t.Fatal(err)
+	}
+	pool.Status.Allocated, pool.Status.AllocatedIPCount = "7", 1
+	if err := c.Status().Update(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the sweeper frees the orphan", func() error {
+		got := &v1.IPPool{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(pool), got); err != nil {
+			return err
+		}
+		if got.Status.Allocated != "" {
+			return fmt.Errorf("allocated %q", got.Status.Allocated)
+		}
+		return nil
+	})
+}
+
+func eventually(t *testing.T, what string, ok func() error) {
+	t.Helper()
+	var err error
+	for end := time.Now().Add(60 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if err = ok(); err == nil {
+			return
+		}
+	}
+	t.Fatalf("timed out waiting until %s: %v", what, err)
+}
