@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -63,10 +63,9 @@ func serve[Req, Resp any](s *Server, needReady bool, fn func(context.Context, *R
 			return
 		}
 		var req Req
-		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeError(w, &rpc.Error{Code: rpc.CodeBadRequest, Message: fmt.Sprintf("request body is not a valid %s request: %v", r.URL.Path, err)})
+		// the one fuzzed decoder: strict, bounded, its refusal names the field
+		if err := rpc.DecodeRequest(r.Body, strings.TrimPrefix(r.URL.Path, "/"+rpc.APIVersion+"/"), &req); err != nil {
+			writeError(w, err)
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), requestTimeout)

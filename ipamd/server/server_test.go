@@ -165,7 +165,7 @@ func TestMalformedBodyIsRefused(t *testing.T) {
 	}}}
 	for _, tc := range []struct{ name, body, want string }{
 		{"unknown field", `{"containerID":"c","ifNmae":"net1"}`, `unknown field \"ifNmae\"`},
-		{"not JSON", `containerID=c`, "not a valid /v1/allocate request"},
+		{"not JSON", `containerID=c`, "not a valid allocate request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, err := hc.Post("http://ipamd"+rpc.PathAllocate, "application/json", strings.NewReader(tc.body))
