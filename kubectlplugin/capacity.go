@@ -39,7 +39,7 @@ type Capacity struct {
 	Problem string `json:"problem,omitempty"`
 
 	pool      *v1.IPPool
-	view      *allocator.Pool
+	view      *allocator.PoolView
 	allocated allocator.RunSet
 	free      allocator.RunSet
 }
@@ -127,7 +127,7 @@ func minus(s, o allocator.RunSet) (uint64, allocator.RunSet) {
 // sharedWith is every offset of view that another existing pool could hand out or holds:
 // ipamd hands out such an address from neither pool (a read-only copy of the rule in
 // ipamd/store/overlap.go, which is unexported).
-func sharedWith(view *allocator.Pool, all []v1.IPPool) allocator.RunSet {
+func sharedWith(view *allocator.PoolView, all []v1.IPPool) allocator.RunSet {
 	var out allocator.RunSet
 	for i := range all {
 		o := &all[i]

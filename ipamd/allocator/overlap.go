@@ -78,5 +78,5 @@ func FirstShared(a, b Footprint) (netip.Addr, bool) {
 	if shared.Empty() {
 		return netip.Addr{}, false
 	}
-	return (&Pool{Prefix: q}).Addr(shared.Runs()[0].Lo), true
+	return (&PoolView{Prefix: q}).Addr(shared.Runs()[0].Lo), true
 }

@@ -8,7 +8,7 @@ import (
 // State is a pool's allocation state during one commit: the allocated offsets as read from
 // the pool's status plus the decisions made so far in this batch.
 type State struct {
-	Pool      *Pool
+	Pool      *PoolView
 	Allocated RunSet
 	// Cursor is where the next search starts: allocating round-robin rather than lowest
 	// first keeps a just-released address out of use for as long as possible, so stale ARP

@@ -17,8 +17,9 @@ import (
 // ErrExhausted means the pool has no free address left.
 var ErrExhausted = errors.New("no free address")
 
-// Pool is the parsed, allocation-ready view of an IPPool spec.
-type Pool struct {
+// PoolView is the parsed, allocation-ready view of an IPPool spec (v1.IPPool is the CRD,
+// store.PoolCommitter writes its status).
+type PoolView struct {
 	Name    string
 	Prefix  netip.Prefix
 	Gateway netip.Addr // invalid when the pool has none
@@ -30,7 +31,7 @@ type Pool struct {
 }
 
 // Family returns the pool's address family.
-func (p *Pool) Family() v1.IPFamily {
+func (p *PoolView) Family() v1.IPFamily {
 	if p.Prefix.Addr().Is4() {
 		return v1.IPv4
 	}
@@ -38,7 +39,7 @@ func (p *Pool) Family() v1.IPFamily {
 }
 
 // NewPool parses an IPPool spec. Errors name the field at fault.
-func NewPool(name string, spec *v1.IPPoolSpec) (*Pool, error) {
+func NewPool(name string, spec *v1.IPPoolSpec) (*PoolView, error) {
 	prefix, err := netip.ParsePrefix(strings.TrimSpace(spec.Subnet))
 	if err != nil {
 		return nil, fmt.Errorf("spec.subnet %q is not a CIDR (e.g. 10.250.1.0/24): %v", spec.Subnet, err)
@@ -47,7 +48,7 @@ func NewPool(name string, spec *v1.IPPoolSpec) (*Pool, error) {
 	if hostBits(prefix) > 64 {
 		return nil, fmt.Errorf("spec.subnet %s has %d host bits; use a prefix of /64 or longer", prefix, hostBits(prefix))
 	}
-	p := &Pool{Name: name, Prefix: prefix, Vlan: spec.Vlan}
+	p := &PoolView{Name: name, Prefix: prefix, Vlan: spec.Vlan}
 	for i, r := range spec.Routes {
 		route, err := netplan.ParseRoute(r.Dst, r.Gw, fmt.Sprintf("spec.routes[%d]", i))
 		if err != nil {
@@ -84,7 +85,7 @@ func NewPool(name string, spec *v1.IPPoolSpec) (*Pool, error) {
 }
 
 // TotalCount is the number of usable addresses, saturated to fit an int64 status field.
-func (p *Pool) TotalCount() int64 { return saturate(p.Usable.Count()) }
+func (p *PoolView) TotalCount() int64 { return saturate(p.Usable.Count()) }
 
 func saturate(n uint64) int64 {
 	if n > math.MaxInt64 {
@@ -94,7 +95,7 @@ func saturate(n uint64) int64 {
 }
 
 // Addr returns the address at offset o of the subnet.
-func (p *Pool) Addr(o uint64) netip.Addr {
+func (p *PoolView) Addr(o uint64) netip.Addr {
 	b := p.Prefix.Addr().As16()
 	for i := 15; i >= 8 && o > 0; i-- {
 		sum := uint64(b[i]) + (o & 0xff)
@@ -109,17 +110,17 @@ func (p *Pool) Addr(o uint64) netip.Addr {
 }
 
 // Offset returns the offset of addr in the subnet, or false when addr lies outside it.
-func (p *Pool) Offset(addr netip.Addr) (uint64, bool) {
+func (p *PoolView) Offset(addr netip.Addr) (uint64, bool) {
 	if !p.Prefix.Contains(addr.Unmap()) {
 		return 0, false
 	}
 	return p.offsetOf(addr), true
 }
 
-func (p *Pool) offsetOf(addr netip.Addr) uint64 { return offsetIn(p.Prefix, addr) }
+func (p *PoolView) offsetOf(addr netip.Addr) uint64 { return offsetIn(p.Prefix, addr) }
 
 // Prefixed returns the address at offset o with the subnet's prefix length.
-func (p *Pool) Prefixed(o uint64) netip.Prefix {
+func (p *PoolView) Prefixed(o uint64) netip.Prefix {
 	return netip.PrefixFrom(p.Addr(o), p.Prefix.Bits())
 }
 
@@ -212,5 +213,5 @@ func ClipRanges(prefix netip.Prefix, items []string) (RunSet, error) {
 }
 
 func lastAddr(p netip.Prefix) netip.Addr {
-	return (&Pool{Prefix: p.Masked()}).Addr(lastOffset(p))
+	return (&PoolView{Prefix: p.Masked()}).Addr(lastOffset(p))
 }

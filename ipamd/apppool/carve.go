@@ -64,7 +64,7 @@ func Carve(subnet *v1.Subnet, others []v1.IPPool, current *v1.IPPool, size int) 
 }
 
 // mapInto adds a pool's usable addresses that lie in the subnet, in the subnet's offsets.
-func mapInto(space *allocator.Pool, p *v1.IPPool, into *allocator.RunSet) {
+func mapInto(space *allocator.PoolView, p *v1.IPPool, into *allocator.RunSet) {
 	view, err := allocator.NewPool(p.Name, &p.Spec)
 	if err != nil || !space.Prefix.Overlaps(view.Prefix) {
 		return
@@ -74,7 +74,7 @@ func mapInto(space *allocator.Pool, p *v1.IPPool, into *allocator.RunSet) {
 	}
 }
 
-func mapRun(space *allocator.Pool, lo, hi netip.Addr, into *allocator.RunSet) {
+func mapRun(space *allocator.PoolView, lo, hi netip.Addr, into *allocator.RunSet) {
 	l, okL := space.Offset(lo)
 	h, okH := space.Offset(hi)
 	if okL && okH {

@@ -101,7 +101,7 @@ func within(inner, outer netip.Prefix) bool {
 }
 
 // firstCommon finds an address both pools may hand out.
-func firstCommon(a, b *allocator.Pool) (netip.Addr, bool) {
+func firstCommon(a, b *allocator.PoolView) (netip.Addr, bool) {
 	for _, r := range a.Usable.Runs() {
 		lo, hi := a.Addr(r.Lo), a.Addr(r.Hi)
 		for _, o := range b.Usable.Runs() {
@@ -117,7 +117,7 @@ func firstCommon(a, b *allocator.Pool) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-func describe(p *allocator.Pool, s allocator.RunSet) string {
+func describe(p *allocator.PoolView, s allocator.RunSet) string {
 	var parts []string
 	for i, r := range s.Runs() {
 		if i == 5 {

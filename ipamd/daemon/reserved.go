@@ -17,7 +17,7 @@ import (
 // A listing error fails the commit's allocations: an empty set would hand out reserved
 // addresses.
 func reservedIPs(cache client.Reader, log *zap.Logger) store.BlockedFunc {
-	return func(ctx context.Context, pool *allocator.Pool) (allocator.RunSet, error) {
+	return func(ctx context.Context, pool *allocator.PoolView) (allocator.RunSet, error) {
 		var list v1.ReservedIPList
 		if err := cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 			return allocator.RunSet{}, fmt.Errorf("listing ReservedIPs, so nothing reserved is handed out: %w", err)

@@ -203,7 +203,7 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 			continue
 		}
 		var addr netip.Prefix
-		var view *allocator.Pool
+		var view *allocator.PoolView
 		var err error
 		if want.IsValid() {
 			addr, view, err = s.Pools.AllocateExact(ctx, name, want)

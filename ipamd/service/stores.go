@@ -20,8 +20,8 @@ import (
 
 // poolStore commits pool status changes, batched per pool.
 type poolStore interface {
-	Allocate(ctx context.Context, pool string) (netip.Prefix, *allocator.Pool, error)
-	AllocateExact(ctx context.Context, pool string, addr netip.Addr) (netip.Prefix, *allocator.Pool, error)
+	Allocate(ctx context.Context, pool string) (netip.Prefix, *allocator.PoolView, error)
+	AllocateExact(ctx context.Context, pool string, addr netip.Addr) (netip.Prefix, *allocator.PoolView, error)
 	// Release frees addr; freeing a free address, or one of a pool that is gone, succeeds.
 	Release(ctx context.Context, pool string, addr netip.Addr) error
 	Quarantine(ctx context.Context, pool string, addr netip.Addr, mac string, until time.Time) error
@@ -31,7 +31,7 @@ type poolStore interface {
 	PendingRemarks() []string
 	RetryRemarks(ctx context.Context) map[string]error
 	// View returns the parsed spec of a pool, for routes and gateways.
-	View(ctx context.Context, name string) (*allocator.Pool, error)
+	View(ctx context.Context, name string) (*allocator.PoolView, error)
 }
 
 // endpointStore reads and writes Endpoint records.

@@ -41,7 +41,7 @@ import (
 //
 // Cost: one list from the informer per commit (pools are few, commits are many), a prefix
 // check per pool, and each overlapping pool's footprint parsed once per generation.
-func (p *PoolCommitter) blocked(ctx context.Context, pool *allocator.Pool, specCached bool) (allocator.RunSet, error) {
+func (p *PoolCommitter) blocked(ctx context.Context, pool *allocator.PoolView, specCached bool) (allocator.RunSet, error) {
 	var runs []allocator.Run
 	if p.reserved != nil {
 		reserved, err := p.reserved(ctx, pool)
@@ -83,7 +83,7 @@ type footprintEntry struct {
 }
 
 // overlapping returns the footprints of the pools, other than pool, that meet its subnet.
-func (c *footprintCache) overlapping(pools []v1.IPPool, pool *allocator.Pool) []allocator.Footprint {
+func (c *footprintCache) overlapping(pools []v1.IPPool, pool *allocator.PoolView) []allocator.Footprint {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.byUID == nil || len(c.byUID) > 2*len(pools)+16 {

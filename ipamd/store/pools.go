@@ -54,7 +54,7 @@ type poolOp struct {
 
 type opResult struct {
 	addr    netip.Prefix
-	pool    *allocator.Pool
+	pool    *allocator.PoolView
 	changed bool
 	lost    []netip.Addr // ensure: the addresses that had to be marked again
 	err     error
@@ -70,7 +70,7 @@ type poolQueue struct {
 	latest    *v1.IPPool // newest object this process wrote or read from the API
 	parsedUID string
 	parsedGen int64
-	parsed    *allocator.Pool
+	parsed    *allocator.PoolView
 
 	// remark are addresses this node's Endpoints hold that the pool could not be shown
 	// yet (its spec did not parse, its status was corrupt, the write failed). Every commit
@@ -84,7 +84,7 @@ type poolQueue struct {
 // BlockedFunc returns offsets of a pool that must not be handed out (reserved
 // addresses). An error fails the batch's allocations: not knowing what is reserved is no
 // reason to hand it out.
-type BlockedFunc func(context.Context, *allocator.Pool) (allocator.RunSet, error)
+type BlockedFunc func(context.Context, *allocator.PoolView) (allocator.RunSet, error)
 
 // PoolCommitter commits allocation decisions to pool status: one queue per pool, one
 // status write per batch, conflicts retried on fresh state. It alone writes pool status.
@@ -118,13 +118,13 @@ func NewPoolCommitter(writer client.Client, cache, api client.Reader, blocked Bl
 }
 
 // Allocate takes the next free address of the pool.
-func (p *PoolCommitter) Allocate(ctx context.Context, pool string) (netip.Prefix, *allocator.Pool, error) {
+func (p *PoolCommitter) Allocate(ctx context.Context, pool string) (netip.Prefix, *allocator.PoolView, error) {
 	r := p.submit(ctx, pool, &poolOp{kind: opAllocate})
 	return r.addr, r.pool, r.err
 }
 
 // AllocateExact takes addr if the pool may hand it out and nobody holds it.
-func (p *PoolCommitter) AllocateExact(ctx context.Context, pool string, addr netip.Addr) (netip.Prefix, *allocator.Pool, error) {
+func (p *PoolCommitter) AllocateExact(ctx context.Context, pool string, addr netip.Addr) (netip.Prefix, *allocator.PoolView, error) {
 	r := p.submit(ctx, pool, &poolOp{kind: opAllocateExact, addr: addr})
 	return r.addr, r.pool, r.err
 }
@@ -188,7 +188,7 @@ func (p *PoolCommitter) RetryRemarks(ctx context.Context) map[string]error {
 }
 
 // View returns the parsed spec of a pool from the cache, for routes and gateways.
-func (p *PoolCommitter) View(ctx context.Context, name string) (*allocator.Pool, error) {
+func (p *PoolCommitter) View(ctx context.Context, name string) (*allocator.PoolView, error) {
 	var obj v1.IPPool
 	if err := p.cache.Get(ctx, client.ObjectKey{Name: name}, &obj); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -417,7 +417,7 @@ func newer(a, b string) bool {
 	return err1 == nil && err2 == nil && x > y
 }
 
-func (p *PoolCommitter) parse(obj *v1.IPPool, q *poolQueue) (*allocator.Pool, error) {
+func (p *PoolCommitter) parse(obj *v1.IPPool, q *poolQueue) (*allocator.PoolView, error) {
 	if q.parsed != nil && q.parsedUID == string(obj.UID) && q.parsedGen == obj.Generation && obj.Generation != 0 {
 		return q.parsed, nil
 	}

@@ -172,7 +172,7 @@ func TestBlockedErrorFailsTheAllocation(t *testing.T) {
 	p := ippool("p", "10.0.0.0/24", "10.0.0.10-10.0.0.20")
 	p.Status.Allocated = "12"
 	c := fakeAPI(t, p)
-	s := NewPoolCommitter(c, c, c, func(context.Context, *allocator.Pool) (allocator.RunSet, error) {
+	s := NewPoolCommitter(c, c, c, func(context.Context, *allocator.PoolView) (allocator.RunSet, error) {
 		return allocator.RunSet{}, errors.New("informer unavailable")
 	}, zap.NewNop(), nil)
 	if addr, _, err := s.Allocate(context.Background(), "p"); err == nil || !strings.Contains(err.Error(), "informer unavailable") {

@@ -99,7 +99,7 @@ func holds(ep *v1.Endpoint, containerID, addr string) bool {
 }
 
 // poolAllocated reads a pool from the API and parses what its status holds.
-func poolAllocated(t *testing.T, pool string) (*allocator.Pool, allocator.RunSet) {
+func poolAllocated(t *testing.T, pool string) (*allocator.PoolView, allocator.RunSet) {
 	t.Helper()
 	p := freshPool(t, pool)
 	view, err := allocator.NewPool(p.Name, &p.Spec)

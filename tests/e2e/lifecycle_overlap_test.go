@@ -227,13 +227,13 @@ func TestApplicationPoolsOfTwoWorkloadsOnOneSubnetAreDisjoint(t *testing.T) {
 	sort.Strings(names)
 
 	// the pools, found by listing IPPools carved from the Subnet
-	var views map[string]*allocator.Pool
+	var views map[string]*allocator.PoolView
 	lc.eventually("three application pools carved from "+subnet.Name, time.Minute, func() (bool, string) {
 		var list v1.IPPoolList
 		if err := suite.client.List(ctx(t), &list, client.MatchingLabels{apppool.LabelSubnet: subnet.Name}); err != nil {
 			return false, err.Error()
 		}
-		views = map[string]*allocator.Pool{}
+		views = map[string]*allocator.PoolView{}
 		var got []string
 		for i := range list.Items {
 			p := &list.Items[i]
