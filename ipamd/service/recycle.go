@@ -125,24 +125,32 @@ func (s *Service) nodeGone(ctx context.Context, node string, memo map[string]boo
 // is confirmed with a fresh read before anything is released.
 func (s *Service) verdict(ctx context.Context, ep *v1.Endpoint, itf *v1.EndpointInterface) (string, error) {
 	if cached := s.Cluster.PodCached(ctx, ep.Namespace, ep.Name); cached != nil && itf.Detached == nil &&
-		itf.PodUID == string(cached.UID) && !supersededBy(ep, itf, string(cached.UID)) {
+		itf.PodUID == string(cached.UID) && SupersededBy(ep, itf, string(cached.UID)) == nil {
 		return "", nil
 	}
 	pod, err := s.Cluster.PodFresh(ctx, ep.Namespace, ep.Name)
 	if err != nil {
 		return "", err
 	}
+	return Judge(ep, itf, pod, func() (bool, error) { return s.ordinalWanted(ctx, ep) })
+}
+
+// Judge is recycling's verdict on one attachment of ep: the reason its owner is provably
+// gone, or "" when it may be alive. pod is the pod of ep's name as the API holds it now (nil:
+// gone); ordinalWanted, asked only for a gone StatefulSet pod, says whether its set still
+// wants the ordinal. Pure, so that `kubectl underpool gc --dry-run` judges as ipamd does.
+func Judge(ep *v1.Endpoint, itf *v1.EndpointInterface, pod *corev1.Pod, ordinalWanted func() (bool, error)) (string, error) {
 	sts := ep.Status.OwnerKind == "StatefulSet"
 	switch {
 	case pod == nil && sts:
-		wanted, err := s.ordinalWanted(ctx, ep)
+		wanted, err := ordinalWanted()
 		if err != nil || wanted {
 			return "", err
 		}
 		return ReasonStatefulSetGone, nil
 	case pod == nil:
 		return ReasonPodDeleted, nil
-	case supersededBy(ep, itf, string(pod.UID)):
+	case SupersededBy(ep, itf, string(pod.UID)) != nil:
 		return ReasonSandboxReplaced, nil
 	case itf.PodUID == "" || itf.PodUID == string(pod.UID):
 		return "", nil // the pod lives: phase, node health and namespace state do not matter
@@ -156,21 +164,23 @@ func (s *Service) verdict(ctx context.Context, ep *v1.Endpoint, itf *v1.Endpoint
 	return "", nil // the successor has not attached yet; it takes them over on its ADD
 }
 
-// supersededBy reports whether the pod incarnation uid holds a newer, live attachment on
-// the same interface and network: a pod has one sandbox, so itf's is gone. (Two made in
-// the same second are not ordered: neither is judged, which only delays reclaiming.)
-func supersededBy(ep *v1.Endpoint, itf *v1.EndpointInterface, uid string) bool {
+// SupersededBy returns the newer, live attachment the pod incarnation uid holds on itf's
+// interface and network, or nil: a pod has one sandbox, so itf's is gone when there is one.
+// (Two made in the same second are not ordered: neither is judged, which only delays
+// reclaiming.)
+func SupersededBy(ep *v1.Endpoint, itf *v1.EndpointInterface, uid string) *v1.EndpointInterface {
 	for i := range ep.Status.Interfaces {
 		other := &ep.Status.Interfaces[i]
 		if other.ContainerID != itf.ContainerID && other.Interface == itf.Interface && other.Network == itf.Network &&
 			other.PodUID == uid && other.Detached == nil && other.Created.After(itf.Created.Time) {
-			return true
+			return other
 		}
 	}
-	return false
+	return nil
 }
 
-func ordinalOf(pod, set string) (int, error) {
+// OrdinalOf is the ordinal in a StatefulSet pod's name.
+func OrdinalOf(pod, set string) (int, error) {
 	suffix, ok := strings.CutPrefix(pod, set+"-")
 	if !ok {
 		return 0, fmt.Errorf("pod %s is not named after StatefulSet %s", pod, set)

@@ -119,7 +119,7 @@ func (s *Service) ordinalWanted(ctx context.Context, ep *v1.Endpoint) (bool, err
 	if err != nil {
 		return false, err
 	}
-	n, err := ordinalOf(ep.Name, ep.Status.OwnerName)
+	n, err := OrdinalOf(ep.Name, ep.Status.OwnerName)
 	return exists && err == nil && ordinals.Wants(n), nil
 }
 
