@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -180,7 +181,7 @@ func listPeer(ctx context.Context, c client.Client, gvk schema.GroupVersionKind)
 	l := &unstructured.UnstructuredList{}
 	l.SetGroupVersionKind(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
 	if err := c.List(ctx, l); err != nil {
-		if apierrors.IsNotFound(err) || isNoMatch(err) {
+		if apierrors.IsNotFound(err) || meta.IsNoMatchError(err) || isNoMatch(err) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("listing %s: %w: the import needs get/list on %s", gvk.Kind, err, gvk.GroupKind())
@@ -312,6 +313,7 @@ func plan(ctx context.Context, c client.Client, st *peerState) (*importPlan, err
 	gone := map[importPodKey]string{}
 	eps := map[importPodKey]*v1.Endpoint{}
 	var epOrder []importPodKey
+	epFrom := map[importPodKey]string{}
 	allocated := map[string]*allocator.RunSet{}
 	seen := map[netip.Addr]string{}
 	sort.SliceStable(st.allocs, func(i, j int) bool { return st.allocs[i].ip.Less(st.allocs[j].ip) })
@@ -381,6 +383,7 @@ func plan(ctx context.Context, c client.Client, st *peerState) (*importPlan, err
 			}
 			eps[k] = ep
 			epOrder = append(epOrder, k)
+			epFrom[k] = a.from
 		}
 		ip := v1.EndpointIP{Address: view.Prefixed(off).String(), Pool: a.pool, Vlan: view.Vlan}
 		if view.Gateway.IsValid() {
@@ -411,12 +414,12 @@ func plan(ctx context.Context, c client.Client, st *peerState) (*importPlan, err
 		switch {
 		case apierrors.IsNotFound(err):
 			p.endpoints = append(p.endpoints, ep)
-			p.change("create", "Endpoint", k.ns+"/"+k.name, "", endpointDetail(ep))
+			p.change("create", "Endpoint", k.ns+"/"+k.name, epFrom[k], endpointDetail(ep))
 		case err != nil:
 			return nil, fmt.Errorf("reading Endpoint %s/%s: %w", k.ns, k.name, err)
 		case holdsAll(cur, ep):
 			unchangedEP[k] = true
-			p.change("unchanged", "Endpoint", k.ns+"/"+k.name, "", endpointDetail(cur))
+			p.change("unchanged", "Endpoint", k.ns+"/"+k.name, epFrom[k], endpointDetail(cur))
 		default:
 			return nil, fmt.Errorf("Endpoint %s/%s exists and records other addresses (%s) than the peer's (%s): ipamd already serves this pod; delete the pod so that it restarts on underpool, or delete that Endpoint if the pod does not use its addresses, then import again", k.ns, k.name, endpointDetail(cur), endpointDetail(ep))
 		}
@@ -466,6 +469,9 @@ func plan(ctx context.Context, c client.Client, st *peerState) (*importPlan, err
 		}
 		p.change("mark", "IPPool", pp.name, pp.from, fmt.Sprintf("status.allocated gains %d%s", len(add), listed(view, addSet)))
 	}
+	// report in the order of writing
+	rank := map[string]int{"Subnet": 0, "ReservedIP": 1, "IPPool": 2, "Endpoint": 3}
+	sort.SliceStable(p.report.Changes, func(i, j int) bool { return rank[p.report.Changes[i].Kind] < rank[p.report.Changes[j].Kind] })
 	return p, nil
 }
 
@@ -603,7 +609,7 @@ func importTable(w io.Writer, rep *ImportReport) {
 	if rep.DryRun {
 		verb = "would create"
 	}
-	row(w, "", "KIND", "NAME", "FROM", "DETAIL")
+	fmt.Fprintln(w, " \tKIND\tNAME\tFROM\tDETAIL")
 	n := 0
 	for _, ch := range rep.Changes {
 		if ch.Action == "create" {
