@@ -336,9 +336,8 @@ func plan(ctx context.Context, c client.Client, st *peerState) (*importPlan, err
 			continue
 		}
 		k := importPodKey{a.namespace, a.pod}
-		pod, known := pods[k]
-		if !known && gone[k] == "" {
-			pod = &corev1.Pod{}
+		if _, known := pods[k]; !known && gone[k] == "" {
+			pod := &corev1.Pod{}
 			switch err := c.Get(ctx, client.ObjectKey{Namespace: a.namespace, Name: a.pod}, pod); {
 			case apierrors.IsNotFound(err):
 				gone[k] = "the pod no longer exists"
@@ -354,7 +353,7 @@ func plan(ctx context.Context, c client.Client, st *peerState) (*importPlan, err
 			skip(why)
 			continue
 		}
-		pod = pods[k]
+		pod := pods[k]
 		if a.podUID != "" && a.podUID != string(pod.UID) {
 			skip(fmt.Sprintf("the address was given to pod UID %s; pod %s/%s is now UID %s, another incarnation", a.podUID, a.namespace, a.pod, pod.UID))
 			continue
@@ -421,7 +420,7 @@ func plan(ctx context.Context, c client.Client, st *peerState) (*importPlan, err
 			unchangedEP[k] = true
 			p.change("unchanged", "Endpoint", k.ns+"/"+k.name, epFrom[k], endpointDetail(cur))
 		default:
-			return nil, fmt.Errorf("Endpoint %s/%s exists and records other addresses (%s) than the peer's (%s): ipamd already serves this pod; delete the pod so that it restarts on underpool, or delete that Endpoint if the pod does not use its addresses, then import again", k.ns, k.name, endpointDetail(cur), endpointDetail(ep))
+			return nil, fmt.Errorf("pod %s/%s already has an underpool Endpoint, recording other addresses (%s) than the peer's (%s): ipamd already serves this pod; delete the pod so that it restarts on underpool, or delete that Endpoint if the pod does not use its addresses, then import again", k.ns, k.name, endpointDetail(cur), endpointDetail(ep))
 		}
 	}
 
