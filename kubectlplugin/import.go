@@ -622,6 +622,6 @@ func importTable(w io.Writer, rep *ImportReport) {
 	for _, note := range rep.Notes {
 		fmt.Fprintf(w, "note: %s\n", note)
 	}
-	fmt.Fprintf(w, "%s: %s %d objects, %d addresses skipped; %s's objects are left as they are\n",
+	fmt.Fprintf(w, "%s: %s %d objects, %d addresses skipped; the %s objects are left as they are\n",
 		map[bool]string{true: "dry run", false: "imported"}[rep.DryRun], verb, n, len(rep.Skipped), rep.Source)
 }

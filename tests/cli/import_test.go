@@ -191,7 +191,7 @@ func TestImport(t *testing.T) {
 				{"+", "Endpoint", ns + "/a", "SpiderIPPool imp-v4", "eth0 10.240.1.10/24 (imp-v4)"},
 				{"!", "skipped", "10.240.1.11", ns + "/gone: the pod no longer exists"},
 				{"!", "skipped", "10.240.1.12", "another incarnation"},
-				{"dry run: would create 2 objects, 2 addresses skipped; spiderpool's objects are left as they are"},
+				{"dry run: would create 2 objects, 2 addresses skipped; the spiderpool objects are left as they are"},
 			} {
 				if !hasLine(out, want...) {
 					t.Errorf("dry run output has no line with %q:\n%s", want, out)
