@@ -66,7 +66,7 @@ nodes, NetworkAttachmentDefinitions, ReservedIPs) and explains, without changing
 	cmd.SetVersionTemplate(buildinfo.String("kubectl-underpool") + "\n")
 	o.Flags.AddFlags(cmd.PersistentFlags())
 	cmd.PersistentFlags().StringVarP(&o.Output, "output", "o", "", "output format: table (default), json or yaml")
-	cmd.AddCommand(newExplainCommand(o), newPoolsCommand(o), newWhoCommand(o), newGCCommand(o))
+	cmd.AddCommand(newExplainCommand(o), newPoolsCommand(o), newWhoCommand(o), newGCCommand(o), newImportCommand(o))
 	return cmd
 }
 

@@ -6,6 +6,7 @@ package cli
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -24,7 +25,9 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	var err error
-	if suite.cp, err = harness.StartControlPlane(harness.ControlPlaneOptions{}); err != nil {
+	// the peers' CRDs, for `import`: whereabouts' from its module (tests/tools/build.sh), Spiderpool's by hand
+	peers := []string{filepath.Join(harness.CacheDir(), "whereabouts-crds"), filepath.Join(harness.RepoRoot(), "tests", "testdata", "crds", "spiderpool")}
+	if suite.cp, err = harness.StartControlPlane(harness.ControlPlaneOptions{CRDPaths: peers}); err != nil {
 		fmt.Fprintf(os.Stderr, "cli: control plane: %v\n", err)
 		return 1
 	}
