@@ -1,9 +1,9 @@
 // Package kubectlplugin is `kubectl underpool`: read-only views of what ipamd holds and
 // would do now (why a pod got its address or none, pool capacity, who holds an address,
-// what recycling and the orphan sweep would free). It never writes to the API: every
-// answer is computed from the objects ipamd itself reads, with ipamd's own selection and
-// allocator code where that is exported, and a small read-only copy where it is not
-// (verdict.go, capacity.go say which).
+// what recycling and the orphan sweep would free), computed from the objects ipamd itself
+// reads with ipamd's own selection, allocator and recycling code (capacity.go keeps a
+// small read-only copy of the overlap rule). Only `import` writes: it moves a cluster's
+// addresses over from Spiderpool or whereabouts (import*.go).
 package kubectlplugin
 
 import (
@@ -56,7 +56,13 @@ nodes, NetworkAttachmentDefinitions, ReservedIPs) and explains, without changing
   explain pod NS/NAME   the pool selection chain for a pod, what it holds, why it has no address
   pools                 capacity of every IPPool
   who IP                which pod holds an address
-  gc --dry-run          what recycling and the orphan sweep would free now, and why`,
+  gc --dry-run          what recycling and the orphan sweep would free now, and why
+
+and, the one command that writes:
+
+  import spiderpool|whereabouts [--dry-run]
+                        underpool pools, reserved IPs and Endpoints that keep every live
+                        pod's address, from another IPAM's objects (left as they are)`,
 		SilenceUsage: true,
 		// kubectl runs the binary kubectl-underpool as `kubectl underpool`: help says so
 		Annotations: map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl underpool"},
