@@ -14,32 +14,33 @@ import (
 // NodeAddresses lists the calling netns' global unicast addresses, except loopback's:
 // the addresses a pod may be asked to reach its node by (kubelet probes come from them).
 func NodeAddresses() ([]netip.Addr, error) {
-	links, err := netlinksafe.LinkList()
+	// One address dump for the whole node, not one call per link: a node with hundreds of
+	// pods has hundreds of host veths (issue 11), and a per-link walk cost every ADD time
+	// in the number of pods already there, with dumps interrupted by the other ADDs.
+	lo, err := netlink.LinkByName("lo")
 	if err != nil {
-		return nil, fmt.Errorf("listing the node's links: %w", err)
+		return nil, fmt.Errorf("finding the node's loopback: %w", err)
+	}
+	addrs, err := netlinksafe.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("listing the node's addresses: %w", err)
 	}
 	var out []netip.Addr
 	seen := map[netip.Addr]bool{}
-	for _, l := range links {
-		if l.Attrs().Flags&net.FlagLoopback != 0 {
+	for _, a := range addrs {
+		if a.LinkIndex == lo.Attrs().Index {
 			continue
 		}
-		addrs, err := netlinksafe.AddrList(l, netlink.FAMILY_ALL)
-		if err != nil {
-			return nil, fmt.Errorf("listing %s's addresses: %w", l.Attrs().Name, err)
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || a.Scope != int(netlink.SCOPE_UNIVERSE) {
+			continue
 		}
-		for _, a := range addrs {
-			ip, ok := netip.AddrFromSlice(a.IP)
-			if !ok || a.Scope != int(netlink.SCOPE_UNIVERSE) {
-				continue
-			}
-			ip = ip.Unmap()
-			if !ip.IsGlobalUnicast() || seen[ip] {
-				continue
-			}
-			seen[ip] = true
-			out = append(out, ip)
+		ip = ip.Unmap()
+		if !ip.IsGlobalUnicast() || seen[ip] {
+			continue
 		}
+		seen[ip] = true
+		out = append(out, ip)
 	}
 	return out, nil
 }
