@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"net/netip"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,40 +41,53 @@ func (r *overlapReport) Reconcile(ctx context.Context, _ reconcile.Request) (rec
 	if err := r.c.List(ctx, &list); err != nil {
 		return reconcile.Result{}, err
 	}
-	pools := list.Items
-	fps := make([]allocator.Footprint, len(pools))
-	ok := make([]bool, len(pools))
-	for i := range pools {
-		fps[i], ok[i] = allocator.FootprintOf(pools[i].Name, &pools[i].Spec)
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	reported := map[[2]string]string{}
 	overlapping := map[string]bool{}
-	for i := range pools {
-		for j := i + 1; j < len(pools); j++ {
-			if !ok[i] || !ok[j] || !fps[i].Prefix.Overlaps(fps[j].Prefix) {
-				continue
-			}
-			first, shared := allocator.FirstShared(fps[i], fps[j])
-			if !shared {
-				continue
-			}
-			a, b := &pools[i], &pools[j]
-			overlapping[a.Name], overlapping[b.Name] = true, true
-			key := [2]string{a.Name, b.Name}
-			reported[key] = first.String()
-			if r.reported[key] == first.String() {
-				continue
-			}
-			for _, pair := range [][2]*v1.IPPool{{a, b}, {b, a}} {
-				r.events.Eventf(pair[0], pair[1], "Warning", "PoolsOverlap", "CheckOverlap",
-					"shares addresses with IPPool %s, the first %s: ipamd hands out none of them from either pool until they are separated (narrow spec.ips or add them to spec.excludeIPs of one pool)",
-					pair[1].Name, first)
-			}
+	for _, o := range overlapsOf(list.Items) {
+		a, b := o.a, o.b
+		overlapping[a.Name], overlapping[b.Name] = true, true
+		key := [2]string{a.Name, b.Name}
+		reported[key] = o.first.String()
+		if r.reported[key] == o.first.String() {
+			continue
+		}
+		for _, pair := range [][2]*v1.IPPool{{a, b}, {b, a}} {
+			r.events.Eventf(pair[0], pair[1], "Warning", "PoolsOverlap", "CheckOverlap",
+				"shares addresses with IPPool %s, the first %s: ipamd hands out none of them from either pool until they are separated (narrow spec.ips or add them to spec.excludeIPs of one pool)",
+				pair[1].Name, o.first)
 		}
 	}
 	r.reported = reported
 	poolsOverlapping.Set(float64(len(overlapping)))
 	return reconcile.Result{}, nil
+}
+
+// poolOverlap is two pools that share addresses, and the lowest they share.
+type poolOverlap struct {
+	a, b  *v1.IPPool
+	first netip.Addr
+}
+
+// overlapsOf compares every pool's spec footprint with every other's: the overlap report
+// and the Overlapping condition (conditions.go) say the same.
+func overlapsOf(pools []v1.IPPool) []poolOverlap {
+	fps := make([]allocator.Footprint, len(pools))
+	ok := make([]bool, len(pools))
+	for i := range pools {
+		fps[i], ok[i] = allocator.FootprintOf(pools[i].Name, &pools[i].Spec)
+	}
+	var out []poolOverlap
+	for i := range pools {
+		for j := i + 1; j < len(pools); j++ {
+			if !ok[i] || !ok[j] || !fps[i].Prefix.Overlaps(fps[j].Prefix) {
+				continue
+			}
+			if first, shared := allocator.FirstShared(fps[i], fps[j]); shared {
+				out = append(out, poolOverlap{a: &pools[i], b: &pools[j], first: first})
+			}
+		}
+	}
+	return out
 }

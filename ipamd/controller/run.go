@@ -167,6 +167,13 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		})).Complete(&overlapReport{c: mgr.GetClient(), events: events}); err != nil {
 		return err
 	}
+	oneKey := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{{}} // one key: overlaps and reservations tie every pool to the others
+	})
+	if err := builder.ControllerManagedBy(mgr).Named("pool-conditions").Watches(&v1.IPPool{}, oneKey).
+		Watches(&v1.ReservedIP{}, oneKey).Complete(&poolConditions{c: mgr.GetClient()}); err != nil {
+		return err
+	}
 	if err := mgr.Add(&certRotator{certs: certs, reloadCA: reloadCA, every: checkEvery(opts.CertLifetime), log: log}); err != nil {
 		return err
 	}

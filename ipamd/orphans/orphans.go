@@ -223,7 +223,7 @@ func (s *Sweeper) free(ctx context.Context, ref poolRef, addrs []netip.Addr, con
 		return 0, fmt.Errorf("sweep stopped (%w) before freeing %d addresses of pool %s", err, len(freeing), ref.name)
 	}
 	pool.Status.Allocated = allocated.String()
-	pool.Status.AllocatedIPCount = int64(allocated.Count())
+	pool.Status.SetCounts(view.TotalCount(), int64(allocated.Count()))
 	if err := s.Writer.Status().Update(ctx, pool); err != nil {
 		if apierrors.IsConflict(err) {
 			s.Log.Info("pool changed while freeing orphans; the next sweep looks again", zap.String("pool", ref.name))

@@ -33,6 +33,7 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 	if err != nil {
 		return nil, err
 	}
+	defer func() { s.allocationFailed(in, err) }()
 	candidates, source, err := selection.Candidates(in)
 	if err != nil {
 		return nil, badRequest("pools", "%v", err)

@@ -302,16 +302,19 @@ func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, o
 			}
 		}
 		changed = changed || qChanged
-		total, count := pool.TotalCount(), int64(st.Allocated.Count())
-		if !changed && obj.Status.TotalIPCount == total && obj.Status.AllocatedIPCount == count {
+		counted := v1.IPPoolStatus{Quarantined: quarantined}
+		counted.SetCounts(pool.TotalCount(), int64(st.Allocated.Count()))
+		if !changed && obj.Status.TotalIPCount == counted.TotalIPCount && obj.Status.AllocatedIPCount == counted.AllocatedIPCount &&
+			obj.Status.FreeIPCount == counted.FreeIPCount && obj.Status.Usage == counted.Usage {
 			finish(ops, results, nil)
 			return
 		}
+		// a copy of what was read, so what others keep in the status (the controller's
+		// conditions) stays; the resourceVersion guard makes a write that raced theirs retry
 		next := obj.DeepCopy()
 		next.Status.Allocated = st.Allocated.String()
-		next.Status.AllocatedIPCount = count
-		next.Status.TotalIPCount = total
 		next.Status.Quarantined = quarantined
+		next.Status.SetCounts(counted.TotalIPCount, counted.AllocatedIPCount)
 		if hasAllocation(ops) {
 			next.Status.Cursor = strconv.FormatUint(st.Cursor, 10)
 		}

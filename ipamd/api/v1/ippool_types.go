@@ -1,6 +1,11 @@
 package v1
 
-import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+import (
+	"math/bits"
+	"strconv"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
 
 // IPPoolSpec declares which addresses of a subnet pods may get, and where the pool applies.
 type IPPoolSpec struct {
@@ -64,6 +69,15 @@ type IPPoolStatus struct {
 	// TotalIPCount is how many addresses the pool can hand out (saturates at 2^63-1).
 	// +optional
 	TotalIPCount int64 `json:"totalIPCount"`
+	// FreeIPCount is how many of them are neither allocated nor quarantined. Addresses
+	// that ReservedIPs or overlapping pools keep out of allocation still count as free
+	// here; the Exhausted condition counts them as taken.
+	// +optional
+	FreeIPCount int64 `json:"freeIPCount"`
+	// Usage is the share of the pool allocated or quarantined, as a whole percentage
+	// rounded down ("100%" only when nothing is free), for `kubectl get ippools`.
+	// +optional
+	Usage string `json:"usage,omitempty"`
 	// Quarantined addresses were found in use on the wire by another host; they are not
 	// handed out until the time given, so a retried ADD gets another address.
 	// +optional
@@ -75,6 +89,45 @@ type IPPoolStatus struct {
 	// A decimal string: offsets of an IPv6 /64 do not fit an int64.
 	// +optional
 	Cursor string `json:"cursor,omitempty"`
+	// Conditions are kept by the elected controller, from what it reads: Exhausted,
+	// Overlapping and Invalid (see the PoolCondition constants). ipamd never writes them.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +patchStrategy=merge
+	// +patchMergeKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+}
+
+// Condition types of an IPPool.
+const (
+	// PoolExhausted is True when every usable address is allocated, quarantined, reserved
+	// or shared with another pool: the pool hands nothing out.
+	PoolExhausted = "Exhausted"
+	// PoolOverlapping is True when the pool shares addresses with another IPPool; ipamd
+	// hands out none of them from either until they are separated.
+	PoolOverlapping = "Overlapping"
+	// PoolInvalid is True when the spec does not parse or status.allocated is corrupt:
+	// ipamd hands nothing out of the pool.
+	PoolInvalid = "Invalid"
+)
+
+// SetCounts sets the counts of the status from the pool's usable total and allocated
+// count, with its quarantined addresses (none of them allocated) counted as used; every
+// writer of the allocation state calls it, so the printer columns never disagree.
+func (s *IPPoolStatus) SetCounts(total, allocated int64) {
+	s.TotalIPCount, s.AllocatedIPCount = total, allocated
+	s.FreeIPCount = max(0, total-allocated-int64(len(s.Quarantined)))
+	s.Usage = ""
+	if total > 0 {
+		// rounded down, so 100% means nothing is free; in 128 bits, as total may be near 2^63
+		hi, lo := bits.Mul64(uint64(total-s.FreeIPCount), 100)
+		pct, _ := bits.Div64(hi, lo, uint64(total))
+		if s.FreeIPCount > 0 && pct >= 100 {
+			pct = 99
+		}
+		s.Usage = strconv.FormatUint(pct, 10) + "%"
+	}
 }
 
 // QuarantinedIP is an address kept out of allocation for a while.
@@ -94,6 +147,8 @@ type QuarantinedIP struct {
 // +kubebuilder:printcolumn:name="Gateway",type=string,JSONPath=`.spec.gateway`
 // +kubebuilder:printcolumn:name="Total",type=integer,JSONPath=`.status.totalIPCount`
 // +kubebuilder:printcolumn:name="Allocated",type=integer,JSONPath=`.status.allocatedIPCount`
+// +kubebuilder:printcolumn:name="Free",type=integer,JSONPath=`.status.freeIPCount`
+// +kubebuilder:printcolumn:name="Used",type=string,JSONPath=`.status.usage`
 // +kubebuilder:printcolumn:name="Default",type=boolean,JSONPath=`.spec.default`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type IPPool struct {
