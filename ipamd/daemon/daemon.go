@@ -140,6 +140,7 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 		Log:           log,
 		Metrics:       service.NewMetrics(reg),
 	}
+	reg.MustRegister(svc.ReadyGauge())
 	listener, err := server.Listen(opts.Socket, opts.SocketGroup)
 	if err != nil {
 		return err

@@ -114,3 +114,16 @@ type failure struct {
 
 func (f *failure) Error() string { return f.err.Error() }
 func (f *failure) Unwrap() error { return f.err }
+
+// ReadyGauge reports 1 while the service hands out addresses (caches synced, this node's
+// Endpoints reconciled), 0 before: what /readyz says, for alerts.
+func (s *Service) ReadyGauge() prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "underpool_ipamd_ready", Help: "1 while ipamd serves allocations, 0 while it syncs or reconciles."},
+		func() float64 {
+			if ready, _ := s.Ready(); ready {
+				return 1
+			}
+			return 0
+		})
+}
