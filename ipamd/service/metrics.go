@@ -57,6 +57,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "underpool_ipamd_requests_in_flight", Help: "Socket requests being served now, by operation."},
 			[]string{"op"}),
 	}
+	// every kind is there from the start, so a rate over it is 0, not absent, until it happens
+	for kind := range failureRank {
+		m.Failures.WithLabelValues(kind)
+	}
+	m.Failures.WithLabelValues(FailureBadRequest)
 	if reg != nil {
 		reg.MustRegister(m.Requests, m.Latency, m.GCReleased, m.Recycled, m.Failures, m.InFlight)
 	}
