@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/rdmastats"
 	"github.com/underpool/underpool/ipamd/server"
 	"github.com/underpool/underpool/ipamd/service"
 	"github.com/underpool/underpool/ipamd/store"
@@ -69,6 +70,8 @@ type Options struct {
 	GCMaxShare float64
 	// Quarantine is how long an address found in use on the wire stays out of allocation.
 	Quarantine time.Duration
+	// RDMAMetrics exports the node's RDMA port counters on /metrics (rdmastats).
+	RDMAMetrics bool
 }
 
 // Run serves until ctx ends, then shuts down gracefully.
@@ -141,6 +144,9 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 		Metrics:       service.NewMetrics(reg),
 	}
 	reg.MustRegister(svc.ReadyGauge())
+	if opts.RDMAMetrics {
+		reg.MustRegister(rdmastats.NewCollector(rdmastats.Sysfs{Root: rdmastats.DefaultRoot}))
+	}
 	listener, err := server.Listen(opts.Socket, opts.SocketGroup)
 	if err != nil {
 		return err
