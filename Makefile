@@ -26,6 +26,7 @@ chart: ## copy the generated CRDs and ClusterRoles into the Helm chart (tests fa
 	cp deploy/crds/*.yaml $(CHART)/crds/
 	cp deploy/rbac/ipamd/role.yaml $(CHART)/files/rbac-ipamd.yaml
 	cp deploy/rbac/controller/role.yaml $(CHART)/files/rbac-controller.yaml
+	cp deploy/monitoring/grafana-dashboard.json deploy/monitoring/prometheusrule.yaml $(CHART)/files/monitoring/
 
 generate: ## regenerate deepcopy code and CRD manifests from the API types
 	go tool controller-gen object:headerFile=/dev/null paths=./ipamd/api/...

@@ -45,6 +45,7 @@ func main() {
 	flag.DurationVar(&opts.GCMinAge, "gc-min-age", time.Minute, "node mode: CNI GC never releases an attachment younger than this")
 	flag.Float64Var(&opts.GCMaxShare, "gc-max-share", 0.5, "node mode: a CNI GC that would release more than this share (0-1) of a network's attachments on the node at once is refused unless forced; 0: no limit")
 	flag.DurationVar(&opts.Quarantine, "quarantine", 10*time.Minute, "node mode: how long an address found in use on the wire stays out of allocation")
+	flag.BoolVar(&opts.RDMAMetrics, "rdma-metrics", false, "node mode: export the node's RDMA port counters (sysfs /sys/class/infiniband) on /metrics")
 	flag.StringVar(&ctl.WebhookHost, "webhook-host", "0.0.0.0", "controller mode: webhook listen address")
 	flag.IntVar(&ctl.WebhookPort, "webhook-port", 9443, "controller mode: webhook listen port")
 	flag.StringVar(&ctl.Endpoint.URL, "webhook-url", "", "controller mode: base URL the apiserver calls (e.g. https://127.0.0.1:9443); empty: use --webhook-service")

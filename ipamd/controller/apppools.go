@@ -117,7 +117,11 @@ func (r *appPools) ensurePool(ctx context.Context, w apppool.Workload, ifName st
 			return nil
 		}
 		current.Spec.IPs = ips
-		return r.c.Update(ctx, current) // the webhook refuses to drop held addresses
+		if err := r.c.Update(ctx, current); err != nil {
+			return err // the webhook refuses to drop held addresses
+		}
+		appPoolChanges.WithLabelValues(appPoolResized).Inc()
+		return nil
 	}
 	pool := &v1.IPPool{
 		ObjectMeta: metav1.ObjectMeta{Name: name,
@@ -127,7 +131,11 @@ func (r *appPools) ensurePool(ctx context.Context, w apppool.Workload, ifName st
 			PodAffinity:       selector,
 			NamespaceAffinity: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": w.Namespace}}},
 	}
-	return client.IgnoreAlreadyExists(r.c.Create(ctx, pool))
+	if err := r.c.Create(ctx, pool); err != nil {
+		return client.IgnoreAlreadyExists(err)
+	}
+	appPoolChanges.WithLabelValues(appPoolCreated).Inc()
+	return nil
 }
 
 // workloadGone deletes the workload's pools unless they are to be kept; the pool
@@ -144,6 +152,8 @@ func (r *appPools) workloadGone(ctx context.Context, w apppool.Workload) error {
 		}
 		if err := r.c.Delete(ctx, p); client.IgnoreNotFound(err) != nil {
 			return err
+		} else if err == nil {
+			appPoolChanges.WithLabelValues(appPoolDeleted).Inc()
 		}
 	}
 	return nil

@@ -8,7 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/underpool/underpool/ipamd/allocator"
@@ -23,7 +22,7 @@ var poolsOverlapping = prometheus.NewGauge(prometheus.GaugeOpts{
 	Help: "IPPools that share an address with another IPPool; ipamd hands out no shared address until they are separated.",
 })
 
-func init() { metrics.Registry.MustRegister(poolsOverlapping) }
+// (registered with the controller's other metrics: metrics.go)
 
 // overlapReport tells operators about pools that share addresses (written concurrently,
 // or while the webhook was not registered): a Warning event on both pools, naming the

@@ -178,13 +178,18 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		return err
 	}
 	if opts.OrphanInterval > 0 {
-		sweeper := &orphans.Sweeper{Log: log, Cache: mgr.GetCache(), API: api, Writer: mgr.GetClient()}
+		sweeper := &orphans.Sweeper{Log: log, Cache: mgr.GetCache(), API: api, Writer: mgr.GetClient(),
+			Found: orphansFound, Freed: orphansFreed, Unheld: orphansUnheld}
 		if err := watchPoolsFor(ctx, mgr.GetCache(), sweeper); err != nil {
 			return err
 		}
 		if err := mgr.Add(&orphanLoop{sweeper: sweeper, interval: opts.OrphanInterval, grace: opts.OrphanGrace, log: log}); err != nil {
 			return err
 		}
+	}
+	capacityCollector.c = mgr.GetCache()
+	if err := mgr.Add(leaderFlag{}); err != nil {
+		return err
 	}
 	// only the leader is ready: the webhook Service sends the apiserver's calls to the
 	// replica that also runs the reconcilers and registered the configuration

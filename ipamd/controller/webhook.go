@@ -29,7 +29,7 @@ func (v *poolValidator) ValidateCreate(ctx context.Context, p *v1.IPPool) (admis
 	if err != nil {
 		return nil, err
 	}
-	return nil, invalid(p.Name, ValidatePool(p, nil, others))
+	return nil, reject("IPPool", p.Name, ValidatePool(p, nil, others))
 }
 
 func (v *poolValidator) ValidateUpdate(ctx context.Context, old, p *v1.IPPool) (admission.Warnings, error) {
@@ -45,7 +45,7 @@ func (v *poolValidator) ValidateUpdate(ctx context.Context, old, p *v1.IPPool) (
 	if err != nil {
 		return nil, err
 	}
-	return nil, invalid(p.Name, ValidatePool(p, old, others))
+	return nil, reject("IPPool", p.Name, ValidatePool(p, old, others))
 }
 
 func (v *poolValidator) ValidateDelete(context.Context, *v1.IPPool) (admission.Warnings, error) {
@@ -62,7 +62,7 @@ func (v *subnetValidator) pools(ctx context.Context) ([]v1.IPPool, error) {
 }
 
 func (v *subnetValidator) ValidateCreate(_ context.Context, s *v1.Subnet) (admission.Warnings, error) {
-	return nil, invalid(s.Name, ValidateSubnet(s, nil, nil, false))
+	return nil, reject("Subnet", s.Name, ValidateSubnet(s, nil, nil, false))
 }
 
 func (v *subnetValidator) ValidateUpdate(ctx context.Context, old, s *v1.Subnet) (admission.Warnings, error) {
@@ -70,7 +70,7 @@ func (v *subnetValidator) ValidateUpdate(ctx context.Context, old, s *v1.Subnet)
 	if err != nil {
 		return nil, err
 	}
-	return nil, invalid(s.Name, ValidateSubnet(s, old, pools, false))
+	return nil, reject("Subnet", s.Name, ValidateSubnet(s, old, pools, false))
 }
 
 func (v *subnetValidator) ValidateDelete(ctx context.Context, s *v1.Subnet) (admission.Warnings, error) {
@@ -78,7 +78,13 @@ func (v *subnetValidator) ValidateDelete(ctx context.Context, s *v1.Subnet) (adm
 	if err != nil {
 		return nil, err
 	}
-	return nil, invalid(s.Name, ValidateSubnet(s, s, pools, true))
+	return nil, reject("Subnet", s.Name, ValidateSubnet(s, s, pools, true))
+}
+
+// reject counts a refusal (underpool_webhook_rejections_total) and makes its answer.
+func reject(kind, name string, err error) error {
+	rejected(kind, err)
+	return invalid(name, err)
 }
 
 func invalid(name string, err error) error {

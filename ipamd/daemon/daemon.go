@@ -21,12 +21,14 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/rdmastats"
 	"github.com/underpool/underpool/ipamd/server"
 	"github.com/underpool/underpool/ipamd/service"
 	"github.com/underpool/underpool/ipamd/store"
@@ -68,6 +70,8 @@ type Options struct {
 	GCMaxShare float64
 	// Quarantine is how long an address found in use on the wire stays out of allocation.
 	Quarantine time.Duration
+	// RDMAMetrics exports the node's RDMA port counters on /metrics (rdmastats).
+	RDMAMetrics bool
 }
 
 // Run serves until ctx ends, then shuts down gracefully.
@@ -123,9 +127,13 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	pools := store.NewPoolCommitter(writer, informers, writer, reservedIPs(informers, log), log, store.NewMetrics(reg))
+	if err := observePools(ctx, informers, pools); err != nil {
+		return err
+	}
 	svc := &service.Service{
 		Node:          opts.NodeName,
-		Pools:         store.NewPoolCommitter(writer, informers, writer, reservedIPs(informers, log), log, store.NewMetrics(reg)),
+		Pools:         pools,
 		Endpoints:     store.NewEndpoints(writer, informers, writer),
 		Cluster:       NewCluster(opts.NodeName, informers, writer),
 		Events:        events,
@@ -134,6 +142,10 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 		GCMaxShare:    opts.GCMaxShare,
 		Log:           log,
 		Metrics:       service.NewMetrics(reg),
+	}
+	reg.MustRegister(svc.ReadyGauge())
+	if opts.RDMAMetrics {
+		reg.MustRegister(rdmastats.NewCollector(rdmastats.Sysfs{Root: rdmastats.DefaultRoot}))
 	}
 	listener, err := server.Listen(opts.Socket, opts.SocketGroup)
 	if err != nil {
@@ -242,4 +254,34 @@ func recycleLoop(ctx context.Context, svc *service.Service, opts Options, log *z
 			log.Info("recycled", zap.Any("byReason", released))
 		}
 	}
+}
+
+// observePools tells the committer every pool the informer delivers, so it can time the
+// informer's catch-up with its own writes and drop a deleted pool's series.
+func observePools(ctx context.Context, informers cache.Cache, pools *store.PoolCommitter) error {
+	inf, err := informers.GetInformer(ctx, &v1.IPPool{})
+	if err != nil {
+		return fmt.Errorf("starting the IPPool informer: %w", err)
+	}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if p, ok := obj.(*v1.IPPool); ok {
+				pools.Observed(p)
+			}
+		},
+		UpdateFunc: func(_, obj any) {
+			if p, ok := obj.(*v1.IPPool); ok {
+				pools.Observed(p)
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if p, ok := obj.(*v1.IPPool); ok {
+				pools.Deleted(p.Name)
+			}
+		},
+	})
+	return err
 }

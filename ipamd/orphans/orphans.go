@@ -51,9 +51,13 @@ type Sweeper struct {
 	// API reads Endpoints and the pool uncached before anything is freed: a cache is
 	// never evidence that an address is unheld (an Endpoint written a moment ago may not
 	// be in it).
-	API   client.Reader
-	Log   *zap.Logger
-	Freed prometheus.Counter
+	API client.Reader
+	Log *zap.Logger
+	// Found counts orphans confirmed by the uncached read, Freed those written free,
+	// Unheld is the allocations seen unheld at the last sweep (any may be nil).
+	Found  prometheus.Counter
+	Freed  prometheus.Counter
+	Unheld prometheus.Gauge
 
 	mu    sync.Mutex
 	since map[types.UID]map[netip.Addr]time.Time // pool UID -> address -> first seen unheld
@@ -181,6 +185,13 @@ func (s *Sweeper) note(pools []v1.IPPool, held map[heldKey]bool, now time.Time, 
 		}
 	}
 	s.since = next // what was not seen unheld now (held, free, pool gone) is forgotten
+	if s.Unheld != nil {
+		unheld := 0
+		for _, seen := range next {
+			unheld += len(seen)
+		}
+		s.Unheld.Set(float64(unheld))
+	}
 	return due
 }
 
@@ -214,6 +225,9 @@ func (s *Sweeper) free(ctx context.Context, ref poolRef, addrs []netip.Addr, con
 		}
 		if o, ok := view.Offset(addr); ok && allocated.Remove(o) {
 			freeing = append(freeing, addr)
+			if s.Found != nil {
+				s.Found.Inc()
+			}
 		}
 	}
 	if len(freeing) == 0 {

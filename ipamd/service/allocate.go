@@ -25,7 +25,8 @@ import (
 // Allocate gives an attachment its addresses, or returns the ones it already holds.
 func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp *rpc.AllocateResponse, err error) {
 	start := time.Now()
-	defer func() { s.Metrics.observe("allocate", start, err) }()
+	defer s.Metrics.begin("allocate")()
+	defer func() { s.Metrics.observeAllocate(start, err) }()
 	if e := validateAllocate(req); e != nil {
 		return nil, e
 	}
@@ -189,11 +190,17 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 		byName[in.Pools[i].Name] = &in.Pools[i]
 	}
 	var reasons []string
+	kind := FailureNoEligiblePool // the worst cause across the pools tried
+	worse := func(k string) {
+		if failureRank[k] > failureRank[kind] {
+			kind = k
+		}
+	}
 	for _, name := range names {
 		pool := byName[name]
 		if pool == nil && source == selection.SourceAppPool {
-			return v1.EndpointIP{}, &rpc.Error{Code: rpc.CodeTryAgainLater, Field: "annotations",
-				Message: fmt.Sprintf("application pool %s is not created yet (the controller carves it from the Subnet); retrying", name)}
+			return v1.EndpointIP{}, &failure{kind: FailureNoEligiblePool, err: &rpc.Error{Code: rpc.CodeTryAgainLater, Field: "annotations",
+				Message: fmt.Sprintf("application pool %s is not created yet (the controller carves it from the Subnet); retrying", name)}}
 		}
 		if pool == nil {
 			reasons = append(reasons, name+": no such IPPool")
@@ -220,6 +227,7 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 		}
 		switch {
 		case errors.Is(err, allocator.ErrExhausted):
+			worse(FailureExhausted)
 			reasons = append(reasons, name+": exhausted")
 		case errors.Is(err, store.ErrPoolNotFound):
 			reasons = append(reasons, name+": no such IPPool")
@@ -228,9 +236,14 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 		case errors.As(err, new(*store.UnusableError)):
 			// a corrupt pool fails only itself: say what is wrong and how to fix it, on
 			// the pool too (the recorder folds repeats), and move on to the next candidate
+			worse(FailurePoolUnusable)
 			reasons = append(reasons, err.Error())
 			s.poolEvent(ctx, name, corev1.EventTypeWarning, "PoolUnusable", "%v", err)
+		case apierrors.IsConflict(err):
+			worse(FailureConflicts)
+			reasons = append(reasons, name+": "+err.Error())
 		default:
+			worse(FailureAPIError)
 			reasons = append(reasons, name+": "+err.Error())
 		}
 	}
@@ -238,8 +251,8 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 	if want.IsValid() {
 		what = "requested address " + want.String() + " not available"
 	}
-	return v1.EndpointIP{}, &rpc.Error{Code: rpc.CodeNoAddress, Field: field,
-		Message: fmt.Sprintf("%s for %s from %s [%s]", what, in.IfName, source, strings.Join(reasons, "; "))}
+	return v1.EndpointIP{}, &failure{kind: kind, err: &rpc.Error{Code: rpc.CodeNoAddress, Field: field,
+		Message: fmt.Sprintf("%s for %s from %s [%s]", what, in.IfName, source, strings.Join(reasons, "; "))}}
 }
 
 // predecessor finds the attachment this ADD takes over instead of allocating: on the same

@@ -16,6 +16,7 @@ import (
 // Release frees an attachment's addresses. Unknown attachments succeed.
 func (s *Service) Release(ctx context.Context, req *rpc.ReleaseRequest) (err error) {
 	start := time.Now()
+	defer s.Metrics.begin("release")()
 	defer func() { s.Metrics.observe("release", start, err) }()
 	if req.ContainerID == "" {
 		return badRequest("containerID", "containerID is empty: the runtime's CNI_CONTAINERID must be set")
@@ -183,6 +184,7 @@ func (s *Service) releaseLocked(ctx context.Context, key client.ObjectKey, match
 // attachments on this node at once is refused unless forced. Refusing costs little: an
 // attachment whose pod is gone is still recycled (Recycle), on evidence from the API.
 func (s *Service) GC(ctx context.Context, req *rpc.GCRequest, force bool) (*rpc.GCResponse, error) {
+	defer s.Metrics.begin("gc")()
 	if req.Network == "" {
 		return nil, badRequest("network", "network is empty: GC needs the CNI network name")
 	}

@@ -1,9 +1,15 @@
 package store
 
 import (
+	"errors"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/underpool/underpool/ipamd/allocator"
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
 )
 
 // Metrics counts what the store does; register them with the daemon's registry.
@@ -12,13 +18,44 @@ type Metrics struct {
 	Conflicts   prometheus.Counter
 	BatchSize   prometheus.Histogram
 	CommitDelay prometheus.Histogram
+	// QueueWait is how long an operation waited in its pool's commit queue before the
+	// batch that carries it started: the part of an ADD's latency other requests cause.
+	QueueWait prometheus.Histogram
+	// Allocations and Releases count address operations by pool and result (ok,
+	// exhausted, conflict, error); a rollback of a failed ADD is a release too.
+	Allocations *prometheus.CounterVec
+	Releases    *prometheus.CounterVec
+	// Quarantined is, per pool, the addresses the pool status this node last wrote or
+	// read keeps out of allocation because another host answered for them.
+	Quarantined *prometheus.GaugeVec
+	// InformerLag is the time from a pool status write of this node to the informer
+	// delivering that very resourceVersion: how stale the cache allocation starts from is.
+	InformerLag prometheus.Histogram
 	// PendingRemark counts, per pool and reason, the addresses this node's Endpoints hold
 	// that could not be re-marked in it; the pool hands nothing out while it is set.
 	PendingRemark *prometheus.GaugeVec
 	// Unusable counts, per pool and reason, commits refused because the pool's spec does
 	// not parse or its status is corrupt.
 	Unusable *prometheus.CounterVec
+
+	lagMu   sync.Mutex
+	written map[string]written // pool -> newest status write not yet seen by the informer
 }
+
+type written struct {
+	rv string
+	at time.Time
+}
+
+// Results of an address operation, the result label of Allocations and Releases.
+const (
+	ResultOK        = "ok"
+	ResultExhausted = "exhausted"
+	ResultConflict  = "conflict" // conflict retries exhausted
+	ResultError     = "error"
+)
+
+var latencyBuckets = prometheus.ExponentialBuckets(0.001, 2, 14)
 
 // NewMetrics creates the store metrics and registers them with reg (nil: unregistered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -32,7 +69,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128}}),
 		CommitDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "underpool_pool_commit_seconds", Help: "Time from the start of a batch to its successful write.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+			Buckets: latencyBuckets}),
+		QueueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "underpool_pool_commit_queue_wait_seconds", Help: "Time an operation waited in its pool's commit queue before its batch started.",
+			Buckets: latencyBuckets}),
+		Allocations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "underpool_pool_allocations_total", Help: "Address allocations committed or refused, by pool and result (ok, exhausted, conflict, error)."},
+			[]string{"pool", "result"}),
+		Releases: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "underpool_pool_releases_total", Help: "Address releases, by pool and result (ok, conflict, error)."},
+			[]string{"pool", "result"}),
+		Quarantined: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "underpool_pool_quarantined_addresses", Help: "Addresses the pool keeps out of allocation because another host answered for them, as this node last saw the pool."},
+			[]string{"pool"}),
+		InformerLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "underpool_ipamd_informer_lag_seconds", Help: "Time from an IPPool status write of this ipamd to its informer delivering that resourceVersion.",
+			Buckets: latencyBuckets}),
 		PendingRemark: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "underpool_pool_pending_remark_addresses",
 			Help: "Addresses this node's Endpoints hold that could not be re-marked in their pool, by pool and reason (invalid_spec, corrupt_status, write_failed); the pool hands nothing out meanwhile."},
@@ -43,7 +95,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			[]string{"pool", "reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Commits, m.Conflicts, m.BatchSize, m.CommitDelay, m.PendingRemark, m.Unusable)
+		reg.MustRegister(m.Commits, m.Conflicts, m.BatchSize, m.CommitDelay, m.QueueWait, m.Allocations, m.Releases,
+			m.Quarantined, m.InformerLag, m.PendingRemark, m.Unusable)
 	}
 	return m
 }
@@ -53,3 +106,59 @@ func (m *Metrics) observeCommit(ops, attempts int, d time.Duration) {
 	m.BatchSize.Observe(float64(ops))
 	m.CommitDelay.Observe(d.Seconds())
 }
+
+// resultOf names an operation's outcome for the result label.
+func resultOf(err error) string {
+	switch {
+	case err == nil:
+		return ResultOK
+	case errors.Is(err, allocator.ErrExhausted):
+		return ResultExhausted
+	case apierrors.IsConflict(err):
+		return ResultConflict
+	}
+	return ResultError
+}
+
+// wrote remembers a status write so the informer's delivery of it can be timed.
+func (m *Metrics) wrote(pool, rv string, at time.Time) {
+	if rv == "" {
+		return
+	}
+	m.lagMu.Lock()
+	defer m.lagMu.Unlock()
+	if m.written == nil {
+		m.written = map[string]written{}
+	}
+	m.written[pool] = written{rv: rv, at: at}
+}
+
+// seen is told every pool object the informer delivers; a write of ours it carries is timed.
+func (m *Metrics) seen(pool, rv string, now time.Time) {
+	m.lagMu.Lock()
+	w, ok := m.written[pool]
+	if ok && w.rv == rv {
+		delete(m.written, pool)
+	}
+	m.lagMu.Unlock()
+	if ok && w.rv == rv {
+		m.InformerLag.Observe(now.Sub(w.at).Seconds())
+	}
+}
+
+// forget drops what is remembered of a deleted pool.
+func (m *Metrics) forget(pool string) {
+	m.lagMu.Lock()
+	delete(m.written, pool)
+	m.lagMu.Unlock()
+	m.Quarantined.DeleteLabelValues(pool)
+}
+
+// Observed is told every IPPool the informer delivers (add and update events): it times
+// the informer's catch-up with this node's own writes (underpool_ipamd_informer_lag_seconds).
+func (p *PoolCommitter) Observed(pool *v1.IPPool) {
+	p.metrics.seen(pool.Name, pool.ResourceVersion, time.Now())
+}
+
+// Deleted is told every IPPool the informer reports deleted: its series go.
+func (p *PoolCommitter) Deleted(name string) { p.metrics.forget(name) }

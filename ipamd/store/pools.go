@@ -50,6 +50,8 @@ type poolOp struct {
 	mac   string
 	until time.Time
 	done  chan opResult
+	// queued is when the op entered its pool's queue (QueueWait)
+	queued time.Time
 }
 
 type opResult struct {
@@ -120,12 +122,14 @@ func NewPoolCommitter(writer client.Client, cache, api client.Reader, blocked Bl
 // Allocate takes the next free address of the pool.
 func (p *PoolCommitter) Allocate(ctx context.Context, pool string) (netip.Prefix, *allocator.PoolView, error) {
 	r := p.submit(ctx, pool, &poolOp{kind: opAllocate})
+	p.metrics.Allocations.WithLabelValues(pool, resultOf(r.err)).Inc()
 	return r.addr, r.pool, r.err
 }
 
 // AllocateExact takes addr if the pool may hand it out and nobody holds it.
 func (p *PoolCommitter) AllocateExact(ctx context.Context, pool string, addr netip.Addr) (netip.Prefix, *allocator.PoolView, error) {
 	r := p.submit(ctx, pool, &poolOp{kind: opAllocateExact, addr: addr})
+	p.metrics.Allocations.WithLabelValues(pool, resultOf(r.err)).Inc()
 	return r.addr, r.pool, r.err
 }
 
@@ -135,6 +139,7 @@ func (p *PoolCommitter) Release(ctx context.Context, pool string, addr netip.Add
 	if errors.Is(r.err, ErrPoolNotFound) {
 		return nil // nothing to free in a pool that is gone
 	}
+	p.metrics.Releases.WithLabelValues(pool, resultOf(r.err)).Inc()
 	return r.err
 }
 
@@ -201,6 +206,7 @@ func (p *PoolCommitter) View(ctx context.Context, name string) (*allocator.PoolV
 
 func (p *PoolCommitter) submit(ctx context.Context, pool string, op *poolOp) opResult {
 	op.done = make(chan opResult, 1)
+	op.queued = time.Now()
 	p.mu.Lock()
 	q := p.queueLocked(pool)
 	q.pending = append(q.pending, op)
@@ -248,6 +254,9 @@ func (p *PoolCommitter) drain(ctx context.Context, pool string, q *poolQueue) {
 // commit applies a batch of operations to the pool and writes its status once.
 func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, ops []*poolOp) {
 	start := time.Now()
+	for _, op := range ops {
+		p.metrics.QueueWait.Observe(start.Sub(op.queued).Seconds())
+	}
 	// a pending re-mark goes first in the batch: its addresses are marked in the same
 	// write as (and so before) anything the batch hands out, or the batch fails whole
 	remark := p.remarkOp(q)
@@ -302,6 +311,7 @@ func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, o
 			}
 		}
 		changed = changed || qChanged
+		p.metrics.Quarantined.WithLabelValues(name).Set(float64(len(quarantined)))
 		counted := v1.IPPoolStatus{Quarantined: quarantined}
 		counted.SetCounts(pool.TotalCount(), int64(st.Allocated.Count()))
 		if !changed && obj.Status.TotalIPCount == counted.TotalIPCount && obj.Status.AllocatedIPCount == counted.AllocatedIPCount &&
@@ -322,6 +332,7 @@ func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, o
 		switch {
 		case err == nil:
 			q.latest = next
+			p.metrics.wrote(name, next.ResourceVersion, time.Now())
 			p.metrics.observeCommit(len(ops), attempt, time.Since(start))
 			finish(ops, results, nil)
 			return

@@ -11,8 +11,10 @@ import (
 // chart); `make chart` (run by `make generate`) refreshes them.
 func TestChartCopiesOfGeneratedFilesAreFresh(t *testing.T) {
 	pairs := map[string]string{
-		repo("deploy", "rbac", "ipamd", "role.yaml"):      filepath.Join(chartDir(), "files", "rbac-ipamd.yaml"),
-		repo("deploy", "rbac", "controller", "role.yaml"): filepath.Join(chartDir(), "files", "rbac-controller.yaml"),
+		repo("deploy", "rbac", "ipamd", "role.yaml"):           filepath.Join(chartDir(), "files", "rbac-ipamd.yaml"),
+		repo("deploy", "rbac", "controller", "role.yaml"):      filepath.Join(chartDir(), "files", "rbac-controller.yaml"),
+		repo("deploy", "monitoring", "prometheusrule.yaml"):    filepath.Join(chartDir(), "files", "monitoring", "prometheusrule.yaml"),
+		repo("deploy", "monitoring", "grafana-dashboard.json"): filepath.Join(chartDir(), "files", "monitoring", "grafana-dashboard.json"),
 	}
 	crds, _ := filepath.Glob(repo("deploy", "crds", "*.yaml"))
 	copies, _ := filepath.Glob(filepath.Join(chartDir(), "crds", "*.yaml"))

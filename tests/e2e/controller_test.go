@@ -32,10 +32,13 @@ func startController() (*harness.Process, error) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
+	if suite.controllerMetrics, err = freeAddress(); err != nil {
+		return nil, err
+	}
 	p, err := harness.StartProcess("controller", filepath.Join(suite.bin, "ipamd"), []string{"--mode=controller",
 		"--kubeconfig", suite.cp.KubeconfigPath, "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port),
 		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port), "--cert-dir", filepath.Join(suite.dir, "webhook-certs"),
-		"--leader-election-namespace=default", "--health-address=",
+		"--leader-election-namespace=default", "--health-address=", "--metrics-address=" + suite.controllerMetrics,
 		// orphans are freed quickly here so TestRecycling sees it; the grace still spans
 		// several sweeps, well above any informer lag of an idle test apiserver
 		"--orphan-interval=500ms", "--orphan-grace=3s"}, filepath.Join(suite.dir, "controller.log"))

@@ -30,6 +30,8 @@ var suite struct {
 	client client.Client
 	ipamd  *harness.Ipamd
 	cni    *harness.CNI
+	// controllerMetrics is where the controller serves /metrics (metrics_test.go)
+	controllerMetrics string
 }
 
 const nodeName = "node-a"

@@ -1,0 +1,72 @@
+package service_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/ipamd/service"
+)
+
+// Each kind of failed allocation is counted under its own kind; the e2e test covers
+// exhausted, no_eligible_pool and bad_request against the real API, these the kinds only
+// a misbehaving API produces.
+func TestAllocationFailureKinds(t *testing.T) {
+	conflict := apierrors.NewConflict(schema.GroupResource{Group: "underpool.io", Resource: "ippools"}, "p", errors.New("modified"))
+	for _, c := range []struct {
+		name  string
+		write error // every IPPool status write fails with it
+		pool  *v1.IPPool
+		kind  string
+	}{
+		{"conflicts until the retries run out", conflict, newPoolObj("p", "10.1.0.0/24"), service.FailureConflicts},
+		{"the API fails", apierrors.NewServiceUnavailable("etcd down"), newPoolObj("p", "10.1.0.0/24"), service.FailureAPIError},
+		{"the pool's status is corrupt", nil, func() *v1.IPPool {
+			p := newPoolObj("p", "10.1.0.0/24")
+			p.Status.Allocated = "not-a-run-set"
+			return p
+		}(), service.FailurePoolUnusable},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			funcs := &interceptor.Funcs{SubResourceUpdate: func(ctx context.Context, cl client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+				if _, ok := obj.(*v1.IPPool); ok && c.write != nil {
+					return c.write
+				}
+				return cl.SubResource(sub).Update(ctx, obj, opts...)
+			}}
+			pod := podObj("ns", "a", "n1", nil)
+			w := newWorld(t, funcs, nsObj("ns"), nodeObj("n1"), pod, c.pool)
+			svc := w.ipamd("n1", nil)
+			reg := prometheus.NewPedanticRegistry()
+			svc.Metrics = service.NewMetrics(reg)
+			_, err := svc.Allocate(context.Background(), &rpc.AllocateRequest{ContainerID: "c1", IfName: "net1", Network: "under",
+				Pod: rpc.Pod{Namespace: "ns", Name: "a", UID: string(pod.UID)}, IPv4Pools: []string{"p"}})
+			var e *rpc.Error
+			if !errors.As(err, &e) || e.Code != rpc.CodeNoAddress {
+				t.Fatalf("Allocate: %v, want an rpc.Error with CodeNoAddress", err)
+			}
+			for _, kind := range []string{service.FailureExhausted, service.FailureNoEligiblePool, service.FailureConflicts,
+				service.FailurePoolUnusable, service.FailureAPIError, service.FailureBadRequest} {
+				want := 0.0
+				if kind == c.kind {
+					want = 1
+				}
+				if got := testutil.ToFloat64(svc.Metrics.Failures.WithLabelValues(kind)); got != want {
+					t.Errorf("failures{kind=%s} = %v, want %v", kind, got, want)
+				}
+			}
+			if got := testutil.ToFloat64(svc.Metrics.InFlight.WithLabelValues("allocate")); got != 0 {
+				t.Errorf("in flight after the request = %v", got)
+			}
+		})
+	}
+}
