@@ -26,6 +26,10 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 func run(m *testing.M) int {
 	var err error
 	// the peers' CRDs, for `import`: whereabouts' from its module (tests/tools/build.sh), Spiderpool's by hand
+	if err := harness.EnsureTools("whereabouts", "whereabouts"); err != nil { // its build keeps its CRDs
+		fmt.Fprintf(os.Stderr, "cli: tools: %v\n", err)
+		return 1
+	}
 	peers := []string{filepath.Join(harness.CacheDir(), "whereabouts-crds"), filepath.Join(harness.RepoRoot(), "tests", "testdata", "crds", "spiderpool")}
 	if suite.cp, err = harness.StartControlPlane(harness.ControlPlaneOptions{CRDPaths: peers}); err != nil {
 		fmt.Fprintf(os.Stderr, "cli: control plane: %v\n", err)

@@ -104,7 +104,8 @@ case $what in
   cni) build_plugins; build_cnitool; build_multus ;;
   whereabouts) build_whereabouts ;;
   helm) build_helm ;;
-  test) apt_deps; build_plugins; build_cnitool; build_multus; build_etcd; build_kube; build_helm ;;
+  # whereabouts too: tests/cli imports from its CRDs (kubectl underpool import whereabouts)
+  test) apt_deps; build_plugins; build_cnitool; build_multus; build_etcd; build_whereabouts; build_kube; build_helm ;;
   all) apt_deps; build_plugins; build_cnitool; build_etcd; build_multus; build_whereabouts; build_kube; build_helm ;;
   *) echo "usage: $0 [all|test|apt|controlplane|cni|whereabouts|helm]" >&2; exit 2 ;;
 esac
