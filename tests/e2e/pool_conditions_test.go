@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
@@ -74,25 +75,25 @@ func TestCorruptPoolIsInvalid(t *testing.T) {
 	v4, _, _ := nextSubnet()
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4})
 	requireCondition(t, pool.Name, v1.PoolInvalid, "False", "Valid")
-	for attempt := 0; ; attempt++ { // the controller writes the status meanwhile
-		p := freshPool(t, pool.Name)
-		p.Status.Allocated = "7-x"
-		err := suite.client.Status().Update(ctx(t), p)
-		if err == nil {
-			break
-		}
-		if attempt > 10 {
-			t.Fatal(err)
-		}
-	}
+	writeAllocated(t, pool.Name, "7-x")
 	requireCondition(t, pool.Name, v1.PoolInvalid, "True", "CorruptStatus")
 	requireCondition(t, pool.Name, v1.PoolExhausted, "Unknown", "PoolInvalid")
-	p := freshPool(t, pool.Name)
-	p.Status.Allocated = ""
-	if err := suite.client.Status().Update(ctx(t), p); err != nil {
-		t.Fatal(err)
-	}
+	writeAllocated(t, pool.Name, "")
 	requireCondition(t, pool.Name, v1.PoolInvalid, "False", "Valid")
+}
+
+// writeAllocated sets a pool's status.allocated as an operator would, retrying on the
+// conflicts the controller's condition patches cause meanwhile.
+func writeAllocated(t *testing.T, pool, allocated string) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		p := freshPool(t, pool)
+		p.Status.Allocated = allocated
+		return suite.client.Status().Update(ctx(t), p)
+	})
+	if err != nil {
+		t.Fatalf("writing %s status.allocated %q: %v", pool, allocated, err)
+	}
 }
 
 // requireCondition waits until the pool shows the condition with that status and reason.
