@@ -54,7 +54,7 @@ e2e: build ## end-to-end tests only
 	tests/tools/build.sh test
 	go test -count=1 -timeout 20m ./tests/...
 
-bench: build ## underpool vs host-local vs whereabouts in one run; then the scale cases (1000 into 1000 from 10 nodes, memory)
+bench: build ## underpool vs host-local vs whereabouts in one run (100 pods at 1 and 16 parallel, then the density curve: 500 pods one at a time on one node, BENCH_ARGS=--density=1000 for the full curve); then the scale cases (1000 into 1000 from 10 nodes, memory)
 	tests/tools/build.sh all
 	go run ./tests/bench $(BENCH_ARGS)
 	go run ./tests/scale $(SCALE_ARGS)

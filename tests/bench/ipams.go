@@ -24,7 +24,7 @@ type subnetPlan struct {
 }
 
 // planSubnets gives each IPAM its own block of 10.250.0.0/16 (the range the project's
-// tests own), sized from --pods: /24s at 10.250.200-202 for up to ~120 pods, larger
+// tests own), sized from the larger of --pods and --density: /24s at 10.250.200-202 for up to ~120 pods, larger
 // aligned blocks beyond. A block holds twice the pods plus network, broadcast and
 // gateway, so a run that leaked every address still leaves the next run room to show
 // it as a leak rather than as a cascade of "pool exhausted" failures.
@@ -40,7 +40,7 @@ func planSubnets(pods int) (map[string]subnetPlan, error) {
 		start = (256 - n*span) / span * span
 	}
 	if start < 0 {
-		return nil, fmt.Errorf("--pods %d needs %d /%d blocks, more than 10.250.0.0/16 holds", pods, n, prefixLen)
+		return nil, fmt.Errorf("%d pods need %d /%d blocks, more than 10.250.0.0/16 holds", pods, n, prefixLen)
 	}
 	plans := map[string]subnetPlan{}
 	for i, name := range allIPAMs {

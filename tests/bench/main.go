@@ -7,6 +7,11 @@
 //
 //	make bench                              # build, tools, then go run ./tests/bench
 //	go run ./tests/bench --pods 200 --parallel 1,8,16 --ipams underpool,host-local
+//	go run ./tests/bench --density 250    # density curve up to 250 pods (0: none)
+//
+// The density curve ADDs --density pods one at a time to the one node and reports the
+// median ADD latency around the 1st, 10th, 110th, 250th and last pod, and how much
+// the last window costs over the 10th's (issue 11's target for underpool: <= 1.2x).
 //
 // Needs root: namespaces, links and CNI plugins need CAP_SYS_ADMIN and CAP_NET_ADMIN.
 package main
@@ -40,6 +45,11 @@ const (
 	ipamWhereabouts       = "whereabouts"
 )
 
+// defaultDensity is --density's default. The full 1000 (--density 1000) takes about
+// 10 minutes on a 2-core machine, most of it whereabouts (~6 min for 1000 ADDs and
+// DELs) and underpool's ARP probe (~2.5 min): too long for every make bench.
+const defaultDensity = 500
+
 var allIPAMs = []string{ipamUnderpool, ipamUnderpoolNoChecks, ipamHostLocal, ipamWhereabouts}
 
 type options struct {
@@ -50,6 +60,7 @@ type options struct {
 	binDir    string
 	opTimeout time.Duration
 	keepLogs  bool
+	density   int
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -61,6 +72,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.out, "out", filepath.Join(harness.RepoRoot(), "bench-results"), "directory for the JSON and markdown results")
 	fs.StringVar(&o.binDir, "bin", "", "directory with prebuilt ipamd and underpool binaries (default: build them fresh, so a stale ./bin is never measured)")
 	fs.DurationVar(&o.opTimeout, "op-timeout", 2*time.Minute, "bound on one CNI call; a call hitting it counts as a failure")
+	fs.IntVar(&o.density, "density", defaultDensity, "pods ADDed one at a time to one node per IPAM for the density curve, after the parallel runs (0: no density curve)")
 	fs.BoolVar(&o.keepLogs, "keep-logs", false, "keep the work directory (plugin, ipamd, apiserver logs) even when everything succeeded")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -70,6 +82,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.pods < 1 {
 		return nil, fmt.Errorf("--pods must be at least 1")
+	}
+	if o.density < 0 {
+		return nil, fmt.Errorf("--density must be 0 (off) or a number of pods")
 	}
 	for _, f := range strings.Split(*parallel, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -148,7 +163,7 @@ func run(opts *options) int {
 		fmt.Fprintln(os.Stderr, "bench: needs root (network namespaces, links and CNI plugins need CAP_SYS_ADMIN/CAP_NET_ADMIN)")
 		return 2
 	}
-	subnets, err := planSubnets(opts.pods)
+	subnets, err := planSubnets(max(opts.pods, opts.density))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
@@ -291,6 +306,14 @@ func benchmark(opts *options, subnets map[string]subnetPlan, cl *cleanups) (*rep
 			if held > 0 {
 				progress("%s: still holds %d addresses after DEL (%s)", name, held, detail)
 			}
+		}
+		if opts.density > 0 {
+			d, err := runDensity(ctx, env, cni, ip, opts, live, gate)
+			if err != nil {
+				return nil, fmt.Errorf("%s density: %w", name, err)
+			}
+			rep.Density = append(rep.Density, d)
+			rep.Leftovers[name] = *d.Held
 		}
 	}
 	rep.finish()

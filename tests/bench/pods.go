@@ -33,9 +33,9 @@ func ensureNode(ctx context.Context, kube client.Client) error {
 // preparePods creates, untimed, what a runtime has before it calls CNI: a Pod object
 // bound to the node (its UID goes into K8S_POD_UID) and a network namespace. Real Pod
 // objects matter: ipamd looks pods up in its node-filtered cache (a miss costs an API
-// read per ADD) and recycles the addresses of pods that do not exist. release deletes
-// both again.
-func preparePods(ctx context.Context, env *setupEnv, ipamName string, par, n int, live *netnsSet) (pods []harness.Runtime, release func() error, err error) {
+// read per ADD) and recycles the addresses of pods that do not exist. tag tells the
+// runs of one IPAM apart in pod names. release deletes both again.
+func preparePods(ctx context.Context, env *setupEnv, ipamName, tag string, n int, live *netnsSet) (pods []harness.Runtime, release func() error, err error) {
 	runID := randomHex(3)
 	var nss []*harness.NetNS
 	var objs []*corev1.Pod
@@ -50,7 +50,7 @@ func preparePods(ctx context.Context, env *setupEnv, ipamName string, par, n int
 	}
 	for i := range n {
 		pod := &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-%s-p%d-%d", ipamName, par, i), Namespace: metav1.NamespaceDefault},
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bench-%s-%s-%d", ipamName, tag, i), Namespace: metav1.NamespaceDefault},
 			Spec: corev1.PodSpec{
 				NodeName:   benchNode,
 				Containers: []corev1.Container{{Name: "pause", Image: "registry.k8s.io/pause:3.10"}},

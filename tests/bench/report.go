@@ -96,6 +96,8 @@ type report struct {
 	// RatioParallel is the parallelism the ratios compare at: 16 when run, else the highest.
 	RatioParallel int     `json:"ratioParallel"`
 	Ratios        []ratio `json:"ratios"`
+	// Density is the density curve per IPAM (--density), in run order.
+	Density []*densityResult `json:"density,omitempty"`
 }
 
 func newReport(opts *options) *report {
@@ -162,6 +164,7 @@ func (r *report) finish() {
 		mk(fmt.Sprintf("underpool checks on/off p50 ADD latency at %d parallel", p), "(cost)", on, nc, p50, func(float64) bool { return true })
 		mk(fmt.Sprintf("underpool checks on/off p99 ADD latency at %d parallel", p), "(cost)", on, nc, p99, func(float64) bool { return true })
 	}
+	r.Ratios = append(r.Ratios, densityRatios(r.Density)...)
 }
 
 // problems lists correctness failures: failed operations and addresses still held.
@@ -192,7 +195,7 @@ func (r *report) problems() []string {
 			prev[row.IPAM] = *row.Held
 		}
 	}
-	return out
+	return append(out, densityProblems(r.Density)...)
 }
 
 func (r *report) print(w io.Writer) {
@@ -205,6 +208,7 @@ func (r *report) print(w io.Writer) {
 			row.Pods, row.Failed, row.TotalSeconds, row.PodsPerSecond, row.P50ms, row.P99ms, heldCell(row))
 	}
 	tw.Flush()
+	printDensity(w, r.Density)
 	fmt.Fprintln(w, "\nleft over after all DELs:")
 	for _, name := range r.IPAMs {
 		detail := ""
@@ -217,7 +221,7 @@ func (r *report) print(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\ntargets:")
 	for _, rt := range r.Ratios {
-		fmt.Fprintf(w, "  %-50s %8s  target %-5s  %s\n", rt.Name, ratioValue(rt), rt.Target, ratioVerdict(rt))
+		fmt.Fprintf(w, "  %-62s %8s  target %-6s  %s\n", rt.Name, ratioValue(rt), rt.Target, ratioVerdict(rt))
 	}
 	if p := r.problems(); len(p) > 0 {
 		fmt.Fprintln(w, "\nPROBLEMS:")
@@ -246,7 +250,7 @@ func ratioVerdict(rt ratio) string {
 	switch {
 	case rt.Met == nil:
 		return "(not measured)"
-	case rt.Target == "(cost)":
+	case strings.HasPrefix(rt.Target, "("): // (cost), (ref): reported, no target
 		return ""
 	case *rt.Met:
 		return "met"
@@ -266,6 +270,7 @@ func (r *report) markdown() string {
 		fmt.Fprintf(&b, "| %s | %d | %s | %d | %d | %.2f | %.1f | %.1f | %.1f | %s |\n", row.IPAM, row.Parallel, row.Op,
 			row.Pods, row.Failed, row.TotalSeconds, row.PodsPerSecond, row.P50ms, row.P99ms, heldCell(row))
 	}
+	markdownDensity(&b, r.Density)
 	b.WriteString("\n| target | value | goal | verdict |\n|---|---:|---|---|\n")
 	for _, rt := range r.Ratios {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", rt.Name, ratioValue(rt), rt.Target, ratioVerdict(rt))

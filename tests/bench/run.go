@@ -78,7 +78,7 @@ type opStats struct {
 // runtime keeps the sandbox. A pod whose ADD failed is DELed all the same, as a
 // runtime would to clean up.
 func runOnce(ctx context.Context, env *setupEnv, cni *harness.CNI, ip *ipam, opts *options, par int, live *netnsSet, gate *callGate) (add, del *result, err error) {
-	pods, release, err := preparePods(ctx, env, ip.name, par, opts.pods, live)
+	pods, release, err := preparePods(ctx, env, ip.name, fmt.Sprintf("p%d", par), opts.pods, live)
 	defer func() {
 		if e := release(); e != nil && err == nil {
 			err = e
