@@ -247,11 +247,11 @@ func (d *demo) snapshot() ([]podView, error) {
 	var out []podView
 	for _, p := range pods.Items {
 		v := podView{name: p.Name, node: p.Spec.NodeName, app: p.Labels["app"], uid: p.UID,
-			ready: podReady(&p), terminating: p.DeletionTimestamp != nil}
+			ready: harness.PodReady(&p), terminating: p.DeletionTimestamp != nil}
 		if n := d.node(p.Spec.NodeName); n != nil {
 			if sb, ok := n.kubelet.Sandbox(namespace, p.Name); ok && sb.PodUID == p.UID {
 				v.sandbox = &sb
-				v.inNetns = strings.Join(globalAddrs(sb.NetNS.Path(), "net1"), ",")
+				v.inNetns = strings.Join(harness.GlobalAddrs(sb.NetNS.Path(), "net1"), ",")
 				if ep := byName[p.Name]; ep != nil && ep.Status.PodUID == string(p.UID) {
 					for _, itf := range ep.Status.Interfaces {
 						if itf.Interface == "net1" && itf.ContainerID == sb.ContainerID && itf.Detached == nil && len(itf.IPs) > 0 {
@@ -282,30 +282,6 @@ func (d *demo) node(name string) *simNode {
 		}
 	}
 	return nil
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-// globalAddrs are the global unicast addresses on ifName in a netns, with prefix length.
-func globalAddrs(nsPath, ifName string) []string {
-	addrs, err := harness.Addrs(nsPath, ifName)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, a := range addrs {
-		if a.IP.IsGlobalUnicast() {
-			out = append(out, a.IPNet.String())
-		}
-	}
-	return out
 }
 
 // waitAllReady waits until the Deployment's and the StatefulSet's pods are all there,

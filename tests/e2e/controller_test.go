@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,13 +25,11 @@ import (
 // startController runs ipamd in controller mode with its webhook on loopback, and waits
 // until the apiserver actually calls it.
 func startController() (*harness.Process, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := harness.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	if suite.controllerMetrics, err = freeAddress(); err != nil {
+	if suite.controllerMetrics, err = harness.FreeLoopbackAddress(); err != nil {
 		return nil, err
 	}
 	p, err := harness.StartProcess("controller", filepath.Join(suite.bin, "ipamd"), []string{"--mode=controller",
@@ -185,12 +182,10 @@ func TestReservedIPReportsAddressesInUse(t *testing.T) {
 // leader registered, so the apiserver's calls succeed whichever replica they reach and
 // after a leader change.
 func TestControllerReplicasShareTheWebhookCA(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := harness.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	p, err := harness.StartProcess("controller-2", filepath.Join(suite.bin, "ipamd"), []string{"--mode=controller",
 		"--kubeconfig", suite.cp.KubeconfigPath, "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port),
 		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port), "--cert-dir", filepath.Join(suite.dir, "webhook-certs-2"),

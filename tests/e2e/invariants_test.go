@@ -54,7 +54,7 @@ func requireInvariants(t *testing.T, live []attachment, pools ...string) {
 	for _, a := range live {
 		ep := &v1.Endpoint{}
 		err := suite.client.Get(ctx(t), client.ObjectKey{Namespace: a.namespace, Name: a.pod}, ep)
-		for _, addr := range globalAddrs(t, a.netns, a.ifName) {
+		for _, addr := range harness.GlobalAddrs(a.netns, a.ifName) {
 			if err != nil || !holds(ep, a.containerID, addr) {
 				t.Errorf("INVARIANT: pod %s/%s sandbox %.12s on %s has %s on %s, which its Endpoint does not hold for it (%v)",
 					a.namespace, a.pod, a.containerID, a.where, addr, a.ifName, err)

@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/underpool/underpool/ipamd/allocator"
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/apppool"
+	"github.com/underpool/underpool/tests/harness"
 )
 
 // Bad input end to end (DESIGN.md invariants 4 and 9, README "one bad pool fails only
@@ -49,7 +49,7 @@ func TestPoolOfTheOtherFamilyIsRefusedNamingTheAnnotation(t *testing.T) {
 	if len(pods) != 1 {
 		t.Fatalf("%d pods of wrong, want 1", len(pods))
 	}
-	if podReady(&pods[0]) {
+	if harness.PodReady(&pods[0]) {
 		t.Errorf("pod %s is Ready though its annotation is refused", pods[0].Name)
 	}
 	if _, ok := lc.node(pods[0]).kubelet.Sandbox(lc.ns, pods[0].Name); ok {
@@ -105,7 +105,11 @@ func TestCorruptPoolIsSkippedAndTheNodeKeepsAllocating(t *testing.T) {
 
 	lc.setAllocated(poolB, "zzz", 1)
 	node := lc.nodes[0]
-	node.ipamd.Options.HealthAddress = freeLoopbackAddr(t)
+	health, err := harness.FreeLoopbackAddress()
+	if err != nil {
+		t.Fatal(err)
+	}
+	node.ipamd.Options.HealthAddress = health
 	if err := node.ipamd.Restart(); err != nil {
 		t.Fatalf("ipamd of %s with a corrupt pool: %v", node.name, err)
 	}
@@ -223,17 +227,6 @@ func (lc *lifecycle) setAllocated(pool, allocated string, count int64) {
 		}
 		return true, ""
 	})
-}
-
-// freeLoopbackAddr is a 127.0.0.1 address with a port free a moment ago.
-func freeLoopbackAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // scrapeMetrics returns ipamd's /metrics text, or "" if it cannot be read.

@@ -190,7 +190,7 @@ func (lc *lifecycle) waitReady(app string, want int) map[string]corev1.Pod {
 		ready := 0
 		var states []string
 		for _, p := range pods {
-			if p.DeletionTimestamp == nil && podReady(&p) {
+			if p.DeletionTimestamp == nil && harness.PodReady(&p) {
 				ready++
 			}
 			states = append(states, fmt.Sprintf("%s:%s/%s", p.Name, p.Status.Phase, p.Spec.NodeName))
@@ -202,15 +202,6 @@ func (lc *lifecycle) waitReady(app string, want int) map[string]corev1.Pod {
 		out[p.Name] = p
 	}
 	return out
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 // addresses returns what each pod's Endpoint holds on net1, by pod name.
@@ -234,7 +225,7 @@ func (lc *lifecycle) sandboxAddresses(node *simNode, pod string) []string {
 	if !ok {
 		return nil
 	}
-	return globalAddrs(lc.t, sb.NetNS.Path(), "net1")
+	return harness.GlobalAddrs(sb.NetNS.Path(), "net1")
 }
 
 // attachments are net1 of every live sandbox on the lifecycle's nodes.
@@ -301,7 +292,7 @@ func (lc *lifecycle) readyPods(app string) []corev1.Pod {
 	lc.t.Helper()
 	var out []corev1.Pod
 	for _, p := range lc.pods(app) {
-		if p.DeletionTimestamp == nil && podReady(&p) {
+		if p.DeletionTimestamp == nil && harness.PodReady(&p) {
 			out = append(out, p)
 		}
 	}
@@ -408,7 +399,7 @@ func (lc *lifecycle) requireOnly(pod string, sb kubelet.Sandbox, addr, when stri
 	if len(ep.Status.Interfaces) != 1 || !holds(ep, sb.ContainerID, addr) {
 		lc.t.Fatalf("%s: %s's Endpoint has %+v, want one attachment of sandbox %.12s holding %s", when, pod, ep.Status.Interfaces, sb.ContainerID, addr)
 	}
-	if got := globalAddrs(lc.t, sb.NetNS.Path(), "net1"); len(got) != 1 || got[0] != addr {
+	if got := harness.GlobalAddrs(sb.NetNS.Path(), "net1"); len(got) != 1 || got[0] != addr {
 		lc.t.Fatalf("%s: %s's sandbox %.12s has %v on net1, want %s", when, pod, sb.ContainerID, got, addr)
 	}
 }
@@ -424,7 +415,7 @@ func (lc *lifecycle) sandboxesSharing(context.Context) []string {
 				continue
 			}
 			who := fmt.Sprintf("%s on %s (sandbox %.12s)", sb.PodName, node.name, sb.ContainerID)
-			for _, a := range globalAddrs(lc.t, sb.NetNS.Path(), "net1") {
+			for _, a := range harness.GlobalAddrs(sb.NetNS.Path(), "net1") {
 				if prev, dup := inSandbox[a]; dup {
 					problems = append(problems, fmt.Sprintf("%s on net1 of two sandboxes: %s and %s", a, prev, who))
 				}

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/tests/harness"
 	"github.com/underpool/underpool/tests/harness/kubelet"
 )
 
@@ -201,10 +202,10 @@ func (lc *lifecycle) noAddressProblems(app string) []string {
 		for _, n := range lc.nodes {
 			if sb, ok := n.kubelet.Sandbox(lc.ns, p.Name); ok {
 				problems = append(problems, fmt.Sprintf("pod %s has sandbox %.12s on %s (net1: %v)",
-					p.Name, sb.ContainerID, n.name, globalAddrs(lc.t, sb.NetNS.Path(), "net1")))
+					p.Name, sb.ContainerID, n.name, harness.GlobalAddrs(sb.NetNS.Path(), "net1")))
 			}
 		}
-		if podReady(&p) {
+		if harness.PodReady(&p) {
 			problems = append(problems, "pod "+p.Name+" is Ready")
 		}
 	}

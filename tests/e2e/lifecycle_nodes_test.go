@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/tests/harness"
 )
 
 // Node failures and maintenance on a real control plane: what a cluster does to pods when
@@ -94,7 +95,7 @@ func TestNodeDrainMovesStatefulSetPodsKeepingAddresses(t *testing.T) {
 		var states []string
 		for _, p := range lc.pods("db") {
 			states = append(states, fmt.Sprintf("%s:%s/%s", p.Name, p.Status.Phase, p.Spec.NodeName))
-			if p.DeletionTimestamp == nil && podReady(&p) && p.Spec.NodeName == n1.name {
+			if p.DeletionTimestamp == nil && harness.PodReady(&p) && p.Spec.NodeName == n1.name {
 				moved[p.Name] = p
 			}
 		}
@@ -169,7 +170,7 @@ func TestDeadKubeletKeepsAddressesUntilPodsAreGone(t *testing.T) {
 				if p.DeletionTimestamp != nil {
 					terminating++
 				}
-			} else if p.DeletionTimestamp == nil && podReady(&p) && p.Spec.NodeName == n1.name {
+			} else if p.DeletionTimestamp == nil && harness.PodReady(&p) && p.Spec.NodeName == n1.name {
 				fresh[p.Name] = p
 			}
 		}
@@ -214,7 +215,7 @@ func TestDeadKubeletKeepsAddressesUntilPodsAreGone(t *testing.T) {
 			if _, err := os.Stat(sb.NetNS.Path()); err != nil {
 				t.Fatalf("sandbox netns of %s: %v", name, err)
 			}
-			if got := globalAddrs(t, sb.NetNS.Path(), "net1"); len(got) != 1 || got[0] != a {
+			if got := harness.GlobalAddrs(sb.NetNS.Path(), "net1"); len(got) != 1 || got[0] != a {
 				t.Fatalf("the still running sandbox of %s has %v on net1, want %s", name, got, a)
 			}
 		}
@@ -363,7 +364,7 @@ func TestNodeObjectDeletedWhilePodsRun(t *testing.T) {
 		var states []string
 		for _, p := range lc.pods("worker") {
 			states = append(states, fmt.Sprintf("%s:%s/%s", p.Name, p.Status.Phase, p.Spec.NodeName))
-			if p.UID != pod.UID && p.DeletionTimestamp == nil && podReady(&p) && p.Spec.NodeName == n1.name {
+			if p.UID != pod.UID && p.DeletionTimestamp == nil && harness.PodReady(&p) && p.Spec.NodeName == n1.name {
 				return lc.addresses()[p.Name] != "", strings.Join(states, " ")
 			}
 		}

@@ -103,7 +103,7 @@ func (lc *lifecycle) waitSuccessor(app, old, addr string) corev1.Pod {
 		switch {
 		case string(next.UID) == old:
 			return false, "the old pod is still there"
-		case next.DeletionTimestamp != nil || !podReady(&next):
+		case next.DeletionTimestamp != nil || !harness.PodReady(&next):
 			return false, fmt.Sprintf("%s is %s, not Ready", next.Name, next.Status.Phase)
 		}
 		return lc.addresses()[next.Name] == addr, "Endpoints: " + mapString(lc.addresses())

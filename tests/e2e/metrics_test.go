@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"sort"
 	"strconv"
@@ -33,7 +32,7 @@ func TestMetricsAfterRealTraffic(t *testing.T) {
 	if err := suite.client.Create(ctx(t), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}); err != nil {
 		t.Fatal(err)
 	}
-	health, err := freeAddress()
+	health, err := harness.FreeLoopbackAddress()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,16 +180,6 @@ func TestMetricsAfterRealTraffic(t *testing.T) {
 			t.Fatalf("DEL %s: %v", rt.PodName, err)
 		}
 	}
-}
-
-// freeAddress is a 127.0.0.1 address with a port nothing listens on now.
-func freeAddress() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 // sample is one line of the text exposition format.

@@ -166,23 +166,6 @@ func txPackets(t *testing.T, n *harness.NetNS, ifName string) uint64 {
 	return tx
 }
 
-// globalAddrs lists the global unicast addresses (with their prefix) on a link in the
-// netns at nsPath; none if it cannot be read.
-func globalAddrs(t *testing.T, nsPath, ifName string) []string {
-	t.Helper()
-	addrs, err := harness.Addrs(nsPath, ifName)
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, a := range addrs {
-		if a.IP.IsGlobalUnicast() {
-			out = append(out, a.IPNet.String())
-		}
-	}
-	return out
-}
-
 // addrOf is the first IPv4 address of an interface in the pod.
 func addrOf(t *testing.T, pod *harness.NetNS, ifName string) string {
 	t.Helper()

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/types"
+
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/tests/harness"
 )

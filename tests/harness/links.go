@@ -128,6 +128,22 @@ func Addrs(nsPath, ifName string) ([]netlink.Addr, error) {
 	return addrs, err
 }
 
+// GlobalAddrs lists the global unicast addresses (with their prefix) on ifName in the
+// netns at nsPath; none when the link cannot be read (a sandbox being torn down).
+func GlobalAddrs(nsPath, ifName string) []string {
+	addrs, err := Addrs(nsPath, ifName)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range addrs {
+		if a.IP.IsGlobalUnicast() {
+			out = append(out, a.IPNet.String())
+		}
+	}
+	return out
+}
+
 // HasAddr reports whether ifName inside nsPath carries ip.
 func HasAddr(nsPath, ifName string, ip net.IP) (bool, error) {
 	addrs, err := Addrs(nsPath, ifName)

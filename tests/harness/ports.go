@@ -27,3 +27,21 @@ func freePorts(n int) ([]int, error) {
 	}
 	return ports, nil
 }
+
+// FreePort is one free TCP port on 127.0.0.1 (see freePorts for the race it leaves).
+func FreePort() (int, error) {
+	ports, err := freePorts(1)
+	if err != nil {
+		return 0, err
+	}
+	return ports[0], nil
+}
+
+// FreeLoopbackAddress is "127.0.0.1:<a free port>", for a child's listen flag.
+func FreeLoopbackAddress() (string, error) {
+	port, err := FreePort()
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("127.0.0.1:%d", port), nil
+}

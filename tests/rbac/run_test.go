@@ -3,7 +3,6 @@ package rbac
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +18,7 @@ import (
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/controller"
+	"github.com/underpool/underpool/tests/harness"
 )
 
 // as returns the admin config impersonating a component's ServiceAccount.
@@ -33,12 +33,10 @@ func as(sa string) *rest.Config {
 // whole job: wins its lease, makes its CA Secret, registers its webhook and serves it,
 // and adds the pool-protection finalizer. No request is refused on the way.
 func TestControllerRunsOnItsRBAC(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := harness.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	core, logs := observer.New(zap.InfoLevel)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
