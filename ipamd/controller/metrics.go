@@ -33,6 +33,10 @@ var (
 		Name: "underpool_application_pools_total",
 		Help: "Application pools the controller changed, by action (created, resized, deleted)."},
 		[]string{"action"})
+	goneNodeRecycled = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "underpool_controller_recycled_total",
+		Help: "Attachments of Endpoints whose node is gone that the controller released because their owner is gone, by reason."},
+		[]string{"reason"})
 	leader = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "underpool_controller_leader",
 		Help: "1 on the elected controller replica (it runs the reconcilers, the orphan sweep and serves the webhook), 0 elsewhere."})
@@ -41,7 +45,7 @@ var (
 // Collectors are every metric the controller registers; tests read their names.
 func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{poolsOverlapping, orphansUnheld, orphansFound, orphansFreed, webhookRejections,
-		appPoolChanges, leader, &capacity{}}
+		appPoolChanges, goneNodeRecycled, leader, &capacity{}}
 }
 
 func init() {

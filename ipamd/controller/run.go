@@ -65,6 +65,9 @@ type Options struct {
 	// OrphanInterval is how often pool addresses no Endpoint holds are looked for (0: never);
 	// one seen unheld for OrphanGrace is freed.
 	OrphanInterval, OrphanGrace time.Duration
+	// RecycleInterval is how often the Endpoints of nodes that no longer exist are judged
+	// (0: never); attachments younger than RecycleGrace are left alone.
+	RecycleInterval, RecycleGrace time.Duration
 }
 
 // Run serves the webhook and runs the reconcilers until ctx ends.
@@ -184,6 +187,12 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 			return err
 		}
 		if err := mgr.Add(&orphanLoop{sweeper: sweeper, interval: opts.OrphanInterval, grace: opts.OrphanGrace, log: log}); err != nil {
+			return err
+		}
+	}
+	if opts.RecycleInterval > 0 {
+		r := newGoneNodeRecycler(mgr.GetClient(), mgr.GetCache(), api, opts.RecycleInterval, opts.RecycleGrace, log)
+		if err := mgr.Add(r); err != nil {
 			return err
 		}
 	}

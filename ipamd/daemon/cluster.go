@@ -6,6 +6,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
@@ -56,11 +57,14 @@ func (c *cluster) PodFresh(ctx context.Context, namespace, name string) (*corev1
 	return pod, nil
 }
 
+// Namespace reads the namespace's metadata (its labels and annotations are all pool
+// selection looks at): the informer keeps metadata only, so a cluster of many namespaces
+// costs a node little.
 func (c *cluster) Namespace(ctx context.Context, name string) (*corev1.Namespace, error) {
-	ns := &corev1.Namespace{}
-	err := c.cache.Get(ctx, client.ObjectKey{Name: name}, ns)
+	meta := NamespaceMetadata()
+	err := c.cache.Get(ctx, client.ObjectKey{Name: name}, meta)
 	if apierrors.IsNotFound(err) { // a namespace created moments ago may not be cached yet
-		err = c.api.Get(ctx, client.ObjectKey{Name: name}, ns)
+		err = c.api.Get(ctx, client.ObjectKey{Name: name}, meta)
 	}
 	if apierrors.IsNotFound(err) {
 		return nil, nil
@@ -68,7 +72,14 @@ func (c *cluster) Namespace(ctx context.Context, name string) (*corev1.Namespace
 	if err != nil {
 		return nil, err
 	}
-	return ns, nil
+	return &corev1.Namespace{TypeMeta: meta.TypeMeta, ObjectMeta: meta.ObjectMeta}, nil
+}
+
+// NamespaceMetadata is the object the Namespace informer caches: metadata only.
+func NamespaceMetadata() *metav1.PartialObjectMetadata {
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	return meta
 }
 
 func (c *cluster) Node(ctx context.Context) (*corev1.Node, error) {
@@ -84,14 +95,6 @@ func (c *cluster) Node(ctx context.Context) (*corev1.Node, error) {
 		return nil, err
 	}
 	return node, nil
-}
-
-func (c *cluster) NodeExists(ctx context.Context, name string) (bool, error) {
-	err := c.api.Get(ctx, client.ObjectKey{Name: name}, &corev1.Node{})
-	if apierrors.IsNotFound(err) {
-		return false, nil
-	}
-	return err == nil, err
 }
 
 func (c *cluster) Pools(ctx context.Context) ([]v1.IPPool, error) {

@@ -38,8 +38,8 @@ import (
 // pools and writes only their status (the allocation bitmap, a commit point every node
 // shares); it never changes a pool's spec or deletes one. The Endpoints it writes are its
 // node's, and those of gone nodes or pods it recycles: RBAC cannot tell them apart (see
-// SECURITY.md). Pods and nodes are watched with field selectors for its own node, but
-// RBAC cannot grant list by selector, so list is cluster-wide. StatefulSets are read one
+// SECURITY.md). Pods, Endpoints and its Node are watched with field selectors for its own
+// node, but RBAC cannot grant list by selector, so list is cluster-wide. StatefulSets are read one
 // by name, never listed.
 // +kubebuilder:rbac:groups=underpool.io,resources=ippools;subnets;reservedips,verbs=get;list;watch
 // +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=update
@@ -93,9 +93,13 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 	informers, err := cache.New(cfg, cache.Options{Scheme: scheme,
 		// managedFields are a large part of every object and ipamd never reads them
 		DefaultTransform: cache.TransformStripManagedFields(),
+		// A node daemon caches what grows with its node, never what grows with the cluster:
+		// its own pods, Endpoints (status.node is a selectable field of the CRD) and Node.
+		// Anything else of another node is read by name when needed (a StatefulSet
+		// predecessor's Endpoint); Endpoints of nodes that are gone are the controller's.
 		ByObject: map[client.Object]cache.ByObject{
-			// only this node's pods and this node: a node daemon must not watch the whole cluster's pods
 			&corev1.Pod{}:  {Field: fields.OneTermEqualSelector("spec.nodeName", opts.NodeName)},
+			&v1.Endpoint{}: {Field: fields.OneTermEqualSelector("status.node", opts.NodeName)},
 			&corev1.Node{}: {Field: fields.OneTermEqualSelector("metadata.name", opts.NodeName)},
 		}})
 	if err != nil {
@@ -106,10 +110,10 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 			return fmt.Errorf("indexing Endpoints by %s: %w", field, err)
 		}
 	}
-	for _, obj := range []client.Object{&v1.IPPool{}, &v1.Endpoint{}, &v1.ReservedIP{}, &v1.Subnet{}, &corev1.Pod{}, &corev1.Namespace{}, &corev1.Node{}} {
-		if _, err := informers.GetInformer(ctx, obj); err != nil {
-			return fmt.Errorf("starting informer: %w", err)
-		}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := startInformers(ctx, informers, reg); err != nil {
+		return err
 	}
 	writer, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
@@ -125,9 +129,7 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: clientset.CoreV1().Events("")})
 	events := broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "underpool-ipamd", Host: opts.NodeName})
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	pools := store.NewPoolCommitter(writer, informers, writer, reservedIPs(informers, log), log, store.NewMetrics(reg))
+	pools := store.NewPoolCommitter(writer, informers, writer, store.ReservedIPs(informers, log), log, store.NewMetrics(reg))
 	if err := observePools(ctx, informers, pools); err != nil {
 		return err
 	}

@@ -44,6 +44,11 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 	unlock := s.locks.lock(key.String())
 	defer unlock()
 	ep, err := s.Endpoints.Get(ctx, key)
+	if err == nil && ep == nil && in.Pod != nil && ownerKind(in.Pod) == "StatefulSet" {
+		// ipamd caches only its node's Endpoints: a StatefulSet pod's predecessor may have
+		// run, and left its addresses detached, on another node
+		ep, err = s.Endpoints.Fresh(ctx, key)
+	}
 	if err != nil {
 		return nil, internal("reading Endpoint %s: %v", key, err)
 	}

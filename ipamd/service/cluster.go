@@ -15,15 +15,14 @@ type Cluster interface {
 	// Pod returns the pod named namespace/name (preferring the incarnation uid when given),
 	// or nil when the API has no such pod.
 	Pod(ctx context.Context, namespace, name, uid string) (*corev1.Pod, error)
-	// PodCached returns the informer's copy of a pod on this node, or nil.
+	// PodCached returns the informer's copy of a pod on this node, or nil (always nil
+	// where pods are not cached).
 	PodCached(ctx context.Context, namespace, name string) *corev1.Pod
 	// PodFresh reads the pod from the API, bypassing caches: GC decides on it.
 	PodFresh(ctx context.Context, namespace, name string) (*corev1.Pod, error)
 	Namespace(ctx context.Context, name string) (*corev1.Namespace, error)
 	// Node returns the node ipamd serves, or nil when it has no Node object.
 	Node(ctx context.Context) (*corev1.Node, error)
-	// NodeExists asks the API whether a node still exists.
-	NodeExists(ctx context.Context, name string) (bool, error)
 	// Pools lists every IPPool; callers must not modify them.
 	Pools(ctx context.Context) ([]v1.IPPool, error)
 	// Subnets lists every Subnet; callers must not modify them.

@@ -3,12 +3,14 @@ package service_test
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -54,7 +56,7 @@ func newWorld(t *testing.T, funcs *interceptor.Funcs, objs ...client.Object) *wo
 // ipamd returns a node's service reading through cache (nil: the API, always current).
 func (w *world) ipamd(node string, cache client.Reader) *service.Service {
 	if cache == nil {
-		cache = w.api
+		cache = nodeScoped{Reader: w.api, node: node}
 	}
 	log := zap.NewNop()
 	return &service.Service{
@@ -204,6 +206,43 @@ func statefulSet(ns, name string, replicas, start int32) *appsv1.StatefulSet {
 
 func nsObj(name string) *corev1.Namespace {
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+}
+
+// nodeScoped is what ipamd's informer cache holds: Endpoints of its own node only (the
+// daemon watches them with the field selector status.node=<node>); node "" sees all, as
+// the controller's cache does.
+type nodeScoped struct {
+	client.Reader
+	node string
+}
+
+func (r nodeScoped) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if err := r.Reader.Get(ctx, key, obj, opts...); err != nil {
+		return err
+	}
+	if ep, ok := obj.(*v1.Endpoint); ok && r.node != "" && ep.Status.Node != r.node {
+		return apierrors.NewNotFound(v1.GroupVersion.WithResource("endpoints").GroupResource(), key.Name)
+	}
+	return nil
+}
+
+func (r nodeScoped) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	if err := r.Reader.List(ctx, list, opts...); err != nil {
+		return err
+	}
+	if eps, ok := list.(*v1.EndpointList); ok && r.node != "" {
+		eps.Items = slices.DeleteFunc(eps.Items, func(ep v1.Endpoint) bool { return ep.Status.Node != r.node })
+	}
+	return nil
+}
+
+// recycleGoneNodes runs the elected controller's recycling round over the Endpoints of
+// nodes the API no longer has, reading Endpoints through cache (nil: the API).
+func (w *world) recycleGoneNodes(cache client.Reader, now time.Time, grace time.Duration) (map[string]int, error) {
+	exists := func(name string) bool {
+		return w.api.Get(context.Background(), client.ObjectKey{Name: name}, &corev1.Node{}) == nil
+	}
+	return w.ipamd("", cache).RecycleGoneNodes(context.Background(), now, grace, exists)
 }
 
 func nodeObj(name string) *corev1.Node {

@@ -124,8 +124,9 @@ func TestGCRefusesTooLargeAShare(t *testing.T) {
 	}
 }
 
-// An Endpoint naming no node (written by an old version, or by hand) neither aborts a
-// recycling round nor hides the others: every ipamd may judge it, and does, on the pod.
+// An Endpoint naming no node (written by an old version, or by hand) has no ipamd: the
+// controller judges it, on the pod, and the node's own round neither stops on it nor
+// judges it.
 func TestRecycleJudgesEndpointsWithoutNode(t *testing.T) {
 	w := newWorld(t, nil, nsObj("ns"), nodeObj("node-a"), newPoolObj("p", "10.250.1.0/24"))
 	svc := w.ipamd("node-a", nil)
@@ -141,12 +142,40 @@ func TestRecycleJudgesEndpointsWithoutNode(t *testing.T) {
 	}
 	w.deletePod(a)
 	w.deletePod(b)
-	released, err := svc.Recycle(context.Background(), time.Now().Add(time.Hour), time.Minute)
+	later := time.Now().Add(time.Hour)
+	released, err := svc.Recycle(context.Background(), later, time.Minute)
 	if err != nil {
 		t.Fatalf("recycling stopped on an Endpoint without node: %v", err)
 	}
-	if released[service.ReasonPodDeleted] != 2 {
-		t.Fatalf("released %v, want both gone pods' attachments", released)
+	if released[service.ReasonPodDeleted] != 1 {
+		t.Fatalf("node-a's ipamd released %v, want its own gone pod's attachment only", released)
+	}
+	w.requireAllocated("p", 1)
+	if released, err = w.recycleGoneNodes(nil, later, time.Minute); err != nil || released[service.ReasonPodDeleted] != 1 {
+		t.Fatalf("the controller released %v (%v), want the node-less Endpoint's attachment", released, err)
+	}
+	w.requireAllocated("p", 0)
+}
+
+// A node's ipamd never judges another node's Endpoints, even of a pod that is gone: that
+// node's ipamd does (or the controller, once the node is gone), so one node's work does
+// not grow with the cluster.
+func TestRecycleLeavesOtherNodesEndpoints(t *testing.T) {
+	w := newWorld(t, nil, nsObj("ns"), nodeObj("node-a"), nodeObj("node-b"), newPoolObj("p", "10.250.1.0/24"))
+	pod := podObj("ns", "a", "node-a", nil)
+	w.create(pod)
+	add(t, w.ipamd("node-a", nil), pod, "ctr-a", "p")
+	w.deletePod(pod)
+	later := time.Now().Add(time.Hour)
+	if got, err := w.ipamd("node-b", nil).Recycle(context.Background(), later, 0); err != nil || len(got) != 0 {
+		t.Fatalf("node-b's ipamd recycled %v (%v) of node-a's Endpoint", got, err)
+	}
+	if got, err := w.recycleGoneNodes(nil, later, 0); err != nil || len(got) != 0 {
+		t.Fatalf("the controller recycled %v (%v) of a node that exists", got, err)
+	}
+	w.requireAllocated("p", 1)
+	if got, err := w.ipamd("node-a", nil).Recycle(context.Background(), later, 0); err != nil || got[service.ReasonPodDeleted] != 1 {
+		t.Fatalf("node-a's ipamd recycled %v (%v), want its gone pod", got, err)
 	}
 	w.requireAllocated("p", 0)
 }

@@ -31,8 +31,10 @@ const (
 	ReasonSuccessorDidNot = "statefulset-successor-running-without-them"
 )
 
-// Recycle releases attachments whose owner is provably gone. It looks at this node's
-// Endpoints and at those of nodes that no longer exist (their ipamd is gone with them).
+// Recycle releases attachments whose owner is provably gone, among this node's Endpoints
+// (the only ones ipamd caches: its memory and watch traffic must not grow with the
+// cluster). The Endpoints of nodes that no longer exist have no ipamd left: the elected
+// controller recycles those (RecycleGoneNodes).
 //
 // While a pod object exists its addresses stay held, whatever its phase, its node's
 // health or its namespace's state (invariant 8): a pod Terminating on a node whose kubelet
@@ -44,25 +46,37 @@ const (
 // grace protects attachments younger than it. One Endpoint that cannot be judged (an API
 // error) is skipped for this round; the others are still looked at.
 func (s *Service) Recycle(ctx context.Context, now time.Time, grace time.Duration) (map[string]int, error) {
+	list, err := s.Endpoints.OnNode(ctx, s.Node)
+	if err != nil {
+		return nil, err
+	}
+	return s.recycle(ctx, list, now, grace)
+}
+
+// RecycleGoneNodes does what Recycle does for the Endpoints whose node nodeExists denies
+// (or that name none): those no ipamd looks after. The elected controller runs it from its
+// cache of every Endpoint and Node, so no node asks the API about other nodes. Judging
+// rests on the pod alone, so it is safe even when a node's ipamd still runs (a Node object
+// deleted under a live machine): both may judge, the guarded write lets one release.
+func (s *Service) RecycleGoneNodes(ctx context.Context, now time.Time, grace time.Duration, nodeExists func(string) bool) (map[string]int, error) {
 	list, err := s.Endpoints.List(ctx)
 	if err != nil {
 		return nil, err
 	}
+	var gone []v1.Endpoint
+	for _, ep := range list {
+		if ep.Status.Node == "" || !nodeExists(ep.Status.Node) {
+			gone = append(gone, ep)
+		}
+	}
+	return s.recycle(ctx, gone, now, grace)
+}
+
+func (s *Service) recycle(ctx context.Context, list []v1.Endpoint, now time.Time, grace time.Duration) (map[string]int, error) {
 	released := map[string]int{}
-	nodeGone := map[string]bool{}
 	var errs []string
 	for i := range list {
 		ep := &list[i]
-		if ep.Status.Node != s.Node {
-			gone, err := s.nodeGone(ctx, ep.Status.Node, nodeGone)
-			if err != nil {
-				errs = append(errs, err.Error())
-				continue
-			}
-			if !gone {
-				continue // another node's ipamd looks after it
-			}
-		}
 		if len(ep.Status.Interfaces) == 0 && now.Sub(ep.CreationTimestamp.Time) >= grace {
 			// left when the delete after the last release failed; it holds nothing
 			if err := s.Endpoints.DeleteEmpty(ctx, ep); err != nil {
@@ -92,32 +106,15 @@ func (s *Service) Recycle(ctx context.Context, now time.Time, grace time.Duratio
 			}
 			released[reason]++
 			s.Metrics.Recycled.WithLabelValues(reason).Inc()
-			s.Log.Info("recycled", zap.String("pod", ep.Namespace+"/"+ep.Name), zap.String("containerID", judged.ContainerID),
-				zap.String("ifName", judged.Interface), zap.String("reason", reason), zap.Any("ips", judged.IPs))
+			s.Log.Info("recycled", zap.String("pod", ep.Namespace+"/"+ep.Name), zap.String("node", ep.Status.Node),
+				zap.String("containerID", judged.ContainerID), zap.String("ifName", judged.Interface),
+				zap.String("reason", reason), zap.Any("ips", judged.IPs))
 		}
 	}
 	if len(errs) > 0 {
 		return released, fmt.Errorf("%d attachments not judged this round: %s", len(errs), strings.Join(errs, "; "))
 	}
 	return released, nil
-}
-
-// nodeGone asks the API (once per round per node) whether a node is gone. An Endpoint
-// naming no node has no ipamd looking after it, so every ipamd may judge it: judging is
-// safe from any node, since it rests on the pod alone.
-func (s *Service) nodeGone(ctx context.Context, node string, memo map[string]bool) (bool, error) {
-	if node == "" {
-		return true, nil
-	}
-	if gone, seen := memo[node]; seen {
-		return gone, nil
-	}
-	exists, err := s.Cluster.NodeExists(ctx, node)
-	if err != nil {
-		return false, fmt.Errorf("reading node %s: %w", node, err)
-	}
-	memo[node] = !exists
-	return !exists, nil
 }
 
 // verdict says why an attachment's owner is gone, or "" when it may be alive. A pod the

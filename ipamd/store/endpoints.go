@@ -120,15 +120,28 @@ func (e *Endpoints) Fresh(ctx context.Context, key client.ObjectKey) (*v1.Endpoi
 // what the last mutate call made of it, so a caller may free what that call removed: the
 // write itself proves those records are gone now (invariant 7). A write that finds the
 // object changed or gone is never taken as success; it is retried on what the API holds.
+//
+// The informer caches only this node's Endpoints, so a cache without the object is no
+// evidence that there is nothing to change: when mutate finds nothing to do on the empty
+// object a cache miss gave it, the API is asked once.
 func (e *Endpoints) Mutate(ctx context.Context, key client.ObjectKey, mutate func(*v1.Endpoint) bool) error {
 	ep, err := e.Get(ctx, key)
+	missedInCache := err == nil && ep == nil
 	for attempt := 1; err == nil; attempt++ {
 		if ep == nil {
 			ep = &v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
 		}
 		if !mutate(ep) {
-			return nil
+			if !missedInCache {
+				return nil
+			}
+			missedInCache = false
+			if ep, err = e.Fresh(ctx, key); err != nil || ep == nil {
+				return err
+			}
+			continue
 		}
+		missedInCache = false
 		err = e.save(ctx, ep)
 		retry := apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) || apierrors.IsNotFound(err)
 		if !retry || attempt >= maxEndpointAttempts {

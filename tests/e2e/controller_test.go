@@ -38,7 +38,10 @@ func startController() (*harness.Process, error) {
 		"--leader-election-namespace=default", "--health-address=", "--metrics-address=" + suite.controllerMetrics,
 		// orphans are freed quickly here so TestRecycling sees it; the grace still spans
 		// several sweeps, well above any informer lag of an idle test apiserver
-		"--orphan-interval=500ms", "--orphan-grace=3s"}, filepath.Join(suite.dir, "controller.log"))
+		"--orphan-interval=500ms", "--orphan-grace=3s",
+		// the Endpoints of deleted nodes are the controller's to recycle: as fast as the
+		// lifecycle tests' ipamds recycle their own
+		"--recycle-interval=1s", "--recycle-grace=2s"}, filepath.Join(suite.dir, "controller.log"))
 	if err != nil {
 		return nil, err
 	}

@@ -282,9 +282,10 @@ func TestDeadKubeletKeepsAddressesUntilPodsAreGone(t *testing.T) {
 
 // A Deployment's pod runs on node 0; node 0 leaves the cluster (kubelet and ipamd dead,
 // the Node object deleted) while the pod object still exists. The address stays held,
-// though node 1's ipamd recycles every second and the Endpoint names a node that no
+// though the controller recycles every second and the Endpoint names a node that no
 // longer exists; once the pod object is gone (the controller manager's pod GC deletes
-// pods bound to missing nodes), node 1's ipamd gives the address back.
+// pods bound to missing nodes), the underpool controller gives the address back: no
+// ipamd looks at another node's Endpoints.
 func TestNodeObjectDeletedWhilePodsRun(t *testing.T) {
 	lc, pool, group := newNodeGroupLifecycle(t)
 	n0, n1 := lc.nodes[0], lc.nodes[1]
@@ -321,8 +322,8 @@ func TestNodeObjectDeletedWhilePodsRun(t *testing.T) {
 		return apierrors.IsNotFound(err), fmt.Sprintf("get: %v", err)
 	})
 
-	// While the pod object exists its address stays held, though node 1's ipamd recycles
-	// every second with 2 s grace and the Endpoint's node is gone.
+	// While the pod object exists its address stays held, though the controller recycles
+	// gone nodes' Endpoints every second with 2 s grace and the Endpoint's node is gone.
 	holdFor(8*time.Second, func() {
 		t.Helper()
 		p := &corev1.Pod{}
@@ -351,7 +352,7 @@ func TestNodeObjectDeletedWhilePodsRun(t *testing.T) {
 		}
 		return false, fmt.Sprintf("pod %s still exists (phase %s, deleting=%t, err %v)", pod.Name, p.Status.Phase, p.DeletionTimestamp != nil, err)
 	})
-	lc.eventually(addr+" back in the pool through "+n1.name+"'s recycling", time.Minute, func() (bool, string) {
+	lc.eventually(addr+" back in the pool through the controller's recycling of gone nodes", time.Minute, func() (bool, string) {
 		if got := lc.addresses()[pod.Name]; got != "" {
 			return false, fmt.Sprintf("%s's Endpoint still holds %s", pod.Name, got)
 		}

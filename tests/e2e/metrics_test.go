@@ -119,6 +119,9 @@ func TestMetricsAfterRealTraffic(t *testing.T) {
 	m.equal(t, 0, "underpool_ipamd_requests_in_flight", "op", "release")
 	m.equal(t, 0, "underpool_ipamd_gc_released_total")
 	m.equal(t, 1, "underpool_ipamd_ready")
+	for _, resource := range []string{"ippools", "pods", "endpoints", "namespaces", "nodes"} {
+		m.atLeast(t, 1, "underpool_ipamd_watch_events_total", "resource", resource)
+	}
 
 	// the controller: capacity, a refused pool, an orphan, an application pool, the leader
 	if err := suite.client.Create(ctx(t), &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: harness.UniqueName("overlap")},
@@ -149,11 +152,22 @@ func TestMetricsAfterRealTraffic(t *testing.T) {
 	}
 	waitGone(t, "the Deployment's pool to go with it", &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: appPool}})
 
-	eventually(t, "the controller to free the orphan", 30*time.Second, func() (bool, string) {
+	// an Endpoint of a node that is gone, whose pod is gone too: the controller recycles it
+	goneNode := &v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "m-gone-node", Finalizers: []string{v1.EndpointProtection}},
+		Status: v1.EndpointStatus{Node: "metrics-gone-node", PodUID: "uid-gone-node", Interfaces: []v1.EndpointInterface{{
+			ContainerID: "ctr-gone-node", Interface: "net1", PodUID: "uid-gone-node", Created: metav1.NewTime(time.Now().Add(-time.Hour)),
+			IPs: []v1.EndpointIP{{Address: "10.250.253.9/24", Pool: "metrics-pool-gone-too"}}}}}}
+	if err := suite.client.Create(ctx(t), goneNode); err != nil {
+		t.Fatal(err)
+	}
+
+	eventually(t, "the controller to free the orphan and recycle the gone node's Endpoint", 30*time.Second, func() (bool, string) {
 		m = scrape(t, suite.controllerMetrics)
 		v, ok := m.get("underpool_orphans_freed_total")
-		return ok && v >= 1, fmt.Sprintf("orphans_freed_total = %v (%v)", v, ok)
+		r, _ := m.get("underpool_controller_recycled_total", "reason", "pod-deleted")
+		return ok && v >= 1 && r >= 1, fmt.Sprintf("orphans_freed_total = %v (%v), controller_recycled_total{pod-deleted} = %v", v, ok, r)
 	})
+	waitGone(t, "the gone node's Endpoint", goneNode)
 	m.atLeast(t, 1, "underpool_orphans_found_total")
 	if _, ok := m.get("underpool_orphan_unheld_addresses"); !ok {
 		t.Error("underpool_orphan_unheld_addresses is missing")

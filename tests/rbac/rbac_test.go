@@ -194,6 +194,11 @@ func TestControllerLeastPrivilege(t *testing.T) {
 		{verb: "update", group: up, resource: "reservedips", subresource: "status", name: "r"},
 		{verb: "watch", group: "apps", resource: "deployments"},
 		{verb: "create", group: "events.k8s.io", resource: "events", namespace: "default"},
+		// recycling the Endpoints of gone nodes: read the pod, release the record
+		{verb: "get", resource: "pods", namespace: "default", name: "a"},
+		{verb: "watch", resource: "nodes"},
+		{verb: "update", group: up, resource: "endpoints", namespace: "default", name: "a"},
+		{verb: "delete", group: up, resource: "endpoints", namespace: "default", name: "a"},
 	}, []access{
 		{verb: "get", resource: "secrets", namespace: namespace, name: "underpool-ipamd-token"},
 		{verb: "get", resource: "secrets", namespace: "kube-system", name: "underpool-webhook-ca"},
@@ -211,10 +216,11 @@ func TestControllerLeastPrivilege(t *testing.T) {
 		{verb: "update", group: "admissionregistration.k8s.io", resource: "mutatingwebhookconfigurations", name: "underpool-validating"},
 		{verb: "update", group: up, resource: "subnets", name: "s"},
 		{verb: "delete", group: up, resource: "subnets", name: "s"},
-		{verb: "update", group: up, resource: "endpoints", namespace: "default", name: "a"},
-		{verb: "delete", group: up, resource: "endpoints", namespace: "default", name: "a"},
+		{verb: "create", group: up, resource: "endpoints", namespace: "default"},
 		{verb: "update", group: "apps", resource: "deployments", namespace: "default", name: "d"},
-		{verb: "get", resource: "pods", namespace: "default", name: "a"},
+		{verb: "list", resource: "pods"},
+		{verb: "delete", resource: "pods", namespace: "default", name: "a"},
+		{verb: "update", resource: "nodes", name: "n"},
 	})
 }
 

@@ -12,6 +12,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -44,6 +45,7 @@ func TestControllerRunsOnItsRBAC(t *testing.T) {
 		done <- controller.Run(ctx, as("underpool-controller"), controller.Options{
 			WebhookHost: "127.0.0.1", WebhookPort: port, Endpoint: controller.Endpoint{URL: fmt.Sprintf("https://127.0.0.1:%d", port)},
 			LeaderElectionNamespace: namespace, CertLifetime: time.Hour, OrphanInterval: 200 * time.Millisecond, OrphanGrace: time.Second,
+			RecycleInterval: 200 * time.Millisecond,
 		}, zap.New(core))
 	}()
 	defer func() {
@@ -99,6 +101,36 @@ func TestControllerRunsOnItsRBAC(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "the sweeper frees the orphan", func() error {
+		got := &v1.IPPool{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(pool), got); err != nil {
+			return err
+		}
+		if got.Status.Allocated != "" {
+			return fmt.Errorf("allocated %q", got.Status.Allocated)
+		}
+		return nil
+	})
+	// the Endpoint of a node that no longer exists, whose pod is gone, is recycled
+	// through its RBAC: no ipamd would ever look at it
+	if err := c.Get(ctx, client.ObjectKeyFromObject(pool), pool); err != nil {
+		t.Fatal(err)
+	}
+	pool.Status.Allocated, pool.Status.AllocatedIPCount = "9", 1
+	if err := c.Status().Update(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	ep := &v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "rbac-gone-pod", Finalizers: []string{v1.EndpointProtection}},
+		Status: v1.EndpointStatus{Node: "rbac-gone-node", PodUID: "uid-gone", Interfaces: []v1.EndpointInterface{{
+			ContainerID: "ctr-gone", Interface: "net1", PodUID: "uid-gone", Created: metav1.NewTime(time.Now().Add(-time.Hour)),
+			IPs: []v1.EndpointIP{{Address: "10.251.2.9/24", Pool: pool.Name}}}}}}
+	if err := c.Create(ctx, ep); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the gone node's Endpoint is recycled and its address freed", func() error {
+		err := c.Get(ctx, client.ObjectKeyFromObject(ep), &v1.Endpoint{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("Endpoint %s still there (%v)", ep.Name, err)
+		}
 		got := &v1.IPPool{}
 		if err := c.Get(ctx, client.ObjectKeyFromObject(pool), got); err != nil {
 			return err

@@ -67,7 +67,11 @@ type EndpointIP struct {
 
 // Endpoint records, for one pod, every address it holds; named after the pod.
 // Status is a plain field (no status subresource) so that one write creates a whole record.
+// status.node is a selectable field: each ipamd lists and watches only its own node's
+// Endpoints (field selector status.node=<node>), so its memory and watch traffic do not
+// grow with the cluster.
 // +kubebuilder:object:root=true
+// +kubebuilder:selectablefield:JSONPath=`.status.node`
 // +kubebuilder:resource:scope=Namespaced,shortName=upep,categories=underpool
 // +kubebuilder:printcolumn:name="Interface",type=string,JSONPath=`.status.interfaces[0].interface`
 // +kubebuilder:printcolumn:name="IP",type=string,JSONPath=`.status.interfaces[0].ips[0].address`

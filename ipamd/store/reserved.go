@@ -1,4 +1,4 @@
-package daemon
+package store
 
 import (
 	"context"
@@ -9,14 +9,13 @@ import (
 
 	"github.com/underpool/underpool/ipamd/allocator"
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/store"
 )
 
-// reservedIPs returns the offsets of a pool that ReservedIP objects keep out of allocation.
+// ReservedIPs returns the offsets of a pool that ReservedIP objects keep out of allocation.
 // It reads the informer at every commit, so a new reservation applies to the next batch.
 // A listing error fails the commit's allocations: an empty set would hand out reserved
 // addresses.
-func reservedIPs(cache client.Reader, log *zap.Logger) store.BlockedFunc {
+func ReservedIPs(cache client.Reader, log *zap.Logger) BlockedFunc {
 	return func(ctx context.Context, pool *allocator.PoolView) (allocator.RunSet, error) {
 		var list v1.ReservedIPList
 		if err := cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {

@@ -1,4 +1,4 @@
-package daemon
+package store_test
 
 import (
 	"context"
@@ -35,7 +35,7 @@ func TestReservedIPListingErrorFailsTheAllocation(t *testing.T) {
 		}
 		return c.List(ctx, list, opts...)
 	}})
-	pools := store.NewPoolCommitter(api, cache, api, reservedIPs(cache, zap.NewNop()), zap.NewNop(), nil)
+	pools := store.NewPoolCommitter(api, cache, api, store.ReservedIPs(cache, zap.NewNop()), zap.NewNop(), nil)
 	if addr, _, err := pools.Allocate(context.Background(), "p"); err == nil {
 		t.Fatalf("handed out %s without knowing the reservations", addr)
 	}

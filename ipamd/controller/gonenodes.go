@@ -1,0 +1,86 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/underpool/underpool/ipamd/daemon"
+	"github.com/underpool/underpool/ipamd/service"
+	"github.com/underpool/underpool/ipamd/store"
+)
+
+// +kubebuilder:rbac:groups=underpool.io,resources=endpoints,verbs=get;list;watch;update;delete
+// +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=update
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get
+
+// goneNodeRecycler recycles the Endpoints of nodes that no longer exist: their ipamd is
+// gone with them, and no other ipamd sees them (each caches only its own node's), so
+// the elected controller judges them, from its cache of every Endpoint and Node, with
+// recycling's own rules (service.RecycleGoneNodes). No node asks the API about other
+// nodes, so the cost of this is one process's, not every node's times the node count.
+type goneNodeRecycler struct {
+	svc             *service.Service
+	nodes           client.Reader // the Node informer (metadata only)
+	interval, grace time.Duration
+	log             *zap.Logger
+}
+
+func (r *goneNodeRecycler) NeedLeaderElection() bool { return true }
+
+func (r *goneNodeRecycler) Start(ctx context.Context) error {
+	ticker := time.NewTicker(r.interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+		released, err := r.round(ctx, time.Now())
+		if err != nil {
+			r.log.Warn("recycling gone nodes' Endpoints stopped early; next round retries", zap.Error(err))
+		}
+		if len(released) > 0 {
+			r.log.Info("recycled Endpoints of gone nodes", zap.Any("byReason", released))
+		}
+	}
+}
+
+func (r *goneNodeRecycler) round(ctx context.Context, now time.Time) (map[string]int, error) {
+	nodes := &metav1.PartialObjectMetadataList{}
+	nodes.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NodeList"))
+	if err := r.nodes.List(ctx, nodes); err != nil {
+		return nil, err
+	}
+	exists := make(map[string]bool, len(nodes.Items))
+	for _, n := range nodes.Items {
+		exists[n.Name] = true
+	}
+	// a Node registered moments ago may not be cached yet: judging its Endpoints too is
+	// safe, as judging rests on the pod alone
+	return r.svc.RecycleGoneNodes(ctx, now, r.grace, func(node string) bool { return exists[node] })
+}
+
+// newGoneNodeRecycler wires the recycler: pool commits and Endpoint writes as ipamd makes
+// them, reads of pods and StatefulSets straight from the API (the controller caches no
+// pods: it reads one only for an Endpoint of a gone node).
+func newGoneNodeRecycler(writer client.Client, cache, api client.Reader, interval, grace time.Duration, log *zap.Logger) *goneNodeRecycler {
+	metrics := service.NewMetrics(nil)
+	metrics.Recycled = goneNodeRecycled
+	svc := &service.Service{
+		Pools:     store.NewPoolCommitter(writer, cache, api, store.ReservedIPs(cache, log), log, store.NewMetrics(prometheus.NewRegistry())),
+		Endpoints: store.NewEndpoints(writer, cache, api),
+		Cluster:   daemon.NewCluster("", api, api),
+		Log:       log.Named("gone-nodes"),
+		Metrics:   metrics,
+	}
+	return &goneNodeRecycler{svc: svc, nodes: cache, interval: interval, grace: grace, log: log}
+}
