@@ -36,6 +36,12 @@ func TestNetworkHostConnectivity(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// the kernel inserts an IPv6 address's local route from a work queue, after the add
+	// returns: on a loaded machine the snapshot below could miss it and see it appear later
+	waitFor(t, "the local route of the node's "+at6(2), func() bool {
+		out, err := node.Run("ip", "-6", "route", "show", "table", "local")
+		return err == nil && strings.Contains(out, "local "+at6(2)+" ")
+	})
 	cni := nodeCNI(t, node)
 	const svc4, svc6 = "10.250.240.0/24", "fd00:250::f000/116"
 	conf := netConf{Delegate: macvlanOn(peer.parent), IPv4Pools: []string{pool4.Name}, IPv6Pools: []string{pool6.Name},

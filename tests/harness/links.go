@@ -157,3 +157,22 @@ func HasAddr(nsPath, ifName string, ip net.IP) (bool, error) {
 	}
 	return false, nil
 }
+
+// deleteLinks deletes every link in the namespace at path but loopback.
+func deleteLinks(path string) error {
+	return withHandle(path, func(h *netlink.Handle) error {
+		links, err := h.LinkList()
+		if err != nil {
+			return err
+		}
+		var errs []error
+		for _, l := range links {
+			if l.Attrs().Flags&net.FlagLoopback == 0 {
+				if err := h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+					errs = append(errs, err)
+				}
+			}
+		}
+		return errors.Join(errs...)
+	})
+}

@@ -40,12 +40,16 @@ func (n *NetNS) Name() string { return n.name }
 func (n *NetNS) Path() string { return filepath.Join(netnsDir, n.name) }
 
 // Close deletes the namespace, and with it every link still inside it (veth
-// peers in other namespaces go too). A namespace already gone is no error.
+// peers in other namespaces go too). A namespace already gone is no error. The links
+// are deleted first, synchronously: the kernel destroys a namespace in the background,
+// and until it has, a macvlan inside still answers ARP for its address (a sandbox gone
+// without DEL would seem to linger on the wire).
 func (n *NetNS) Close() error {
 	n.closeOnce.Do(func() {
 		if _, err := os.Stat(n.Path()); errors.Is(err, os.ErrNotExist) {
 			return
 		}
+		_ = deleteLinks(n.Path()) // best effort: the namespace's deletion removes them anyway
 		if out, err := exec.Command("ip", "netns", "delete", n.name).CombinedOutput(); err != nil {
 			if _, statErr := os.Stat(n.Path()); !errors.Is(statErr, os.ErrNotExist) {
 				n.closeErr = fmt.Errorf("ip netns delete %s: %v: %s", n.name, err, strings.TrimSpace(string(out)))
