@@ -114,11 +114,10 @@ func (s *Sweeper) Sweep(ctx context.Context, now time.Time, grace time.Duration)
 		return 0, nil
 	}
 	// the uncached view, read once per sweep and only when something is due
-	var fresh v1.EndpointList
-	if err := s.API.List(ctx, &fresh); err != nil {
+	confirmed, err := s.heldNow(ctx)
+	if err != nil {
 		return 0, err
 	}
-	confirmed := heldBy(fresh.Items)
 	freed := 0
 	for _, pool := range sortedPools(due) {
 		if err := ctx.Err(); err != nil {
@@ -131,6 +130,27 @@ func (s *Sweeper) Sweep(ctx context.Context, now time.Time, grace time.Duration)
 		}
 	}
 	return freed, nil
+}
+
+// listPage bounds one page of the uncached Endpoint list: a cluster's Endpoints in one
+// answer would cost the apiserver (and us) their whole size in memory at once.
+const listPage = 500
+
+// heldNow reads every Endpoint from the API, page by page, and returns what they hold.
+func (s *Sweeper) heldNow(ctx context.Context) (map[heldKey]bool, error) {
+	held := map[heldKey]bool{}
+	for cont := ""; ; {
+		var page v1.EndpointList
+		if err := s.API.List(ctx, &page, client.Limit(listPage), client.Continue(cont)); err != nil {
+			return nil, err
+		}
+		for k := range heldBy(page.Items) {
+			held[k] = true
+		}
+		if cont = page.Continue; cont == "" {
+			return held, nil
+		}
+	}
 }
 
 // poolRef names the pool a due address belongs to.

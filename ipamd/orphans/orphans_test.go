@@ -2,6 +2,7 @@ package orphans
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -174,5 +175,70 @@ func TestSweepTracksAllocationsNotAddresses(t *testing.T) {
 				t.Fatalf("the orphan was not freed after its own grace: allocated = %q", got)
 			}
 		})
+	}
+}
+
+// pagedReader serves Endpoint lists the way the apiserver does with a limit: one item per
+// page here, each page pointing to the next, and records the limits asked for.
+type pagedReader struct {
+	client.Reader
+	limits []int64
+}
+
+func (p *pagedReader) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	o := (&client.ListOptions{}).ApplyOptions(opts)
+	p.limits = append(p.limits, o.Limit)
+	if err := p.Reader.List(ctx, list, opts...); err != nil {
+		return err
+	}
+	eps, ok := list.(*v1.EndpointList)
+	if !ok || o.Limit == 0 {
+		return nil
+	}
+	from := 0
+	if o.Continue != "" {
+		if _, err := fmt.Sscan(o.Continue, &from); err != nil {
+			return err
+		}
+	}
+	all := eps.Items
+	eps.Items, eps.Continue = all[from:from+1], ""
+	if from+1 < len(all) {
+		eps.Continue = fmt.Sprint(from + 1)
+	}
+	return nil
+}
+
+// The uncached confirmation reads the cluster's Endpoints in bounded pages, and an address
+// held by an Endpoint on a later page is still seen held.
+func TestSweepConfirmsPageByPage(t *testing.T) {
+	pool := poolObj("p", "uid-p", "5-7")
+	var objs []client.Object
+	objs = append(objs, pool)
+	for i, name := range []string{"a", "b", "c"} {
+		objs = append(objs, &v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Status: v1.EndpointStatus{
+			Interfaces: []v1.EndpointInterface{{ContainerID: name, Interface: "net1",
+				IPs: []v1.EndpointIP{{Address: fmt.Sprintf("10.250.1.%d/24", 5+i), Pool: "p"}}}}}})
+	}
+	api := fake.NewClientBuilder().WithScheme(scheme(t)).WithStatusSubresource(&v1.IPPool{}).WithObjects(objs...).Build()
+	cache := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(pool.DeepCopy()).Build() // lags: no Endpoint yet
+	paged := &pagedReader{Reader: api}
+	s := &Sweeper{Cache: cache, API: paged, Writer: api, Log: zap.NewNop()}
+	now := time.Now()
+	for _, at := range []time.Time{now, now.Add(time.Hour)} {
+		if _, err := s.Sweep(context.Background(), at, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := allocated(t, api, "p"); got != "5-7" {
+		t.Fatalf("pool allocated = %q, want 5-7: every address is held by an Endpoint on some page", got)
+	}
+	if len(paged.limits) != 3 {
+		t.Fatalf("%d list calls, want 3 pages", len(paged.limits))
+	}
+	for _, l := range paged.limits {
+		if l <= 0 || l > listPage {
+			t.Fatalf("list limits %v: want every page bounded by %d", paged.limits, listPage)
+		}
 	}
 }
