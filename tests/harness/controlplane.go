@@ -152,7 +152,9 @@ func (cp *ControlPlane) start(ctx context.Context, opts ControlPlaneOptions) err
 	}
 	if opts.AuditPolicyFile != "" && opts.AuditLogPath != "" {
 		apiArgs = append(apiArgs, "--audit-policy-file", opts.AuditPolicyFile, "--audit-log-path", opts.AuditLogPath,
-			"--audit-log-format", "json", "--audit-log-maxsize", "0")
+			// 0 would mean lumberjack's default, a rotation every 100 MB: no rotation,
+			// so a reader can count from an offset
+			"--audit-log-format", "json", "--audit-log-maxsize", "1000000")
 	}
 	apiArgs = append(apiArgs, opts.ExtraAPIServerArgs...)
 	cp.APIServer, err = StartProcess("kube-apiserver", filepath.Join(CacheBinDir(), "kube-apiserver"), apiArgs,
