@@ -12,6 +12,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/underpool/underpool/tests/harness"
 )
 
@@ -34,7 +37,7 @@ type clusterOptions struct {
 
 func defaultClusterOptions() clusterOptions {
 	return clusterOptions{ipamds: 100, nodes: 1000, endpoints: 100000, pools: 4, churn: 1000,
-		window: 2 * time.Minute, gcInterval: 10 * time.Second, batch: 4, reserveMiB: 4096,
+		window: 2 * time.Minute, gcInterval: 10 * time.Second, batch: 4, reserveMiB: 5120,
 		out: filepath.Join(harness.RepoRoot(), "bench-results"), projectNodes: 5000,
 		settle: 20 * time.Second, probeSettle: 5 * time.Second, drain: 10 * time.Second}
 }
@@ -72,6 +75,9 @@ func runCluster(o clusterOptions) (*clusterReport, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	// the clients here log nothing worth reading; unset, controller-runtime prints a stack
+	// trace after 30 s to say so
+	ctrllog.SetLogger(logr.Discard())
 	work, err := os.MkdirTemp("", "underpool-scale-cluster-")
 	if err != nil {
 		return nil, err

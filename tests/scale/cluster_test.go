@@ -119,6 +119,7 @@ func TestProjection(t *testing.T) {
 	r.Ipamds.Started = 10
 	r.Steady.WindowSeconds = 120
 	r.Steady.GCRounds = 12
+	r.Steady.PerIpamdRequestsPerMinute = 6003
 	r.Steady.Requests.IpamdByVerbResource = map[string]int{"get nodes": 10 * 2 * 6000, "update ippools/status": 10 * 2 * 3}
 	r.project(o)
 	p := r.Projection
@@ -127,7 +128,11 @@ func TestProjection(t *testing.T) {
 		t.Errorf("memory projection %+v", p)
 	}
 	// node GETs 6000/min per ipamd grow 5x, the rest (3/min) stays
-	if p.PerIpamdRequestsPerMinute != 30003 || p.NodeScaledPerMinute != 6000 || p.NodeGetsPerIpamdPerRound != 1000 {
+	if p.PerIpamdRequestsPerMinute != 30003 || p.NodeScaledPerMinute != 6000 || p.NodeGetsPerIpamdPerGCInterval != 1000 {
 		t.Errorf("request projection %+v", p)
+	}
+	// demand: 999 then 4999 node GETs per 10 s round, 6 rounds a minute, plus the 3/min
+	if p.DemandPerIpamdPerMinuteMeasured != 999*6+3 || p.DemandPerIpamdPerMinute != 4999*6+3 || p.DemandClusterQPS != (4999*6+3)*5000/60.0 {
+		t.Errorf("demand projection %+v", p)
 	}
 }
