@@ -12,7 +12,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
+	"go.uber.org/zap"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/underpool/underpool/tests/harness"
@@ -77,7 +78,7 @@ func runCluster(o clusterOptions) (*clusterReport, error) {
 	}
 	// the clients here log nothing worth reading; unset, controller-runtime prints a stack
 	// trace after 30 s to say so
-	ctrllog.SetLogger(logr.Discard())
+	ctrllog.SetLogger(zapr.NewLogger(zap.NewNop()))
 	work, err := os.MkdirTemp("", "underpool-scale-cluster-")
 	if err != nil {
 		return nil, err
