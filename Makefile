@@ -12,9 +12,12 @@ IMAGE_DIR ?= $(BIN)/image
 LDFLAGS := -X github.com/underpool/underpool/internal/buildinfo.Version=$(VERSION)
 CHART := deploy/helm/underpool
 
-.PHONY: all build image chart generate verify-generated tools test unit fuzz e2e bench demo lint check-deps clean
+.PHONY: all help build image chart generate verify-generated tools test unit fuzz e2e bench scale-cluster demo lint check-deps clean
 
 all: build
+
+help: ## list the targets with what they do
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /\1\t/' | expand -t 20
 
 build: ## compile ipamd, the CNI plugins, the init container's installer and kubectl-underpool into ./bin
 	go build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/ipamd ./cmd/underpool-install ./cmd/kubectl-underpool ./plugins/underpool ./plugins/underpool-ipam
@@ -58,6 +61,10 @@ bench: build ## underpool vs host-local vs whereabouts in one run (100 pods at 1
 	tests/tools/build.sh all
 	go run ./tests/bench $(BENCH_ARGS)
 	go run ./tests/scale $(SCALE_ARGS)
+
+scale-cluster: ## simulated cluster (1000 Nodes, 100,000 Endpoints, up to 100 ipamds as memory allows): ipamd RSS, API requests/min by client (audit log), watch events for churn elsewhere, projection to 5000 nodes; CLUSTER_ARGS="--ipamds 10 --nodes 100 --endpoints 10000" for a small run
+	tests/tools/build.sh controlplane
+	go run ./tests/scale --cluster $(CLUSTER_ARGS)
 
 demo: build ## local cluster (real controllers, 2 simulated nodes): a Deployment and a StatefulSet on the underlay, cross-node ping, addresses kept across a rolling restart (KEEP=1 keeps it running)
 	tests/tools/build.sh test

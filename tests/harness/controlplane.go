@@ -40,6 +40,12 @@ type ControlPlaneOptions struct {
 	// their node's kubelet (tests/harness/kubelet) to become Running and to
 	// finish terminating.
 	Lifecycle bool
+	// AuditPolicyFile and AuditLogPath, both set, make kube-apiserver write an
+	// audit log (JSON lines): the only per-client request record it keeps, since
+	// apiserver_request_total has no user-agent label.
+	AuditPolicyFile, AuditLogPath string
+	// ExtraAPIServerArgs are appended to kube-apiserver's flags.
+	ExtraAPIServerArgs []string
 }
 
 // ControlPlane is a local etcd + kube-apiserver on 127.0.0.1. By default there
@@ -129,7 +135,7 @@ func (cp *ControlPlane) start(ctx context.Context, opts ControlPlaneOptions) err
 	if err != nil {
 		return err
 	}
-	cp.APIServer, err = StartProcess("kube-apiserver", filepath.Join(CacheBinDir(), "kube-apiserver"), []string{
+	apiArgs := []string{
 		"--etcd-servers", etcdURL,
 		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", apiPort,
 		"--cert-dir", filepath.Join(cp.Dir, "certs"),
@@ -143,7 +149,16 @@ func (cp *ControlPlane) start(ctx context.Context, opts ControlPlaneOptions) err
 		"--disable-admission-plugins", "ServiceAccount",
 		// CNI DaemonSets run privileged; every cluster that runs one allows it
 		"--allow-privileged=true",
-	}, filepath.Join(logDir, "kube-apiserver.log"))
+	}
+	if opts.AuditPolicyFile != "" && opts.AuditLogPath != "" {
+		apiArgs = append(apiArgs, "--audit-policy-file", opts.AuditPolicyFile, "--audit-log-path", opts.AuditLogPath,
+			// 0 would mean lumberjack's default, a rotation every 100 MB: no rotation,
+			// so a reader can count from an offset
+			"--audit-log-format", "json", "--audit-log-maxsize", "1000000")
+	}
+	apiArgs = append(apiArgs, opts.ExtraAPIServerArgs...)
+	cp.APIServer, err = StartProcess("kube-apiserver", filepath.Join(CacheBinDir(), "kube-apiserver"), apiArgs,
+		filepath.Join(logDir, "kube-apiserver.log"))
 	if err != nil {
 		return err
 	}

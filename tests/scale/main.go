@@ -10,6 +10,12 @@
 // IPAM plugin (network config on stdin), with no link: this measures the IPAM path.
 //
 //	go run ./tests/scale [--nodes 10 --pods 1000 --inflight 200 --endpoints 10000]
+//
+// With --cluster it runs a simulated cluster instead (cluster*.go): many ipamds on one
+// control plane, thousands of Node objects and Endpoints, measuring each ipamd's memory,
+// its API requests per minute (audit log) and the watch events churn elsewhere costs it:
+//
+//	go run ./tests/scale --cluster [--ipamds 100 --nodes 1000 --endpoints 100000 --pools 4 --churn 1000]
 package main
 
 import (
@@ -37,6 +43,16 @@ func main() {
 	fs.IntVar(&o.inflight, "inflight", 200, "IPAM plugin processes running at once (the rest queue, as kubelets do)")
 	fs.IntVar(&o.endpoints, "endpoints", 10000, "Endpoints on one node for the memory case (0 skips it)")
 	fs.StringVar(&o.out, "out", filepath.Join(harness.RepoRoot(), "bench-results"), "directory for the markdown results")
+	cluster := fs.Bool("cluster", false, "run the simulated cluster instead of the hard and memory cases")
+	c := defaultClusterOptions()
+	fs.IntVar(&c.ipamds, "ipamds", c.ipamds, "--cluster: ipamd processes (as many as memory allows), on node-0, node-1, ...")
+	fs.IntVar(&c.pools, "pools", c.pools, "--cluster: IPPools the Endpoints' addresses come from")
+	fs.IntVar(&c.churn, "churn", c.churn, "--cluster: pods (with Endpoints) created and deleted on nodes without ipamd; 0 skips")
+	fs.DurationVar(&c.window, "window", c.window, "--cluster: steady measuring window")
+	fs.DurationVar(&c.gcInterval, "gc-interval", c.gcInterval, "--cluster: ipamd --gc-interval (recycling rounds)")
+	fs.IntVar(&c.batch, "batch", c.batch, "--cluster: ipamds started at once")
+	fs.IntVar(&c.reserveMiB, "reserve-mib", c.reserveMiB, "--cluster: memory kept free for the control plane when deciding how many ipamds fit")
+	fs.IntVar(&c.projectNodes, "project-nodes", c.projectNodes, "--cluster: cluster size the figures are projected to")
 	_ = fs.Parse(os.Args[1:])
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "scale: needs root (it starts ipamd sockets under a temp dir and execs CNI plugins)")
@@ -46,7 +62,38 @@ func main() {
 		fmt.Fprintln(os.Stderr, "scale: --pods must be between 1 and 4000 (the pool lives in 10.250.208.0/20)")
 		os.Exit(2)
 	}
+	if *cluster {
+		// --nodes, --endpoints and --out are shared with the default mode, whose defaults differ
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "nodes":
+				c.nodes = o.nodes
+			case "endpoints":
+				c.endpoints = o.endpoints
+			case "out":
+				c.out = o.out
+			}
+		})
+		os.Exit(runClusterMain(c))
+	}
 	os.Exit(run(o))
+}
+
+func runClusterMain(c clusterOptions) int {
+	rep, err := runCluster(c)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "scale --cluster:", err)
+		return 1
+	}
+	text := rep.markdown(c)
+	fmt.Print("\n" + text)
+	paths, err := rep.write(c.out, text)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "scale --cluster: writing results:", err)
+		return 1
+	}
+	say("results in %s", strings.Join(paths, " and "))
+	return 0
 }
 
 func run(o options) int {
