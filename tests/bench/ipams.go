@@ -79,6 +79,7 @@ type setupEnv struct {
 	kubeconfig  string        // same identity, for whereabouts
 	master      string        // macvlan parent, inside the node netns
 	ipamdSocket string        // set when underpool runs
+	api         *apiCounter   // the apiserver's request counts
 }
 
 // ipam is one contestant: its conflist and a way to count what it still holds.

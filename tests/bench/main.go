@@ -259,7 +259,11 @@ func benchmark(opts *options, subnets map[string]subnetPlan, cl *cleanups) (*rep
 		return nil, err
 	}
 
-	env := &setupEnv{work: work, kube: kube, kubeconfig: cp.KubeconfigPath, master: node.parent()}
+	api, err := newAPICounter(cp.Config)
+	if err != nil {
+		return nil, err
+	}
+	env := &setupEnv{work: work, kube: kube, kubeconfig: cp.KubeconfigPath, master: node.parent(), api: api}
 	if err := ensureNode(context.Background(), kube); err != nil {
 		return nil, fmt.Errorf("register node %s: %w", benchNode, err)
 	}

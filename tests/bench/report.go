@@ -34,6 +34,10 @@ type result struct {
 	// after ADD it must have grown by the successful ADDs, after DEL it must be 0.
 	Held       *int   `json:"held,omitempty"`
 	HeldDetail string `json:"heldDetail,omitempty"`
+	// APIPerPod is the apiserver's count of requests served during the phase, per pod;
+	// APIDetail splits it by verb and resource.
+	APIPerPod float64 `json:"apiRequestsPerPod"`
+	APIDetail string  `json:"apiRequests,omitempty"`
 }
 
 // summarize turns raw timings into a row. Latency percentiles cover every call,
@@ -224,10 +228,10 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nunderpool bench %s: %d pods per run, %d CPUs, %s\n\n",
 		r.Timestamp.Format(time.RFC3339), r.Pods, r.Host.CPUs, r.Host.GoVersion)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "ipam\tparallel\top\tpods\tfailed\ttotal s\tpods/s\tp50 ms\tp99 ms\theld after\t")
+	fmt.Fprintln(tw, "ipam\tparallel\top\tpods\tfailed\ttotal s\tpods/s\tp50 ms\tp99 ms\theld after\tAPI req/pod\t")
 	for _, row := range r.Results {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%.2f\t%.1f\t%.1f\t%.1f\t%s\t\n", row.IPAM, row.Parallel, row.Op,
-			row.Pods, row.Failed, row.TotalSeconds, row.PodsPerSecond, row.P50ms, row.P99ms, heldCell(row))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%.2f\t%.1f\t%.1f\t%.1f\t%s\t%.2f\t\n", row.IPAM, row.Parallel, row.Op,
+			row.Pods, row.Failed, row.TotalSeconds, row.PodsPerSecond, row.P50ms, row.P99ms, heldCell(row), row.APIPerPod)
 	}
 	tw.Flush()
 	printDensity(w, r.Density)
@@ -296,11 +300,11 @@ func (r *report) markdown() string {
 	}
 	fmt.Fprintf(&b, "%d pods per run, parallelism %v, %s, %d CPUs, %s, kernel %s. Every plugin runs in a netns standing for the node.\n\n",
 		r.Pods, r.Parallel, pool, r.Host.CPUs, r.Host.GoVersion, r.Host.Kernel)
-	b.WriteString("| ipam | parallel | op | pods | failed | total s | pods/s | p50 ms | p99 ms | held after |\n")
-	b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| ipam | parallel | op | pods | failed | total s | pods/s | p50 ms | p99 ms | held after | API requests per pod |\n")
+	b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, row := range r.Results {
-		fmt.Fprintf(&b, "| %s | %d | %s | %d | %d | %.2f | %.1f | %.1f | %.1f | %s |\n", row.IPAM, row.Parallel, row.Op,
-			row.Pods, row.Failed, row.TotalSeconds, row.PodsPerSecond, row.P50ms, row.P99ms, heldCell(row))
+		fmt.Fprintf(&b, "| %s | %d | %s | %d | %d | %.2f | %.1f | %.1f | %.1f | %s | %.2f (%s) |\n", row.IPAM, row.Parallel, row.Op,
+			row.Pods, row.Failed, row.TotalSeconds, row.PodsPerSecond, row.P50ms, row.P99ms, heldCell(row), row.APIPerPod, row.APIDetail)
 	}
 	markdownDensity(&b, r.Density)
 	b.WriteString("\n| target | value | goal | verdict |\n|---|---:|---|---|\n")
