@@ -80,6 +80,7 @@ type setupEnv struct {
 	master      string        // macvlan parent, inside the node netns
 	ipamdSocket string        // set when underpool runs
 	api         *apiCounter   // the apiserver's request counts
+	cpu         *cpuMeter     // CPU time of the plugins and daemons
 }
 
 // ipam is one contestant: its conflist and a way to count what it still holds.

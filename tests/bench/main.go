@@ -263,7 +263,8 @@ func benchmark(opts *options, subnets map[string]subnetPlan, cl *cleanups) (*rep
 	if err != nil {
 		return nil, err
 	}
-	env := &setupEnv{work: work, kube: kube, kubeconfig: cp.KubeconfigPath, master: node.parent(), api: api}
+	cpu := &cpuMeter{daemons: map[string]int{"kube-apiserver": cp.APIServer.Pid(), "etcd": cp.Etcd.Pid()}}
+	env := &setupEnv{work: work, kube: kube, kubeconfig: cp.KubeconfigPath, master: node.parent(), api: api, cpu: cpu}
 	if err := ensureNode(context.Background(), kube); err != nil {
 		return nil, fmt.Errorf("register node %s: %w", benchNode, err)
 	}
@@ -275,6 +276,7 @@ func benchmark(opts *options, subnets map[string]subnetPlan, cl *cleanups) (*rep
 		}
 		cl.push(func() { _ = d.Stop() })
 		env.ipamdSocket = d.Options.Socket
+		cpu.daemons["ipamd"] = d.Pid()
 	}
 
 	// Plugins write diagnostics on stderr; keep them out of the progress output.

@@ -38,6 +38,9 @@ type result struct {
 	// APIDetail splits it by verb and resource.
 	APIPerPod float64 `json:"apiRequestsPerPod"`
 	APIDetail string  `json:"apiRequests,omitempty"`
+	// CPUPerPod is the CPU milliseconds per pod the plugin processes and each daemon
+	// (ipamd, kube-apiserver, etcd) used during the phase.
+	CPUPerPod map[string]float64 `json:"cpuMsPerPod,omitempty"`
 }
 
 // summarize turns raw timings into a row. Latency percentiles cover every call,
@@ -300,11 +303,12 @@ func (r *report) markdown() string {
 	}
 	fmt.Fprintf(&b, "%d pods per run, parallelism %v, %s, %d CPUs, %s, kernel %s. Every plugin runs in a netns standing for the node.\n\n",
 		r.Pods, r.Parallel, pool, r.Host.CPUs, r.Host.GoVersion, r.Host.Kernel)
-	b.WriteString("| ipam | parallel | op | pods | failed | total s | pods/s | p50 ms | p99 ms | held after | API requests per pod |\n")
-	b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	b.WriteString("| ipam | parallel | op | pods | failed | total s | pods/s | p50 ms | p99 ms | held after | API requests per pod | CPU ms per pod |\n")
+	b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
 	for _, row := range r.Results {
-		fmt.Fprintf(&b, "| %s | %d | %s | %d | %d | %.2f | %.1f | %.1f | %.1f | %s | %.2f (%s) |\n", row.IPAM, row.Parallel, row.Op,
-			row.Pods, row.Failed, row.TotalSeconds, row.PodsPerSecond, row.P50ms, row.P99ms, heldCell(row), row.APIPerPod, row.APIDetail)
+		fmt.Fprintf(&b, "| %s | %d | %s | %d | %d | %.2f | %.1f | %.1f | %.1f | %s | %.2f (%s) | %s |\n", row.IPAM, row.Parallel, row.Op,
+			row.Pods, row.Failed, row.TotalSeconds, row.PodsPerSecond, row.P50ms, row.P99ms, heldCell(row), row.APIPerPod, row.APIDetail,
+			cpuCell(row.CPUPerPod))
 	}
 	markdownDensity(&b, r.Density)
 	b.WriteString("\n| target | value | goal | verdict |\n|---|---:|---|---|\n")
