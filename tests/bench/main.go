@@ -1,6 +1,8 @@
 // Command bench compares underpool with host-local and whereabouts IPAM in one run on
 // one local control plane: real macvlan links in real network namespaces, driven
-// through libcni as a container runtime drives them. For each IPAM and parallelism it
+// through libcni as a container runtime drives them. Every plugin runs inside a netns
+// standing for the node, with its own uplink, so underpool runs with its defaults (host
+// veth, policy routing, ARP probe). For each IPAM and parallelism it
 // ADDs then DELs N pods, times every operation, counts what the IPAM still holds
 // afterwards (a silent leak must show), prints a table and the ratios the project
 // targets, and writes JSON and markdown results.
@@ -8,6 +10,12 @@
 //	make bench                              # build, tools, then go run ./tests/bench
 //	go run ./tests/bench --pods 200 --parallel 1,8,16 --ipams underpool,host-local
 //	go run ./tests/bench --density 250    # density curve up to 250 pods (0: none)
+//	go run ./tests/bench --pods 1000 --parallel 40 --pool-size 1000 --density 0   # issue 11's hard case
+//	go run ./tests/bench --ipams underpool-ipam,host-local-ipam   # the IPAM path alone
+//
+// Each phase also reports the API requests per pod (the apiserver's own count) and the
+// CPU ms per pod of the plugin processes, ipamd, kube-apiserver and etcd, and the plugin
+// logs are searched for "netlink call interrupted" after each IPAM.
 //
 // The density curve ADDs --density pods one at a time to the one node and reports the
 // median ADD latency around the 1st, 10th, 110th, 250th and last pod, and how much
