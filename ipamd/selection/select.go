@@ -163,7 +163,7 @@ func Eligible(pool *v1.IPPool, in *Input) (bool, string) {
 		if in.Node == nil {
 			return false, "nodeAffinity set but this node's labels are unknown"
 		}
-		if ok, why := matches(s.NodeAffinity, in.Node.Labels, "nodeAffinity", "node "+in.Node.Name); !ok {
+		if ok, why := matches(pool, s.NodeAffinity, in.Node.Labels, "nodeAffinity", "node "+in.Node.Name); !ok {
 			return false, why
 		}
 	}
@@ -173,7 +173,7 @@ func Eligible(pool *v1.IPPool, in *Input) (bool, string) {
 		if in.Namespace != nil {
 			l, name = in.Namespace.Labels, in.Namespace.Name
 		}
-		if ok, why := matches(s.NamespaceAffinity, l, "namespaceAffinity", "namespace "+name); !ok {
+		if ok, why := matches(pool, s.NamespaceAffinity, l, "namespaceAffinity", "namespace "+name); !ok {
 			return false, why
 		}
 	}
@@ -182,7 +182,7 @@ func Eligible(pool *v1.IPPool, in *Input) (bool, string) {
 		if in.Pod != nil {
 			l = in.Pod.Labels
 		}
-		if ok, why := matches(s.PodAffinity, l, "podAffinity", "the pod's labels"); !ok {
+		if ok, why := matches(pool, s.PodAffinity, l, "podAffinity", "the pod's labels"); !ok {
 			return false, why
 		}
 	}
@@ -192,8 +192,8 @@ func Eligible(pool *v1.IPPool, in *Input) (bool, string) {
 	return true, ""
 }
 
-func matches(sel *metav1.LabelSelector, l map[string]string, field, what string) (bool, string) {
-	selector, err := metav1.LabelSelectorAsSelector(sel)
+func matches(pool *v1.IPPool, sel *metav1.LabelSelector, l map[string]string, field, what string) (bool, string) {
+	selector, err := selectorFor(pool, field, sel)
 	if err != nil {
 		return false, fmt.Sprintf("%s is invalid: %v", field, err)
 	}

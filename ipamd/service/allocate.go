@@ -53,7 +53,7 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 		return nil, internal("reading Endpoint %s: %v", key, err)
 	}
 	if rec := findInterface(ep, req.ContainerID, req.IfName); rec != nil && (rec.Detached == nil || req.LookupOnly) {
-		return s.response(ctx, in, rec.IPs)
+		return s.response(ctx, in, rec.IPs, nil)
 	}
 	if req.LookupOnly {
 		return nil, &rpc.Error{Code: rpc.CodeNotHeld, Field: "containerID",
@@ -66,7 +66,7 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 			return nil, internal("reading Endpoint %s: %v", key, err)
 		}
 		if rec := findInterface(ep, req.ContainerID, req.IfName); rec != nil && rec.Detached == nil {
-			return s.response(ctx, in, rec.IPs)
+			return s.response(ctx, in, rec.IPs, nil)
 		}
 	}
 	if rec := predecessor(ep, in.Pod, req); rec != nil {
@@ -86,6 +86,9 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 	}
 
 	var held []v1.EndpointIP
+	// the pools as the commit parsed them: the response needs their routes, and parsing
+	// each pool again from the cache after the commit was pure waste
+	views := map[string]*allocator.PoolView{}
 	rollback := func() { s.releaseIPs(ctx, held) }
 	for _, fam := range []struct {
 		field, label string
@@ -99,12 +102,13 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 			}
 			continue
 		}
-		ip, err := s.allocateFrom(ctx, in, fam.field, fam.label, source, fam.pools, fam.want)
+		ip, view, err := s.allocateFrom(ctx, in, fam.field, fam.label, source, fam.pools, fam.want)
 		if err != nil {
 			rollback()
 			return nil, err
 		}
 		held = append(held, ip)
+		views[ip.Pool] = view
 	}
 
 	rec := v1.EndpointInterface{ContainerID: req.ContainerID, Interface: req.IfName, Network: req.Network,
@@ -136,7 +140,7 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 		s.Log.Info("allocated", zap.String("pod", key.String()), zap.String("containerID", req.ContainerID),
 			zap.String("ifName", req.IfName), zap.String("pool", ip.Pool), zap.String("ip", ip.Address), zap.String("source", string(source)))
 	}
-	return s.response(ctx, in, held)
+	return s.response(ctx, in, held, views)
 }
 
 // selectionInput gathers the pod, namespace, node and pools, and the requested addresses
@@ -189,7 +193,7 @@ func (s *Service) selectionInput(ctx context.Context, req *rpc.AllocateRequest) 
 // allocateFrom tries the pools in order, skipping those whose affinity does not match or
 // that are exhausted; the error lists every pool tried and why it was skipped.
 func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, family string, source selection.Source,
-	names []string, want netip.Addr) (v1.EndpointIP, error) {
+	names []string, want netip.Addr) (v1.EndpointIP, *allocator.PoolView, error) {
 	byName := map[string]*v1.IPPool{}
 	for i := range in.Pools {
 		byName[in.Pools[i].Name] = &in.Pools[i]
@@ -204,7 +208,7 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 	for _, name := range names {
 		pool := byName[name]
 		if pool == nil && source == selection.SourceAppPool {
-			return v1.EndpointIP{}, &failure{kind: FailureNoEligiblePool, err: &rpc.Error{Code: rpc.CodeTryAgainLater, Field: "annotations",
+			return v1.EndpointIP{}, nil, &failure{kind: FailureNoEligiblePool, err: &rpc.Error{Code: rpc.CodeTryAgainLater, Field: "annotations",
 				Message: fmt.Sprintf("application pool %s is not created yet (the controller carves it from the Subnet); retrying", name)}}
 		}
 		if pool == nil {
@@ -228,7 +232,7 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 			if view.Gateway.IsValid() {
 				ip.Gateway = view.Gateway.String()
 			}
-			return ip, nil
+			return ip, view, nil
 		}
 		switch {
 		case errors.Is(err, allocator.ErrExhausted):
@@ -256,7 +260,7 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 	if want.IsValid() {
 		what = "requested address " + want.String() + " not available"
 	}
-	return v1.EndpointIP{}, &failure{kind: kind, err: &rpc.Error{Code: rpc.CodeNoAddress, Field: field,
+	return v1.EndpointIP{}, nil, &failure{kind: kind, err: &rpc.Error{Code: rpc.CodeNoAddress, Field: field,
 		Message: fmt.Sprintf("%s for %s from %s [%s]", what, in.IfName, source, strings.Join(reasons, "; "))}}
 }
 
@@ -335,7 +339,7 @@ func (s *Service) inherit(ctx context.Context, key client.ObjectKey, in *selecti
 	}
 	s.Log.Info("pod takes over its predecessor's addresses", zap.String("pod", key.String()),
 		zap.String("containerID", req.ContainerID), zap.String("previousContainerID", prev.ContainerID), zap.Any("ips", ips))
-	return s.response(ctx, in, ips)
+	return s.response(ctx, in, ips, nil)
 }
 
 func (s *Service) stampOwner(ep *v1.Endpoint, pod *corev1.Pod, req *rpc.AllocateRequest) {
@@ -356,8 +360,10 @@ func (s *Service) releaseIPs(ctx context.Context, ips []v1.EndpointIP) {
 }
 
 // response adds routes by level: the Subnet holding each pool, then the pool, then the
-// pod's routes annotation for this interface; a later level wins per destination.
-func (s *Service) response(ctx context.Context, in *selection.Input, ips []v1.EndpointIP) (*rpc.AllocateResponse, error) {
+// pod's routes annotation for this interface; a later level wins per destination. views
+// holds the pools a fresh allocation just committed, as the commit parsed them; a pool
+// not in it (an address held already) is read from the cache.
+func (s *Service) response(ctx context.Context, in *selection.Input, ips []v1.EndpointIP, views map[string]*allocator.PoolView) (*rpc.AllocateResponse, error) {
 	var alloc netplan.Allocation
 	var subnetRoutes, poolRoutes []netplan.Route
 	subnets, err := s.Cluster.Subnets(ctx)
@@ -375,9 +381,11 @@ func (s *Service) response(ctx context.Context, in *selection.Input, ips []v1.En
 			}
 		}
 		alloc.Addresses = append(alloc.Addresses, addr)
-		pool, err := s.Pools.View(ctx, ip.Pool)
-		if err != nil {
-			continue
+		pool := views[ip.Pool]
+		if pool == nil {
+			if pool, err = s.Pools.View(ctx, ip.Pool); err != nil {
+				continue
+			}
 		}
 		poolRoutes = append(poolRoutes, pool.Routes...)
 		if sub := enclosingSubnet(subnets, pool.Prefix); sub != nil {

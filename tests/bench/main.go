@@ -1,6 +1,8 @@
 // Command bench compares underpool with host-local and whereabouts IPAM in one run on
 // one local control plane: real macvlan links in real network namespaces, driven
-// through libcni as a container runtime drives them. For each IPAM and parallelism it
+// through libcni as a container runtime drives them. Every plugin runs inside a netns
+// standing for the node, with its own uplink, so underpool runs with its defaults (host
+// veth, policy routing, ARP probe). For each IPAM and parallelism it
 // ADDs then DELs N pods, times every operation, counts what the IPAM still holds
 // afterwards (a silent leak must show), prints a table and the ratios the project
 // targets, and writes JSON and markdown results.
@@ -8,6 +10,12 @@
 //	make bench                              # build, tools, then go run ./tests/bench
 //	go run ./tests/bench --pods 200 --parallel 1,8,16 --ipams underpool,host-local
 //	go run ./tests/bench --density 250    # density curve up to 250 pods (0: none)
+//	go run ./tests/bench --pods 1000 --parallel 40 --pool-size 1000 --density 0   # issue 11's hard case
+//	go run ./tests/bench --ipams underpool-ipam,host-local-ipam   # the IPAM path alone
+//
+// Each phase also reports the API requests per pod (the apiserver's own count) and the
+// CPU ms per pod of the plugin processes, ipamd, kube-apiserver and etcd, and the plugin
+// logs are searched for "netlink call interrupted" after each IPAM.
 //
 // The density curve ADDs --density pods one at a time to the one node and reports the
 // median ADD latency around the 1st, 10th, 110th, 250th and last pod, and how much
@@ -43,6 +51,11 @@ const (
 	ipamUnderpoolNoChecks = "underpool-nochecks"
 	ipamHostLocal         = "host-local"
 	ipamWhereabouts       = "whereabouts"
+	// The IPAM path alone (issue 11's "IPAM only" row): each IPAM binary runs as the
+	// main plugin, netconf on stdin, and makes no link.
+	ipamUnderpoolIPAM   = "underpool-ipam"
+	ipamHostLocalIPAM   = "host-local-ipam"
+	ipamWhereaboutsIPAM = "whereabouts-ipam"
 )
 
 // defaultDensity is --density's default. The full 1000 (--density 1000) takes about
@@ -50,7 +63,8 @@ const (
 // DELs) and underpool's ARP probe (~2.5 min): too long for every make bench.
 const defaultDensity = 500
 
-var allIPAMs = []string{ipamUnderpool, ipamUnderpoolNoChecks, ipamHostLocal, ipamWhereabouts}
+var allIPAMs = []string{ipamUnderpool, ipamUnderpoolNoChecks, ipamHostLocal, ipamWhereabouts,
+	ipamUnderpoolIPAM, ipamHostLocalIPAM, ipamWhereaboutsIPAM}
 
 type options struct {
 	pods      int
@@ -61,6 +75,7 @@ type options struct {
 	opTimeout time.Duration
 	keepLogs  bool
 	density   int
+	poolSize  int
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -73,6 +88,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.binDir, "bin", "", "directory with prebuilt ipamd and underpool binaries (default: build them fresh, so a stale ./bin is never measured)")
 	fs.DurationVar(&o.opTimeout, "op-timeout", 2*time.Minute, "bound on one CNI call; a call hitting it counts as a failure")
 	fs.IntVar(&o.density, "density", defaultDensity, "pods ADDed one at a time to one node per IPAM for the density curve, after the parallel runs (0: no density curve)")
+	fs.IntVar(&o.poolSize, "pool-size", 0, "addresses in each IPAM's pool (0: a block of twice the pods); --pool-size equal to --pods is the hard case of a pool filled to the last address")
 	fs.BoolVar(&o.keepLogs, "keep-logs", false, "keep the work directory (plugin, ipamd, apiserver logs) even when everything succeeded")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -85,6 +101,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.density < 0 {
 		return nil, fmt.Errorf("--density must be 0 (off) or a number of pods")
+	}
+	if o.poolSize != 0 && o.poolSize < max(o.pods, o.density) {
+		return nil, fmt.Errorf("--pool-size %d holds fewer addresses than --pods or --density ask for", o.poolSize)
 	}
 	for _, f := range strings.Split(*parallel, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -163,7 +182,7 @@ func run(opts *options) int {
 		fmt.Fprintln(os.Stderr, "bench: needs root (network namespaces, links and CNI plugins need CAP_SYS_ADMIN/CAP_NET_ADMIN)")
 		return 2
 	}
-	subnets, err := planSubnets(max(opts.pods, opts.density))
+	subnets, err := planSubnets(max(opts.pods, opts.density), opts.poolSize)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
@@ -240,19 +259,24 @@ func benchmark(opts *options, subnets map[string]subnetPlan, cl *cleanups) (*rep
 		return nil, err
 	}
 
-	// One throw-away veth end in the root netns stands in for the node's uplink:
-	// every macvlan of every IPAM hangs off it.
-	parent, err := harness.NewVethPair(harness.UniqueName("bpa"), harness.UniqueName("bpb"))
+	// Every plugin runs in a netns standing for the node, with its own uplink (the
+	// macvlan parent): underpool's defaults add host veths, routes and rules there.
+	progress("making the node netns and its uplink")
+	node, err := newNodeNetNS(cp.Config.Host, cl)
 	if err != nil {
 		return nil, err
 	}
-	cl.push(func() { _ = parent.Close() })
 
-	env := &setupEnv{work: work, kube: kube, kubeconfig: cp.KubeconfigPath, master: parent.A}
+	api, err := newAPICounter(cp.Config)
+	if err != nil {
+		return nil, err
+	}
+	cpu := &cpuMeter{daemons: map[string]int{"kube-apiserver": cp.APIServer.Pid(), "etcd": cp.Etcd.Pid()}}
+	env := &setupEnv{work: work, kube: kube, kubeconfig: cp.KubeconfigPath, master: node.parent(), api: api, cpu: cpu}
 	if err := ensureNode(context.Background(), kube); err != nil {
 		return nil, fmt.Errorf("register node %s: %w", benchNode, err)
 	}
-	if slices.Contains(opts.ipams, ipamUnderpool) || slices.Contains(opts.ipams, ipamUnderpoolNoChecks) {
+	if slices.ContainsFunc(opts.ipams, func(n string) bool { return strings.HasPrefix(n, ipamUnderpool) }) {
 		progress("starting ipamd")
 		d, err := harness.StartIpamd(harness.DefaultIpamdOptions(binDir, cp.KubeconfigPath, benchNode, work))
 		if err != nil {
@@ -260,6 +284,7 @@ func benchmark(opts *options, subnets map[string]subnetPlan, cl *cleanups) (*rep
 		}
 		cl.push(func() { _ = d.Stop() })
 		env.ipamdSocket = d.Options.Socket
+		cpu.daemons["ipamd"] = d.Pid()
 	}
 
 	// Plugins write diagnostics on stderr; keep them out of the progress output.
@@ -269,9 +294,10 @@ func benchmark(opts *options, subnets map[string]subnetPlan, cl *cleanups) (*rep
 	}
 	cl.push(func() { pluginLog.Close() })
 	cni := &harness.CNI{
-		BinDirs:  []string{binDir, harness.CacheBinDir()},
-		CacheDir: filepath.Join(work, "cni-cache"),
-		Stderr:   pluginLog,
+		BinDirs:   []string{binDir, harness.CacheBinDir()},
+		CacheDir:  filepath.Join(work, "cni-cache"),
+		NodeNetNS: node.ns.Path(),
+		Stderr:    pluginLog,
 		// node settings, as the runtime's environment gives them: logs under work,
 		// this node's ipamd
 		Env: []string{kubelet.LogDirEnv + "=" + work, kubelet.IpamdSocketEnv + "=" + env.ipamdSocket},
@@ -292,6 +318,7 @@ func benchmark(opts *options, subnets map[string]subnetPlan, cl *cleanups) (*rep
 		if err != nil {
 			return nil, fmt.Errorf("%s setup: %w", name, err)
 		}
+		logsFrom := logSizes(work)
 		for _, par := range opts.parallel {
 			add, del, err := runOnce(ctx, env, cni, ip, opts, par, live, gate)
 			if err != nil {
@@ -307,13 +334,23 @@ func benchmark(opts *options, subnets map[string]subnetPlan, cl *cleanups) (*rep
 				progress("%s: still holds %d addresses after DEL (%s)", name, held, detail)
 			}
 		}
-		if opts.density > 0 {
+		if opts.density > 0 && !ipamOnly(name) {
 			d, err := runDensity(ctx, env, cni, ip, opts, live, gate)
 			if err != nil {
 				return nil, fmt.Errorf("%s density: %w", name, err)
 			}
 			rep.Density = append(rep.Density, d)
 			rep.Leftovers[name] = *d.Held
+		}
+		// issue 11: concurrent ADDs interrupted the plugins' netlink dumps; count the
+		// retries given up on that this contestant's runs left in the plugin logs
+		n, sample, err := countInLogs(work, logsFrom, interruptedDump)
+		if err != nil {
+			return nil, err
+		}
+		rep.Interrupted[name] = n
+		if n > 0 {
+			progress("%s: %d %q lines in the plugin logs, e.g. %s", name, n, interruptedDump, sample)
 		}
 	}
 	rep.finish()

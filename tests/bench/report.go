@@ -34,6 +34,13 @@ type result struct {
 	// after ADD it must have grown by the successful ADDs, after DEL it must be 0.
 	Held       *int   `json:"held,omitempty"`
 	HeldDetail string `json:"heldDetail,omitempty"`
+	// APIPerPod is the apiserver's count of requests served during the phase, per pod;
+	// APIDetail splits it by verb and resource.
+	APIPerPod float64 `json:"apiRequestsPerPod"`
+	APIDetail string  `json:"apiRequests,omitempty"`
+	// CPUPerPod is the CPU milliseconds per pod the plugin processes and each daemon
+	// (ipamd, kube-apiserver, etcd) used during the phase.
+	CPUPerPod map[string]float64 `json:"cpuMsPerPod,omitempty"`
 }
 
 // summarize turns raw timings into a row. Latency percentiles cover every call,
@@ -98,10 +105,15 @@ type report struct {
 	Ratios        []ratio `json:"ratios"`
 	// Density is the density curve per IPAM (--density), in run order.
 	Density []*densityResult `json:"density,omitempty"`
+	// Interrupted counts, per IPAM, the "netlink call interrupted" lines its runs left
+	// in the plugin logs: a dump the other ADDs kept interrupting until it gave up.
+	Interrupted map[string]int `json:"netlinkInterrupted"`
+	// PoolSize is --pool-size: addresses per pool, 0 for a block of twice the pods.
+	PoolSize int `json:"poolSize,omitempty"`
 }
 
 func newReport(opts *options) *report {
-	r := &report{Timestamp: time.Now(), Pods: opts.pods, Parallel: opts.parallel, IPAMs: opts.ipams, Leftovers: map[string]int{}}
+	r := &report{Timestamp: time.Now(), Pods: opts.pods, Parallel: opts.parallel, IPAMs: opts.ipams, Leftovers: map[string]int{}, Interrupted: map[string]int{}, PoolSize: opts.poolSize}
 	r.Host.GoVersion = runtime.Version()
 	r.Host.CPUs = runtime.NumCPU()
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
@@ -164,6 +176,18 @@ func (r *report) finish() {
 		mk(fmt.Sprintf("underpool checks on/off p50 ADD latency at %d parallel", p), "(cost)", on, nc, p50, func(float64) bool { return true })
 		mk(fmt.Sprintf("underpool checks on/off p99 ADD latency at %d parallel", p), "(cost)", on, nc, p99, func(float64) bool { return true })
 	}
+	// issue 11's table: total ADD time side by side at every parallelism run, the IPAM
+	// path alone (<= 1.25x host-local's) and the full path with defaults (<= 1.5x
+	// host-local's, below whereabouts')
+	secs := func(x *result) float64 { return x.TotalSeconds }
+	for _, p := range r.Parallel {
+		mk(fmt.Sprintf("underpool-ipam/host-local-ipam ADD time at %d parallel", p), "<= 1.25",
+			r.find(ipamUnderpoolIPAM, "ADD", p), r.find(ipamHostLocalIPAM, "ADD", p), secs, func(v float64) bool { return v <= 1.25 })
+		mk(fmt.Sprintf("underpool/host-local ADD time at %d parallel", p), "<= 1.5",
+			r.find(ipamUnderpool, "ADD", p), r.find(ipamHostLocal, "ADD", p), secs, func(v float64) bool { return v <= 1.5 })
+		mk(fmt.Sprintf("underpool/whereabouts ADD time at %d parallel", p), "< 1",
+			r.find(ipamUnderpool, "ADD", p), r.find(ipamWhereabouts, "ADD", p), secs, func(v float64) bool { return v < 1 })
+	}
 	r.Ratios = append(r.Ratios, densityRatios(r.Density)...)
 }
 
@@ -195,6 +219,11 @@ func (r *report) problems() []string {
 			prev[row.IPAM] = *row.Held
 		}
 	}
+	for _, name := range r.IPAMs {
+		if n := r.Interrupted[name]; n > 0 && strings.HasPrefix(name, ipamUnderpool) {
+			out = append(out, fmt.Sprintf("%s: %d %q lines in the plugin logs: a per-ADD dump of the node raced the other ADDs", name, n, interruptedDump))
+		}
+	}
 	return append(out, densityProblems(r.Density)...)
 }
 
@@ -202,10 +231,10 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "\nunderpool bench %s: %d pods per run, %d CPUs, %s\n\n",
 		r.Timestamp.Format(time.RFC3339), r.Pods, r.Host.CPUs, r.Host.GoVersion)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "ipam\tparallel\top\tpods\tfailed\ttotal s\tpods/s\tp50 ms\tp99 ms\theld after\t")
+	fmt.Fprintln(tw, "ipam\tparallel\top\tpods\tfailed\ttotal s\tpods/s\tp50 ms\tp99 ms\theld after\tAPI req/pod\t")
 	for _, row := range r.Results {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%.2f\t%.1f\t%.1f\t%.1f\t%s\t\n", row.IPAM, row.Parallel, row.Op,
-			row.Pods, row.Failed, row.TotalSeconds, row.PodsPerSecond, row.P50ms, row.P99ms, heldCell(row))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%d\t%.2f\t%.1f\t%.1f\t%.1f\t%s\t%.2f\t\n", row.IPAM, row.Parallel, row.Op,
+			row.Pods, row.Failed, row.TotalSeconds, row.PodsPerSecond, row.P50ms, row.P99ms, heldCell(row), row.APIPerPod)
 	}
 	tw.Flush()
 	printDensity(w, r.Density)
@@ -217,8 +246,13 @@ func (r *report) print(w io.Writer) {
 				detail = row.HeldDetail
 			}
 		}
-		fmt.Fprintf(w, "  %-12s %d  (%s)\n", name, r.Leftovers[name], detail)
+		fmt.Fprintf(w, "  %-16s %d  (%s)\n", name, r.Leftovers[name], detail)
 	}
+	fmt.Fprintf(w, "\n%q in the plugin logs:", interruptedDump)
+	for _, name := range r.IPAMs {
+		fmt.Fprintf(w, " %s %d;", name, r.Interrupted[name])
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "\ntargets:")
 	for _, rt := range r.Ratios {
 		fmt.Fprintf(w, "  %-62s %8s  target %-6s  %s\n", rt.Name, ratioValue(rt), rt.Target, ratioVerdict(rt))
@@ -263,12 +297,18 @@ func ratioVerdict(rt ratio) string {
 func (r *report) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# underpool bench %s\n\n", r.Timestamp.Format(time.RFC3339))
-	fmt.Fprintf(&b, "%d pods per run, parallelism %v, %d CPUs, %s, kernel %s.\n\n", r.Pods, r.Parallel, r.Host.CPUs, r.Host.GoVersion, r.Host.Kernel)
-	b.WriteString("| ipam | parallel | op | pods | failed | total s | pods/s | p50 ms | p99 ms | held after |\n")
-	b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	pool := "a block of twice the pods per IPAM"
+	if r.PoolSize > 0 {
+		pool = fmt.Sprintf("pools of exactly %d addresses", r.PoolSize)
+	}
+	fmt.Fprintf(&b, "%d pods per run, parallelism %v, %s, %d CPUs, %s, kernel %s. Every plugin runs in a netns standing for the node.\n\n",
+		r.Pods, r.Parallel, pool, r.Host.CPUs, r.Host.GoVersion, r.Host.Kernel)
+	b.WriteString("| ipam | parallel | op | pods | failed | total s | pods/s | p50 ms | p99 ms | held after | API requests per pod | CPU ms per pod |\n")
+	b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
 	for _, row := range r.Results {
-		fmt.Fprintf(&b, "| %s | %d | %s | %d | %d | %.2f | %.1f | %.1f | %.1f | %s |\n", row.IPAM, row.Parallel, row.Op,
-			row.Pods, row.Failed, row.TotalSeconds, row.PodsPerSecond, row.P50ms, row.P99ms, heldCell(row))
+		fmt.Fprintf(&b, "| %s | %d | %s | %d | %d | %.2f | %.1f | %.1f | %.1f | %s | %.2f (%s) | %s |\n", row.IPAM, row.Parallel, row.Op,
+			row.Pods, row.Failed, row.TotalSeconds, row.PodsPerSecond, row.P50ms, row.P99ms, heldCell(row), row.APIPerPod, row.APIDetail,
+			cpuCell(row.CPUPerPod))
 	}
 	markdownDensity(&b, r.Density)
 	b.WriteString("\n| target | value | goal | verdict |\n|---|---:|---|---|\n")

@@ -90,10 +90,22 @@ func runOnce(ctx context.Context, env *setupEnv, cni *harness.CNI, ip *ipam, opt
 
 	phase := func(op string, call func(context.Context, harness.Runtime) error) *result {
 		progress("%s: %s %d pods, %d parallel ...", ip.name, op, opts.pods, par)
+		before, apiErr := env.api.snapshot(ctx)
+		cpu0 := env.cpu.sample()
 		st := runPool(ctx, gate, pods, par, opts.opTimeout, op, ip.name, call)
 		r := summarize(ip.name, par, op, st)
-		progress("%s: %s done in %.2fs: %.1f pods/s, p50 %.1fms, p99 %.1fms, %d failed",
-			ip.name, op, r.TotalSeconds, r.PodsPerSecond, r.P50ms, r.P99ms, r.Failed)
+		r.CPUPerPod = cpuPerPod(cpu0, env.cpu.sample(), len(pods))
+		if apiErr == nil {
+			var after map[string]float64
+			if after, apiErr = env.api.snapshot(ctx); apiErr == nil {
+				r.APIDetail, r.APIPerPod = perPod(before, after, len(pods))
+			}
+		}
+		if apiErr != nil {
+			progress("%s: %s: API requests not counted: %v", ip.name, op, apiErr)
+		}
+		progress("%s: %s done in %.2fs: %.1f pods/s, p50 %.1fms, p99 %.1fms, %d failed; API requests per pod %.2f (%s); CPU ms per pod: %s",
+			ip.name, op, r.TotalSeconds, r.PodsPerSecond, r.P50ms, r.P99ms, r.Failed, r.APIPerPod, r.APIDetail, cpuCell(r.CPUPerPod))
 		for _, e := range r.Errors {
 			progress("%s: %s error: %s", ip.name, op, e)
 		}
