@@ -136,9 +136,16 @@ func runCluster(o clusterOptions) (*clusterReport, error) {
 	}
 
 	// (3)
+	startOffset, startFrom := auditOffset(e.auditLog), time.Now()
 	if err := e.startIpamds(ctx, rep); err != nil {
 		return nil, err
 	}
+	startTo := time.Now()
+	time.Sleep(o.drain) // the last start-up requests still being answered and logged
+	if rep.Startup.Requests, err = countRequests(e.auditLog, startOffset, startFrom, startTo); err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	rep.Startup.Seconds = startTo.Sub(startFrom).Seconds()
 	if err := e.steadyWindow(ctx, rep); err != nil {
 		return nil, err
 	}

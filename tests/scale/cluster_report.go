@@ -38,6 +38,12 @@ type clusterReport struct {
 		PeakKiBFirst       int       `json:"peakKiBFirst"`
 		ReadySeconds       []float64 `json:"readySeconds"`
 	} `json:"ipamds"`
+	// Startup is what the ipamds asked while they started (lists and watches of their
+	// informers, the node's reconcile): the part of their load that is paid once.
+	Startup struct {
+		Seconds  float64
+		Requests requestCounts
+	} `json:"startup"`
 	Steady struct {
 		WindowSeconds                      float64
 		RSSKiBOne, RSSKiBMedian, RSSKiBMax int
@@ -121,8 +127,16 @@ func (r *clusterReport) project(o clusterOptions) {
 	p.ClusterQPS = p.PerIpamdRequestsPerMinute * float64(o.projectNodes) / 60
 	rounds := time.Minute.Seconds() / o.gcInterval.Seconds()
 	other := r.Steady.PerIpamdRequestsPerMinute - p.NodeScaledPerMinute
-	p.DemandPerIpamdPerMinuteMeasured = float64(o.nodes-1)*rounds + other
-	p.DemandPerIpamdPerMinute = float64(o.projectNodes-1)*rounds + other
+	// the demand of an ipamd that GETs every other node each round; one that asks for
+	// no nodes (ipamd since issue 11) demands what it was measured asking
+	nodeGets := func(nodes int) float64 {
+		if p.NodeScaledPerMinute == 0 {
+			return 0
+		}
+		return float64(nodes-1) * rounds
+	}
+	p.DemandPerIpamdPerMinuteMeasured = nodeGets(o.nodes) + other
+	p.DemandPerIpamdPerMinute = nodeGets(o.projectNodes) + other
 	p.DemandClusterQPSMeasured = p.DemandPerIpamdPerMinuteMeasured * float64(o.nodes) / 60
 	p.DemandClusterQPS = p.DemandPerIpamdPerMinute * float64(o.projectNodes) / 60
 }
@@ -161,6 +175,18 @@ func (r *clusterReport) markdown(o clusterOptions) string {
 	w("| peak (VmHWM) of the first ipamd, started alone | %s |", mib(r.Ipamds.PeakKiBFirst))
 	w("| start to ready, median of the %d ipamds (started %d at a time) | %.1f s |\n", len(r.Ipamds.ReadySeconds), o.batch, median(r.Ipamds.ReadySeconds))
 
+	n := float64(max(r.Ipamds.Started, 1))
+	su := r.Startup.Requests
+	w("## API requests while the ipamds started (%.0f s)\n", r.Startup.Seconds)
+	w("Paid once per ipamd start: the list and watch of each informer, the node's reconcile. %d requests from the ipamds, **%.1f per ipamd**.\n",
+		su.IpamdTotal, float64(su.IpamdTotal)/n)
+	w("| ipamd verb resource | requests per ipamd |")
+	w("|---|---:|")
+	for _, k := range sortedKeys(su.IpamdByVerbResource) {
+		w("| %s | %.1f |", k, float64(su.IpamdByVerbResource[k])/n)
+	}
+	w("")
+
 	rq := r.Steady.Requests
 	minutes := r.Steady.WindowSeconds / 60
 	w("## API requests in the steady window\n")
@@ -171,7 +197,6 @@ func (r *clusterReport) markdown(o clusterOptions) string {
 		w("| %s | %d | %.0f |", k, rq.ByClient[k], float64(rq.ByClient[k])/minutes)
 	}
 	w("")
-	n := float64(max(r.Ipamds.Started, 1))
 	w("ipamds: %.0f requests/min in total, **%.1f per ipamd per minute**; %d answered 429 (throttled by the apiserver).\n",
 		r.Steady.IpamdRequestsPerMinute, r.Steady.PerIpamdRequestsPerMinute, rq.IpamdThrottled)
 	w("| ipamd verb resource | requests | per ipamd per minute |")

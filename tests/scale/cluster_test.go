@@ -29,8 +29,10 @@ func TestClusterModeSmoke(t *testing.T) {
 	if rep.Steady.RSSKiBOne <= 0 || rep.Steady.RSSKiBMedian <= 0 || rep.Memory.AllEndpoints.RSSKiB <= 0 {
 		t.Errorf("RSS not measured: %+v, %+v", rep.Steady, rep.Memory)
 	}
-	if rep.Steady.Requests.IpamdTotal <= 0 || rep.Steady.Requests.ByClient[ipamdUserAgent+"*"] <= 0 {
-		t.Errorf("no ipamd requests counted from the audit log: %+v", rep.Steady.Requests)
+	// the steady window may hold no ipamd request at all (watches only): the start-up
+	// lists and watches show that the audit log is read and attributed
+	if su := rep.Startup.Requests; su.IpamdTotal <= 0 || su.ByClient[ipamdUserAgent+"*"] <= 0 || su.IpamdByVerbResource["watch endpoints"] <= 0 {
+		t.Errorf("no ipamd start-up requests counted from the audit log: %+v", su)
 	}
 	if rep.Setup.Endpoints != 50 || rep.Churn.Skipped != "" {
 		t.Errorf("setup %+v, churn %+v", rep.Setup, rep.Churn)
@@ -45,7 +47,7 @@ func TestClusterModeSmoke(t *testing.T) {
 			t.Errorf("result %s not written: %v", p, err)
 		}
 	}
-	for _, want := range []string{"underpool-ipamd/*", "Projection to 5000 nodes", ipamdWatchEventsMetric} {
+	for _, want := range []string{"per ipamd", "Projection to 5000 nodes", ipamdWatchEventsMetric} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q:\n%s", want, text)
 		}
