@@ -11,38 +11,62 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
+// maxDumpAttempts bounds the retries of a node address dump that another process's
+// address change interrupted.
+const maxDumpAttempts = 10
+
 // NodeAddresses lists the calling netns' global unicast addresses, except loopback's:
 // the addresses a pod may be asked to reach its node by (kubelet probes come from them).
 func NodeAddresses() ([]netip.Addr, error) {
-	// One address dump for the whole node, not one call per link: a node with hundreds of
-	// pods has hundreds of host veths (issue 11), and a per-link walk cost every ADD time
-	// in the number of pods already there, with dumps interrupted by the other ADDs.
+	// One dump per family for the whole node, not one call per link (issue 11). Host
+	// veths carry no address on the node side (makePair), so the dump is the node's own
+	// addresses whatever the number of pods, and concurrent ADDs do not interrupt it.
 	lo, err := netlink.LinkByName("lo")
 	if err != nil {
 		return nil, fmt.Errorf("finding the node's loopback: %w", err)
 	}
-	addrs, err := netlinksafe.AddrList(nil, netlink.FAMILY_ALL)
-	if err != nil {
-		return nil, fmt.Errorf("listing the node's addresses: %w", err)
-	}
 	var out []netip.Addr
 	seen := map[netip.Addr]bool{}
-	for _, a := range addrs {
-		if a.LinkIndex == lo.Attrs().Index {
-			continue
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		addrs, err := completeAddrDump(family)
+		if err != nil {
+			return nil, err
 		}
-		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok || a.Scope != int(netlink.SCOPE_UNIVERSE) {
-			continue
+		for _, a := range addrs {
+			if a.LinkIndex == lo.Attrs().Index {
+				continue
+			}
+			ip, ok := netip.AddrFromSlice(a.IP)
+			if !ok || a.Scope != int(netlink.SCOPE_UNIVERSE) {
+				continue
+			}
+			ip = ip.Unmap()
+			if !ip.IsGlobalUnicast() || seen[ip] {
+				continue
+			}
+			seen[ip] = true
+			out = append(out, ip)
 		}
-		ip = ip.Unmap()
-		if !ip.IsGlobalUnicast() || seen[ip] {
-			continue
-		}
-		seen[ip] = true
-		out = append(out, ip)
 	}
 	return out, nil
+}
+
+// completeAddrDump returns a dump of family's addresses that no change interrupted: an
+// interrupted one may miss addresses, and a pod missing its route to a node address
+// would fail its kubelet probes with no error anywhere.
+func completeAddrDump(family int) ([]netlink.Addr, error) {
+	for attempt := 1; ; attempt++ {
+		addrs, err := netlink.AddrList(nil, family)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			if err != nil {
+				return nil, fmt.Errorf("listing the node's addresses: %w", err)
+			}
+			return addrs, nil
+		}
+		if attempt == maxDumpAttempts {
+			return nil, fmt.Errorf("listing the node's addresses: they changed during %d dumps in a row; retry (or set hostConnectivity.nodeAddresses)", attempt)
+		}
+	}
 }
 
 // setNeighbors pins each address to mac on link. The host link's two ends only ever talk

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/containernetworking/plugins/pkg/ip"
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/containernetworking/plugins/pkg/utils/sysctl"
@@ -43,7 +42,7 @@ func (v HostVeth) Connect(plan netplan.HostPlan, podAddrs []netip.Addr, forward 
 		if err != nil {
 			return err
 		}
-		if host, pod, err = ip.SetupVethWithName(v.Pod, v.Host, podIf.Attrs().MTU, "", nodeNS); err != nil {
+		if host, pod, err = v.makePair(podIf.Attrs().MTU, nodeNS); err != nil {
 			return fmt.Errorf("veth %s <-> %s: %w", v.Pod, v.Host, err)
 		}
 		link, err := netlinksafe.LinkByName(v.Pod)
@@ -72,6 +71,48 @@ func (v HostVeth) Connect(plan netplan.HostPlan, podAddrs []netip.Addr, forward 
 		return host, pod, err
 	}
 	return host, pod, enableForwarding(v.Host, forward, podAddrs)
+}
+
+// addrGenModeNone is the kernel's IN6_ADDR_GEN_MODE_NONE (include/uapi/linux/if_link.h):
+// no automatic IPv6 address on the link. golang.org/x/sys does not name it.
+const addrGenModeNone = 1
+
+// makePair creates the pair from the pod netns (the caller's), its node end in nodeNS,
+// and brings the node end up without an IPv6 link-local address. The pair's two ends
+// talk through pinned neighbours and the node's global addresses, never link-local ones;
+// and a link-local per host veth would make the node's address list (read on every ADD)
+// grow with its pods and change under every concurrent ADD, interrupting that dump.
+func (v HostVeth) makePair(mtu int, nodeNS ns.NetNS) (host, pod net.Interface, err error) {
+	pair := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: v.Pod, MTU: mtu}, PeerName: v.Host,
+		PeerNamespace: netlink.NsFd(int(nodeNS.Fd()))}
+	if err := netlink.LinkAdd(pair); err != nil {
+		return host, pod, err
+	}
+	podLink, err := netlinksafe.LinkByName(v.Pod)
+	if err != nil {
+		return host, pod, err
+	}
+	var hostLink netlink.Link
+	err = nodeNS.Do(func(ns.NetNS) error {
+		if hostLink, err = netlinksafe.LinkByName(v.Host); err != nil {
+			return err
+		}
+		if err := netlink.LinkSetIP6AddrGenMode(hostLink, addrGenModeNone); err != nil {
+			return fmt.Errorf("no IPv6 link-local address on %s: %w", v.Host, err)
+		}
+		// routes on this end are ours alone
+		_, _ = sysctl.Sysctl(fmt.Sprintf("net/ipv6/conf/%s/accept_ra", v.Host), "0")
+		return netlink.LinkSetUp(hostLink)
+	})
+	if err != nil {
+		return host, pod, err
+	}
+	return interfaceOf(hostLink), interfaceOf(podLink), nil
+}
+
+func interfaceOf(l netlink.Link) net.Interface {
+	a := l.Attrs()
+	return net.Interface{Index: a.Index, MTU: a.MTU, Name: a.Name, HardwareAddr: a.HardwareAddr, Flags: a.Flags}
 }
 
 // Verify lists what of Connect is missing: routes and neighbours on either end (node
