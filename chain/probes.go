@@ -39,7 +39,7 @@ func (e *conflictError) Error() string {
 
 // prepareLink gives the link its IP-derived MAC (when macPrefix is set and the runtime
 // asked for no MAC of its own), sizes IPv6 duplicate address detection to the conflict
-// window (off without ipConflict) and brings the link up so probes can be sent. It
+// window when the pod gets IPv6 (off without ipConflict) and brings the link up so probes can be sent. It
 // returns the link's MAC for the result.
 func prepareLink(conf *NetConf, ifName string, alloc netplan.Allocation) (string, error) {
 	var mac net.HardwareAddr
@@ -49,8 +49,11 @@ func prepareLink(conf *NetConf, ifName string, alloc netplan.Allocation) (string
 			return "", err
 		}
 	}
-	var dad time.Duration
-	if conf.Checks.ipConflict() {
+	// IPv4 only: the link-local address's DAD is nobody's wait, left as the kernel runs it
+	dad := time.Duration(0)
+	if !conf.Checks.ipConflict() {
+		dad = -1
+	} else if alloc.HasFamily(false) {
 		dad = conf.Checks.conflictWindow()
 	}
 	got, err := underlay.PrepareLink(ifName, mac, dad)

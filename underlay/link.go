@@ -13,9 +13,12 @@ import (
 )
 
 // PrepareLink readies the delegate's link for its addresses: it sets mac (nil keeps the
-// delegate's), sizes the kernel's IPv6 duplicate address detection to dadWindow (see
-// TuneDAD) or turns it off when dadWindow is 0 (it is only wanted as a conflict check),
-// and brings the link up so probes can be sent. It returns the link's MAC.
+// delegate's), brings the link up so probes can be sent, and returns the link's MAC.
+// dadWindow decides the kernel's IPv6 duplicate address detection: below 0 off (it is
+// only wanted as a conflict check), 0 left as it is (nobody waits for it), above 0
+// sized to that window (see TuneDAD). A link the delegate already brought up is taken
+// down first then, so its link-local address is checked again in the short window
+// rather than within the defaults' second or two, which ADD would wait for.
 func PrepareLink(ifName string, mac net.HardwareAddr, dadWindow time.Duration) (net.HardwareAddr, error) {
 	link, err := netlinksafe.LinkByName(ifName)
 	if err != nil {
@@ -26,10 +29,18 @@ func PrepareLink(ifName string, mac net.HardwareAddr, dadWindow time.Duration) (
 			return nil, fmt.Errorf("setting MAC %s on %s: %w", mac, ifName, err)
 		}
 	}
-	if dadWindow == 0 {
+	switch {
+	case dadWindow < 0:
 		_, _ = sysctl.Sysctl(fmt.Sprintf("net/ipv6/conf/%s/accept_dad", ifName), "0")
-	} else if err := TuneDAD(ifName, dadWindow); err != nil && ipv6Enabled(ifName) {
-		return nil, err
+	case dadWindow > 0 && ipv6Enabled(ifName):
+		if err := TuneDAD(ifName, dadWindow); err != nil {
+			return nil, err
+		}
+		if link.Attrs().Flags&net.FlagUp != 0 {
+			if err := netlink.LinkSetDown(link); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return nil, err

@@ -69,7 +69,9 @@ func AwaitDAD(ifName string, want []netip.Addr, bound time.Duration) ([]netip.Ad
 				tentative = true
 			}
 		}
-		if len(dup) > 0 || !tentative {
+		// a duplicate does not end the wait: the link-local address may still be
+		// checked, and needs the short timer until it is
+		if !tentative {
 			return dup, restoreRetrans(ifName)
 		}
 		if time.Now().After(deadline) {
