@@ -87,8 +87,11 @@ func (a *addition) runDelegate() error {
 	return nil
 }
 
-// configurePod sets the interface's MAC, addresses and routes in the pod netns, after the
-// underlay checks.
+// configurePod sets the interface's MAC, addresses and routes in the pod netns, under
+// the underlay checks. The IPv4 conflict probe starts once the link is up and listens
+// while addresses and routes are set; ADD waits for what is left of its window before
+// anything outside the pod hears of the address (gateway check, announcement, host
+// routes), so the protection holds and only the remainder is waited for.
 func (a *addition) configurePod() error {
 	// rules and the interface's table outlive the link: pushed before a half-done
 	// routing setup can leave some behind
@@ -101,25 +104,35 @@ func (a *addition) configurePod() error {
 			return err
 		}
 		a.result.Interfaces[a.ifIndex].Mac = mac
-		if err := probeIPv4Conflicts(a.conf, ifName, a.alloc.Addresses); err != nil {
+		a.took.mark("link")
+		v4, err := startIPv4Probe(a.conf, ifName, a.alloc.Addresses)
+		if err != nil {
 			return err
 		}
-		if err := addAddresses(ifName, a.result); err != nil {
-			if c := ipv6Conflicts(a.conf, ifName, a.alloc.Addresses); c != nil {
-				return c
-			}
+		defer v4.close()
+		if err := addAddresses(ifName, a.alloc.Addresses); err != nil {
 			return err
 		}
-		if err := checkGateways(a.conf, ifName, a.alloc.Addresses); err != nil {
+		a.took.mark("addresses")
+		if err := awaitIPv6(a.conf, ifName, a.alloc.Addresses); err != nil {
 			return err
 		}
+		a.took.mark("dad")
 		if a.result.Routes, a.holdsDefault, err = configureRoutes(a.conf, ifName, a.alloc); err != nil {
 			return err
 		}
-		warnings = announce(a.conf, ifName, a.alloc.Addresses)
+		a.took.mark("routes")
+		if err := v4.wait(a.log); err != nil {
+			return err
+		}
+		a.took.mark("probe")
+		if err := checkGateways(a.conf, ifName, a.alloc.Addresses); err != nil {
+			return err
+		}
+		warnings = announce(a.conf, ifName, a.alloc.Addresses, v4)
 		return nil
 	})
-	a.took.mark("pod")
+	a.took.mark("announce")
 	var conflict *conflictError
 	if errors.As(err, &conflict) {
 		a.conflicts = conflict.conflicts

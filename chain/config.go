@@ -107,28 +107,50 @@ type ChecksConf struct {
 	// Announce sends a gratuitous ARP / unsolicited neighbour advertisement once the
 	// address is up, so neighbours drop a previous owner's MAC (default true).
 	Announce *bool `json:"announce,omitempty"`
-	// Timeout bounds each probe, as a Go duration (default "100ms"; three tries in it).
+	// Timeout is each probe's window, as a Go duration, three questions in it: the ARP
+	// conflict probe and the kernel's IPv6 duplicate address detection (default
+	// "30ms", see DefaultConflictWindow), the gateway check (default "100ms").
 	Timeout string `json:"timeout,omitempty"`
 
-	timeout time.Duration
+	timeout time.Duration // as set; 0: the defaults
 }
 
-// DefaultCheckTimeout bounds one ARP/NDP probe: answers on a LAN take well under a
-// millisecond, and every ADD pays the full wait when nobody answers.
+// DefaultConflictWindow is how long ADD listens for another host claiming the address.
+// Answers on a LAN take well under a millisecond: three questions 10 ms apart leave
+// each at least 10 ms, and an answer that arrived in time counts even when the plugin
+// was not scheduled to read it in time. The probe runs while the pod's addresses and
+// routes are set, so ADD waits only for what is left of the window.
+const DefaultConflictWindow = 30 * time.Millisecond
+
+// DefaultCheckTimeout bounds the gateway check: a failed check fails ADD, and routers
+// answer ARP from a rate-limited control plane, so it gets a longer default.
 const DefaultCheckTimeout = 100 * time.Millisecond
+
+func (c ChecksConf) conflictWindow() time.Duration {
+	if c.timeout == 0 {
+		return DefaultConflictWindow
+	}
+	return c.timeout
+}
+
+func (c ChecksConf) gatewayWait() time.Duration {
+	if c.timeout == 0 {
+		return DefaultCheckTimeout
+	}
+	return c.timeout
+}
 
 func (c ChecksConf) ipConflict() bool { return c.IPConflict == nil || *c.IPConflict }
 func (c ChecksConf) gateway() bool    { return c.Gateway != nil && *c.Gateway }
 func (c ChecksConf) announce() bool   { return c.Announce == nil || *c.Announce }
 
 func (c *ChecksConf) load() error {
-	c.timeout = DefaultCheckTimeout
 	if c.Timeout == "" {
 		return nil
 	}
 	d, err := time.ParseDuration(c.Timeout)
 	if err != nil || d <= 0 || d > 10*time.Second {
-		return fmt.Errorf("checks.timeout %q must be a duration between 1ms and 10s, such as \"100ms\"", c.Timeout)
+		return fmt.Errorf("checks.timeout %q must be a duration between 1ms and 10s, such as \"30ms\"", c.Timeout)
 	}
 	c.timeout = d
 	return nil

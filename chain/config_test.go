@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadConfErrorsNameTheField(t *testing.T) {
@@ -131,5 +132,30 @@ func TestHostConnectivityConf(t *testing.T) {
 	}
 	if n := podVethName("averyverylongifname"); len(n) > 15 {
 		t.Errorf("pod veth name %q is longer than 15 characters", n)
+	}
+}
+
+// The conflict probe's window and the gateway check's wait default apart (a missed
+// gateway answer fails ADD, a conflict window sits in every ADD); checks.timeout, when
+// set, is both.
+func TestChecksTimeoutDefaults(t *testing.T) {
+	for _, c := range []struct {
+		set               string
+		conflict, gateway time.Duration
+	}{
+		{"", DefaultConflictWindow, DefaultCheckTimeout},
+		{"250ms", 250 * time.Millisecond, 250 * time.Millisecond},
+	} {
+		var checks string
+		if c.set != "" {
+			checks = `,"checks":{"timeout":"` + c.set + `"}`
+		}
+		conf, err := LoadConf([]byte(`{"delegate":{"type":"macvlan"},"ipam":{"ipv4Pools":["a"]}`+checks+`}`), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, gw := conf.Checks.conflictWindow(), conf.Checks.gatewayWait(); got != c.conflict || gw != c.gateway {
+			t.Fatalf("checks.timeout %q: conflict window %s, gateway wait %s; want %s, %s", c.set, got, gw, c.conflict, c.gateway)
+		}
 	}
 }

@@ -2,11 +2,9 @@ package chain
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/containernetworking/cni/pkg/types"
-	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ip"
-	"github.com/containernetworking/plugins/pkg/ipam"
 
 	"github.com/underpool/underpool/netplan"
 	"github.com/underpool/underpool/underlay"
@@ -84,21 +82,12 @@ func holdsDefault(ifName, configured string, allowed, exists bool) bool {
 	}
 }
 
-// addAddresses puts the addresses on the interface and brings it up, without routes
-// (those depend on the default-route decision), then waits out IPv6 duplicate address
-// detection so the pod never starts with a tentative address.
-func addAddresses(ifName string, result *current.Result) error {
-	addrOnly := *result
-	addrOnly.Routes = nil
-	if err := ipam.ConfigureIface(ifName, &addrOnly); err != nil {
-		return err
+// addAddresses puts the addresses on the interface, without routes (those depend on
+// the default-route decision). IPv6 addresses start tentative: awaitIPv6 waits for them.
+func addAddresses(ifName string, addrs []netplan.Address) error {
+	prefixes := make([]netip.Prefix, 0, len(addrs))
+	for _, a := range addrs {
+		prefixes = append(prefixes, a.Prefix)
 	}
-	for _, c := range result.IPs {
-		if c.Address.IP.To4() == nil {
-			return ip.SettleAddresses(ifName, settleTimeout)
-		}
-	}
-	// IPv4 only: nothing to settle; waiting would only wait out the link-local
-	// address's DAD (about 1.5 s) for an address the pod does not use
-	return nil
+	return underlay.AddAddresses(ifName, prefixes)
 }

@@ -11,10 +11,15 @@ import (
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/packet"
+	"golang.org/x/sys/unix"
 )
 
 // The probes below open their sockets in the calling thread's netns: call them inside
 // ns.WithNetNSPath for the pod. Every wait is bounded by the caller's duration.
+
+// probeTries is how many times a question is asked within its window: a lost frame
+// costs a third of the window, not the answer.
+const probeTries = 3
 
 // arpConn is a raw ARP socket on one interface. arp.Client refuses an interface without
 // an IPv4 address, and a conflict probe must run before the address is set.
@@ -35,6 +40,8 @@ func dialARP(ifName string) (*arpConn, error) {
 	return &arpConn{ifi: ifi, p: p}, nil
 }
 
+// Close closes the socket. Closing a packet socket waits for an RCU grace period in
+// the kernel (packet_release calls synchronize_net): several ms, more on a busy node.
 func (c *arpConn) Close() error { return c.p.Close() }
 
 // send broadcasts an ARP packet with the given sender and target addresses.
@@ -56,21 +63,34 @@ func (c *arpConn) send(op arp.Operation, sender, target netip.Addr) error {
 	return err
 }
 
-// awaitSender reads until deadline for an ARP packet whose sender is ip and whose
-// hardware address is not ours; resend is called at each tick to repeat the question.
-func (c *arpConn) awaitSender(ip netip.Addr, deadline time.Time, resend func() error) (net.HardwareAddr, error) {
-	const tries = 3
+// answer is an ARP packet another host sent: who claims which address.
+type answer struct {
+	ip  netip.Addr
+	mac net.HardwareAddr
+}
+
+// foreign parses a frame and returns its ARP sender when that is not this interface.
+func (c *arpConn) foreign(frame []byte) (answer, bool) {
+	var f ethernet.Frame
+	var pkt arp.Packet
+	if f.UnmarshalBinary(frame) != nil || pkt.UnmarshalBinary(f.Payload) != nil {
+		return answer{}, false
+	}
+	if pkt.SenderHardwareAddr.String() == c.ifi.HardwareAddr.String() {
+		return answer{}, false
+	}
+	return answer{ip: pkt.SenderIP, mac: pkt.SenderHardwareAddr}, true
+}
+
+// listen asks (the first question is the caller's: it is already on the wire at
+// start), then reads until start+window for an ARP packet that match accepts, asking
+// again at each third of the window. When the window has passed it also reads what is
+// already queued: an answer that arrived in time counts even when this goroutine was
+// not scheduled to read it in time (on a busy node it often is not).
+func (c *arpConn) listen(start time.Time, window time.Duration, ask func() error, match func(answer) bool) (*answer, error) {
 	buf := make([]byte, 128)
-	tick := time.Until(deadline) / tries
-	for i := 0; i < tries; i++ {
-		if err := resend(); err != nil {
-			return nil, err
-		}
-		stop := time.Now().Add(tick)
-		if i == tries-1 {
-			stop = deadline
-		}
-		if err := c.p.SetReadDeadline(stop); err != nil {
+	for i := 1; i <= probeTries; i++ {
+		if err := c.p.SetReadDeadline(start.Add(window * time.Duration(i) / probeTries)); err != nil {
 			return nil, err
 		}
 		for {
@@ -81,31 +101,134 @@ func (c *arpConn) awaitSender(ip netip.Addr, deadline time.Time, resend func() e
 			if err != nil {
 				return nil, err
 			}
-			var f ethernet.Frame
-			var pkt arp.Packet
-			if f.UnmarshalBinary(buf[:n]) != nil || pkt.UnmarshalBinary(f.Payload) != nil {
-				continue
+			if a, ok := c.foreign(buf[:n]); ok && match(a) {
+				return &a, nil
 			}
-			if pkt.SenderIP == ip && pkt.SenderHardwareAddr.String() != c.ifi.HardwareAddr.String() {
-				return pkt.SenderHardwareAddr, nil
+		}
+		if i < probeTries {
+			if err := ask(); err != nil {
+				return nil, err
 			}
 		}
 	}
-	return nil, nil
+	return c.drain(buf, match)
 }
 
-// ProbeIPv4 asks the segment whether anyone holds ip, as RFC 5227 describes (sender
-// address 0.0.0.0, so no neighbour learns a mapping from the question), and returns the
-// hardware address that answered, or nil when nobody did within wait.
-func ProbeIPv4(ifName string, ip netip.Addr, wait time.Duration) (net.HardwareAddr, error) {
+// drain reads what the socket holds without waiting. A read deadline that has passed
+// makes Go refuse to read at all, so this reads the descriptor directly.
+func (c *arpConn) drain(buf []byte, match func(answer) bool) (*answer, error) {
+	rc, err := c.p.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var found *answer
+	var readErr error
+	err = rc.Control(func(fd uintptr) {
+		for {
+			n, _, err := unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+			if err != nil {
+				if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+					readErr = err
+				}
+				return
+			}
+			if a, ok := c.foreign(buf[:n]); ok && match(a) {
+				found = &a
+				return
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return found, readErr
+}
+
+// ConflictProbe is an RFC 5227 probe of a link's IPv4 addresses, in flight: it is
+// started as soon as the link is up, collects answers in the background while the
+// caller configures the pod, and is waited for before anything outside the pod learns
+// the addresses (announcement, gateway check, host routes). The questions carry sender
+// address 0.0.0.0, so no neighbour learns a mapping from them.
+type ConflictProbe struct {
+	c     *arpConn
+	ips   []netip.Addr
+	start time.Time
+	done  chan struct{}
+	found *answer
+	err   error
+}
+
+// StartConflictProbe opens the ARP socket on ifName (in the calling thread's netns),
+// asks once for each of ips and returns; Wait gives the verdict after window.
+func StartConflictProbe(ifName string, ips []netip.Addr, window time.Duration) (*ConflictProbe, error) {
 	c, err := dialARP(ifName)
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
-	return c.awaitSender(ip, time.Now().Add(wait), func() error {
-		return c.send(arp.OperationRequest, netip.IPv4Unspecified(), ip)
-	})
+	p := &ConflictProbe{c: c, ips: ips, start: time.Now(), done: make(chan struct{})}
+	if err := p.ask(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	go func() {
+		defer close(p.done)
+		p.found, p.err = c.listen(p.start, window, p.ask, func(a answer) bool {
+			for _, ip := range p.ips {
+				if a.ip == ip {
+					return true
+				}
+			}
+			return false
+		})
+	}()
+	return p, nil
+}
+
+func (p *ConflictProbe) ask() error {
+	for _, ip := range p.ips {
+		if err := p.c.send(arp.OperationRequest, netip.IPv4Unspecified(), ip); err != nil {
+			return fmt.Errorf("ARP probe for %s: %w", ip, err)
+		}
+	}
+	return nil
+}
+
+// Conflict is an address another host answered for.
+type Conflict struct {
+	IP  netip.Addr
+	MAC net.HardwareAddr
+	// After is how long after the first question the answer was read.
+	After time.Duration
+}
+
+// Wait blocks until the window has passed or someone answered, and returns who did
+// (nil: nobody).
+func (p *ConflictProbe) Wait() (*Conflict, error) {
+	<-p.done
+	if p.err != nil || p.found == nil {
+		return nil, p.err
+	}
+	return &Conflict{IP: p.found.ip, MAC: p.found.mac, After: time.Since(p.start)}, nil
+}
+
+// Announce sends a gratuitous ARP for each ip on the probe's socket (see AnnounceIPv4);
+// call it after Wait found nothing.
+func (p *ConflictProbe) Announce(ips []netip.Addr) error {
+	for _, ip := range ips {
+		if err := p.c.send(arp.OperationRequest, ip, ip); err != nil {
+			return fmt.Errorf("announcing %s: %w", ip, err)
+		}
+	}
+	return nil
+}
+
+// Close stops the probe and closes its socket in the background: the close waits for
+// the kernel (see arpConn.Close), and nothing the caller does next needs it done.
+func (p *ConflictProbe) Close() {
+	go func() {
+		_ = p.c.Close() // ends a listen still reading, with an error nobody waits for
+		<-p.done
+	}()
 }
 
 // ResolveIPv4 asks for gw from src and returns who answered (nil: nobody within wait).
@@ -115,9 +238,16 @@ func ResolveIPv4(ifName string, src, gw netip.Addr, wait time.Duration) (net.Har
 		return nil, err
 	}
 	defer c.Close()
-	return c.awaitSender(gw, time.Now().Add(wait), func() error {
-		return c.send(arp.OperationRequest, src, gw)
-	})
+	ask := func() error { return c.send(arp.OperationRequest, src, gw) }
+	start := time.Now()
+	if err := ask(); err != nil {
+		return nil, err
+	}
+	a, err := c.listen(start, wait, ask, func(a answer) bool { return a.ip == gw })
+	if err != nil || a == nil {
+		return nil, err
+	}
+	return a.mac, nil
 }
 
 // AnnounceIPv4 sends a gratuitous ARP for ip so switches and neighbours forget whatever

@@ -3,6 +3,9 @@ package underlay
 import (
 	"fmt"
 	"net"
+	"net/netip"
+	"strings"
+	"time"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/utils/sysctl"
@@ -10,10 +13,13 @@ import (
 )
 
 // PrepareLink readies the delegate's link for its addresses: it sets mac (nil keeps the
-// delegate's), turns the kernel's IPv6 duplicate address detection off unless dad (it
-// holds every ADD for a second or more, and is only wanted as a conflict check), and
-// brings the link up so probes can be sent. It returns the link's MAC.
-func PrepareLink(ifName string, mac net.HardwareAddr, dad bool) (net.HardwareAddr, error) {
+// delegate's), brings the link up so probes can be sent, and returns the link's MAC.
+// dadWindow decides the kernel's IPv6 duplicate address detection: below 0 off (it is
+// only wanted as a conflict check), 0 left as it is (nobody waits for it), above 0
+// sized to that window (see TuneDAD). A link the delegate already brought up is taken
+// down first then, so its link-local address is checked again in the short window
+// rather than within the defaults' second or two, which ADD would wait for.
+func PrepareLink(ifName string, mac net.HardwareAddr, dadWindow time.Duration) (net.HardwareAddr, error) {
 	link, err := netlinksafe.LinkByName(ifName)
 	if err != nil {
 		return nil, err
@@ -23,8 +29,18 @@ func PrepareLink(ifName string, mac net.HardwareAddr, dad bool) (net.HardwareAdd
 			return nil, fmt.Errorf("setting MAC %s on %s: %w", mac, ifName, err)
 		}
 	}
-	if !dad {
+	switch {
+	case dadWindow < 0:
 		_, _ = sysctl.Sysctl(fmt.Sprintf("net/ipv6/conf/%s/accept_dad", ifName), "0")
+	case dadWindow > 0 && ipv6Enabled(ifName):
+		if err := TuneDAD(ifName, dadWindow); err != nil {
+			return nil, err
+		}
+		if link.Attrs().Flags&net.FlagUp != 0 {
+			if err := netlink.LinkSetDown(link); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return nil, err
@@ -33,4 +49,43 @@ func PrepareLink(ifName string, mac net.HardwareAddr, dad bool) (net.HardwareAdd
 		return nil, err
 	}
 	return link.Attrs().HardwareAddr, nil
+}
+
+// ipv6Enabled: a netns with IPv6 off has no sysctls to tune, and no DAD to size.
+func ipv6Enabled(ifName string) bool {
+	_, err := sysctl.Sysctl(fmt.Sprintf("net/ipv6/conf/%s/disable_ipv6", ifName))
+	return err == nil
+}
+
+// AddAddresses puts prefixes on ifName, which PrepareLink brought up, without waiting
+// for anything: IPv6 ones start tentative while the kernel checks them (AwaitDAD).
+// IPv6 is switched on for the link and loopback first when the runtime had it off, and
+// the link keeps its addresses across a down/up, as the CNI plugins' ConfigureIface does.
+func AddAddresses(ifName string, prefixes []netip.Prefix) error {
+	link, err := netlinksafe.LinkByName(ifName)
+	if err != nil {
+		return err
+	}
+	v6 := false
+	for _, p := range prefixes {
+		if p.Addr().Is6() && !v6 {
+			v6 = true
+			for _, itf := range []string{"lo", ifName} {
+				key := fmt.Sprintf("net/ipv6/conf/%s/disable_ipv6", itf)
+				if v, err := sysctl.Sysctl(key); err == nil && strings.TrimSpace(v) != "0" {
+					if _, err := sysctl.Sysctl(key, "0"); err != nil {
+						return fmt.Errorf("enabling IPv6 on %s: %w", itf, err)
+					}
+				}
+			}
+			if _, err := sysctl.Sysctl(fmt.Sprintf("net/ipv6/conf/%s/keep_addr_on_down", ifName), "1"); err != nil {
+				return fmt.Errorf("setting keep_addr_on_down on %s: %w", ifName, err)
+			}
+		}
+		ipn := &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+		if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: ipn}); err != nil {
+			return fmt.Errorf("adding %s to %s: %w", p, ifName, err)
+		}
+	}
+	return nil
 }

@@ -6,38 +6,89 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
+	"github.com/containernetworking/plugins/pkg/utils/sysctl"
 	"github.com/mdlayher/ndp"
 	"github.com/vishvananda/netlink"
 )
 
 // IPv6 conflicts are found by the kernel's own duplicate address detection (the
-// address is added without NODAD and ADD waits for it to settle): DADFailed reads the
-// verdict, ResolveIPv6 then asks who holds the address, for the error message.
+// address is added without NODAD): TuneDAD sizes its window before the link comes up,
+// AwaitDAD waits for the verdict and returns the duplicates, ResolveIPv6 then asks who
+// holds one, for the error message.
 
-// DADFailed returns which of want the kernel marked as duplicates on ifName.
-func DADFailed(ifName string, want []netip.Addr) ([]netip.Addr, error) {
+// TuneDAD makes the kernel's duplicate address detection on ifName fit window: three
+// neighbour solicitations a third of window apart, sent at once rather than after a
+// random delay of up to a second (router_solicitation_delay), instead of the defaults'
+// one solicitation and a second's wait. Call it before the link comes up, so its
+// link-local address is checked the same way; AwaitDAD puts the retransmit timer back.
+func TuneDAD(ifName string, window time.Duration) error {
+	retrans := max(window/probeTries, 10*time.Millisecond) // the kernel's floor (HZ/100)
+	for key, value := range map[string]string{
+		"net/ipv6/conf/" + ifName + "/accept_dad":                "1",
+		"net/ipv6/conf/" + ifName + "/dad_transmits":             fmt.Sprint(probeTries),
+		"net/ipv6/conf/" + ifName + "/router_solicitation_delay": "0",
+		"net/ipv6/neigh/" + ifName + "/retrans_time_ms":          fmt.Sprint(retrans.Milliseconds()),
+	} {
+		if _, err := sysctl.Sysctl(key, value); err != nil {
+			return fmt.Errorf("setting %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// dadPoll is how often AwaitDAD reads the link's addresses: small against a window of
+// tens of ms (ip.SettleAddresses polls every 50 ms).
+const dadPoll = 5 * time.Millisecond
+
+// AwaitDAD waits, up to bound, until no IPv6 address of ifName is tentative, and returns
+// which of want the kernel marked as duplicates. It then gives the link the kernel's
+// default neighbour retransmit timer back: TuneDAD's short one was for DAD only.
+func AwaitDAD(ifName string, want []netip.Addr, bound time.Duration) ([]netip.Addr, error) {
 	link, err := netlinksafe.LinkByName(ifName)
 	if err != nil {
 		return nil, err
 	}
-	addrs, err := netlinksafe.AddrList(link, netlink.FAMILY_V6)
-	if err != nil {
-		return nil, err
-	}
-	var dup []netip.Addr
-	for _, a := range addrs {
-		ip, _ := netip.AddrFromSlice(a.IP)
-		for _, w := range want {
-			if ip == w && a.Flags&syscall.IFA_F_DADFAILED != 0 {
-				dup = append(dup, w)
+	for deadline := time.Now().Add(bound); ; time.Sleep(dadPoll) {
+		addrs, err := netlinksafe.AddrList(link, netlink.FAMILY_V6)
+		if err != nil {
+			return nil, err
+		}
+		var dup []netip.Addr
+		tentative := false
+		for _, a := range addrs {
+			ip, _ := netip.AddrFromSlice(a.IP)
+			if a.Flags&syscall.IFA_F_DADFAILED != 0 && slices.Contains(want, ip) {
+				dup = append(dup, ip)
+			} else if a.Flags&syscall.IFA_F_TENTATIVE != 0 {
+				tentative = true
 			}
 		}
+		// a duplicate does not end the wait: the link-local address may still be
+		// checked, and needs the short timer until it is
+		if !tentative {
+			return dup, restoreRetrans(ifName)
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("IPv6 duplicate address detection on %s still running after %s", ifName, bound)
+		}
 	}
-	return dup, nil
+}
+
+// restoreRetrans gives ifName the retransmit timer loopback has: its copy of the
+// kernel's default (neigh/default exists in the initial netns only).
+func restoreRetrans(ifName string) error {
+	def, err := sysctl.Sysctl("net/ipv6/neigh/lo/retrans_time_ms")
+	if err != nil {
+		return err
+	}
+	_, err = sysctl.Sysctl("net/ipv6/neigh/"+ifName+"/retrans_time_ms", strings.TrimSpace(def))
+	return err
 }
 
 // ResolveIPv6 sends neighbour solicitations for target from ifName's link-local address

@@ -1,0 +1,81 @@
+package underlay
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/arp"
+	"github.com/vishvananda/netlink"
+)
+
+// A host that holds the address answers the probe; nobody answering for a free one
+// takes the whole window (the verdict "free" is never given early).
+func TestConflictProbeFindsTheHolderAndWaitsOutTheWindowOtherwise(t *testing.T) {
+	inPodNetns(t, "10.250.9.2/24", func() {
+		peer, err := netlink.LinkByName("peer1")
+		if err == nil {
+			err = netlink.AddrAdd(peer, &netlink.Addr{IPNet: netlink.NewIPNet(netip.MustParseAddr("10.250.9.7").AsSlice())})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		const window = 30 * time.Millisecond
+		p, err := StartConflictProbe("net1", []netip.Addr{netip.MustParseAddr("10.250.9.7")}, window)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := p.Wait()
+		p.Close()
+		if err != nil || c == nil || c.MAC.String() != peer.Attrs().HardwareAddr.String() {
+			t.Fatalf("probe for an address peer1 holds = %+v, %v; want peer1's MAC %s", c, err, peer.Attrs().HardwareAddr)
+		}
+		start := time.Now()
+		p, err = StartConflictProbe("net1", []netip.Addr{netip.MustParseAddr("10.250.9.8")}, window)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err = p.Wait()
+		p.Close()
+		if err != nil || c != nil {
+			t.Fatalf("probe for a free address = %+v, %v; want nobody", c, err)
+		}
+		if waited := time.Since(start); waited < window {
+			t.Fatalf("verdict 'free' after %s, before the %s window had passed", waited, window)
+		}
+	})
+}
+
+// An answer that arrived within the window counts even when the probe's reader was not
+// scheduled until after it: on a busy node the goroutine often wakes past its deadline,
+// and Go then refuses to read at all. Here every deadline has passed before listen
+// starts, so only the final read of what is queued can find the answer.
+func TestConflictProbeCountsAnAnswerQueuedBeforeItWasRead(t *testing.T) {
+	inPodNetns(t, "10.250.9.2/24", func() {
+		peer, err := netlink.LinkByName("peer1")
+		if err == nil {
+			err = netlink.AddrAdd(peer, &netlink.Addr{IPNet: netlink.NewIPNet(netip.MustParseAddr("10.250.9.7").AsSlice())})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := dialARP("net1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ip := netip.MustParseAddr("10.250.9.7")
+		if err := c.send(arp.OperationRequest, netip.IPv4Unspecified(), ip); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // peer1's kernel answers; the answer waits in net1's queue
+		long := time.Now().Add(-time.Second)
+		got, err := c.listen(long, 30*time.Millisecond, func() error { return nil }, func(a answer) bool { return a.ip == ip })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == nil || got.mac.String() != peer.Attrs().HardwareAddr.String() {
+			t.Fatalf("answer queued within the window, read after it: got %+v, want %s by %s", got, ip, peer.Attrs().HardwareAddr)
+		}
+	})
+}
