@@ -59,8 +59,32 @@ func (c *arpConn) send(op arp.Operation, sender, target netip.Addr) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.p.WriteTo(fb, &packet.Addr{HardwareAddr: ethernet.Broadcast})
-	return err
+	return retryNoBuffers(func() error {
+		_, err := c.p.WriteTo(fb, &packet.Addr{HardwareAddr: ethernet.Broadcast})
+		return err
+	})
+}
+
+// sendAttempts and sendBackoff bound the retries of a frame the kernel had no room for.
+const (
+	sendAttempts = 6
+	sendBackoff  = time.Millisecond
+)
+
+// retryNoBuffers retries write while the kernel answers ENOBUFS: a macvlan parent queues
+// every broadcast for each of its macvlans, and on a node starting many pods at once that
+// queue overflows for a moment (40 parallel ADDs failed 3 in 1000 on it). The frame was
+// not sent; sending it again a little later is what a busy NIC's driver would do.
+func retryNoBuffers(write func() error) error {
+	wait := sendBackoff
+	for attempt := 1; ; attempt++ {
+		err := write()
+		if !errors.Is(err, unix.ENOBUFS) || attempt == sendAttempts {
+			return err
+		}
+		time.Sleep(wait)
+		wait *= 2
+	}
 }
 
 // answer is an ARP packet another host sent: who claims which address.

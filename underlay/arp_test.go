@@ -2,11 +2,13 @@ package underlay
 
 import (
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/mdlayher/arp"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // A host that holds the address answers the probe; nobody answering for a free one
@@ -78,4 +80,34 @@ func TestConflictProbeCountsAnAnswerQueuedBeforeItWasRead(t *testing.T) {
 			t.Fatalf("answer queued within the window, read after it: got %+v, want %s by %s", got, ip, peer.Attrs().HardwareAddr)
 		}
 	})
+}
+
+// A frame the kernel had no buffer for is sent again, a bounded number of times; any
+// other error is returned at once.
+func TestSendRetriesWhenTheKernelHasNoBuffers(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		failures  int
+		err       error
+		wantCalls int
+		wantErr   bool
+	}{
+		{"a full queue for a moment", 2, unix.ENOBUFS, 3, false},
+		{"a queue that stays full", 100, unix.ENOBUFS, sendAttempts, true},
+		{"another error", 1, unix.ENETDOWN, 1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := 0
+			err := retryNoBuffers(func() error {
+				calls++
+				if calls <= tc.failures {
+					return &os.SyscallError{Syscall: "sendto", Err: tc.err}
+				}
+				return nil
+			})
+			if calls != tc.wantCalls || (err != nil) != tc.wantErr {
+				t.Fatalf("%d calls, err %v; want %d calls, error %t", calls, err, tc.wantCalls, tc.wantErr)
+			}
+		})
+	}
 }
