@@ -250,14 +250,7 @@ type certRotator struct {
 func (r *certRotator) NeedLeaderElection() bool { return false }
 
 func (r *certRotator) Start(ctx context.Context) error {
-	ticker := time.NewTicker(r.every)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-ticker.C:
-		}
+	return everyInterval(ctx, r.every, func(ctx context.Context) {
 		var ca *authority
 		if r.reloadCA != nil {
 			var err error
@@ -268,13 +261,13 @@ func (r *certRotator) Start(ctx context.Context) error {
 		renewed, err := r.certs.renew(time.Now(), ca)
 		if err != nil {
 			r.log.Error("renewing the webhook serving certificate failed; retrying", zap.Error(err))
-			continue
+			return
 		}
 		if renewed {
 			leaf, _ := r.certs.GetCertificate(nil)
 			r.log.Info("webhook serving certificate renewed", zap.Time("notAfter", leaf.Leaf.NotAfter))
 		}
-	}
+	})
 }
 
 // checkEvery is how often a certificate of this lifetime is looked at: a twentieth of its

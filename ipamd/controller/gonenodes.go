@@ -36,14 +36,7 @@ type goneNodeRecycler struct {
 func (r *goneNodeRecycler) NeedLeaderElection() bool { return true }
 
 func (r *goneNodeRecycler) Start(ctx context.Context) error {
-	ticker := time.NewTicker(r.interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-ticker.C:
-		}
+	return everyInterval(ctx, r.interval, func(ctx context.Context) {
 		released, err := r.round(ctx, time.Now())
 		if err != nil {
 			r.log.Warn("recycling gone nodes' Endpoints stopped early; next round retries", zap.Error(err))
@@ -51,7 +44,7 @@ func (r *goneNodeRecycler) Start(ctx context.Context) error {
 		if len(released) > 0 {
 			r.log.Info("recycled Endpoints of gone nodes", zap.Any("byReason", released))
 		}
-	}
+	})
 }
 
 func (r *goneNodeRecycler) round(ctx context.Context, now time.Time) (map[string]int, error) {

@@ -26,14 +26,7 @@ type orphanLoop struct {
 func (o *orphanLoop) NeedLeaderElection() bool { return true }
 
 func (o *orphanLoop) Start(ctx context.Context) error {
-	ticker := time.NewTicker(o.interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-ticker.C:
-		}
+	return everyInterval(ctx, o.interval, func(ctx context.Context) {
 		freed, err := o.sweeper.Sweep(ctx, time.Now(), o.grace)
 		if err != nil {
 			o.log.Warn("orphan sweep stopped early; next round retries", zap.Error(err))
@@ -41,7 +34,7 @@ func (o *orphanLoop) Start(ctx context.Context) error {
 		if freed > 0 {
 			o.log.Info("freed orphan addresses", zap.Int("count", freed))
 		}
-	}
+	})
 }
 
 // watchPoolsFor feeds every pool status the informer delivers to the sweeper, so an address

@@ -29,21 +29,7 @@ import (
 // orphan, a webhook refusal and an application pool through the suite's controller.
 func TestMetricsAfterRealTraffic(t *testing.T) {
 	const node = "metrics-node"
-	if err := suite.client.Create(ctx(t), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}); err != nil {
-		t.Fatal(err)
-	}
-	health, err := harness.FreeLoopbackAddress()
-	if err != nil {
-		t.Fatal(err)
-	}
-	o := harness.DefaultIpamdOptions(suite.bin, suite.cp.KubeconfigPath, node, suite.dir)
-	o.HealthAddress = health
-	o.ExtraArgs = []string{"--gc-interval=300ms", "--gc-grace=1s", "--gc-min-age=0"}
-	d, err := harness.StartIpamd(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Stop() })
+	d, health := nodeWithIpamd(t, node, "--gc-interval=300ms", "--gc-grace=1s", "--gc-min-age=0")
 	t.Setenv(kubelet.IpamdSocketEnv, d.Options.Socket) // the plugins call this node's ipamd
 
 	v4, _, _ := nextSubnet()
@@ -194,6 +180,31 @@ func TestMetricsAfterRealTraffic(t *testing.T) {
 			t.Fatalf("DEL %s: %v", rt.PodName, err)
 		}
 	}
+}
+
+// nodeWithIpamd makes a Node object and starts its ipamd with /metrics on a loopback
+// address, which it returns; both go when the test ends.
+func nodeWithIpamd(t *testing.T, node string, ipamdArgs ...string) (*harness.Ipamd, string) {
+	t.Helper()
+	if err := suite.client.Create(ctx(t), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}); err != nil {
+		t.Fatal(err)
+	}
+	health, err := harness.FreeLoopbackAddress()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := harness.DefaultIpamdOptions(suite.bin, suite.cp.KubeconfigPath, node, suite.dir)
+	o.HealthAddress = health
+	o.ExtraArgs = ipamdArgs
+	d, err := harness.StartIpamd(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = d.Stop()
+		_ = suite.client.Delete(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}})
+	})
+	return d, health
 }
 
 // sample is one line of the text exposition format.

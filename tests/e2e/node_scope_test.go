@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -9,7 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/tests/harness"
 )
 
 // An ipamd's watch traffic and cache follow its own node, not the cluster: pods and
@@ -18,22 +18,13 @@ import (
 // so once the own node's object is counted, the others would have been counted before it.
 func TestIpamdWatchesOnlyItsNode(t *testing.T) {
 	const node, other = "scope-node", "scope-other"
-	for _, n := range []string{node, other} {
-		if err := suite.client.Create(ctx(t), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	health, err := harness.FreeLoopbackAddress()
-	if err != nil {
+	if err := suite.client.Create(ctx(t), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: other}}); err != nil {
 		t.Fatal(err)
 	}
-	o := harness.DefaultIpamdOptions(suite.bin, suite.cp.KubeconfigPath, node, suite.dir)
-	o.HealthAddress = health
-	d, err := harness.StartIpamd(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Stop() })
+	t.Cleanup(func() {
+		_ = suite.client.Delete(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: other}})
+	})
+	_, health := nodeWithIpamd(t, node)
 	ns := newNamespace(t)
 	events := func(resource string) float64 {
 		v, _ := scrape(t, health).get("underpool_ipamd_watch_events_total", "resource", resource)
