@@ -65,7 +65,7 @@ type clusterEnv struct {
 	auditLog  string
 	objects   *clusterObjects
 	ipamds    []*ipamdProc
-	stops     *[]func()
+	run       *stopper
 }
 
 // runCluster: (1) control plane with an audit log, Nodes, pools and Endpoints; (2) one
@@ -79,20 +79,13 @@ func runCluster(o clusterOptions) (*clusterReport, error) {
 	// the clients here log nothing worth reading; unset, controller-runtime prints a stack
 	// trace after 30 s to say so
 	ctrllog.SetLogger(zapr.NewLogger(zap.NewNop()))
-	work, err := os.MkdirTemp("", "underpool-scale-cluster-")
+	run, err := newStopper("underpool-scale-cluster-")
 	if err != nil {
 		return nil, err
 	}
-	var stops []func()
-	cleanup := func() {
-		for i := len(stops) - 1; i >= 0; i-- {
-			stops[i]()
-		}
-		os.RemoveAll(work)
-	}
-	harness.StopOnInterrupt(cleanup)
-	defer cleanup()
-	e := &clusterEnv{o: o, work: work, bin: filepath.Join(work, "bin"), stops: &stops,
+	defer run.stopAll()
+	work := run.work
+	e := &clusterEnv{o: o, work: work, bin: filepath.Join(work, "bin"), run: run,
 		auditLog: filepath.Join(work, "audit.log")}
 	rep := &clusterReport{Options: o.forReport(), Started: time.Now().UTC()}
 
@@ -110,7 +103,7 @@ func runCluster(o clusterOptions) (*clusterReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	stops = append(stops, func() { _ = e.cp.Stop() })
+	run.add(func() { _ = e.cp.Stop() })
 	ctx := context.Background()
 	if e.objects, err = newClusterObjects(e.cp, o); err != nil {
 		return nil, err

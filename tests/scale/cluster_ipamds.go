@@ -83,7 +83,7 @@ func (e *clusterEnv) startIpamds(ctx context.Context, rep *clusterReport) error 
 				return err
 			}
 			batch[k] = d
-			*e.stops = append(*e.stops, func() { _ = d.Stop() })
+			e.run.add(func() { _ = d.Stop() })
 		}
 		var wg sync.WaitGroup
 		errs := make([]error, n)

@@ -35,7 +35,7 @@ type env struct {
 }
 
 // hardCase: o.pods pods from o.nodes nodes into a pool of exactly o.pods addresses.
-func (e *env) hardCase(ctx context.Context, stops *[]func()) ([]string, error) {
+func (e *env) hardCase(ctx context.Context, run *stopper) ([]string, error) {
 	first := netip.MustParseAddr("10.250.208.1")
 	last := first
 	for i := 1; i < e.o.pods; i++ {
@@ -59,7 +59,7 @@ func (e *env) hardCase(ctx context.Context, stops *[]func()) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		*stops = append(*stops, func() { _ = d.Stop() })
+		run.add(func() { _ = d.Stop() })
 		sockets[n] = opts.Socket
 	}
 	say("creating %d Pod objects across the nodes (not timed)", e.o.pods)

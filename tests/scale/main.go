@@ -97,20 +97,13 @@ func runClusterMain(c clusterOptions) int {
 }
 
 func run(o options) int {
-	work, err := os.MkdirTemp("", "underpool-scale-")
+	run, err := newStopper("underpool-scale-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	var stops []func()
-	cleanup := func() {
-		for i := len(stops) - 1; i >= 0; i-- {
-			stops[i]()
-		}
-		os.RemoveAll(work)
-	}
-	harness.StopOnInterrupt(cleanup)
-	defer cleanup()
+	defer run.stopAll()
+	work := run.work
 	fail := func(what string, err error) int {
 		fmt.Fprintf(os.Stderr, "scale: %s: %v (logs in %s are removed on exit)\n", what, err, work)
 		return 1
@@ -129,7 +122,7 @@ func run(o options) int {
 	if err != nil {
 		return fail("control plane", err)
 	}
-	stops = append(stops, func() { _ = cp.Stop() })
+	run.add(func() { _ = cp.Stop() })
 	env := &env{o: o, work: work, bin: bin, cp: cp}
 	if env.kube, err = cp.Client(v1AddToScheme); err != nil {
 		return fail("client", err)
@@ -137,13 +130,13 @@ func run(o options) int {
 
 	var report []string
 	report = append(report, fmt.Sprintf("# underpool scale run %s\n", time.Now().UTC().Format(time.RFC3339)))
-	hard, err := env.hardCase(context.Background(), &stops)
+	hard, err := env.hardCase(context.Background(), run)
 	if err != nil {
 		return fail("hard case", err)
 	}
 	report = append(report, hard...)
 	if o.endpoints > 0 {
-		mem, err := env.memoryCase(context.Background(), &stops)
+		mem, err := env.memoryCase(context.Background(), run)
 		if err != nil {
 			return fail("memory case", err)
 		}

@@ -18,7 +18,7 @@ import (
 // memoryCase writes o.endpoints Endpoints for one node, then starts that node's ipamd: it
 // syncs them all and re-marks every address in the pool before serving (one batched
 // commit), and its resident memory is read from /proc.
-func (e *env) memoryCase(ctx context.Context, stops *[]func()) ([]string, error) {
+func (e *env) memoryCase(ctx context.Context, run *stopper) ([]string, error) {
 	const node = "mem-node"
 	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "mem"}, Spec: v1.IPPoolSpec{Subnet: "10.250.0.0/17"}}
 	if err := e.kube.Create(ctx, pool); err != nil {
@@ -48,7 +48,7 @@ func (e *env) memoryCase(ctx context.Context, stops *[]func()) ([]string, error)
 	if err != nil {
 		return nil, err
 	}
-	*stops = append(*stops, func() { _ = d.Stop() })
+	run.add(func() { _ = d.Stop() })
 	ready := time.Since(start)
 	time.Sleep(2 * time.Second) // let the post-start garbage settle before reading RSS
 	rss, err := residentKiB(d.Pid())
