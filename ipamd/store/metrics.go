@@ -40,6 +40,9 @@ type Metrics struct {
 
 	lagMu   sync.Mutex
 	written map[string]written // pool -> newest status write not yet seen by the informer
+	// delivered is the newest resourceVersion the informer delivered per pool that was no
+	// write of ours yet: a watch event can arrive before the write's own answer does.
+	delivered map[string]string
 }
 
 type written struct {
@@ -127,6 +130,12 @@ func (m *Metrics) wrote(pool, rv string, at time.Time) {
 	}
 	m.lagMu.Lock()
 	defer m.lagMu.Unlock()
+	if m.delivered[pool] == rv {
+		// the informer had it before the write returned: no lag at all
+		delete(m.delivered, pool)
+		m.InformerLag.Observe(0)
+		return
+	}
 	if m.written == nil {
 		m.written = map[string]written{}
 	}
@@ -139,6 +148,11 @@ func (m *Metrics) seen(pool, rv string, now time.Time) {
 	w, ok := m.written[pool]
 	if ok && w.rv == rv {
 		delete(m.written, pool)
+	} else {
+		if m.delivered == nil {
+			m.delivered = map[string]string{}
+		}
+		m.delivered[pool] = rv
 	}
 	m.lagMu.Unlock()
 	if ok && w.rv == rv {
@@ -150,6 +164,7 @@ func (m *Metrics) seen(pool, rv string, now time.Time) {
 func (m *Metrics) forget(pool string) {
 	m.lagMu.Lock()
 	delete(m.written, pool)
+	delete(m.delivered, pool)
 	m.lagMu.Unlock()
 	m.Quarantined.DeleteLabelValues(pool)
 }
