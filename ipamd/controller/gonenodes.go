@@ -71,7 +71,7 @@ func newGoneNodeRecycler(writer client.Client, cache, api client.Reader, interva
 	svc := &service.Service{
 		Pools:     store.NewPoolCommitter(writer, cache, api, store.ReservedIPs(cache, log), log, store.NewMetrics(prometheus.NewRegistry())),
 		Endpoints: store.NewEndpoints(writer, cache, api),
-		Cluster:   daemon.NewCluster("", api, api),
+		Cluster:   daemon.NewAPICluster(api),
 		Log:       log.Named("gone-nodes"),
 		Metrics:   metrics,
 	}

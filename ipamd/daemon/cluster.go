@@ -18,12 +18,21 @@ type cluster struct {
 	node  string
 	cache client.Reader
 	api   client.Reader
+	// podsCached: cache holds pods; without, PodCached has nothing to offer and recycling
+	// reads each pod once, fresh
+	podsCached bool
 }
 
 // NewCluster returns ipamd's view of the cluster for node: reads from cache, and from the
 // uncached api reader where a decision needs the truth.
 func NewCluster(node string, cache, api client.Reader) service.Cluster {
-	return &cluster{node: node, cache: cache, api: api}
+	return &cluster{node: node, cache: cache, api: api, podsCached: true}
+}
+
+// NewAPICluster is the view of a process that caches no pods (the controller recycling
+// gone nodes' Endpoints): every read goes to api.
+func NewAPICluster(api client.Reader) service.Cluster {
+	return &cluster{cache: api, api: api}
 }
 
 func (c *cluster) Pod(ctx context.Context, namespace, name, uid string) (*corev1.Pod, error) {
@@ -39,6 +48,9 @@ func (c *cluster) Pod(ctx context.Context, namespace, name, uid string) (*corev1
 }
 
 func (c *cluster) PodCached(ctx context.Context, namespace, name string) *corev1.Pod {
+	if !c.podsCached {
+		return nil
+	}
 	pod := &corev1.Pod{}
 	if err := c.cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, pod); err != nil {
 		return nil
