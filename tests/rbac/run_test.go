@@ -93,32 +93,11 @@ func TestControllerRunsOnItsRBAC(t *testing.T) {
 		return nil
 	})
 	// an orphan (allocated, held by no Endpoint) is freed by the sweeper through its RBAC
-	if err := c.Get(ctx, client.ObjectKeyFromObject(pool), pool); err != nil {
-		t.Fatal(err)
-	}
-	pool.Status.Allocated, pool.Status.AllocatedIPCount = "7", 1
-	if err := c.Status().Update(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the sweeper frees the orphan", func() error {
-		got := &v1.IPPool{}
-		if err := c.Get(ctx, client.ObjectKeyFromObject(pool), got); err != nil {
-			return err
-		}
-		if got.Status.Allocated != "" {
-			return fmt.Errorf("allocated %q", got.Status.Allocated)
-		}
-		return nil
-	})
+	markAllocated(t, ctx, pool, "7")
+	eventually(t, "the sweeper frees the orphan", func() error { return allocatedNothing(ctx, pool) })
 	// the Endpoint of a node that no longer exists, whose pod is gone, is recycled
 	// through its RBAC: no ipamd would ever look at it
-	if err := c.Get(ctx, client.ObjectKeyFromObject(pool), pool); err != nil {
-		t.Fatal(err)
-	}
-	pool.Status.Allocated, pool.Status.AllocatedIPCount = "9", 1
-	if err := c.Status().Update(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	markAllocated(t, ctx, pool, "9")
 	ep := &v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "rbac-gone-pod", Finalizers: []string{v1.EndpointProtection}},
 		Status: v1.EndpointStatus{Node: "rbac-gone-node", PodUID: "uid-gone", Interfaces: []v1.EndpointInterface{{
 			ContainerID: "ctr-gone", Interface: "net1", PodUID: "uid-gone", Created: metav1.NewTime(time.Now().Add(-time.Hour)),
@@ -131,15 +110,32 @@ func TestControllerRunsOnItsRBAC(t *testing.T) {
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("Endpoint %s still there (%v)", ep.Name, err)
 		}
-		got := &v1.IPPool{}
-		if err := c.Get(ctx, client.ObjectKeyFromObject(pool), got); err != nil {
-			return err
-		}
-		if got.Status.Allocated != "" {
-			return fmt.Errorf("allocated %q", got.Status.Allocated)
-		}
-		return nil
+		return allocatedNothing(ctx, pool)
 	})
+}
+
+// markAllocated writes the pool's status as holding the offsets in runs (one address).
+func markAllocated(t *testing.T, ctx context.Context, pool *v1.IPPool, runs string) {
+	t.Helper()
+	if err := suite.client.Get(ctx, client.ObjectKeyFromObject(pool), pool); err != nil {
+		t.Fatal(err)
+	}
+	pool.Status.Allocated, pool.Status.AllocatedIPCount = runs, 1
+	if err := suite.client.Status().Update(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// allocatedNothing says why the pool still holds addresses, or nil.
+func allocatedNothing(ctx context.Context, pool *v1.IPPool) error {
+	got := &v1.IPPool{}
+	if err := suite.client.Get(ctx, client.ObjectKeyFromObject(pool), got); err != nil {
+		return err
+	}
+	if got.Status.Allocated != "" {
+		return fmt.Errorf("pool %s allocated %q", got.Name, got.Status.Allocated)
+	}
+	return nil
 }
 
 func eventually(t *testing.T, what string, ok func() error) {
