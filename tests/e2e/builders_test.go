@@ -159,6 +159,16 @@ type netConf struct {
 	Extra      map[string]any // set last: they replace the defaults above
 }
 
+// withPool returns c with pool as its only pool of family ("IPv4" or "IPv6").
+func (c netConf) withPool(family, pool string) netConf {
+	if family == "IPv4" {
+		c.IPv4Pools = []string{pool}
+	} else {
+		c.IPv6Pools = []string{pool}
+	}
+	return c
+}
+
 // macvlanOn is a macvlan delegate in bridge mode.
 func macvlanOn(master string) map[string]any {
 	return map[string]any{"type": "macvlan", "master": master, "mode": "bridge"}

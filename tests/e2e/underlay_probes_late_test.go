@@ -47,12 +47,7 @@ func TestNetworkConflictAnsweredLateInTheWindowFailsAdd(t *testing.T) {
 			}
 			nc := netConf{Delegate: macvlanOn(peer.parent),
 				Extra: map[string]any{"checks": map[string]any{"timeout": window.String()}}}
-			if family == "IPv4" {
-				nc.IPv4Pools = []string{pool.Name}
-			} else {
-				nc.IPv6Pools = []string{pool.Name}
-			}
-			conf := nc.conflist(t)
+			conf := nc.withPool(family, pool.Name).conflist(t)
 			ns := newNamespace(t)
 			pod := newPodNS(t)
 			rt := runtimeFor(pod, ns, "late", "net1")

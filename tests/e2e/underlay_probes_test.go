@@ -30,12 +30,7 @@ func TestNetworkIPConflictFailsAddRetryGetsAnother(t *testing.T) {
 			squatter := newPeer(t, nil, squat, "")
 			squatterMAC := macOf(t, squatter.ns.Path(), squatter.end)
 			nc := netConf{Delegate: macvlanOn(squatter.parent)}
-			if family == "IPv4" {
-				nc.IPv4Pools = []string{pool.Name}
-			} else {
-				nc.IPv6Pools = []string{pool.Name}
-			}
-			conf := nc.conflist(t)
+			conf := nc.withPool(family, pool.Name).conflist(t)
 			ns := newNamespace(t)
 			pod := newPodNS(t)
 			rt := runtimeFor(pod, ns, "conflicted", "net1")
