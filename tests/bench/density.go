@@ -255,14 +255,20 @@ func printDensity(w io.Writer, ds []*densityResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "ipam\t%s\t%s\tADD s\tDEL s\tfailed\theld after DEL\t\n", strings.Join(windows, "\t"), growth)
 	for _, d := range ds {
-		var cells []string
-		for _, win := range d.Windows {
-			cells = append(cells, fmt.Sprintf("%.1f", win.MedianMs))
-		}
+		cells := medianCells(d)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%.1f\t%.1f\t%d\t%s\t\n", d.IPAM, strings.Join(cells, "\t"), growthCell(d),
 			d.AddSeconds, d.DelSeconds, d.Failed+d.DelFailed, heldPtr(d.Held))
 	}
 	tw.Flush()
+}
+
+// medianCells are d's window medians in ms, as the tables print them.
+func medianCells(d *densityResult) []string {
+	cells := make([]string, 0, len(d.Windows))
+	for _, win := range d.Windows {
+		cells = append(cells, fmt.Sprintf("%.1f", win.MedianMs))
+	}
+	return cells
 }
 
 // markdownDensity renders the same table in markdown.
@@ -275,10 +281,7 @@ func markdownDensity(b *strings.Builder, ds []*densityResult) {
 	fmt.Fprintf(b, "| ipam | %s | %s | ADD s | DEL s | failed | held after DEL |\n", strings.Join(windows, " | "), growth)
 	b.WriteString("|---|" + strings.Repeat("---:|", len(windows)+5) + "\n")
 	for _, d := range ds {
-		var cells []string
-		for _, win := range d.Windows {
-			cells = append(cells, fmt.Sprintf("%.1f", win.MedianMs))
-		}
+		cells := medianCells(d)
 		fmt.Fprintf(b, "| %s | %s | %s | %.1f | %.1f | %d | %s |\n", d.IPAM, strings.Join(cells, " | "), growthCell(d),
 			d.AddSeconds, d.DelSeconds, d.Failed+d.DelFailed, heldPtr(d.Held))
 	}
