@@ -111,7 +111,7 @@ func (p *PoolView) Addr(o uint64) netip.Addr {
 
 // Offset returns the offset of addr in the subnet, or false when addr lies outside it.
 func (p *PoolView) Offset(addr netip.Addr) (uint64, bool) {
-	if !p.Prefix.Contains(addr.Unmap()) {
+	if !p.Prefix.Contains(inFamilyOf(p.Prefix, addr)) {
 		return 0, false
 	}
 	return p.offsetOf(addr), true
@@ -131,6 +131,16 @@ func lastOffset(p netip.Prefix) uint64 {
 		return ^uint64(0)
 	}
 	return 1<<uint(hostBits(p)) - 1
+}
+
+// inFamilyOf reads addr in p's family: an IPv4-mapped IPv6 address (::ffff:a.b.c.d) is
+// the IPv4 address for an IPv4 subnet, and stays itself for an IPv6 one, which may well
+// hold it (::/80 does).
+func inFamilyOf(p netip.Prefix, addr netip.Addr) netip.Addr {
+	if p.Addr().Is4() {
+		return addr.Unmap()
+	}
+	return addr
 }
 
 func offsetIn(p netip.Prefix, addr netip.Addr) uint64 {
@@ -172,7 +182,7 @@ func parseIn(prefix netip.Prefix, text string) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%q is not an IP address", text)
 	}
-	if !prefix.Contains(a.Unmap()) {
+	if !prefix.Contains(inFamilyOf(prefix, a)) {
 		return 0, fmt.Errorf("%s is outside the subnet %s", a, prefix)
 	}
 	return offsetIn(prefix, a), nil
