@@ -20,7 +20,10 @@ var ErrExhausted = errors.New("no free address")
 // PoolView is the parsed, allocation-ready view of an IPPool spec (v1.IPPool is the CRD,
 // store.PoolCommitter writes its status).
 type PoolView struct {
-	Name    string
+	Name string
+	// UID is the IPPool object's UID, when the view was made from one (releases name the
+	// incarnation they free in)
+	UID     string
 	Prefix  netip.Prefix
 	Gateway netip.Addr // invalid when the pool has none
 	Vlan    int32

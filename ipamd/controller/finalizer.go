@@ -11,7 +11,7 @@ import (
 )
 
 // PoolProtection keeps a pool with live allocations from being deleted.
-const PoolProtection = "underpool.io/pool-protection"
+const PoolProtection = v1.PoolProtection
 
 // poolFinalizer adds PoolProtection to every pool and lifts it once a deleted pool is empty.
 type poolFinalizer struct{ c client.Client }

@@ -1,22 +1,32 @@
 // Package orphans frees pool addresses that no Endpoint holds: left by a crash between
-// the pool commit and the Endpoint write. Exactly one sweeper may run in a cluster (the
-// elected controller): it alone frees orphans, so an address it saw unheld cannot be
-// freed by someone else, handed out again and then freed a second time by it.
+// the pool commit and the Endpoint write, or between the Endpoint write that dropped a
+// record and the pool release, or by a free whose commit window closed. Exactly one
+// sweeper runs in a cluster (the elected controller). Being the sweeper is a lease, and
+// a lease can be lost at any moment: the sweep honours its context everywhere, checks it
+// before every write, and writes with it.
 //
-// Being the one sweeper is a lease, and a lease can be lost at any moment: the sweep
-// honours its context everywhere, checks it before every write, and writes with it, so a
-// controller that lost its lease frees nothing more from the snapshot it was working on.
+// An address allocated in its pool and held by no Endpoint is not yet an orphan: its
+// allocation's Endpoint write may still be on its way, or its holder's release may. The
+// release protocol (docs/design.md) bounds both by the commit window W: such writes take
+// effect within W of their evidence or never. The sweeper frees in three phases, each in
+// one resourceVersion-guarded write or read:
 //
-// What the sweeper remembers is an allocation, not a bare address: "unheld since" is keyed
-// by the pool's UID (a pool deleted and made again under the same name starts afresh) and
-// the address, and an entry is forgotten whenever the address is seen held or seen free in
-// between, at a sweep or in any pool status the informer delivers (Observe). An address
-// freed and handed out again between two sweeps therefore starts a new clock: the new
-// allocation's Endpoint write gets the whole grace period, not what was left of the old
-// one's. (The pool status has no per-allocation generation to key by; the status writes
-// the watch delivers are the evidence. A watch gap, a relist after compaction, can hide a
-// free and re-allocation; the uncached Endpoint read before freeing still covers any
-// allocation whose Endpoint was written by then.)
+//  1. mark: an address seen unheld (informer and API) for the grace period is added to
+//     the pool's status.reclaiming. Every release of the address drops the mark in the
+//     same write that frees it, so while the mark stays, the address has been allocated
+//     without a break since: it is the same allocation, not one handed out again.
+//  2. confirm: at least W after the mark, the API shows it unheld still. No Endpoint can
+//     claim it any more: its allocation's own Endpoint write took effect by then or never
+//     will, and nobody else can be given a marked (allocated) address.
+//  3. free: at least W after the confirmation, the mark still there, the address is freed
+//     and unmarked. Its holder's release, if a holder ever had it, was planned within W/2
+//     of dropping its record, before the confirmation; a release planned on state read
+//     after this free would be planned after its window closed, so it never is. A late
+//     free therefore cannot free the address again once it is handed out anew.
+//
+// Times count from the first sweep that starts after a mark or a confirmation was seen,
+// so a sweep's own reads and writes never shorten a phase. A new leader starts every
+// phase afresh; that only delays a reclaim.
 package orphans
 
 import (
@@ -29,12 +39,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/underpool/underpool/ipamd/allocator"
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/store"
 )
 
 // heldKey names an address of a pool by name, as Endpoints record it.
@@ -43,29 +53,41 @@ type heldKey struct {
 	addr netip.Addr
 }
 
-// Sweeper remembers since when each unheld allocation has been seen unheld.
+// Sweeper remembers since when each unheld allocation has been seen unheld, and where
+// each of its marks stands.
 type Sweeper struct {
 	// Writer writes pool status: one resourceVersion-guarded update per pool and sweep.
 	Writer client.Client
 	Cache  client.Reader // informer-backed reads of IPPools and Endpoints
-	// API reads Endpoints and the pool uncached before anything is freed: a cache is
-	// never evidence that an address is unheld (an Endpoint written a moment ago may not
-	// be in it).
+	// API reads Endpoints and the pool uncached before anything is marked, confirmed or
+	// freed: a cache is never evidence that an address is unheld (an Endpoint written a
+	// moment ago may not be in it).
 	API client.Reader
 	Log *zap.Logger
+	// Window is the release protocol's bound (zero: store.DefaultWindow); it must be
+	// the same as every ipamd's. The phases are spaced a whole window apart.
+	Window store.Window
 	// Found counts orphans confirmed by the uncached read, Freed those written free,
-	// Unheld is the allocations seen unheld at the last sweep (any may be nil).
+	// Unheld is the allocations seen unheld at the last sweep, marked or not (any may be nil).
 	Found  prometheus.Counter
 	Freed  prometheus.Counter
 	Unheld prometheus.Gauge
 
 	mu    sync.Mutex
 	since map[types.UID]map[netip.Addr]time.Time // pool UID -> address -> first seen unheld
+	marks map[types.UID]map[netip.Addr]*markClock
 }
 
-// Observe forgets what the sweeper remembered of a pool's addresses that this status shows
-// free: whatever holds them next is a new allocation. Wire it to the IPPool informer's
-// add and update events; Forget to its delete events.
+// markClock is where one mark stands. A time is zero until the first sweep that starts
+// after the event was seen: that sweep's start is certainly later than the event.
+type markClock struct {
+	seen, confirmed                   time.Time
+	seenPending, confirmPending bool
+}
+
+// Observe forgets what the sweeper remembered of a pool's unmarked addresses that this
+// status shows free: whatever holds them next is a new allocation. Wire it to the IPPool
+// informer's add and update events; Forget to its delete events.
 func (s *Sweeper) Observe(pool *v1.IPPool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -93,12 +115,13 @@ func (s *Sweeper) Forget(uid types.UID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.since, uid)
+	delete(s.marks, uid)
 }
 
-// Sweep frees pool addresses that no Endpoint holds. An address is committed to its pool
-// a moment before its Endpoint is written (and rolled back within the request timeout if
-// that fails), so only an allocation seen unheld for longer than grace, in two sweeps, is
-// an orphan. It stops, freeing nothing more, as soon as ctx ends.
+// Sweep takes every phase one step: it marks allocations unheld for longer than grace
+// (seen in two sweeps at least), confirms marks a window old, and frees confirmed marks a
+// window after their confirmation. It stops, writing nothing more, as soon as ctx ends.
+// It returns how many addresses it freed.
 func (s *Sweeper) Sweep(ctx context.Context, now time.Time, grace time.Duration) (int, error) {
 	var eps v1.EndpointList
 	if err := s.Cache.List(ctx, &eps, client.UnsafeDisableDeepCopy); err != nil {
@@ -109,8 +132,8 @@ func (s *Sweeper) Sweep(ctx context.Context, now time.Time, grace time.Duration)
 	if err := s.Cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return 0, err
 	}
-	due := s.note(list.Items, held, now, grace)
-	if len(due) == 0 {
+	work := s.note(list.Items, held, now, grace)
+	if len(work) == 0 {
 		return 0, nil
 	}
 	// the uncached view, read once per sweep and only when something is due
@@ -119,11 +142,11 @@ func (s *Sweeper) Sweep(ctx context.Context, now time.Time, grace time.Duration)
 		return 0, err
 	}
 	freed := 0
-	for _, pool := range sortedPools(due) {
+	for _, ref := range sortedPools(work) {
 		if err := ctx.Err(); err != nil {
-			return freed, fmt.Errorf("sweep stopped (%w): nothing more freed", err)
+			return freed, fmt.Errorf("sweep stopped (%w): nothing more written", err)
 		}
-		n, err := s.free(ctx, pool, due[pool], confirmed, now)
+		n, err := s.step(ctx, ref, work[ref], confirmed)
 		freed += n
 		if err != nil {
 			return freed, err
@@ -137,6 +160,7 @@ func (s *Sweeper) Sweep(ctx context.Context, now time.Time, grace time.Duration)
 const listPage = 500
 
 // heldNow reads every Endpoint from the API, page by page, and returns what they hold.
+// The pages come from one snapshot, taken after the read began.
 func (s *Sweeper) heldNow(ctx context.Context) (map[heldKey]bool, error) {
 	held := map[heldKey]bool{}
 	for cont := ""; ; {
@@ -159,141 +183,14 @@ type poolRef struct {
 	uid  types.UID
 }
 
-// note updates the memory from one snapshot and returns the allocations unheld for at
-// least grace, by pool. Everything seen held or free is forgotten.
-func (s *Sweeper) note(pools []v1.IPPool, held map[heldKey]bool, now time.Time, grace time.Duration) map[poolRef][]netip.Addr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.since == nil {
-		s.since = map[types.UID]map[netip.Addr]time.Time{}
-	}
-	next := map[types.UID]map[netip.Addr]time.Time{}
-	due := map[poolRef][]netip.Addr{}
-	for i := range pools {
-		pool := &pools[i]
-		view, err := allocator.NewPool(pool.Name, &pool.Spec)
-		if err != nil {
-			continue
-		}
-		allocated, err := allocator.ParseRunSet(pool.Status.Allocated)
-		if err != nil {
-			continue
-		}
-		known := s.since[pool.UID]
-		seen := map[netip.Addr]time.Time{}
-		for _, run := range allocated.Runs() {
-			for o := run.Lo; ; o++ {
-				addr := view.Addr(o)
-				if !held[heldKey{pool.Name, addr}] {
-					since, ok := known[addr]
-					if !ok {
-						since = now
-					}
-					seen[addr] = since
-					if now.Sub(since) >= grace && ok {
-						ref := poolRef{pool.Name, pool.UID}
-						due[ref] = append(due[ref], addr)
-					}
-				}
-				if o == run.Hi {
-					break
-				}
-			}
-		}
-		if len(seen) > 0 {
-			next[pool.UID] = seen
-		}
-	}
-	s.since = next // what was not seen unheld now (held, free, pool gone) is forgotten
-	if s.Unheld != nil {
-		unheld := 0
-		for _, seen := range next {
-			unheld += len(seen)
-		}
-		s.Unheld.Set(float64(unheld))
-	}
-	return due
+// poolWork is what a sweep may do to one pool, each item checked again on a fresh read.
+type poolWork struct {
+	mark, confirm, free, unmark []netip.Addr
 }
 
-// free releases a pool's due addresses that the API confirms unheld, in one write guarded
-// by the resourceVersion of a fresh read of the pool: a conflict or a changed pool frees
-// nothing this round.
-func (s *Sweeper) free(ctx context.Context, ref poolRef, addrs []netip.Addr, confirmed map[heldKey]bool, now time.Time) (int, error) {
-	pool := &v1.IPPool{}
-	if err := s.API.Get(ctx, client.ObjectKey{Name: ref.name}, pool); err != nil {
-		if apierrors.IsNotFound(err) {
-			return 0, nil
-		}
-		return 0, fmt.Errorf("reading IPPool %s: %w", ref.name, err)
-	}
-	if pool.UID != ref.uid {
-		return 0, nil // made again under the same name: not the allocations we watched
-	}
-	view, err := allocator.NewPool(pool.Name, &pool.Spec)
-	if err != nil {
-		return 0, nil
-	}
-	allocated, err := allocator.ParseRunSet(pool.Status.Allocated)
-	if err != nil {
-		return 0, nil
-	}
-	var freeing []netip.Addr
-	for _, addr := range addrs {
-		if confirmed[heldKey{ref.name, addr}] {
-			s.forget(ref.uid, addr) // held after all: the cache lagged
-			continue
-		}
-		if o, ok := view.Offset(addr); ok && allocated.Remove(o) {
-			freeing = append(freeing, addr)
-			if s.Found != nil {
-				s.Found.Inc()
-			}
-		}
-	}
-	if len(freeing) == 0 {
-		return 0, nil
-	}
-	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("sweep stopped (%w) before freeing %d addresses of pool %s", err, len(freeing), ref.name)
-	}
-	pool.Status.Allocated = allocated.String()
-	pool.Status.SetCounts(view.TotalCount(), int64(allocated.Count()))
-	if err := s.Writer.Status().Update(ctx, pool); err != nil {
-		if apierrors.IsConflict(err) {
-			s.Log.Info("pool changed while freeing orphans; the next sweep looks again", zap.String("pool", ref.name))
-			return 0, nil
-		}
-		return 0, fmt.Errorf("freeing orphans of pool %s: %w", ref.name, err)
-	}
-	for _, addr := range freeing {
-		s.Log.Warn("freed an orphan address no Endpoint held", zap.String("pool", ref.name), zap.String("ip", addr.String()),
-			zap.Duration("unheldFor", now.Sub(s.sinceOf(ref.uid, addr, now))))
-		s.forget(ref.uid, addr)
-		if s.Freed != nil {
-			s.Freed.Inc()
-		}
-	}
-	return len(freeing), nil
-}
-
-func (s *Sweeper) forget(uid types.UID, addr netip.Addr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	delete(s.since[uid], addr)
-}
-
-func (s *Sweeper) sinceOf(uid types.UID, addr netip.Addr, now time.Time) time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if t, ok := s.since[uid][addr]; ok {
-		return t
-	}
-	return now
-}
-
-func sortedPools(due map[poolRef][]netip.Addr) []poolRef {
-	refs := make([]poolRef, 0, len(due))
-	for ref := range due {
+func sortedPools(work map[poolRef]*poolWork) []poolRef {
+	refs := make([]poolRef, 0, len(work))
+	for ref := range work {
 		refs = append(refs, ref)
 	}
 	sort.Slice(refs, func(i, j int) bool { return refs[i].name < refs[j].name })

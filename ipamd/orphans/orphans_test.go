@@ -31,6 +31,31 @@ func poolObj(name, uid, allocated string) *v1.IPPool {
 		Status: v1.IPPoolStatus{Allocated: allocated}}
 }
 
+// throughPhases sweeps at from and then every hour for n more sweeps: each sweep is a
+// grace period and a commit window after the one before, so an orphan is marked at the
+// second, confirmed at the fourth and freed at the sixth.
+func throughPhases(t *testing.T, ctx context.Context, s *Sweeper, from time.Time, n int) error {
+	t.Helper()
+	for i := 0; i <= n; i++ {
+		if _, err := s.Sweep(ctx, from.Add(time.Duration(i)*time.Hour), time.Minute); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sweepsToFree is how many sweeps after the first one sees an orphan free it.
+const sweepsToFree = 5
+
+func reclaiming(t *testing.T, c client.Reader, name string) string {
+	t.Helper()
+	got := &v1.IPPool{}
+	if err := c.Get(context.Background(), client.ObjectKey{Name: name}, got); err != nil {
+		t.Fatal(err)
+	}
+	return got.Status.Reclaiming
+}
+
 func allocated(t *testing.T, c client.Reader, name string) string {
 	t.Helper()
 	got := &v1.IPPool{}
@@ -50,11 +75,8 @@ func TestSweepConfirmsWithTheAPIBeforeFreeing(t *testing.T) {
 	api := fake.NewClientBuilder().WithScheme(scheme(t)).WithStatusSubresource(&v1.IPPool{}).WithObjects(pool, held).Build()
 	cache := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(pool.DeepCopy()).Build() // lags: no Endpoint yet
 	s := &Sweeper{Cache: cache, API: api, Writer: api, Log: zap.NewNop()}
-	now := time.Now()
-	for _, at := range []time.Time{now, now.Add(time.Hour)} {
-		if _, err := s.Sweep(context.Background(), at, time.Minute); err != nil {
-			t.Fatal(err)
-		}
+	if err := throughPhases(t, context.Background(), s, time.Now(), sweepsToFree); err != nil {
+		t.Fatal(err)
 	}
 	if got := allocated(t, api, "p"); got != "5" {
 		t.Fatalf("pool allocated = %q, want only the held 10.250.1.5 (offset 5) left", got)
@@ -101,11 +123,11 @@ func TestSweepStopsWhenItsLeaseIsLost(t *testing.T) {
 				}).Build()
 			s := &Sweeper{Cache: api, API: api, Writer: api, Log: zap.NewNop()}
 			now := time.Now()
-			if _, err := s.Sweep(ctx, now, time.Minute); err != nil {
+			if err := throughPhases(t, ctx, s, now, sweepsToFree-1); err != nil {
 				t.Fatal(err)
 			}
 			armed = true
-			if _, err := s.Sweep(ctx, now.Add(time.Hour), time.Minute); err == nil {
+			if _, err := s.Sweep(ctx, now.Add(sweepsToFree*time.Hour), time.Minute); err == nil {
 				t.Fatal("a sweep whose lease was lost reported success")
 			}
 			for name, want := range tc.wantLeft {
@@ -165,10 +187,16 @@ func TestSweepTracksAllocationsNotAddresses(t *testing.T) {
 			if _, err := s.Sweep(context.Background(), now.Add(time.Hour), time.Minute); err != nil {
 				t.Fatal(err)
 			}
+			if got := reclaiming(t, api, "p"); got != "" {
+				t.Fatalf("a new allocation was marked on an old one's clock: reclaiming = %q", got)
+			}
+			if err := throughPhases(t, context.Background(), s, now.Add(2*time.Hour), sweepsToFree-2); err != nil {
+				t.Fatal(err)
+			}
 			if got := allocated(t, api, "p"); got != "5" {
 				t.Fatalf("a new allocation was freed on an old one's clock: allocated = %q", got)
 			}
-			if _, err := s.Sweep(context.Background(), now.Add(2*time.Hour), time.Minute); err != nil {
+			if _, err := s.Sweep(context.Background(), now.Add((sweepsToFree+1)*time.Hour), time.Minute); err != nil {
 				t.Fatal(err)
 			}
 			if got := allocated(t, api, "p"); got != "" {
@@ -224,11 +252,8 @@ func TestSweepConfirmsPageByPage(t *testing.T) {
 	cache := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(pool.DeepCopy()).Build() // lags: no Endpoint yet
 	paged := &pagedReader{Reader: api}
 	s := &Sweeper{Cache: cache, API: paged, Writer: api, Log: zap.NewNop()}
-	now := time.Now()
-	for _, at := range []time.Time{now, now.Add(time.Hour)} {
-		if _, err := s.Sweep(context.Background(), at, time.Minute); err != nil {
-			t.Fatal(err)
-		}
+	if err := throughPhases(t, context.Background(), s, time.Now(), 1); err != nil {
+		t.Fatal(err)
 	}
 	if got := allocated(t, api, "p"); got != "5-7" {
 		t.Fatalf("pool allocated = %q, want 5-7: every address is held by an Endpoint on some page", got)

@@ -89,7 +89,11 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 	// the pools as the commit parsed them: the response needs their routes, and parsing
 	// each pool again from the cache after the commit was pure waste
 	views := map[string]*allocator.PoolView{}
-	rollback := func() { s.releaseIPs(ctx, held) }
+	// taken before the first pool commit is sent: the Endpoint write that records the
+	// allocation, and any rollback, are sent only within the first half of the commit
+	// window after it (docs/design.md, the release protocol)
+	evidence := s.now()
+	rollback := func() { s.releaseIPs(ctx, held, evidence) }
 	for _, fam := range []struct {
 		field, label string
 		pools        []string
@@ -112,8 +116,10 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 	}
 
 	rec := v1.EndpointInterface{ContainerID: req.ContainerID, Interface: req.IfName, Network: req.Network,
-		PodUID: podUID(in.Pod, req), IPs: held, Created: metav1.NewTime(time.Now())}
-	err = s.Endpoints.Mutate(ctx, key, func(ep *v1.Endpoint) bool {
+		PodUID: podUID(in.Pod, req), IPs: held, Created: metav1.NewTime(s.now())}
+	recordCtx, cancel := context.WithDeadline(ctx, s.Window.SendBy(evidence))
+	defer cancel()
+	err = s.Endpoints.Mutate(recordCtx, key, func(ep *v1.Endpoint) bool {
 		s.stampOwner(ep, in.Pod, req)
 		ep.Status.Interfaces = append(withoutInterface(ep.Status.Interfaces, req.ContainerID, req.IfName), rec)
 		return true
@@ -149,6 +155,9 @@ func (s *Service) selectionInput(ctx context.Context, req *rpc.AllocateRequest) 
 	pod, err := s.Cluster.Pod(ctx, req.Pod.Namespace, req.Pod.Name, req.Pod.UID)
 	if err != nil {
 		return nil, nil, &rpc.Error{Code: rpc.CodeTryAgainLater, Message: fmt.Sprintf("reading pod %s/%s: %v", req.Pod.Namespace, req.Pod.Name, err)}
+	}
+	if err := s.ownsSandbox(pod, req); err != nil {
+		return nil, nil, err
 	}
 	ns, err := s.Cluster.Namespace(ctx, req.Pod.Namespace)
 	if err != nil {
@@ -190,6 +199,27 @@ func (s *Service) selectionInput(ctx context.Context, req *rpc.AllocateRequest) 
 	return in, requested, nil
 }
 
+// ownsSandbox refuses an ADD that is not for the pod object as it is now on this node:
+// a late ADD of an incarnation that was force-deleted, or of a pod bound elsewhere,
+// would record the live pod's UID and this node against addresses the live pod does not
+// use, and recycling would later judge the live pod's own record replaced and free it.
+// (No pod at all is allowed: the allocation is recycled as pod-deleted.)
+func (s *Service) ownsSandbox(pod *corev1.Pod, req *rpc.AllocateRequest) error {
+	switch {
+	case pod == nil:
+		return nil
+	case req.Pod.UID != "" && string(pod.UID) != req.Pod.UID:
+		return &rpc.Error{Code: rpc.CodeBadRequest, Field: "pod",
+			Message: fmt.Sprintf("ADD for pod %s/%s UID %s, but that pod is now UID %s: the sandbox belongs to an incarnation that is gone; refusing to allocate for it",
+				pod.Namespace, pod.Name, req.Pod.UID, pod.UID)}
+	case pod.Spec.NodeName != "" && pod.Spec.NodeName != s.Node:
+		return &rpc.Error{Code: rpc.CodeBadRequest, Field: "pod",
+			Message: fmt.Sprintf("ADD for pod %s/%s on node %s, but the pod is bound to node %s: refusing to allocate for a sandbox the pod does not use",
+				pod.Namespace, pod.Name, s.Node, pod.Spec.NodeName)}
+	}
+	return nil
+}
+
 // allocateFrom tries the pools in order, skipping those whose affinity does not match or
 // that are exhausted; the error lists every pool tried and why it was skipped.
 func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, family string, source selection.Source,
@@ -219,16 +249,16 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 			reasons = append(reasons, name+": "+why)
 			continue
 		}
-		var addr netip.Prefix
-		var view *allocator.PoolView
+		var grant store.Grant
 		var err error
 		if want.IsValid() {
-			addr, view, err = s.Pools.AllocateExact(ctx, name, want)
+			grant, err = s.Pools.AllocateExact(ctx, name, want)
 		} else {
-			addr, view, err = s.Pools.Allocate(ctx, name)
+			grant, err = s.Pools.Allocate(ctx, name)
 		}
 		if err == nil {
-			ip := v1.EndpointIP{Address: addr.String(), Pool: name, Vlan: view.Vlan}
+			view := grant.Pool
+			ip := v1.EndpointIP{Address: grant.Addr.String(), Pool: name, PoolUID: grant.PoolUID, Vlan: view.Vlan}
 			if view.Gateway.IsValid() {
 				ip.Gateway = view.Gateway.String()
 			}
@@ -242,6 +272,9 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 			reasons = append(reasons, name+": no such IPPool")
 		case errors.Is(err, store.ErrPoolDeleting):
 			reasons = append(reasons, name+": being deleted")
+		case errors.Is(err, store.ErrPoolUnprotected):
+			worse(FailurePoolUnusable)
+			reasons = append(reasons, err.Error())
 		case errors.As(err, new(*store.UnusableError)):
 			// a corrupt pool fails only itself: say what is wrong and how to fix it, on
 			// the pool too (the recorder folds repeats), and move on to the next candidate
@@ -321,7 +354,7 @@ func (s *Service) inherit(ctx context.Context, key client.ObjectKey, in *selecti
 		for i := range ep.Status.Interfaces {
 			itf := &ep.Status.Interfaces[i]
 			if itf.ContainerID == prev.ContainerID && itf.Interface == prev.Interface && itf.PodUID == prev.PodUID {
-				itf.ContainerID, itf.PodUID, itf.Created = req.ContainerID, string(in.Pod.UID), metav1.NewTime(time.Now())
+				itf.ContainerID, itf.PodUID, itf.Created = req.ContainerID, string(in.Pod.UID), metav1.NewTime(s.now())
 				itf.Detached = nil
 				ips = itf.IPs
 				s.stampOwner(ep, in.Pod, req)
@@ -350,10 +383,13 @@ func (s *Service) stampOwner(ep *v1.Endpoint, pod *corev1.Pod, req *rpc.Allocate
 	}
 }
 
-func (s *Service) releaseIPs(ctx context.Context, ips []v1.EndpointIP) {
+// releaseIPs rolls back pool commits whose Endpoint write certainly did not happen;
+// evidence is when the first of those commits was sent.
+func (s *Service) releaseIPs(ctx context.Context, ips []v1.EndpointIP, evidence time.Time) {
 	for _, ip := range ips {
 		addr, _ := netip.ParsePrefix(ip.Address)
-		if err := s.Pools.Release(ctx, ip.Pool, addr.Addr()); err != nil {
+		f := store.Free{Pool: ip.Pool, PoolUID: ip.PoolUID, Addr: addr.Addr(), Evidence: evidence}
+		if err := s.Pools.Release(ctx, f); err != nil {
 			s.Log.Error("rollback release failed; the address is an orphan until GC", zap.String("pool", ip.Pool), zap.String("ip", ip.Address), zap.Error(err))
 		}
 	}

@@ -59,9 +59,11 @@ func (w *world) ipamd(node string, cache client.Reader) *service.Service {
 		cache = nodeScoped{Reader: w.api, node: node}
 	}
 	log := zap.NewNop()
+	pools := store.NewPoolCommitter(w.api, cache, w.api, nil, log, nil)
+	pools.Patience = 300 * time.Millisecond // a conflict that never ends fails fast here
 	return &service.Service{
 		Node:          node,
-		Pools:         store.NewPoolCommitter(w.api, cache, w.api, nil, log, nil),
+		Pools:         pools,
 		Endpoints:     store.NewEndpoints(w.api, cache, w.api),
 		Cluster:       daemon.NewCluster(node, cache, w.api),
 		QuarantineFor: time.Minute,
@@ -182,7 +184,7 @@ func (w *world) requireAllocated(pool string, want int64) {
 }
 
 func newPoolObj(name, subnet string) *v1.IPPool {
-	return &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.IPPoolSpec{Subnet: subnet}}
+	return &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, Finalizers: []string{v1.PoolProtection}}, Spec: v1.IPPoolSpec{Subnet: subnet}}
 }
 
 func podObj(ns, name, node string, owner *appsv1.StatefulSet) *corev1.Pod {

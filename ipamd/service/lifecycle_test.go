@@ -340,7 +340,7 @@ func TestRecyclingReclaimsWhatNoOneWillTakeOver(t *testing.T) {
 func TestStaleCacheOfAReleasedPredecessorDoesNotBlockADD(t *testing.T) {
 	sts := statefulSet("ns", "db", 1, 0)
 	w := newWorld(t, nil, nsObj("ns"), newPoolObj("p", "10.250.1.0/24"), sts)
-	old := podObj("ns", "db-0", "node-a", sts)
+	old := podObj("ns", "db-0", "node-b", sts)
 	w.create(old)
 	add(t, w.ipamd("node-b", nil), old, "ctr-1", "p")
 	staleA := w.ipamd("node-a", w.freeze())

@@ -72,10 +72,10 @@ func TestReconcileSkipsACorruptPoolAndServesTheRest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	corrupt := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "corrupt"}, Spec: v1.IPPoolSpec{Subnet: "10.0.0.0/29"}, // usable .1-.6
+	corrupt := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "corrupt", Finalizers: []string{v1.PoolProtection}}, Spec: v1.IPPoolSpec{Subnet: "10.0.0.0/29"}, // usable .1-.6
 		Status: v1.IPPoolStatus{Allocated: "1,2,zz"}}
-	invalid := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "invalid"}, Spec: v1.IPPoolSpec{Subnet: "10.2.0.0/24", IPs: []string{"10.9.9.9"}}}
-	healthy := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "healthy"}, Spec: v1.IPPoolSpec{Subnet: "10.1.0.0/24"}}
+	invalid := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "invalid", Finalizers: []string{v1.PoolProtection}}, Spec: v1.IPPoolSpec{Subnet: "10.2.0.0/24", IPs: []string{"10.9.9.9"}}}
+	healthy := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "healthy", Finalizers: []string{v1.PoolProtection}}, Spec: v1.IPPoolSpec{Subnet: "10.1.0.0/24"}}
 	held := &v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "old"}, Status: v1.EndpointStatus{Node: "n1",
 		Interfaces: []v1.EndpointInterface{{ContainerID: "c0", Interface: "net1", IPs: []v1.EndpointIP{
 			{Address: "10.0.0.1/29", Pool: "corrupt"}, {Address: "10.0.0.2/29", Pool: "corrupt"}}},

@@ -2,6 +2,8 @@ package service
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/ipamd/store"
 )
 
 // Release frees an attachment's addresses. Unknown attachments succeed.
@@ -70,7 +73,7 @@ func (s *Service) detach(ctx context.Context, key client.ObjectKey, match func(*
 		return s.releaseLocked(ctx, key, match, conflicts)
 	}
 	var detached []v1.EndpointInterface
-	now := metav1.NewTime(time.Now())
+	now := metav1.NewTime(s.now())
 	err = s.Endpoints.Mutate(ctx, key, func(ep *v1.Endpoint) bool {
 		detached = detached[:0]
 		for i := range ep.Status.Interfaces {
@@ -138,6 +141,9 @@ func (s *Service) releaseFrom(ctx context.Context, key client.ObjectKey, match f
 // (a second DEL, another node's recycling) is not freed twice.
 func (s *Service) releaseLocked(ctx context.Context, key client.ObjectKey, match func(*v1.EndpointInterface) bool, conflicts map[string]string) error {
 	var removed []v1.EndpointInterface
+	// taken before the write that removes the records is sent: the frees below are sent
+	// only within the first half of the commit window after it (docs/design.md)
+	evidence := s.now()
 	err := s.Endpoints.Mutate(ctx, key, func(ep *v1.Endpoint) bool {
 		removed = removed[:0]
 		kept := ep.Status.Interfaces[:0:0]
@@ -160,14 +166,25 @@ func (s *Service) releaseLocked(ctx context.Context, key client.ObjectKey, match
 			if perr != nil {
 				continue
 			}
-			if mac, conflict := conflicts[addr.Addr().String()]; conflict {
-				if err := s.quarantine(ctx, ip.Pool, addr.Addr(), mac); err != nil {
-					return err
-				}
+			f := store.Free{Pool: ip.Pool, PoolUID: ip.PoolUID, Addr: addr.Addr(), Evidence: evidence}
+			mac, conflict := conflicts[addr.Addr().String()]
+			if conflict {
+				err = s.quarantine(ctx, f, mac)
+			} else {
+				err = s.Pools.Release(ctx, f)
+			}
+			if errors.Is(err, store.ErrWindowClosed) {
+				// the record is gone, so the sandbox's teardown succeeded; the address
+				// stays allocated, unheld, and the orphan sweeper frees it safely
+				s.Log.Warn("free not sent within the commit window; left for the orphan sweeper", zap.String("pod", key.String()),
+					zap.String("pool", ip.Pool), zap.String("ip", ip.Address), zap.Error(err))
 				continue
 			}
-			if err := s.Pools.Release(ctx, ip.Pool, addr.Addr()); err != nil {
+			if err != nil {
 				return internal("freeing %s in pool %s: %v", ip.Address, ip.Pool, err)
+			}
+			if conflict {
+				continue
 			}
 			s.Log.Info("released", zap.String("pod", key.String()), zap.String("containerID", itf.ContainerID),
 				zap.String("ifName", itf.Interface), zap.String("pool", ip.Pool), zap.String("ip", ip.Address))
@@ -196,7 +213,7 @@ func (s *Service) GC(ctx context.Context, req *rpc.GCRequest, force bool) (*rpc.
 	if err != nil {
 		return nil, internal("%v", err)
 	}
-	now := time.Now()
+	now := s.now()
 	stale := func(itf *v1.EndpointInterface) bool {
 		return itf.Network == req.Network && itf.Detached == nil &&
 			!valid[rpc.Attachment{ContainerID: itf.ContainerID, IfName: itf.Interface}] &&
@@ -259,10 +276,11 @@ func (s *Service) gcShareAllowed(network string, doomed, total int, force bool) 
 
 // quarantine frees an address another host answered for and keeps it out of allocation
 // for a while, visible on the pool's status and as an event.
-func (s *Service) quarantine(ctx context.Context, pool string, addr netip.Addr, mac string) error {
-	until := time.Now().Add(s.QuarantineFor)
-	if err := s.Pools.Quarantine(ctx, pool, addr, mac, until); err != nil {
-		return internal("quarantining %s in pool %s: %v", addr, pool, err)
+func (s *Service) quarantine(ctx context.Context, f store.Free, mac string) error {
+	pool, addr := f.Pool, f.Addr
+	until := s.now().Add(s.QuarantineFor)
+	if err := s.Pools.Quarantine(ctx, f, mac, until); err != nil {
+		return fmt.Errorf("quarantining: %w", err)
 	}
 	s.Log.Warn("address in use on the wire; quarantined", zap.String("pool", pool), zap.String("ip", addr.String()),
 		zap.String("answeredBy", mac), zap.Time("until", until))

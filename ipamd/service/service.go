@@ -11,8 +11,10 @@ import (
 
 	"go.uber.org/zap"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/store"
 )
 
 // Service serves allocations for one node.
@@ -32,6 +34,13 @@ type Service struct {
 	GCMaxShare float64
 	Log        *zap.Logger
 	Metrics    *Metrics
+	// Window is the release protocol's bound (zero: store.DefaultWindow): an Endpoint
+	// write that records an allocation, and a free after an Endpoint write that removed a
+	// record, are sent only within its first half (docs/design.md). It must equal the
+	// pool committer's.
+	Window store.Window
+	// Clock tells the time (nil: the real clock); the simulation sets it.
+	Clock clock.PassiveClock
 
 	locks keyedMutex
 	ready atomic.Bool
@@ -77,4 +86,11 @@ func withoutInterface(list []v1.EndpointInterface, containerID, ifName string) [
 		}
 	}
 	return out
+}
+
+func (s *Service) now() time.Time {
+	if s.Clock == nil {
+		return time.Now()
+	}
+	return s.Clock.Now()
 }

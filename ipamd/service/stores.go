@@ -20,11 +20,12 @@ import (
 
 // poolStore commits pool status changes, batched per pool.
 type poolStore interface {
-	Allocate(ctx context.Context, pool string) (netip.Prefix, *allocator.PoolView, error)
-	AllocateExact(ctx context.Context, pool string, addr netip.Addr) (netip.Prefix, *allocator.PoolView, error)
-	// Release frees addr; freeing a free address, or one of a pool that is gone, succeeds.
-	Release(ctx context.Context, pool string, addr netip.Addr) error
-	Quarantine(ctx context.Context, pool string, addr netip.Addr, mac string, until time.Time) error
+	Allocate(ctx context.Context, pool string) (store.Grant, error)
+	AllocateExact(ctx context.Context, pool string, addr netip.Addr) (store.Grant, error)
+	// Release frees an address under the release protocol's rules (store.Free);
+	// freeing a free address, or one of a pool that is gone, succeeds.
+	Release(ctx context.Context, f store.Free) error
+	Quarantine(ctx context.Context, f store.Free, mac string, until time.Time) error
 	// Remark marks addrs held and keeps them pending (the pool serving nothing) until a
 	// commit succeeds; it returns the addresses the pool had lost.
 	Remark(ctx context.Context, pool string, addrs []netip.Addr) ([]netip.Addr, error)

@@ -46,7 +46,7 @@ func TestQueuesOfGonePoolsAreDropped(t *testing.T) {
 	api := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1.IPPool{}).Build()
 	p := NewPoolCommitter(api, api, api, nil, zap.NewNop(), nil)
 	for i := range 50 {
-		_ = p.Release(context.Background(), fmt.Sprintf("gone-%d", i), netip.MustParseAddr("10.250.1.1"))
+		_ = release(p, context.Background(), fmt.Sprintf("gone-%d", i), netip.MustParseAddr("10.250.1.1"))
 	}
 	p.mu.Lock()
 	n := len(p.queues)

@@ -21,19 +21,19 @@ func TestAFreedAddressIsNotHandedOutAgainAtOnceByAnotherNode(t *testing.T) {
 	if err := v1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
-	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: v1.IPPoolSpec{Subnet: "10.250.1.0/24"}}
+	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "p", Finalizers: []string{v1.PoolProtection}}, Spec: v1.IPPoolSpec{Subnet: "10.250.1.0/24"}}
 	api := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1.IPPool{}).WithObjects(pool).Build()
 	nodeA := NewPoolCommitter(api, api, api, nil, zap.NewNop(), nil)
 	nodeB := NewPoolCommitter(api, api, api, nil, zap.NewNop(), nil)
 	ctx := context.Background()
-	first, _, err := nodeA.Allocate(ctx, "p")
+	first, _, err := allocate(nodeA, ctx, "p")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := nodeA.Release(ctx, "p", first.Addr()); err != nil {
+	if err := release(nodeA, ctx, "p", first.Addr()); err != nil {
 		t.Fatal(err)
 	}
-	again, _, err := nodeB.Allocate(ctx, "p")
+	again, _, err := allocate(nodeB, ctx, "p")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,9 @@ type Metrics struct {
 	// Unusable counts, per pool and reason, commits refused because the pool's spec does
 	// not parse or its status is corrupt.
 	Unusable *prometheus.CounterVec
+	// LateFrees counts frees not sent because their commit window had closed (the
+	// release protocol): each leaves an address for the orphan sweeper.
+	LateFrees prometheus.Counter
 
 	lagMu   sync.Mutex
 	written map[string]written // pool -> newest status write not yet seen by the informer
@@ -96,10 +99,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "underpool_pool_unusable_total",
 			Help: "Commits refused because the pool's spec does not parse (invalid_spec) or its status.allocated is corrupt (corrupt_status), by pool and reason."},
 			[]string{"pool", "reason"}),
+		LateFrees: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "underpool_pool_late_frees_total",
+			Help: "Frees not sent because the evidence for them was older than half the commit window; each address is left for the orphan sweeper."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Commits, m.Conflicts, m.BatchSize, m.CommitDelay, m.QueueWait, m.Allocations, m.Releases,
-			m.Quarantined, m.InformerLag, m.PendingRemark, m.Unusable)
+			m.Quarantined, m.InformerLag, m.PendingRemark, m.Unusable, m.LateFrees)
 	}
 	return m
 }

@@ -15,7 +15,7 @@ import (
 
 	"go.uber.org/zap"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/underpool/underpool/ipamd/allocator"
@@ -28,8 +28,19 @@ var ErrPoolNotFound = errors.New("pool not found")
 // ErrPoolDeleting means the pool is being deleted and hands out nothing more.
 var ErrPoolDeleting = errors.New("pool is being deleted")
 
-// maxCommitAttempts bounds retries of one batch under sustained conflicts.
-const maxCommitAttempts = 64
+// ErrPoolUnprotected means the pool lacks its protection finalizer (v1.PoolProtection),
+// which the controller adds to every pool: until it has it, the pool could be deleted
+// at once with its addresses held, so nothing is handed out from it.
+var ErrPoolUnprotected = errors.New("pool has no protection finalizer yet")
+
+// DefaultCommitPatience bounds how long one batch keeps retrying conflicts (with
+// jittered backoff) before it fails: long enough that a rollout of many nodes on one pool
+// converges, short enough that a stuck pool fails the ADD, which the kubelet retries.
+const DefaultCommitPatience = 30 * time.Second
+
+// DefaultProtectionPatience is how long an allocation waits for a new pool's protection
+// finalizer (the controller adds it within moments of the pool's creation).
+const DefaultProtectionPatience = 10 * time.Second
 
 type opKind int
 
@@ -49,7 +60,12 @@ type poolOp struct {
 	// quarantine: who answered for addr, and until when it stays out of allocation
 	mac   string
 	until time.Time
-	done  chan opResult
+	// release, quarantine: the pool incarnation the address was handed out from ("" for
+	// records older than the field: any), and the last moment the op may be planned
+	// (Window.SendBy of its evidence; zero: no bound, for tests of the queue alone)
+	poolUID string
+	sendBy  time.Time
+	done    chan opResult
 	// queued is when the op entered its pool's queue (QueueWait)
 	queued time.Time
 }
@@ -89,7 +105,8 @@ type poolQueue struct {
 type BlockedFunc func(context.Context, *allocator.PoolView) (allocator.RunSet, error)
 
 // PoolCommitter commits allocation decisions to pool status: one queue per pool, one
-// status write per batch, conflicts retried on fresh state. It alone writes pool status.
+// status write per batch, conflicts retried on fresh state after a jittered backoff. It
+// alone writes pool status on a node.
 type PoolCommitter struct {
 	writer  client.Client
 	cache   client.Reader // informer-backed
@@ -98,6 +115,17 @@ type PoolCommitter struct {
 	metrics *Metrics
 	// reserved may be nil; addresses other pools share are blocked besides, always (overlap.go).
 	reserved BlockedFunc
+
+	// Window is the release protocol's bound (zero: DefaultWindow); Clock tells the time
+	// and waits (nil: the real clock); Jitter returns a random duration in [0, d) for the
+	// conflict backoff (nil: math/rand). The simulation sets all three.
+	Window Window
+	Clock  clock.Clock
+	Jitter func(d time.Duration) time.Duration
+	// Patience bounds one batch's conflict retries (zero: DefaultCommitPatience);
+	// ProtectionPatience how long an allocation waits for a new pool's protection
+	// finalizer (zero: DefaultProtectionPatience).
+	Patience, ProtectionPatience time.Duration
 
 	mu     sync.Mutex
 	queues map[string]*poolQueue
@@ -119,34 +147,65 @@ func NewPoolCommitter(writer client.Client, cache, api client.Reader, blocked Bl
 	return &PoolCommitter{writer: writer, cache: cache, api: api, reserved: blocked, log: log, metrics: metrics}
 }
 
+// Grant is an address a pool handed out: the address with the pool's prefix length, the
+// pool as the commit parsed it, and the pool's UID (a release names it, see Free).
+type Grant struct {
+	Addr    netip.Prefix
+	Pool    *allocator.PoolView
+	PoolUID string
+}
+
 // Allocate takes the next free address of the pool.
-func (p *PoolCommitter) Allocate(ctx context.Context, pool string) (netip.Prefix, *allocator.PoolView, error) {
+func (p *PoolCommitter) Allocate(ctx context.Context, pool string) (Grant, error) {
 	r := p.submit(ctx, pool, &poolOp{kind: opAllocate})
 	p.metrics.Allocations.WithLabelValues(pool, resultOf(r.err)).Inc()
-	return r.addr, r.pool, r.err
+	return grantOf(r), r.err
 }
 
 // AllocateExact takes addr if the pool may hand it out and nobody holds it.
-func (p *PoolCommitter) AllocateExact(ctx context.Context, pool string, addr netip.Addr) (netip.Prefix, *allocator.PoolView, error) {
+func (p *PoolCommitter) AllocateExact(ctx context.Context, pool string, addr netip.Addr) (Grant, error) {
 	r := p.submit(ctx, pool, &poolOp{kind: opAllocateExact, addr: addr})
 	p.metrics.Allocations.WithLabelValues(pool, resultOf(r.err)).Inc()
-	return r.addr, r.pool, r.err
+	return grantOf(r), r.err
 }
 
-// Release frees addr in the pool; freeing a free address succeeds.
-func (p *PoolCommitter) Release(ctx context.Context, pool string, addr netip.Addr) error {
-	r := p.submit(ctx, pool, &poolOp{kind: opRelease, addr: addr})
+func grantOf(r opResult) Grant {
+	g := Grant{Addr: r.addr, Pool: r.pool}
+	if r.pool != nil {
+		g.PoolUID = r.pool.UID
+	}
+	return g
+}
+
+// Free is one address to give back, with what entitles the free (docs/design.md, the
+// release protocol): the pool incarnation it was handed out from, and when the evidence
+// that nobody holds it any more was gathered - the moment before the Endpoint write that
+// removed its record (or, for a rollback, before the pool commit that handed it out) was
+// sent. The free is planned only within the first half of the commit window after it.
+type Free struct {
+	Pool     string
+	PoolUID  string // "" for records older than the field: any incarnation
+	Addr     netip.Addr
+	Evidence time.Time
+}
+
+// Release frees the address; freeing a free address, or one of a pool that is gone or
+// was made again under the same name, succeeds and frees nothing. ErrWindowClosed means
+// the evidence was too old to act on: the address is left for the orphan sweeper.
+func (p *PoolCommitter) Release(ctx context.Context, f Free) error {
+	r := p.submit(ctx, f.Pool, &poolOp{kind: opRelease, addr: f.Addr, poolUID: f.PoolUID, sendBy: p.Window.SendBy(f.Evidence)})
 	if errors.Is(r.err, ErrPoolNotFound) {
 		return nil // nothing to free in a pool that is gone
 	}
-	p.metrics.Releases.WithLabelValues(pool, resultOf(r.err)).Inc()
+	p.metrics.Releases.WithLabelValues(f.Pool, resultOf(r.err)).Inc()
 	return r.err
 }
 
-// Quarantine frees addr and keeps it out of allocation until the given time: another
-// host answered for it on the wire.
-func (p *PoolCommitter) Quarantine(ctx context.Context, pool string, addr netip.Addr, mac string, until time.Time) error {
-	r := p.submit(ctx, pool, &poolOp{kind: opQuarantine, addr: addr, mac: mac, until: until})
+// Quarantine frees the address and keeps it out of allocation until the given time:
+// another host answered for it on the wire. It is a free like Release, with its rules.
+func (p *PoolCommitter) Quarantine(ctx context.Context, f Free, mac string, until time.Time) error {
+	r := p.submit(ctx, f.Pool, &poolOp{kind: opQuarantine, addr: f.Addr, mac: mac, until: until,
+		poolUID: f.PoolUID, sendBy: p.Window.SendBy(f.Evidence)})
 	return r.err
 }
 
@@ -201,23 +260,33 @@ func (p *PoolCommitter) View(ctx context.Context, name string) (*allocator.PoolV
 		}
 		return nil, err
 	}
-	return allocator.NewPool(obj.Name, &obj.Spec)
+	view, err := allocator.NewPool(obj.Name, &obj.Spec)
+	if err != nil {
+		return nil, err
+	}
+	view.UID = string(obj.UID)
+	return view, nil
 }
 
 func (p *PoolCommitter) submit(ctx context.Context, pool string, op *poolOp) opResult {
 	op.done = make(chan opResult, 1)
-	op.queued = time.Now()
+	op.queued = p.now()
+	p.enqueue(ctx, pool, op)
+	return <-op.done
+}
+
+// enqueue adds ops to the pool's queue and starts its worker when idle.
+func (p *PoolCommitter) enqueue(ctx context.Context, pool string, ops ...*poolOp) {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	q := p.queueLocked(pool)
-	q.pending = append(q.pending, op)
+	q.pending = append(q.pending, ops...)
 	if !q.running {
 		q.running = true
 		// the worker outlives the caller's context on purpose: a committed decision must
 		// reach its waiter or be undone, never be abandoned half-way
 		go p.drain(context.WithoutCancel(ctx), pool, q)
 	}
-	p.mu.Unlock()
-	return <-op.done
 }
 
 func (p *PoolCommitter) queueLocked(pool string) *poolQueue {
@@ -249,152 +318,6 @@ func (p *PoolCommitter) drain(ctx context.Context, pool string, q *poolQueue) {
 		p.mu.Unlock()
 		p.commit(ctx, pool, q, ops)
 	}
-}
-
-// commit applies a batch of operations to the pool and writes its status once.
-func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, ops []*poolOp) {
-	start := time.Now()
-	for _, op := range ops {
-		p.metrics.QueueWait.Observe(start.Sub(op.queued).Seconds())
-	}
-	// a pending re-mark goes first in the batch: its addresses are marked in the same
-	// write as (and so before) anything the batch hands out, or the batch fails whole
-	remark := p.remarkOp(q)
-	if remark != nil {
-		ops = append([]*poolOp{remark}, ops...)
-		defer p.remarkDone(name, q, remark)
-	}
-	for attempt := 1; ; attempt++ {
-		obj, specCached, err := p.current(ctx, name, q)
-		if err != nil {
-			finish(ops, make([]opResult, len(ops)), err)
-			return
-		}
-		if obj.DeletionTimestamp != nil && hasAllocation(ops) {
-			// a pool being deleted only gives back; it waits for its last address to go
-			refuseAllocations(ops)
-			ops = releasesOnly(ops)
-			if len(ops) == 0 {
-				return
-			}
-		}
-		pool, err := p.parse(obj, q)
-		if err != nil {
-			p.metrics.Unusable.WithLabelValues(name, ReasonInvalidSpec).Inc()
-			finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonInvalidSpec, Err: err})
-			return
-		}
-		allocated, err := allocator.ParseRunSet(obj.Status.Allocated)
-		if err != nil {
-			p.metrics.Unusable.WithLabelValues(name, ReasonCorruptStatus).Inc()
-			finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonCorruptStatus, Err: err})
-			return
-		}
-		var blocked allocator.RunSet
-		if hasAllocation(ops) {
-			if blocked, err = p.blocked(ctx, pool, specCached); err != nil {
-				// fail closed: an allocation that cannot know what is off limits gets nothing
-				refuseAllocationsWith(ops, fmt.Errorf("IPPool %s: %w", name, err))
-				if ops = releasesOnly(ops); len(ops) == 0 {
-					return
-				}
-			}
-		}
-		// a cursor that does not parse only costs where the search starts
-		cursor, _ := strconv.ParseUint(obj.Status.Cursor, 10, 64)
-		st := &allocator.State{Pool: pool, Allocated: allocated, Cursor: cursor}
-		quarantined, qChanged := liveQuarantine(obj.Status.Quarantined, time.Now())
-		results, changed := p.apply(st, ops, blocked, &quarantined)
-		for i, op := range ops {
-			if op.kind == opRemark && remark != nil {
-				results[i].lost = results[0].lost // the re-mark this op waited for
-			}
-		}
-		changed = changed || qChanged
-		p.metrics.Quarantined.WithLabelValues(name).Set(float64(len(quarantined)))
-		counted := v1.IPPoolStatus{Quarantined: quarantined}
-		counted.SetCounts(pool.TotalCount(), int64(st.Allocated.Count()))
-		if !changed && obj.Status.TotalIPCount == counted.TotalIPCount && obj.Status.AllocatedIPCount == counted.AllocatedIPCount &&
-			obj.Status.FreeIPCount == counted.FreeIPCount && obj.Status.Usage == counted.Usage {
-			finish(ops, results, nil)
-			return
-		}
-		// a copy of what was read, so what others keep in the status (the controller's
-		// conditions) stays; the resourceVersion guard makes a write that raced theirs retry
-		next := obj.DeepCopy()
-		next.Status.Allocated = st.Allocated.String()
-		next.Status.Quarantined = quarantined
-		next.Status.SetCounts(counted.TotalIPCount, counted.AllocatedIPCount)
-		if hasAllocation(ops) {
-			next.Status.Cursor = strconv.FormatUint(st.Cursor, 10)
-		}
-		err = p.writer.Status().Update(ctx, next)
-		switch {
-		case err == nil:
-			q.latest = next
-			p.metrics.wrote(name, next.ResourceVersion, time.Now())
-			p.metrics.observeCommit(len(ops), attempt, time.Since(start))
-			finish(ops, results, nil)
-			return
-		case apierrors.IsConflict(err) && attempt < maxCommitAttempts:
-			p.metrics.Conflicts.Inc()
-			q.latest = nil
-			fresh := &v1.IPPool{}
-			if err := p.api.Get(ctx, client.ObjectKey{Name: name}, fresh); err == nil {
-				q.latest = fresh
-			}
-			continue
-		default:
-			p.log.Warn("pool status update failed", zap.String("pool", name), zap.Int("attempt", attempt), zap.Error(err))
-			finish(ops, make([]opResult, len(ops)), fmt.Errorf("updating IPPool %s status: %w", name, err))
-			return
-		}
-	}
-}
-
-// apply runs each operation on the state; decisions are only final once written.
-func (p *PoolCommitter) apply(st *allocator.State, ops []*poolOp, blocked allocator.RunSet, quarantined *[]v1.QuarantinedIP) ([]opResult, bool) {
-	blocked = blocked.Clone()
-	for _, q := range *quarantined {
-		if a, err := netip.ParseAddr(q.IP); err == nil {
-			if o, ok := st.Pool.Offset(a); ok {
-				blocked.Add(o)
-			}
-		}
-	}
-	results := make([]opResult, len(ops))
-	changed := false
-	for i, op := range ops {
-		r := &results[i]
-		r.pool = st.Pool
-		switch op.kind {
-		case opAllocate:
-			r.addr, r.err = st.Allocate(blocked)
-			r.changed = r.err == nil
-		case opAllocateExact:
-			r.addr, r.err = st.AllocateExact(op.addr, blocked)
-			r.changed = r.err == nil
-		case opRelease:
-			r.changed = st.Release(op.addr)
-		case opEnsure:
-			for _, a := range op.addrs {
-				if st.Ensure(a) {
-					r.lost = append(r.lost, a)
-				}
-			}
-			r.changed = len(r.lost) > 0
-		case opQuarantine:
-			st.Release(op.addr)
-			*quarantined = append(withoutIP(*quarantined, op.addr.String()),
-				v1.QuarantinedIP{IP: op.addr.String(), MAC: op.mac, Until: metav1.NewTime(op.until)})
-			if o, ok := st.Pool.Offset(op.addr); ok {
-				blocked.Add(o)
-			}
-			r.changed = true
-		}
-		changed = changed || r.changed
-	}
-	return results, changed
 }
 
 // current returns the newest known pool object: the informer's copy, or this process'
@@ -439,6 +362,7 @@ func (p *PoolCommitter) parse(obj *v1.IPPool, q *poolQueue) (*allocator.PoolView
 	if err != nil {
 		return nil, err
 	}
+	pool.UID = string(obj.UID)
 	q.parsed, q.parsedUID, q.parsedGen = pool, string(obj.UID), obj.Generation
 	return pool, nil
 }
@@ -452,27 +376,6 @@ func finish(ops []*poolOp, results []opResult, err error) {
 	}
 }
 
-// liveQuarantine drops expired entries; it reports whether any was dropped.
-func liveQuarantine(list []v1.QuarantinedIP, now time.Time) ([]v1.QuarantinedIP, bool) {
-	var out []v1.QuarantinedIP
-	for _, q := range list {
-		if q.Until.Time.After(now) {
-			out = append(out, q)
-		}
-	}
-	return out, len(out) != len(list)
-}
-
-func withoutIP(list []v1.QuarantinedIP, ip string) []v1.QuarantinedIP {
-	var out []v1.QuarantinedIP
-	for _, q := range list {
-		if q.IP != ip {
-			out = append(out, q)
-		}
-	}
-	return out
-}
-
 func hasAllocation(ops []*poolOp) bool {
 	for _, op := range ops {
 		if op.kind == opAllocate || op.kind == opAllocateExact {
@@ -482,10 +385,8 @@ func hasAllocation(ops []*poolOp) bool {
 	return false
 }
 
-// refuseAllocations answers the allocations of a batch with ErrPoolDeleting, leaving the
-// other operations unanswered (they are committed next).
-func refuseAllocations(ops []*poolOp) { refuseAllocationsWith(ops, ErrPoolDeleting) }
-
+// refuseAllocationsWith answers the allocations of a batch with err, leaving the other
+// operations unanswered (they are committed next).
 func refuseAllocationsWith(ops []*poolOp, err error) {
 	for _, op := range ops {
 		if op.kind == opAllocate || op.kind == opAllocateExact {

@@ -32,7 +32,7 @@ func fakeAPI(t *testing.T, objs ...client.Object) client.WithWatch {
 }
 
 func ippool(name, subnet string, ips ...string) *v1.IPPool {
-	return &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, UID: ktypes.UID("uid-" + name)}, Spec: v1.IPPoolSpec{Subnet: subnet, IPs: ips}}
+	return &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, UID: ktypes.UID("uid-" + name), Finalizers: []string{v1.PoolProtection}}, Spec: v1.IPPoolSpec{Subnet: subnet, IPs: ips}}
 }
 
 // newPools is one ipamd's committer over the API c (its cache is c too unless given).
@@ -55,7 +55,7 @@ func allocateAll(t *testing.T, stores []*PoolCommitter, pools []string, n int) m
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					addr, _, err := s.Allocate(context.Background(), pool)
+					addr, _, err := allocate(s, context.Background(), pool)
 					if err != nil {
 						if !errors.Is(err, allocator.ErrExhausted) {
 							t.Errorf("allocating from %s: %v", pool, err)
@@ -161,7 +161,7 @@ func TestOverlapCheckedAgainstTheAPIWhenTheCacheLags(t *testing.T) {
 	c := fakeAPI(t, older, younger)
 	lagging := fakeAPI(t) // an informer that has seen neither pool
 	s := newPools(c, lagging)
-	if addr, _, err := s.Allocate(context.Background(), "younger"); !errors.Is(err, allocator.ErrExhausted) {
+	if addr, _, err := allocate(s, context.Background(), "younger"); !errors.Is(err, allocator.ErrExhausted) {
 		t.Fatalf("the younger pool handed out %v (%v) though every address is shared", addr, err)
 	}
 }
@@ -175,10 +175,10 @@ func TestBlockedErrorFailsTheAllocation(t *testing.T) {
 	s := NewPoolCommitter(c, c, c, func(context.Context, *allocator.PoolView) (allocator.RunSet, error) {
 		return allocator.RunSet{}, errors.New("informer unavailable")
 	}, zap.NewNop(), nil)
-	if addr, _, err := s.Allocate(context.Background(), "p"); err == nil || !strings.Contains(err.Error(), "informer unavailable") {
+	if addr, _, err := allocate(s, context.Background(), "p"); err == nil || !strings.Contains(err.Error(), "informer unavailable") {
 		t.Fatalf("allocation got %v, %v: want the listing error", addr, err)
 	}
-	if err := s.Release(context.Background(), "p", netip.MustParseAddr("10.0.0.12")); err != nil {
+	if err := release(s, context.Background(), "p", netip.MustParseAddr("10.0.0.12")); err != nil {
 		t.Fatalf("release: %v", err)
 	}
 	var fresh v1.IPPool
@@ -210,7 +210,7 @@ func TestPendingRemarkRefusesThePoolUntilRepaired(t *testing.T) {
 	if v := testutil.ToFloat64(s.metrics.Unusable.WithLabelValues("bad", ReasonCorruptStatus)); v == 0 {
 		t.Error("underpool_pool_unusable_total not counted")
 	}
-	_, _, err := s.Allocate(ctx, "bad")
+	_, _, err := allocate(s, ctx, "bad")
 	for _, want := range []string{"IPPool bad", "status.allocated is corrupt", "kubectl edit ippool bad --subresource=status"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("allocation error %v does not say %q", err, want)
@@ -226,7 +226,7 @@ func TestPendingRemarkRefusesThePoolUntilRepaired(t *testing.T) {
 	if err := c.Status().Update(ctx, &fresh); err != nil {
 		t.Fatal(err)
 	}
-	addr, _, err := s.Allocate(ctx, "bad")
+	addr, _, err := allocate(s, ctx, "bad")
 	if err != nil || addr.Addr() == held[0] || addr.Addr() == held[1] {
 		t.Fatalf("after repair got %v %v: want an address no Endpoint holds", addr, err)
 	}

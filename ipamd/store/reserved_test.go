@@ -25,7 +25,7 @@ func TestReservedIPListingErrorFailsTheAllocation(t *testing.T) {
 	if err := v1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
-	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: v1.IPPoolSpec{Subnet: "10.0.0.0/24", IPs: []string{"10.0.0.10-10.0.0.11"}}}
+	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "p", Finalizers: []string{v1.PoolProtection}}, Spec: v1.IPPoolSpec{Subnet: "10.0.0.0/24", IPs: []string{"10.0.0.10-10.0.0.11"}}}
 	reserved := &v1.ReservedIP{ObjectMeta: metav1.ObjectMeta{Name: "r"}, Spec: v1.ReservedIPSpec{IPs: []string{"10.0.0.10"}}}
 	api := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1.IPPool{}).WithObjects(pool, reserved).Build()
 	failing := true
@@ -36,15 +36,20 @@ func TestReservedIPListingErrorFailsTheAllocation(t *testing.T) {
 		return c.List(ctx, list, opts...)
 	}})
 	pools := store.NewPoolCommitter(api, cache, api, store.ReservedIPs(cache, zap.NewNop()), zap.NewNop(), nil)
-	if addr, _, err := pools.Allocate(context.Background(), "p"); err == nil {
+	if addr, _, err := allocateExt(pools, context.Background(), "p"); err == nil {
 		t.Fatalf("handed out %s without knowing the reservations", addr)
 	}
 	failing = false
-	addr, _, err := pools.Allocate(context.Background(), "p")
+	addr, _, err := allocateExt(pools, context.Background(), "p")
 	if err != nil || addr.Addr() != netip.MustParseAddr("10.0.0.11") {
 		t.Fatalf("with the listing back: %v %v, want 10.0.0.11 (10.0.0.10 is reserved)", addr, err)
 	}
-	if _, _, err := pools.Allocate(context.Background(), "p"); !errors.Is(err, allocator.ErrExhausted) {
+	if _, _, err := allocateExt(pools, context.Background(), "p"); !errors.Is(err, allocator.ErrExhausted) {
 		t.Fatalf("the reserved address was handed out: %v", err)
 	}
+}
+
+func allocateExt(p *store.PoolCommitter, ctx context.Context, pool string) (netip.Prefix, *allocator.PoolView, error) {
+	g, err := p.Allocate(ctx, pool)
+	return g.Addr, g.Pool, err
 }

@@ -57,6 +57,12 @@ type EndpointIP struct {
 	Address string `json:"address"`
 	// Pool is the IPPool the address came from.
 	Pool string `json:"pool"`
+	// PoolUID is the UID of that IPPool when the address was handed out: a release frees
+	// the address only in that incarnation of the pool, never in one deleted and made
+	// again under the same name (docs/design.md, release protocol). Empty in records
+	// written before the field existed; those release by name.
+	// +optional
+	PoolUID string `json:"poolUID,omitempty"`
 	// Gateway given with the address.
 	// +optional
 	Gateway string `json:"gateway,omitempty"`

@@ -89,6 +89,14 @@ type IPPoolStatus struct {
 	// A decimal string: offsets of an IPv6 /64 do not fit an int64.
 	// +optional
 	Cursor string `json:"cursor,omitempty"`
+	// Reclaiming are offsets (runs, as in Allocated) that the orphan sweeper found
+	// allocated while no Endpoint held them, and marked: the mark proves, while it stays,
+	// that the address has not been freed and handed out again since. The sweeper frees a
+	// marked address only after two more sweeps, each a commit window apart, still find
+	// it unheld; any release of the address drops its mark in the same write
+	// (docs/design.md, release protocol). Written by ipamd and the sweeper only.
+	// +optional
+	Reclaiming string `json:"reclaiming,omitempty"`
 	// Conditions are kept by the elected controller, from what it reads: Exhausted,
 	// Overlapping and Invalid (see the PoolCondition constants). ipamd never writes them.
 	// +optional
@@ -98,6 +106,12 @@ type IPPoolStatus struct {
 	// +patchMergeKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
 }
+
+// PoolProtection is the finalizer that keeps a pool with live allocations from going.
+// ipamd hands out nothing from a pool that lacks it: a pool deleted before it landed
+// would go at once with its addresses held, and one made again under the same name would
+// hand them out a second time.
+const PoolProtection = "underpool.io/pool-protection"
 
 // Condition types of an IPPool.
 const (

@@ -1,0 +1,242 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"go.uber.org/zap"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/underpool/underpool/ipamd/allocator"
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+)
+
+// Conflict backoff: full jitter over an exponential ceiling, so N nodes that collided on
+// one pool spread their retries instead of colliding again in lock step.
+const (
+	backoffBase = 5 * time.Millisecond
+	backoffCap  = time.Second
+)
+
+// commit applies a batch of operations to the pool and writes its status once, retrying
+// on fresh state after a conflict.
+func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, ops []*poolOp) {
+	start := p.now()
+	for _, op := range ops {
+		p.metrics.QueueWait.Observe(start.Sub(op.queued).Seconds())
+	}
+	// a pending re-mark goes first in the batch: its addresses are marked in the same
+	// write as (and so before) anything the batch hands out, or the batch fails whole
+	remark := p.remarkOp(q)
+	if remark != nil {
+		ops = append([]*poolOp{remark}, ops...)
+		defer p.remarkDone(name, q, remark)
+	}
+	for attempt := 1; ; attempt++ {
+		obj, specCached, err := p.current(ctx, name, q)
+		if err != nil {
+			finish(ops, make([]opResult, len(ops)), err)
+			return
+		}
+		// after the read, never before it: a free planned on state read after its window
+		// closed could land after the sweeper freed the address (docs/design.md)
+		if ops = p.dropLateFrees(ops); len(ops) == 0 {
+			return
+		}
+		if ops = p.screen(ctx, name, obj, ops); len(ops) == 0 {
+			return
+		}
+		pool, err := p.parse(obj, q)
+		if err != nil {
+			p.metrics.Unusable.WithLabelValues(name, ReasonInvalidSpec).Inc()
+			finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonInvalidSpec, Err: err})
+			return
+		}
+		allocated, err := allocator.ParseRunSet(obj.Status.Allocated)
+		if err != nil {
+			p.metrics.Unusable.WithLabelValues(name, ReasonCorruptStatus).Inc()
+			finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonCorruptStatus, Err: err})
+			return
+		}
+		var blocked allocator.RunSet
+		if hasAllocation(ops) {
+			if blocked, err = p.blocked(ctx, pool, specCached); err != nil {
+				// fail closed: an allocation that cannot know what is off limits gets nothing
+				refuseAllocationsWith(ops, fmt.Errorf("IPPool %s: %w", name, err))
+				if ops = releasesOnly(ops); len(ops) == 0 {
+					return
+				}
+			}
+		}
+		plan := nextStatus(&obj.Status, pool, allocated, ops, blocked, p.now())
+		for i, op := range ops {
+			if op.kind == opRemark && remark != nil {
+				plan.results[i].lost = plan.results[0].lost // the re-mark this op waited for
+			}
+		}
+		p.metrics.Quarantined.WithLabelValues(name).Set(float64(len(plan.next.Quarantined)))
+		if !plan.changed {
+			finish(ops, plan.results, nil)
+			return
+		}
+		next := obj.DeepCopy()
+		next.Status = plan.next
+		// the resourceVersion guard makes a write that raced anyone else's retry
+		err = p.writer.Status().Update(ctx, next)
+		switch {
+		case err == nil:
+			q.latest = next
+			p.metrics.wrote(name, next.ResourceVersion, p.now())
+			p.metrics.observeCommit(len(ops), attempt, p.since(start))
+			finish(ops, plan.results, nil)
+			return
+		case apierrors.IsConflict(err) && p.since(start) < p.patience():
+			p.metrics.Conflicts.Inc()
+			p.backoff(ctx, attempt)
+			q.latest = nil
+			fresh := &v1.IPPool{}
+			if err := p.api.Get(ctx, client.ObjectKey{Name: name}, fresh); err == nil {
+				q.latest = fresh
+			}
+		default:
+			p.log.Warn("pool status update failed", zap.String("pool", name), zap.Int("attempt", attempt), zap.Error(err))
+			finish(ops, make([]opResult, len(ops)), fmt.Errorf("updating IPPool %s status: %w", name, err))
+			return
+		}
+	}
+}
+
+// dropLateFrees answers the frees whose commit window has closed with ErrWindowClosed and
+// returns the rest of the batch.
+func (p *PoolCommitter) dropLateFrees(ops []*poolOp) []*poolOp {
+	now := p.now()
+	kept := ops[:0:0]
+	for _, op := range ops {
+		if !op.sendBy.IsZero() && now.After(op.sendBy) {
+			p.metrics.LateFrees.Inc()
+			op.done <- opResult{err: fmt.Errorf("freeing %s: %w", op.addr, ErrWindowClosed)}
+			continue
+		}
+		kept = append(kept, op)
+	}
+	return kept
+}
+
+// screen answers the ops this incarnation of the pool must not serve and returns the
+// rest: frees of addresses handed out by an earlier pool of the same name (it was
+// deleted and made again: freeing here could free a live pod's address), and, while the
+// pool is being deleted or lacks its protection finalizer, allocations.
+func (p *PoolCommitter) screen(ctx context.Context, name string, obj *v1.IPPool, ops []*poolOp) []*poolOp {
+	kept := ops[:0:0]
+	for _, op := range ops {
+		if (op.kind == opRelease || op.kind == opQuarantine) && op.poolUID != "" && op.poolUID != string(obj.UID) {
+			p.log.Info("not freeing an address of an earlier pool of the same name", zap.String("pool", name),
+				zap.String("ip", op.addr.String()), zap.String("handedOutBy", op.poolUID), zap.String("now", string(obj.UID)))
+			op.done <- opResult{}
+			continue
+		}
+		kept = append(kept, op)
+	}
+	if !hasAllocation(kept) {
+		return kept
+	}
+	switch {
+	case obj.DeletionTimestamp != nil:
+		// a pool being deleted only gives back; it waits for its last address to go
+		refuseAllocationsWith(kept, ErrPoolDeleting)
+	case !controllerutil.ContainsFinalizer(obj, v1.PoolProtection):
+		// the frees go now; the allocations wait, off the queue, for the finalizer
+		go p.requeueWhenProtected(ctx, name, obj.UID, allocationsOf(kept))
+	default:
+		return kept
+	}
+	return releasesOnly(kept)
+}
+
+// requeueWhenProtected waits a little for a pool made a moment ago to get its protection
+// finalizer, reading the API, and queues the allocations again once it has; otherwise
+// they fail with ErrPoolUnprotected.
+func (p *PoolCommitter) requeueWhenProtected(ctx context.Context, name string, uid types.UID, ops []*poolOp) {
+	deadline := p.now().Add(p.protectionPatience())
+	for attempt := 1; p.now().Before(deadline); attempt++ {
+		p.backoff(ctx, min(attempt, 6))
+		fresh := &v1.IPPool{}
+		if err := p.api.Get(ctx, client.ObjectKey{Name: name}, fresh); err != nil || fresh.UID != uid {
+			break // gone, made again or unreadable: the next batch reads it afresh
+		}
+		if controllerutil.ContainsFinalizer(fresh, v1.PoolProtection) {
+			p.enqueue(ctx, name, ops...)
+			return
+		}
+	}
+	if p.now().Before(deadline) {
+		p.enqueue(ctx, name, ops...)
+		return
+	}
+	refuseAllocationsWith(ops, fmt.Errorf("%w: IPPool %s has no %s finalizer, which the underpool controller adds to every pool; "+
+		"is the controller running?", ErrPoolUnprotected, name, v1.PoolProtection))
+}
+
+func allocationsOf(ops []*poolOp) []*poolOp {
+	var out []*poolOp
+	for _, op := range ops {
+		if op.kind == opAllocate || op.kind == opAllocateExact {
+			out = append(out, op)
+		}
+	}
+	return out
+}
+
+// backoff waits a random time below an exponential ceiling.
+func (p *PoolCommitter) backoff(ctx context.Context, attempt int) {
+	ceiling := backoffCap
+	if attempt < 20 {
+		ceiling = min(backoffCap, backoffBase<<attempt)
+	}
+	d := p.jitter(ceiling)
+	if d <= 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+	case <-p.clock().After(d):
+	}
+}
+
+func (p *PoolCommitter) patience() time.Duration {
+	if p.Patience <= 0 {
+		return DefaultCommitPatience
+	}
+	return p.Patience
+}
+
+func (p *PoolCommitter) protectionPatience() time.Duration {
+	if p.ProtectionPatience <= 0 {
+		return DefaultProtectionPatience
+	}
+	return p.ProtectionPatience
+}
+
+func (p *PoolCommitter) jitter(d time.Duration) time.Duration {
+	if p.Jitter != nil {
+		return p.Jitter(d)
+	}
+	return rand.N(d)
+}
+
+func (p *PoolCommitter) clock() clock.Clock {
+	if p.Clock == nil {
+		return clock.RealClock{}
+	}
+	return p.Clock
+}
+
+func (p *PoolCommitter) now() time.Time { return p.clock().Now() }
+
+func (p *PoolCommitter) since(t time.Time) time.Duration { return p.clock().Since(t) }

@@ -1,0 +1,146 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	testingclock "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/underpool/underpool/ipamd/api/v1"
+)
+
+func poolStatus(t *testing.T, c client.Reader, name string) v1.IPPoolStatus {
+	t.Helper()
+	p := &v1.IPPool{}
+	if err := c.Get(context.Background(), client.ObjectKey{Name: name}, p); err != nil {
+		t.Fatal(err)
+	}
+	return p.Status
+}
+
+// A free whose evidence is older than half the commit window is not sent: it could land
+// after the orphan sweeper freed the address and handed it out again. The address stays
+// allocated, for the sweeper.
+func TestAFreeWhoseWindowClosedFreesNothing(t *testing.T) {
+	api := fakeAPI(t, ippool("p", "10.250.1.0/24"))
+	clk := testingclock.NewFakeClock(time.Now())
+	s := newPools(api, nil)
+	s.Clock, s.Window = clk, Window(time.Minute)
+	g, err := s.Allocate(context.Background(), "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	evidence := clk.Now()
+	clk.Step(31 * time.Second)
+	err = s.Release(context.Background(), Free{Pool: "p", PoolUID: g.PoolUID, Addr: g.Addr.Addr(), Evidence: evidence})
+	if !errors.Is(err, ErrWindowClosed) {
+		t.Fatalf("late free = %v, want ErrWindowClosed", err)
+	}
+	if got := poolStatus(t, api, "p").AllocatedIPCount; got != 1 {
+		t.Fatalf("allocated = %d after a late free, want 1 (left for the sweeper)", got)
+	}
+	if err := s.Release(context.Background(), Free{Pool: "p", PoolUID: g.PoolUID, Addr: g.Addr.Addr(), Evidence: clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if got := poolStatus(t, api, "p").AllocatedIPCount; got != 0 {
+		t.Fatalf("allocated = %d after a timely free, want 0", got)
+	}
+}
+
+// A free names the pool incarnation its address came from: a pool deleted and made again
+// under the same name keeps the address a new pod now holds.
+func TestAFreeOfAnEarlierPoolOfTheSameNameFreesNothing(t *testing.T) {
+	api := fakeAPI(t, ippool("p", "10.250.1.0/24", "10.250.1.5"))
+	s := newPools(api, nil)
+	g, err := s.Allocate(context.Background(), "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Release(context.Background(), Free{Pool: "p", PoolUID: "uid-of-a-deleted-p", Addr: g.Addr.Addr(), Evidence: s.now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := poolStatus(t, api, "p").AllocatedIPCount; got != 1 {
+		t.Fatalf("allocated = %d: a free for an earlier incarnation freed the new pool's address", got)
+	}
+}
+
+// A pool without its protection finalizer hands nothing out (it could be deleted at once
+// with its addresses held); one that gets it while the allocation waits serves it.
+func TestAPoolWithoutProtectionHandsNothingOut(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		protectIn time.Duration // -1: never
+	}{{"never protected", -1}, {"protected a moment later", 20 * time.Millisecond}} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool := ippool("p", "10.250.1.0/24")
+			pool.Finalizers = nil
+			api := fakeAPI(t, pool)
+			s := newPools(api, nil)
+			s.ProtectionPatience = 300 * time.Millisecond
+			if tc.protectIn >= 0 {
+				go func() {
+					time.Sleep(tc.protectIn)
+					p := &v1.IPPool{}
+					_ = api.Get(context.Background(), client.ObjectKey{Name: "p"}, p)
+					p.Finalizers = []string{v1.PoolProtection}
+					_ = api.Update(context.Background(), p)
+				}()
+			}
+			_, err := s.Allocate(context.Background(), "p")
+			if tc.protectIn < 0 {
+				if !errors.Is(err, ErrPoolUnprotected) {
+					t.Fatalf("allocation from an unprotected pool = %v, want ErrPoolUnprotected", err)
+				}
+				if got := poolStatus(t, api, "p").AllocatedIPCount; got != 0 {
+					t.Fatalf("allocated = %d from an unprotected pool", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("allocation once the pool is protected: %v", err)
+			}
+		})
+	}
+}
+
+// A release drops the address' reclaim mark in the same write that frees it, and so does
+// an ensure (an Endpoint holds it): while a mark stays, the allocation it was made for
+// has not ended.
+func TestWhatEndsAnAllocationDropsItsMark(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		do   func(s *PoolCommitter, addr netip.Addr) error
+		want int64 // allocated after
+	}{
+		{"release", func(s *PoolCommitter, addr netip.Addr) error {
+			return s.Release(context.Background(), Free{Pool: "p", Addr: addr, Evidence: s.now()})
+		}, 0},
+		{"quarantine", func(s *PoolCommitter, addr netip.Addr) error {
+			return s.Quarantine(context.Background(), Free{Pool: "p", Addr: addr, Evidence: s.now()}, "02:00:00:00:00:01", s.now().Add(time.Minute))
+		}, 0},
+		{"ensure", func(s *PoolCommitter, addr netip.Addr) error {
+			_, err := s.Ensure(context.Background(), "p", []netip.Addr{addr})
+			return err
+		}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool := ippool("p", "10.250.1.0/24")
+			pool.Status = v1.IPPoolStatus{Allocated: "5", Reclaiming: "5"}
+			api := fakeAPI(t, pool)
+			s := newPools(api, nil)
+			if err := tc.do(s, netip.MustParseAddr("10.250.1.5")); err != nil {
+				t.Fatal(err)
+			}
+			st := poolStatus(t, api, "p")
+			if st.Reclaiming != "" || st.AllocatedIPCount != tc.want {
+				t.Fatalf("status after %s: reclaiming %q allocated %d, want no mark and %d allocated", tc.name, st.Reclaiming, st.AllocatedIPCount, tc.want)
+			}
+		})
+	}
+}
+
