@@ -23,6 +23,7 @@ import (
 	"github.com/underpool/underpool/ipamd/controller"
 	"github.com/underpool/underpool/ipamd/daemon"
 	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/ipamd/store"
 )
 
 func main() {
@@ -58,6 +59,7 @@ func main() {
 	flag.DurationVar(&ctl.RecycleInterval, "recycle-interval", time.Minute, "controller mode: how often the addresses of gone pods whose node no longer exists are recycled (each ipamd recycles only its own node's); 0 disables")
 	flag.DurationVar(&ctl.RecycleGrace, "recycle-grace", 2*time.Minute, "controller mode: attachments younger than this are never recycled")
 	flag.StringVar(&ctl.MetricsAddress, "metrics-address", "", "controller mode: address for /metrics (e.g. underpool_pools_overlapping); empty disables")
+	window := flag.Duration("commit-window", time.Duration(store.DefaultWindow), "both modes: the release protocol's bound (docs/design.md): a write that depends on a moment-old read is sent within half of it, and the orphan sweeper spaces its phases by all of it; must be the same on every ipamd and the controller")
 	flag.StringVar(&level, "log-level", "info", "log level: debug, info, warn, error")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	_ = flag.Parse(os.Args[1:])
@@ -66,6 +68,11 @@ func main() {
 		return
 	}
 	opts.QPS = float32(*qps)
+	if *window < 4*time.Second {
+		fmt.Fprintf(os.Stderr, "--commit-window %v: want at least 4s (a quarter of it is every write's timeout)\n", *window)
+		os.Exit(2)
+	}
+	opts.CommitWindow, ctl.CommitWindow = store.Window(*window), store.Window(*window)
 	if opts.SocketGroup, err = lookupGroup(*socketGroup); err != nil {
 		fmt.Fprintf(os.Stderr, "--socket-group %q: %v\n", *socketGroup, err)
 		os.Exit(2)

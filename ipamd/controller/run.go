@@ -29,6 +29,7 @@ import (
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/orphans"
+	"github.com/underpool/underpool/ipamd/store"
 )
 
 // What the controller may do; `make generate` turns these into deploy/rbac/controller: a
@@ -68,6 +69,9 @@ type Options struct {
 	// RecycleInterval is how often the Endpoints of nodes that no longer exist are judged
 	// (0: never); attachments younger than RecycleGrace are left alone.
 	RecycleInterval, RecycleGrace time.Duration
+	// CommitWindow is the release protocol's bound (zero: store.DefaultWindow); every
+	// ipamd must run with the same. The orphan sweeper spaces its phases by it.
+	CommitWindow store.Window
 }
 
 // Run serves the webhook and runs the reconcilers until ctx ends.
@@ -180,8 +184,13 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	if err := mgr.Add(&certRotator{certs: certs, reloadCA: reloadCA, every: checkEvery(opts.CertLifetime), log: log}); err != nil {
 		return err
 	}
+	// the sweeper's and recycler's writes carry the window's timeout to the apiserver
+	timed, err := client.New(opts.CommitWindow.WriterConfig(cfg), client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
 	if opts.OrphanInterval > 0 {
-		sweeper := &orphans.Sweeper{Log: log, Cache: mgr.GetCache(), API: api, Writer: mgr.GetClient(),
+		sweeper := &orphans.Sweeper{Log: log, Cache: mgr.GetCache(), API: api, Writer: timed, Window: opts.CommitWindow,
 			Found: orphansFound, Freed: orphansFreed, Unheld: orphansUnheld}
 		if err := watchPoolsFor(ctx, mgr.GetCache(), sweeper); err != nil {
 			return err
@@ -191,7 +200,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		}
 	}
 	if opts.RecycleInterval > 0 {
-		r := newGoneNodeRecycler(mgr.GetClient(), mgr.GetCache(), api, opts.RecycleInterval, opts.RecycleGrace, log)
+		r := newGoneNodeRecycler(timed, mgr.GetCache(), api, opts.RecycleInterval, opts.RecycleGrace, log)
+		r.svc.Window = opts.CommitWindow
+		r.svc.Pools.(*store.PoolCommitter).Window = opts.CommitWindow
 		if err := mgr.Add(r); err != nil {
 			return err
 		}

@@ -72,6 +72,9 @@ type Options struct {
 	Quarantine time.Duration
 	// RDMAMetrics exports the node's RDMA port counters on /metrics (rdmastats).
 	RDMAMetrics bool
+	// CommitWindow is the release protocol's bound (zero: store.DefaultWindow); the
+	// controller must run with the same.
+	CommitWindow store.Window
 }
 
 // Run serves until ctx ends, then shuts down gracefully.
@@ -115,7 +118,8 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 	if err := startInformers(ctx, informers, reg); err != nil {
 		return err
 	}
-	writer, err := client.New(cfg, client.Options{Scheme: scheme})
+	// every write carries the window's timeout to the apiserver (the release protocol)
+	writer, err := client.New(opts.CommitWindow.WriterConfig(cfg), client.Options{Scheme: scheme})
 	if err != nil {
 		return fmt.Errorf("creating API client: %w", err)
 	}
@@ -130,6 +134,7 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 	events := broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "underpool-ipamd", Host: opts.NodeName})
 
 	pools := store.NewPoolCommitter(writer, informers, writer, store.ReservedIPs(informers, log), log, store.NewMetrics(reg))
+	pools.Window = opts.CommitWindow
 	if err := observePools(ctx, informers, pools); err != nil {
 		return err
 	}
@@ -144,6 +149,7 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 		GCMaxShare:    opts.GCMaxShare,
 		Log:           log,
 		Metrics:       service.NewMetrics(reg),
+		Window:        opts.CommitWindow,
 	}
 	reg.MustRegister(svc.ReadyGauge())
 	if opts.RDMAMetrics {

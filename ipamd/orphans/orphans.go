@@ -81,7 +81,7 @@ type Sweeper struct {
 // markClock is where one mark stands. A time is zero until the first sweep that starts
 // after the event was seen: that sweep's start is certainly later than the event.
 type markClock struct {
-	seen, confirmed                   time.Time
+	seen, confirmed             time.Time
 	seenPending, confirmPending bool
 }
 

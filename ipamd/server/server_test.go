@@ -39,7 +39,7 @@ func serve(t *testing.T) (*rpc.Client, *service.Service, string) {
 	b := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1.IPPool{}).WithObjects(
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}},
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a", UID: "uid-a"}, Spec: corev1.PodSpec{NodeName: "n1"}},
-		&v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: v1.IPPoolSpec{Subnet: "10.250.1.0/24"}})
+		&v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "p", Finalizers: []string{v1.PoolProtection}}, Spec: v1.IPPoolSpec{Subnet: "10.250.1.0/24"}})
 	for field, fn := range store.EndpointIndexers() {
 		b = b.WithIndex(&v1.Endpoint{}, field, fn)
 	}

@@ -77,12 +77,13 @@ func TestReleaseForgetsBeforeFreeing(t *testing.T) {
 			_, err := svc.Allocate(context.Background(), addReq(b, "ctr-b", []string{"p"}, nil))
 			requireCode(t, err, rpc.CodeNoAddress, "ipv4Pools")
 
-			// the sweeper frees it once seen unheld past its grace, in two sweeps
+			// the sweeper frees it once seen unheld past its grace, then marked, confirmed
+			// and freed a commit window apart
 			sweeper := &orphans.Sweeper{Writer: w.api,
 				Cache: w.api, API: w.api, Log: zap.NewNop()}
 			now := time.Now()
-			for _, at := range []time.Time{now, now.Add(time.Hour)} {
-				if _, err := sweeper.Sweep(context.Background(), at, time.Minute); err != nil {
+			for i := range 6 {
+				if _, err := sweeper.Sweep(context.Background(), now.Add(time.Duration(i)*time.Hour), time.Minute); err != nil {
 					t.Fatal(err)
 				}
 			}

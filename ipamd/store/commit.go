@@ -104,6 +104,10 @@ func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, o
 			if err := p.api.Get(ctx, client.ObjectKey{Name: name}, fresh); err == nil {
 				q.latest = fresh
 			}
+		case apierrors.IsConflict(err):
+			// out of patience; a late free still says why it was not sent
+			ops = p.dropLateFrees(ops)
+			fallthrough
 		default:
 			p.log.Warn("pool status update failed", zap.String("pool", name), zap.Int("attempt", attempt), zap.Error(err))
 			finish(ops, make([]opResult, len(ops)), fmt.Errorf("updating IPPool %s status: %w", name, err))

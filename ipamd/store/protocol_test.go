@@ -143,4 +143,3 @@ func TestWhatEndsAnAllocationDropsItsMark(t *testing.T) {
 		})
 	}
 }
-

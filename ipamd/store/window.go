@@ -3,6 +3,8 @@ package store
 import (
 	"errors"
 	"time"
+
+	"k8s.io/client-go/rest"
 )
 
 // Window is the release protocol's one time bound (docs/design.md, "The release
@@ -44,4 +46,13 @@ func (w Window) orDefault() time.Duration {
 		return time.Duration(DefaultWindow)
 	}
 	return time.Duration(w)
+}
+
+// WriterConfig is cfg for a client whose every request carries the window's write
+// timeout to the apiserver. Only for writes and direct reads: a watch through it would
+// be cut after the timeout.
+func (w Window) WriterConfig(cfg *rest.Config) *rest.Config {
+	out := rest.CopyConfig(cfg)
+	out.Timeout = w.WriteTimeout()
+	return out
 }

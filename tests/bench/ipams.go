@@ -133,7 +133,7 @@ func conflistFor(name, cniVersion string, env *setupEnv, ipamConf map[string]any
 func setupUnderpool(ctx context.Context, env *setupEnv, sub subnetPlan, name string, checks bool) (*ipam, error) {
 	pool := "bench-" + name
 	obj := &v1.IPPool{
-		ObjectMeta: metav1.ObjectMeta{Name: pool},
+		ObjectMeta: metav1.ObjectMeta{Name: pool, Finalizers: []string{v1.PoolProtection}}, // no controller runs here to add it
 		Spec: v1.IPPoolSpec{Subnet: sub.Prefix.String(), Gateway: sub.Gateway.String(),
 			IPs: []string{sub.First.String() + "-" + sub.Last.String()}},
 	}

@@ -38,7 +38,7 @@ type simNode struct {
 func (d *demo) createPool() error {
 	ctx, cancel := opCtx()
 	defer cancel()
-	p := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: poolName}, Spec: v1.IPPoolSpec{
+	p := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: poolName, Finalizers: []string{v1.PoolProtection}}, Spec: v1.IPPoolSpec{
 		Subnet: poolSubnet, IPs: []string{poolRange}, Gateway: poolGateway}}
 	if err := d.c.Create(ctx, p); err != nil {
 		return fmt.Errorf("creating IPPool %s: %w", poolName, err)

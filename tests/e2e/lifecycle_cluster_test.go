@@ -69,7 +69,7 @@ func newLifecycle(t *testing.T, o lifecycleOptions) *lifecycle {
 	for i := range o.nodes {
 		name := "lc-" + rand.String(5)
 		opts := harness.DefaultIpamdOptions(suite.bin, suite.cp.KubeconfigPath, name, suite.dir)
-		opts.ExtraArgs = o.ipamdArgs
+		opts.ExtraArgs = append([]string{"--commit-window=" + commitWindow}, o.ipamdArgs...)
 		d, err := harness.StartIpamd(opts)
 		if err != nil {
 			t.Fatalf("ipamd of %s: %v", name, err)

@@ -63,11 +63,18 @@ func TestMain(m *testing.M) {
 // ipamdOptions starts a node's ipamd with recycling off: most tests attach pods that exist
 // only as CNI_ARGS, which recycling would rightly take for gone. TestRecycling runs its own.
 // CNI GC's minimum age is off: the GC tests collect attachments made a moment before.
+// The commit window is short, as the orphan sweeper's interval is, so the sweeper's
+// phases fit a test (docs/design.md, the release protocol); every ipamd and the
+// controller run with the same.
 func ipamdOptions(node string) harness.IpamdOptions {
 	o := harness.DefaultIpamdOptions(suite.bin, suite.cp.KubeconfigPath, node, suite.dir)
-	o.ExtraArgs = []string{"--gc-interval=0", "--gc-min-age=0"}
+	o.ExtraArgs = []string{"--gc-interval=0", "--gc-min-age=0", "--commit-window=" + commitWindow}
 	return o
 }
+
+// commitWindow is the release protocol's bound in this suite: a quarter of it (2 s) is
+// every write's apiserver timeout, ample on a loaded 2-core machine.
+const commitWindow = "8s"
 
 func run(m *testing.M) int {
 	var err error

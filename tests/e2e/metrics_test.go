@@ -148,7 +148,7 @@ func TestMetricsAfterRealTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	eventually(t, "the controller to free the orphan and recycle the gone node's Endpoint", 30*time.Second, func() (bool, string) {
+	eventually(t, "the controller to free the orphan and recycle the gone node's Endpoint", 90*time.Second, func() (bool, string) {
 		m = scrape(t, suite.controllerMetrics)
 		v, ok := m.get("underpool_orphans_freed_total")
 		r, _ := m.get("underpool_controller_recycled_total", "reason", "pod-deleted")
@@ -196,7 +196,7 @@ func nodeWithIpamd(t *testing.T, node string, ipamdArgs ...string) (*harness.Ipa
 	}
 	o := harness.DefaultIpamdOptions(suite.bin, suite.cp.KubeconfigPath, node, suite.dir)
 	o.HealthAddress = health
-	o.ExtraArgs = ipamdArgs
+	o.ExtraArgs = append([]string{"--commit-window=" + commitWindow}, ipamdArgs...)
 	d, err := harness.StartIpamd(o)
 	if err != nil {
 		t.Fatal(err)

@@ -30,7 +30,7 @@ func TestRecycling(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := harness.DefaultIpamdOptions(suite.bin, suite.cp.KubeconfigPath, node, suite.dir)
-	o.ExtraArgs = []string{"--gc-interval=300ms", "--gc-grace=1s"}
+	o.ExtraArgs = []string{"--gc-interval=300ms", "--gc-grace=1s", "--commit-window=" + commitWindow}
 	gc, err := harness.StartIpamd(o)
 	if err != nil {
 		t.Fatal(err)

@@ -49,7 +49,7 @@ func TestIpamdRunsOnItsRBAC(t *testing.T) {
 		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}},
 		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: "a"}, Spec: corev1.PodSpec{NodeName: "n1",
 			Containers: []corev1.Container{{Name: "c", Image: "pause"}}}},
-		&v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "ipamd-pool"}, Spec: v1.IPPoolSpec{Subnet: "10.252.0.0/24"}},
+		&v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "ipamd-pool", Finalizers: []string{v1.PoolProtection}}, Spec: v1.IPPoolSpec{Subnet: "10.252.0.0/24"}},
 	} {
 		if err := c.Create(ctx, obj); err != nil {
 			t.Fatalf("creating %s: %v", obj.GetName(), err)

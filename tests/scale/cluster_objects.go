@@ -209,7 +209,7 @@ func createPod(ctx context.Context, c client.Client, ns, name, node string) (typ
 
 // createPool creates pool p and marks offsets 1..held in its status.
 func (c *clusterObjects) createPool(ctx context.Context, p, held int) error {
-	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: poolName(p)},
+	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: poolName(p), Finalizers: protected},
 		Spec: v1.IPPoolSpec{Subnet: offsetAddr(p, 0).String() + "/16"}}
 	if err := c.setup.Create(ctx, pool); err != nil {
 		return err

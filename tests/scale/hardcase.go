@@ -41,7 +41,7 @@ func (e *env) hardCase(ctx context.Context, run *stopper) ([]string, error) {
 	for i := 1; i < e.o.pods; i++ {
 		last = last.Next()
 	}
-	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "hard"}, Spec: v1.IPPoolSpec{Subnet: "10.250.208.0/20",
+	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "hard", Finalizers: protected}, Spec: v1.IPPoolSpec{Subnet: "10.250.208.0/20",
 		IPs: []string{first.String() + "-" + last.String()}}}
 	if err := e.kube.Create(ctx, pool); err != nil {
 		return nil, err

@@ -132,7 +132,7 @@ func (cl *cluster) newNAD(t *testing.T, ctx context.Context, ns, name, pool stri
 
 func (cl *cluster) newPool(t *testing.T, ctx context.Context, name, subnet string) *v1.IPPool {
 	t.Helper()
-	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.IPPoolSpec{Subnet: subnet}}
+	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, Finalizers: []string{v1.PoolProtection}}, Spec: v1.IPPoolSpec{Subnet: subnet}}
 	if err := cl.c.Create(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
