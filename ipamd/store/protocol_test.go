@@ -7,8 +7,11 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	testingclock "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 )
@@ -142,4 +145,46 @@ func TestWhatEndsAnAllocationDropsItsMark(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Conflicts back off with full jitter under an exponential ceiling, and a batch keeps
+// retrying until the conflicts clear (within its patience) instead of failing after a
+// fixed count: N nodes on one pool spread their retries and none fails for "conflict".
+func TestConflictsBackOffWithJitterUntilTheyClear(t *testing.T) {
+	conflicts := 12
+	api := fakeAPI(t, ippool("p", "10.250.1.0/24"))
+	racing := interceptedPools(api, func() error {
+		if conflicts > 0 {
+			conflicts--
+			return apierrors.NewConflict(schema.GroupResource{Group: "underpool.io", Resource: "ippools"}, "p", errors.New("another node wrote first"))
+		}
+		return nil
+	})
+	s := newPools(racing, api)
+	var ceilings []time.Duration
+	s.Jitter = func(d time.Duration) time.Duration { ceilings = append(ceilings, d); return 0 }
+	if _, err := s.Allocate(context.Background(), "p"); err != nil {
+		t.Fatalf("allocation under 12 conflicts: %v", err)
+	}
+	if len(ceilings) != 12 {
+		t.Fatalf("backed off %d times, want once per conflict (12)", len(ceilings))
+	}
+	for i := 1; i < len(ceilings); i++ {
+		if ceilings[i] < ceilings[i-1] || ceilings[i] > backoffCap {
+			t.Fatalf("backoff ceilings %v: want non-decreasing, at most %v", ceilings, backoffCap)
+		}
+	}
+	if ceilings[len(ceilings)-1] <= ceilings[0] {
+		t.Fatalf("backoff ceilings %v do not grow", ceilings)
+	}
+}
+
+// interceptedPools is api whose IPPool status writes first ask fail for an error to return.
+func interceptedPools(api client.WithWatch, fail func() error) client.WithWatch {
+	return interceptor.NewClient(api, interceptor.Funcs{SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+		if err := fail(); err != nil {
+			return err
+		}
+		return c.SubResource(sub).Update(ctx, obj, opts...)
+	}})
 }
