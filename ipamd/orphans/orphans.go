@@ -77,7 +77,7 @@ func (s *Sweeper) Observe(pool *v1.IPPool) {
 	if err != nil {
 		return
 	}
-	allocated, err := allocator.ParseRunSet(pool.Status.Allocated)
+	allocated, err := view.ParseAllocated(pool.Status.Allocated) // offsets outside the pool: corrupt, never iterated
 	if err != nil {
 		return
 	}
@@ -175,7 +175,7 @@ func (s *Sweeper) note(pools []v1.IPPool, held map[heldKey]bool, now time.Time, 
 		if err != nil {
 			continue
 		}
-		allocated, err := allocator.ParseRunSet(pool.Status.Allocated)
+		allocated, err := view.ParseAllocated(pool.Status.Allocated) // offsets outside the pool: corrupt, never iterated
 		if err != nil {
 			continue
 		}
@@ -233,7 +233,7 @@ func (s *Sweeper) free(ctx context.Context, ref poolRef, addrs []netip.Addr, con
 	if err != nil {
 		return 0, nil
 	}
-	allocated, err := allocator.ParseRunSet(pool.Status.Allocated)
+	allocated, err := view.ParseAllocated(pool.Status.Allocated) // offsets outside the pool: corrupt, never iterated
 	if err != nil {
 		return 0, nil
 	}
