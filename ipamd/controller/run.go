@@ -157,10 +157,12 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	events := mgr.GetEventRecorder("underpool-controller")
 	carving := &sync.Mutex{}
 	if err := builder.ControllerManagedBy(mgr).Named("app-pools-deployments").For(&appsv1.Deployment{}).
+		Watches(&v1.IPPool{}, enqueueOwner("Deployment"), builder.WithPredicates(poolDeletes)).
 		Complete(&appPools{c: mgr.GetClient(), api: api, kind: "Deployment", events: events, carving: carving}); err != nil {
 		return err
 	}
 	if err := builder.ControllerManagedBy(mgr).Named("app-pools-statefulsets").For(&appsv1.StatefulSet{}).
+		Watches(&v1.IPPool{}, enqueueOwner("StatefulSet"), builder.WithPredicates(poolDeletes)).
 		Complete(&appPools{c: mgr.GetClient(), api: api, kind: "StatefulSet", events: events, carving: carving}); err != nil {
 		return err
 	}
