@@ -57,6 +57,16 @@ func (w Workload) PoolNameFor(ifName string, family v1.IPFamily) string {
 	return base + "-" + w.Hash()[:8] + "-" + suffix
 }
 
+// OwnerOf is the workload an application pool was carved for, from its owner annotation;
+// false for any other pool.
+func OwnerOf(pool *v1.IPPool) (Workload, bool) {
+	parts := strings.SplitN(pool.Annotations[AnnotationOwner], "/", 3)
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return Workload{}, false
+	}
+	return Workload{Kind: parts[0], Namespace: parts[1], Name: parts[2]}, true
+}
+
 // WorkloadOf finds the Deployment or StatefulSet a pod belongs to. A Deployment's pods are
 // owned by a ReplicaSet named <deployment>-<pod-template-hash>, so no lookup is needed.
 func WorkloadOf(pod *corev1.Pod) (Workload, bool) {

@@ -78,3 +78,20 @@ func TestCarveCostFollowsRunsNotAddresses(t *testing.T) {
 		t.Fatalf("over the limit: %v", err)
 	}
 }
+
+// An application pool whose status.allocated runs past its subnet ("1-400000" or
+// "0-4294967295" on a /24) cannot say which addresses its pods hold: it still grows, but
+// shrinking drops none of its addresses until the status is repaired.
+func TestCarveDropsNothingOfAPoolWhoseStatusIsPastItsSubnet(t *testing.T) {
+	subnet := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Spec: v1.SubnetSpec{Subnet: "10.250.1.0/24", Gateway: "10.250.1.1"}}
+	for _, allocated := range []string{"1-400000", "0-4294967295"} {
+		cur := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "app"}, Spec: v1.IPPoolSpec{Subnet: "10.250.1.0/24", IPs: []string{"10.250.1.2-10.250.1.5"}}}
+		cur.Status.Allocated = allocated
+		if ips, err := Carve(subnet, []v1.IPPool{*cur}, cur, 2); err != nil || strings.Join(ips, ",") != "10.250.1.2-10.250.1.5" {
+			t.Errorf("status %q: shrunk to %v (%v), want every address kept", allocated, ips, err)
+		}
+		if ips, err := Carve(subnet, []v1.IPPool{*cur}, cur, 6); err != nil || strings.Join(ips, ",") != "10.250.1.2-10.250.1.7" {
+			t.Errorf("status %q: grown to %v (%v), want two more", allocated, ips, err)
+		}
+	}
+}

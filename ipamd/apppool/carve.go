@@ -28,13 +28,7 @@ func Carve(subnet *v1.Subnet, others []v1.IPPool, current *v1.IPPool, size int) 
 	}
 	if current != nil {
 		mapInto(space, current, &own)
-		if allocated, err := allocator.ParseRunSet(current.Status.Allocated); err == nil {
-			if view, err := allocator.NewPool(current.Name, &current.Spec); err == nil {
-				for _, r := range allocated.Runs() {
-					mapRun(space, view.Addr(r.Lo), view.Addr(r.Hi), &held)
-				}
-			}
-		}
+		held = heldOf(space, current, own)
 	}
 	if size < 0 || size > v1.MaxAppPoolIPNumber {
 		return nil, fmt.Errorf("a pool of %d addresses is over the limit of %d per application pool (annotation %s)", size, v1.MaxAppPoolIPNumber, v1.AnnotationIPNumber)
@@ -61,6 +55,26 @@ func Carve(subnet *v1.Subnet, others []v1.IPPool, current *v1.IPPool, size int) 
 		}
 	}
 	return ips, nil
+}
+
+// heldOf is what the pool holds, in the subnet's offsets. A status that cannot be trusted
+// (it does not parse, or names offsets outside the pool: "1-400000" on a /24) holds all
+// of own: the pool may still grow, but it drops no address until it is repaired, and
+// nothing of such a status is read further.
+func heldOf(space *allocator.PoolView, current *v1.IPPool, own allocator.RunSet) allocator.RunSet {
+	view, err := allocator.NewPool(current.Name, &current.Spec)
+	if err != nil {
+		return own.Clone()
+	}
+	allocated, err := view.ParseAllocated(current.Status.Allocated)
+	if err != nil {
+		return own.Clone()
+	}
+	var held allocator.RunSet
+	for _, r := range allocated.Runs() {
+		mapRun(space, view.Addr(r.Lo), view.Addr(r.Hi), &held)
+	}
+	return held
 }
 
 // mapInto adds a pool's usable addresses that lie in the subnet, in the subnet's offsets.

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -10,8 +11,12 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
@@ -57,19 +62,71 @@ func (r *appPools) Reconcile(ctx context.Context, req reconcile.Request) (reconc
 		r.events.Eventf(obj, nil, "Warning", "BadAnnotation", "CarvePool", "%v", err)
 		return reconcile.Result{}, nil // nothing to retry until the workload changes
 	}
+	result := reconcile.Result{}
 	for ifName, sub := range subnets {
 		for _, family := range []v1.IPFamily{v1.IPv4, v1.IPv6} {
 			name := sub.First(family)
 			if name == "" {
 				continue
 			}
-			if err := r.ensurePool(ctx, w, ifName, family, name, size, reclaim, selector); err != nil {
+			err := r.ensurePool(ctx, w, ifName, family, name, size, reclaim, selector)
+			var terminating *poolTerminating
+			if errors.As(err, &terminating) {
+				r.events.Eventf(obj, nil, "Normal", "AppPoolTerminating", "CarvePool", "%v", err)
+				result.RequeueAfter = terminatingRecheck
+				continue
+			}
+			if err != nil {
 				r.events.Eventf(obj, nil, "Warning", "AppPoolFailed", "CarvePool", "%s pool from Subnet %s: %v", family, name, err)
 				return reconcile.Result{RequeueAfter: 10 * time.Second}, nil
 			}
 		}
 	}
-	return reconcile.Result{}, nil
+	return result, nil
+}
+
+// terminatingRecheck is how soon a workload waiting for its pool's earlier incarnation to
+// go is looked at again, should the pool's delete event be missed; the event itself
+// (enqueueOwner) is what normally carves the new pool at once.
+const terminatingRecheck = 30 * time.Second
+
+// poolTerminating says the workload's pool, by its stable name, is still being deleted:
+// a workload deleted and made again under the same name, while its old pods still hold
+// addresses of the old pool (the pool protection finalizer keeps it until they go). Pool
+// names stay those of the workload's name, never of its UID: ipamd finds a pod's pool by
+// its owner's name alone, and a StatefulSet's pool kept with ippool-reclaim: "false"
+// must be found by the set made again.
+type poolTerminating struct{ pool, kind string }
+
+func (e *poolTerminating) Error() string {
+	return fmt.Sprintf("IPPool %s of an earlier %s of this name is still being deleted (its old pods still hold addresses of it); "+
+		"it is carved again as soon as it is gone", e.pool, e.kind)
+}
+
+// enqueueOwner maps an application pool's deletion to a reconcile of the workload of
+// kind it was carved for: a workload made again while its old pool was terminating gets
+// its new pool the moment the old one is gone.
+func enqueueOwner(kind string) handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
+		pool, ok := obj.(*v1.IPPool)
+		if !ok {
+			return nil
+		}
+		w, ok := apppool.OwnerOf(pool)
+		if !ok || w.Kind != kind {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: w.Namespace, Name: w.Name}}}
+	})
+}
+
+// poolDeletes lets only deletions through: a pool's status changes with every allocation,
+// and each reconcile of a workload reads every pool from the API.
+var poolDeletes = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	UpdateFunc:  func(event.UpdateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return true },
+	GenericFunc: func(event.GenericEvent) bool { return false },
 }
 
 func (r *appPools) get(ctx context.Context, req reconcile.Request) (client.Object, map[string]string, int32, *metav1.LabelSelector, error) {
@@ -107,6 +164,9 @@ func (r *appPools) ensurePool(ctx context.Context, w apppool.Workload, ifName st
 		if pools.Items[i].Name == name {
 			current = &pools.Items[i]
 		}
+	}
+	if current != nil && current.DeletionTimestamp != nil {
+		return &poolTerminating{pool: name, kind: w.Kind}
 	}
 	ips, err := apppool.Carve(subnet, pools.Items, current, size)
 	if err != nil {

@@ -10,19 +10,23 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/underpool/underpool/ipamd/allocator"
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/apppool"
 )
 
 func testScheme(t *testing.T) *runtime.Scheme {
@@ -200,3 +204,67 @@ func TestAbsurdIPNumberWarnsOnTheWorkload(t *testing.T) {
 	}
 	requireDisjoint(t, api, 0)
 }
+
+// A Deployment deleted and made again under the same name while its pool still
+// terminates (its old pods hold addresses, so the pool protection finalizer keeps it):
+// the new Deployment is told why it waits and looked at again, the pool's deletion
+// enqueues it at once, and it then gets a fresh pool under the same, stable name.
+func TestRecreatedWorkloadGetsItsPoolOnceTheOldOneIsGone(t *testing.T) {
+	ctx := context.Background()
+	w := apppool.Workload{Kind: "Deployment", Namespace: "ns", Name: "d0"}
+	name := w.PoolName(v1.IPv4)
+	old := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, UID: "old-incarnation", Finalizers: []string{PoolProtection},
+		DeletionTimestamp: &metav1.Time{Time: time.Now()},
+		Labels:            map[string]string{apppool.LabelOwnerHash: w.Hash()}, Annotations: map[string]string{apppool.AnnotationOwner: w.String()}},
+		Spec: v1.IPPoolSpec{Subnet: "10.0.0.0/24", IPs: []string{"10.0.0.2-10.0.0.11"}}, Status: v1.IPPoolStatus{Allocated: "2", AllocatedIPCount: 1}}
+	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(append(workloads(1), old)...).Build()
+	rec := events.NewFakeRecorder(10)
+	r := &appPools{c: api, api: api, kind: "Deployment", events: rec, carving: &sync.Mutex{}}
+	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "d0"}}
+
+	res, err := r.Reconcile(ctx, req)
+	if err != nil || res.RequeueAfter <= 0 {
+		t.Fatalf("while the old pool terminates: %+v, %v; want a recheck", res, err)
+	}
+	if e := <-rec.Events; !strings.Contains(e, "Normal AppPoolTerminating") || !strings.Contains(e, name) {
+		t.Errorf("event %q", e)
+	}
+
+	// the old pods go, the finalizer is lifted, the pool is gone: its delete event
+	// enqueues its workload, and only for the reconciler of that kind
+	got := &v1.IPPool{}
+	if err := api.Get(ctx, client.ObjectKey{Name: name}, got); err != nil {
+		t.Fatal(err)
+	}
+	got.Finalizers = nil
+	if err := api.Update(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.Get(ctx, client.ObjectKey{Name: name}, got); !apierrors.IsNotFound(err) {
+		t.Fatalf("the old pool is still there: %v", err)
+	}
+	if !poolDeletes.Delete(event.DeleteEvent{Object: old}) || poolDeletes.Update(event.UpdateEvent{ObjectOld: old, ObjectNew: old}) {
+		t.Error("only pool deletions may enqueue workloads")
+	}
+	queue := &fakeQueue{}
+	enqueueOwner("Deployment").Delete(ctx, event.DeleteEvent{Object: old}, queue)
+	enqueueOwner("StatefulSet").Delete(ctx, event.DeleteEvent{Object: old}, queue)
+	if len(queue.added) != 1 || queue.added[0] != req {
+		t.Fatalf("the pool's deletion enqueued %v, want only %v", queue.added, req)
+	}
+
+	if res, err = r.Reconcile(ctx, req); err != nil || res.RequeueAfter != 0 {
+		t.Fatalf("once the old pool is gone: %+v, %v", res, err)
+	}
+	if err := api.Get(ctx, client.ObjectKey{Name: name}, got); err != nil || got.DeletionTimestamp != nil || len(got.Spec.IPs) == 0 {
+		t.Fatalf("no fresh pool %s: %v %+v", name, err, got.ObjectMeta)
+	}
+}
+
+// fakeQueue records what an event handler adds.
+type fakeQueue struct {
+	workqueue.TypedRateLimitingInterface[reconcile.Request]
+	added []reconcile.Request
+}
+
+func (q *fakeQueue) Add(r reconcile.Request) { q.added = append(q.added, r) }

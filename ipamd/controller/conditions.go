@@ -133,13 +133,14 @@ func conditionsOf(pools []v1.IPPool, reserved []v1.ReservedIP, now time.Time) (m
 // validity is the Invalid condition: ipamd hands nothing out of a pool whose spec does not
 // parse or whose status.allocated is corrupt (store/pools.go refuses both the same way).
 func validity(pool *v1.IPPool) metav1.Condition {
-	if _, err := allocator.NewPool(pool.Name, &pool.Spec); err != nil {
+	view, err := allocator.NewPool(pool.Name, &pool.Spec)
+	if err != nil {
 		return metav1.Condition{Type: v1.PoolInvalid, Status: metav1.ConditionTrue, Reason: ReasonInvalidSpec,
 			Message: fmt.Sprintf("%v: ipamd hands out nothing from this pool until the spec is fixed", err)}
 	}
-	if _, err := allocator.ParseRunSet(pool.Status.Allocated); err != nil {
+	if _, err := view.ParseAllocated(pool.Status.Allocated); err != nil {
 		return metav1.Condition{Type: v1.PoolInvalid, Status: metav1.ConditionTrue, Reason: ReasonCorruptStatus,
-			Message: fmt.Sprintf("status.allocated is corrupt (%v): ipamd hands out nothing from this pool until it is repaired", err)}
+			Message: corruptStatusMessage(pool.Name, err)}
 	}
 	return metav1.Condition{Type: v1.PoolInvalid, Status: metav1.ConditionFalse, Reason: ReasonValid,
 		Message: "spec and status.allocated parse"}
@@ -150,7 +151,7 @@ func validity(pool *v1.IPPool) metav1.Condition {
 // at a commit (store/overlap.go); also when the quarantine next ends, if one does.
 func exhaustion(pool *v1.IPPool, index int, held []heldFootprint, reserved []v1.ReservedIP, now time.Time) (metav1.Condition, time.Time) {
 	view, _ := allocator.NewPool(pool.Name, &pool.Spec)
-	allocated, _ := allocator.ParseRunSet(pool.Status.Allocated)
+	allocated, _ := view.ParseAllocated(pool.Status.Allocated)
 	var quarantined allocator.RunSet
 	var until time.Time
 	for _, q := range pool.Status.Quarantined {
@@ -196,7 +197,8 @@ func exhaustion(pool *v1.IPPool, index int, held []heldFootprint, reserved []v1.
 }
 
 // heldFootprint is what a pool keeps from the others: its spec footprint plus what its
-// status holds (a corrupt status: its whole subnet), as ipamd computes it (store/overlap.go).
+// status holds (a corrupt status, offsets outside its subnet included: its whole subnet), as
+// ipamd computes it (store/overlap.go).
 type heldFootprint struct {
 	fp allocator.Footprint
 	ok bool
@@ -207,7 +209,7 @@ func heldFootprints(pools []v1.IPPool) []heldFootprint {
 	for i := range pools {
 		fp, ok := allocator.FootprintOf(pools[i].Name, &pools[i].Spec)
 		if ok && !fp.All && pools[i].Status.Allocated != "" {
-			if set, err := allocator.ParseRunSet(pools[i].Status.Allocated); err != nil {
+			if set, err := allocator.ParseAllocated(fp.Prefix, pools[i].Status.Allocated); err != nil {
 				fp = allocator.Footprint{Prefix: fp.Prefix, All: true}
 			} else {
 				fp.Set = fp.Set.Clone()
@@ -219,4 +221,13 @@ func heldFootprints(pools []v1.IPPool) []heldFootprint {
 		out[i] = heldFootprint{fp: fp, ok: ok}
 	}
 	return out
+}
+
+// corruptStatusMessage is what the Invalid condition says of a status.allocated that does
+// not parse or names offsets outside the pool: the field, and the two ways out.
+func corruptStatusMessage(pool string, err error) string {
+	return fmt.Sprintf("status.allocated is corrupt (%v): ipamd hands out nothing from this pool, and the controller neither "+
+		"counts, carves nor sweeps it, until it is repaired: write back the offsets its Endpoints hold "+
+		"(kubectl edit ippool %s --subresource=status; offsets count from the subnet's first address), "+
+		"or set it to \"\" once no pod uses the pool", err, pool)
 }

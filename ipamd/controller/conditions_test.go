@@ -84,6 +84,19 @@ func TestPoolConditions(t *testing.T) {
 			want: map[string][3]string{
 				v1.PoolInvalid:   {"True", ReasonCorruptStatus, "status.allocated is corrupt"},
 				v1.PoolExhausted: {"Unknown", ReasonNotCounted, ""}}},
+		{name: "status.allocated past the subnet (1-400000 on a /24)", pools: []v1.IPPool{poolOf("p", "10.9.0.0/24", "", "1-400000")},
+			want: map[string][3]string{
+				v1.PoolInvalid:   {"True", ReasonCorruptStatus, "status.allocated is corrupt (offset 400000 lies outside subnet 10.9.0.0/24"},
+				v1.PoolExhausted: {"Unknown", ReasonNotCounted, ""}}},
+		{name: "status.allocated of 2^32 offsets names the fix", pools: []v1.IPPool{poolOf("p", "10.9.0.0/24", "", "0-4294967295")},
+			want: map[string][3]string{
+				v1.PoolInvalid: {"True", ReasonCorruptStatus, "kubectl edit ippool p --subresource=status"}}},
+		{name: "a pool beside one with a status past its subnet is counted as usual", pools: []v1.IPPool{
+			poolOf("p", "10.9.0.0/24", "10.9.0.10-10.9.0.12", "10"),
+			poolOf("q", "10.9.0.0/25", "10.9.0.100-10.9.0.110", "0-4294967295")}, // corrupt: held at its widest, its own /25
+			want: map[string][3]string{
+				v1.PoolInvalid:   {"False", ReasonValid, ""},
+				v1.PoolExhausted: {"True", ReasonNoFreeAddress, "2 reserved or shared with another pool"}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got, changes := conditionsOf(c.pools, c.reserved, now)

@@ -16,6 +16,15 @@ const PoolProtection = v1.PoolProtection
 // poolFinalizer adds PoolProtection to every pool and lifts it once a deleted pool is empty.
 type poolFinalizer struct{ c client.Client }
 
+// holdsNothing reports whether a pool's status shows no address held. status.allocated
+// is what ipamd allocates from; the count beside it is derived from it and may lag a hand
+// repair, so it is not asked. A corrupt status (one that does not parse, or names offsets
+// outside the pool: "1-400000" on a /24) is never empty: the pool stays until it is
+// repaired, as its Invalid condition says, and nothing of it is iterated meanwhile.
+func holdsNothing(pool *v1.IPPool) bool {
+	return pool.Status.Allocated == ""
+}
+
 func (r *poolFinalizer) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	pool := &v1.IPPool{}
 	if err := r.c.Get(ctx, req.NamespacedName, pool); err != nil {
@@ -25,7 +34,7 @@ func (r *poolFinalizer) Reconcile(ctx context.Context, req reconcile.Request) (r
 	case pool.DeletionTimestamp == nil && !controllerutil.ContainsFinalizer(pool, PoolProtection):
 		controllerutil.AddFinalizer(pool, PoolProtection)
 		return reconcile.Result{}, client.IgnoreNotFound(r.c.Update(ctx, pool))
-	case pool.DeletionTimestamp != nil && pool.Status.AllocatedIPCount == 0 && controllerutil.ContainsFinalizer(pool, PoolProtection):
+	case pool.DeletionTimestamp != nil && holdsNothing(pool) && controllerutil.ContainsFinalizer(pool, PoolProtection):
 		controllerutil.RemoveFinalizer(pool, PoolProtection)
 		return reconcile.Result{}, client.IgnoreNotFound(r.c.Update(ctx, pool))
 	}

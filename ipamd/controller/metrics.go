@@ -90,11 +90,12 @@ func rejectionReason(err error) string {
 	return "invalid_spec"
 }
 
+const poolAllocatedHelp = "Addresses of the IPPool allocated now (all of them while its status.allocated is corrupt: it hands none out)."
+
 var (
 	poolTotalDesc = prometheus.NewDesc("underpool_ippool_total_addresses",
 		"Addresses the IPPool can hand out (its usable range less exclusions and the gateway).", []string{"pool"}, nil)
-	poolAllocatedDesc = prometheus.NewDesc("underpool_ippool_allocated_addresses",
-		"Addresses of the IPPool allocated now.", []string{"pool"}, nil)
+	poolAllocatedDesc   = prometheus.NewDesc("underpool_ippool_allocated_addresses", poolAllocatedHelp, []string{"pool"}, nil)
 	poolQuarantinedDesc = prometheus.NewDesc("underpool_ippool_quarantined_addresses",
 		"Addresses of the IPPool kept out of allocation because another host answered for them.", []string{"pool"}, nil)
 	subnetTotalDesc = prometheus.NewDesc("underpool_subnet_total_addresses",
@@ -132,7 +133,7 @@ func (c *capacity) Collect(ch chan<- prometheus.Metric) {
 	prefixes := make([]netip.Prefix, len(pools.Items))
 	for i := range pools.Items {
 		p := &pools.Items[i]
-		n := count{total: p.Status.TotalIPCount, allocated: p.Status.AllocatedIPCount}
+		n := count{total: p.Status.TotalIPCount, allocated: heldCount(p)}
 		if view, err := allocator.NewPool(p.Name, &p.Spec); err == nil {
 			n.total, prefixes[i] = view.TotalCount(), view.Prefix
 		}

@@ -14,12 +14,14 @@ import (
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -66,8 +68,9 @@ type Options struct {
 	// OrphanInterval is how often pool addresses no Endpoint holds are looked for (0: never);
 	// one seen unheld for OrphanGrace is freed.
 	OrphanInterval, OrphanGrace time.Duration
-	// RecycleInterval is how often the Endpoints of nodes that no longer exist are judged
-	// (0: never); attachments younger than RecycleGrace are left alone.
+	// RecycleInterval is how often the Endpoints of nodes no ipamd looks after (gone, out
+	// of service, unready for longer than RecycleGrace) are judged (0: never); attachments
+	// younger than RecycleGrace are left alone.
 	RecycleInterval, RecycleGrace time.Duration
 	// CommitWindow is the release protocol's bound (zero: store.DefaultWindow); every
 	// ipamd must run with the same. The orphan sweeper spaces its phases by it.
@@ -125,7 +128,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		metricsAddress = "0" // controller-runtime's "off"
 	}
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
-		Scheme:                  scheme,
+		Scheme: scheme,
+		// every Node is cached, slimmed to what recycling reads
+		Cache:                   cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Node{}: {Transform: nodeTransform}}},
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddress},
 		HealthProbeBindAddress:  opts.HealthAddress,
 		LeaderElection:          opts.LeaderElectionNamespace != "",
@@ -161,10 +166,12 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	events := mgr.GetEventRecorder("underpool-controller")
 	carving := &sync.Mutex{}
 	if err := builder.ControllerManagedBy(mgr).Named("app-pools-deployments").For(&appsv1.Deployment{}).
+		Watches(&v1.IPPool{}, enqueueOwner("Deployment"), builder.WithPredicates(poolDeletes)).
 		Complete(&appPools{c: mgr.GetClient(), api: api, kind: "Deployment", events: events, carving: carving}); err != nil {
 		return err
 	}
 	if err := builder.ControllerManagedBy(mgr).Named("app-pools-statefulsets").For(&appsv1.StatefulSet{}).
+		Watches(&v1.IPPool{}, enqueueOwner("StatefulSet"), builder.WithPredicates(poolDeletes)).
 		Complete(&appPools{c: mgr.GetClient(), api: api, kind: "StatefulSet", events: events, carving: carving}); err != nil {
 		return err
 	}

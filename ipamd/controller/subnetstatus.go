@@ -14,7 +14,7 @@ import (
 // +kubebuilder:rbac:groups=underpool.io,resources=subnets/status,verbs=update
 
 // subnetStatus keeps a Subnet's printer columns true: how many addresses it offers and how
-// many the pools inside it hold.
+// many the pools inside it hold (a pool whose status.allocated is corrupt: all it has).
 type subnetStatus struct{ c client.Client }
 
 func (r *subnetStatus) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
@@ -34,7 +34,7 @@ func (r *subnetStatus) Reconcile(ctx context.Context, req reconcile.Request) (re
 	var allocated int64
 	for _, p := range pools.Items {
 		if prefix, err := netip.ParsePrefix(p.Spec.Subnet); err == nil && within(prefix.Masked(), space.Prefix) {
-			allocated += p.Status.AllocatedIPCount
+			allocated += heldCount(&p)
 		}
 	}
 	want := v1.SubnetStatus{TotalIPCount: space.TotalCount(), AllocatedIPCount: allocated}

@@ -37,12 +37,14 @@ func ValidatePool(pool *v1.IPPool, old *v1.IPPool, others []v1.IPPool) error {
 	if old == nil || old.Status.Allocated == "" {
 		return nil
 	}
-	allocated, err := allocator.ParseRunSet(old.Status.Allocated)
-	if err != nil {
-		return nil // a corrupt status must not block repairing the spec
-	}
 	oldView, err := allocator.NewPool(old.Name, &old.Spec)
 	if err != nil {
+		return nil
+	}
+	allocated, err := oldView.ParseAllocated(old.Status.Allocated)
+	if err != nil {
+		// a corrupt status (offsets outside the pool included, which no spec could keep)
+		// must not block repairing the spec, nor carving an application pool
 		return nil
 	}
 	if oldView.Prefix != view.Prefix {

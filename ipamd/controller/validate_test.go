@@ -91,3 +91,19 @@ func TestValidateSubnetRoutes(t *testing.T) {
 		})
 	}
 }
+
+// A pool whose status.allocated runs past its subnet (a hand repair's typo) is corrupt,
+// not "holding" 400,000 addresses: the webhook lets its spec be changed (an application
+// pool resized, a spec repaired) instead of refusing every update for addresses that
+// cannot exist.
+func TestWebhookAdmitsSpecChangesOfAPoolWhoseStatusIsPastItsSubnet(t *testing.T) {
+	for _, allocated := range []string{"1-400000", "0-4294967295"} {
+		old := pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.50")
+		old.Status.Allocated = allocated
+		for _, spec := range []v1.IPPool{pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.60"), pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.20")} {
+			if err := ValidatePool(&spec, &old, nil); err != nil {
+				t.Errorf("status %q, spec.ips %v: refused: %v", allocated, spec.Spec.IPs, err)
+			}
+		}
+	}
+}

@@ -99,7 +99,7 @@ func (s *Sweeper) Observe(pool *v1.IPPool) {
 	if err != nil {
 		return
 	}
-	allocated, err := allocator.ParseRunSet(pool.Status.Allocated)
+	allocated, err := view.ParseAllocated(pool.Status.Allocated) // offsets outside the pool: corrupt, never iterated
 	if err != nil {
 		return
 	}

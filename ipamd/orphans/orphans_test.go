@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -265,5 +267,37 @@ func TestSweepConfirmsPageByPage(t *testing.T) {
 		if l <= 0 || l > listPage {
 			t.Fatalf("list limits %v: want every page bounded by %d", paged.limits, listPage)
 		}
+	}
+}
+
+// A pool whose status.allocated runs past its subnet ("1-400000" or "0-4294967295" on a
+// /24) is corrupt: the sweeper tracks none of its offsets (it would track 400,000, or run
+// out of memory on 2^32) and writes nothing to it, while it still frees the orphans of
+// every other pool.
+func TestSweepSkipsAPoolWhoseStatusIsPastItsSubnet(t *testing.T) {
+	for _, corrupt := range []string{"1-400000", "0-4294967295"} {
+		t.Run(corrupt, func(t *testing.T) {
+			good, bad := poolObj("good", "uid-good", "5"), poolObj("bad", "uid-bad", corrupt)
+			api := fake.NewClientBuilder().WithScheme(scheme(t)).WithStatusSubresource(&v1.IPPool{}).WithObjects(good, bad).Build()
+			unheld := prometheus.NewGauge(prometheus.GaugeOpts{Name: "unheld"})
+			s := &Sweeper{Cache: api, API: api, Writer: api, Log: zap.NewNop(), Unheld: unheld}
+			now := time.Now()
+			for i := range sweepsToFree + 1 {
+				at := now.Add(time.Duration(i) * time.Hour)
+				s.Observe(bad)
+				if _, err := s.Sweep(context.Background(), at, time.Minute); err != nil {
+					t.Fatal(err)
+				}
+				if n := testutil.ToFloat64(unheld); at == now && n != 1 {
+					t.Fatalf("%v allocations tracked as unheld, want the good pool's one", n)
+				}
+			}
+			if got := allocated(t, api, "good"); got != "" {
+				t.Errorf("the good pool's orphan was not freed: allocated %q", got)
+			}
+			if got := allocated(t, api, "bad"); got != corrupt {
+				t.Errorf("the corrupt pool was written: allocated %q, was %q", got, corrupt)
+			}
+		})
 	}
 }

@@ -30,7 +30,7 @@ func (s *Sweeper) note(pools []v1.IPPool, held map[heldKey]bool, now time.Time, 
 		if err != nil {
 			continue
 		}
-		allocated, err := allocator.ParseRunSet(pool.Status.Allocated)
+		allocated, err := view.ParseAllocated(pool.Status.Allocated) // offsets outside the pool: corrupt, never iterated
 		if err != nil {
 			continue
 		}

@@ -32,7 +32,7 @@ func (s *Sweeper) step(ctx context.Context, ref poolRef, w *poolWork, heldNow ma
 	if err != nil {
 		return 0, nil
 	}
-	allocated, err := allocator.ParseRunSet(pool.Status.Allocated)
+	allocated, err := view.ParseAllocated(pool.Status.Allocated)
 	if err != nil {
 		return 0, nil
 	}

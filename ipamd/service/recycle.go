@@ -55,7 +55,8 @@ func (s *Service) Recycle(ctx context.Context, now time.Time, grace time.Duratio
 
 // RecycleGoneNodes does what Recycle does for the Endpoints whose node nodeExists denies
 // (or that name none): those no ipamd looks after. The elected controller runs it from its
-// cache of every Endpoint and Node, so no node asks the API about other nodes. Judging
+// cache of every Endpoint and Node, so no node asks the API about other nodes; it denies
+// nodes that are gone, out of service or long unready (controller/gonenodes.go). Judging
 // rests on the pod alone, so it is safe even when a node's ipamd still runs (a Node object
 // deleted under a live machine): both may judge, the guarded write lets one release.
 func (s *Service) RecycleGoneNodes(ctx context.Context, now time.Time, grace time.Duration, nodeExists func(string) bool) (map[string]int, error) {

@@ -58,7 +58,7 @@ func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, o
 			finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonInvalidSpec, Err: err})
 			return
 		}
-		allocated, err := allocator.ParseRunSet(obj.Status.Allocated)
+		allocated, err := pool.ParseAllocated(obj.Status.Allocated) // offsets outside the pool: corrupt
 		if err != nil {
 			p.metrics.Unusable.WithLabelValues(name, ReasonCorruptStatus).Inc()
 			finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonCorruptStatus, Err: err})

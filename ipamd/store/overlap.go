@@ -119,7 +119,7 @@ func withHeld(spec allocator.Footprint, allocated string) allocator.Footprint {
 	if allocated == "" || spec.All {
 		return spec
 	}
-	held, err := allocator.ParseRunSet(allocated)
+	held, err := allocator.ParseAllocated(spec.Prefix, allocated) // offsets past the subnet: corrupt
 	if err != nil {
 		return allocator.Footprint{Prefix: spec.Prefix, All: true}
 	}

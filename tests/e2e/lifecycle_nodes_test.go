@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -405,4 +406,114 @@ func (lc *lifecycle) evict(pod corev1.Pod) {
 		}
 		return false, err.Error()
 	})
+}
+
+// A Deployment's two pods run on node 0, on a pool of exactly two addresses. Node 0's
+// machine dies (kubelet, ipamd and the pods' namespaces gone) while its Node object stays; once it is
+// NotReady an operator taints it node.kubernetes.io/out-of-service, as for a node shut
+// down for good. The taint manager evicts the pods and the controller manager's pod GC
+// force-deletes them (terminating pods of an unready, out-of-service node). No ipamd is
+// left to recycle node 0's Endpoints: the underpool controller does, within its recycle
+// interval, and the replacements on node 1, waiting for a free address, get those two.
+func TestOutOfServiceNodeGivesItsGonePodsAddressesBack(t *testing.T) {
+	_, _, third := nextSubnet()
+	b := fmt.Sprintf("10.250.%d.", third)
+	pool := newPool(t, v1.IPPoolSpec{Subnet: b + "0/24", IPs: []string{b + "10-" + b + "11"}}) // sized to the replicas
+	group := rand.String(6)
+	lc := newLifecycle(t, lifecycleOptions{nodes: 2, ipv4Pools: []string{pool.Name}, nodeLabels: nodeGroup(group)})
+	n0, n1 := lc.nodes[0], lc.nodes[1]
+
+	lc.cordon(n1, true)
+	dep := lc.deployment("api", 2, nil)
+	dep.Spec.Template.Spec.NodeSelector = map[string]string{groupLabel: group}
+	lc.create(dep)
+	old := lc.waitReady("api", 2)
+	for name, p := range old {
+		if p.Spec.NodeName != n0.name {
+			t.Fatalf("%s is on %s with node 1 cordoned, want %s", name, p.Spec.NodeName, n0.name)
+		}
+	}
+	oldAddr := lc.addresses()
+	if len(oldAddr) != 2 {
+		t.Fatalf("addresses of the first pods: %v", oldAddr)
+	}
+	lc.cordon(n1, false)
+	lc.requireInvariants(pool.Name)
+
+	// The machine dies: kubelet, ipamd and the pods' namespaces go with it (no DEL, and
+	// nothing left to answer ARP for the addresses), the Node object stays.
+	watch := watchInvariants(t, heldTwiceInCluster, lc.sandboxesSharing)
+	if err := n0.kubelet.Close(); err != nil {
+		t.Fatalf("closing the kubelet of %s: %v", n0.name, err)
+	}
+	if err := n0.ipamd.Stop(); err != nil {
+		t.Fatalf("stopping the ipamd of %s: %v", n0.name, err)
+	}
+	lc.eventually(n0.name+" NotReady", time.Minute, func() (bool, string) {
+		n := &corev1.Node{}
+		if err := suite.client.Get(ctx(t), client.ObjectKey{Name: n0.name}, n); err != nil {
+			return false, err.Error()
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				return c.Status != corev1.ConditionTrue, fmt.Sprintf("Ready=%s", c.Status)
+			}
+		}
+		return false, "no Ready condition"
+	})
+	lc.taint(n0, corev1.Taint{Key: corev1.TaintNodeOutOfService, Value: "nodeshutdown", Effect: corev1.TaintEffectNoExecute})
+
+	lc.eventually("the pod GC force-deleting the pods of the out-of-service "+n0.name, 2*time.Minute, func() (bool, string) {
+		var left []string
+		for _, p := range lc.pods("api") {
+			if o, isOld := old[p.Name]; isOld && o.UID == p.UID {
+				left = append(left, fmt.Sprintf("%s deleting=%t", p.Name, p.DeletionTimestamp != nil))
+			}
+		}
+		return len(left) == 0, strings.Join(left, " ")
+	})
+	// back in the pool: the gone pods' records released, and the pool holding only what
+	// Endpoints hold (a replacement waiting on its ADD may take an address at once)
+	lc.eventually("the gone pods' addresses back in the pool through the controller", 30*time.Second, func() (bool, string) {
+		addrs := lc.addresses()
+		for name := range oldAddr {
+			if addrs[name] != "" {
+				return false, fmt.Sprintf("%s's Endpoint still holds %s", name, addrs[name])
+			}
+		}
+		return poolMatchesEndpoints(t, pool.Name)
+	})
+	lc.eventually("the replacements ready on "+n1.name+" with the two addresses", 2*time.Minute, func() (bool, string) {
+		addrs := lc.addresses()
+		var states []string
+		ready := 0
+		for _, p := range lc.pods("api") {
+			states = append(states, fmt.Sprintf("%s:%s/%s/%q", p.Name, p.Status.Phase, p.Spec.NodeName, addrs[p.Name]))
+			if _, isOld := old[p.Name]; !isOld && p.DeletionTimestamp == nil && harness.PodReady(&p) && p.Spec.NodeName == n1.name && addrs[p.Name] != "" {
+				ready++
+			}
+		}
+		return ready == 2, strings.Join(states, " ")
+	})
+	watch.stop()
+	lc.requireInvariants(pool.Name)
+
+	lc.deleteAll(dep)
+	lc.requireNothingLeft(pool.Name)
+}
+
+// taint adds a taint to a node, as `kubectl taint` does.
+func (lc *lifecycle) taint(n *simNode, taint corev1.Taint) {
+	lc.t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		node := &corev1.Node{}
+		if err := suite.client.Get(ctx(lc.t), client.ObjectKey{Name: n.name}, node); err != nil {
+			return err
+		}
+		node.Spec.Taints = append(node.Spec.Taints, taint)
+		return suite.client.Update(ctx(lc.t), node)
+	})
+	if err != nil {
+		lc.t.Fatalf("tainting %s with %s: %v", n.name, taint.Key, err)
+	}
 }
