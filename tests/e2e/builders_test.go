@@ -231,6 +231,12 @@ func multusConflist(t *testing.T) []byte {
 			}
 		}
 	}
+	return multusConflistIn(t, binDir)
+}
+
+// multusConflistIn is the multus thin conflist with its delegates taken from binDir.
+func multusConflistIn(t *testing.T, binDir string) []byte {
+	t.Helper()
 	return mustJSON(t, map[string]any{
 		"cniVersion": "1.0.0", "name": "multus-e2e",
 		"plugins": []any{map[string]any{

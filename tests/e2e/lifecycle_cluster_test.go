@@ -49,6 +49,8 @@ type lifecycleOptions struct {
 	ipamdArgs []string
 	// nodeLabels per node index (optional).
 	nodeLabels func(i int) map[string]string
+	// conflist replaces the nodes' multus conflist (optional).
+	conflist []byte
 }
 
 // lifecycleRecycling is ipamd's recycling in lifecycle tests: fast, so a test sees an
@@ -65,7 +67,10 @@ func newLifecycle(t *testing.T, o lifecycleOptions) *lifecycle {
 	}
 	lc := &lifecycle{t: t, ns: newNamespace(t), nad: "underlay"}
 	lc.createNAD(newParent(t), o.ipv4Pools)
-	conflist := multusConflist(t)
+	conflist := o.conflist
+	if conflist == nil {
+		conflist = multusConflist(t)
+	}
 	for i := range o.nodes {
 		name := "lc-" + rand.String(5)
 		opts := harness.DefaultIpamdOptions(suite.bin, suite.cp.KubeconfigPath, name, suite.dir)
