@@ -256,19 +256,3 @@ func (s *Service) gcShareAllowed(network string, doomed, total int, force bool) 
 	return badRequest("valid", "GC of network %s would release %d of its %d attachments on node %s, more than the allowed share %.0f%% (--gc-max-share): refused, nothing released; a runtime that lost its state sends too short a valid list. Attachments of gone pods are recycled anyway; to release them now, repeat the request with force (POST %s?force=true)",
 		network, doomed, total, s.Node, s.GCMaxShare*100, rpc.PathGC)
 }
-
-// quarantine frees an address another host answered for and keeps it out of allocation
-// for a while, visible on the pool's status and as an event.
-func (s *Service) quarantine(ctx context.Context, pool string, addr netip.Addr, mac string) error {
-	until := time.Now().Add(s.QuarantineFor)
-	if err := s.Pools.Quarantine(ctx, pool, addr, mac, until); err != nil {
-		return internal("quarantining %s in pool %s: %v", addr, pool, err)
-	}
-	s.Log.Warn("address in use on the wire; quarantined", zap.String("pool", pool), zap.String("ip", addr.String()),
-		zap.String("answeredBy", mac), zap.Time("until", until))
-	if s.Events != nil {
-		s.Events.Eventf(&v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: pool}}, "Warning", "IPConflict",
-			"%s is in use on the wire (answered by %s); kept out of allocation until %s", addr, mac, until.Format(time.RFC3339))
-	}
-	return nil
-}

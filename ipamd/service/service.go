@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	"github.com/underpool/underpool/ipamd/store"
 )
 
 // Service serves allocations for one node.
@@ -25,6 +26,8 @@ type Service struct {
 	Events record.EventRecorder
 	// QuarantineFor is how long an address found in use on the wire stays out of allocation.
 	QuarantineFor time.Duration
+	// QuarantineLimits bound what a pool keeps in quarantine (store/quarantine.go).
+	QuarantineLimits store.QuarantineLimits
 	// GCMinAge: CNI GC never releases an attachment younger than this (0: no minimum).
 	GCMinAge time.Duration
 	// GCMaxShare: a CNI GC that would release more than this share (0..1) of a network's
@@ -33,8 +36,9 @@ type Service struct {
 	Log        *zap.Logger
 	Metrics    *Metrics
 
-	locks keyedMutex
-	ready atomic.Bool
+	locks    keyedMutex
+	spoofers spooferMemory // quarantine.go
+	ready    atomic.Bool
 
 	notReady atomic.Value // string: why allocations are refused
 }

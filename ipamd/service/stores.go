@@ -24,7 +24,9 @@ type poolStore interface {
 	AllocateExact(ctx context.Context, pool string, addr netip.Addr) (netip.Prefix, *allocator.PoolView, error)
 	// Release frees addr; freeing a free address, or one of a pool that is gone, succeeds.
 	Release(ctx context.Context, pool string, addr netip.Addr) error
-	Quarantine(ctx context.Context, pool string, addr netip.Addr, mac string, until time.Time) error
+	// Quarantine releases addr and keeps it out of allocation until the given time, as far
+	// as the limits allow (store/quarantine.go); the result says which it did.
+	Quarantine(ctx context.Context, pool string, addr netip.Addr, mac string, until time.Time, limits store.QuarantineLimits) (store.QuarantineResult, error)
 	// Remark marks addrs held and keeps them pending (the pool serving nothing) until a
 	// commit succeeds; it returns the addresses the pool had lost.
 	Remark(ctx context.Context, pool string, addrs []netip.Addr) ([]netip.Addr, error)

@@ -15,7 +15,6 @@ import (
 
 	"go.uber.org/zap"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/underpool/underpool/ipamd/allocator"
@@ -49,6 +48,7 @@ type poolOp struct {
 	// quarantine: who answered for addr, and until when it stays out of allocation
 	mac   string
 	until time.Time
+	bound *quarantineBound // quarantine's limits and result (quarantine.go)
 	done  chan opResult
 	// queued is when the op entered its pool's queue (QueueWait)
 	queued time.Time
@@ -140,13 +140,6 @@ func (p *PoolCommitter) Release(ctx context.Context, pool string, addr netip.Add
 		return nil // nothing to free in a pool that is gone
 	}
 	p.metrics.Releases.WithLabelValues(pool, resultOf(r.err)).Inc()
-	return r.err
-}
-
-// Quarantine frees addr and keeps it out of allocation until the given time: another
-// host answered for it on the wire.
-func (p *PoolCommitter) Quarantine(ctx context.Context, pool string, addr netip.Addr, mac string, until time.Time) error {
-	r := p.submit(ctx, pool, &poolOp{kind: opQuarantine, addr: addr, mac: mac, until: until})
 	return r.err
 }
 
@@ -384,13 +377,7 @@ func (p *PoolCommitter) apply(st *allocator.State, ops []*poolOp, blocked alloca
 			}
 			r.changed = len(r.lost) > 0
 		case opQuarantine:
-			st.Release(op.addr)
-			*quarantined = append(withoutIP(*quarantined, op.addr.String()),
-				v1.QuarantinedIP{IP: op.addr.String(), MAC: op.mac, Until: metav1.NewTime(op.until)})
-			if o, ok := st.Pool.Offset(op.addr); ok {
-				blocked.Add(o)
-			}
-			r.changed = true
+			r.changed = applyQuarantine(st, op, quarantined, &blocked)
 		}
 		changed = changed || r.changed
 	}
