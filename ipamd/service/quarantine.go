@@ -38,7 +38,7 @@ const (
 func (s *Service) quarantine(ctx context.Context, pool string, addr netip.Addr, mac string) error {
 	now := time.Now()
 	if spoofer, newly := s.spoofers.answered(pool, mac, addr, now, s.QuarantineFor, s.QuarantineLimits.PerMAC); spoofer {
-		return s.releaseSpoofed(ctx, pool, addr, mac, newly, 0)
+		return s.releaseSpoofed(ctx, pool, addr, mac, newly)
 	}
 	until := now.Add(s.QuarantineFor)
 	res, err := s.Pools.Quarantine(ctx, pool, addr, mac, until, s.QuarantineLimits)
@@ -68,11 +68,11 @@ func (s *Service) quarantine(ctx context.Context, pool string, addr netip.Addr, 
 }
 
 // releaseSpoofed frees an address a judged spoofer answered for, as a DEL would.
-func (s *Service) releaseSpoofed(ctx context.Context, pool string, addr netip.Addr, mac string, newly bool, answered int) error {
+func (s *Service) releaseSpoofed(ctx context.Context, pool string, addr netip.Addr, mac string, newly bool) error {
 	if err := s.Pools.Release(ctx, pool, addr); err != nil {
 		return internal("freeing %s in pool %s: %v", addr, pool, err)
 	}
-	s.reportSpoofer(ctx, pool, addr, mac, newly, answered)
+	s.reportSpoofer(ctx, pool, addr, mac, newly, 0)
 	s.Metrics.Spoofers.set(s.spoofers.count(time.Now(), s.QuarantineFor))
 	return nil
 }
@@ -92,7 +92,7 @@ func (s *Service) reportSpoofer(ctx context.Context, pool string, addr netip.Add
 	}
 	s.poolEvent(ctx, pool, corev1.EventTypeWarning, ReasonConflictSpoofer, "%s answers for %d addresses of this pool (the latest %s): a proxy-ARP router or a host spoofing the segment, not a holder of one address. "+
 		"Its answers quarantine nothing more for %s after the last one: the addresses are released so the pool is not drained, and ADDs that meet it still fail and retry. "+
-		"Find it (ip neigh | grep -i %s) and turn proxy ARP off on the segment", mac, answered, addr, s.QuarantineFor, mac)
+		"Find it (ip neigh | grep -i %s) and turn proxy ARP off on the segment, or, if it really holds these addresses, add them to spec.excludeIPs", mac, answered, addr, s.QuarantineFor, mac)
 }
 
 // spooferMemory is this node's judgement of the MACs that answer conflict probes, per
