@@ -33,7 +33,7 @@ func (e *conflictError) Error() string {
 		}
 		parts = append(parts, fmt.Sprintf("%s is already used by %s", c.IP, mac))
 	}
-	return fmt.Sprintf("IP conflict on %s's network: %s; the address is released and kept out of allocation for a while, a retry gets another",
+	return fmt.Sprintf("IP conflict on %s's network: %s; the address is released to ipamd, which keeps it out of allocation for a while (unless that host answers for many of the pool's addresses: then it is taken for a proxy or spoofer), and a retry gets another",
 		e.ifName, strings.Join(parts, ", "))
 }
 

@@ -101,10 +101,10 @@ func capacityOf(p *v1.IPPool, all []v1.IPPool, reserved []v1.ReservedIP, now tim
 	}
 	var held allocator.RunSet
 	for _, r := range reserved {
-		if set, err := allocator.ClipRanges(view.Prefix, r.Spec.IPs); err == nil {
-			for _, run := range set.Runs() {
-				held.AddRun(run)
-			}
+		// a bad entry reserves what it clearly names, as ipamd reads it (store.ReservedIPs)
+		set, _ := allocator.ClipReservations(view.Prefix, r.Spec.IPs)
+		for _, run := range set.Runs() {
+			held.AddRun(run)
 		}
 	}
 	c.Quarantined, left = minus(left, quarantined)

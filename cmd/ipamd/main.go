@@ -46,6 +46,9 @@ func main() {
 	flag.DurationVar(&opts.GCMinAge, "gc-min-age", time.Minute, "node mode: CNI GC never releases an attachment younger than this")
 	flag.Float64Var(&opts.GCMaxShare, "gc-max-share", 0.5, "node mode: a CNI GC that would release more than this share (0-1) of a network's attachments on the node at once is refused unless forced; 0: no limit")
 	flag.DurationVar(&opts.Quarantine, "quarantine", 10*time.Minute, "node mode: how long an address found in use on the wire stays out of allocation")
+	flag.Float64Var(&opts.QuarantineLimits.MaxShare, "quarantine-max-share", 0.1, "node mode: the most of a pool's usable addresses (0-1) kept in quarantine at once, counted over the whole cluster from the pool's status; an address found in use past it is released instead, so conflicts cannot drain the pool; 0: no share limit")
+	flag.IntVar(&opts.QuarantineLimits.Floor, "quarantine-floor", 4, "node mode: a pool may always keep this many addresses in quarantine, however small --quarantine-max-share makes its limit")
+	flag.IntVar(&opts.QuarantineLimits.PerMAC, "quarantine-per-mac", 3, "node mode: a MAC that answers for more than this many of a pool's addresses is a spoofer or a proxy-ARP host: its answers quarantine nothing more (event ConflictSpoofer, underpool_ipamd_conflict_spoofers); 0: no limit")
 	flag.BoolVar(&opts.RDMAMetrics, "rdma-metrics", false, "node mode: export the node's RDMA port counters (sysfs /sys/class/infiniband) on /metrics")
 	flag.StringVar(&ctl.WebhookHost, "webhook-host", "0.0.0.0", "controller mode: webhook listen address")
 	flag.IntVar(&ctl.WebhookPort, "webhook-port", 9443, "controller mode: webhook listen port")
@@ -79,6 +82,11 @@ func main() {
 	}
 	if opts.GCMaxShare < 0 || opts.GCMaxShare > 1 {
 		fmt.Fprintf(os.Stderr, "--gc-max-share %v: want a share between 0 and 1\n", opts.GCMaxShare)
+		os.Exit(2)
+	}
+	if q := opts.QuarantineLimits; q.MaxShare < 0 || q.MaxShare > 1 || q.Floor < 0 || q.PerMAC < 0 {
+		fmt.Fprintf(os.Stderr, "--quarantine-max-share %v, --quarantine-floor %d, --quarantine-per-mac %d: want a share between 0 and 1 and counts of 0 or more\n",
+			q.MaxShare, q.Floor, q.PerMAC)
 		os.Exit(2)
 	}
 	ctl.HealthAddress = opts.HealthAddress

@@ -191,40 +191,6 @@ func parseIn(prefix netip.Prefix, text string) (uint64, error) {
 	return offsetIn(prefix, a), nil
 }
 
-// ClipRanges reads addresses and ranges like ParseRanges but keeps only what lies inside
-// prefix, ignoring entries of other subnets or families: a ReservedIP lists addresses of
-// many pools at once. Unparsable entries are reported.
-func ClipRanges(prefix netip.Prefix, items []string) (RunSet, error) {
-	var s RunSet
-	for i, item := range items {
-		loText, hiText, isRange := strings.Cut(strings.TrimSpace(item), "-")
-		lo, err1 := netip.ParseAddr(strings.TrimSpace(loText))
-		hi := lo
-		var err2 error
-		if isRange {
-			hi, err2 = netip.ParseAddr(strings.TrimSpace(hiText))
-		}
-		if err1 != nil || err2 != nil || hi.Less(lo) || lo.Is4() != hi.Is4() {
-			return RunSet{}, fmt.Errorf("entry %d %q is not an address or an ascending range", i, item)
-		}
-		if lo.Is4() != prefix.Addr().Is4() {
-			continue
-		}
-		first, last := prefix.Masked().Addr(), lastAddr(prefix)
-		if hi.Less(first) || last.Less(lo) {
-			continue
-		}
-		if lo.Less(first) {
-			lo = first
-		}
-		if last.Less(hi) {
-			hi = last
-		}
-		s.AddRun(Run{offsetIn(prefix, lo), offsetIn(prefix, hi)})
-	}
-	return s, nil
-}
-
 func lastAddr(p netip.Prefix) netip.Addr {
 	return (&PoolView{Prefix: p.Masked()}).Addr(lastOffset(p))
 }

@@ -168,10 +168,10 @@ func exhaustion(pool *v1.IPPool, index int, held []heldFootprint, reserved []v1.
 	}
 	var blocked allocator.RunSet
 	for _, r := range reserved {
-		if set, err := allocator.ClipRanges(view.Prefix, r.Spec.IPs); err == nil {
-			for _, run := range set.Runs() {
-				blocked.AddRun(run)
-			}
+		// a bad entry reserves what it clearly names, as ipamd reads it (store.ReservedIPs)
+		set, _ := allocator.ClipReservations(view.Prefix, r.Spec.IPs)
+		for _, run := range set.Runs() {
+			blocked.AddRun(run)
 		}
 	}
 	for j, other := range held {

@@ -27,7 +27,7 @@ var (
 		Help: "Orphan addresses freed in their pool's status."})
 	webhookRejections = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "underpool_webhook_rejections_total",
-		Help: "IPPool and Subnet writes the webhook refused, by kind and reason (overlap, removes_allocated, orphans_pools, invalid_spec)."},
+		Help: "IPPool, Subnet and ReservedIP writes the webhook refused, by kind and reason (overlap, removes_allocated, orphans_pools, invalid_spec)."},
 		[]string{"kind", "reason"})
 	appPoolChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "underpool_application_pools_total",
@@ -45,7 +45,7 @@ var (
 // Collectors are every metric the controller registers; tests read their names.
 func Collectors() []prometheus.Collector {
 	return []prometheus.Collector{poolsOverlapping, orphansUnheld, orphansFound, orphansFreed, webhookRejections,
-		appPoolChanges, goneNodeRecycled, leader, &capacity{}}
+		appPoolChanges, goneNodeRecycled, leader, reservedInvalid, &capacity{}}
 }
 
 func init() {

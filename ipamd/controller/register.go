@@ -27,6 +27,8 @@ const WebhookConfigName = "underpool-validating"
 const (
 	poolPath   = "/validate-underpool-io-v1-ippool"
 	subnetPath = "/validate-underpool-io-v1-subnet"
+	// reservedPath: a ReservedIP entry that does not parse reserves less than it says
+	reservedPath = "/validate-underpool-io-v1-reservedip"
 )
 
 // Endpoint says how the apiserver reaches the webhook: a URL base (outside the cluster,
@@ -63,6 +65,7 @@ func register(ctx context.Context, c client.Client, api client.Reader, ep Endpoi
 	webhooks := []admissionregistrationv1.ValidatingWebhook{
 		hook("ippools.underpool.io", poolPath, "ippools", admissionregistrationv1.Create, admissionregistrationv1.Update),
 		hook("subnets.underpool.io", subnetPath, "subnets", admissionregistrationv1.Create, admissionregistrationv1.Update, admissionregistrationv1.Delete),
+		hook("reservedips.underpool.io", reservedPath, "reservedips", admissionregistrationv1.Create, admissionregistrationv1.Update),
 	}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}

@@ -25,6 +25,8 @@ func (r *reservedInUse) Reconcile(ctx context.Context, req reconcile.Request) (r
 	if err := r.c.List(ctx, &eps); err != nil {
 		return reconcile.Result{}, err
 	}
+	// a bad entry reserves what it clearly names, as ipamd reads it (store.ReservedIPs)
+	reserved, _ := allocator.ParseReservations("spec.ips", res.Spec.IPs)
 	var inUse []string
 	for _, ep := range eps.Items {
 		for _, itf := range ep.Status.Interfaces {
@@ -34,7 +36,7 @@ func (r *reservedInUse) Reconcile(ctx context.Context, req reconcile.Request) (r
 					continue
 				}
 				host := netip.PrefixFrom(p.Addr(), p.Addr().BitLen())
-				if set, err := allocator.ClipRanges(host, res.Spec.IPs); err == nil && !set.Empty() {
+				if !allocator.Clip(host, reserved).Empty() {
 					inUse = append(inUse, p.Addr().String()+" "+ep.Namespace+"/"+ep.Name)
 				}
 			}

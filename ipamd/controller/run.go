@@ -149,6 +149,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	if err := builder.WebhookManagedBy(mgr, &v1.Subnet{}).WithValidator(&subnetValidator{api: api}).Complete(); err != nil {
 		return err
 	}
+	if err := builder.WebhookManagedBy(mgr, &v1.ReservedIP{}).WithValidator(reservedValidator{}).Complete(); err != nil {
+		return err
+	}
 	if err := builder.ControllerManagedBy(mgr).Named("pool-protection").For(&v1.IPPool{}).
 		Complete(&poolFinalizer{c: mgr.GetClient()}); err != nil {
 		return err
@@ -173,6 +176,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	if err := builder.ControllerManagedBy(mgr).Named("app-pools-statefulsets").For(&appsv1.StatefulSet{}).
 		Watches(&v1.IPPool{}, enqueueOwner("StatefulSet"), builder.WithPredicates(poolDeletes)).
 		Complete(&appPools{c: mgr.GetClient(), api: api, kind: "StatefulSet", events: events, carving: carving}); err != nil {
+		return err
+	}
+	if err := builder.ControllerManagedBy(mgr).Named("reservedip-entries").For(&v1.ReservedIP{}).
+		Complete(&reservedReport{c: mgr.GetClient(), events: events}); err != nil {
 		return err
 	}
 	if err := builder.ControllerManagedBy(mgr).Named("pool-overlaps").

@@ -1,6 +1,7 @@
 // Package controller is ipamd's cluster-wide mode: one elected instance serves the
-// validating webhook for pools and subnets, guards pools with live allocations by a
-// finalizer, and reports reserved addresses that are in use.
+// validating webhook for pools, subnets and reserved IPs, guards pools with live
+// allocations by a finalizer, and reports reserved addresses that are in use and
+// ReservedIPs with bad entries.
 package controller
 
 import (

@@ -70,6 +70,8 @@ type Options struct {
 	GCMaxShare float64
 	// Quarantine is how long an address found in use on the wire stays out of allocation.
 	Quarantine time.Duration
+	// QuarantineLimits bound what one pool keeps in quarantine (store/quarantine.go).
+	QuarantineLimits store.QuarantineLimits
 	// RDMAMetrics exports the node's RDMA port counters on /metrics (rdmastats).
 	RDMAMetrics bool
 	// CommitWindow is the release protocol's bound (zero: store.DefaultWindow); the
@@ -139,17 +141,18 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 		return err
 	}
 	svc := &service.Service{
-		Node:          opts.NodeName,
-		Pools:         pools,
-		Endpoints:     store.NewEndpoints(writer, informers, writer),
-		Cluster:       NewCluster(opts.NodeName, informers, writer),
-		Events:        events,
-		QuarantineFor: opts.Quarantine,
-		GCMinAge:      opts.GCMinAge,
-		GCMaxShare:    opts.GCMaxShare,
-		Log:           log,
-		Metrics:       service.NewMetrics(reg),
-		Window:        opts.CommitWindow,
+		Node:             opts.NodeName,
+		Pools:            pools,
+		Endpoints:        store.NewEndpoints(writer, informers, writer),
+		Cluster:          NewCluster(opts.NodeName, informers, writer),
+		Events:           events,
+		QuarantineFor:    opts.Quarantine,
+		QuarantineLimits: opts.QuarantineLimits,
+		GCMinAge:         opts.GCMinAge,
+		GCMaxShare:       opts.GCMaxShare,
+		Log:              log,
+		Metrics:          service.NewMetrics(reg),
+		Window:           opts.CommitWindow,
 	}
 	reg.MustRegister(svc.ReadyGauge())
 	if opts.RDMAMetrics {

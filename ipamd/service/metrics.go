@@ -19,6 +19,11 @@ type Metrics struct {
 	Failures *prometheus.CounterVec
 	// InFlight is the socket requests being served now, by operation.
 	InFlight *prometheus.GaugeVec
+	// QuarantineRefused counts addresses found in use on the wire that were released
+	// rather than quarantined, by pool and reason (spoofer, full): quarantine.go.
+	QuarantineRefused *prometheus.CounterVec
+	// Spoofers is, per pool, the MACs this ipamd judges spoofers or proxies now.
+	Spoofers *spooferGauge
 }
 
 // Kinds of a failed allocation, the kind label of underpool_ipamd_allocation_failures_total.
@@ -56,6 +61,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		InFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "underpool_ipamd_requests_in_flight", Help: "Socket requests being served now, by operation."},
 			[]string{"op"}),
+		QuarantineRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "underpool_ipamd_quarantine_refused_total",
+			Help: "Addresses found in use on the wire that were released instead of quarantined, by pool and reason: spoofer (the MAC answers for more than --quarantine-per-mac of the pool's addresses), full (the pool's quarantine is at --quarantine-max-share)."},
+			[]string{"pool", "reason"}),
+		Spoofers: &spooferGauge{vec: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "underpool_ipamd_conflict_spoofers",
+			Help: "MACs this ipamd judges spoofers or proxy-ARP hosts in the pool: each answered conflict probes for more than --quarantine-per-mac of its addresses lately; their answers quarantine nothing."},
+			[]string{"pool"})},
 	}
 	// every kind is there from the start, so a rate over it is 0, not absent, until it happens
 	for kind := range failureRank {
@@ -63,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.Failures.WithLabelValues(FailureBadRequest)
 	if reg != nil {
-		reg.MustRegister(m.Requests, m.Latency, m.GCReleased, m.Recycled, m.Failures, m.InFlight)
+		reg.MustRegister(m.Requests, m.Latency, m.GCReleased, m.Recycled, m.Failures, m.InFlight, m.QuarantineRefused, m.Spoofers.vec)
 	}
 	return m
 }

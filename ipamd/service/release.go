@@ -3,7 +3,6 @@ package service
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 	"time"
 
@@ -272,21 +271,4 @@ func (s *Service) gcShareAllowed(network string, doomed, total int, force bool) 
 		zap.String("network", network), zap.Int("releasing", doomed), zap.Int("attachments", total), zap.Float64("maxShare", s.GCMaxShare))
 	return badRequest("valid", "GC of network %s would release %d of its %d attachments on node %s, more than the allowed share %.0f%% (--gc-max-share): refused, nothing released; a runtime that lost its state sends too short a valid list. Attachments of gone pods are recycled anyway; to release them now, repeat the request with force (POST %s?force=true)",
 		network, doomed, total, s.Node, s.GCMaxShare*100, rpc.PathGC)
-}
-
-// quarantine frees an address another host answered for and keeps it out of allocation
-// for a while, visible on the pool's status and as an event.
-func (s *Service) quarantine(ctx context.Context, f store.Free, mac string) error {
-	pool, addr := f.Pool, f.Addr
-	until := s.now().Add(s.QuarantineFor)
-	if err := s.Pools.Quarantine(ctx, f, mac, until); err != nil {
-		return fmt.Errorf("quarantining: %w", err)
-	}
-	s.Log.Warn("address in use on the wire; quarantined", zap.String("pool", pool), zap.String("ip", addr.String()),
-		zap.String("answeredBy", mac), zap.Time("until", until))
-	if s.Events != nil {
-		s.Events.Eventf(&v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: pool}}, "Warning", "IPConflict",
-			"%s is in use on the wire (answered by %s); kept out of allocation until %s", addr, mac, until.Format(time.RFC3339))
-	}
-	return nil
 }

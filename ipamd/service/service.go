@@ -27,6 +27,8 @@ type Service struct {
 	Events record.EventRecorder
 	// QuarantineFor is how long an address found in use on the wire stays out of allocation.
 	QuarantineFor time.Duration
+	// QuarantineLimits bound what a pool keeps in quarantine (store/quarantine.go).
+	QuarantineLimits store.QuarantineLimits
 	// GCMinAge: CNI GC never releases an attachment younger than this (0: no minimum).
 	GCMinAge time.Duration
 	// GCMaxShare: a CNI GC that would release more than this share (0..1) of a network's
@@ -42,8 +44,9 @@ type Service struct {
 	// Clock tells the time (nil: the real clock); the simulation sets it.
 	Clock clock.PassiveClock
 
-	locks keyedMutex
-	ready atomic.Bool
+	locks    keyedMutex
+	spoofers spooferMemory // quarantine.go
+	ready    atomic.Bool
 
 	notReady atomic.Value // string: why allocations are refused
 }

@@ -25,7 +25,10 @@ type poolStore interface {
 	// Release frees an address under the release protocol's rules (store.Free);
 	// freeing a free address, or one of a pool that is gone, succeeds.
 	Release(ctx context.Context, f store.Free) error
-	Quarantine(ctx context.Context, f store.Free, mac string, until time.Time) error
+	// Quarantine frees an address like Release and keeps it out of allocation until the
+	// given time, as far as the limits allow (store/quarantine.go); the result says which
+	// it did.
+	Quarantine(ctx context.Context, f store.Free, mac string, until time.Time, limits store.QuarantineLimits) (store.QuarantineResult, error)
 	// Remark marks addrs held and keeps them pending (the pool serving nothing) until a
 	// commit succeeds; it returns the addresses the pool had lost.
 	Remark(ctx context.Context, pool string, addrs []netip.Addr) ([]netip.Addr, error)

@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/underpool/underpool/ipamd/allocator"
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 )
@@ -71,14 +69,8 @@ func nextStatus(status *v1.IPPoolStatus, pool *allocator.PoolView, allocated all
 			}
 			r.changed = r.changed || len(r.lost) > 0
 		case opQuarantine:
-			st.Release(op.addr)
-			unmark(op.addr)
-			quarantined = append(withoutIP(quarantined, op.addr.String()),
-				v1.QuarantinedIP{IP: op.addr.String(), MAC: op.mac, Until: metav1.NewTime(op.until)})
-			if o, ok := pool.Offset(op.addr); ok {
-				blocked.Add(o)
-			}
-			r.changed = true
+			r.changed = unmark(op.addr)
+			r.changed = applyQuarantine(st, op, &quarantined, &blocked) || r.changed
 		}
 		changed = changed || r.changed
 	}

@@ -65,6 +65,7 @@ type poolOp struct {
 	// (Window.SendBy of its evidence; zero: no bound, for tests of the queue alone)
 	poolUID string
 	sendBy  time.Time
+	bound   *quarantineBound // quarantine's limits and result (quarantine.go)
 	done    chan opResult
 	// queued is when the op entered its pool's queue (QueueWait)
 	queued time.Time
@@ -198,14 +199,6 @@ func (p *PoolCommitter) Release(ctx context.Context, f Free) error {
 		return nil // nothing to free in a pool that is gone
 	}
 	p.metrics.Releases.WithLabelValues(f.Pool, resultOf(r.err)).Inc()
-	return r.err
-}
-
-// Quarantine frees the address and keeps it out of allocation until the given time:
-// another host answered for it on the wire. It is a free like Release, with its rules.
-func (p *PoolCommitter) Quarantine(ctx context.Context, f Free, mac string, until time.Time) error {
-	r := p.submit(ctx, f.Pool, &poolOp{kind: opQuarantine, addr: f.Addr, mac: mac, until: until,
-		poolUID: f.PoolUID, sendBy: p.Window.SendBy(f.Evidence)})
 	return r.err
 }
 

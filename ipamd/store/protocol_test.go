@@ -124,7 +124,8 @@ func TestWhatEndsAnAllocationDropsItsMark(t *testing.T) {
 			return s.Release(context.Background(), Free{Pool: "p", Addr: addr, Evidence: s.now()})
 		}, 0},
 		{"quarantine", func(s *PoolCommitter, addr netip.Addr) error {
-			return s.Quarantine(context.Background(), Free{Pool: "p", Addr: addr, Evidence: s.now()}, "02:00:00:00:00:01", s.now().Add(time.Minute))
+			_, err := s.Quarantine(context.Background(), Free{Pool: "p", Addr: addr, Evidence: s.now()}, "02:00:00:00:00:01", s.now().Add(time.Minute), QuarantineLimits{})
+			return err
 		}, 0},
 		{"ensure", func(s *PoolCommitter, addr netip.Addr) error {
 			_, err := s.Ensure(context.Background(), "p", []netip.Addr{addr})

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -9,6 +10,7 @@ import (
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/ipamd/service"
 )
 
 // An address the plugin found in use on the wire is released into quarantine: visible on
@@ -53,4 +55,33 @@ func TestConflictQuarantinesTheAddress(t *testing.T) {
 		return false
 	})
 	releaseAll(t, ns)
+}
+
+// Issue 17, finding 8: many hosts answering, one address each, fill a pool's quarantine
+// up to --quarantine-max-share (10% of 40 is 4), and no further: past it each address is
+// released, so the pool keeps serving, and the pool gets QuarantineFull events.
+func TestConflictsQuarantineAtMostThePoolsShare(t *testing.T) {
+	v4, _, _ := nextSubnet()
+	b := strings.TrimSuffix(v4, "0/24")
+	pool := newPool(t, v1.IPPoolSpec{Subnet: v4, IPs: []string{b + "10-" + b + "49"}})
+	ns := newNamespace(t)
+	for i := range 10 {
+		req := &rpc.AllocateRequest{ContainerID: fmt.Sprintf("ctr-cap-%d", i), IfName: "net1", Pod: rpc.Pod{Namespace: ns, Name: "cap"}, IPv4Pools: []string{pool.Name}}
+		got, err := suite.ipamd.Client.Allocate(ctx(t), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ip := strings.Split(got.IPs[0].Address, "/")[0]
+		if err := suite.ipamd.Client.Release(ctx(t), &rpc.ReleaseRequest{ContainerID: req.ContainerID, Pod: req.Pod,
+			Conflicts: []rpc.Conflict{{IP: ip, MAC: fmt.Sprintf("02:00:00:00:00:%02x", i)}}}); err != nil {
+			t.Fatalf("release with conflict: %v", err)
+		}
+	}
+	if st := freshPool(t, pool.Name).Status; len(st.Quarantined) != 4 || st.AllocatedIPCount != 0 || st.FreeIPCount != 36 {
+		t.Fatalf("after 10 conflicts of 10 hosts: %d quarantined, %d allocated, %d free; want 4, 0, 36", len(st.Quarantined), st.AllocatedIPCount, st.FreeIPCount)
+	}
+	requireInvariants(t, nil, pool.Name)
+	waitFor(t, "a QuarantineFull event", func() bool {
+		return len(eventsAbout(t, "IPPool", pool.Name, service.ReasonQuarantineFull)) > 0
+	})
 }

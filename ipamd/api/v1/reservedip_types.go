@@ -4,11 +4,14 @@ import metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 // ReservedIPSpec lists addresses no pool may hand out.
 type ReservedIPSpec struct {
-	// IPs are single addresses or inclusive ranges ("10.250.1.10-10.250.1.20").
+	// IPs are single addresses or inclusive ranges ("10.250.1.10-10.250.1.20") of one
+	// family, low end first. Each entry is checked on its own, so a refusal names its index
+	// (spec.ips[1]); the order of an IPv6 range is checked by the validating webhook.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=4096
 	// +kubebuilder:validation:items:MaxLength=90
-	// +kubebuilder:validation:XValidation:rule="self.all(x, isIP(x) || (x.split('-').size() == 2 && isIP(x.split('-')[0]) && isIP(x.split('-')[1])))",message="each entry must be an IP address or an inclusive range such as 10.250.1.10-10.250.1.99"
+	// +kubebuilder:validation:items:XValidation:rule="isIP(self) || (self.split('-').size() == 2 && isIP(self.split('-')[0]) && isIP(self.split('-')[1]) && ip(self.split('-')[0]).family() == ip(self.split('-')[1]).family())",message="must be an IP address or an inclusive range of one family such as 10.250.1.10-10.250.1.99 (no spaces, zones or IPv4-mapped IPv6 addresses: write 10.250.1.10, not ::ffff:10.250.1.10)"
+	// +kubebuilder:validation:items:XValidation:rule="!(self.split('-').size() == 2 && isIP(self.split('-')[0]) && isIP(self.split('-')[1]) && ip(self.split('-')[0]).family() == 4 && ip(self.split('-')[1]).family() == 4) || int(self.split('-')[0].split('.')[0]) * 16777216 + int(self.split('-')[0].split('.')[1]) * 65536 + int(self.split('-')[0].split('.')[2]) * 256 + int(self.split('-')[0].split('.')[3]) <= int(self.split('-')[1].split('.')[0]) * 16777216 + int(self.split('-')[1].split('.')[1]) * 65536 + int(self.split('-')[1].split('.')[2]) * 256 + int(self.split('-')[1].split('.')[3])",messageExpression="'range ' + self + ' is reversed: write ' + self.split('-')[1] + '-' + self.split('-')[0]"
 	IPs []string `json:"ips"`
 }
 
