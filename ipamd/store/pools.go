@@ -50,6 +50,9 @@ type poolOp struct {
 	mac   string
 	until time.Time
 	done  chan opResult
+	// settle, when set, runs with the op's result before it or any later op of its batch
+	// is answered (a re-mark's bookkeeping: see remarkOp)
+	settle func(opResult)
 	// queued is when the op entered its pool's queue (QueueWait)
 	queued time.Time
 }
@@ -259,10 +262,9 @@ func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, o
 	}
 	// a pending re-mark goes first in the batch: its addresses are marked in the same
 	// write as (and so before) anything the batch hands out, or the batch fails whole
-	remark := p.remarkOp(q)
+	remark := p.remarkOp(name, q)
 	if remark != nil {
 		ops = append([]*poolOp{remark}, ops...)
-		defer p.remarkDone(name, q, remark)
 	}
 	for attempt := 1; ; attempt++ {
 		obj, specCached, err := p.current(ctx, name, q)
@@ -447,6 +449,9 @@ func finish(ops []*poolOp, results []opResult, err error) {
 	for i, op := range ops {
 		if err != nil {
 			results[i].err = err
+		}
+		if op.settle != nil {
+			op.settle(results[i])
 		}
 		op.done <- results[i]
 	}
