@@ -192,6 +192,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	}
 	if opts.RecycleInterval > 0 {
 		r := newGoneNodeRecycler(mgr.GetClient(), mgr.GetCache(), api, opts.RecycleInterval, opts.RecycleGrace, log)
+		if err := r.watchDeletedPools(ctx, mgr.GetCache()); err != nil {
+			return err
+		}
 		if err := mgr.Add(r); err != nil {
 			return err
 		}

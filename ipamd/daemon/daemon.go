@@ -130,7 +130,7 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 	events := broadcaster.NewRecorder(scheme, corev1.EventSource{Component: "underpool-ipamd", Host: opts.NodeName})
 
 	pools := store.NewPoolCommitter(writer, informers, writer, store.ReservedIPs(informers, log), log, store.NewMetrics(reg))
-	if err := observePools(ctx, informers, pools); err != nil {
+	if err := ObservePools(ctx, informers, pools); err != nil {
 		return err
 	}
 	svc := &service.Service{
@@ -258,9 +258,9 @@ func recycleLoop(ctx context.Context, svc *service.Service, opts Options, log *z
 	}
 }
 
-// observePools tells the committer every pool the informer delivers, so it can time the
-// informer's catch-up with its own writes and drop a deleted pool's series.
-func observePools(ctx context.Context, informers cache.Cache, pools *store.PoolCommitter) error {
+// ObservePools tells the committer every pool the informer delivers, so it can time the
+// informer's catch-up with its own writes and drop a deleted pool's series and queue.
+func ObservePools(ctx context.Context, informers cache.Cache, pools *store.PoolCommitter) error {
 	inf, err := informers.GetInformer(ctx, &v1.IPPool{})
 	if err != nil {
 		return fmt.Errorf("starting the IPPool informer: %w", err)

@@ -125,14 +125,14 @@ func NewPoolCommitter(writer client.Client, cache, api client.Reader, blocked Bl
 // Allocate takes the next free address of the pool.
 func (p *PoolCommitter) Allocate(ctx context.Context, pool string) (netip.Prefix, *allocator.PoolView, error) {
 	r := p.submit(ctx, pool, &poolOp{kind: opAllocate})
-	p.metrics.Allocations.WithLabelValues(pool, resultOf(r.err)).Inc()
+	p.metrics.countAllocation(pool, r.err)
 	return r.addr, r.pool, r.err
 }
 
 // AllocateExact takes addr if the pool may hand it out and nobody holds it.
 func (p *PoolCommitter) AllocateExact(ctx context.Context, pool string, addr netip.Addr) (netip.Prefix, *allocator.PoolView, error) {
 	r := p.submit(ctx, pool, &poolOp{kind: opAllocateExact, addr: addr})
-	p.metrics.Allocations.WithLabelValues(pool, resultOf(r.err)).Inc()
+	p.metrics.countAllocation(pool, r.err)
 	return r.addr, r.pool, r.err
 }
 
@@ -245,6 +245,7 @@ func (p *PoolCommitter) drain(ctx context.Context, pool string, q *poolQueue) {
 			if q.gone && len(q.remark) == 0 {
 				// a deleted pool's queue would otherwise stay for the daemon's life
 				delete(p.queues, pool)
+				p.metrics.forget(pool) // and its series: a committer nobody tells of deletes keeps none either
 			}
 			p.mu.Unlock()
 			return
