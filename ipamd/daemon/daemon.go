@@ -90,9 +90,13 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
 	}
+	problems := &listProblems{log: log}
 	informers, err := cache.New(cfg, cache.Options{Scheme: scheme,
 		// managedFields are a large part of every object and ipamd never reads them
 		DefaultTransform: cache.TransformStripManagedFields(),
+		// a list that fails on every retry (an Endpoint CRD the API cannot select by
+		// status.node) says so in /readyz and the log, rather than waiting in silence
+		DefaultWatchErrorHandler: problems.handle,
 		// A node daemon caches what grows with its node, never what grows with the cluster:
 		// its own pods, Endpoints (status.node is a selectable field of the CRD) and Node.
 		// Anything else of another node is read by name when needed (a StatefulSet
@@ -145,6 +149,7 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 		Log:           log,
 		Metrics:       service.NewMetrics(reg),
 	}
+	problems.reportTo(svc.SetNotReady)
 	reg.MustRegister(svc.ReadyGauge())
 	if opts.RDMAMetrics {
 		reg.MustRegister(rdmastats.NewCollector(rdmastats.Sysfs{Root: rdmastats.DefaultRoot}))
@@ -171,6 +176,7 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 		cancel()
 		return errors.Join(errors.New("informer caches did not sync"), <-serveDone)
 	}
+	problems.synced.Store(true)
 	svc.SetNotReady("reconciling this node's endpoints")
 	if err := svc.Reconcile(ctx); err != nil {
 		cancel()
