@@ -144,9 +144,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		Complete(&poolFinalizer{c: mgr.GetClient()}); err != nil {
 		return err
 	}
-	allReserved := enqueueAll(mgr.GetClient(), func() client.ObjectList { return &v1.ReservedIPList{} })
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1.Endpoint{}, indexEndpointAddress, endpointAddressIndex); err != nil {
+		return fmt.Errorf("indexing Endpoints by address: %w", err)
+	}
 	if err := builder.ControllerManagedBy(mgr).Named("reserved-in-use").For(&v1.ReservedIP{}).
-		Watches(&v1.Endpoint{}, allReserved).Complete(&reservedInUse{c: mgr.GetClient()}); err != nil {
+		Watches(&v1.Endpoint{}, reservationsHolding(mgr.GetClient())).Complete(&reservedInUse{c: mgr.GetClient()}); err != nil {
 		return err
 	}
 	allSubnets := enqueueAll(mgr.GetClient(), func() client.ObjectList { return &v1.SubnetList{} })
