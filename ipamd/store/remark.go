@@ -62,7 +62,7 @@ func (p *PoolCommitter) remarkOp(name string, q *poolQueue) *poolOp {
 
 // remarkDone drops the re-mark a batch carried once it is committed (or its pool is gone:
 // a pool that no longer exists hands nothing out), and keeps the metric saying which pools
-// wait for one. A batch that answers no op (none of its paths does so) leaves it pending.
+// wait for one. finish runs it, and every path of commit ends in finish.
 func (p *PoolCommitter) remarkDone(name string, q *poolQueue, op *poolOp, r opResult) {
 	done := r.err == nil || errors.Is(r.err, ErrPoolNotFound)
 	p.mu.Lock()
