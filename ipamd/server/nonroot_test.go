@@ -82,17 +82,15 @@ func socketDir(t *testing.T, uid, gid int, mode os.FileMode) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(parent) })
 	dir := filepath.Join(parent, "run")
-	if err := os.Mkdir(dir, 0o700); err == nil {
-		err = os.Chown(dir, uid, gid)
-		if err == nil {
-			err = os.Chmod(parent, 0o755)
+	for _, step := range []func() error{
+		func() error { return os.Mkdir(dir, 0o700) },
+		func() error { return os.Chown(dir, uid, gid) },
+		func() error { return os.Chmod(parent, 0o755) },
+		func() error { return os.Chmod(dir, mode) }, // after the chown, which may clear setgid
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
 		}
-		if err == nil {
-			err = os.Chmod(dir, mode)
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
 	}
 	return dir
 }
