@@ -20,6 +20,8 @@ func main() {
 	flag.StringVar(&o.From, "from", filepath.Dir(self), "directory holding the plugin binaries")
 	sysClass := flag.String("sys-class", "/sys/class", "sysfs class dir, where RDMA devices are listed")
 	requireMultus := flag.Bool("require-multus", false, "fail (and let the kubelet retry) until multus is in --cni-bin-dir")
+	socketDir := flag.String("socket-dir", "", "the node's ipamd socket directory (/run/underpool), as mounted in this container; empty: leave it alone")
+	socketDirGroup := flag.Int("socket-dir-group", -1, "with --socket-dir: the group ipamd runs as; the directory goes to it (setgid, group-writable) so a non-root ipamd can make its socket there")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	flag.Parse()
 	if *showVersion {
@@ -27,9 +29,19 @@ func main() {
 		return
 	}
 	o.Out = os.Stdout
+	if (*socketDir == "") != (*socketDirGroup < 0) {
+		fmt.Fprintln(os.Stderr, "underpool-install: --socket-dir and --socket-dir-group go together: set both (the directory and ipamd's gid) or neither")
+		os.Exit(2)
+	}
 	if err := cniinstall.Install(o); err != nil {
 		fmt.Fprintln(os.Stderr, "underpool-install:", err)
 		os.Exit(1)
+	}
+	if *socketDir != "" {
+		if err := cniinstall.PrepareSocketDir(*socketDir, *socketDirGroup, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "underpool-install:", err)
+			os.Exit(1)
+		}
 	}
 	r := cniinstall.Check(o.CNIBinDir, *sysClass)
 	r.Print(os.Stdout)

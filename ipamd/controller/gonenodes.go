@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/underpool/underpool/ipamd/daemon"
@@ -35,7 +36,8 @@ import (
 // times the node count.
 type goneNodeRecycler struct {
 	svc             *service.Service
-	nodes           client.Reader // the Node informer (name, out-of-service taint, Ready: nodeTransform)
+	pools           *store.PoolCommitter // svc's: told of pool deletions (watchDeletedPools)
+	nodes           client.Reader        // the Node informer (name, out-of-service taint, Ready: nodeTransform)
 	interval, grace time.Duration
 	log             *zap.Logger
 }
@@ -144,12 +146,19 @@ func nodeTransform(obj any) (any, error) {
 func newGoneNodeRecycler(writer client.Client, cache, api client.Reader, interval, grace time.Duration, log *zap.Logger) *goneNodeRecycler {
 	metrics := service.NewMetrics(nil)
 	metrics.Recycled = goneNodeRecycled
+	pools := store.NewPoolCommitter(writer, cache, api, store.ReservedIPs(cache, log), log, store.NewMetrics(prometheus.NewRegistry()))
 	svc := &service.Service{
-		Pools:     store.NewPoolCommitter(writer, cache, api, store.ReservedIPs(cache, log), log, store.NewMetrics(prometheus.NewRegistry())),
+		Pools:     pools,
 		Endpoints: store.NewEndpoints(writer, cache, api),
 		Cluster:   daemon.NewAPICluster(api),
 		Log:       log.Named("gone-nodes"),
 		Metrics:   metrics,
 	}
-	return &goneNodeRecycler{svc: svc, nodes: cache, interval: interval, grace: grace, log: log}
+	return &goneNodeRecycler{svc: svc, pools: pools, nodes: cache, interval: interval, grace: grace, log: log}
+}
+
+// watchDeletedPools tells the recycler's committer of every pool deletion, so the per-pool
+// state it keeps (commit queue, series) lasts no longer than the pool.
+func (r *goneNodeRecycler) watchDeletedPools(ctx context.Context, c cache.Cache) error {
+	return daemon.ObservePools(ctx, c, r.pools)
 }

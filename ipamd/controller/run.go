@@ -156,9 +156,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		Complete(&poolFinalizer{c: mgr.GetClient()}); err != nil {
 		return err
 	}
-	allReserved := enqueueAll(mgr.GetClient(), func() client.ObjectList { return &v1.ReservedIPList{} })
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1.Endpoint{}, indexEndpointAddress, endpointAddressIndex); err != nil {
+		return fmt.Errorf("indexing Endpoints by address: %w", err)
+	}
 	if err := builder.ControllerManagedBy(mgr).Named("reserved-in-use").For(&v1.ReservedIP{}).
-		Watches(&v1.Endpoint{}, allReserved).Complete(&reservedInUse{c: mgr.GetClient()}); err != nil {
+		Watches(&v1.Endpoint{}, reservationsHolding(mgr.GetClient())).Complete(&reservedInUse{c: mgr.GetClient()}); err != nil {
 		return err
 	}
 	allSubnets := enqueueAll(mgr.GetClient(), func() client.ObjectList { return &v1.SubnetList{} })
@@ -217,6 +219,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		r := newGoneNodeRecycler(timed, mgr.GetCache(), api, opts.RecycleInterval, opts.RecycleGrace, log)
 		r.svc.Window = opts.CommitWindow
 		r.svc.Pools.(*store.PoolCommitter).Window = opts.CommitWindow
+		if err := r.watchDeletedPools(ctx, mgr.GetCache()); err != nil {
+			return err
+		}
 		if err := mgr.Add(r); err != nil {
 			return err
 		}

@@ -95,9 +95,13 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return err
 	}
+	problems := &listProblems{log: log}
 	informers, err := cache.New(cfg, cache.Options{Scheme: scheme,
 		// managedFields are a large part of every object and ipamd never reads them
 		DefaultTransform: cache.TransformStripManagedFields(),
+		// a list that fails on every retry (an Endpoint CRD the API cannot select by
+		// status.node) says so in /readyz and the log, rather than waiting in silence
+		DefaultWatchErrorHandler: problems.handle,
 		// A node daemon caches what grows with its node, never what grows with the cluster:
 		// its own pods, Endpoints (status.node is a selectable field of the CRD) and Node.
 		// Anything else of another node is read by name when needed (a StatefulSet
@@ -137,7 +141,7 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 
 	pools := store.NewPoolCommitter(writer, informers, writer, store.ReservedIPs(informers, log), log, store.NewMetrics(reg))
 	pools.Window = opts.CommitWindow
-	if err := observePools(ctx, informers, pools); err != nil {
+	if err := ObservePools(ctx, informers, pools); err != nil {
 		return err
 	}
 	svc := &service.Service{
@@ -154,6 +158,7 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 		Metrics:          service.NewMetrics(reg),
 		Window:           opts.CommitWindow,
 	}
+	problems.reportTo(svc.SetNotReady)
 	reg.MustRegister(svc.ReadyGauge())
 	if opts.RDMAMetrics {
 		reg.MustRegister(rdmastats.NewCollector(rdmastats.Sysfs{Root: rdmastats.DefaultRoot}))
@@ -180,6 +185,7 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 		cancel()
 		return errors.Join(errors.New("informer caches did not sync"), <-serveDone)
 	}
+	problems.synced.Store(true)
 	svc.SetNotReady("reconciling this node's endpoints")
 	if err := svc.Reconcile(ctx); err != nil {
 		cancel()
@@ -267,9 +273,9 @@ func recycleLoop(ctx context.Context, svc *service.Service, opts Options, log *z
 	}
 }
 
-// observePools tells the committer every pool the informer delivers, so it can time the
-// informer's catch-up with its own writes and drop a deleted pool's series.
-func observePools(ctx context.Context, informers cache.Cache, pools *store.PoolCommitter) error {
+// ObservePools tells the committer every pool the informer delivers, so it can time the
+// informer's catch-up with its own writes and drop a deleted pool's series and queue.
+func ObservePools(ctx context.Context, informers cache.Cache, pools *store.PoolCommitter) error {
 	inf, err := informers.GetInformer(ctx, &v1.IPPool{})
 	if err != nil {
 		return fmt.Errorf("starting the IPPool informer: %w", err)

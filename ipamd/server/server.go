@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -104,8 +105,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// Listen opens the unix socket at path, mode 0600 (only root may connect), or 0660 owned by
-// group when group >= 0 (root and that group).
+// Listen opens the unix socket at path, mode 0600 (ipamd's own; the CNI plugins run as
+// root), or 0660 in group when group >= 0 (root and that group). It needs no capability,
+// so ipamd can run as a non-root user with every capability dropped: the socket is made
+// with its final mode (no window in which it is open wider), and it gets the group from
+// its directory (setgid: underpool-install --socket-dir-group leaves /run/underpool so)
+// or from ipamd's own gid, or else is given it by ipamd as its owner, which the kernel
+// allows without CAP_CHOWN for any group ipamd is in.
 func Listen(path string, group int) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("creating socket directory: %w", err)
@@ -114,16 +120,18 @@ func Listen(path string, group int) (net.Listener, error) {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("removing stale socket %s: %w", path, err)
 	}
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listening on %s: %w", path, err)
-	}
 	mode := os.FileMode(0o600)
 	if group >= 0 {
 		mode = 0o660
-		if err := os.Chown(path, 0, group); err != nil {
+	}
+	l, err := listenWithMode(path, mode)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", path, err)
+	}
+	if group >= 0 {
+		if err := giveToGroup(path, group); err != nil {
 			l.Close()
-			return nil, fmt.Errorf("giving socket %s to group %d: %w", path, group, err)
+			return nil, err
 		}
 	}
 	if err := os.Chmod(path, mode); err != nil {
@@ -131,6 +139,34 @@ func Listen(path string, group int) (net.Listener, error) {
 		return nil, fmt.Errorf("restricting socket %s: %w", path, err)
 	}
 	return l, nil
+}
+
+// listenWithMode binds the socket under a umask that leaves it mode at most. The umask is
+// the process's: anything another goroutine creates meanwhile only comes out narrower.
+func listenWithMode(path string, mode os.FileMode) (net.Listener, error) {
+	old := syscall.Umask(int(^mode.Perm() & 0o777))
+	defer syscall.Umask(old)
+	return net.Listen("unix", path)
+}
+
+// giveToGroup sets the socket's group unless it has it already, keeping its owner: an
+// owner may give its file to any group it is in without CAP_CHOWN (giving it to root, as
+// this once did, needed the capability, which the manifests drop).
+func giveToGroup(path string, group int) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("reading socket %s: %w", path, err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Gid) == group {
+		return nil
+	}
+	if err := os.Lchown(path, -1, group); err != nil {
+		return fmt.Errorf("giving socket %s to --socket-group %d: %w: ipamd (uid %d, gid %d) can give it only to a group it is in: "+
+			"run ipamd in that group (securityContext supplementalGroups; the Helm chart's ipamd.socketGroup does), "+
+			"or give the socket directory that group with the setgid bit (underpool-install --socket-dir-group)",
+			path, group, err, os.Geteuid(), os.Getegid())
+	}
+	return nil
 }
 
 // Serve runs until ctx ends, then stops accepting and waits for in-flight requests.

@@ -9,6 +9,8 @@ import (
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/store"
@@ -66,13 +68,66 @@ func (s *Service) Reconcile(ctx context.Context) error {
 				zap.Int("count", len(lost)), zap.Stringer("first", lost[0]))
 		}
 	}
+	protected := s.protectEndpoints(ctx, eps)
 	s.Log.Info("reconciled this node's endpoints", zap.Int("endpoints", len(eps)), zap.Int("addresses", held),
-		zap.Int("pools", len(byPool)), zap.Int("poolsPendingRemark", failed))
+		zap.Int("pools", len(byPool)), zap.Int("poolsPendingRemark", failed), zap.Int("finalizersAdded", protected))
 	s.ready.Store(true)
 	if failed > 0 {
 		go s.retryRemarks(ctx, RemarkRetryInterval)
 	}
 	return nil
+}
+
+// protectEndpoints gives the protection finalizer to this node's Endpoints that hold
+// addresses without it: those written before the finalizer existed (every write since adds
+// it), which a namespace deletion could otherwise drop while their pods still run, letting
+// the sweeper free live addresses. Each is a guarded update (Mutate), so an Endpoint
+// changed meanwhile is re-read, and one emptied meanwhile is left to the write that
+// emptied it. One that is being deleted cannot be given a finalizer any more. A failure
+// is logged and the next start tries again; it holds up nothing else.
+func (s *Service) protectEndpoints(ctx context.Context, eps []v1.Endpoint) int {
+	added := 0
+	for i := range eps {
+		if !needsProtection(&eps[i]) {
+			continue
+		}
+		key := client.ObjectKeyFromObject(&eps[i])
+		if eps[i].DeletionTimestamp != nil {
+			s.Log.Warn("endpoint holds addresses without the protection finalizer and is being deleted; it cannot be protected any more",
+				zap.String("endpoint", key.String()))
+			continue
+		}
+		wrote := false
+		err := s.Endpoints.Mutate(ctx, key, func(ep *v1.Endpoint) bool {
+			wrote = ep.DeletionTimestamp == nil && needsProtection(ep)
+			if wrote {
+				controllerutil.AddFinalizer(ep, v1.EndpointProtection)
+			}
+			return wrote
+		})
+		if err != nil {
+			s.Log.Warn("could not add the protection finalizer to an endpoint written before it existed; the next start retries",
+				zap.String("endpoint", key.String()), zap.Error(err))
+			continue
+		}
+		if wrote {
+			added++
+		}
+	}
+	return added
+}
+
+// needsProtection: the Endpoint holds an address and lacks the protection finalizer.
+func needsProtection(ep *v1.Endpoint) bool {
+	if controllerutil.ContainsFinalizer(ep, v1.EndpointProtection) {
+		return false
+	}
+	for _, itf := range ep.Status.Interfaces {
+		if len(itf.IPs) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // retryRemarks re-marks pending pools every interval until none is left or ctx ends.

@@ -48,10 +48,31 @@ func TestQueuesOfGonePoolsAreDropped(t *testing.T) {
 	for i := range 50 {
 		_ = release(p, context.Background(), fmt.Sprintf("gone-%d", i), netip.MustParseAddr("10.250.1.1"))
 	}
-	p.mu.Lock()
-	n := len(p.queues)
-	p.mu.Unlock()
-	if n != 0 {
+	// a queue is dropped by its worker after the worker answered the last op: wait for
+	// every worker to go idle, or the last pool's queue is counted by luck
+	if n := queuesOnceIdle(t, p); n != 0 {
 		t.Fatalf("%d commit queues kept for pools that do not exist", n)
+	}
+}
+
+// queuesOnceIdle waits until no pool's worker runs and returns how many queues are kept.
+func queuesOnceIdle(t *testing.T, p *PoolCommitter) int {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		p.mu.Lock()
+		running := 0
+		for _, q := range p.queues {
+			if q.running {
+				running++
+			}
+		}
+		n := len(p.queues)
+		p.mu.Unlock()
+		if running == 0 {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d commit queue workers still running after 10s", running)
+		}
 	}
 }

@@ -33,10 +33,9 @@ func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, o
 	}
 	// a pending re-mark goes first in the batch: its addresses are marked in the same
 	// write as (and so before) anything the batch hands out, or the batch fails whole
-	remark := p.remarkOp(q)
+	remark := p.remarkOp(name, q)
 	if remark != nil {
 		ops = append([]*poolOp{remark}, ops...)
-		defer p.remarkDone(name, q, remark)
 	}
 	for attempt := 1; ; attempt++ {
 		obj, specCached, err := p.current(ctx, name, q)

@@ -166,13 +166,30 @@ func (m *Metrics) seen(pool, rv string, now time.Time) {
 	}
 }
 
-// forget drops what is remembered of a deleted pool.
+// forget drops what is remembered of a deleted pool, and every series labelled with it:
+// a cluster that makes and deletes pools (application pools come and go with their
+// workloads) would otherwise export each pool that ever was, for the daemon's life.
 func (m *Metrics) forget(pool string) {
 	m.lagMu.Lock()
 	delete(m.written, pool)
 	delete(m.delivered, pool)
 	m.lagMu.Unlock()
-	m.Quarantined.DeleteLabelValues(pool)
+	byPool := prometheus.Labels{"pool": pool}
+	m.Allocations.DeletePartialMatch(byPool)
+	m.Releases.DeletePartialMatch(byPool)
+	m.Quarantined.DeletePartialMatch(byPool)
+	m.PendingRemark.DeletePartialMatch(byPool)
+	m.Unusable.DeletePartialMatch(byPool)
+}
+
+// countAllocation counts an allocation's outcome. A pool that does not exist gets no
+// series: it would be made again after the pool's series were dropped (forget), and the
+// service counts the failure (no_eligible_pool) without a pool label.
+func (m *Metrics) countAllocation(pool string, err error) {
+	if errors.Is(err, ErrPoolNotFound) {
+		return
+	}
+	m.Allocations.WithLabelValues(pool, resultOf(err)).Inc()
 }
 
 // Observed is told every IPPool the informer delivers (add and update events): it times
@@ -181,5 +198,14 @@ func (p *PoolCommitter) Observed(pool *v1.IPPool) {
 	p.metrics.seen(pool.Name, pool.ResourceVersion, time.Now())
 }
 
-// Deleted is told every IPPool the informer reports deleted: its series go.
-func (p *PoolCommitter) Deleted(name string) { p.metrics.forget(name) }
+// Deleted is told every IPPool the informer reports deleted: its series go, and so does
+// its commit queue when idle (a busy one is dropped by its worker, which finds the pool
+// gone; one with a pending re-mark waits for the retry that finds it gone).
+func (p *PoolCommitter) Deleted(name string) {
+	p.mu.Lock()
+	if q := p.queues[name]; q != nil && !q.running && len(q.pending) == 0 && len(q.remark) == 0 {
+		delete(p.queues, name)
+	}
+	p.mu.Unlock()
+	p.metrics.forget(name)
+}

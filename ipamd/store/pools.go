@@ -67,6 +67,9 @@ type poolOp struct {
 	sendBy  time.Time
 	bound   *quarantineBound // quarantine's limits and result (quarantine.go)
 	done    chan opResult
+	// settle, when set, runs with the op's result before it or any later op of its batch
+	// is answered (a re-mark's bookkeeping: see remarkOp)
+	settle func(opResult)
 	// queued is when the op entered its pool's queue (QueueWait)
 	queued time.Time
 }
@@ -159,14 +162,14 @@ type Grant struct {
 // Allocate takes the next free address of the pool.
 func (p *PoolCommitter) Allocate(ctx context.Context, pool string) (Grant, error) {
 	r := p.submit(ctx, pool, &poolOp{kind: opAllocate})
-	p.metrics.Allocations.WithLabelValues(pool, resultOf(r.err)).Inc()
+	p.metrics.countAllocation(pool, r.err)
 	return grantOf(r), r.err
 }
 
 // AllocateExact takes addr if the pool may hand it out and nobody holds it.
 func (p *PoolCommitter) AllocateExact(ctx context.Context, pool string, addr netip.Addr) (Grant, error) {
 	r := p.submit(ctx, pool, &poolOp{kind: opAllocateExact, addr: addr})
-	p.metrics.Allocations.WithLabelValues(pool, resultOf(r.err)).Inc()
+	p.metrics.countAllocation(pool, r.err)
 	return grantOf(r), r.err
 }
 
@@ -304,6 +307,7 @@ func (p *PoolCommitter) drain(ctx context.Context, pool string, q *poolQueue) {
 			if q.gone && len(q.remark) == 0 {
 				// a deleted pool's queue would otherwise stay for the daemon's life
 				delete(p.queues, pool)
+				p.metrics.forget(pool) // and its series: a committer nobody tells of deletes keeps none either
 			}
 			p.mu.Unlock()
 			return
@@ -364,6 +368,9 @@ func finish(ops []*poolOp, results []opResult, err error) {
 	for i, op := range ops {
 		if err != nil {
 			results[i].err = err
+		}
+		if op.settle != nil {
+			op.settle(results[i])
 		}
 		op.done <- results[i]
 	}

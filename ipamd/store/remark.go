@@ -45,26 +45,25 @@ func reasonOf(err error) string {
 	return ReasonWriteFailed
 }
 
-// remarkOp is the ensure of the pool's pending re-mark, or nil when none is pending.
-func (p *PoolCommitter) remarkOp(q *poolQueue) *poolOp {
+// remarkOp is the ensure of the pool's pending re-mark, or nil when none is pending. The
+// batch carries it first, so its bookkeeping (remarkDone) is settled before any op of the
+// batch is answered: a caller whose Remark or allocation returned sees PendingRemarks and
+// the metric as that commit left them.
+func (p *PoolCommitter) remarkOp(name string, q *poolQueue) *poolOp {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(q.remark) == 0 {
 		return nil
 	}
-	return &poolOp{kind: opEnsure, addrs: append([]netip.Addr(nil), q.remark...), done: make(chan opResult, 1)}
+	op := &poolOp{kind: opEnsure, addrs: append([]netip.Addr(nil), q.remark...), done: make(chan opResult, 1)}
+	op.settle = func(r opResult) { p.remarkDone(name, q, op, r) }
+	return op
 }
 
 // remarkDone drops the re-mark a batch carried once it is committed (or its pool is gone:
 // a pool that no longer exists hands nothing out), and keeps the metric saying which pools
-// wait for one.
-func (p *PoolCommitter) remarkDone(name string, q *poolQueue, op *poolOp) {
-	var r opResult
-	select {
-	case r = <-op.done: // every path of commit answers every op of its batch
-	default:
-		return
-	}
+// wait for one. finish runs it, and every path of commit ends in finish.
+func (p *PoolCommitter) remarkDone(name string, q *poolQueue, op *poolOp, r opResult) {
 	done := r.err == nil || errors.Is(r.err, ErrPoolNotFound)
 	p.mu.Lock()
 	if done {

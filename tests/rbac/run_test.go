@@ -46,7 +46,7 @@ func TestControllerRunsOnItsRBAC(t *testing.T) {
 		done <- controller.Run(ctx, as("underpool-controller"), controller.Options{
 			WebhookHost: "127.0.0.1", WebhookPort: port, Endpoint: controller.Endpoint{URL: fmt.Sprintf("https://127.0.0.1:%d", port)},
 			LeaderElectionNamespace: namespace, CertLifetime: time.Hour, OrphanInterval: 200 * time.Millisecond, OrphanGrace: time.Second,
-			CommitWindow: store.Window(4 * time.Second),
+			CommitWindow:    store.Window(4 * time.Second),
 			RecycleInterval: 200 * time.Millisecond,
 		}, zap.New(core))
 	}()
