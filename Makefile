@@ -12,7 +12,7 @@ IMAGE_DIR ?= $(BIN)/image
 LDFLAGS := -X github.com/underpool/underpool/internal/buildinfo.Version=$(VERSION)
 CHART := deploy/helm/underpool
 
-.PHONY: all help build image chart generate verify-generated tools test unit fuzz e2e bench scale-cluster demo lint check-deps clean
+.PHONY: all help build image chart generate verify-generated tools test unit fuzz e2e bench scale-cluster demo lint check-deps check-links clean
 
 all: build
 
@@ -74,6 +74,9 @@ lint: check-deps ## go vet + gofmt + staticcheck + check-deps
 	go vet ./...
 	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+check-links: ## every link between the markdown pages (README, docs/, tests/README.md, ...) resolves, anchors included
+	tests/check-doc-links.sh
 
 check-deps: ## ipamd and the pure packages link no kernel networking code (netlink, ARP, NDP)
 	go test -count=1 -run TestLinksNoKernelNetworking ./cmd/ipamd

@@ -18,6 +18,7 @@ step() {
 [ "$(id -u)" = 0 ] || echo "warning: not root: the end-to-end tests cannot run, so make test will fail" >&2
 step "install test tools" tests/tools/build.sh test
 step "generated files fresh" tests/verify-generated.sh
+step "doc links resolve" tests/check-doc-links.sh
 step "go vet" go vet ./...
 step "gofmt" bash -c 'out=$(gofmt -l $(git ls-files "*.go")); [ -z "$out" ] || { echo "gofmt needed: $out"; exit 1; }'
 step "staticcheck" go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
