@@ -48,7 +48,7 @@ test: ## unit + end-to-end tests (root), installing what they need; prints a sum
 	tests/run-tests.sh
 
 unit: ## unit tests only (no root, no control plane)
-	go test ./ipamd/... ./chain/... ./rdma/... ./netplan/... ./underlay/... ./cmd/... ./internal/...
+	go test ./ipamd/... ./chain/... ./rdma/... ./netplan/... ./underlay/... ./cmd/... ./internal/... ./deploy/...
 
 fuzz: ## every fuzz target of the parsers of hostile input, 5 minutes each (FUZZTIME=30s for less)
 	FUZZTIME=$${FUZZTIME:-5m} tests/fuzz.sh
