@@ -22,12 +22,20 @@ step "doc links resolve" tests/check-doc-links.sh
 step "go vet" go vet ./...
 step "gofmt" bash -c 'out=$(gofmt -l $(git ls-files "*.go")); [ -z "$out" ] || { echo "gofmt needed: $out"; exit 1; }'
 step "staticcheck" go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
-step "unit tests" go test -count=1 ./ipamd/... ./chain/... ./netplan/... ./underlay/... ./rdma/... ./cmd/... ./internal/... ./deploy/...
+
+# go test -json through hack/testsummary: failures' output and package lines as they come,
+# then the counts and every skip's reason; counts add up across the test steps
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+go build -o "$work/testsummary" ./hack/testsummary || exit 1
+gotest() { set -o pipefail; go test -json "$@" 2>&1 | "$work/testsummary" -counts "$work/counts"; }
+step "unit tests" gotest -count=1 ./ipamd/... ./chain/... ./netplan/... ./underlay/... ./rdma/... ./cmd/... ./internal/... ./deploy/... ./hack/...
 step "fuzz (short)" env FUZZTIME=10s tests/fuzz.sh
-step "end-to-end tests" go test -count=1 -timeout 25m ./tests/...
+step "end-to-end tests" gotest -count=1 -timeout 25m ./tests/...
 
 echo
 echo "==================== summary ===================="
 printf '%s\n' "${results[@]}"
 [ $failed = 0 ] && echo "all checks passed" || echo "SOME CHECKS FAILED"
+awk '{p+=$1; f+=$2; s+=$3} END {printf "tests: %d passed, %d failed, %d skipped\n", p, f, s}' "$work/counts" 2>/dev/null
 exit $failed
