@@ -75,7 +75,7 @@ lint: check-deps ## go vet + gofmt + staticcheck + check-deps
 	go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
-check-deps: ## ipamd and the pure packages link no kernel networking code (netlink, ARP, NDP)
+check-deps: ## ipamd, the pure packages and underpool-ipam link no kernel networking code (netlink, ARP, NDP)
 	go test -count=1 -run TestLinksNoKernelNetworking ./cmd/ipamd
 
 clean:
