@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"go.uber.org/zap"
 
+	"github.com/underpool/underpool/chain/ipamplugin"
 	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/netplan"
 )
@@ -47,19 +48,19 @@ func add(s *session) error {
 			return err
 		}
 	}
-	s.log.Info("ADD done", zap.Stringer("result", resultSummary{a.result}), zap.Object("ms", &a.took))
+	s.log.Info("ADD done", zap.Stringer("result", ipamplugin.Summary{Result: a.result}), zap.Object("ms", &a.took))
 	return types.PrintResult(a.result, s.conf.CNIVersion)
 }
 
 func (a *addition) allocate() error {
-	alloc, err := allocate(a.ctx, a.conf, a.args)
+	alloc, err := ipamplugin.Allocate(a.ctx, a.ipam(), a.args)
 	a.took.mark("ipamd")
 	if err != nil {
 		return err
 	}
 	a.alloc = alloc
 	a.undo.push("releasing the addresses", func() error {
-		return release(a.ctx, a.conf, a.args, a.logWarn, a.conflicts...)
+		return ipamplugin.Release(a.ctx, a.ipam(), a.args, a.log, a.conflicts...)
 	})
 	return nil
 }
@@ -83,7 +84,7 @@ func (a *addition) runDelegate() error {
 	if a.ifIndex = podInterface(a.result, a.args.IfName); a.ifIndex < 0 {
 		return internalError("delegate result: no interface %s in the pod netns", a.args.IfName)
 	}
-	a.result.IPs = cniIPs(a.alloc.Addresses, &a.ifIndex)
+	a.result.IPs = ipamplugin.IPs(a.alloc.Addresses, &a.ifIndex)
 	return nil
 }
 

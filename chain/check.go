@@ -12,6 +12,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ip"
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/underpool/underpool/chain/ipamplugin"
 	"github.com/underpool/underpool/underlay"
 )
 
@@ -63,7 +64,7 @@ func prevResult(conf *NetConf) (*current.Result, error) {
 // checkHeld fails when ipamd holds an address for the attachment that the ADD result
 // does not list.
 func checkHeld(s *session, prev *current.Result) error {
-	alloc, err := lookup(s.ctx, s.conf, s.args)
+	alloc, err := ipamplugin.Lookup(s.ctx, s.ipam(), s.args)
 	if err != nil {
 		return err
 	}

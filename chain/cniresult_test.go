@@ -1,13 +1,13 @@
 package chain
 
 import (
-	"encoding/json"
 	"net/netip"
 	"reflect"
 	"testing"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 
+	"github.com/underpool/underpool/chain/ipamplugin"
 	"github.com/underpool/underpool/netplan"
 )
 
@@ -18,31 +18,6 @@ func dualStack() netplan.Allocation {
 			{Prefix: netip.MustParsePrefix("fd00:250::5/64"), Gateway: netip.MustParseAddr("fd00:250::1"), Pool: "v6"},
 		},
 		Routes: []netplan.Route{{Dst: netip.MustParsePrefix("10.0.0.0/8"), Gw: netip.MustParseAddr("10.250.1.254")}},
-	}
-}
-
-// The IPAM-only plugin's result, exactly: the calling plugin installs what it lists.
-func TestIPAMResultExactly(t *testing.T) {
-	cases := []struct {
-		name         string
-		defaultRoute bool
-		want         string
-	}{
-		{"with default routes", true, `{"cniVersion":"1.1.0","ips":[{"address":"10.250.1.5/24","gateway":"10.250.1.1"},{"address":"fd00:250::5/64","gateway":"fd00:250::1"}],` +
-			`"routes":[{"dst":"0.0.0.0/0","gw":"10.250.1.1"},{"dst":"::/0","gw":"fd00:250::1"},{"dst":"10.0.0.0/8","gw":"10.250.1.254"}]}`},
-		{"defaultRoute false", false, `{"cniVersion":"1.1.0","ips":[{"address":"10.250.1.5/24","gateway":"10.250.1.1"},{"address":"fd00:250::5/64","gateway":"fd00:250::1"}],` +
-			`"routes":[{"dst":"10.0.0.0/8","gw":"10.250.1.254"}]}`},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			got, err := json.Marshal(ipamResult(dualStack(), c.defaultRoute))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(got) != c.want {
-				t.Fatalf("result\n got %s\nwant %s", got, c.want)
-			}
-		})
 	}
 }
 
@@ -57,7 +32,7 @@ func TestPlanFromResultIsThePlanADDApplied(t *testing.T) {
 	}
 	idx := 0
 	result := &current.Result{Interfaces: []*current.Interface{{Name: "net1", Sandbox: "/var/run/netns/p"}},
-		IPs: cniIPs(alloc.Addresses, &idx), Routes: cniRoutes(plan.Routes)}
+		IPs: ipamplugin.IPs(alloc.Addresses, &idx), Routes: ipamplugin.Routes(plan.Routes)}
 	got := planFromResult(conf, "net1", result)
 	if !reflect.DeepEqual(got.Routes, stripSrc(plan.Routes)) || !reflect.DeepEqual(got.Rules, plan.Rules) {
 		t.Fatalf("from the result\n got %v %v\nwant %v %v", got.Routes, got.Rules, plan.Routes, plan.Rules)

@@ -1,61 +1,40 @@
-// Package chain is the logic of the underpool CNI plugins: parsing their configuration and
-// runtime arguments, asking ipamd for addresses, invoking the delegate plugin that makes
-// the link, configuring addresses and routes in the pod, and returning the CNI result.
+// Package chain is the logic of the underpool meta-plugin: its configuration (routing,
+// checks, RDMA, host connectivity, the delegate), invoking the delegate plugin that makes
+// the link, configuring addresses, routes and rules in the pod, the host veth and the
+// RDMA device, and the CNI result of all that. What it shares with underpool-ipam (the
+// IPAM part of the config, the calls to ipamd, CNI_ARGS, the log, the verbs' preamble)
+// is package ipamplugin's, which links no kernel networking.
 package chain
 
 import (
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/cni/pkg/version"
-
+	"github.com/underpool/underpool/chain/ipamplugin"
 	"github.com/underpool/underpool/netplan"
 	"github.com/underpool/underpool/underlay"
 )
 
-// Defaults for fields a network config may leave out.
-const (
-	DefaultLogFile = DefaultLogDir + "/underpool.log"
-	DefaultTimeout = 30 * time.Second
-)
-
-// SocketEnv names the environment variable that, when set, is the node's ipamd socket and
-// wins over ipam.socket: which daemon a node talks to is the node's setting, and a
-// cluster-wide NetworkAttachmentDefinition must not decide it (the runtime, and multus
-// after it, pass their environment on to the plugin). Without it, ipam.socket must lie
-// under SocketRoot (see nodepaths.go).
-const SocketEnv = "UNDERPOOL_IPAMD_SOCKET"
-
-// NetConf is the configuration of the underpool meta-plugin (and, through IPAM, of the
-// underpool-ipam plugin).
+// NetConf is the configuration of the underpool meta-plugin: the IPAM plugin's (ipam,
+// defaultRoute, logFile, runtimeConfig, ...) and what the meta-plugin does with the link.
 type NetConf struct {
-	types.PluginConf
+	ipamplugin.NetConf
 	// Delegate is the config of the plugin that makes the link (macvlan, ipvlan, sriov,
 	// host-device, ...). Its own ipam must be empty: underpool does the addressing.
 	Delegate map[string]any `json:"delegate,omitempty"`
-	IPAM     IPAMConf       `json:"ipam"`
-	// DefaultRoute lets this interface hold the pod's default route per family, through
-	// the pool's gateway (default true); which interface holds it is Routing's business.
-	DefaultRoute *bool       `json:"defaultRoute,omitempty"`
-	Routing      RoutingConf `json:"routing,omitempty"`
-	Checks       ChecksConf  `json:"checks,omitempty"`
-	RDMA         RDMAConf    `json:"rdma,omitempty"`
+	// Routing decides which interface holds the default route that defaultRoute allows.
+	Routing RoutingConf `json:"routing,omitempty"`
+	Checks  ChecksConf  `json:"checks,omitempty"`
+	RDMA    RDMAConf    `json:"rdma,omitempty"`
 	// HostConnectivity joins a macvlan/ipvlan pod to its own node with a veth pair.
 	HostConnectivity HostConnectivityConf `json:"hostConnectivity,omitempty"`
 	// MACPrefix, two bytes such as "0a:58", gives the pod interface the MAC prefix +
 	// four bytes of its address (netplan.MACFromIP: IPv4 as is, IPv6 hashed; a multus
 	// "mac" request wins). Empty: the delegate's MAC is kept.
 	MACPrefix string `json:"macPrefix,omitempty"`
-	// LogFile must lie under the node's log directory (LogDirEnv, default DefaultLogDir).
-	LogFile  string `json:"logFile,omitempty"`
-	LogLevel string `json:"logLevel,omitempty"`
-	// RuntimeConfig carries capability args (multus: ips, mac, deviceID) through to the delegate.
-	RuntimeConfig map[string]any `json:"runtimeConfig,omitempty"`
 	// Args carries the "args" convention field, passed to the delegate as is.
 	Args map[string]any `json:"args,omitempty"`
 	// DeviceID and PCIBusID are what multus injects for a NAD with a device-plugin
@@ -64,21 +43,6 @@ type NetConf struct {
 	PCIBusID string `json:"pciBusID,omitempty"`
 
 	rawPrevResult map[string]any
-}
-
-// IPAMConf says where ipamd listens and which pools to use.
-type IPAMConf struct {
-	Type string `json:"type,omitempty"`
-	// Socket must lie under SocketRoot; SocketEnv, when set, replaces it.
-	Socket string `json:"socket,omitempty"`
-	// IPv4Pools and IPv6Pools are the network's own pools; a pod annotation or a namespace
-	// default overrides them, and without any the cluster default pools apply.
-	IPv4Pools []string `json:"ipv4Pools,omitempty"`
-	IPv6Pools []string `json:"ipv6Pools,omitempty"`
-	// Timeout bounds one call to ipamd, as a Go duration ("30s").
-	Timeout string `json:"timeout,omitempty"`
-
-	timeout time.Duration
 }
 
 // RoutingConf decides the default route and policy routing of a pod with several NICs.
@@ -183,34 +147,18 @@ func checkRouting(r RoutingConf) error {
 	return nil
 }
 
-// LoadConf parses and validates a network config; errors name the field and the fix.
-// needDelegate is false for the IPAM-only plugin.
-func LoadConf(data []byte, needDelegate bool) (*NetConf, error) {
+// LoadConf parses and validates the meta-plugin's network config; errors name the
+// field and the fix.
+func LoadConf(data []byte) (*NetConf, error) {
 	conf := &NetConf{}
 	if err := json.Unmarshal(data, conf); err != nil {
 		return nil, fmt.Errorf("network config is not valid JSON: %v", err)
 	}
-	if conf.RawPrevResult != nil {
-		conf.rawPrevResult = conf.RawPrevResult // ParsePrevResult clears it; delegates need it
-		if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
-			return nil, fmt.Errorf("prevResult: %v", err)
-		}
-	}
-	if err := conf.loadPaths(); err != nil {
+	conf.rawPrevResult = conf.RawPrevResult // Load parses it and clears it; delegates need it
+	if err := conf.NetConf.Load(); err != nil {
 		return nil, err
 	}
-	conf.IPAM.timeout = DefaultTimeout
-	if conf.IPAM.Timeout != "" {
-		d, err := time.ParseDuration(conf.IPAM.Timeout)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("ipam.timeout %q must be a positive duration such as \"30s\"", conf.IPAM.Timeout)
-		}
-		conf.IPAM.timeout = d
-	}
-	if err := checkPoolNames("ipam.ipv4Pools", conf.IPAM.IPv4Pools); err != nil {
-		return nil, err
-	}
-	if err := checkPoolNames("ipam.ipv6Pools", conf.IPAM.IPv6Pools); err != nil {
+	if err := conf.loadStateDir(); err != nil {
 		return nil, err
 	}
 	if err := checkRouting(conf.Routing); err != nil {
@@ -230,24 +178,7 @@ func LoadConf(data []byte, needDelegate bool) (*NetConf, error) {
 			return nil, err
 		}
 	}
-	if needDelegate {
-		if err := checkDelegate(conf.Delegate); err != nil {
-			return nil, err
-		}
-	}
-	return conf, nil
-}
-
-func checkPoolNames(field string, names []string) error {
-	for i, n := range names {
-		if strings.TrimSpace(n) == "" {
-			return fmt.Errorf("%s[%d] is empty: give the name of an IPPool", field, i)
-		}
-		if _, err := netip.ParsePrefix(n); err == nil {
-			return fmt.Errorf("%s[%d] %q is a CIDR: name an IPPool object instead (kubectl get ippools)", field, i, n)
-		}
-	}
-	return nil
+	return conf, checkDelegate(conf.Delegate)
 }
 
 func checkDelegate(d map[string]any) error {
@@ -313,19 +244,4 @@ func (c *NetConf) DelegateConf() ([]byte, error) {
 		d["prevResult"] = c.rawPrevResult
 	}
 	return json.Marshal(d)
-}
-
-func (c *NetConf) wantDefaultRoute() bool { return c.DefaultRoute == nil || *c.DefaultRoute }
-
-// requestedIPs are the addresses the runtime asks for: multus passes a pod's "ips" as the
-// runtimeConfig capability "ips".
-func (c *NetConf) requestedIPs() []string {
-	list, _ := c.RuntimeConfig["ips"].([]any)
-	var out []string
-	for _, v := range list {
-		if s, ok := v.(string); ok {
-			out = append(out, s)
-		}
-	}
-	return out
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/underpool/underpool/chain/ipamplugin"
 	"github.com/underpool/underpool/ipamd/rpc"
 )
 
@@ -30,14 +31,13 @@ func FuzzLoadConf(f *testing.F) {
 		`{"delegate":{"type":"macvlan"},"cni.dev/valid-attachments":[{"containerID":"c","ifname":"net1"}],"runtimeConfig":{"ips":["10.0.0.5"],"mac":"02:00:00:00:00:01"}}`,
 		`{`, `[]`, `null`, `{"delegate":{"type":"macvlan","ipam":{"type":"host-local"}}}`,
 	} {
-		f.Add([]byte(seed), true)
-		f.Add([]byte(seed), false)
+		f.Add([]byte(seed))
 	}
-	f.Fuzz(func(t *testing.T, data []byte, needDelegate bool) {
+	f.Fuzz(func(t *testing.T, data []byte) {
 		// the node's settings are unset: the config alone decides, as on a default node
-		t.Setenv(SocketEnv, "")
-		t.Setenv(LogDirEnv, "")
-		conf, err := LoadConf(data, needDelegate)
+		t.Setenv(ipamplugin.SocketEnv, "")
+		t.Setenv(ipamplugin.LogDirEnv, "")
+		conf, err := LoadConf(data)
 		if err != nil {
 			for _, field := range confFields {
 				if strings.Contains(err.Error(), field) {
@@ -52,21 +52,19 @@ func FuzzLoadConf(f *testing.F) {
 			}
 		}
 		if conf.IPAM.Socket != rpc.DefaultSocket {
-			under("ipam.socket", conf.IPAM.Socket, SocketRoot)
+			under("ipam.socket", conf.IPAM.Socket, ipamplugin.SocketRoot)
 		}
-		under("logFile", conf.LogFile, DefaultLogDir)
+		under("logFile", conf.LogFile, ipamplugin.DefaultLogDir)
 		if conf.RDMA.StateDir != "" {
 			under("rdma.stateDir", conf.RDMA.StateDir, StateRoot)
 		}
-		if needDelegate {
-			raw, err := conf.DelegateConf()
-			if err != nil {
-				t.Fatalf("config %q: accepted, but its delegate config does not render: %v", data, err)
-			}
-			var d map[string]any
-			if json.Unmarshal(raw, &d) != nil || d["type"] != conf.DelegateType() || d["ipam"] != nil {
-				t.Fatalf("config %q: delegate config %s", data, raw)
-			}
+		raw, err := conf.DelegateConf()
+		if err != nil {
+			t.Fatalf("config %q: accepted, but its delegate config does not render: %v", data, err)
+		}
+		var d map[string]any
+		if json.Unmarshal(raw, &d) != nil || d["type"] != conf.DelegateType() || d["ipam"] != nil {
+			t.Fatalf("config %q: delegate config %s", data, raw)
 		}
 	})
 }

@@ -5,25 +5,26 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/underpool/underpool/chain/ipamplugin"
 )
 
 func TestLoadConfErrorsNameTheField(t *testing.T) {
 	cases := []struct {
 		name, conf, field string
-		needDelegate      bool
 	}{
-		{"not json", `{`, "not valid JSON", true},
-		{"empty pool name", `{"delegate":{"type":"macvlan"},"ipam":{"ipv4Pools":[""]}}`, "ipam.ipv4Pools[0]", true},
-		{"cidr instead of pool", `{"delegate":{"type":"macvlan"},"ipam":{"ipv6Pools":["fd00:250::/64"]}}`, "ipam.ipv6Pools[0]", true},
-		{"bad timeout", `{"delegate":{"type":"macvlan"},"ipam":{"ipv4Pools":["a"],"timeout":"soon"}}`, "ipam.timeout", true},
-		{"no delegate", `{"ipam":{"ipv4Pools":["a"]}}`, "delegate is missing", true},
-		{"delegate without type", `{"delegate":{"master":"eth1"},"ipam":{"ipv4Pools":["a"]}}`, "delegate.type", true},
-		{"delegate with ipam", `{"delegate":{"type":"macvlan","ipam":{"type":"host-local"}},"ipam":{"ipv4Pools":["a"]}}`, "delegate.ipam", true},
-		{"delegate is itself", `{"delegate":{"type":"underpool"},"ipam":{"ipv4Pools":["a"]}}`, "delegate.type", true},
+		{"not json", `{`, "not valid JSON"},
+		{"empty pool name", `{"delegate":{"type":"macvlan"},"ipam":{"ipv4Pools":[""]}}`, "ipam.ipv4Pools[0]"},
+		{"cidr instead of pool", `{"delegate":{"type":"macvlan"},"ipam":{"ipv6Pools":["fd00:250::/64"]}}`, "ipam.ipv6Pools[0]"},
+		{"bad timeout", `{"delegate":{"type":"macvlan"},"ipam":{"ipv4Pools":["a"],"timeout":"soon"}}`, "ipam.timeout"},
+		{"no delegate", `{"ipam":{"ipv4Pools":["a"]}}`, "delegate is missing"},
+		{"delegate without type", `{"delegate":{"master":"eth1"},"ipam":{"ipv4Pools":["a"]}}`, "delegate.type"},
+		{"delegate with ipam", `{"delegate":{"type":"macvlan","ipam":{"type":"host-local"}},"ipam":{"ipv4Pools":["a"]}}`, "delegate.ipam"},
+		{"delegate is itself", `{"delegate":{"type":"underpool"},"ipam":{"ipv4Pools":["a"]}}`, "delegate.type"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := LoadConf([]byte(c.conf), c.needDelegate)
+			_, err := LoadConf([]byte(c.conf))
 			if err == nil || !strings.Contains(err.Error(), c.field) {
 				t.Fatalf("error %v does not name %q", err, c.field)
 			}
@@ -35,14 +36,14 @@ func TestLoadConfDefaultsAndDelegateConf(t *testing.T) {
 	conf, err := LoadConf([]byte(`{"cniVersion":"1.1.0","name":"under","type":"underpool",
 		"delegate":{"type":"macvlan","master":"eth1","mode":"bridge","ipam":{}},
 		"ipam":{"ipv4Pools":["v4a","v4b"],"ipv6Pools":["v6"]},
-		"runtimeConfig":{"mac":"02:00:00:00:00:01"}}`), true)
+		"runtimeConfig":{"mac":"02:00:00:00:00:01"}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if conf.IPAM.Socket != "/run/underpool/ipamd.sock" || conf.IPAM.timeout != DefaultTimeout || conf.LogFile != DefaultLogFile {
+	if conf.IPAM.Socket != "/run/underpool/ipamd.sock" || conf.LogFile != ipamplugin.DefaultLogFile {
 		t.Fatalf("defaults not applied: %+v", conf.IPAM)
 	}
-	if !conf.wantDefaultRoute() {
+	if !conf.WantDefaultRoute() {
 		t.Fatal("defaultRoute should default to true")
 	}
 	raw, err := conf.DelegateConf()
@@ -64,45 +65,13 @@ func TestLoadConfDefaultsAndDelegateConf(t *testing.T) {
 	}
 }
 
-func TestSocketEnvWinsOverConf(t *testing.T) {
-	conf := `{"delegate":{"type":"macvlan"},"ipam":{"socket":"/run/underpool/from-nad.sock"}}`
-	socket := func(raw string) string {
-		t.Helper()
-		c, err := LoadConf([]byte(raw), true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c.IPAM.Socket
-	}
-	t.Setenv(SocketEnv, "")
-	if got := socket(conf); got != "/run/underpool/from-nad.sock" {
-		t.Fatalf("without %s: socket %q, want the config's", SocketEnv, got)
-	}
-	t.Setenv(SocketEnv, "/run/node-b/ipamd.sock")
-	for _, raw := range []string{conf, `{"delegate":{"type":"macvlan"}}`} {
-		if got := socket(raw); got != "/run/node-b/ipamd.sock" {
-			t.Fatalf("with %s set: socket %q for %s, want the node's", SocketEnv, got, raw)
-		}
-	}
-}
-
-func TestPodFromArgs(t *testing.T) {
-	pod, err := podFromArgs("IgnoreUnknown=1;K8S_POD_NAMESPACE=ns1;K8S_POD_NAME=web-0;K8S_POD_UID=u-1;FOO=bar")
-	if err != nil || pod.Namespace != "ns1" || pod.Name != "web-0" || pod.UID != "u-1" {
-		t.Fatalf("got %+v %v", pod, err)
-	}
-	if _, err := podFromArgs("garbage"); err == nil || !strings.Contains(err.Error(), "CNI_ARGS") {
-		t.Fatalf("bad CNI_ARGS accepted: %v", err)
-	}
-}
-
 func TestHostConnectivityConf(t *testing.T) {
 	for field, conf := range map[string]string{
 		"hostConnectivity.nodeAddresses[0]": `{"nodeAddresses":["node-a"]}`,
 		"hostConnectivity.serviceCIDRs[1]":  `{"serviceCIDRs":["10.96.0.0/12","10.96.0.0"]}`,
 		"hostConnectivity.clusterCIDRs[0]":  `{"clusterCIDRs":["x"]}`,
 	} {
-		_, err := LoadConf([]byte(`{"delegate":{"type":"macvlan"},"hostConnectivity":`+conf+`}`), true)
+		_, err := LoadConf([]byte(`{"delegate":{"type":"macvlan"},"hostConnectivity":` + conf + `}`))
 		if err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("error %v does not name %s", err, field)
 		}
@@ -150,7 +119,7 @@ func TestChecksTimeoutDefaults(t *testing.T) {
 		if c.set != "" {
 			checks = `,"checks":{"timeout":"` + c.set + `"}`
 		}
-		conf, err := LoadConf([]byte(`{"delegate":{"type":"macvlan"},"ipam":{"ipv4Pools":["a"]}`+checks+`}`), true)
+		conf, err := LoadConf([]byte(`{"delegate":{"type":"macvlan"},"ipam":{"ipv4Pools":["a"]}` + checks + `}`))
 		if err != nil {
 			t.Fatal(err)
 		}

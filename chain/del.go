@@ -4,6 +4,7 @@ import (
 	"github.com/containernetworking/cni/pkg/invoke"
 	"go.uber.org/zap"
 
+	"github.com/underpool/underpool/chain/ipamplugin"
 	"github.com/underpool/underpool/rdma"
 )
 
@@ -34,7 +35,7 @@ func del(s *session) error {
 	if err := invoke.DelegateDel(s.ctx, conf.DelegateType(), delegateConf, nil); err != nil {
 		return internalError("delegate %s DEL: %v", conf.DelegateType(), err)
 	}
-	if err := release(s.ctx, conf, args, s.logWarn); err != nil {
+	if err := ipamplugin.Release(s.ctx, s.ipam(), args, s.log); err != nil {
 		return err
 	}
 	s.log.Info("DEL done")

@@ -44,7 +44,7 @@ func TestDelegateConfExactly(t *testing.T) {
 			top["cniVersion"], top["name"], top["type"] = "1.1.0", "n", "underpool"
 			top["ipam"] = map[string]any{"ipv4Pools": []string{"p"}}
 			raw, _ := json.Marshal(top)
-			conf, err := LoadConf(raw, true)
+			conf, err := LoadConf(raw)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,7 +67,7 @@ func TestDelegateModeIsChecked(t *testing.T) {
 		`{"delegate":{"type":"macvlan","master":"eth1","mode":"l2"},"ipam":{"ipv4Pools":["p"]}}`:    `delegate.mode "l2" is not one of macvlan's modes`,
 		`{"delegate":{"type":"ipvlan","master":"eth1","mode":"bridge"},"ipam":{"ipv4Pools":["p"]}}`: `delegate.mode "bridge" is not one of ipvlan's modes`,
 	} {
-		if _, err := LoadConf([]byte(conf), true); err == nil || !strings.Contains(err.Error(), field) {
+		if _, err := LoadConf([]byte(conf)); err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("want %q, got %v", field, err)
 		}
 	}

@@ -1,12 +1,10 @@
 package chain
 
 import (
-	"fmt"
-
 	"github.com/containernetworking/cni/pkg/invoke"
 	"go.uber.org/zap"
 
-	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/chain/ipamplugin"
 	"github.com/underpool/underpool/rdma"
 )
 
@@ -30,7 +28,7 @@ func gc(s *session) error {
 			return internalError("RDMA GC: %v", err)
 		}
 	}
-	if err := ipamGC(s); err != nil {
+	if err := ipamplugin.GC(s.ctx, s.ipam(), s.log); err != nil {
 		return err
 	}
 	return delegateErr
@@ -45,19 +43,5 @@ func delegateGC(s *session) error {
 	if err := invoke.DelegateGC(s.ctx, s.conf.DelegateType(), conf, nil); err != nil {
 		return internalError("delegate %s GC: %v", s.conf.DelegateType(), err)
 	}
-	return nil
-}
-
-// ipamGC is GC of the IPAM-only plugin, and the addresses' half of the meta-plugin's.
-func ipamGC(s *session) error {
-	req := &rpc.GCRequest{Network: s.conf.Name, Valid: []rpc.Attachment{}}
-	for _, a := range s.conf.ValidAttachments {
-		req.Valid = append(req.Valid, rpc.Attachment{ContainerID: a.ContainerID, IfName: a.IfName})
-	}
-	resp, err := rpc.NewClient(s.conf.IPAM.Socket).GC(s.ctx, req)
-	if err != nil {
-		return ipamdError("garbage collection", err)
-	}
-	s.log.Info("GC done", zap.Int("released", len(resp.Released)), zap.String("attachments", fmt.Sprint(resp.Released)))
 	return nil
 }

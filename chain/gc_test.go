@@ -12,6 +12,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
+	"github.com/underpool/underpool/chain/ipamplugin"
 	"github.com/underpool/underpool/ipamd/rpc"
 )
 
@@ -55,8 +56,8 @@ func fakeIpamd(t *testing.T) *[]rpc.GCRequest {
 	})}
 	go func() { _ = srv.Serve(l) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	t.Setenv(SocketEnv, sock)
-	t.Setenv(LogDirEnv, t.TempDir())
+	t.Setenv(ipamplugin.SocketEnv, sock)
+	t.Setenv(ipamplugin.LogDirEnv, t.TempDir())
 	return &got
 }
 

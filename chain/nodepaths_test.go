@@ -4,97 +4,41 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/chain/ipamplugin"
 )
 
-// A network config (a NAD a namespace admin may write) names node paths only under the
-// node's roots; the environment the runtime sets moves them.
+// rdma.stateDir names a node path only under StateRoot, as ipam.socket and logFile do
+// under theirs (ipamplugin's TestNodePathsConfined), which the meta-plugin confines too.
 func TestNodePathsConfined(t *testing.T) {
-	type pathCase struct {
-		name  string
-		value string // the field's value in the config
-		env   string // the field's environment override, "" unset
-		want  string // the path used; "" when the config is refused
-	}
-	fields := []struct {
-		field, envName string
-		conf           func(v string) string
-		got            func(*NetConf) string
-		cases          []pathCase
+	t.Setenv(ipamplugin.SocketEnv, "")
+	t.Setenv(ipamplugin.LogDirEnv, "")
+	for _, c := range []struct {
+		name, conf string
+		want       string // rdma.stateDir used
+		refused    string // the field a refusal names; "" when accepted
 	}{
-		{"ipam.socket", SocketEnv,
-			func(v string) string { return `{"ipam":{"socket":` + v + `}}` },
-			func(c *NetConf) string { return c.IPAM.Socket },
-			[]pathCase{
-				{"unset is the default", ``, "", rpc.DefaultSocket},
-				{"under the root", `/run/underpool/b.sock`, "", "/run/underpool/b.sock"},
-				{"cleaned", `/run/underpool/x/../b.sock`, "", "/run/underpool/b.sock"},
-				{"another daemon's socket", `/run/containerd/containerd.sock`, "", ""},
-				{"a sibling with the root as prefix", `/run/underpool-evil/ipamd.sock`, "", ""},
-				{"escapes by dot-dot", `/run/underpool/../docker.sock`, "", ""},
-				{"the root itself", `/run/underpool`, "", ""},
-				{"relative", `ipamd.sock`, "", ""},
-				{"the environment wins", `/run/underpool/b.sock`, "/tmp/node/ipamd.sock", "/tmp/node/ipamd.sock"},
-				{"the environment makes the config's value unused", `/etc/passwd`, "/tmp/node/ipamd.sock", "/tmp/node/ipamd.sock"},
-			}},
-		{"logFile", LogDirEnv,
-			func(v string) string { return `{"logFile":` + v + `}` },
-			func(c *NetConf) string { return c.LogFile },
-			[]pathCase{
-				{"unset is the default", ``, "", DefaultLogFile},
-				{"under the root", `/var/log/underpool/net-a.log`, "", "/var/log/underpool/net-a.log"},
-				{"a subdirectory", `/var/log/underpool/a/b.log`, "", "/var/log/underpool/a/b.log"},
-				{"a root file", `/etc/cron.d/x`, "", ""},
-				{"escapes by dot-dot", `/var/log/underpool/../../../etc/shadow`, "", ""},
-				{"a sibling with the root as prefix", `/var/log/underpoolx.log`, "", ""},
-				{"relative", `underpool.log`, "", ""},
-				{"unset follows the environment", ``, "/tmp/e2e", "/tmp/e2e/underpool.log"},
-				{"under the environment's directory", `/tmp/e2e/plugin.log`, "/tmp/e2e/", "/tmp/e2e/plugin.log"},
-				{"the default root once the environment moved it", `/var/log/underpool/a.log`, "/tmp/e2e", ""},
-			}},
-		{"rdma.stateDir", "",
-			func(v string) string { return `{"rdma":{"mode":"exclusive","stateDir":` + v + `}}` },
-			func(c *NetConf) string { return c.RDMA.StateDir },
-			[]pathCase{
-				{"unset stays unset (the rdma default)", ``, "", ""},
-				{"under the root", `/var/lib/cni/underpool/rdma2`, "", "/var/lib/cni/underpool/rdma2"},
-				{"a root directory", `/etc`, "", ""},
-				{"escapes by dot-dot", `/var/lib/cni/underpool/../../../root/.ssh`, "", ""},
-				{"the root itself", `/var/lib/cni/underpool/`, "", ""},
-			}},
-	}
-	for _, f := range fields {
-		t.Run(f.field, func(t *testing.T) {
-			for _, c := range f.cases {
-				t.Run(c.name, func(t *testing.T) {
-					t.Setenv(SocketEnv, "")
-					t.Setenv(LogDirEnv, "")
-					if f.envName != "" {
-						t.Setenv(f.envName, c.env)
-					}
-					raw := `{"delegate":{"type":"macvlan"}}`
-					if c.value != "" {
-						raw = `{"delegate":{"type":"macvlan"},` + f.conf(`"` + c.value + `"`)[1:]
-					}
-					conf, err := LoadConf([]byte(raw), true)
-					if c.want == "" && c.value != "" {
-						if err == nil {
-							t.Fatalf("%s accepted; want it refused", raw)
-						}
-						for _, part := range []string{f.field, c.value, "under "} {
-							if !strings.Contains(err.Error(), part) {
-								t.Fatalf("error %q does not name %q", err, part)
-							}
-						}
-						return
-					}
-					if err != nil {
-						t.Fatalf("%s: %v", raw, err)
-					}
-					if got := f.got(conf); got != c.want {
-						t.Fatalf("%s: path %q, want %q", raw, got, c.want)
-					}
-				})
+		{"unset stays unset (the rdma default)", `"rdma":{"mode":"exclusive"}`, "", ""},
+		{"under the root", `"rdma":{"stateDir":"/var/lib/cni/underpool/rdma2"}`, "/var/lib/cni/underpool/rdma2", ""},
+		{"cleaned", `"rdma":{"stateDir":"/var/lib/cni/underpool/x/../rdma2"}`, "/var/lib/cni/underpool/rdma2", ""},
+		{"a root directory", `"rdma":{"stateDir":"/etc"}`, "", "rdma.stateDir"},
+		{"escapes by dot-dot", `"rdma":{"stateDir":"/var/lib/cni/underpool/../../../root/.ssh"}`, "", "rdma.stateDir"},
+		{"the root itself", `"rdma":{"stateDir":"/var/lib/cni/underpool/"}`, "", "rdma.stateDir"},
+		{"the IPAM plugin's socket rule holds here too", `"ipam":{"socket":"/run/containerd/containerd.sock"}`, "", "ipam.socket"},
+		{"the IPAM plugin's log rule holds here too", `"logFile":"/etc/cron.d/x"`, "", "logFile"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conf, err := LoadConf([]byte(`{"delegate":{"type":"macvlan"},` + c.conf + `}`))
+			if c.refused != "" {
+				if err == nil || !strings.Contains(err.Error(), c.refused) || !strings.Contains(err.Error(), "under ") {
+					t.Fatalf("error %v, want a refusal naming %s and its root", err, c.refused)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if conf.RDMA.StateDir != c.want {
+				t.Fatalf("rdma.stateDir %q, want %q", conf.RDMA.StateDir, c.want)
 			}
 		})
 	}

@@ -3,19 +3,8 @@ package chain
 import (
 	"time"
 
-	current "github.com/containernetworking/cni/pkg/types/100"
 	"go.uber.org/zap/zapcore"
 )
-
-type resultSummary struct{ r *current.Result }
-
-func (s resultSummary) String() string {
-	out := ""
-	for _, ip := range s.r.IPs {
-		out += ip.Address.String() + " "
-	}
-	return out
-}
 
 // phases times the steps of one ADD, logged with its outcome so an operator sees where
 // an ADD spends its time (ipamd, the delegate, the pod's netns, the host link).

@@ -6,6 +6,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/underpool/underpool/chain/ipamplugin"
 	"github.com/underpool/underpool/netplan"
 	"github.com/underpool/underpool/underlay"
 )
@@ -23,7 +24,7 @@ func configureRoutes(conf *NetConf, ifName string, alloc netplan.Allocation) ([]
 		}
 		// a family this interface has no address of is not one it can hold the default of:
 		// an IPv4-only NIC next to an overlay eth0 with no IPv6 default route holds nothing
-		holds := alloc.HasFamily(is4) && holdsDefault(ifName, conf.Routing.DefaultRouteInterface, conf.wantDefaultRoute(), exists)
+		holds := alloc.HasFamily(is4) && holdsDefault(ifName, conf.Routing.DefaultRouteInterface, conf.WantDefaultRoute(), exists)
 		if is4 {
 			intent.Default4 = holds
 		} else {
@@ -45,7 +46,7 @@ func configureRoutes(conf *NetConf, ifName string, alloc netplan.Allocation) ([]
 			return nil, false, err
 		}
 	}
-	return cniRoutes(plan.Routes), intent.Default4 || intent.Default6, nil
+	return ipamplugin.Routes(plan.Routes), intent.Default4 || intent.Default6, nil
 }
 
 // tableFree refuses a table another interface of the pod already routes through: two

@@ -19,10 +19,13 @@ import (
 	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/ipamd/selection"
 	"github.com/underpool/underpool/ipamd/store"
-	"github.com/underpool/underpool/netplan"
 )
 
-// Allocate gives an attachment its addresses, or returns the ones it already holds.
+// Allocate gives an attachment its addresses, or returns the ones it already holds. Under
+// the pod's lock it runs four phases, the first that answers ends it: the existing
+// attachment (attached), the takeover of a predecessor's addresses (takeOver), the
+// per-family allocation (allocateFamilies), and recording that allocation in the
+// Endpoint (record). The last two are where invariant 1 and the release protocol live.
 func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp *rpc.AllocateResponse, err error) {
 	start := time.Now()
 	defer s.Metrics.begin("allocate")()
@@ -39,60 +42,91 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 	if err != nil {
 		return nil, badRequest("pools", "%v", err)
 	}
-
-	key := client.ObjectKey{Namespace: req.Pod.Namespace, Name: req.Pod.Name}
-	unlock := s.locks.lock(key.String())
+	a := attachment{key: client.ObjectKey{Namespace: req.Pod.Namespace, Name: req.Pod.Name}, in: in, req: req}
+	unlock := s.locks.lock(a.key.String())
 	defer unlock()
-	ep, err := s.Endpoints.Get(ctx, key)
-	if err == nil && ep == nil && in.Pod != nil && ownerKind(in.Pod) == "StatefulSet" {
-		// ipamd caches only its node's Endpoints: a StatefulSet pod's predecessor may have
-		// run, and left its addresses detached, on another node
-		ep, err = s.Endpoints.Fresh(ctx, key)
-	}
+	ep, err := s.endpoint(ctx, a)
 	if err != nil {
-		return nil, internal("reading Endpoint %s: %v", key, err)
+		return nil, err
 	}
-	if rec := findInterface(ep, req.ContainerID, req.IfName); rec != nil && (rec.Detached == nil || req.LookupOnly) {
-		return s.response(ctx, in, rec.IPs, nil)
-	}
-	if req.LookupOnly {
-		return nil, &rpc.Error{Code: rpc.CodeNotHeld, Field: "containerID",
-			Message: fmt.Sprintf("ipamd holds no address for container %s interface %s (pod %s)", req.ContainerID, req.IfName, key)}
-	}
-	if predecessor(ep, in.Pod, req) != nil {
-		// a takeover is decided on the API's copy: the cache may still show a record that
-		// another node has released (and its Endpoint deleted) since
-		if ep, err = s.Endpoints.Fresh(ctx, key); err != nil {
-			return nil, internal("reading Endpoint %s: %v", key, err)
-		}
-		if rec := findInterface(ep, req.ContainerID, req.IfName); rec != nil && rec.Detached == nil {
-			return s.response(ctx, in, rec.IPs, nil)
-		}
-	}
-	if rec := predecessor(ep, in.Pod, req); rec != nil {
-		why := s.notAllowedHere(in, rec)
-		if why == "" {
-			return s.inherit(ctx, key, in, req, rec)
-		}
-		// the pod landed where the predecessor's pool does not reach: it gets a fresh
-		// address and the old one goes back
-		s.Log.Info("pod cannot keep its predecessor's addresses here", zap.String("pod", key.String()), zap.String("why", why))
-		old := *rec
-		if err := s.releaseLocked(ctx, key, func(itf *v1.EndpointInterface) bool {
-			return itf.ContainerID == old.ContainerID && itf.Interface == old.Interface && itf.PodUID == old.PodUID
-		}, nil); err != nil {
+	if rec, err := attached(ep, a); rec != nil || err != nil {
+		if err != nil {
 			return nil, err
 		}
+		return s.response(ctx, in, rec.IPs, nil)
 	}
-
-	var held []v1.EndpointIP
-	// the pools as the commit parsed them: the response needs their routes, and parsing
-	// each pool again from the cache after the commit was pure waste
-	views := map[string]*allocator.PoolView{}
+	if ips, took, err := s.takeOver(ctx, a, ep); took || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		return s.response(ctx, in, ips, nil)
+	}
 	// taken before the first pool commit is sent: the Endpoint write that records the
 	// allocation, and any rollback, are sent only within the first half of the commit
 	// window after it (docs/design.md, the release protocol)
 	evidence := s.now()
+	held, views, err := s.allocateFamilies(ctx, a, candidates, source, requested, evidence)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.record(ctx, a, held, evidence); err != nil {
+		return nil, err
+	}
+	for _, ip := range held {
+		s.Log.Info("allocated", zap.String("pod", a.key.String()), zap.String("containerID", req.ContainerID),
+			zap.String("ifName", req.IfName), zap.String("pool", ip.Pool), zap.String("ip", ip.Address), zap.String("source", string(source)))
+	}
+	return s.response(ctx, in, held, views)
+}
+
+// attachment is what every phase of Allocate looks at: the pod's Endpoint key, the
+// selection input read once for the request, and the request.
+type attachment struct {
+	key client.ObjectKey
+	in  *selection.Input
+	req *rpc.AllocateRequest
+}
+
+// endpoint reads the pod's Endpoint from the cache, which holds this node's Endpoints
+// only: a StatefulSet pod's predecessor may have run, and left its addresses detached,
+// on another node, so a StatefulSet pod the cache knows nothing of is read from the API.
+func (s *Service) endpoint(ctx context.Context, a attachment) (*v1.Endpoint, error) {
+	ep, err := s.Endpoints.Get(ctx, a.key)
+	if err == nil && ep == nil && a.in.Pod != nil && ownerKind(a.in.Pod) == "StatefulSet" {
+		ep, err = s.Endpoints.Fresh(ctx, a.key)
+	}
+	if err != nil {
+		return nil, internal("reading Endpoint %s: %v", a.key, err)
+	}
+	return ep, nil
+}
+
+// attached is the existing attachment, same container and interface: a repeated ADD (a
+// runtime's retry) or CHECK's lookup gets what it holds and nothing is allocated. A
+// detached one (its DEL ran) answers only a lookup; a new ADD of it is a takeover. A
+// lookup that finds nothing is "not held": a lookup never allocates.
+func attached(ep *v1.Endpoint, a attachment) (*v1.EndpointInterface, error) {
+	req := a.req
+	if rec := findInterface(ep, req.ContainerID, req.IfName); rec != nil && (rec.Detached == nil || req.LookupOnly) {
+		return rec, nil
+	}
+	if req.LookupOnly {
+		return nil, &rpc.Error{Code: rpc.CodeNotHeld, Field: "containerID",
+			Message: fmt.Sprintf("ipamd holds no address for container %s interface %s (pod %s)", req.ContainerID, req.IfName, a.key)}
+	}
+	return nil, nil
+}
+
+// allocateFamilies takes one address per family from the first candidate pool that has
+// one (multus's requested address when it asked for one). Until record has written
+// them, nothing else knows of these pool commits: a family that fails takes back what
+// the families before it committed, under the evidence taken before the first commit.
+func (s *Service) allocateFamilies(ctx context.Context, a attachment, candidates selection.Families, source selection.Source,
+	requested map[int]netip.Addr, evidence time.Time) ([]v1.EndpointIP, map[string]*allocator.PoolView, error) {
+	var held []v1.EndpointIP
+	// the pools as the commit parsed them: the response needs their routes, and parsing
+	// each pool again from the cache after the commit was pure waste
+	views := map[string]*allocator.PoolView{}
 	rollback := func() { s.releaseIPs(ctx, held, evidence) }
 	for _, fam := range []struct {
 		field, label string
@@ -102,51 +136,55 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 		if len(fam.pools) == 0 {
 			if fam.want.IsValid() {
 				rollback()
-				return nil, badRequest("requestedIPs", "requested %s but %s names no %s pool for %s", fam.want, source, fam.label, req.IfName)
+				return nil, nil, badRequest("requestedIPs", "requested %s but %s names no %s pool for %s", fam.want, source, fam.label, a.req.IfName)
 			}
 			continue
 		}
-		ip, view, err := s.allocateFrom(ctx, in, fam.field, fam.label, source, fam.pools, fam.want)
+		ip, view, err := s.allocateFrom(ctx, a.in, fam.field, fam.label, source, fam.pools, fam.want)
 		if err != nil {
 			rollback()
-			return nil, err
+			return nil, nil, err
 		}
 		held = append(held, ip)
 		views[ip.Pool] = view
 	}
+	return held, views, nil
+}
 
+// record writes the allocation into the pod's Endpoint, the write that makes the pool
+// commits held. It is sent only before the record deadline the release protocol sets
+// from evidence (s.Window.SendBy), and the pool commits are rolled back only when the
+// write certainly did not apply (store.Unapplied).
+func (s *Service) record(ctx context.Context, a attachment, held []v1.EndpointIP, evidence time.Time) error {
+	key, req := a.key, a.req
 	rec := v1.EndpointInterface{ContainerID: req.ContainerID, Interface: req.IfName, Network: req.Network,
-		PodUID: podUID(in.Pod, req), IPs: held, Created: metav1.NewTime(s.now())}
+		PodUID: podUID(a.in.Pod, req), IPs: held, Created: metav1.NewTime(s.now())}
 	recordCtx, cancel := context.WithDeadline(ctx, s.Window.SendBy(evidence))
 	defer cancel()
-	err = s.Endpoints.Mutate(recordCtx, key, func(ep *v1.Endpoint) bool {
-		s.stampOwner(ep, in.Pod, req)
+	err := s.Endpoints.Mutate(recordCtx, key, func(ep *v1.Endpoint) bool {
+		s.stampOwner(ep, a.in.Pod, req)
 		ep.Status.Interfaces = append(withoutInterface(ep.Status.Interfaces, req.ContainerID, req.IfName), rec)
 		return true
 	})
-	if err != nil {
-		if !store.Unapplied(err) {
-			// the write may have committed though its answer was lost: undoing the pool
-			// commit could free an address the Endpoint now holds. Left as it is, an
-			// address the Endpoint does not hold is an orphan the sweeper frees later.
-			s.Log.Warn("recording the allocation had an unknown outcome; not rolling back", zap.String("pod", key.String()),
-				zap.String("containerID", req.ContainerID), zap.Any("ips", held), zap.Error(err))
-			return nil, &rpc.Error{Code: rpc.CodeTryAgainLater, Message: fmt.Sprintf("recording the allocation in Endpoint %s: %v; retry", key, err)}
-		}
-		rollback()
-		switch {
-		case apierrors.IsNotFound(err):
-			return nil, badRequest("pod", "cannot record the allocation: namespace %q does not exist", key.Namespace)
-		case apierrors.IsForbidden(err):
-			return nil, badRequest("pod", "cannot record the allocation in namespace %q: %v", key.Namespace, err)
-		}
-		return nil, internal("recording the allocation in Endpoint %s: %v", key, err)
+	if err == nil {
+		return nil
 	}
-	for _, ip := range held {
-		s.Log.Info("allocated", zap.String("pod", key.String()), zap.String("containerID", req.ContainerID),
-			zap.String("ifName", req.IfName), zap.String("pool", ip.Pool), zap.String("ip", ip.Address), zap.String("source", string(source)))
+	if !store.Unapplied(err) {
+		// the write may have committed though its answer was lost: undoing the pool
+		// commit could free an address the Endpoint now holds. Left as it is, an
+		// address the Endpoint does not hold is an orphan the sweeper frees later.
+		s.Log.Warn("recording the allocation had an unknown outcome; not rolling back", zap.String("pod", key.String()),
+			zap.String("containerID", req.ContainerID), zap.Any("ips", held), zap.Error(err))
+		return &rpc.Error{Code: rpc.CodeTryAgainLater, Message: fmt.Sprintf("recording the allocation in Endpoint %s: %v; retry", key, err)}
 	}
-	return s.response(ctx, in, held, views)
+	s.releaseIPs(ctx, held, evidence)
+	switch {
+	case apierrors.IsNotFound(err):
+		return badRequest("pod", "cannot record the allocation: namespace %q does not exist", key.Namespace)
+	case apierrors.IsForbidden(err):
+		return badRequest("pod", "cannot record the allocation in namespace %q: %v", key.Namespace, err)
+	}
+	return internal("recording the allocation in Endpoint %s: %v", key, err)
 }
 
 // selectionInput gathers the pod, namespace, node and pools, and the requested addresses
@@ -297,84 +335,6 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 		Message: fmt.Sprintf("%s for %s from %s [%s]", what, in.IfName, source, strings.Join(reasons, "; "))}}
 }
 
-// predecessor finds the attachment this ADD takes over instead of allocating: on the same
-// interface and network, made for
-//   - this very pod by an earlier sandbox: the kubelet runs one sandbox per pod and makes
-//     a new one only once the old is stopped, so the old one is gone, whether its DEL
-//     reached ipamd (a StatefulSet pod's then stay, detached) or was lost;
-//   - a StatefulSet pod's predecessor under the same name (another UID): the set
-//     recreates a pod only once the old object is gone, and the successor keeps the
-//     addresses on any node their pool reaches.
-func predecessor(ep *v1.Endpoint, pod *corev1.Pod, req *rpc.AllocateRequest) *v1.EndpointInterface {
-	if ep == nil || pod == nil {
-		return nil
-	}
-	sts := ownerKind(pod) == "StatefulSet"
-	for i := range ep.Status.Interfaces {
-		itf := &ep.Status.Interfaces[i]
-		if itf.Interface != req.IfName || itf.Network != req.Network {
-			continue
-		}
-		sameContainer := itf.ContainerID == req.ContainerID // detached by a DEL, now ADDed again
-		samePod := itf.PodUID == string(pod.UID)
-		if sameContainer || samePod || (sts && itf.PodUID != "") {
-			return itf
-		}
-	}
-	return nil
-}
-
-// notAllowedHere says why the pools of a predecessor's addresses do not serve this pod
-// here (affinity to another node, say), or "" when they do.
-func (s *Service) notAllowedHere(in *selection.Input, rec *v1.EndpointInterface) string {
-	for _, ip := range rec.IPs {
-		var pool *v1.IPPool
-		for i := range in.Pools {
-			if in.Pools[i].Name == ip.Pool {
-				pool = &in.Pools[i]
-			}
-		}
-		if pool == nil {
-			return "pool " + ip.Pool + " is gone"
-		}
-		if ok, why := selection.Eligible(pool, in); !ok {
-			return "pool " + ip.Pool + ": " + why
-		}
-	}
-	return ""
-}
-
-// inherit moves a predecessor's attachment to the new container: the pool is unchanged,
-// only the Endpoint learns the new owner (and node).
-func (s *Service) inherit(ctx context.Context, key client.ObjectKey, in *selection.Input, req *rpc.AllocateRequest,
-	old *v1.EndpointInterface) (*rpc.AllocateResponse, error) {
-	prev := *old
-	var ips []v1.EndpointIP
-	err := s.Endpoints.Mutate(ctx, key, func(ep *v1.Endpoint) bool {
-		for i := range ep.Status.Interfaces {
-			itf := &ep.Status.Interfaces[i]
-			if itf.ContainerID == prev.ContainerID && itf.Interface == prev.Interface && itf.PodUID == prev.PodUID {
-				itf.ContainerID, itf.PodUID, itf.Created = req.ContainerID, string(in.Pod.UID), metav1.NewTime(s.now())
-				itf.Detached = nil
-				ips = itf.IPs
-				s.stampOwner(ep, in.Pod, req)
-				return true
-			}
-		}
-		ips = nil
-		return false
-	})
-	if err != nil {
-		return nil, internal("handing %s's addresses to its successor: %v", key, err)
-	}
-	if ips == nil {
-		return nil, &rpc.Error{Code: rpc.CodeTryAgainLater, Message: fmt.Sprintf("the predecessor's attachment of %s changed meanwhile; retry", key)}
-	}
-	s.Log.Info("pod takes over its predecessor's addresses", zap.String("pod", key.String()),
-		zap.String("containerID", req.ContainerID), zap.String("previousContainerID", prev.ContainerID), zap.Any("ips", ips))
-	return s.response(ctx, in, ips, nil)
-}
-
 func (s *Service) stampOwner(ep *v1.Endpoint, pod *corev1.Pod, req *rpc.AllocateRequest) {
 	ep.Status.Node = s.Node
 	ep.Status.PodUID = podUID(pod, req)
@@ -393,73 +353,6 @@ func (s *Service) releaseIPs(ctx context.Context, ips []v1.EndpointIP, evidence 
 			s.Log.Error("rollback release failed; the address is an orphan until GC", zap.String("pool", ip.Pool), zap.String("ip", ip.Address), zap.Error(err))
 		}
 	}
-}
-
-// response adds routes by level: the Subnet holding each pool, then the pool, then the
-// pod's routes annotation for this interface; a later level wins per destination. views
-// holds the pools a fresh allocation just committed, as the commit parsed them; a pool
-// not in it (an address held already) is read from the cache.
-func (s *Service) response(ctx context.Context, in *selection.Input, ips []v1.EndpointIP, views map[string]*allocator.PoolView) (*rpc.AllocateResponse, error) {
-	var alloc netplan.Allocation
-	var subnetRoutes, poolRoutes []netplan.Route
-	subnets, err := s.Cluster.Subnets(ctx)
-	if err != nil {
-		return nil, internal("listing Subnets: %v", err)
-	}
-	for _, ip := range ips {
-		addr := netplan.Address{Pool: ip.Pool, Vlan: ip.Vlan}
-		if addr.Prefix, err = netip.ParsePrefix(ip.Address); err != nil {
-			return nil, internal("Endpoint address %q of pool %s: %v", ip.Address, ip.Pool, err)
-		}
-		if ip.Gateway != "" {
-			if addr.Gateway, err = netip.ParseAddr(ip.Gateway); err != nil {
-				return nil, internal("Endpoint gateway %q of pool %s: %v", ip.Gateway, ip.Pool, err)
-			}
-		}
-		alloc.Addresses = append(alloc.Addresses, addr)
-		pool := views[ip.Pool]
-		if pool == nil {
-			if pool, err = s.Pools.View(ctx, ip.Pool); err != nil {
-				continue
-			}
-		}
-		poolRoutes = append(poolRoutes, pool.Routes...)
-		if sub := enclosingSubnet(subnets, pool.Prefix); sub != nil {
-			for i, r := range sub.Spec.Routes {
-				route, err := netplan.ParseRoute(r.Dst, r.Gw, fmt.Sprintf("Subnet %s spec.routes[%d]", sub.Name, i))
-				if err != nil {
-					return nil, badRequest("routes", "%v", err)
-				}
-				subnetRoutes = append(subnetRoutes, route)
-			}
-		}
-	}
-	alloc.Routes = netplan.Merge(subnetRoutes, poolRoutes, podRoutesFor(in))
-	return rpc.NewAllocateResponse(alloc), nil
-}
-
-// podRoutesFor returns the routes annotation's routes for the interface, parsed when the
-// request began.
-func podRoutesFor(in *selection.Input) []netplan.Route {
-	var out []netplan.Route
-	for _, r := range in.PodAnnotations.RoutesFor(in.IfName) {
-		out = append(out, netplan.Route{Dst: r.Dst, Gw: r.Gw})
-	}
-	return out
-}
-
-// enclosingSubnet returns the most specific Subnet whose CIDR holds the pool's.
-func enclosingSubnet(subnets []v1.Subnet, pool netip.Prefix) *v1.Subnet {
-	var best *v1.Subnet
-	bestBits := -1
-	for i := range subnets {
-		p, err := netip.ParsePrefix(subnets[i].Spec.Subnet)
-		if err != nil || p.Bits() > pool.Bits() || !p.Contains(pool.Addr()) || p.Bits() <= bestBits {
-			continue
-		}
-		best, bestBits = &subnets[i], p.Bits()
-	}
-	return best
 }
 
 func podUID(pod *corev1.Pod, req *rpc.AllocateRequest) string {

@@ -144,8 +144,9 @@ func (d *demo) run() error {
 	if d.binDir, err = projectBinaries(d.tmp); err != nil {
 		return err
 	}
+	// the same list as DEMO_TOOLS in tests/tools/build.sh, whose demo target builds them
 	peers := []string{"kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "multus", "macvlan", "loopback"}
-	if err := harness.EnsureTools("test", peers...); err != nil {
+	if err := harness.EnsureTools("demo", peers...); err != nil {
 		return err
 	}
 	info("%s from %s", strings.Join(peers, ", "), harness.CacheBinDir())
@@ -302,18 +303,18 @@ func (d *demo) waitForever(pods []podView) {
 	select {}
 }
 
-// projectBinaries prefers ./bin (what `make build` just wrote), else builds into tmp so
-// `go run ./tests/demo` works on its own too.
+// projectBinaries prefers ./bin (what `make demo` or `make build` just wrote), else
+// builds into tmp so `go run ./tests/demo` works on its own too.
 func projectBinaries(tmp string) (string, error) {
 	bin := filepath.Join(harness.RepoRoot(), "bin")
 	complete := true
-	for _, name := range []string{"ipamd", "underpool", "underpool-ipam"} {
+	for _, name := range []string{"ipamd", "underpool"} { // the demo's NAD uses the meta-plugin
 		if st, err := os.Stat(filepath.Join(bin, name)); err != nil || st.Mode()&0o111 == 0 {
 			complete = false
 		}
 	}
 	if complete {
-		info("ipamd, underpool, underpool-ipam from %s (make build)", bin)
+		info("ipamd, underpool from %s (make demo, make build)", bin)
 		return bin, nil
 	}
 	bin = filepath.Join(tmp, "bin")

@@ -7,6 +7,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 
 	"github.com/underpool/underpool/chain"
+	"github.com/underpool/underpool/chain/ipamplugin"
 	"github.com/underpool/underpool/ipamd/allocator"
 )
 
@@ -41,12 +42,15 @@ func TestEveryExampleIsValid(t *testing.T) {
 			t.Fatalf("%s: %v", ex.File, err)
 		}
 		for _, p := range list.Plugins {
-			var conf *chain.NetConf
+			var conf *ipamplugin.NetConf
 			switch {
 			case p.Network.Type == "underpool":
-				conf, err = chain.LoadConf(p.Bytes, true)
+				var meta *chain.NetConf
+				if meta, err = chain.LoadConf(p.Bytes); err == nil {
+					conf = &meta.NetConf
+				}
 			case p.Network.IPAM.Type == "underpool-ipam":
-				conf, err = chain.LoadConf(p.Bytes, false)
+				conf, err = ipamplugin.LoadConf(p.Bytes)
 			case !strings.HasPrefix(p.Network.Type, "multus"):
 				t.Errorf("%s: plugin %s uses neither underpool nor underpool-ipam", ex.File, p.Network.Type)
 			}

@@ -13,8 +13,8 @@ import (
 // named after the last element of its package path.
 var ProjectBinaries = []string{"./plugins/underpool", "./plugins/underpool-ipam", "./cmd/ipamd"}
 
-// RunBuildScript runs tests/tools/build.sh <target> (all, apt, controlplane,
-// cni, whereabouts), streaming its output to stderr so a slow first build is
+// RunBuildScript runs tests/tools/build.sh <target> (all, test, demo, apt,
+// controlplane, cni, whereabouts, helm), streaming its output to stderr so a slow first build is
 // visibly progressing rather than looking hung.
 func RunBuildScript(target string) error {
 	script := filepath.Join(RepoRoot(), "tests", "tools", "build.sh")
@@ -32,6 +32,8 @@ func RunBuildScript(target string) error {
 // at once (go test runs packages in parallel), so the build runs under a file
 // lock and the check is repeated once the lock is held: the second caller
 // then finds the binaries the first one built instead of building them again.
+// The lock is one for every target: targets overlap (test, demo and controlplane
+// all build kube-apiserver), and two builds of one binary must not run at once.
 func EnsureTools(target string, bins ...string) error {
 	if missingTools(bins) == nil {
 		return nil
@@ -39,7 +41,7 @@ func EnsureTools(target string, bins ...string) error {
 	if err := os.MkdirAll(CacheDir(), 0o755); err != nil {
 		return err
 	}
-	unlock, err := lockFile(filepath.Join(CacheDir(), ".build-"+target+".lock"))
+	unlock, err := lockFile(filepath.Join(CacheDir(), ".build.lock"))
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@
 #   containernetworking plugins v1.9.1 (macvlan, ipvlan, host-device, host-local, loopback, bridge, ...)
 #   cnitool v1.3.1, multus thin v4.2.2, whereabouts v0.9.2 (peers and drivers)
 #   kubectl v1.34.4 and helm v3.22.0 (the deploy tests render and dry-run kustomize and the chart)
+# Targets: test (everything the test suites use), demo (only what `make demo` runs), and
+# parts (apt, controlplane, cni, whereabouts, helm).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cache=${UNDERPOOL_CACHE:-$root/.cache}
@@ -31,11 +33,13 @@ wrapper() {
   (cd "$dir" && { [ -f go.mod ] || go mod init "underpool.tools/$(basename "$dir")" >/dev/null 2>&1; })
 }
 
-# The three control-plane binaries share one wrapper module: kube-apiserver first (about 3
-# minutes cold, 2 GiB RAM), then kube-controller-manager and kube-scheduler (under a minute more).
+# The control-plane binaries and kubectl share one wrapper module: kube-apiserver first
+# (about 3 minutes cold, 2 GiB RAM), then kube-controller-manager and kube-scheduler
+# (under a minute more). build_kube [command...] builds the given ones, all four by default.
 build_kube() {
   local c missing=()
-  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do [ -x "$bin/$c" ] || missing+=("$c"); done
+  [ $# -gt 0 ] || set -- kube-apiserver kube-controller-manager kube-scheduler kubectl
+  for c in "$@"; do [ -x "$bin/$c" ] || missing+=("$c"); done
   [ ${#missing[@]} = 0 ] && return
   say "building ${missing[*]} $K8S_VERSION from the Go module proxy (first time only: about 4 minutes, 2 GiB RAM)"
   local d=$mods/kube-apiserver; wrapper "$d"
@@ -66,9 +70,12 @@ build_go() {
 
 build_etcd() { build_go etcd "go.etcd.io/etcd/server/v3@$ETCD_VERSION" go.etcd.io/etcd/server/v3 etcd; }
 
+# build_plugins [plugin...] builds the given containernetworking plugins, all the tests
+# use by default.
 build_plugins() {
   local p
-  for p in main/macvlan main/ipvlan main/host-device main/bridge main/loopback main/vlan ipam/host-local ipam/static meta/tuning; do
+  [ $# -gt 0 ] || set -- main/macvlan main/ipvlan main/host-device main/bridge main/loopback main/vlan ipam/host-local ipam/static meta/tuning
+  for p in "$@"; do
     build_go cni-plugins "github.com/containernetworking/plugins@$PLUGINS_VERSION" \
       "github.com/containernetworking/plugins/plugins/$p" "$(basename $p)"
   done
@@ -86,15 +93,50 @@ build_whereabouts() {
   fi
 }
 
+# apt_deps [command...] installs the Debian packages of the missing commands (ping,
+# iptables and tcpdump by default).
 apt_deps() {
-  local need=()
-  command -v ping >/dev/null || need+=(iputils-ping)
-  command -v iptables >/dev/null || need+=(iptables)
-  command -v tcpdump >/dev/null || need+=(tcpdump)
+  local c need=()
+  [ $# -gt 0 ] || set -- ping iptables tcpdump
+  for c in "$@"; do
+    command -v "$c" >/dev/null && continue
+    case $c in ping) need+=(iputils-ping) ;; *) need+=("$c") ;; esac
+  done
   if [ ${#need[@]} -gt 0 ]; then
     say "installing Debian packages: ${need[*]}"
     apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   fi
+}
+
+# The demo's peers, exactly what tests/demo starts (its EnsureTools list): the control
+# plane, multus thin, macvlan (the NAD's delegate) and loopback (the pods' lo). No
+# whereabouts, helm, kubectl or other plugins: a first `make demo` waits for these only.
+DEMO_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler multus macvlan loopback)
+# DEMO_FIRST_BUILD is how long building all of them takes the first time: 8m20s measured
+# on 2 shared cores, Go build cache empty and module cache warm (13 CPU-minutes:
+# kube-apiserver 4.5 minutes, kube-controller-manager 1, multus 2, etcd 0.5, the plugins
+# and kube-scheduler seconds); downloading the modules adds what the network takes.
+DEMO_FIRST_BUILD="about 8 minutes on 2 cores"
+
+# demo_plan says up front what the demo still lacks and how long building it takes.
+demo_plan() {
+  local t missing=()
+  for t in "${DEMO_TOOLS[@]}"; do [ -x "$bin/$t" ] || missing+=("$t"); done
+  if [ ${#missing[@]} = 0 ]; then
+    say "the demo's tools are built (${DEMO_TOOLS[*]})"
+    return
+  fi
+  say "the demo needs ${missing[*]}: building them once into $bin"
+  say "a first build of all the demo's tools takes $DEMO_FIRST_BUILD, most of it kube-apiserver; later runs reuse them"
+}
+
+build_demo() {
+  demo_plan
+  apt_deps ping
+  build_plugins main/macvlan main/loopback
+  build_multus
+  build_etcd
+  build_kube kube-apiserver kube-controller-manager kube-scheduler
 }
 
 what=${1:-all}
@@ -105,8 +147,9 @@ case $what in
   whereabouts) build_whereabouts ;;
   helm) build_helm ;;
   # whereabouts too: tests/cli imports from its CRDs (kubectl underpool import whereabouts)
+  demo) build_demo ;;
   test) apt_deps; build_plugins; build_cnitool; build_multus; build_etcd; build_whereabouts; build_kube; build_helm ;;
   all) apt_deps; build_plugins; build_cnitool; build_etcd; build_multus; build_whereabouts; build_kube; build_helm ;;
-  *) echo "usage: $0 [all|test|apt|controlplane|cni|whereabouts|helm]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|test|demo|apt|controlplane|cni|whereabouts|helm]" >&2; exit 2 ;;
 esac
 say "tools ready in $bin"

@@ -11,7 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/rest"
 
-	"github.com/underpool/underpool/chain"
+	"github.com/underpool/underpool/chain/ipamplugin"
 	"github.com/underpool/underpool/tests/harness"
 )
 
@@ -24,11 +24,11 @@ const IgnoreSIGTERMAnnotation = "kubelet.underpool.test/ignore-sigterm"
 
 // IpamdSocketEnv is the variable the underpool plugin reads for its node's
 // ipamd socket; the stand-in sets it for every plugin it runs.
-const IpamdSocketEnv = chain.SocketEnv
+const IpamdSocketEnv = ipamplugin.SocketEnv
 
 // LogDirEnv is the variable that moves the plugin's log directory (a network config's
 // logFile must lie under it): tests set it in CNI.Env to keep plugin logs in a temp dir.
-const LogDirEnv = chain.LogDirEnv
+const LogDirEnv = ipamplugin.LogDirEnv
 
 // Config describes one simulated node.
 type Config struct {
