@@ -79,6 +79,30 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 	return s.response(ctx, in, held, views)
 }
 
+// stillThePod confirms, on a fresh read, that the request is for the pod as it is now when
+// its Endpoint was last stamped by another incarnation: the informer may still show an
+// incarnation that was force-deleted and made again, and a late ADD of it would pass
+// ownsSandbox on that stale copy, then take the live pod's attachment over (a StatefulSet
+// pod takes any record on its interface) or stamp the live pod's Endpoint with a dead UID
+// and this node. Rare (a StatefulSet successor, a pod made again), so one GET is cheap.
+// ep is the API's copy.
+func (s *Service) stillThePod(ctx context.Context, a attachment, ep *v1.Endpoint) error {
+	if ep == nil || ep.Status.PodUID == "" || ep.Status.PodUID == podUID(a.in.Pod, a.req) {
+		return nil
+	}
+	return s.confirmThePod(ctx, a)
+}
+
+// confirmThePod reads the pod from the API and refuses the request unless it is for the
+// pod as it is now, on this node.
+func (s *Service) confirmThePod(ctx context.Context, a attachment) error {
+	pod, err := s.Cluster.PodFresh(ctx, a.key.Namespace, a.key.Name)
+	if err != nil {
+		return &rpc.Error{Code: rpc.CodeTryAgainLater, Message: fmt.Sprintf("reading pod %s: %v", a.key, err)}
+	}
+	return s.ownsSandbox(pod, a.req)
+}
+
 // attachment is what every phase of Allocate looks at: the pod's Endpoint key, the
 // selection input read once for the request, and the request.
 type attachment struct {
@@ -161,11 +185,36 @@ func (s *Service) record(ctx context.Context, a attachment, held []v1.EndpointIP
 		PodUID: podUID(a.in.Pod, req), IPs: held, Created: metav1.NewTime(s.now())}
 	recordCtx, cancel := context.WithDeadline(ctx, s.Window.SendBy(evidence))
 	defer cancel()
-	err := s.Endpoints.Mutate(recordCtx, key, func(ep *v1.Endpoint) bool {
-		s.stampOwner(ep, a.in.Pod, req)
-		ep.Status.Interfaces = append(withoutInterface(ep.Status.Interfaces, req.ContainerID, req.IfName), rec)
-		return true
-	})
+	// an Endpoint stamped by another incarnation is restamped only once the API confirms
+	// this request is for the pod as it is now (stillThePod); nothing is written before
+	confirmed := false
+	for {
+		stampedBy := ""
+		err := s.Endpoints.Mutate(recordCtx, key, func(ep *v1.Endpoint) bool {
+			stampedBy = ""
+			if !confirmed && ep.Status.PodUID != "" && ep.Status.PodUID != rec.PodUID {
+				stampedBy = ep.Status.PodUID
+				return false
+			}
+			s.stampOwner(ep, a.in.Pod, req)
+			ep.Status.Interfaces = append(withoutInterface(ep.Status.Interfaces, req.ContainerID, req.IfName), rec)
+			return true
+		})
+		if err != nil || stampedBy == "" {
+			return s.recorded(ctx, a, held, evidence, err)
+		}
+		if err := s.confirmThePod(ctx, a); err != nil {
+			s.releaseIPs(ctx, held, evidence) // nothing was written: the record never existed
+			return err
+		}
+		confirmed = true
+	}
+}
+
+// recorded handles the outcome of the write that records an allocation: a write the API
+// refused is rolled back, one whose outcome is unknown is not (its address may be held).
+func (s *Service) recorded(ctx context.Context, a attachment, held []v1.EndpointIP, evidence time.Time, err error) error {
+	key, req := a.key, a.req
 	if err == nil {
 		return nil
 	}

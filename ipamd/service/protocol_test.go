@@ -131,3 +131,45 @@ func TestAnADDNotForThePodAsItIsNowIsRefused(t *testing.T) {
 	add(t, w.ipamd("node-a", nil), live, "ctr-live", "p")
 	w.requireOneOwner()
 }
+
+// The same late ADD, on a node whose informer still shows the force-deleted incarnation:
+// the cached pod matches the request, so only the API can tell. Before anything takes
+// over or restamps an Endpoint that another incarnation stamped, the pod is read from the
+// API; the late ADD of a StatefulSet pod would otherwise take the live pod's attachment
+// over (a successor takes any record on its interface), and a plain pod's would stamp the
+// live pod's Endpoint with a dead UID and the wrong node.
+func TestALateADDSeenThroughAStaleCacheIsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sts  bool
+	}{{"a StatefulSet pod", true}, {"a plain pod", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			set := statefulSet("ns", "db", 1, 0)
+			w := newWorld(t, nil, nsObj("ns"), nodeObj("node-a"), nodeObj("node-b"), newPoolObj("p", "10.250.1.0/24"), set)
+			var owner = set
+			if !tc.sts {
+				owner = nil
+			}
+			dead := podObj("ns", "db-0", "node-b", owner)
+			dead.UID = "uid-dead"
+			w.create(dead)
+			staleB := w.freeze() // node b's informer: the dead incarnation, no Endpoint yet
+			w.deletePod(dead)
+			live := podObj("ns", "db-0", "node-a", owner)
+			live.UID = "uid-live"
+			w.create(live)
+			addr := add(t, w.ipamd("node-a", nil), live, "ctr-live", "p")
+
+			_, err := w.ipamd("node-b", staleB).Allocate(context.Background(), &rpc.AllocateRequest{ContainerID: "ctr-dead",
+				IfName: "net1", Network: "under", Pod: rpc.Pod{Namespace: "ns", Name: "db-0", UID: "uid-dead"}, IPv4Pools: []string{"p"}})
+			requireCode(t, err, rpc.CodeBadRequest, "pod")
+			ep := w.endpoint("ns", "db-0")
+			if ep == nil || ep.Status.Node != "node-a" || ep.Status.PodUID != "uid-live" || len(ep.Status.Interfaces) != 1 ||
+				ep.Status.Interfaces[0].ContainerID != "ctr-live" || ep.Status.Interfaces[0].IPs[0].Address != addr {
+				t.Fatalf("the live pod's Endpoint changed: %+v", ep)
+			}
+			w.requireAllocated("p", 1)
+			w.requireOneOwner()
+		})
+	}
+}

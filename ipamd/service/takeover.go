@@ -34,6 +34,9 @@ func (s *Service) takeOver(ctx context.Context, a attachment, ep *v1.Endpoint) (
 	if rec == nil {
 		return nil, false, nil
 	}
+	if err := s.stillThePod(ctx, a, ep); err != nil {
+		return nil, false, err
+	}
 	why := s.notAllowedHere(a.in, rec)
 	if why == "" {
 		ips, err := s.inherit(ctx, a, rec)
