@@ -71,7 +71,7 @@ func TestDataPlaneInAVM(t *testing.T) {
 	if err != nil {
 		t.Fatalf("VM: %v", err)
 	}
-	t.Logf("VM ran %s (wall), guest uptime %s at the end", run.wall.Round(time.Millisecond), run.guestUptime)
+	t.Logf("VM ran %s (wall); guest uptime at the end: %s", run.wall.Round(time.Millisecond), run.guestUptime)
 	reportGuest(t, run)
 
 	c, cancel := context.WithTimeout(context.Background(), time.Minute)
