@@ -193,16 +193,6 @@ func (p *ipvlanPods) checkDelAndNothingLeft(t *testing.T, seg segment, pool stri
 	requireNothingLeft(t, p.ns, pool)
 }
 
-// addPod runs ADD and returns the pod's IPv4 address on its interface.
-func addPod(t *testing.T, cni *harness.CNI, conf []byte, rt harness.Runtime) string {
-	t.Helper()
-	res, err := cni.Add(ctx(t), conf, rt)
-	if err != nil {
-		t.Fatalf("ADD %s: %v", rt.PodName, err)
-	}
-	return firstIPv4(t, res)
-}
-
 func firstIPv4(t *testing.T, r types.Result) string {
 	t.Helper()
 	res, err := current.GetResult(r)

@@ -67,7 +67,7 @@ func PoolMismatch(pool *v1.IPPool, eps []v1.Endpoint) (string, error) {
 				}
 				p, err := netip.ParsePrefix(ip.Address)
 				if err != nil {
-					return "", fmt.Errorf("Endpoint %s/%s holds %q, not an address with its prefix", ep.Namespace, ep.Name, ip.Address)
+					return "", fmt.Errorf("the Endpoint %s/%s holds %q, not an address with its prefix", ep.Namespace, ep.Name, ip.Address)
 				}
 				if o, ok := view.Offset(p.Addr()); ok {
 					held.Add(o)
