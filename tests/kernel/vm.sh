@@ -77,6 +77,7 @@ fetch() {
   dpkg-deb -x "$(download busybox-static)" "$cache/bb"
   cp "$cache/bb/bin/busybox" "$cache/busybox"
   dpkg-deb -x "$(download iproute2)" "$cache/iproute2"
+  rm -rf "$cache/debs" "$cache/bb"  # unpacked: the packages are no longer needed
   echo "$ver" > "$cache/kernel.version"
   say "kernel $ver ready"
 }
