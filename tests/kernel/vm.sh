@@ -91,7 +91,7 @@ kernel_version() {
 # them up (ldd resolves them against this Debian machine's own, same release as the packages).
 copy_libs() {
   local fs=$1 elf=$2 lib
-  file -b "$elf" | grep -q 'dynamically linked' || return 0
+  ldd "$elf" >/dev/null 2>&1 || return 0  # static, or a script
   for lib in $(ldd "$elf" | grep -oE '/[^ ]+' | sort -u); do
     [ -e "$fs$lib" ] && continue
     [ -f "$lib" ] || die "$elf needs $lib, which is not on this machine"
