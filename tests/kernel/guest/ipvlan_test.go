@@ -231,3 +231,46 @@ func requireHostRoute(t *testing.T, node *harness.NetNS, ip string) {
 	}
 	t.Fatalf("the node has no route to %s through a host veth:\n  %s", ip, strings.Join(routesIn(t, node, 0), "\n  "))
 }
+
+// Dual stack on ipvlan l2 with underpool-ipam: each pod gets an address from an IPv4 and an
+// IPv6 pool, both held by its Endpoint; the pods reach each other and the gateway over IPv6
+// too (neighbour discovery through the shared master's MAC); DEL leaves nothing in either pool.
+func TestIpvlanDualStackWithUnderpoolIpam(t *testing.T) {
+	v4net, v6net, x := nextSubnet()
+	seg := newSegment(t, x)
+	gw6 := fmt.Sprintf("fd00:250:0:%x::1", x)
+	if err := harness.AddAddr(seg.gateway, seg.far, gw6+"/64"); err != nil {
+		t.Fatal(err)
+	}
+	pool4 := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: seg.gatewayAddr})
+	pool6 := newPool(t, v1.IPPoolSpec{Subnet: v6net, Gateway: gw6})
+	conf := mustJSON(t, map[string]any{"cniVersion": "1.1.0", "name": "vm-ipvlan-ds", "plugins": []any{
+		map[string]any{"type": "ipvlan", "master": seg.master, "mode": "l2", "ipam": map[string]any{
+			"type": "underpool-ipam", "ipv4Pools": []string{pool4.Name}, "ipv6Pools": []string{pool6.Name},
+			"logFile": logDir + "/ipam-plugin.log"}},
+	}})
+	p := twoIpvlanPods(t, seg, conf, "l2")
+	var v6 []string
+	for _, pod := range p.pods {
+		addrs := harness.GlobalAddrs(pod.ns.Path(), "net1")
+		for _, a := range addrs {
+			if strings.Contains(a, ":") {
+				v6 = append(v6, a[:strings.Index(a, "/")])
+			}
+		}
+	}
+	if len(v6) != 2 {
+		t.Fatalf("want one IPv6 address per pod on net1, got %v", v6)
+	}
+	p.requireReach(t, seg, false)
+	for _, hop := range []struct {
+		from *harness.NetNS
+		to   string
+	}{{p.pods[0].ns, v6[1]}, {p.pods[1].ns, v6[0]}, {p.pods[0].ns, gw6}} {
+		if err := harness.Ping(hop.from, hop.to, 5); err != nil {
+			t.Errorf("IPv6 to %s: %v", hop.to, err)
+		}
+	}
+	p.checkDelAndNothingLeft(t, seg, pool4.Name)
+	requireNothingLeft(t, p.ns, pool6.Name)
+}

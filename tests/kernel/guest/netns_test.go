@@ -32,7 +32,8 @@ func newNetNS(t *testing.T, prefix string) *harness.NetNS {
 // far end is in a netns of its own holding the segment's gateway address.
 type segment struct {
 	node, gateway *harness.NetNS
-	master        string
+	master        string // in node
+	far           string // the other end, in gateway
 	nodeAddr      string // on master
 	gatewayAddr   string // on the far end
 }
@@ -44,8 +45,8 @@ func newSegment(t *testing.T, x int32) segment {
 	s := segment{node: newNetNS(t, "node"), gateway: newNetNS(t, "gw"),
 		nodeAddr: fmt.Sprintf("10.250.%d.254", x), gatewayAddr: fmt.Sprintf("10.250.%d.1", x)}
 	s.master = harness.UniqueName("ens")
-	far := harness.UniqueName("seg")
-	v, err := harness.NewVethPairIn(s.node, s.master, far)
+	s.far = harness.UniqueName("seg")
+	v, err := harness.NewVethPairIn(s.node, s.master, s.far)
 	if err != nil {
 		t.Fatalf("segment veth: %v", err)
 	}
@@ -56,7 +57,7 @@ func newSegment(t *testing.T, x int32) segment {
 	if err := harness.AddAddr(s.node, s.master, s.nodeAddr+"/24"); err != nil {
 		t.Fatal(err)
 	}
-	if err := harness.AddAddr(s.gateway, far, s.gatewayAddr+"/24"); err != nil {
+	if err := harness.AddAddr(s.gateway, s.far, s.gatewayAddr+"/24"); err != nil {
 		t.Fatal(err)
 	}
 	return s
