@@ -106,7 +106,7 @@ func replay(t *testing.T, gt *guestTest) {
 			}
 			said = append(said, strings.TrimRight(line, "\n"))
 		}
-		if len(said) > 0 {
+		if len(said) > 0 && gt.action != "skip" { // a skip's reason is said once, below
 			t.Log("in the VM:\n" + strings.Join(said, "\n"))
 		}
 		for _, c := range gt.children {
@@ -116,7 +116,7 @@ func replay(t *testing.T, gt *guestTest) {
 		case "fail":
 			t.Error("failed in the VM")
 		case "skip":
-			t.Skip("skipped in the VM: " + strings.TrimSpace(strings.Join(said, " ")))
+			t.Skip("in the VM: " + strings.TrimSpace(strings.Join(said, " ")))
 		case "":
 			t.Error("never finished in the VM: it died or was stopped while this test ran")
 		}
