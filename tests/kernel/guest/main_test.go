@@ -17,9 +17,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/underpool/underpool/chain"
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/tests/harness"
+	"github.com/underpool/underpool/tests/harness/kubelet"
 )
 
 var suite struct {
@@ -75,8 +75,8 @@ func run(m *testing.M) int {
 	}
 	defer func() { _ = suite.ipamd.Stop() }()
 	// the node's settings, as a runtime's environment gives them to every plugin
-	os.Setenv(chain.SocketEnv, socket)
-	os.Setenv(chain.LogDirEnv, logDir)
+	os.Setenv(kubelet.IpamdSocketEnv, socket)
+	os.Setenv(kubelet.LogDirEnv, logDir)
 	return m.Run()
 }
 
