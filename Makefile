@@ -12,7 +12,7 @@ IMAGE_DIR ?= $(BIN)/image
 LDFLAGS := -X github.com/underpool/underpool/internal/buildinfo.Version=$(VERSION)
 CHART := deploy/helm/underpool
 
-.PHONY: all help build image chart generate verify-generated tools test unit fuzz e2e bench scale-cluster demo lint check-deps check-links clean
+.PHONY: all help build image chart generate verify-generated tools test test-kernel unit fuzz e2e bench scale-cluster demo lint check-deps check-links clean
 
 all: build
 
@@ -46,6 +46,10 @@ tools: ## build the control plane and CNI peers from the Go module proxy (cached
 
 test: ## unit + end-to-end tests (root), installing what they need; prints a summary
 	tests/run-tests.sh
+
+test-kernel: ## the data plane on a real kernel: a Debian kernel under QEMU (fetched once into .cache/vm) runs tests/kernel/guest (root; make test runs it too)
+	tests/tools/build.sh test
+	go test -count=1 -v -timeout 15m ./tests/kernel/
 
 unit: ## unit tests only (no root, no control plane)
 	go test ./ipamd/... ./chain/... ./rdma/... ./netplan/... ./underlay/... ./cmd/... ./internal/... ./deploy/...

@@ -7,11 +7,15 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 
 	certutil "k8s.io/client-go/util/cert"
 )
+
+// QEMUHostAddress is this machine's loopback as a QEMU guest on user networking sees it.
+var QEMUHostAddress = net.IPv4(10, 0, 2, 2)
 
 // apiserverCredentials are the files kube-apiserver needs to start and the
 // secrets our clients use to reach it. Everything is generated per control
@@ -34,8 +38,10 @@ func writeAPIServerCredentials(dir string) (*apiserverCredentials, error) {
 	}
 	// Generating the serving cert ourselves (instead of letting the apiserver
 	// self-sign into --cert-dir) gives us the CA without reading files the
-	// apiserver writes at an undocumented moment. Clients dial 127.0.0.1.
-	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey("127.0.0.1", nil, []string{"localhost"})
+	// apiserver writes at an undocumented moment. Clients dial 127.0.0.1, or 10.0.2.2
+	// from inside a QEMU guest (tests/kernel), whose user networking maps that address
+	// to this machine's loopback.
+	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey("127.0.0.1", []net.IP{QEMUHostAddress}, []string{"localhost"})
 	if err != nil {
 		return nil, fmt.Errorf("serving certificate: %w", err)
 	}
