@@ -3,6 +3,7 @@ package simulation
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -23,6 +24,8 @@ type choice struct {
 	// quiet: doing it wakes no goroutine (a cache refresh, a change to the world), so
 	// the next step need not wait for the goroutines to settle
 	quiet bool
+	// then runs after the step is logged (a released goroutine's next local steps)
+	then func()
 }
 
 // category groups choices of one kind; the scheduler picks a category by weight, then one
@@ -52,6 +55,9 @@ func (s *sim) act() {
 			out := ch.do()
 			s.quiet = ch.quiet
 			s.logf("%s: %s", ch.desc, out)
+			if ch.then != nil {
+				ch.then()
+			}
 			return
 		}
 	}
@@ -62,47 +68,96 @@ func (s *sim) categories() []category {
 	cats := []category{
 		{"release", 60, s.releaseChoices(false)},
 		{"in-flight", 8, s.releaseChoices(true)},
-		{"clock", 7, s.clockChoices()},
+		{"clock", 4, s.clockChoices()},
 		{"refresh", 8, s.refreshChoices()},
 	}
 	if room {
 		cats = append(cats,
-			category{"add", 8, s.addChoices()},
-			category{"del", 7, s.delChoices()},
+			category{"add", 8, s.addChoices(false)},
+			category{"del", 7, s.delChoices(false)},
+			// the runtime repeating an ADD or a DEL it already sent
+			category{"replay", 2, append(s.addChoices(true), s.delChoices(true)...)},
 			category{"gc", 1, s.gcChoices()},
 			category{"recycle", 3, s.recycleChoices()},
-			category{"controller", 7, s.controllerChoices()},
+			category{"controller", 5, s.controllerChoices()},
+			category{"protect", 10, s.protectChoices()},
 		)
 	}
+	pools, poolsBack := s.poolChoices()
+	nodes, nodesBack := s.nodeChoices()
+	kills, pauses, starts := s.processChoices()
 	cats = append(cats,
 		category{"pods", 7, s.podChoices()},
-		category{"pools", 2, s.poolChoices()},
-		category{"nodes", 1, s.nodeChoices()},
-		category{"processes", 2, s.processChoices()},
+		category{"plugin timeouts", 6, s.giveUpChoices()},
+		// what goes away is rare, what comes back soon: a pool or node deleted, a
+		// process killed, is a disruption the run then recovers from
+		category{"delete pools", 1, pools},
+		category{"create pools", 4, poolsBack},
+		category{"delete nodes", 1, nodes},
+		category{"create nodes", 4, nodesBack},
+		category{"kill", 1, kills},
+		category{"pause", 1, pauses},
+		category{"start", 6, starts},
 	)
 	return cats
 }
 
 func (s *sim) releaseChoices(orphans bool) []choice {
 	var out []choice
+	now := s.clock.Now()
 	for _, c := range s.gates.sorted() {
-		if c.orphan != orphans {
+		if c.orphan != orphans || now.Before(c.stalled) {
 			continue
 		}
+		var f fate
 		out = append(out, choice{desc: fmt.Sprintf("%s %s %s", c.key(), c.kind, c.desc), quiet: orphans, do: func() string {
-			f := s.chooseFate(c)
+			f = s.chooseFate(c)
 			res := s.release(c, f)
 			if f != fateOK {
 				return f.String() + ": " + res
 			}
 			return res
+		}, then: func() {
+			if f == fateOK && !orphans {
+				s.follow(c.who)
+			}
 		}})
 	}
 	return out
 }
 
-var clockSteps = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second,
-	time.Duration(window) / 4, time.Duration(window) / 2, time.Duration(window), 90 * time.Second}
+// follow lets a released goroutine run on through its informer reads and local steps
+// (mostly: now and then another goroutine gets between them), so that an operation
+// costs about as many steps as it makes API calls.
+func (s *sim) follow(who string) {
+	for s.err == nil {
+		if err := s.settle(); err != nil {
+			s.err = err
+			return
+		}
+		var next *call
+		now := s.clock.Now()
+		for _, c := range s.gates.sorted() {
+			if c.who == who && !c.orphan && !now.Before(c.stalled) && (c.kind == cacheRead || c.kind == local) {
+				next = c
+			}
+		}
+		if next == nil || s.rng.IntN(100) >= 92 {
+			return
+		}
+		f := s.chooseFate(next) // ok, or stalled
+		s.logf("%s %s %s: %s", next.key(), next.kind, next.desc, s.release(next, f))
+		if f != fateOK {
+			return
+		}
+	}
+}
+
+// clockSteps are mostly small: operations take a few seconds, and now and then a
+// jump lets windows close, graces pass and the sweeper's phases come due.
+var clockSteps = []time.Duration{time.Second, time.Second, time.Second, time.Second, 2 * time.Second, 2 * time.Second,
+	2 * time.Second, 5 * time.Second, 5 * time.Second, 10 * time.Second, time.Duration(window) / 2, time.Duration(window),
+	2 * time.Minute}
 
 func (s *sim) clockChoices() []choice {
 	return []choice{{desc: "clock", do: func() string {
@@ -145,11 +200,16 @@ func (s *sim) serving(node string) *actor {
 	return nil
 }
 
-func (s *sim) addChoices() []choice {
+func (s *sim) addChoices(again bool) []choice {
 	var out []choice
 	for _, sb := range s.world.allSandboxes() {
 		a := s.serving(sb.pod.node)
-		if a == nil || sb.gone || sb.addBusy || sb.delBusy || (sb.adds > 0 && (sb.running || !s.faults)) {
+		if a == nil || sb.gone || sb.addBusy || sb.delBusy || (sb.adds > 0) != again {
+			continue
+		}
+		// the runtime repeats an ADD only for the sandbox it still runs (after a restart
+		// of its own); a sandbox it tore down gets no ADD from it again
+		if again && (sb.running || sb.wantDel || !s.faults || sb.pod.latest() != sb) {
 			continue
 		}
 		what := "ADD"
@@ -169,6 +229,7 @@ func (s *sim) addChoices() []choice {
 
 func (s *sim) add(a *actor, sb *sandbox) {
 	sb.adds++
+	sb.abandoned = false
 	sb.addBusy, sb.addSent = true, s.clock.Now()
 	p := sb.pod
 	req := &rpc.AllocateRequest{ContainerID: sb.id, IfName: ifName, Network: network,
@@ -178,24 +239,52 @@ func (s *sim) add(a *actor, sb *sandbox) {
 	}, func(o *op) {
 		sb.addBusy = false
 		resp, _ := o.result.(*rpc.AllocateResponse)
+		if sb.abandoned {
+			return // the runtime gave up on it already
+		}
 		inTime := s.clock.Now().Sub(o.started) <= pluginTimeout
 		if o.err == nil && !a.isDead() && inTime && resp != nil && len(resp.IPs) == 1 && !sb.gone && !sb.wantDel {
 			sb.running, sb.addr = true, resp.IPs[0].Address
 			return
 		}
-		// the runtime saw the ADD fail: it tears the sandbox down (DEL) and, for a pod
-		// that still runs, makes another
-		if !sb.gone {
-			sb.wantDel = true
-		}
-		if p.exists && !p.terminating && p.latest() == sb {
-			nb := s.world.newSandbox(p)
-			s.logf("ADD %s failed for the runtime; DEL to follow, new sandbox %s", sb.id, nb.id)
+		if !sb.abandoned {
+			s.addFailed(sb)
 		}
 	})
 }
 
-func (s *sim) delChoices() []choice {
+// addFailed is the runtime's answer to a failed ADD: it tears the sandbox down (DEL)
+// and, for a pod that still runs, makes another.
+func (s *sim) addFailed(sb *sandbox) {
+	p := sb.pod
+	if !sb.gone {
+		sb.wantDel = true
+	}
+	if p.exists && !p.terminating && p.latest() == sb {
+		nb := s.world.newSandbox(p)
+		s.logf("ADD %s failed for the runtime; DEL to follow, new sandbox %s", sb.id, nb.id)
+	}
+}
+
+// giveUpChoices are the plugin's timeouts: an ADD ipamd has not answered within
+// ipam.timeout has failed for the runtime, though ipamd works on (its requests are
+// detached from the connection): what it does later is a late ADD.
+func (s *sim) giveUpChoices() []choice {
+	var out []choice
+	now := s.clock.Now()
+	for _, sb := range s.world.allSandboxes() {
+		if sb.addBusy && !sb.abandoned && now.Sub(sb.addSent) > pluginTimeout {
+			out = append(out, choice{quiet: true, desc: "the plugin gives up on ADD " + sb.id + " of " + sb.pod.name, do: func() string {
+				sb.abandoned = true
+				s.addFailed(sb)
+				return "failed for the runtime"
+			}})
+		}
+	}
+	return out
+}
+
+func (s *sim) delChoices(again bool) []choice {
 	var out []choice
 	now := s.clock.Now()
 	for _, sb := range s.world.allSandboxes() {
@@ -206,9 +295,9 @@ func (s *sim) delChoices() []choice {
 		}
 		what := ""
 		switch {
-		case sb.wantDel && !sb.gone:
+		case sb.wantDel && !sb.gone && !again:
 			what = "DEL"
-		case sb.gone && sb.adds > 0 && s.faults:
+		case sb.gone && sb.adds > 0 && s.faults && again:
 			what = "DEL again"
 		default:
 			continue
@@ -290,8 +379,24 @@ func (s *sim) controllerChoices() []choice {
 	if !c.busy["gone-nodes"] {
 		out = append(out, choice{desc: "gone nodes' recycling round of " + c.name, do: func() string { s.recycleGoneNodes(c); return "started" }})
 	}
-	for _, name := range poolNames {
-		if !c.busy["pool-"+name] {
+	return out
+}
+
+// protectChoices are the pool finalizer's reconciles: the controller's watch brings
+// each soon after a pool needs one (it lacks the finalizer, or is deleted and empty).
+func (s *sim) protectChoices() []choice {
+	c := s.controller
+	if c == nil || c.isDead() {
+		return nil
+	}
+	var out []choice
+	contents := s.contents()
+	for i := range contents.pools {
+		p := &contents.pools[i]
+		name := p.Name
+		due := (p.DeletionTimestamp == nil && !slices.Contains(p.Finalizers, v1.PoolProtection)) ||
+			(p.DeletionTimestamp != nil && p.Status.AllocatedIPCount == 0)
+		if due && !c.busy["pool-"+name] {
 			out = append(out, choice{desc: "pool protection reconcile of " + name, do: func() string { s.finalize(c, name); return "started" }})
 		}
 	}
@@ -377,9 +482,13 @@ func (s *sim) podChoices() []choice {
 	return out
 }
 
-func (s *sim) poolChoices() []choice {
-	var out []choice
+func (s *sim) poolChoices() (gone, back []choice) {
 	c := s.contents()
+	// one pool disrupted at a time: with both gone, every ADD fails
+	disrupted := len(c.pools) < len(poolNames)
+	for i := range c.pools {
+		disrupted = disrupted || c.pools[i].DeletionTimestamp != nil
+	}
 	for _, name := range poolNames {
 		var pool *v1.IPPool
 		for i := range c.pools {
@@ -389,7 +498,7 @@ func (s *sim) poolChoices() []choice {
 		}
 		switch {
 		case pool == nil:
-			out = append(out, choice{quiet: true, desc: "create pool " + name + " again", do: func() string {
+			back = append(back, choice{quiet: true, desc: "create pool " + name + " again", do: func() string {
 				s.incarnations["pool-"+name]++
 				obj := poolObj(name, s.incarnations["pool-"+name])
 				if err := s.api.Create(context.Background(), obj); err != nil {
@@ -397,8 +506,10 @@ func (s *sim) poolChoices() []choice {
 				}
 				return "uid " + string(obj.UID) + ", unprotected until the controller reconciles it"
 			}})
-		case pool.DeletionTimestamp == nil:
-			out = append(out, choice{quiet: true, desc: "delete pool " + name + " (" + string(pool.UID) + ")", do: func() string {
+		case !disrupted && pool.DeletionTimestamp == nil && pool.Status.AllocatedIPCount <= 1:
+			// a pool nearly empty: a pool in use would only keep every ADD from it
+			// failing until its last pod went
+			gone = append(gone, choice{quiet: true, desc: "delete pool " + name + " (" + string(pool.UID) + ")", do: func() string {
 				if err := s.api.Delete(context.Background(), pool); err != nil {
 					return "failed: " + err.Error()
 				}
@@ -409,11 +520,10 @@ func (s *sim) poolChoices() []choice {
 			}})
 		}
 	}
-	return out
+	return gone, back
 }
 
-func (s *sim) nodeChoices() []choice {
-	var out []choice
+func (s *sim) nodeChoices() (gone, back []choice) {
 	c := s.contents()
 	for _, name := range nodeNames {
 		exists := false
@@ -421,43 +531,50 @@ func (s *sim) nodeChoices() []choice {
 			exists = exists || n.Name == name
 		}
 		if !exists {
-			out = append(out, choice{quiet: true, desc: "register Node " + name + " again", do: func() string {
+			back = append(back, choice{quiet: true, desc: "register Node " + name + " again", do: func() string {
 				return errText(s.api.Create(context.Background(), nodeObj(name)))
 			}})
 			continue
 		}
-		out = append(out, choice{quiet: true, desc: "delete Node object " + name + " (the machine may run on)", do: func() string {
+		gone = append(gone, choice{quiet: true, desc: "delete Node object " + name + " (the machine may run on)", do: func() string {
 			return errText(s.api.Delete(context.Background(), nodeObj(name)))
 		}})
 	}
-	return out
+	return gone, back
 }
 
-func (s *sim) processChoices() []choice {
-	var out []choice
+func (s *sim) processChoices() (kills, pauses, starts []choice) {
+	hold := func(a *actor) func() string {
+		return func() string {
+			d := stalls[s.rng.IntN(len(stalls))]
+			return fmt.Sprintf("%d calls held back %v", s.pause(a, d), d)
+		}
+	}
 	for _, n := range nodeNames {
 		a := s.ipamds[n]
 		if a != nil && !a.isDead() {
-			out = append(out, choice{desc: "kill " + a.name, do: func() string { s.kill(a); return "dead" }})
+			kills = append(kills, choice{desc: "kill " + a.name, do: func() string { s.kill(a); return "dead" }})
+			pauses = append(pauses, choice{quiet: true, desc: "pause " + a.name, do: hold(a)})
 		} else {
-			out = append(out, choice{desc: "start ipamd on " + n, do: func() string { return s.restart(n) }})
+			starts = append(starts, choice{desc: "start ipamd on " + n, do: func() string { return s.restart(n) }})
 		}
 	}
 	if c := s.controller; c != nil && !c.isDead() {
 		if s.sweepCancel != nil {
-			out = append(out, choice{desc: c.name + " loses its lease mid-sweep", do: func() string {
+			kills = append(kills, choice{desc: c.name + " loses its lease mid-sweep", do: func() string {
 				s.sweepCancel()
 				s.cancelParked()
 				s.kill(c)
 				return "new leader " + s.newController().name
 			}})
 		}
-		out = append(out, choice{desc: "kill " + c.name, do: func() string {
+		kills = append(kills, choice{desc: "kill " + c.name, do: func() string {
 			s.kill(c)
 			return "new leader " + s.newController().name
 		}})
+		pauses = append(pauses, choice{quiet: true, desc: "pause " + c.name, do: hold(c)})
 	}
-	return out
+	return kills, pauses, starts
 }
 
 // observePools tells the sweeper each pool in the controller's cache, and forgets the

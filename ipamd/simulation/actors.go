@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.uber.org/zap"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -26,6 +25,8 @@ type actor struct {
 	dead  atomic.Bool
 	cache client.Reader // the informer cache as of the last refresh
 	ops   int
+	// pausedUntil holds back every call the process makes until then (descheduled)
+	pausedUntil time.Time
 
 	// ipamd
 	svc           *service.Service
@@ -98,7 +99,7 @@ func (p gatedPools) RetryRemarks(ctx context.Context) map[string]error {
 
 // committer builds a pool committer on the simulation's clock, as the daemon wires one.
 func (s *sim) committer(a *actor, api client.Client, cache client.Reader) gatedPools {
-	pools := store.NewPoolCommitter(api, cache, api, nil, zap.NewNop(), nil)
+	pools := store.NewPoolCommitter(api, cache, api, nil, s.logs.logger(a.name), nil)
 	pools.Window, pools.Clock = s.window, s.clock
 	// half the ceiling: deterministic, and never zero, so a retry always waits on the
 	// fake clock (a zero wait would retry at once, as often as the scheduler lets it)
@@ -128,7 +129,7 @@ func (s *sim) newIpamd(node string) *actor {
 		Cluster:       daemon.NewCluster(node, cache, api),
 		QuarantineFor: time.Minute,
 		GCMinAge:      gcMinAge,
-		Log:           zap.NewNop(),
+		Log:           s.logs.logger(a.name),
 		Metrics:       service.NewMetrics(nil),
 		Window:        s.window,
 		Clock:         s.clock,
@@ -152,12 +153,12 @@ func (s *sim) newController() *actor {
 		Pools:     s.committer(a, api, cache),
 		Endpoints: eps,
 		Cluster:   daemon.NewAPICluster(api),
-		Log:       zap.NewNop(),
+		Log:       s.logs.logger(a.name),
 		Metrics:   service.NewMetrics(nil),
 		Window:    s.window,
 		Clock:     s.clock,
 	}
-	a.sweeper = &orphans.Sweeper{Writer: api, Cache: cache, API: api, Log: zap.NewNop(), Window: s.window}
+	a.sweeper = &orphans.Sweeper{Writer: api, Cache: cache, API: api, Log: s.logs.logger(a.name), Window: s.window}
 	a.finalizer = controller.PoolFinalizer(cachedClient{Client: api, cache: cache})
 	s.controller = a
 	s.actors = append(s.actors, a)

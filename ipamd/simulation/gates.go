@@ -52,6 +52,9 @@ type call struct {
 	// orphan: nobody waits for the answer (the actor was killed, the context canceled);
 	// a write may still land
 	orphan bool
+	// stalled: not to be let through before this fake time (a process descheduled, a
+	// request stuck in the apiserver, an informer that stopped delivering)
+	stalled time.Time
 }
 
 func (c *call) key() string { return fmt.Sprintf("%s#%03d", c.who, c.seq) }
@@ -144,7 +147,8 @@ func (g *gates) park(ctx context.Context, a *actor, k kind, desc string, apply f
 		}
 		deadline = d
 	}
-	c := &call{actor: a, kind: k, desc: desc, issued: now, deadline: deadline, ctx: ctx, apply: apply, reply: make(chan error, 1)}
+	c := &call{actor: a, kind: k, desc: desc, issued: now, deadline: deadline, ctx: ctx, apply: apply, reply: make(chan error, 1),
+		stalled: a.pausedUntil}
 	g.mu.Lock()
 	c.who = g.identifyLocked()
 	g.seqs[c.who]++
@@ -167,6 +171,13 @@ func (g *gates) sorted() []*call {
 		return out[i].seq < out[j].seq
 	})
 	return out
+}
+
+// park_ puts a call that was taken out back among the parked.
+func (g *gates) park_(c *call) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.parked = append(g.parked, c)
 }
 
 func (g *gates) remove(c *call) {

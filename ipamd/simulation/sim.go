@@ -27,7 +27,7 @@ const (
 	gcMinAge       = time.Minute     // --gc-min-age
 	grace          = 2 * time.Minute // --gc-grace, --recycle-grace, --orphan-grace
 	requestTimeout = time.Minute     // ipamd's bound on one socket request (server.requestTimeout)
-	maxOps         = 12              // operations in flight at once
+	maxOps         = 6               // operations in flight at once
 )
 
 var debugQuiescence = os.Getenv("SIM_DEBUG_Q") != ""
@@ -77,6 +77,7 @@ type sim struct {
 	window store.Window
 	gates  *gates
 	states goroutineStates
+	logs   logSink
 	self   int64
 
 	actors       []*actor
@@ -91,7 +92,8 @@ type sim struct {
 	faults bool
 
 	step  int
-	quiet bool // the last step woke no goroutine
+	quiet bool  // the last step woke no goroutine
+	err   error // a harness failure found inside a step
 	trace []string
 	// writes counts what changed the API; current is its contents at currentAt writes
 	writes    int
@@ -132,6 +134,9 @@ func Run(cfg Config) (res Result) {
 			return fail(err)
 		}
 		s.act()
+		if s.err != nil {
+			return fail(s.err)
+		}
 	}
 	if err := s.converge(); err != nil {
 		return fail(err)
@@ -182,6 +187,9 @@ func (s *sim) settle() error {
 	}
 	s.ops = kept
 	s.mu.Unlock()
+	for _, line := range s.logs.take() {
+		s.logf("%s", line)
+	}
 	for _, o := range done {
 		o.cancel()
 		s.logf("done %s: %s", o.name, summary(o.result, o.err))
@@ -218,6 +226,9 @@ func (s *sim) startOp(a *actor, what string, timeout time.Duration, fn func(ctx 
 		s.mu.Unlock()
 		s.gates.notify()
 	}()
+	if s.faults {
+		s.follow(o.name) // its first informer reads
+	}
 	return o
 }
 
@@ -237,10 +248,11 @@ const (
 	fateTooMany                 // refused before applying (429: the client knows)
 	fateLand                    // an orphaned write lands
 	fateDrop                    // an orphaned write never does
+	fateStall                   // held back for a while of fake time
 )
 
 func (f fate) String() string {
-	return [...]string{"ok", "answer lost", "refused 503", "refused 429", "lands", "dropped"}[f]
+	return [...]string{"ok", "answer lost", "refused 503", "refused 429", "lands", "dropped", "stalled"}[f]
 }
 
 func (s *sim) chooseFate(c *call) fate {
@@ -250,7 +262,19 @@ func (s *sim) chooseFate(c *call) fate {
 		}
 		return fateDrop
 	}
-	if !s.faults || c.kind == cacheRead || c.kind == local {
+	if !s.faults {
+		return fateOK
+	}
+	// a stall between a release's evidence and its free is what the commit window is
+	// for: it gets a larger share than a stall anywhere else
+	stall := 3
+	if c.kind == local && strings.HasPrefix(c.desc, "queue free") {
+		stall = 20
+	}
+	if s.rng.IntN(100) < stall {
+		return fateStall
+	}
+	if c.kind == cacheRead || c.kind == local {
 		return fateOK
 	}
 	r := s.rng.IntN(100)
@@ -279,6 +303,11 @@ func (s *sim) release(c *call, f fate) string {
 	expired := c.kind == apiWrite && age > time.Duration(s.window)/2
 	gaveUp := c.kind == apiWrite && (age > time.Duration(s.window)/4 || (!c.deadline.IsZero() && now.After(c.deadline)))
 	switch {
+	case f == fateStall:
+		d := stalls[s.rng.IntN(len(stalls))]
+		c.stalled = now.Add(d)
+		s.gates.park_(c)
+		return "held back " + d.String()
 	case f == fateDrop || (f == fateLand && expired):
 		return "dropped"
 	case f == fateLand:
@@ -300,6 +329,23 @@ func (s *sim) release(c *call, f fate) string {
 	err := c.apply(false)
 	s.gates.answer(c, err)
 	return errText(err)
+}
+
+// stalls are how long a stalled call is held back: past the commit window, past the
+// orphan sweeper's phases.
+var stalls = []time.Duration{time.Duration(window) / 2, time.Duration(window), 2 * time.Minute, 4 * time.Minute, 8 * time.Minute}
+
+// pause stalls every parked call of an actor: the process is descheduled for d.
+func (s *sim) pause(a *actor, d time.Duration) int {
+	a.pausedUntil = s.clock.Now().Add(d)
+	n := 0
+	for _, c := range s.gates.sorted() {
+		if c.actor == a && !c.orphan {
+			c.stalled = s.clock.Now().Add(d)
+			n++
+		}
+	}
+	return n
 }
 
 // kill ends an actor: its requests on the wire stay there (they may still land), the

@@ -65,6 +65,9 @@ type sandbox struct {
 	// an ADD (sent at addSent) or a DEL for it is in flight
 	addBusy, delBusy bool
 	addSent          time.Time
+	// abandoned: the plugin stopped waiting for the ADD in flight (ipam.timeout); the
+	// runtime tears the sandbox down and makes another, while ipamd works on
+	abandoned bool
 }
 
 type world struct {
