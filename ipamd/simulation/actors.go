@@ -76,11 +76,11 @@ func (p gatedPools) Release(ctx context.Context, f store.Free) error {
 	return p.PoolCommitter.Release(ctx, f)
 }
 
-func (p gatedPools) Quarantine(ctx context.Context, f store.Free, mac string, until time.Time) error {
+func (p gatedPools) Quarantine(ctx context.Context, f store.Free, mac string, until time.Time, limits store.QuarantineLimits) (store.QuarantineResult, error) {
 	if err := p.enter("quarantine " + f.Addr.String() + " of " + f.Pool); err != nil {
-		return err
+		return store.QuarantineResult{}, err
 	}
-	return p.PoolCommitter.Quarantine(ctx, f, mac, until)
+	return p.PoolCommitter.Quarantine(ctx, f, mac, until, limits)
 }
 
 func (p gatedPools) Remark(ctx context.Context, pool string, addrs []netip.Addr) ([]netip.Addr, error) {
