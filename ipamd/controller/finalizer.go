@@ -40,3 +40,7 @@ func (r *poolFinalizer) Reconcile(ctx context.Context, req reconcile.Request) (r
 	}
 	return reconcile.Result{}, nil
 }
+
+// PoolFinalizer is the reconciler that keeps PoolProtection on pools, for a caller that
+// drives it with its own client (the deterministic simulation, ipamd/simulation).
+func PoolFinalizer(c client.Client) reconcile.Reconciler { return &poolFinalizer{c: c} }

@@ -33,6 +33,8 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 	if e := validateAllocate(req); e != nil {
 		return nil, e
 	}
+	arrival := s.order.arrive()
+	defer s.order.leave()
 	in, requested, err := s.selectionInput(ctx, req)
 	if err != nil {
 		return nil, err
@@ -42,7 +44,7 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 	if err != nil {
 		return nil, badRequest("pools", "%v", err)
 	}
-	a := attachment{key: client.ObjectKey{Namespace: req.Pod.Namespace, Name: req.Pod.Name}, in: in, req: req}
+	a := attachment{key: client.ObjectKey{Namespace: req.Pod.Namespace, Name: req.Pod.Name}, in: in, req: req, arrival: arrival}
 	unlock := s.locks.lock(a.key.String())
 	defer unlock()
 	ep, err := s.endpoint(ctx, a)
@@ -55,10 +57,14 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 		}
 		return s.response(ctx, in, rec.IPs, nil)
 	}
+	if err := s.notOvertaken(a); err != nil {
+		return nil, err
+	}
 	if ips, took, err := s.takeOver(ctx, a, ep); took || err != nil {
 		if err != nil {
 			return nil, err
 		}
+		s.order.record(a.attachmentKey(), a.arrival)
 		return s.response(ctx, in, ips, nil)
 	}
 	// taken before the first pool commit is sent: the Endpoint write that records the
@@ -72,6 +78,7 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 	if err := s.record(ctx, a, held, evidence); err != nil {
 		return nil, err
 	}
+	s.order.record(a.attachmentKey(), a.arrival)
 	for _, ip := range held {
 		s.Log.Info("allocated", zap.String("pod", a.key.String()), zap.String("containerID", req.ContainerID),
 			zap.String("ifName", req.IfName), zap.String("pool", ip.Pool), zap.String("ip", ip.Address), zap.String("source", string(source)))
@@ -109,6 +116,8 @@ type attachment struct {
 	key client.ObjectKey
 	in  *selection.Input
 	req *rpc.AllocateRequest
+	// arrival numbers the request among this process' ADDs (order.go)
+	arrival uint64
 }
 
 // endpoint reads the pod's Endpoint from the cache, which holds this node's Endpoints

@@ -3,7 +3,9 @@ package service
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/netip"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -51,7 +53,9 @@ func (s *Service) Reconcile(ctx context.Context) error {
 		}
 	}
 	failed := 0
-	for pool, addrs := range byPool {
+	// in name order: a restart re-marks the same way every time (the simulation replays it)
+	for _, pool := range slices.Sorted(maps.Keys(byPool)) {
+		addrs := byPool[pool]
 		lost, err := s.Pools.Remark(ctx, pool, addrs)
 		switch {
 		case errors.Is(err, store.ErrPoolNotFound):

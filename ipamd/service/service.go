@@ -45,6 +45,7 @@ type Service struct {
 	Clock clock.PassiveClock
 
 	locks    keyedMutex
+	order    sandboxOrder  // order.go
 	spoofers spooferMemory // quarantine.go
 	ready    atomic.Bool
 

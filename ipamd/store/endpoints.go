@@ -9,6 +9,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -54,6 +55,9 @@ type Endpoints struct {
 	writer client.Client
 	cache  client.Reader
 	api    client.Reader
+	// Clock tells how old a record of our own write is (nil: the real clock); the
+	// simulation sets it, so that what the cache is believed depends on its time only.
+	Clock clock.PassiveClock
 
 	mu sync.Mutex
 	// latest holds what this process last wrote, until the informer catches up, so that
@@ -89,7 +93,7 @@ func (e *Endpoints) Get(ctx context.Context, key client.ObjectKey) (*v1.Endpoint
 	case ok && cached != nil && !newer(own.ep.ResourceVersion, cached.ResourceVersion):
 		delete(e.latest, key) // the informer has caught up
 		ok = false
-	case ok && cached == nil && time.Since(own.at) > ownWriteLag:
+	case ok && cached == nil && e.now().Sub(own.at) > ownWriteLag:
 		// the informer showed our write long ago, and since shows it gone: someone deleted it
 		delete(e.latest, key)
 		ok = false
@@ -193,7 +197,7 @@ func (e *Endpoints) save(ctx context.Context, ep *v1.Endpoint) error {
 }
 
 func (e *Endpoints) remember(key client.ObjectKey, ep *v1.Endpoint) {
-	now := time.Now()
+	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.latest == nil {
@@ -222,6 +226,13 @@ func (e *Endpoints) OwnWrites() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.latest)
+}
+
+func (e *Endpoints) now() time.Time {
+	if e.Clock == nil {
+		return time.Now()
+	}
+	return e.Clock.Now()
 }
 
 func (e *Endpoints) forget(key client.ObjectKey) {
