@@ -12,7 +12,7 @@ IMAGE_DIR ?= $(BIN)/image
 LDFLAGS := -X github.com/underpool/underpool/internal/buildinfo.Version=$(VERSION)
 CHART := deploy/helm/underpool
 
-.PHONY: all help build image chart generate verify-generated tools test test-kernel unit fuzz e2e bench scale-cluster demo lint check-deps check-links clean
+.PHONY: soak all help build image chart generate verify-generated tools test test-kernel unit fuzz e2e bench scale-cluster demo lint check-deps check-links clean
 
 all: build
 
@@ -83,6 +83,9 @@ demo: ## local cluster (real controllers, 2 simulated nodes): a Deployment and a
 	go build -ldflags "$(LDFLAGS)" -o $(BIN)/ $(DEMO_BINARIES)
 	tests/tools/build.sh demo
 	go run ./tests/demo $(if $(KEEP),--keep,)
+
+soak: ## the deterministic simulation for as long as asked (SOAK=10m by default): seeded schedules until the time is up; a failure prints its seed and how to replay it
+	go test -count=1 -timeout 0 -run TestSimulatedSchedules ./ipamd/simulation/ -sim.soak=$${SOAK:-10m} -v | grep -E 'seeds,|seed [0-9]+|FAIL|ok|PASS'
 
 lint: check-deps ## go vet + gofmt + staticcheck + check-deps
 	go vet ./...
