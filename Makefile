@@ -85,7 +85,7 @@ demo: ## local cluster (real controllers, 2 simulated nodes): a Deployment and a
 	go run ./tests/demo $(if $(KEEP),--keep,)
 
 soak: ## the deterministic simulation for as long as asked (SOAK=10m by default): seeded schedules until the time is up; a failure prints its seed and how to replay it
-	go test -count=1 -timeout 0 -run TestSimulatedSchedules ./ipamd/simulation/ -sim.soak=$${SOAK:-10m} -v | grep -E 'seeds,|seed [0-9]+|FAIL|ok|PASS'
+	set -o pipefail; go test -count=1 -timeout 0 -run TestSimulatedSchedules ./ipamd/simulation/ -sim.soak=$${SOAK:-10m} -v | grep -E 'seeds,|seed [0-9]+|FAIL|ok|PASS'
 
 lint: check-deps ## go vet + gofmt + staticcheck + check-deps
 	go vet ./...
