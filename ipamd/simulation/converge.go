@@ -1,12 +1,8 @@
 package simulation
 
 import (
-	"context"
 	"fmt"
 	"time"
-
-	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // converge settles a run: no more faults, every request answered, every node with an
@@ -110,9 +106,4 @@ func (s *sim) drain() error {
 		}
 		s.logf("clock: +1s, caches synced (operations wait)")
 	}
-}
-
-// nodeExists reads the API.
-func (s *sim) nodeExists(name string) bool {
-	return s.api.Get(context.Background(), client.ObjectKey{Name: name}, &corev1.Node{}) == nil
 }

@@ -2,7 +2,6 @@ package simulation
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -211,9 +210,4 @@ func (g *gates) checkSpawns() error {
 		}
 	}
 	return nil
-}
-
-// isTimeout reports whether err is how a lost answer looks to the caller.
-func isTimeout(err error) bool {
-	return apierrors.IsTimeout(err) || errors.Is(err, context.DeadlineExceeded)
 }

@@ -36,12 +36,7 @@ type goroutineStates struct {
 
 // quiescent reports whether every goroutine but self waits in a stable state; when not,
 // it names the first that does not (for the stuck report).
-var statWait, statDumpTime time.Duration
-var statDumps int
-
 func (g *goroutineStates) quiescent(self int64) (bool, string) {
-	t0 := time.Now()
-	defer func() { statDumps++; statDumpTime += time.Since(t0) }()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.buf == nil {
@@ -142,8 +137,6 @@ func currentID() int64 {
 // each round; wake is signalled whenever a goroutine parks or finishes, so the usual
 // step costs one dump. It gives up after limit of wall time, returning the culprit.
 func (g *goroutineStates) waitQuiescent(self int64, wake <-chan struct{}, limit time.Duration) error {
-	t0 := time.Now()
-	defer func() { statWait += time.Since(t0) }()
 	deadline := time.Now().Add(limit)
 	pause := 20 * time.Microsecond
 	for i := 0; ; i++ {

@@ -398,10 +398,6 @@ func (s *sim) restart(node string) string {
 	return a.name
 }
 
-func (s *sim) poolUID(name string) string {
-	return fmt.Sprintf("uid-%s-%d", name, s.incarnations["pool-"+name])
-}
-
 // cleanup ends every goroutine of the run, so that the next run's quiescence checks see
 // only its own: every actor is killed, every call answered, and the clock jumps far
 // enough to end every backoff.
