@@ -9,10 +9,14 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	testingclock "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	v1 "github.com/underpool/underpool/ipamd/api/v1"
 	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/ipamd/service"
+	"github.com/underpool/underpool/ipamd/store"
 )
 
 // gcWorld attaches n pods of network "under" on node-a and returns the world, the node's
@@ -178,4 +182,53 @@ func TestRecycleLeavesOtherNodesEndpoints(t *testing.T) {
 		t.Fatalf("node-a's ipamd recycled %v (%v), want its gone pod", got, err)
 	}
 	w.requireAllocated("p", 0)
+}
+
+// gcKey marks the context of the GC whose read of the node's Endpoints stalls.
+type gcKey struct{}
+
+// stallEndpointList holds the first list of Endpoints made under a gcKey context until
+// released is closed, after telling arrived.
+func stallEndpointList(arrived chan<- struct{}, released <-chan struct{}) *interceptor.Funcs {
+	stalled := false
+	return &interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		if _, eps := list.(*v1.EndpointList); eps && ctx.Value(gcKey{}) != nil && !stalled {
+			stalled = true
+			close(arrived)
+			<-released
+		}
+		return c.List(ctx, list, opts...)
+	}}
+}
+
+// Found by the simulation: CNI GC judged an attachment's age on the clock read after it
+// had listed the node's Endpoints, so a GC that stalled there (ipamd descheduled, for
+// longer than --gc-min-age) released an attachment made after the runtime's list was
+// taken: a live pod's, whose address was then handed out again. Age is judged at the
+// request's arrival: what was made after it is never stale.
+func TestGCNeverReleasesAnAttachmentMadeAfterItArrived(t *testing.T) {
+	arrived, released := make(chan struct{}), make(chan struct{})
+	w := newWorld(t, stallEndpointList(arrived, released), nsObj("ns"), nodeObj("node-a"), newPoolObj("p", "10.250.1.0/24"))
+	clk := testingclock.NewFakeClock(time.Now())
+	svc := onClock(w.ipamd("node-a", nil), clk, store.Window(time.Minute))
+	svc.GCMinAge = time.Minute
+	gcDone := make(chan error, 1)
+	go func() {
+		_, err := svc.GC(context.WithValue(context.Background(), gcKey{}, true), &rpc.GCRequest{Network: "under"}, false)
+		gcDone <- err
+	}()
+	<-arrived
+	// the runtime's list is taken; then a pod starts, and the GC waits past the min age
+	pod := podObj("ns", "b", "node-a", nil)
+	w.create(pod)
+	add(t, svc, pod, "ctr-b", "p")
+	clk.Step(2 * time.Minute)
+	close(released)
+	if err := <-gcDone; err != nil {
+		t.Fatal(err)
+	}
+	if held(w) != 1 {
+		t.Fatalf("the GC released the attachment made after it arrived: %d held", held(w))
+	}
+	w.requireAllocated("p", 1)
 }

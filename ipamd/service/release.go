@@ -204,6 +204,10 @@ func (s *Service) GC(ctx context.Context, req *rpc.GCRequest, force bool) (*rpc.
 	if req.Network == "" {
 		return nil, badRequest("network", "network is empty: GC needs the CNI network name")
 	}
+	// ages are judged at the request's arrival, not after the reads below: an
+	// attachment made after the runtime listed its valid ones is never stale, however
+	// long this request waits before it looks
+	now := s.now()
 	valid := map[rpc.Attachment]bool{}
 	for _, a := range req.Valid {
 		valid[a] = true
@@ -212,7 +216,6 @@ func (s *Service) GC(ctx context.Context, req *rpc.GCRequest, force bool) (*rpc.
 	if err != nil {
 		return nil, internal("%v", err)
 	}
-	now := s.now()
 	stale := func(itf *v1.EndpointInterface) bool {
 		return itf.Network == req.Network && itf.Detached == nil &&
 			!valid[rpc.Attachment{ContainerID: itf.ContainerID, IfName: itf.Interface}] &&
