@@ -68,8 +68,8 @@ func (s *sim) categories() []category {
 	cats := []category{
 		{"release", 60, s.releaseChoices(false)},
 		{"in-flight", 8, s.releaseChoices(true)},
-		{"clock", 4, s.clockChoices()},
-		{"refresh", 8, s.refreshChoices()},
+		{"clock", 12, s.clockChoices()},
+		{"refresh", 5, s.refreshChoices()},
 	}
 	if room {
 		cats = append(cats,
@@ -78,8 +78,6 @@ func (s *sim) categories() []category {
 			// the runtime repeating an ADD or a DEL it already sent
 			category{"replay", 2, append(s.addChoices(true), s.delChoices(true)...)},
 			category{"gc", 1, s.gcChoices()},
-			category{"recycle", 3, s.recycleChoices()},
-			category{"controller", 5, s.controllerChoices()},
 			category{"protect", 10, s.protectChoices()},
 		)
 	}
@@ -87,6 +85,7 @@ func (s *sim) categories() []category {
 	nodes, nodesBack := s.nodeChoices()
 	kills, pauses, starts := s.processChoices()
 	cats = append(cats,
+		category{"loops", 12, s.loopChoices()},
 		category{"pods", 7, s.podChoices()},
 		category{"plugin timeouts", 6, s.giveUpChoices()},
 		// what goes away is rare, what comes back soon: a pool or node deleted, a
@@ -126,9 +125,9 @@ func (s *sim) releaseChoices(orphans bool) []choice {
 	return out
 }
 
-// follow lets a released goroutine run on through its informer reads and local steps
-// (mostly: now and then another goroutine gets between them), so that an operation
-// costs about as many steps as it makes API calls.
+// follow lets a released goroutine run on through its informer reads, local steps and
+// API reads (mostly: now and then another goroutine gets between them), so that an
+// operation costs about as many steps as it makes writes.
 func (s *sim) follow(who string) {
 	for s.err == nil {
 		if err := s.settle(); err != nil {
@@ -138,11 +137,17 @@ func (s *sim) follow(who string) {
 		var next *call
 		now := s.clock.Now()
 		for _, c := range s.gates.sorted() {
-			if c.who == who && !c.orphan && !now.Before(c.stalled) && (c.kind == cacheRead || c.kind == local) {
+			if c.who == who && !c.orphan && !now.Before(c.stalled) && c.kind != apiWrite {
 				next = c
 			}
 		}
-		if next == nil || s.rng.IntN(100) >= 92 {
+		// through informer reads and local steps mostly, through API reads often; a
+		// write is always a step of its own, where anything may get in between
+		chance := 92
+		if next != nil && next.kind == apiRead {
+			chance = 60
+		}
+		if next == nil || s.rng.IntN(100) >= chance {
 			return
 		}
 		f := s.chooseFate(next) // ok, or stalled
@@ -153,15 +158,23 @@ func (s *sim) follow(who string) {
 	}
 }
 
-// clockSteps are mostly small: operations take a few seconds, and now and then a
-// jump lets windows close, graces pass and the sweeper's phases come due.
-var clockSteps = []time.Duration{time.Second, time.Second, time.Second, time.Second, 2 * time.Second, 2 * time.Second,
-	2 * time.Second, 5 * time.Second, 5 * time.Second, 10 * time.Second, time.Duration(window) / 2, time.Duration(window),
-	2 * time.Minute}
+// clockStep is mostly small: operations take a few seconds, and now and then a jump
+// lets windows close, graces pass and the sweeper's phases come due.
+func (s *sim) clockStep() time.Duration {
+	w := time.Duration(s.window)
+	steps := []time.Duration{time.Second, time.Second, 2 * time.Second, 2 * time.Second, 5 * time.Second, 5 * time.Second,
+		w / 4, w / 4, w / 2, w / 2, w, 2 * w, 4 * w}
+	return steps[s.rng.IntN(len(steps))]
+}
 
 func (s *sim) clockChoices() []choice {
 	return []choice{{desc: "clock", do: func() string {
-		d := clockSteps[s.rng.IntN(len(clockSteps))]
+		d := s.clockStep()
+		// a jump stops where a loop's round comes due: loops run on their own timers,
+		// and a jump over several rounds would skip what they do in between
+		if next, ok := s.nextLoopRound(); ok && next.Sub(s.clock.Now()) < d {
+			d = next.Sub(s.clock.Now())
+		}
 		s.clock.Step(d)
 		return "+" + d.String()
 	}}}
@@ -345,41 +358,58 @@ func (s *sim) gcChoices() []choice {
 	return out
 }
 
-func (s *sim) recycleChoices() []choice {
+// loopChoices are the loops whose interval has passed: each ipamd's recycling, the
+// controller's gone-node recycling and orphan sweep (every --gc-interval,
+// --recycle-interval, --orphan-interval: a minute), each round starting an interval after
+// the last one ended.
+func (s *sim) loopChoices() []choice {
 	var out []choice
+	now := s.clock.Now()
+	due := func(a *actor, loop string) bool {
+		return !a.busy[loop] && !now.Before(a.nextRound(loop, s.interval))
+	}
 	for _, n := range nodeNames {
-		a := s.serving(n)
-		if a == nil || a.busyRecycling {
-			continue
+		if a := s.serving(n); a != nil && due(a, "recycle") {
+			out = append(out, choice{desc: "recycling round of " + a.name, do: func() string { s.recycle(a); return "started" }})
 		}
-		out = append(out, choice{desc: "recycle round of " + a.name, do: func() string {
-			s.recycle(a)
-			return "started"
-		}})
+	}
+	if c := s.controller; c != nil && !c.isDead() {
+		if due(c, "sweep") {
+			out = append(out, choice{desc: "orphan sweep of " + c.name, do: func() string { s.sweep(c); return "started" }})
+		}
+		if due(c, "gone-nodes") {
+			out = append(out, choice{desc: "gone nodes' recycling round of " + c.name, do: func() string { s.recycleGoneNodes(c); return "started" }})
+		}
 	}
 	return out
+}
+
+// nextLoopRound is the earliest round of a loop not due yet.
+func (s *sim) nextLoopRound() (time.Time, bool) {
+	var next time.Time
+	now := s.clock.Now()
+	consider := func(a *actor, loop string) {
+		if t := a.nextRound(loop, s.interval); !a.busy[loop] && t.After(now) && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	for _, n := range nodeNames {
+		if a := s.serving(n); a != nil {
+			consider(a, "recycle")
+		}
+	}
+	if c := s.controller; c != nil && !c.isDead() {
+		consider(c, "sweep")
+		consider(c, "gone-nodes")
+	}
+	return next, !next.IsZero()
 }
 
 func (s *sim) recycle(a *actor) {
-	a.busyRecycling = true
+	a.begin("recycle")
 	s.startOp(a, "recycle", 0, func(ctx context.Context) (any, error) {
-		return a.svc.Recycle(ctx, s.clock.Now(), grace)
-	}, func(*op) { a.busyRecycling = false })
-}
-
-func (s *sim) controllerChoices() []choice {
-	c := s.controller
-	if c == nil || c.isDead() {
-		return nil
-	}
-	var out []choice
-	if !c.busy["sweep"] {
-		out = append(out, choice{desc: "orphan sweep of " + c.name, do: func() string { s.sweep(c); return "started" }})
-	}
-	if !c.busy["gone-nodes"] {
-		out = append(out, choice{desc: "gone nodes' recycling round of " + c.name, do: func() string { s.recycleGoneNodes(c); return "started" }})
-	}
-	return out
+		return a.svc.Recycle(ctx, s.clock.Now(), s.recycleGrace)
+	}, func(*op) { a.end("recycle", s.clock.Now()) })
 }
 
 // protectChoices are the pool finalizer's reconciles: the controller's watch brings
@@ -404,14 +434,14 @@ func (s *sim) protectChoices() []choice {
 }
 
 func (s *sim) sweep(c *actor) {
-	c.busy["sweep"] = true
+	c.begin("sweep")
 	ctx, cancel := context.WithCancel(context.Background())
 	s.sweepCancel = cancel
 	s.startOp(c, "sweep", 0, func(context.Context) (any, error) {
-		n, err := c.sweeper.Sweep(ctx, s.clock.Now(), grace)
+		n, err := c.sweeper.Sweep(ctx, s.clock.Now(), s.orphanGrace)
 		return freed(n), err
 	}, func(*op) {
-		c.busy["sweep"] = false
+		c.end("sweep", s.clock.Now())
 		cancel()
 		s.sweepCancel = nil
 	})
@@ -424,7 +454,7 @@ func (n freed) String() string { return fmt.Sprintf("freed %d", int(n)) }
 // recycleGoneNodes is the controller's round (controller.goneNodeRecycler.round): the
 // nodes from its cache, then the gone nodes' Endpoints judged by recycling's rules.
 func (s *sim) recycleGoneNodes(c *actor) {
-	c.busy["gone-nodes"] = true
+	c.begin("gone-nodes")
 	s.startOp(c, "gone-nodes", 0, func(ctx context.Context) (any, error) {
 		var list corev1.NodeList
 		if err := (cacheReader{s: s, a: c}).List(ctx, &list); err != nil {
@@ -434,16 +464,16 @@ func (s *sim) recycleGoneNodes(c *actor) {
 		for _, n := range list.Items {
 			exists[n.Name] = true
 		}
-		return c.recycler.RecycleGoneNodes(ctx, s.clock.Now(), grace, func(n string) bool { return exists[n] })
-	}, func(*op) { c.busy["gone-nodes"] = false })
+		return c.recycler.RecycleGoneNodes(ctx, s.clock.Now(), s.recycleGrace, func(n string) bool { return exists[n] })
+	}, func(*op) { c.end("gone-nodes", s.clock.Now()) })
 }
 
 func (s *sim) finalize(c *actor, pool string) {
-	c.busy["pool-"+pool] = true
+	c.begin("pool-" + pool)
 	s.startOp(c, "protect-"+pool+"-", 0, func(ctx context.Context) (any, error) {
 		_, err := c.finalizer.Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: pool}})
 		return nil, err
-	}, func(*op) { c.busy["pool-"+pool] = false })
+	}, func(*op) { c.end("pool-"+pool, s.clock.Now()) })
 }
 
 func (s *sim) podChoices() []choice {
@@ -546,7 +576,7 @@ func (s *sim) nodeChoices() (gone, back []choice) {
 func (s *sim) processChoices() (kills, pauses, starts []choice) {
 	hold := func(a *actor) func() string {
 		return func() string {
-			d := stalls[s.rng.IntN(len(stalls))]
+			d := s.stall()
 			return fmt.Sprintf("%d calls held back %v", s.pause(a, d), d)
 		}
 	}

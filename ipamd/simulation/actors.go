@@ -29,15 +29,42 @@ type actor struct {
 	pausedUntil time.Time
 
 	// ipamd
-	svc           *service.Service
-	ready         bool
-	busyRecycling bool
+	svc   *service.Service
+	ready bool
 	// the controller
 	recycler  *service.Service
 	sweeper   *orphans.Sweeper
 	finalizer reconcile.Reconciler
-	busy      map[string]bool // one sweep, one recycling round, one reconcile per pool at a time
 	poolUIDs  map[string]string
+
+	// one round of each loop (and one reconcile per pool) at a time, the next an
+	// interval after the last ended (or the process started)
+	busy    map[string]bool
+	started time.Time
+	ended   map[string]time.Time
+}
+
+func (a *actor) begin(loop string) {
+	if a.busy == nil {
+		a.busy = map[string]bool{}
+	}
+	a.busy[loop] = true
+}
+
+func (a *actor) end(loop string, now time.Time) {
+	a.busy[loop] = false
+	if a.ended == nil {
+		a.ended = map[string]time.Time{}
+	}
+	a.ended[loop] = now
+}
+
+// nextRound is when the loop's next round is due.
+func (a *actor) nextRound(loop string, every time.Duration) time.Time {
+	if t, ok := a.ended[loop]; ok {
+		return t.Add(every)
+	}
+	return a.started.Add(every)
 }
 
 func (a *actor) isDead() bool { return a != nil && a.dead.Load() }
@@ -116,7 +143,7 @@ func (s *sim) committer(a *actor, api client.Client, cache client.Reader) gatedP
 // once its Reconcile (an operation like any other) has returned.
 func (s *sim) newIpamd(node string) *actor {
 	s.incarnations[node]++
-	a := &actor{name: "ipamd-" + node[len("node-"):] + "." + itoa(s.incarnations[node]), node: node}
+	a := &actor{name: "ipamd-" + node[len("node-"):] + "." + itoa(s.incarnations[node]), node: node, started: s.clock.Now()}
 	a.cache = snapshotReader{s.contents()}
 	api := s.gatedClient(a)
 	cache := cacheReader{s: s, a: a, node: node}
@@ -128,7 +155,7 @@ func (s *sim) newIpamd(node string) *actor {
 		Endpoints:     eps,
 		Cluster:       daemon.NewCluster(node, cache, api),
 		QuarantineFor: time.Minute,
-		GCMinAge:      gcMinAge,
+		GCMinAge:      s.gcMinAge,
 		Log:           s.logs.logger(a.name),
 		Metrics:       service.NewMetrics(nil),
 		Window:        s.window,
@@ -143,7 +170,7 @@ func (s *sim) newIpamd(node string) *actor {
 // sweeper and the pool finalizer, with empty memory (a new leader).
 func (s *sim) newController() *actor {
 	s.incarnations["ctl"]++
-	a := &actor{name: "ctl." + itoa(s.incarnations["ctl"]), busy: map[string]bool{}, poolUIDs: map[string]string{}}
+	a := &actor{name: "ctl." + itoa(s.incarnations["ctl"]), busy: map[string]bool{}, poolUIDs: map[string]string{}, started: s.clock.Now()}
 	a.cache = snapshotReader{s.contents()}
 	api := s.gatedClient(a)
 	cache := cacheReader{s: s, a: a}

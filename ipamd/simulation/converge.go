@@ -45,9 +45,12 @@ func (s *sim) converge() error {
 			s.logf("remove terminated pod %s (%s): %s", p.name, p.uid, s.removePod(p))
 		}
 	}
-	for round := range 14 {
+	// a window and more apart, for as long as a mark, a confirmation and a free take
+	// after the longest grace
+	rounds := int((s.orphanGrace+s.recycleGrace)/time.Duration(s.window)) + 8
+	for round := range rounds {
 		s.step++
-		s.clock.Step(time.Duration(s.window) + 5*time.Second)
+		s.clock.Step(max(time.Duration(s.window), s.interval) + 5*time.Second)
 		s.logf("settling round %d", round+1)
 		for _, a := range s.live() {
 			s.refresh(a)

@@ -21,14 +21,37 @@ import (
 	"github.com/underpool/underpool/ipamd/store"
 )
 
-// The protocol's times, as the daemon's defaults set them.
 const (
-	window         = store.DefaultWindow
-	gcMinAge       = time.Minute     // --gc-min-age
-	grace          = 2 * time.Minute // --gc-grace, --recycle-grace, --orphan-grace
-	requestTimeout = time.Minute     // ipamd's bound on one socket request (server.requestTimeout)
-	maxOps         = 6               // operations in flight at once
+	requestTimeout = time.Minute // ipamd's bound on one socket request (server.requestTimeout)
+	maxOps         = 6           // operations in flight at once
 )
+
+// timing is the configuration a seed runs with: the commit window and the graces and
+// intervals the flags set, in proportion to it as the defaults are (a window of 40 s, a
+// grace of 2 m, loops every minute) or shorter. A short window makes most writes late; a
+// short grace lets the sweeper's phases come due while a stalled release still waits.
+type timing struct {
+	window                    store.Window
+	orphanGrace, recycleGrace time.Duration
+	gcMinAge, interval        time.Duration
+}
+
+func (t timing) String() string {
+	return fmt.Sprintf("window %v, orphan grace %v, recycle grace %v, GC min age %v, loops every %v",
+		time.Duration(t.window), t.orphanGrace, t.recycleGrace, t.gcMinAge, t.interval)
+}
+
+// newTiming draws a seed's timing.
+func newTiming(rng *rand.Rand) timing {
+	w := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second, 40 * time.Second}[rng.IntN(4)]
+	return timing{
+		window:       store.Window(w),
+		orphanGrace:  []time.Duration{w / 2, w, 3 * w}[rng.IntN(3)],
+		recycleGrace: []time.Duration{w, 3 * w}[rng.IntN(2)],
+		gcMinAge:     []time.Duration{w, 3 * w / 2}[rng.IntN(2)],
+		interval:     3 * w / 2,
+	}
+}
 
 var debugQuiescence = os.Getenv("SIM_DEBUG_Q") != ""
 
@@ -74,8 +97,8 @@ type sim struct {
 	scheme *runtime.Scheme
 	api    client.WithWatch // the API itself: the scheduler's and the checker's view
 	clock  *testingclock.FakeClock
-	window store.Window
-	gates  *gates
+	timing
+	gates *gates
 	states goroutineStates
 	logs   logSink
 	self   int64
@@ -108,8 +131,9 @@ type sim struct {
 func Run(cfg Config) (res Result) {
 	service.RemarkRetryInterval = 1000 * time.Hour // its ticker is on the wall clock: never fires here
 	s := &sim{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), scheme: newScheme(),
-		clock: testingclock.NewFakeClock(epoch), window: window, ipamds: map[string]*actor{},
+		clock: testingclock.NewFakeClock(epoch), ipamds: map[string]*actor{},
 		incarnations: map[string]int{}, world: &world{replicas: 2}, faults: true, self: currentID()}
+	s.timing = newTiming(s.rng)
 	s.gates = newGates(s)
 	s.api = s.counted(newAPI(s.scheme, initialObjects()...))
 	for _, name := range poolNames {
@@ -121,7 +145,7 @@ func Run(cfg Config) (res Result) {
 		res.Err, res.At, res.Steps, res.Trace = err, s.step, s.step, s.trace
 		return res
 	}
-	s.logf("seed %d: nodes %v, pools %v, window %v", cfg.Seed, nodeNames, poolNames, time.Duration(window))
+	s.logf("seed %d: nodes %v, pools %v; %v", cfg.Seed, nodeNames, poolNames, s.timing)
 	for _, n := range nodeNames {
 		s.restart(n)
 	}
@@ -304,7 +328,7 @@ func (s *sim) release(c *call, f fate) string {
 	gaveUp := c.kind == apiWrite && (age > time.Duration(s.window)/4 || (!c.deadline.IsZero() && now.After(c.deadline)))
 	switch {
 	case f == fateStall:
-		d := stalls[s.rng.IntN(len(stalls))]
+		d := s.stall()
 		c.stalled = now.Add(d)
 		s.gates.park_(c)
 		return "held back " + d.String()
@@ -331,9 +355,12 @@ func (s *sim) release(c *call, f fate) string {
 	return errText(err)
 }
 
-// stalls are how long a stalled call is held back: past the commit window, past the
-// orphan sweeper's phases.
-var stalls = []time.Duration{time.Duration(window) / 2, time.Duration(window), 2 * time.Minute, 4 * time.Minute, 8 * time.Minute}
+// stall is how long a stalled call is held back: into the commit window, past it, past
+// the orphan sweeper's phases.
+func (s *sim) stall() time.Duration {
+	w := time.Duration(s.window)
+	return []time.Duration{w / 2, w, 3 * w, 6 * w, 12 * w}[s.rng.IntN(5)]
+}
 
 // pause stalls every parked call of an actor: the process is descheduled for d.
 func (s *sim) pause(a *actor, d time.Duration) int {

@@ -3,7 +3,6 @@ package simulation
 import (
 	"flag"
 	"fmt"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +31,7 @@ func TestSimulatedSchedules(t *testing.T) {
 		return
 	}
 	start := time.Now()
+	lastReport := start
 	ran, stepsTaken := 0, 0
 	for seed := *first; ; seed++ {
 		if *soak > 0 && time.Since(start) > *soak {
@@ -55,8 +55,9 @@ func TestSimulatedSchedules(t *testing.T) {
 		}
 		ran++
 		stepsTaken += res.Steps
-		if testing.Verbose() {
-			t.Logf("seed %d: %d steps, %d goroutines", seed, res.Steps, runtime.NumGoroutine())
+		if *soak > 0 && time.Since(lastReport) > time.Minute {
+			lastReport = time.Now()
+			t.Logf("soak: %d seeds (%d to %d), %d steps, %v", ran, *first, seed, stepsTaken, time.Since(start).Round(time.Second))
 		}
 	}
 	elapsed := time.Since(start)
