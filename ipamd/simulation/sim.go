@@ -98,7 +98,7 @@ type sim struct {
 	api    client.WithWatch // the API itself: the scheduler's and the checker's view
 	clock  *testingclock.FakeClock
 	timing
-	gates *gates
+	gates  *gates
 	states goroutineStates
 	logs   logSink
 	self   int64
