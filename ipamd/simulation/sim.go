@@ -49,7 +49,8 @@ func newTiming(rng *rand.Rand) timing {
 		orphanGrace:  []time.Duration{w / 2, w, 3 * w}[rng.IntN(3)],
 		recycleGrace: []time.Duration{w, 3 * w}[rng.IntN(2)],
 		gcMinAge:     []time.Duration{w, 3 * w / 2}[rng.IntN(2)],
-		interval:     3 * w / 2,
+		// sweeps closer together than a window: only the phases keep a late write safe
+		interval: []time.Duration{w / 4, w / 2, 3 * w / 2}[rng.IntN(3)],
 	}
 }
 
