@@ -32,10 +32,10 @@ chart: ## copy the generated CRDs and ClusterRoles into the Helm chart (tests fa
 	cp deploy/monitoring/grafana-dashboard.json deploy/monitoring/prometheusrule.yaml $(CHART)/files/monitoring/
 
 generate: ## regenerate deepcopy code and CRD manifests from the API types
-	go tool controller-gen object:headerFile=/dev/null paths=./ipamd/api/...
-	go tool controller-gen crd:crdVersions=v1 paths=./ipamd/api/... output:crd:artifacts:config=deploy/crds
+	go tool controller-gen object:headerFile=/dev/null paths=./api/...
+	go tool controller-gen crd:crdVersions=v1 paths=./api/... output:crd:artifacts:config=deploy/crds
 	go tool controller-gen rbac:roleName=underpool-ipamd paths=./ipamd/daemon/... output:rbac:artifacts:config=deploy/rbac/ipamd
-	go tool controller-gen rbac:roleName=underpool-controller paths=./ipamd/controller/... output:rbac:artifacts:config=deploy/rbac/controller
+	go tool controller-gen rbac:roleName=underpool-controller paths=./controller/... output:rbac:artifacts:config=deploy/rbac/controller
 	$(MAKE) chart
 
 verify-generated: ## fail when generated files are stale
@@ -52,7 +52,7 @@ test-kernel: ## the data plane on a real kernel: a Debian kernel under QEMU (fet
 	go test -count=1 -v -timeout 15m ./tests/kernel/
 
 unit: ## unit tests only (no root, no control plane)
-	go test ./ipamd/... ./chain/... ./rdma/... ./netplan/... ./underlay/... ./cmd/... ./internal/... ./deploy/...
+	go test ./api/... ./rpc/... ./core/... ./ipamd/... ./controller/... ./simulation/... ./kubectlplugin/... ./chain/... ./rdma/... ./netplan/... ./underlay/... ./cmd/... ./internal/... ./deploy/...
 
 fuzz: ## every fuzz target of the parsers of hostile input, 5 minutes each (FUZZTIME=30s for less)
 	FUZZTIME=$${FUZZTIME:-5m} tests/fuzz.sh
@@ -85,7 +85,7 @@ demo: ## local cluster (real controllers, 2 simulated nodes): a Deployment and a
 	go run ./tests/demo $(if $(KEEP),--keep,)
 
 soak: ## the deterministic simulation for as long as asked (SOAK=10m by default): seeded schedules until the time is up; a failure prints its seed and how to replay it
-	set -o pipefail; go test -count=1 -timeout 0 -run TestSimulatedSchedules ./ipamd/simulation/ -sim.soak=$${SOAK:-10m} -v | grep -E 'seeds,|seed [0-9]+|FAIL|ok|PASS'
+	set -o pipefail; go test -count=1 -timeout 0 -run TestSimulatedSchedules ./simulation/ -sim.soak=$${SOAK:-10m} -v | grep -E 'seeds,|seed [0-9]+|FAIL|ok|PASS'
 
 lint: check-deps ## go vet + gofmt + staticcheck + check-deps
 	go vet ./...

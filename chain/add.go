@@ -11,8 +11,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/underpool/underpool/chain/ipamplugin"
-	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/netplan"
+	"github.com/underpool/underpool/rpc"
 )
 
 // settleTimeout bounds the wait for IPv6 duplicate address detection.

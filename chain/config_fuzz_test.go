@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/underpool/underpool/chain/ipamplugin"
-	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/rpc"
 )
 
 // confFields is what a refusal of LoadConf may name: a field of the network config, or

@@ -13,7 +13,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 
 	"github.com/underpool/underpool/chain/ipamplugin"
-	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/rpc"
 )
 
 // fakeDelegate installs a delegate plugin in a temp CNI_PATH that records its verb and

@@ -9,8 +9,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/netplan"
+	"github.com/underpool/underpool/rpc"
 	"github.com/underpool/underpool/underlay"
 )
 

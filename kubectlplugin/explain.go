@@ -14,8 +14,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/selection"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/selection"
 )
 
 // Explanation is the output of `explain pod`.

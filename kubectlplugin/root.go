@@ -20,8 +20,8 @@ import (
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 
+	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/internal/buildinfo"
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
 )
 
 // Main runs the plugin on the process' arguments and returns the exit code.

@@ -9,12 +9,12 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/service"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/recycle"
 )
 
 // verdict says why recycling would free an attachment, with the evidence, or "" when its
-// owner may be alive. The decision is ipamd's own (service.Judge), on the pod and
+// owner may be alive. The decision is ipamd's own (recycle.Judge), on the pod and
 // StatefulSet read from the API as ipamd reads them before it frees anything; this adds
 // the words.
 func verdict(ctx context.Context, c client.Reader, ep *v1.Endpoint, itf *v1.EndpointInterface) (reason, why string, err error) {
@@ -26,7 +26,7 @@ func verdict(ctx context.Context, c client.Reader, ep *v1.Endpoint, itf *v1.Endp
 		return "", "", fmt.Errorf("reading pod %s: %w", key, err)
 	}
 	var ordinalWhy string
-	reason, err = service.Judge(ep, itf, pod, func() (bool, error) {
+	reason, err = recycle.Judge(ep, itf, pod, func() (bool, error) {
 		wanted, why, err := ordinalWanted(ctx, c, ep)
 		ordinalWhy = why
 		return wanted, err
@@ -35,18 +35,18 @@ func verdict(ctx context.Context, c client.Reader, ep *v1.Endpoint, itf *v1.Endp
 		return "", "", err
 	}
 	switch reason {
-	case service.ReasonStatefulSetGone:
+	case recycle.ReasonStatefulSetGone:
 		return reason, ordinalWhy, nil
-	case service.ReasonPodDeleted:
+	case recycle.ReasonPodDeleted:
 		return reason, fmt.Sprintf("pod %s no longer exists", key), nil
-	case service.ReasonSandboxReplaced:
-		newer := service.SupersededBy(ep, itf, string(pod.UID))
+	case recycle.ReasonSandboxReplaced:
+		newer := recycle.SupersededBy(ep, itf, string(pod.UID))
 		return reason, fmt.Sprintf("the pod holds a newer attachment on %s (container %s, made %s)",
 			itf.Interface, newer.ContainerID, newer.Created.UTC().Format("2006-01-02T15:04:05Z")), nil
-	case service.ReasonPodReplaced:
+	case recycle.ReasonPodReplaced:
 		return reason, fmt.Sprintf("pod %s is now another incarnation (UID %s, the attachment's is %s) and no StatefulSet pod",
 			key, pod.UID, itf.PodUID), nil
-	case service.ReasonSuccessorDidNot:
+	case recycle.ReasonSuccessorDidNot:
 		return reason, fmt.Sprintf("the StatefulSet's new pod %s (UID %s) runs without these addresses", key, pod.UID), nil
 	}
 	switch {
@@ -71,14 +71,8 @@ func ordinalWanted(ctx context.Context, c client.Reader, ep *v1.Endpoint) (bool,
 	case set.DeletionTimestamp != nil:
 		return false, fmt.Sprintf("pod %s/%s is gone and its StatefulSet %s is being deleted", ep.Namespace, ep.Name, key.Name), nil
 	}
-	o := service.Ordinals{Replicas: 1}
-	if set.Spec.Replicas != nil {
-		o.Replicas = *set.Spec.Replicas
-	}
-	if set.Spec.Ordinals != nil {
-		o.Start = set.Spec.Ordinals.Start
-	}
-	n, err := service.OrdinalOf(ep.Name, ep.Status.OwnerName)
+	o := recycle.OrdinalsOf(set)
+	n, err := recycle.OrdinalOf(ep.Name, ep.Status.OwnerName)
 	if err != nil {
 		return false, fmt.Sprintf("pod %s/%s is gone and is not named after StatefulSet %s", ep.Namespace, ep.Name, key.Name), nil
 	}

@@ -5,7 +5,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/rpc"
 )
 
 // k8sArgs are the CNI_ARGS keys a Kubernetes runtime passes.

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/rpc"
 )
 
 func TestLoadConfErrorsNameTheField(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/rpc"
 )
 
 // Both plugins answer the runtime with the same CNI error codes; these are their makers.

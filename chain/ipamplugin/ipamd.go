@@ -9,8 +9,8 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"go.uber.org/zap"
 
-	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/netplan"
+	"github.com/underpool/underpool/rpc"
 )
 
 // The calls to ipamd, the same for both plugins: each turns ipamd's answer into the CNI

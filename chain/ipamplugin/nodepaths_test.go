@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/rpc"
 )
 
 // A network config (a NAD a namespace admin may write) names node paths only under the

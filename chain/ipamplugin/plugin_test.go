@@ -13,7 +13,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/rpc"
 )
 
 // fakeIpamd answers every path on a temp socket with answer; asked returns the body of

@@ -35,8 +35,8 @@ func TestLinksNoKernelNetworking(t *testing.T) {
 	}{
 		{pkg: "github.com/underpool/underpool/cmd/ipamd", fix: "move the code that needs it to package underlay"},
 		{pkg: "github.com/underpool/underpool/netplan", fix: "move the code that needs it to package underlay"},
-		{pkg: "github.com/underpool/underpool/ipamd/allocator", fix: "move the code that needs it to package underlay"},
-		{pkg: "github.com/underpool/underpool/ipamd/rpc", fix: "move the code that needs it to package underlay"},
+		{pkg: "github.com/underpool/underpool/core/allocator", fix: "move the code that needs it to package underlay"},
+		{pkg: "github.com/underpool/underpool/rpc", fix: "move the code that needs it to package underlay"},
 		{pkg: "github.com/underpool/underpool/plugins/underpool-ipam", allow: []string{skelNetns},
 			fix: "keep what needs it in package chain (the meta-plugin), out of chain/ipamplugin"},
 		{pkg: "github.com/underpool/underpool/chain/ipamplugin", allow: []string{skelNetns},

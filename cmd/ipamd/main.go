@@ -19,11 +19,11 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/underpool/underpool/controller"
 	"github.com/underpool/underpool/internal/buildinfo"
-	"github.com/underpool/underpool/ipamd/controller"
 	"github.com/underpool/underpool/ipamd/daemon"
-	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/ipamd/store"
+	"github.com/underpool/underpool/rpc"
 )
 
 func main() {

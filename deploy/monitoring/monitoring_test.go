@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/yaml"
 
-	"github.com/underpool/underpool/ipamd/controller"
+	"github.com/underpool/underpool/controller"
 	"github.com/underpool/underpool/ipamd/rdmastats"
 	"github.com/underpool/underpool/ipamd/service"
 	"github.com/underpool/underpool/ipamd/store"

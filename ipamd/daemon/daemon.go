@@ -21,13 +21,13 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/ipamd/cluster"
 	"github.com/underpool/underpool/ipamd/rdmastats"
 	"github.com/underpool/underpool/ipamd/server"
 	"github.com/underpool/underpool/ipamd/service"
@@ -141,14 +141,14 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 
 	pools := store.NewPoolCommitter(writer, informers, writer, store.ReservedIPs(informers, log), log, store.NewMetrics(reg))
 	pools.Window = opts.CommitWindow
-	if err := ObservePools(ctx, informers, pools); err != nil {
+	if err := store.ObservePools(ctx, informers, pools); err != nil {
 		return err
 	}
 	svc := &service.Service{
 		Node:             opts.NodeName,
 		Pools:            pools,
 		Endpoints:        store.NewEndpoints(writer, informers, writer),
-		Cluster:          NewCluster(opts.NodeName, informers, writer),
+		Cluster:          cluster.New(opts.NodeName, informers, writer),
 		Events:           events,
 		QuarantineFor:    opts.Quarantine,
 		QuarantineLimits: opts.QuarantineLimits,
@@ -271,34 +271,4 @@ func recycleLoop(ctx context.Context, svc *service.Service, opts Options, log *z
 			log.Info("recycled", zap.Any("byReason", released))
 		}
 	}
-}
-
-// ObservePools tells the committer every pool the informer delivers, so it can time the
-// informer's catch-up with its own writes and drop a deleted pool's series and queue.
-func ObservePools(ctx context.Context, informers cache.Cache, pools *store.PoolCommitter) error {
-	inf, err := informers.GetInformer(ctx, &v1.IPPool{})
-	if err != nil {
-		return fmt.Errorf("starting the IPPool informer: %w", err)
-	}
-	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) {
-			if p, ok := obj.(*v1.IPPool); ok {
-				pools.Observed(p)
-			}
-		},
-		UpdateFunc: func(_, obj any) {
-			if p, ok := obj.(*v1.IPPool); ok {
-				pools.Observed(p)
-			}
-		},
-		DeleteFunc: func(obj any) {
-			if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-				obj = tomb.Obj
-			}
-			if p, ok := obj.(*v1.IPPool); ok {
-				pools.Deleted(p.Name)
-			}
-		},
-	})
-	return err
 }

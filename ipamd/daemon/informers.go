@@ -10,7 +10,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/ipamd/cluster"
 )
 
 // startInformers starts every informer ipamd reads from, and counts the events each one
@@ -31,7 +32,7 @@ func startInformers(ctx context.Context, informers cache.Cache, reg prometheus.R
 	}{
 		{"ippools", &v1.IPPool{}}, {"subnets", &v1.Subnet{}}, {"reservedips", &v1.ReservedIP{}},
 		{"endpoints", &v1.Endpoint{}}, {"pods", &corev1.Pod{}}, {"nodes", &corev1.Node{}},
-		{"namespaces", NamespaceMetadata()},
+		{"namespaces", cluster.NamespaceMetadata()},
 	}
 	for _, w := range watched {
 		inf, err := informers.GetInformer(ctx, w.obj)

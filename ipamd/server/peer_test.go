@@ -17,8 +17,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/sys/unix"
 
-	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/ipamd/server"
+	"github.com/underpool/underpool/rpc"
 )
 
 func TestPeersAdmit(t *testing.T) {

@@ -16,8 +16,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/ipamd/service"
+	"github.com/underpool/underpool/rpc"
 )
 
 // requestTimeout bounds one request's work; it runs detached from the client connection so

@@ -18,12 +18,12 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/daemon"
-	"github.com/underpool/underpool/ipamd/rpc"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/ipamd/cluster"
 	"github.com/underpool/underpool/ipamd/server"
 	"github.com/underpool/underpool/ipamd/service"
 	"github.com/underpool/underpool/ipamd/store"
+	"github.com/underpool/underpool/rpc"
 )
 
 // serve starts a server for a node on a fake API, on a socket in a temporary directory,
@@ -45,7 +45,7 @@ func serve(t *testing.T) (*rpc.Client, *service.Service, string) {
 	}
 	api := b.Build()
 	svc := &service.Service{Node: "n1", Pools: store.NewPoolCommitter(api, api, api, nil, nil, nil),
-		Endpoints: store.NewEndpoints(api, api, api), Cluster: daemon.NewCluster("n1", api, api),
+		Endpoints: store.NewEndpoints(api, api, api), Cluster: cluster.New("n1", api, api),
 		Log: zap.NewNop(), Metrics: service.NewMetrics(nil)}
 	socket := filepath.Join(t.TempDir(), "ipamd.sock")
 	l, err := server.Listen(socket, -1)

@@ -5,7 +5,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/recycle"
 )
 
 // Cluster is ipamd's read view of the objects pool selection and GC look at. Reads come
@@ -29,11 +30,5 @@ type Cluster interface {
 	Subnets(ctx context.Context) ([]v1.Subnet, error)
 	// StatefulSetOrdinals reads a StatefulSet from the API and returns the ordinals it
 	// wants now; ok is false when the set is gone (or being deleted).
-	StatefulSetOrdinals(ctx context.Context, namespace, name string) (ordinals Ordinals, ok bool, err error)
+	StatefulSetOrdinals(ctx context.Context, namespace, name string) (ordinals recycle.Ordinals, ok bool, err error)
 }
-
-// Ordinals is the range of pod ordinals a StatefulSet wants: [Start, Start+Replicas).
-type Ordinals struct{ Start, Replicas int32 }
-
-// Wants reports whether ordinal n is in the range.
-func (o Ordinals) Wants(n int) bool { return n >= int(o.Start) && n < int(o.Start)+int(o.Replicas) }

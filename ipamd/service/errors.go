@@ -3,7 +3,7 @@ package service
 import (
 	"fmt"
 
-	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/rpc"
 )
 
 func badRequest(field, format string, args ...any) *rpc.Error {

@@ -5,8 +5,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/underpool/underpool/ipamd/rpc"
-	"github.com/underpool/underpool/ipamd/selection"
+	"github.com/underpool/underpool/core/selection"
+	"github.com/underpool/underpool/rpc"
 )
 
 // ReasonAllocationFailed is the reason of the Warning event a pod gets when ipamd gives it

@@ -20,12 +20,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
-	"github.com/underpool/underpool/ipamd/allocator"
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/daemon"
-	"github.com/underpool/underpool/ipamd/rpc"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/allocator"
+	"github.com/underpool/underpool/ipamd/cluster"
 	"github.com/underpool/underpool/ipamd/service"
 	"github.com/underpool/underpool/ipamd/store"
+	"github.com/underpool/underpool/rpc"
 )
 
 // world is one API (controller-runtime's fake client) and the ipamds of several nodes on
@@ -65,7 +65,7 @@ func (w *world) ipamd(node string, cache client.Reader) *service.Service {
 		Node:          node,
 		Pools:         pools,
 		Endpoints:     store.NewEndpoints(w.api, cache, w.api),
-		Cluster:       daemon.NewCluster(node, cache, w.api),
+		Cluster:       cluster.New(node, cache, w.api),
 		QuarantineFor: time.Minute,
 		Log:           log,
 		Metrics:       service.NewMetrics(nil),

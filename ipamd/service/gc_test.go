@@ -13,10 +13,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/rpc"
-	"github.com/underpool/underpool/ipamd/service"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/recycle"
 	"github.com/underpool/underpool/ipamd/store"
+	"github.com/underpool/underpool/rpc"
 )
 
 // gcWorld attaches n pods of network "under" on node-a and returns the world, the node's
@@ -151,11 +151,11 @@ func TestRecycleJudgesEndpointsWithoutNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("recycling stopped on an Endpoint without node: %v", err)
 	}
-	if released[service.ReasonPodDeleted] != 1 {
+	if released[recycle.ReasonPodDeleted] != 1 {
 		t.Fatalf("node-a's ipamd released %v, want its own gone pod's attachment only", released)
 	}
 	w.requireAllocated("p", 1)
-	if released, err = w.recycleGoneNodes(nil, later, time.Minute); err != nil || released[service.ReasonPodDeleted] != 1 {
+	if released, err = w.recycleGoneNodes(nil, later, time.Minute); err != nil || released[recycle.ReasonPodDeleted] != 1 {
 		t.Fatalf("the controller released %v (%v), want the node-less Endpoint's attachment", released, err)
 	}
 	w.requireAllocated("p", 0)
@@ -178,7 +178,7 @@ func TestRecycleLeavesOtherNodesEndpoints(t *testing.T) {
 		t.Fatalf("the controller recycled %v (%v) of a node that exists", got, err)
 	}
 	w.requireAllocated("p", 1)
-	if got, err := w.ipamd("node-a", nil).Recycle(context.Background(), later, 0); err != nil || got[service.ReasonPodDeleted] != 1 {
+	if got, err := w.ipamd("node-a", nil).Recycle(context.Background(), later, 0); err != nil || got[recycle.ReasonPodDeleted] != 1 {
 		t.Fatalf("node-a's ipamd recycled %v (%v), want its gone pod", got, err)
 	}
 	w.requireAllocated("p", 0)

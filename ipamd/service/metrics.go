@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/rpc"
 )
 
 // Metrics counts requests by operation and outcome.

@@ -12,9 +12,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/rpc"
+	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/ipamd/service"
+	"github.com/underpool/underpool/rpc"
 )
 
 // Each kind of failed allocation is counted under its own kind; the e2e test covers

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/underpool/underpool/ipamd/rpc"
+	"github.com/underpool/underpool/rpc"
 )
 
 // sandboxOrder keeps a late ADD from taking what a later one recorded. ipamd works on

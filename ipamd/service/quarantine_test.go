@@ -10,9 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/client-go/tools/record"
 
-	"github.com/underpool/underpool/ipamd/rpc"
 	"github.com/underpool/underpool/ipamd/service"
 	"github.com/underpool/underpool/ipamd/store"
+	"github.com/underpool/underpool/rpc"
 )
 
 // conflictingAdd runs an ADD for a fresh pod through svc and then the release a failed ADD

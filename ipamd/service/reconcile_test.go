@@ -16,11 +16,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
-	"github.com/underpool/underpool/ipamd/allocator"
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/rpc"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/allocator"
 	"github.com/underpool/underpool/ipamd/service"
 	"github.com/underpool/underpool/ipamd/store"
+	"github.com/underpool/underpool/rpc"
 )
 
 // rcCluster serves selection from the fake API; the embedded interface stands for the

@@ -3,32 +3,14 @@ package service
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
-	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-)
-
-// Reasons an attachment is recycled; also the metric's label values.
-const (
-	// ReasonPodDeleted: no pod of that name exists any more.
-	ReasonPodDeleted = "pod-deleted"
-	// ReasonPodReplaced: a pod of that name exists with another UID and is no
-	// StatefulSet pod, so the incarnation the addresses were given to is gone.
-	ReasonPodReplaced = "pod-replaced"
-	// ReasonSandboxReplaced: the live pod holds another attachment on the same interface
-	// and network, so this one's sandbox is gone (its DEL was lost).
-	ReasonSandboxReplaced = "sandbox-replaced"
-	// ReasonStatefulSetGone: the set is gone or no longer wants the pod's ordinal.
-	ReasonStatefulSetGone = "statefulset-scaled-down-or-deleted"
-	// ReasonSuccessorDidNot: a StatefulSet pod's successor is running without having
-	// taken over its predecessor's addresses on this interface.
-	ReasonSuccessorDidNot = "statefulset-successor-running-without-them"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/recycle"
 )
 
 // Recycle releases attachments whose owner is provably gone, among this node's Endpoints
@@ -123,65 +105,12 @@ func (s *Service) recycle(ctx context.Context, list []v1.Endpoint, now time.Time
 // is confirmed with a fresh read before anything is released.
 func (s *Service) verdict(ctx context.Context, ep *v1.Endpoint, itf *v1.EndpointInterface) (string, error) {
 	if cached := s.Cluster.PodCached(ctx, ep.Namespace, ep.Name); cached != nil && itf.Detached == nil &&
-		itf.PodUID == string(cached.UID) && SupersededBy(ep, itf, string(cached.UID)) == nil {
+		itf.PodUID == string(cached.UID) && recycle.SupersededBy(ep, itf, string(cached.UID)) == nil {
 		return "", nil
 	}
 	pod, err := s.Cluster.PodFresh(ctx, ep.Namespace, ep.Name)
 	if err != nil {
 		return "", err
 	}
-	return Judge(ep, itf, pod, func() (bool, error) { return s.ordinalWanted(ctx, ep) })
-}
-
-// Judge is recycling's verdict on one attachment of ep: the reason its owner is provably
-// gone, or "" when it may be alive. pod is the pod of ep's name as the API holds it now (nil:
-// gone); ordinalWanted, asked only for a gone StatefulSet pod, says whether its set still
-// wants the ordinal. Pure, so that `kubectl underpool gc --dry-run` judges as ipamd does.
-func Judge(ep *v1.Endpoint, itf *v1.EndpointInterface, pod *corev1.Pod, ordinalWanted func() (bool, error)) (string, error) {
-	sts := ep.Status.OwnerKind == "StatefulSet"
-	switch {
-	case pod == nil && sts:
-		wanted, err := ordinalWanted()
-		if err != nil || wanted {
-			return "", err
-		}
-		return ReasonStatefulSetGone, nil
-	case pod == nil:
-		return ReasonPodDeleted, nil
-	case SupersededBy(ep, itf, string(pod.UID)) != nil:
-		return ReasonSandboxReplaced, nil
-	case itf.PodUID == "" || itf.PodUID == string(pod.UID):
-		return "", nil // the pod lives: phase, node health and namespace state do not matter
-	case !sts:
-		return ReasonPodReplaced, nil
-	case pod.Status.Phase == corev1.PodRunning:
-		// the successor's ADD took these over or released them before it could run: it
-		// runs without them, so nothing will take them
-		return ReasonSuccessorDidNot, nil
-	}
-	return "", nil // the successor has not attached yet; it takes them over on its ADD
-}
-
-// SupersededBy returns the newer, live attachment the pod incarnation uid holds on itf's
-// interface and network, or nil: a pod has one sandbox, so itf's is gone when there is one.
-// (Two made in the same second are not ordered: neither is judged, which only delays
-// reclaiming.)
-func SupersededBy(ep *v1.Endpoint, itf *v1.EndpointInterface, uid string) *v1.EndpointInterface {
-	for i := range ep.Status.Interfaces {
-		other := &ep.Status.Interfaces[i]
-		if other.ContainerID != itf.ContainerID && other.Interface == itf.Interface && other.Network == itf.Network &&
-			other.PodUID == uid && other.Detached == nil && other.Created.After(itf.Created.Time) {
-			return other
-		}
-	}
-	return nil
-}
-
-// OrdinalOf is the ordinal in a StatefulSet pod's name.
-func OrdinalOf(pod, set string) (int, error) {
-	suffix, ok := strings.CutPrefix(pod, set+"-")
-	if !ok {
-		return 0, fmt.Errorf("pod %s is not named after StatefulSet %s", pod, set)
-	}
-	return strconv.Atoi(suffix)
+	return recycle.Judge(ep, itf, pod, func() (bool, error) { return s.ordinalWanted(ctx, ep) })
 }

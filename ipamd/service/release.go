@@ -10,9 +10,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/rpc"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/recycle"
 	"github.com/underpool/underpool/ipamd/store"
+	"github.com/underpool/underpool/rpc"
 )
 
 // Release frees an attachment's addresses. Unknown attachments succeed.
@@ -122,7 +123,7 @@ func (s *Service) ordinalWanted(ctx context.Context, ep *v1.Endpoint) (bool, err
 	if err != nil {
 		return false, err
 	}
-	n, err := OrdinalOf(ep.Name, ep.Status.OwnerName)
+	n, err := recycle.OrdinalOf(ep.Name, ep.Status.OwnerName)
 	return exists && err == nil && ordinals.Wants(n), nil
 }
 

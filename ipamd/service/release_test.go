@@ -11,10 +11,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/orphans"
-	"github.com/underpool/underpool/ipamd/rpc"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/controller/orphans"
 	"github.com/underpool/underpool/ipamd/service"
+	"github.com/underpool/underpool/rpc"
 )
 
 // failPoolWrites makes every IPPool status write fail while *on is true: the crash (or

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/underpool/underpool/ipamd/allocator"
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/rpc"
-	"github.com/underpool/underpool/ipamd/selection"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/allocator"
+	"github.com/underpool/underpool/core/selection"
 	"github.com/underpool/underpool/netplan"
+	"github.com/underpool/underpool/rpc"
 )
 
 // response adds routes by level: the Subnet holding each pool, then the pool, then the

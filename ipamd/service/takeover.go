@@ -8,9 +8,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/rpc"
-	"github.com/underpool/underpool/ipamd/selection"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/selection"
+	"github.com/underpool/underpool/rpc"
 )
 
 // takeOver is the phase of Allocate that hands a predecessor's addresses on instead of

@@ -9,7 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	v1 "github.com/underpool/underpool/api/v1"
 )
 
 // An address just freed is not handed out again by another node (or a restarted ipamd)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"net/netip"
 
-	"github.com/underpool/underpool/ipamd/allocator"
+	"github.com/underpool/underpool/core/allocator"
 )
 
 // allocate and release call the committer the way the service did before releases

@@ -10,8 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/underpool/underpool/ipamd/allocator"
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/allocator"
 )
 
 // Overlapping pools: an address that two existing IPPools could both hand out is handed

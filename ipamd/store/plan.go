@@ -5,8 +5,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/underpool/underpool/ipamd/allocator"
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/allocator"
 )
 
 // statusPlan is what one batch makes of a pool's status: the answer to each op and the

@@ -18,8 +18,8 @@ import (
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/underpool/underpool/ipamd/allocator"
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/allocator"
 )
 
 // ErrPoolNotFound means no IPPool of that name exists.

@@ -7,8 +7,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/underpool/underpool/ipamd/allocator"
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/allocator"
 )
 
 // Quarantine keeps an address another host answered for out of allocation, so the retry

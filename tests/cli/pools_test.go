@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/apppool"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/apppool"
 	"github.com/underpool/underpool/kubectlplugin"
 )
 

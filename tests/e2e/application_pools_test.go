@@ -9,8 +9,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/apppool"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/apppool"
 )
 
 // Fixed-IP application pools: a Deployment naming a Subnet gets a pool carved from it,

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/tests/harness/kubelet"
 )
 

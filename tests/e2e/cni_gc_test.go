@@ -3,8 +3,8 @@ package e2e
 import (
 	"testing"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/rpc"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/rpc"
 	"github.com/underpool/underpool/tests/harness"
 )
 

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/rpc"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/rpc"
 )
 
 // ipamd restarted with live allocations keeps them and never hands them out again.

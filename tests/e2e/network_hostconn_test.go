@@ -8,7 +8,7 @@ import (
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/tests/harness"
 )
 

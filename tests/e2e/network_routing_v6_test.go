@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
+	v1 "github.com/underpool/underpool/api/v1"
 )
 
 // TestNetworkTwoSubnetsRepliesLeaveByTheirNIC for IPv6: a pod on two IPv6-only subnets,

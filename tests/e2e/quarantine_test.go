@@ -8,9 +8,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/rpc"
+	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/ipamd/service"
+	"github.com/underpool/underpool/rpc"
 )
 
 // An address the plugin found in use on the wire is released into quarantine: visible on

@@ -13,9 +13,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/controller"
-	"github.com/underpool/underpool/ipamd/rpc"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/controller"
+	"github.com/underpool/underpool/rpc"
 )
 
 // Issue 17, finding 3, at the API: a ReservedIP with one bad entry is refused, the message

@@ -8,7 +8,7 @@ import (
 
 	"github.com/underpool/underpool/chain"
 	"github.com/underpool/underpool/chain/ipamplugin"
-	"github.com/underpool/underpool/ipamd/allocator"
+	"github.com/underpool/underpool/core/allocator"
 )
 
 // Every example is valid: networks through libcni and the plugins' own config loader,

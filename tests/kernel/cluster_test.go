@@ -15,8 +15,8 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/controller"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/controller"
 	"github.com/underpool/underpool/tests/harness"
 	"github.com/underpool/underpool/tests/kernel/guest"
 )

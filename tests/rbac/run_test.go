@@ -17,8 +17,8 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	v1 "github.com/underpool/underpool/ipamd/api/v1"
-	"github.com/underpool/underpool/ipamd/controller"
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/controller"
 	"github.com/underpool/underpool/ipamd/store"
 	"github.com/underpool/underpool/tests/harness"
 )

@@ -1,0 +1,233 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/allocator"
+)
+
+// +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=patch
+
+// Reasons of the pool conditions.
+const (
+	ReasonAddressesFree   = "AddressesFree"
+	ReasonNoFreeAddress   = "NoFreeAddress"
+	ReasonNotCounted      = "PoolInvalid"
+	ReasonSharesAddresses = "SharesAddresses"
+	ReasonNoOverlap       = "NoOverlap"
+	ReasonInvalidSpec     = "InvalidSpec"
+	ReasonCorruptStatus   = "CorruptStatus"
+	ReasonValid           = "Valid"
+)
+
+// poolConditions keeps every pool's Exhausted, Overlapping and Invalid conditions true to
+// what the controller reads, level-triggered: one key, every pool recomputed, as overlaps
+// and reservations make any pool's change matter to the others.
+//
+// It writes only status.conditions, by a merge patch guarded by resourceVersion: ipamd
+// writes status.allocated by full updates of the object it read (store/pools.go), so
+// whichever of the two writes second conflicts and re-reads, and neither drops the other's
+// fields. A conflict here needs no retry of its own: the change that caused it is an
+// event that reconciles again.
+type poolConditions struct {
+	c   client.Client
+	now func() time.Time
+}
+
+func (r *poolConditions) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	var pools v1.IPPoolList
+	if err := r.c.List(ctx, &pools); err != nil {
+		return reconcile.Result{}, err
+	}
+	var reserved v1.ReservedIPList
+	if err := r.c.List(ctx, &reserved); err != nil {
+		return reconcile.Result{}, err
+	}
+	now := time.Now()
+	if r.now != nil {
+		now = r.now()
+	}
+	want, changes := conditionsOf(pools.Items, reserved.Items, now)
+	var errs []error
+	for i := range pools.Items {
+		pool := &pools.Items[i]
+		if conditionsHold(pool, want[pool.Name]) {
+			continue
+		}
+		patch := client.MergeFromWithOptions(pool.DeepCopy(), client.MergeFromWithOptimisticLock{})
+		for _, c := range want[pool.Name] {
+			c.ObservedGeneration = pool.Generation
+			meta.SetStatusCondition(&pool.Status.Conditions, c)
+		}
+		if err := r.c.Status().Patch(ctx, pool, patch); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("IPPool %s conditions: %w", pool.Name, err))
+		}
+	}
+	result := reconcile.Result{}
+	if !changes.IsZero() {
+		result.RequeueAfter = max(changes.Sub(now), time.Second) // a quarantine ends: the pool may have room again
+	}
+	return result, errors.Join(errs...)
+}
+
+// conditionsHold reports whether the pool already shows the wanted conditions (the
+// transition times aside, which meta.SetStatusCondition keeps).
+func conditionsHold(pool *v1.IPPool, want []metav1.Condition) bool {
+	for _, w := range want {
+		c := meta.FindStatusCondition(pool.Status.Conditions, w.Type)
+		if c == nil || c.Status != w.Status || c.Reason != w.Reason || c.Message != w.Message || c.ObservedGeneration != pool.Generation {
+			return false
+		}
+	}
+	return true
+}
+
+// conditionsOf returns the conditions each pool should show, and the earliest moment they
+// may change by time alone (a quarantine ending; zero: none).
+func conditionsOf(pools []v1.IPPool, reserved []v1.ReservedIP, now time.Time) (map[string][]metav1.Condition, time.Time) {
+	overlaps := map[string][]string{}
+	for _, o := range overlapsOf(pools) {
+		overlaps[o.a.Name] = append(overlaps[o.a.Name], fmt.Sprintf("IPPool %s, the first %s", o.b.Name, o.first))
+		overlaps[o.b.Name] = append(overlaps[o.b.Name], fmt.Sprintf("IPPool %s, the first %s", o.a.Name, o.first))
+	}
+	held := heldFootprints(pools)
+	var changes time.Time
+	out := make(map[string][]metav1.Condition, len(pools))
+	for i := range pools {
+		pool := &pools[i]
+		invalid, exhausted := validity(pool), metav1.Condition{Type: v1.PoolExhausted, Status: metav1.ConditionUnknown,
+			Reason: ReasonNotCounted, Message: "the pool is invalid, so its free addresses cannot be counted (see the Invalid condition)"}
+		if invalid.Status == metav1.ConditionFalse {
+			var until time.Time
+			exhausted, until = exhaustion(pool, i, held, reserved, now)
+			if !until.IsZero() && (changes.IsZero() || until.Before(changes)) {
+				changes = until
+			}
+		}
+		overlapping := metav1.Condition{Type: v1.PoolOverlapping, Status: metav1.ConditionFalse, Reason: ReasonNoOverlap,
+			Message: "the pool shares no address with another IPPool"}
+		if others := overlaps[pool.Name]; len(others) > 0 {
+			slices.Sort(others)
+			overlapping = metav1.Condition{Type: v1.PoolOverlapping, Status: metav1.ConditionTrue, Reason: ReasonSharesAddresses,
+				Message: "shares addresses with " + strings.Join(others, "; ") +
+					": ipamd hands out none of them from either pool until they are separated (narrow spec.ips or add them to spec.excludeIPs of one pool)"}
+		}
+		out[pool.Name] = []metav1.Condition{exhausted, overlapping, invalid}
+	}
+	return out, changes
+}
+
+// validity is the Invalid condition: ipamd hands nothing out of a pool whose spec does not
+// parse or whose status.allocated is corrupt (store/pools.go refuses both the same way).
+func validity(pool *v1.IPPool) metav1.Condition {
+	view, err := allocator.NewPool(pool.Name, &pool.Spec)
+	if err != nil {
+		return metav1.Condition{Type: v1.PoolInvalid, Status: metav1.ConditionTrue, Reason: ReasonInvalidSpec,
+			Message: fmt.Sprintf("%v: ipamd hands out nothing from this pool until the spec is fixed", err)}
+	}
+	if _, err := view.ParseAllocated(pool.Status.Allocated); err != nil {
+		return metav1.Condition{Type: v1.PoolInvalid, Status: metav1.ConditionTrue, Reason: ReasonCorruptStatus,
+			Message: corruptStatusMessage(pool.Name, err)}
+	}
+	return metav1.Condition{Type: v1.PoolInvalid, Status: metav1.ConditionFalse, Reason: ReasonValid,
+		Message: "spec and status.allocated parse"}
+}
+
+// exhaustion is the Exhausted condition of a valid pool: True when every usable address is
+// allocated, quarantined, reserved or shared with another pool, as ipamd would block them
+// at a commit (store/overlap.go); also when the quarantine next ends, if one does.
+func exhaustion(pool *v1.IPPool, index int, held []heldFootprint, reserved []v1.ReservedIP, now time.Time) (metav1.Condition, time.Time) {
+	view, _ := allocator.NewPool(pool.Name, &pool.Spec)
+	allocated, _ := view.ParseAllocated(pool.Status.Allocated)
+	var quarantined allocator.RunSet
+	var until time.Time
+	for _, q := range pool.Status.Quarantined {
+		addr, err := netip.ParseAddr(q.IP)
+		if err != nil || !q.Until.Time.After(now) {
+			continue
+		}
+		if o, ok := view.Offset(addr); ok {
+			quarantined.Add(o)
+			if until.IsZero() || q.Until.Time.Before(until) {
+				until = q.Until.Time
+			}
+		}
+	}
+	var blocked allocator.RunSet
+	for _, r := range reserved {
+		// a bad entry reserves what it clearly names, as ipamd reads it (store.ReservedIPs)
+		set, _ := allocator.ClipReservations(view.Prefix, r.Spec.IPs)
+		for _, run := range set.Runs() {
+			blocked.AddRun(run)
+		}
+	}
+	for j, other := range held {
+		if j != index && other.ok && other.fp.Prefix.Overlaps(view.Prefix) {
+			for _, run := range other.fp.In(view.Prefix).Runs() {
+				blocked.AddRun(run)
+			}
+		}
+	}
+	usable := view.Usable
+	notAllocated := usable.Subtract(allocated)
+	notQuarantined := notAllocated.Subtract(quarantined)
+	free := notQuarantined.Subtract(blocked)
+	if !free.Empty() {
+		return metav1.Condition{Type: v1.PoolExhausted, Status: metav1.ConditionFalse, Reason: ReasonAddressesFree,
+			Message: "the pool has addresses to hand out"}, until
+	}
+	n, a := usable.Count(), notAllocated.Count()
+	return metav1.Condition{Type: v1.PoolExhausted, Status: metav1.ConditionTrue, Reason: ReasonNoFreeAddress,
+		Message: fmt.Sprintf("every one of the %d usable addresses is taken: %d allocated, %d quarantined, %d reserved or shared with another pool; "+
+			"allocations from this pool fail until addresses are released or the pool grows", n, n-a, a-notQuarantined.Count(), notQuarantined.Count()),
+	}, until
+}
+
+// heldFootprint is what a pool keeps from the others: its spec footprint plus what its
+// status holds (a corrupt status, offsets outside its subnet included: its whole subnet), as
+// ipamd computes it (store/overlap.go).
+type heldFootprint struct {
+	fp allocator.Footprint
+	ok bool
+}
+
+func heldFootprints(pools []v1.IPPool) []heldFootprint {
+	out := make([]heldFootprint, len(pools))
+	for i := range pools {
+		fp, ok := allocator.FootprintOf(pools[i].Name, &pools[i].Spec)
+		if ok && !fp.All && pools[i].Status.Allocated != "" {
+			if set, err := allocator.ParseAllocated(fp.Prefix, pools[i].Status.Allocated); err != nil {
+				fp = allocator.Footprint{Prefix: fp.Prefix, All: true}
+			} else {
+				fp.Set = fp.Set.Clone()
+				for _, run := range set.Runs() {
+					fp.Set.AddRun(run)
+				}
+			}
+		}
+		out[i] = heldFootprint{fp: fp, ok: ok}
+	}
+	return out
+}
+
+// corruptStatusMessage is what the Invalid condition says of a status.allocated that does
+// not parse or names offsets outside the pool: the field, and the two ways out.
+func corruptStatusMessage(pool string, err error) string {
+	return fmt.Sprintf("status.allocated is corrupt (%v): ipamd hands out nothing from this pool, and the controller neither "+
+		"counts, carves nor sweeps it, until it is repaired: write back the offsets its Endpoints hold "+
+		"(kubectl edit ippool %s --subresource=status; offsets count from the subnet's first address), "+
+		"or set it to \"\" once no pod uses the pool", err, pool)
+}

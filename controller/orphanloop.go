@@ -1,0 +1,68 @@
+package controller
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/controller/orphans"
+)
+
+// +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=update
+// +kubebuilder:rbac:groups=underpool.io,resources=endpoints,verbs=get;list;watch
+
+// orphanLoop runs the orphan sweep on the elected controller only: one sweeper in the
+// cluster is what makes freeing an orphan safe (see package orphans).
+type orphanLoop struct {
+	sweeper         *orphans.Sweeper
+	interval, grace time.Duration
+	log             *zap.Logger
+}
+
+func (o *orphanLoop) NeedLeaderElection() bool { return true }
+
+func (o *orphanLoop) Start(ctx context.Context) error {
+	return everyInterval(ctx, o.interval, func(ctx context.Context) {
+		freed, err := o.sweeper.Sweep(ctx, time.Now(), o.grace)
+		if err != nil {
+			o.log.Warn("orphan sweep stopped early; next round retries", zap.Error(err))
+		}
+		if freed > 0 {
+			o.log.Info("freed orphan addresses", zap.Int("count", freed))
+		}
+	})
+}
+
+// watchPoolsFor feeds every pool status the informer delivers to the sweeper, so an address
+// seen free between two sweeps starts a new clock when it is handed out again.
+func watchPoolsFor(ctx context.Context, c cache.Cache, s *orphans.Sweeper) error {
+	inf, err := c.GetInformer(ctx, &v1.IPPool{})
+	if err != nil {
+		return err
+	}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if p, ok := obj.(*v1.IPPool); ok {
+				s.Observe(p)
+			}
+		},
+		UpdateFunc: func(_, obj any) {
+			if p, ok := obj.(*v1.IPPool); ok {
+				s.Observe(p)
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if p, ok := obj.(*v1.IPPool); ok {
+				s.Forget(p.UID)
+			}
+		},
+	})
+	return err
+}

@@ -1,0 +1,46 @@
+package controller
+
+import (
+	"context"
+	"net/netip"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/allocator"
+)
+
+// +kubebuilder:rbac:groups=underpool.io,resources=subnets/status,verbs=update
+
+// subnetStatus keeps a Subnet's printer columns true: how many addresses it offers and how
+// many the pools inside it hold (a pool whose status.allocated is corrupt: all it has).
+type subnetStatus struct{ c client.Client }
+
+func (r *subnetStatus) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	sub := &v1.Subnet{}
+	if err := r.c.Get(ctx, req.NamespacedName, sub); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	space, err := allocator.NewPool(sub.Name, &v1.IPPoolSpec{Subnet: sub.Spec.Subnet, IPs: sub.Spec.IPs,
+		ExcludeIPs: sub.Spec.ExcludeIPs, Gateway: sub.Spec.Gateway})
+	if err != nil {
+		return reconcile.Result{}, nil // the webhook refuses such a Subnet; nothing to count
+	}
+	var pools v1.IPPoolList
+	if err := r.c.List(ctx, &pools); err != nil {
+		return reconcile.Result{}, err
+	}
+	var allocated int64
+	for _, p := range pools.Items {
+		if prefix, err := netip.ParsePrefix(p.Spec.Subnet); err == nil && within(prefix.Masked(), space.Prefix) {
+			allocated += heldCount(&p)
+		}
+	}
+	want := v1.SubnetStatus{TotalIPCount: space.TotalCount(), AllocatedIPCount: allocated}
+	if sub.Status == want {
+		return reconcile.Result{}, nil
+	}
+	sub.Status = want
+	return reconcile.Result{}, client.IgnoreNotFound(r.c.Status().Update(ctx, sub))
+}

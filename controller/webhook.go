@@ -1,0 +1,95 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	v1 "github.com/underpool/underpool/api/v1"
+)
+
+// poolValidator serves IPPool admission. It reads other pools from the API directly:
+// the webhook decides on overlaps, so it must not trust a lagging cache.
+type poolValidator struct{ api client.Reader }
+
+func (v *poolValidator) others(ctx context.Context) ([]v1.IPPool, error) {
+	var list v1.IPPoolList
+	if err := v.api.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("listing IPPools to check for overlaps: %w", err)
+	}
+	return list.Items, nil
+}
+
+func (v *poolValidator) ValidateCreate(ctx context.Context, p *v1.IPPool) (admission.Warnings, error) {
+	others, err := v.others(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return nil, reject("IPPool", p.Name, ValidatePool(p, nil, others))
+}
+
+func (v *poolValidator) ValidateUpdate(ctx context.Context, old, p *v1.IPPool) (admission.Warnings, error) {
+	// An update that keeps the spec (finalizers, labels; status is a subresource this
+	// webhook never sees) adds no address, and refusing it over an overlap that already
+	// exists would only keep a finalizer from being added or a deleted pool from going.
+	// Any spec change is checked, of a pool being deleted too: it still holds addresses,
+	// and ipamd blocks whatever it covers until it is gone.
+	if equality.Semantic.DeepEqual(old.Spec, p.Spec) {
+		return nil, nil
+	}
+	others, err := v.others(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return nil, reject("IPPool", p.Name, ValidatePool(p, old, others))
+}
+
+func (v *poolValidator) ValidateDelete(context.Context, *v1.IPPool) (admission.Warnings, error) {
+	return nil, nil // the pool-protection finalizer holds a pool with live allocations
+}
+
+// subnetValidator serves Subnet admission.
+type subnetValidator struct{ api client.Reader }
+
+func (v *subnetValidator) pools(ctx context.Context) ([]v1.IPPool, error) {
+	var list v1.IPPoolList
+	err := v.api.List(ctx, &list)
+	return list.Items, err
+}
+
+func (v *subnetValidator) ValidateCreate(_ context.Context, s *v1.Subnet) (admission.Warnings, error) {
+	return nil, reject("Subnet", s.Name, ValidateSubnet(s, nil, nil, false))
+}
+
+func (v *subnetValidator) ValidateUpdate(ctx context.Context, old, s *v1.Subnet) (admission.Warnings, error) {
+	pools, err := v.pools(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return nil, reject("Subnet", s.Name, ValidateSubnet(s, old, pools, false))
+}
+
+func (v *subnetValidator) ValidateDelete(ctx context.Context, s *v1.Subnet) (admission.Warnings, error) {
+	pools, err := v.pools(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return nil, reject("Subnet", s.Name, ValidateSubnet(s, s, pools, true))
+}
+
+// reject counts a refusal (underpool_webhook_rejections_total) and makes its answer.
+func reject(kind, name string, err error) error {
+	rejected(kind, err)
+	return invalid(name, err)
+}
+
+func invalid(name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return apierrors.NewBadRequest(fmt.Sprintf("%s: %v", name, err))
+}

@@ -1,0 +1,97 @@
+package apppool
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	v1 "github.com/underpool/underpool/api/v1"
+)
+
+func TestWorkloadOf(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Labels: map[string]string{"pod-template-hash": "5d9f"},
+		OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-5d9f", Controller: ptr.To(true)}}}}
+	if w, ok := WorkloadOf(pod); !ok || w != (Workload{"Deployment", "ns", "web"}) {
+		t.Fatalf("deployment pod: %+v %v", w, ok)
+	}
+	pod.OwnerReferences[0] = metav1.OwnerReference{Kind: "StatefulSet", Name: "db", Controller: ptr.To(true)}
+	if w, ok := WorkloadOf(pod); !ok || w.Kind != "StatefulSet" || w.Name != "db" {
+		t.Fatalf("statefulset pod: %+v", w)
+	}
+	w := Workload{"Deployment", "ns", strings.Repeat("x", 300)}
+	if n := w.PoolName(v1.IPv4); len(n) > 253 || !strings.HasSuffix(n, "-v4") {
+		t.Fatalf("pool name %q", n)
+	}
+}
+
+func TestCarveGrowsAndShrinksAroundOthersAndHeld(t *testing.T) {
+	subnet := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Spec: v1.SubnetSpec{Subnet: "10.250.1.0/24", Gateway: "10.250.1.1", ExcludeIPs: []string{"10.250.1.5"}}}
+	others := []v1.IPPool{{ObjectMeta: metav1.ObjectMeta{Name: "other"}, Spec: v1.IPPoolSpec{Subnet: "10.250.1.0/24", IPs: []string{"10.250.1.2-10.250.1.3"}}}}
+	ips, err := Carve(subnet, others, nil, 4)
+	if err != nil || strings.Join(ips, ",") != "10.250.1.4,10.250.1.6-10.250.1.8" {
+		t.Fatalf("new pool = %v %v", ips, err)
+	}
+	cur := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "app"}, Spec: v1.IPPoolSpec{Subnet: "10.250.1.0/24", IPs: ips}}
+	cur.Status.Allocated = "8" // 10.250.1.8 is held
+	if ips, err = Carve(subnet, append(others, *cur), cur, 6); err != nil || strings.Join(ips, ",") != "10.250.1.4,10.250.1.6-10.250.1.10" {
+		t.Fatalf("grown = %v %v", ips, err)
+	}
+	if ips, err = Carve(subnet, others, cur, 2); err != nil || strings.Join(ips, ",") != "10.250.1.4,10.250.1.8" {
+		t.Fatalf("shrunk keeping the held address = %v %v", ips, err)
+	}
+	if _, err = Carve(subnet, others, nil, 300); err == nil || !strings.Contains(err.Error(), "are free") {
+		t.Fatalf("oversized: %v", err)
+	}
+}
+
+func TestPoolNamePerInterface(t *testing.T) {
+	w := Workload{"Deployment", "ns", "web"}
+	if w.PoolNameFor("net2", v1.IPv4) == w.PoolName(v1.IPv4) || !strings.HasSuffix(w.PoolNameFor("net2", v1.IPv4), "-net2-v4") {
+		t.Fatalf("per-interface pool name %q", w.PoolNameFor("net2", v1.IPv4))
+	}
+}
+
+// A pool carved before the limit existed (10^12 IPv6 addresses) shrinks to its replicas
+// ("+0") in run steps, and a large allowed size is carved without a per-address loop.
+func TestCarveCostFollowsRunsNotAddresses(t *testing.T) {
+	subnet := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "s6"}, Spec: v1.SubnetSpec{Subnet: "fd00:9::/64"}}
+	start := time.Now()
+	ips, err := Carve(subnet, nil, nil, v1.MaxAppPoolIPNumber)
+	if err != nil || strings.Join(ips, ",") != "fd00:9::1-fd00:9::1:0" {
+		t.Fatalf("carving %d: %v %v", v1.MaxAppPoolIPNumber, ips, err)
+	}
+	huge := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "app"},
+		Spec: v1.IPPoolSpec{Subnet: "fd00:9::/64", IPs: []string{"fd00:9::1-fd00:9::e8:d4a5:1000"}}} // 10^12 addresses
+	huge.Status.Allocated = "5,999999999000" // held: kept whatever the size
+	ips, err = Carve(subnet, []v1.IPPool{*huge}, huge, 3)
+	if err != nil || strings.Join(ips, ",") != "fd00:9::1,fd00:9::5,fd00:9::e8:d4a5:c18" {
+		t.Fatalf("shrinking 10^12 to 3: %v %v", ips, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("carving took %s: cost must follow runs, not addresses", d)
+	}
+	if _, err := Carve(subnet, nil, nil, v1.MaxAppPoolIPNumber+1); err == nil || !strings.Contains(err.Error(), v1.AnnotationIPNumber) {
+		t.Fatalf("over the limit: %v", err)
+	}
+}
+
+// An application pool whose status.allocated runs past its subnet ("1-400000" or
+// "0-4294967295" on a /24) cannot say which addresses its pods hold: it still grows, but
+// shrinking drops none of its addresses until the status is repaired.
+func TestCarveDropsNothingOfAPoolWhoseStatusIsPastItsSubnet(t *testing.T) {
+	subnet := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Spec: v1.SubnetSpec{Subnet: "10.250.1.0/24", Gateway: "10.250.1.1"}}
+	for _, allocated := range []string{"1-400000", "0-4294967295"} {
+		cur := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "app"}, Spec: v1.IPPoolSpec{Subnet: "10.250.1.0/24", IPs: []string{"10.250.1.2-10.250.1.5"}}}
+		cur.Status.Allocated = allocated
+		if ips, err := Carve(subnet, []v1.IPPool{*cur}, cur, 2); err != nil || strings.Join(ips, ",") != "10.250.1.2-10.250.1.5" {
+			t.Errorf("status %q: shrunk to %v (%v), want every address kept", allocated, ips, err)
+		}
+		if ips, err := Carve(subnet, []v1.IPPool{*cur}, cur, 6); err != nil || strings.Join(ips, ",") != "10.250.1.2-10.250.1.7" {
+			t.Errorf("status %q: grown to %v (%v), want two more", allocated, ips, err)
+		}
+	}
+}
