@@ -1,7 +1,8 @@
 // Command ipamd is underpool's daemon. In node mode (one per node) it hands out pod
 // addresses from IPPools over a unix socket to the underpool CNI plugins of its node. In
-// controller mode (one elected per cluster) it serves the validating webhook for pools and
-// subnets, protects pools with live allocations, and reports reserved addresses in use.
+// controller mode (one elected per cluster) it runs package controller: the validating
+// webhook, pool protection and conditions, application pools, the orphan sweeper and the
+// recycling of gone nodes' Endpoints. docs/flags.md lists the flags of both.
 package main
 
 import (
