@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,10 +24,6 @@ var (
 	orphansFreed = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "underpool_orphans_freed_total",
 		Help: "Orphan addresses freed in their pool's status."})
-	webhookRejections = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "underpool_webhook_rejections_total",
-		Help: "IPPool, Subnet and ReservedIP writes the webhook refused, by kind and reason (overlap, removes_allocated, orphans_pools, invalid_spec)."},
-		[]string{"kind", "reason"})
 	appPoolChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "underpool_application_pools_total",
 		Help: "Application pools the controller changed, by action (created, resized, deleted)."},
@@ -44,7 +39,7 @@ var (
 
 // Collectors are every metric the controller registers; tests read their names.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{poolsOverlapping, orphansUnheld, orphansFound, orphansFreed, webhookRejections,
+	return []prometheus.Collector{poolsOverlapping, orphansUnheld, orphansFound, orphansFreed,
 		appPoolChanges, goneNodeRecycled, leader, reservedInvalid, &capacity{}}
 }
 
@@ -67,28 +62,6 @@ const (
 	appPoolResized = "resized"
 	appPoolDeleted = "deleted"
 )
-
-// rejected counts a webhook refusal; err is what the validator returned (nil: admitted).
-func rejected(kind string, err error) {
-	if err != nil {
-		webhookRejections.WithLabelValues(kind, rejectionReason(err)).Inc()
-	}
-}
-
-// rejectionReason names why ValidatePool or ValidateSubnet refused, from the messages
-// they make (validate.go; metrics_test.go pins each).
-func rejectionReason(err error) string {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "overlaps IPPool"):
-		return "overlap"
-	case strings.Contains(msg, "still allocated"), strings.Contains(msg, "addresses are allocated"):
-		return "removes_allocated"
-	case strings.Contains(msg, "would orphan IPPools"):
-		return "orphans_pools"
-	}
-	return "invalid_spec"
-}
 
 const poolAllocatedHelp = "Addresses of the IPPool allocated now (all of them while its status.allocated is corrupt: it hands none out)."
 

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -25,12 +24,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/controller/orphans"
+	"github.com/underpool/underpool/controller/webhook"
 	"github.com/underpool/underpool/ipamd/store"
 )
 
@@ -49,16 +49,12 @@ import (
 
 // Options configure the controller mode.
 type Options struct {
-	// WebhookHost and WebhookPort are where the webhook server listens.
-	WebhookHost string
-	WebhookPort int
-	// Endpoint is how the apiserver reaches the webhook; its hosts go into the certificate.
-	Endpoint Endpoint
+	// Webhook is where the webhook listens, how the apiserver reaches it and how long its
+	// certificates live; Run sets its CANamespace to LeaderElectionNamespace (the
+	// replicas that elect a leader share one CA).
+	Webhook webhook.Options
 	// CertDir is no longer used: certificates are kept and served from memory.
 	CertDir string
-	// CertLifetime is how long a webhook serving certificate is valid; it is renewed
-	// when 2/3 of that has passed.
-	CertLifetime time.Duration
 	// LeaderElectionNamespace holds the lease that makes one controller active; empty
 	// disables leader election (a single replica).
 	LeaderElectionNamespace string
@@ -87,41 +83,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	if err := v1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	// the certificate names the host the apiserver dials: the URL's, else the Service's
-	hosts := []string{opts.WebhookHost}
-	if opts.Endpoint.URL != "" {
-		if h, _, err := net.SplitHostPort(trimScheme(opts.Endpoint.URL)); err == nil {
-			hosts = []string{h}
-		}
-	} else if opts.Endpoint.Service != "" {
-		svc := opts.Endpoint.Service + "." + opts.Endpoint.ServiceNamespace
-		hosts = []string{svc + ".svc", svc, svc + ".svc.cluster.local"}
-	}
-	// one CA for all replicas, kept in a Secret, so the registered CA never goes stale
-	// (with leader election off there is one replica and a fresh CA will do)
-	var ca *authority
-	var reloadCA func(context.Context) (*authority, error)
-	var err error
-	if opts.LeaderElectionNamespace != "" {
-		direct, derr := client.New(cfg, client.Options{Scheme: scheme})
-		if derr != nil {
-			return derr
-		}
-		reloadCA = func(ctx context.Context) (*authority, error) {
-			return sharedAuthority(ctx, direct, opts.LeaderElectionNamespace)
-		}
-		if ca, err = reloadCA(ctx); err != nil {
-			return err
-		}
-	} else if ca, err = newAuthority(); err != nil {
-		return err
-	}
-	if opts.CertLifetime <= 0 {
-		return fmt.Errorf("--webhook-cert-lifetime %s: want a positive duration", opts.CertLifetime)
-	}
-	certs, err := newServingCerts(ca, hosts, opts.CertLifetime, time.Now())
+	hookOpts := opts.Webhook
+	hookOpts.CANamespace = opts.LeaderElectionNamespace
+	hook, err := webhook.New(ctx, cfg, hookOpts, webhook.NewMetrics(metrics.Registry), log)
 	if err != nil {
-		return fmt.Errorf("making the webhook certificate: %w", err)
+		return err
 	}
 	metricsAddress := opts.MetricsAddress
 	if metricsAddress == "" {
@@ -136,20 +102,13 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		LeaderElection:          opts.LeaderElectionNamespace != "",
 		LeaderElectionID:        "underpool-controller",
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
-		WebhookServer: webhook.NewServer(webhook.Options{Host: opts.WebhookHost, Port: opts.WebhookPort,
-			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = certs.GetCertificate }}}),
+		WebhookServer:           hook.Server(),
 	})
 	if err != nil {
 		return fmt.Errorf("creating the controller manager: %w", err)
 	}
 	api := mgr.GetAPIReader()
-	if err := builder.WebhookManagedBy(mgr, &v1.IPPool{}).WithValidator(&poolValidator{api: api}).Complete(); err != nil {
-		return err
-	}
-	if err := builder.WebhookManagedBy(mgr, &v1.Subnet{}).WithValidator(&subnetValidator{api: api}).Complete(); err != nil {
-		return err
-	}
-	if err := builder.WebhookManagedBy(mgr, &v1.ReservedIP{}).WithValidator(reservedValidator{}).Complete(); err != nil {
+	if err := hook.SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := builder.ControllerManagedBy(mgr).Named("pool-protection").For(&v1.IPPool{}).
@@ -197,9 +156,6 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		Watches(&v1.ReservedIP{}, oneKey).Complete(&poolConditions{c: mgr.GetClient()}); err != nil {
 		return err
 	}
-	if err := mgr.Add(&certRotator{certs: certs, reloadCA: reloadCA, every: checkEvery(opts.CertLifetime), log: log}); err != nil {
-		return err
-	}
 	// the sweeper's and recycler's writes carry the window's timeout to the apiserver
 	timed, err := client.New(opts.CommitWindow.WriterConfig(cfg), client.Options{Scheme: scheme})
 	if err != nil {
@@ -242,36 +198,8 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	}); err != nil {
 		return err
 	}
-	// register once the webhook server answers, so the apiserver never calls a closed port
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		check := mgr.GetWebhookServer().StartedChecker()
-		for check(nil) != nil {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-		return keepRegistered(ctx, mgr.GetClient(), api, opts.Endpoint, certs, checkEvery(opts.CertLifetime), log)
-	})); err != nil {
-		return err
-	}
-	log.Info("controller starting", zap.String("webhook", net.JoinHostPort(opts.WebhookHost, strconv.Itoa(opts.WebhookPort))))
+	log.Info("controller starting", zap.String("webhook", net.JoinHostPort(opts.Webhook.Host, strconv.Itoa(opts.Webhook.Port))))
 	return mgr.Start(ctx)
-}
-
-func trimScheme(url string) string {
-	for _, p := range []string{"https://", "http://"} {
-		if len(url) > len(p) && url[:len(p)] == p {
-			url = url[len(p):]
-		}
-	}
-	for i, c := range url {
-		if c == '/' {
-			return url[:i]
-		}
-	}
-	return url
 }
 
 // enqueueAll maps any event to a reconcile of every object of a kind: used where one

@@ -18,6 +18,7 @@ import (
 
 	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/controller"
+	"github.com/underpool/underpool/controller/webhook"
 	"github.com/underpool/underpool/rpc"
 	"github.com/underpool/underpool/tests/harness"
 )
@@ -50,7 +51,7 @@ func startController() (*harness.Process, error) {
 	probe := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "webhook-probe"}, Spec: v1.IPPoolSpec{Subnet: "10.250.255.0/24", Gateway: "10.250.254.1"}}
 	for {
 		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-		registered := suite.client.Get(ctx, client.ObjectKey{Name: controller.WebhookConfigName}, cfg) == nil
+		registered := suite.client.Get(ctx, client.ObjectKey{Name: webhook.ConfigName}, cfg) == nil
 		// a gateway outside the subnet passes CEL but not the webhook: rejection proves it is live
 		if err := suite.client.Create(ctx, probe.DeepCopy(), client.DryRunAll); registered && err != nil && strings.Contains(err.Error(), "spec.gateway") {
 			return p, nil
@@ -198,7 +199,7 @@ func TestControllerReplicasShareTheWebhookCA(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = p.Stop() })
 	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	if err := suite.client.Get(ctx(t), client.ObjectKey{Name: controller.WebhookConfigName}, cfg); err != nil {
+	if err := suite.client.Get(ctx(t), client.ObjectKey{Name: webhook.ConfigName}, cfg); err != nil {
 		t.Fatal(err)
 	}
 	roots := x509.NewCertPool()
