@@ -26,14 +26,15 @@ func TestABadReservedIPIsReportedOncePerGeneration(t *testing.T) {
 	bad := reservedIP("rep", "10.0.0.10", "10.0.0.30-10.0.0.20", "nonsense")
 	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(bad).Build()
 	rec := events.NewFakeRecorder(10)
-	r := &reservedReport{c: api, events: rec}
+	m := testMetrics(t)
+	r := &reservedReport{c: api, events: rec, invalid: m.reservedInvalid}
 	req := reconcile.Request{NamespacedName: types.NamespacedName{Name: "rep"}}
 	for range 2 {
 		if _, err := r.Reconcile(context.Background(), req); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := testutil.ToFloat64(reservedInvalid.WithLabelValues("rep")); got != 2 {
+	if got := testutil.ToFloat64(m.reservedInvalid.WithLabelValues("rep")); got != 2 {
 		t.Fatalf("underpool_reservedip_invalid{reservedip=rep} = %v, want 2", got)
 	}
 	if n := len(rec.Events); n != 1 {
@@ -56,7 +57,7 @@ func TestABadReservedIPIsReportedOncePerGeneration(t *testing.T) {
 	if _, err := r.Reconcile(context.Background(), req); err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(reservedInvalid, "underpool_reservedip_invalid"); n != 0 {
+	if n := testutil.CollectAndCount(m.reservedInvalid, "underpool_reservedip_invalid"); n != 0 {
 		t.Fatalf("%d series left after the fix, want none", n)
 	}
 }

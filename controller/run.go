@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-logr/zapr"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -24,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -61,6 +61,9 @@ type Options struct {
 	HealthAddress           string
 	// MetricsAddress serves /metrics (controller-runtime's registry); empty disables.
 	MetricsAddress string
+	// Registry receives the controller's and the webhook's metrics (nil: not registered);
+	// pass controller-runtime's metrics.Registry to have them served on MetricsAddress.
+	Registry prometheus.Registerer
 	// OrphanInterval is how often pool addresses no Endpoint holds are looked for (0: never);
 	// one seen unheld for OrphanGrace is freed.
 	OrphanInterval, OrphanGrace time.Duration
@@ -85,7 +88,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	}
 	hookOpts := opts.Webhook
 	hookOpts.CANamespace = opts.LeaderElectionNamespace
-	hook, err := webhook.New(ctx, cfg, hookOpts, webhook.NewMetrics(metrics.Registry), log)
+	hook, err := webhook.New(ctx, cfg, hookOpts, webhook.NewMetrics(opts.Registry), log)
 	if err != nil {
 		return err
 	}
@@ -107,6 +110,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	if err != nil {
 		return fmt.Errorf("creating the controller manager: %w", err)
 	}
+	m := NewMetrics(opts.Registry, mgr.GetCache())
 	api := mgr.GetAPIReader()
 	if err := hook.SetupWithManager(mgr); err != nil {
 		return err
@@ -131,22 +135,22 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	carving := &sync.Mutex{}
 	if err := builder.ControllerManagedBy(mgr).Named("app-pools-deployments").For(&appsv1.Deployment{}).
 		Watches(&v1.IPPool{}, enqueueOwner("Deployment"), builder.WithPredicates(poolDeletes)).
-		Complete(&appPools{c: mgr.GetClient(), api: api, kind: "Deployment", events: events, carving: carving}); err != nil {
+		Complete(&appPools{c: mgr.GetClient(), api: api, kind: "Deployment", events: events, carving: carving, changes: m.appPoolChanges}); err != nil {
 		return err
 	}
 	if err := builder.ControllerManagedBy(mgr).Named("app-pools-statefulsets").For(&appsv1.StatefulSet{}).
 		Watches(&v1.IPPool{}, enqueueOwner("StatefulSet"), builder.WithPredicates(poolDeletes)).
-		Complete(&appPools{c: mgr.GetClient(), api: api, kind: "StatefulSet", events: events, carving: carving}); err != nil {
+		Complete(&appPools{c: mgr.GetClient(), api: api, kind: "StatefulSet", events: events, carving: carving, changes: m.appPoolChanges}); err != nil {
 		return err
 	}
 	if err := builder.ControllerManagedBy(mgr).Named("reservedip-entries").For(&v1.ReservedIP{}).
-		Complete(&reservedReport{c: mgr.GetClient(), events: events}); err != nil {
+		Complete(&reservedReport{c: mgr.GetClient(), events: events, invalid: m.reservedInvalid}); err != nil {
 		return err
 	}
 	if err := builder.ControllerManagedBy(mgr).Named("pool-overlaps").
 		Watches(&v1.IPPool{}, handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 			return []reconcile.Request{{}} // one key: every pool is compared with every other
-		})).Complete(&overlapReport{c: mgr.GetClient(), events: events}); err != nil {
+		})).Complete(&overlapReport{c: mgr.GetClient(), events: events, overlapping: m.poolsOverlapping}); err != nil {
 		return err
 	}
 	oneKey := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
@@ -163,7 +167,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	}
 	if opts.OrphanInterval > 0 {
 		sweeper := &orphans.Sweeper{Log: log, Cache: mgr.GetCache(), API: api, Writer: timed, Window: opts.CommitWindow,
-			Found: orphansFound, Freed: orphansFreed, Unheld: orphansUnheld}
+			Found: m.orphansFound, Freed: m.orphansFreed, Unheld: m.orphansUnheld}
 		if err := watchPoolsFor(ctx, mgr.GetCache(), sweeper); err != nil {
 			return err
 		}
@@ -172,7 +176,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		}
 	}
 	if opts.RecycleInterval > 0 {
-		r := newGoneNodeRecycler(timed, mgr.GetCache(), api, opts.RecycleInterval, opts.RecycleGrace, log)
+		r := newGoneNodeRecycler(timed, mgr.GetCache(), api, opts.RecycleInterval, opts.RecycleGrace, m.goneNodeRecycled, log)
 		r.svc.Window = opts.CommitWindow
 		r.svc.Pools.(*store.PoolCommitter).Window = opts.CommitWindow
 		if err := r.watchDeletedPools(ctx, mgr.GetCache()); err != nil {
@@ -182,8 +186,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 			return err
 		}
 	}
-	capacityCollector.c = mgr.GetCache()
-	if err := mgr.Add(leaderFlag{}); err != nil {
+	if err := mgr.Add(leaderFlag{gauge: m.leader}); err != nil {
 		return err
 	}
 	// only the leader is ready: the webhook Service sends the apiserver's calls to the

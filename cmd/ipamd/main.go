@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/underpool/underpool/controller"
 	"github.com/underpool/underpool/internal/buildinfo"
@@ -90,6 +91,7 @@ func main() {
 		os.Exit(2)
 	}
 	ctl.HealthAddress = opts.HealthAddress
+	ctl.Registry = metrics.Registry // served by the manager on --metrics-address
 	if ns, name, ok := strings.Cut(*webhookService, "/"); ok && ns != "" && name != "" {
 		ctl.Webhook.Endpoint.ServiceNamespace, ctl.Webhook.Endpoint.Service, ctl.Webhook.Endpoint.ServicePort = ns, name, 443
 	}

@@ -1,7 +1,11 @@
 package webhook
 
 import (
+	"context"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	v1 "github.com/underpool/underpool/api/v1"
 )
@@ -34,5 +38,21 @@ func TestWebhookRejectionReasons(t *testing.T) {
 				t.Fatalf("reason of %q = %s, want %s", c.err, got, c.want)
 			}
 		})
+	}
+}
+
+// A refusal is counted on the registry passed in.
+func TestARefusalIsCountedOnTheRegistryPassedIn(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	v := reservedValidator{metrics: NewMetrics(reg)}
+	bad := &v1.ReservedIP{Spec: v1.ReservedIPSpec{IPs: []string{"10.0.0.2-10.0.0.1"}}}
+	if _, err := v.ValidateCreate(context.Background(), bad); err == nil {
+		t.Fatal("a reversed range was admitted")
+	}
+	if n, err := testutil.GatherAndCount(reg, "underpool_webhook_rejections_total"); err != nil || n != 1 {
+		t.Fatalf("%d rejection series on the registry passed in (%v), want 1", n, err)
+	}
+	if got := testutil.ToFloat64(v.metrics.rejections.WithLabelValues("ReservedIP", "invalid_spec")); got != 1 {
+		t.Fatalf("underpool_webhook_rejections_total{kind=ReservedIP,reason=invalid_spec} = %v, want 1", got)
 	}
 }

@@ -27,7 +27,7 @@ func registered(t *testing.T) map[string]map[string]bool {
 	service.NewMetrics(rec)
 	store.NewMetrics(rec)
 	rec.MustRegister((&service.Service{}).ReadyGauge())
-	rec.MustRegister(controller.Collectors()...)
+	controller.NewMetrics(rec, nil)
 	webhook.NewMetrics(rec)
 	rec.MustRegister(rdmastats.NewCollector(rdmastats.Sysfs{}))
 	if len(rec.names) < 30 {
