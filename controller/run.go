@@ -53,8 +53,6 @@ type Options struct {
 	// certificates live; Run sets its CANamespace to LeaderElectionNamespace (the
 	// replicas that elect a leader share one CA).
 	Webhook webhook.Options
-	// CertDir is no longer used: certificates are kept and served from memory.
-	CertDir string
 	// LeaderElectionNamespace holds the lease that makes one controller active; empty
 	// disables leader election (a single replica).
 	LeaderElectionNamespace string

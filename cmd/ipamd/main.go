@@ -55,7 +55,6 @@ func main() {
 	flag.IntVar(&ctl.Webhook.Port, "webhook-port", 9443, "controller mode: webhook listen port")
 	flag.StringVar(&ctl.Webhook.Endpoint.URL, "webhook-url", "", "controller mode: base URL the apiserver calls (e.g. https://127.0.0.1:9443); empty: use --webhook-service")
 	webhookService := flag.String("webhook-service", "underpool-system/underpool-controller", "controller mode: namespace/name of the webhook Service (port 443)")
-	flag.StringVar(&ctl.CertDir, "cert-dir", "", "controller mode: ignored (kept for old manifests): the webhook certificate is kept and renewed in memory")
 	flag.DurationVar(&ctl.Webhook.CertLifetime, "webhook-cert-lifetime", 30*24*time.Hour, "controller mode: how long a webhook serving certificate is valid; it is renewed in place when 2/3 of that has passed")
 	flag.StringVar(&ctl.LeaderElectionNamespace, "leader-election-namespace", "underpool-system", "controller mode: namespace of the leader lease; empty disables leader election")
 	flag.DurationVar(&ctl.OrphanInterval, "orphan-interval", time.Minute, "controller mode: how often pool addresses no Endpoint holds are looked for; 0 disables")

@@ -35,7 +35,7 @@ func startController() (*harness.Process, error) {
 	}
 	p, err := harness.StartProcess("controller", filepath.Join(suite.bin, "ipamd"), []string{"--mode=controller",
 		"--kubeconfig", suite.cp.KubeconfigPath, "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port),
-		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port), "--cert-dir", filepath.Join(suite.dir, "webhook-certs"),
+		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port),
 		"--leader-election-namespace=default", "--health-address=", "--metrics-address=" + suite.controllerMetrics,
 		// orphans are freed quickly here so TestRecycling sees it; the grace still spans
 		// several sweeps, well above any informer lag of an idle test apiserver
@@ -192,7 +192,7 @@ func TestControllerReplicasShareTheWebhookCA(t *testing.T) {
 	}
 	p, err := harness.StartProcess("controller-2", filepath.Join(suite.bin, "ipamd"), []string{"--mode=controller",
 		"--kubeconfig", suite.cp.KubeconfigPath, "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port),
-		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port), "--cert-dir", filepath.Join(suite.dir, "webhook-certs-2"),
+		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port),
 		"--leader-election-namespace=default", "--health-address=", "--orphan-interval=0", "--commit-window=" + commitWindow}, filepath.Join(suite.dir, "controller-2.log"))
 	if err != nil {
 		t.Fatal(err)
