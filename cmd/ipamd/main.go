@@ -1,7 +1,7 @@
 // Command ipamd is underpool's daemon. In node mode (one per node) it hands out pod
-// addresses from IPPools over a unix socket to the underpool CNI plugins of its node. In
-// controller mode (one elected per cluster) it serves the validating webhook for pools and
-// subnets, protects pools with live allocations, and reports reserved addresses in use.
+// addresses from IPPools over a unix socket to the underpool CNI plugins of its node
+// (package ipamd/daemon). In controller mode (one elected per cluster) it serves the
+// validating webhook and runs the cluster-wide jobs (package controller lists them).
 package main
 
 import (
