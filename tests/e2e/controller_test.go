@@ -18,6 +18,7 @@ import (
 
 	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/controller"
+	"github.com/underpool/underpool/controller/webhook"
 	"github.com/underpool/underpool/rpc"
 	"github.com/underpool/underpool/tests/harness"
 )
@@ -34,7 +35,7 @@ func startController() (*harness.Process, error) {
 	}
 	p, err := harness.StartProcess("controller", filepath.Join(suite.bin, "ipamd"), []string{"--mode=controller",
 		"--kubeconfig", suite.cp.KubeconfigPath, "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port),
-		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port), "--cert-dir", filepath.Join(suite.dir, "webhook-certs"),
+		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port),
 		"--leader-election-namespace=default", "--health-address=", "--metrics-address=" + suite.controllerMetrics,
 		// orphans are freed quickly here so TestRecycling sees it; the grace still spans
 		// several sweeps, well above any informer lag of an idle test apiserver
@@ -50,7 +51,7 @@ func startController() (*harness.Process, error) {
 	probe := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "webhook-probe"}, Spec: v1.IPPoolSpec{Subnet: "10.250.255.0/24", Gateway: "10.250.254.1"}}
 	for {
 		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-		registered := suite.client.Get(ctx, client.ObjectKey{Name: controller.WebhookConfigName}, cfg) == nil
+		registered := suite.client.Get(ctx, client.ObjectKey{Name: webhook.ConfigName}, cfg) == nil
 		// a gateway outside the subnet passes CEL but not the webhook: rejection proves it is live
 		if err := suite.client.Create(ctx, probe.DeepCopy(), client.DryRunAll); registered && err != nil && strings.Contains(err.Error(), "spec.gateway") {
 			return p, nil
@@ -191,14 +192,14 @@ func TestControllerReplicasShareTheWebhookCA(t *testing.T) {
 	}
 	p, err := harness.StartProcess("controller-2", filepath.Join(suite.bin, "ipamd"), []string{"--mode=controller",
 		"--kubeconfig", suite.cp.KubeconfigPath, "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port),
-		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port), "--cert-dir", filepath.Join(suite.dir, "webhook-certs-2"),
+		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port),
 		"--leader-election-namespace=default", "--health-address=", "--orphan-interval=0", "--commit-window=" + commitWindow}, filepath.Join(suite.dir, "controller-2.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Stop() })
 	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	if err := suite.client.Get(ctx(t), client.ObjectKey{Name: controller.WebhookConfigName}, cfg); err != nil {
+	if err := suite.client.Get(ctx(t), client.ObjectKey{Name: webhook.ConfigName}, cfg); err != nil {
 		t.Fatal(err)
 	}
 	roots := x509.NewCertPool()

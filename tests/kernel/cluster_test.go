@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
-	"github.com/underpool/underpool/controller"
+	"github.com/underpool/underpool/controller/webhook"
 	"github.com/underpool/underpool/tests/harness"
 	"github.com/underpool/underpool/tests/kernel/guest"
 )
@@ -71,7 +71,7 @@ func startController(work, ipamd string, cl *cluster) (*harness.Process, error) 
 	}
 	p, err := harness.StartProcess("controller", ipamd, []string{"--mode=controller",
 		"--kubeconfig", cl.cp.KubeconfigPath, "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port),
-		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port), "--cert-dir", filepath.Join(work, "webhook-certs"),
+		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port),
 		"--leader-election-namespace=default", "--health-address=", "--metrics-address=",
 		"--commit-window=" + guest.CommitWindow}, filepath.Join(work, "logs", "controller.log"))
 	if err != nil {
@@ -82,7 +82,7 @@ func startController(work, ipamd string, cl *cluster) (*harness.Process, error) 
 	probe := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "webhook-probe"}, Spec: v1.IPPoolSpec{Subnet: "10.250.255.0/24", Gateway: "10.250.254.1"}}
 	for {
 		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-		registered := cl.client.Get(ctx, client.ObjectKey{Name: controller.WebhookConfigName}, cfg) == nil
+		registered := cl.client.Get(ctx, client.ObjectKey{Name: webhook.ConfigName}, cfg) == nil
 		// a gateway outside the subnet passes CEL but not the webhook: rejection proves it is live
 		if err := cl.client.Create(ctx, probe.DeepCopy(), client.DryRunAll); registered && err != nil && strings.Contains(err.Error(), "spec.gateway") {
 			return p, nil
