@@ -24,7 +24,7 @@ func configureRoutes(conf *NetConf, ifName string, alloc netplan.Allocation) ([]
 		}
 		// a family this interface has no address of is not one it can hold the default of:
 		// an IPv4-only NIC next to an overlay eth0 with no IPv6 default route holds nothing
-		holds := alloc.HasFamily(is4) && holdsDefault(ifName, conf.Routing.DefaultRouteInterface, conf.WantDefaultRoute(), exists)
+		holds := alloc.HasFamily(is4) && holdsDefault(ifName, alloc.DefaultRouteHolder(conf.Routing.DefaultRouteInterface), conf.WantDefaultRoute(), exists)
 		if is4 {
 			intent.Default4 = holds
 		} else {
@@ -69,7 +69,8 @@ func tableFree(table int, ifName string) error {
 }
 
 // holdsDefault is the documented default-route rule: defaultRoute false never takes it;
-// routing.defaultRouteInterface, when set, names the one interface that does; otherwise
+// the pod's default-route-nic annotation, else routing.defaultRouteInterface, when set,
+// names the one interface that does (configured); otherwise
 // the first interface attached takes it and later ones (and underlay NICs next to an
 // overlay eth0 that already has one) leave it alone.
 func holdsDefault(ifName, configured string, allowed, exists bool) bool {

@@ -22,6 +22,19 @@ type Address struct {
 type Allocation struct {
 	Addresses []Address
 	Routes    []Route
+	// DefaultRouteInterface is the pod's choice of the interface that holds the default
+	// route (its default-route-nic annotation); "" leaves it to the network's config.
+	DefaultRouteInterface string
+}
+
+// DefaultRouteHolder is the interface that holds the default route: the pod's choice,
+// else configured (the network's routing.defaultRouteInterface), else "" (the first
+// interface attached takes it).
+func (a Allocation) DefaultRouteHolder(configured string) string {
+	if a.DefaultRouteInterface != "" {
+		return a.DefaultRouteInterface
+	}
+	return configured
 }
 
 // Intent is what the interface ifName should route with this allocation, before the

@@ -145,3 +145,15 @@ func TestTableFor(t *testing.T) {
 		}
 	})
 }
+
+// TestThePodsChoiceOfDefaultRouteHolderWinsOverTheNetworks: default-route-nic, when the
+// pod has it, names the holder whatever routing.defaultRouteInterface says.
+func TestThePodsChoiceOfDefaultRouteHolderWinsOverTheNetworks(t *testing.T) {
+	for _, c := range []struct{ pod, network, want string }{
+		{"", "", ""}, {"", "net1", "net1"}, {"net2", "net1", "net2"}, {"eth0", "", "eth0"},
+	} {
+		if got := (Allocation{DefaultRouteInterface: c.pod}).DefaultRouteHolder(c.network); got != c.want {
+			t.Errorf("pod %q, network %q: holder %q, want %q", c.pod, c.network, got, c.want)
+		}
+	}
+}

@@ -11,7 +11,7 @@ import (
 // daemon turns addresses and routes into strings; Allocation is the only place a plugin
 // turns them back.
 func NewAllocateResponse(a netplan.Allocation) *AllocateResponse {
-	resp := &AllocateResponse{IPs: make([]IPConfig, 0, len(a.Addresses))}
+	resp := &AllocateResponse{IPs: make([]IPConfig, 0, len(a.Addresses)), DefaultRouteInterface: a.DefaultRouteInterface}
 	for _, x := range a.Addresses {
 		c := IPConfig{Address: x.Prefix.String(), Pool: x.Pool, Vlan: x.Vlan}
 		if x.Gateway.IsValid() {
@@ -33,7 +33,7 @@ func NewAllocateResponse(a netplan.Allocation) *AllocateResponse {
 // name the field of the answer at fault: they mean the daemon and the plugin disagree
 // about the wire, never that the pod is wrong.
 func (r *AllocateResponse) Allocation() (netplan.Allocation, error) {
-	var a netplan.Allocation
+	a := netplan.Allocation{DefaultRouteInterface: r.DefaultRouteInterface}
 	for i, c := range r.IPs {
 		x, err := c.address()
 		if err != nil {

@@ -21,13 +21,14 @@ func TestAllocateResponseWireFormatIsV1(t *testing.T) {
 			{Dst: netip.MustParsePrefix("10.0.0.0/8"), Gw: netip.MustParseAddr("10.250.1.254")},
 			{Dst: netip.MustParsePrefix("192.168.0.0/16")},
 		},
+		DefaultRouteInterface: "net2",
 	}
 	got, err := json.Marshal(NewAllocateResponse(alloc))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := `{"ips":[{"address":"10.250.1.5/24","gateway":"10.250.1.1","pool":"v4","vlan":100},{"address":"fd00:250::5/64","pool":"v6"}],` +
-		`"routes":[{"dst":"10.0.0.0/8","gw":"10.250.1.254"},{"dst":"192.168.0.0/16"}]}`
+		`"routes":[{"dst":"10.0.0.0/8","gw":"10.250.1.254"},{"dst":"192.168.0.0/16"}],"defaultRouteInterface":"net2"}`
 	if string(got) != want {
 		t.Fatalf("wire\n got %s\nwant %s", got, want)
 	}

@@ -65,6 +65,8 @@ type Route struct {
 type AllocateResponse struct {
 	IPs    []IPConfig `json:"ips"`
 	Routes []Route    `json:"routes,omitempty"`
+	// DefaultRouteInterface is the pod's default-route-nic annotation, when it has one.
+	DefaultRouteInterface string `json:"defaultRouteInterface,omitempty"`
 }
 
 // ReleaseRequest frees what an attachment holds. An empty IfName releases every interface

@@ -60,6 +60,13 @@ const (
 	//
 	//	ipam.underpool.io/routes: '[{"dst":"10.0.0.0/8","gw":"10.250.1.1","interface":"net1"},{"dst":"192.168.0.0/16"}]'
 	AnnotationRoutes = AnnotationPrefix + "routes"
+	// AnnotationDefaultRouteNIC names the pod interface that holds the default route: eth0
+	// (the cluster network's) or one of those k8s.v1.cni.cncf.io/networks gives the pod. It
+	// wins over the networks' routing.defaultRouteInterface; a network with defaultRoute
+	// false still never takes it:
+	//
+	//	ipam.underpool.io/default-route-nic: net2
+	AnnotationDefaultRouteNIC = AnnotationPrefix + "default-route-nic"
 )
 
 // Namespace annotations: default pools for the namespace's pods that name none themselves.
@@ -140,6 +147,8 @@ type PodAnnotations struct {
 	// Subnets holds the subnet (key "") and subnets annotations; nil when both are absent.
 	Subnets InterfaceSubnets
 	Routes  []PodRoute
+	// DefaultRouteNIC is the default-route-nic annotation; "" when absent.
+	DefaultRouteNIC string
 }
 
 // PoolsFor returns the pools the pod's annotations name for ifName and the annotation
@@ -182,6 +191,9 @@ func ParsePodAnnotations(annotations map[string]string) (PodAnnotations, error) 
 		return PodAnnotations{}, err
 	}
 	if a.Routes, err = ParseRoutes(annotations); err != nil {
+		return PodAnnotations{}, err
+	}
+	if a.DefaultRouteNIC, err = ParseDefaultRouteNIC(annotations); err != nil {
 		return PodAnnotations{}, err
 	}
 	return a, nil

@@ -4,6 +4,8 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 	"go.uber.org/zap"
+
+	"github.com/underpool/underpool/netplan"
 )
 
 // The verbs of underpool-ipam: the meta-plugin's allocation, with no delegate and no pod
@@ -31,7 +33,7 @@ func add(s *Session) error {
 	if err != nil {
 		return err
 	}
-	result := Result(alloc, s.Conf.WantDefaultRoute())
+	result := Result(alloc, holdsDefault(s.Conf.WantDefaultRoute(), alloc, s.Args.IfName))
 	s.Log.Info("ADD done", zap.Stringer("result", Summary{result}))
 	return types.PrintResult(result, s.Conf.CNIVersion)
 }
@@ -49,3 +51,10 @@ func check(s *Session) error {
 func status(s *Session) error { return Status(s.Ctx, s.Conf) }
 
 func gc(s *Session) error { return GC(s.Ctx, s.Conf, s.Log) }
+
+// holdsDefault: the interface's result carries the default routes when its config allows
+// them and the pod did not name another interface for them (default-route-nic).
+func holdsDefault(allowed bool, alloc netplan.Allocation, ifName string) bool {
+	holder := alloc.DefaultRouteHolder("")
+	return allowed && (holder == "" || holder == ifName)
+}

@@ -42,3 +42,21 @@ func TestIPAMResultExactly(t *testing.T) {
 		})
 	}
 }
+
+// TestOnlyTheInterfaceThePodNamedGetsTheDefaultRoute: with default-route-nic, a plain
+// conflist's interface gets the default routes only if it is the one named.
+func TestOnlyTheInterfaceThePodNamedGetsTheDefaultRoute(t *testing.T) {
+	alloc := dualStack()
+	for _, c := range []struct {
+		named, ifName string
+		allowed, want bool
+	}{
+		{"", "net1", true, true}, {"net1", "net1", true, true}, {"net2", "net1", true, false},
+		{"eth0", "net1", true, false}, {"net1", "net1", false, false},
+	} {
+		alloc.DefaultRouteInterface = c.named
+		if got := holdsDefault(c.allowed, alloc, c.ifName); got != c.want {
+			t.Errorf("named %q, interface %s, defaultRoute %v: holds = %v, want %v", c.named, c.ifName, c.allowed, got, c.want)
+		}
+	}
+}

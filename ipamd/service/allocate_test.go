@@ -126,6 +126,8 @@ func TestBadAnnotationFailsBeforeAllocating(t *testing.T) {
 		v1.AnnotationRoutes:  `[{"dst":"10.0.0.0"}]`,
 		v1.AnnotationIPPool:  `{"ipv4":["p4"],"ipv5":["x"]}`,
 		v1.AnnotationSubnets: `[{"interface":"net1"}]`,
+		// the pod has eth0 and net1 only (no networks annotation: eth0)
+		v1.AnnotationDefaultRouteNIC: "net3",
 	} {
 		t.Run(key, func(t *testing.T) {
 			w := newWorld(t, nil, nsObj("ns"), newPoolObj("p4", "10.250.1.0/24"))
@@ -154,6 +156,22 @@ func TestPodRoutesReachTheResponse(t *testing.T) {
 	}
 	if len(resp.Routes) != 1 || resp.Routes[0] != (rpc.Route{Dst: "10.9.0.0/16", Gw: "10.250.1.1"}) {
 		t.Fatalf("routes %+v, want only net1's", resp.Routes)
+	}
+}
+
+// The default-route-nic annotation reaches the response, for every interface: each
+// decides in the pod whether it is the one named.
+func TestDefaultRouteNICReachesTheResponse(t *testing.T) {
+	w := newWorld(t, nil, nsObj("ns"), newPoolObj("p4", "10.250.1.0/24"))
+	pod := podObj("ns", "a", "node-a", nil)
+	pod.Annotations = map[string]string{v1.AnnotationNetworks: "ns/a,ns/b", v1.AnnotationDefaultRouteNIC: "net2"}
+	w.create(pod)
+	resp, err := w.ipamd("node-a", nil).Allocate(context.Background(), addReq(pod, "ctr", []string{"p4"}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.DefaultRouteInterface != "net2" {
+		t.Fatalf("defaultRouteInterface %q, want net2", resp.DefaultRouteInterface)
 	}
 }
 

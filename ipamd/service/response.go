@@ -52,6 +52,7 @@ func (s *Service) response(ctx context.Context, in *selection.Input, ips []v1.En
 		}
 	}
 	alloc.Routes = netplan.Merge(subnetRoutes, poolRoutes, podRoutesFor(in))
+	alloc.DefaultRouteInterface = in.PodAnnotations.DefaultRouteNIC
 	return rpc.NewAllocateResponse(alloc), nil
 }
 
