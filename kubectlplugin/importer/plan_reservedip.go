@@ -10,11 +10,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/allocator"
 )
 
 // reservedIPs creates each ReservedIP, or leaves one of the same addresses alone.
 func (pl *planner) reservedIPs() error {
 	for _, r := range pl.st.reserved {
+		if err := validReserved(r); err != nil {
+			return err
+		}
 		cur := &v1.ReservedIP{}
 		spec := v1.ReservedIPSpec{IPs: r.ips}
 		err := pl.c.Get(pl.ctx, client.ObjectKey{Name: r.name}, cur)
@@ -31,4 +35,19 @@ func (pl *planner) reservedIPs() error {
 		}
 	}
 	return nil
+}
+
+// validReserved refuses entries the API would refuse (a range reversed or of two
+// families, a zone, what is no address), naming each by index, before anything is
+// written: found only at its create, it would leave the objects before it written.
+func validReserved(r peerReserved) error {
+	_, errs := allocator.ParseReservations("spec.ips", r.ips)
+	if len(errs) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	return fmt.Errorf("%s cannot become ReservedIP %s: %s: fix the peer object first", r.from, r.name, strings.Join(msgs, "; "))
 }
