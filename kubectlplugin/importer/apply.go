@@ -30,8 +30,8 @@ func (p *importPlan) apply(ctx context.Context, c client.Client) error {
 			return err
 		}
 	}
-	for name, offs := range p.marks {
-		if err := markPool(ctx, c, name, offs); err != nil {
+	for _, m := range p.marks {
+		if err := markPool(ctx, c, m); err != nil {
 			return err
 		}
 	}
@@ -59,24 +59,24 @@ func createPool(ctx context.Context, c client.Client, pool *v1.IPPool) error {
 
 // markPool adds offs to an existing pool's status.allocated, on fresh reads until no
 // other writer conflicts.
-func markPool(ctx context.Context, c client.Client, name string, offs []uint64) error {
+func markPool(ctx context.Context, c client.Client, m poolMark) error {
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		pool := &v1.IPPool{}
-		if err := c.Get(ctx, client.ObjectKey{Name: name}, pool); err != nil {
+		if err := c.Get(ctx, client.ObjectKey{Name: m.name}, pool); err != nil {
 			return err
 		}
-		set, err := allocator.ParseRunSet(pool.Status.Allocated)
+		set, err := allocator.ParseAllocated(m.prefix, pool.Status.Allocated)
 		if err != nil {
-			return err
+			return fmt.Errorf("status.allocated %q does not parse: %w: fix or delete the pool", pool.Status.Allocated, err)
 		}
-		for _, o := range offs {
+		for _, o := range m.offs {
 			set.Add(o)
 		}
 		pool.Status.Allocated, pool.Status.AllocatedIPCount = set.String(), int64(set.Count())
 		return c.Status().Update(ctx, pool)
 	})
 	if err != nil {
-		return fmt.Errorf("marking addresses in IPPool %s: %w: run the import again to finish", name, err)
+		return fmt.Errorf("marking addresses in IPPool %s: %w: run the import again to finish", m.name, err)
 	}
 	return nil
 }

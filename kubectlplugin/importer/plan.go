@@ -17,9 +17,16 @@ type importPlan struct {
 	report    Report
 	subnets   []*v1.Subnet
 	reserved  []*v1.ReservedIP
-	pools     []*v1.IPPool        // to create, status as it is to be written
-	marks     map[string][]uint64 // existing pools: offsets to add to status.allocated
+	pools     []*v1.IPPool // to create, status as it is to be written
+	marks     []poolMark   // existing pools: offsets to add to status.allocated
 	endpoints []*v1.Endpoint
+}
+
+// poolMark is the offsets of an existing pool's subnet its status is to gain.
+type poolMark struct {
+	name   string
+	prefix netip.Prefix
+	offs   []uint64
 }
 
 type podKey struct{ ns, name string }
@@ -53,7 +60,7 @@ type planner struct {
 
 // plan turns the peer's state into underpool objects and refuses conflicts.
 func plan(ctx context.Context, c client.Reader, st *peerState, now time.Time) (*importPlan, error) {
-	pl := &planner{ctx: ctx, c: c, st: st, now: now, p: &importPlan{marks: map[string][]uint64{}}}
+	pl := &planner{ctx: ctx, c: c, st: st, now: now, p: &importPlan{}}
 	pl.p.report.Skipped = append(pl.p.report.Skipped, st.skipped...)
 	pl.p.report.Notes = append(pl.p.report.Notes, st.notes...)
 	for _, step := range []func() error{pl.subnets, pl.reservedIPs, pl.ipPools, pl.addresses, pl.endpoints, pl.poolStatus} {

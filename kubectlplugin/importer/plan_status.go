@@ -38,7 +38,7 @@ func (pl *planner) poolStatus() error {
 // mark plans the offsets of set the existing pool cur does not mark yet.
 func (pl *planner) mark(pp peerPool, cur *v1.IPPool, set allocator.RunSet) error {
 	view := pl.views[pp.name]
-	have, err := allocator.ParseRunSet(cur.Status.Allocated)
+	have, err := view.ParseAllocated(cur.Status.Allocated) // offsets past the subnet: corrupt, not "all taken"
 	if err != nil {
 		return fmt.Errorf("IPPool %s status.allocated %q does not parse: %v: fix or delete the pool", cur.Name, cur.Status.Allocated, err)
 	}
@@ -59,7 +59,7 @@ func (pl *planner) mark(pp peerPool, cur *v1.IPPool, set allocator.RunSet) error
 		pl.p.report.change(ActionUnchanged, "IPPool", pp.name, pp.from, pp.spec.Subnet)
 		return nil
 	}
-	pl.p.marks[pp.name] = add
+	pl.p.marks = append(pl.p.marks, poolMark{name: pp.name, prefix: view.Prefix, offs: add})
 	addSet := allocator.NewRunSet()
 	for _, o := range add {
 		addSet.Add(o)

@@ -139,3 +139,29 @@ func TestAnEndpointHoldingThePeersAddressesIsLeftAloneAndOneHoldingOthersRefuses
 	wantErr(t, err, "pod ns/wb already has an underpool Endpoint, recording other addresses (net1 10.240.7.8/24 (r)) than the peer's (net1 10.240.7.4/24 (r))")
 	wantSame(t, "writes", w.written(), nil)
 }
+
+// The API server refuses a Subnet or ReservedIP that does not parse (CEL rules, the
+// webhook); the fake client does not, so these tests see what the import writes itself.
+
+func TestASpiderSubnetThatDoesNotParseRefusesTheImportBeforeAnythingIsWritten(t *testing.T) {
+	w := spiderCluster(t, spiderSubnet("bad", map[string]any{"subnet": "10.240.9.0/24", "gateway": "10.250.0.1"}))
+	_, err := w.run("spiderpool", false, "")
+	wantErr(t, err, "SpiderSubnet bad cannot become Subnet bad", "spec.gateway", "fix the peer object first")
+	wantSame(t, "writes", w.written(), nil)
+}
+
+func TestASpiderReservedIPEntryThatDoesNotParseRefusesTheImportBeforeAnythingIsWritten(t *testing.T) {
+	w := spiderCluster(t, spiderReservedIP("bad", "10.240.1.6", "10.240.1.9-10.240.1.7"))
+	_, err := w.run("spiderpool", false, "")
+	wantErr(t, err, "SpiderReservedIP bad cannot become ReservedIP bad", "spec.ips[1]", "reversed", "fix the peer object first")
+	wantSame(t, "writes", w.written(), nil)
+}
+
+func TestAnExistingPoolWhoseStatusIsPastItsSubnetRefusesNamingStatusAllocated(t *testing.T) {
+	w := newWorld(t, livePod("ns", "wb", "node-5"),
+		ipPool("r", v1.IPPoolSpec{Subnet: "10.240.7.0/24"}, "3,4000"),
+		wherePool("ns", "r", "10.240.7.0/24", map[string]any{"4": whereAlloc("cid-wb", "ns/wb", "net1")}))
+	_, err := w.run("whereabouts", false, "")
+	wantErr(t, err, `IPPool r status.allocated "3,4000" does not parse`, "outside subnet 10.240.7.0/24", "fix or delete the pool")
+	wantSame(t, "writes", w.written(), nil)
+}
