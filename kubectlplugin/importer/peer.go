@@ -111,8 +111,11 @@ func parseAddrOrPrefix(s string) (netip.Addr, error) {
 	return netip.ParseAddr(s)
 }
 
+// importedLabelKey marks every object an import created.
+const importedLabelKey = "underpool.io/imported"
+
 func importedLabel() map[string]string {
-	return map[string]string{"underpool.io/imported": "true"}
+	return map[string]string{importedLabelKey: "true"}
 }
 
 func deref(s *string) string {

@@ -56,6 +56,9 @@ type planner struct {
 
 	// set by endpoints: the pods whose existing Endpoint already holds their addresses
 	unchangedEP map[podKey]bool
+
+	// set by poolStatus when needed: "pool address" -> the Endpoint that records it
+	holders map[string]string
 }
 
 // plan turns the peer's state into underpool objects and refuses conflicts.

@@ -47,8 +47,8 @@ func (pl *planner) mark(pp peerPool, cur *v1.IPPool, set allocator.RunSet) error
 		for o := r.Lo; ; o++ {
 			if !have.Contains(o) {
 				add = append(add, o)
-			} else if ep := pl.holderOf(view.Addr(o), pp.name); ep != nil && !pl.unchangedEP[podKey{ep.Namespace, ep.Name}] {
-				return fmt.Errorf("IPPool %s already marks %s allocated, but not for pod %s/%s that the peer gave it to: find its holder with `kubectl underpool who %s`", pp.name, view.Addr(o), ep.Namespace, ep.Name, view.Addr(o))
+			} else if err := pl.alreadyMarked(cur, view.Addr(o)); err != nil {
+				return err
 			}
 			if o == r.Hi {
 				break
@@ -66,6 +66,51 @@ func (pl *planner) mark(pp peerPool, cur *v1.IPPool, set allocator.RunSet) error
 	}
 	pl.p.report.change(ActionMark, "IPPool", pp.name, pp.from, fmt.Sprintf("status.allocated gains %d%s", len(add), listed(view, addSet)))
 	return nil
+}
+
+// alreadyMarked checks an address the existing pool marks already: that is fine when the
+// pod the peer gave it to records it (an Endpoint left as it is), or when nobody does and
+// the pool is one an import created (a re-run after an import that failed between the
+// pool and the Endpoint); otherwise the pool marks it for another pod.
+func (pl *planner) alreadyMarked(cur *v1.IPPool, addr netip.Addr) error {
+	ep := pl.holderOf(addr, cur.Name)
+	if ep == nil || pl.unchangedEP[podKey{ep.Namespace, ep.Name}] {
+		return nil
+	}
+	holder, err := pl.recordedHolder(cur.Name, addr)
+	if err != nil {
+		return err
+	}
+	if holder == "" && cur.Labels[importedLabelKey] == "true" {
+		return nil
+	}
+	also := ""
+	if holder != "" {
+		also = " (Endpoint " + holder + " holds it)"
+	}
+	return fmt.Errorf("IPPool %s already marks %s allocated, but not for pod %s/%s that the peer gave it to%s: find its holder with `kubectl underpool who %s`", cur.Name, addr, ep.Namespace, ep.Name, also, addr)
+}
+
+// recordedHolder names the Endpoint that records addr from pool, "" when none does; the
+// Endpoints are listed once, on the first address that needs it.
+func (pl *planner) recordedHolder(pool string, addr netip.Addr) (string, error) {
+	if pl.holders == nil {
+		var eps v1.EndpointList
+		if err := pl.c.List(pl.ctx, &eps); err != nil {
+			return "", fmt.Errorf("listing Endpoints: %w", err)
+		}
+		pl.holders = map[string]string{}
+		for i := range eps.Items {
+			for _, itf := range eps.Items[i].Status.Interfaces {
+				for _, ip := range itf.IPs {
+					if pfx, err := netip.ParsePrefix(ip.Address); err == nil {
+						pl.holders[ip.Pool+" "+pfx.Addr().String()] = eps.Items[i].Namespace + "/" + eps.Items[i].Name
+					}
+				}
+			}
+		}
+	}
+	return pl.holders[pool+" "+addr.String()], nil
 }
 
 // holderOf returns the planned Endpoint that holds addr from pool.

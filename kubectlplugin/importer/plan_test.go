@@ -120,6 +120,17 @@ func TestAnExistingPoolMarkingTheAddressForAnotherPodRefuses(t *testing.T) {
 		wherePool("ns", "r", "10.240.7.0/24", map[string]any{"3": whereAlloc("cid-wc", "ns/wc", "net1")}))
 	_, err := w.run("whereabouts", true, "")
 	wantErr(t, err, "IPPool r already marks 10.240.7.3 allocated, but not for pod ns/wc", "kubectl underpool who 10.240.7.3")
+
+	// a pool an import created adopts a mark nobody records (a re-run), never one an
+	// Endpoint records for another pod
+	imported := ipPool("r", v1.IPPoolSpec{Subnet: "10.240.7.0/24"}, "3")
+	imported.Labels = map[string]string{"underpool.io/imported": "true"}
+	other := &v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "wd"}, Status: v1.EndpointStatus{PodUID: "uid-wd",
+		Interfaces: []v1.EndpointInterface{{ContainerID: "cid-wd", Interface: "net1", IPs: []v1.EndpointIP{{Address: "10.240.7.3/24", Pool: "r"}}}}}}
+	w = newWorld(t, livePod("ns", "wc", "node-5"), imported, other,
+		wherePool("ns", "r", "10.240.7.0/24", map[string]any{"3": whereAlloc("cid-wc", "ns/wc", "net1")}))
+	_, err = w.run("whereabouts", true, "")
+	wantErr(t, err, "IPPool r already marks 10.240.7.3 allocated, but not for pod ns/wc that the peer gave it to (Endpoint ns/wd holds it)")
 }
 
 func TestAnEndpointHoldingThePeersAddressesIsLeftAloneAndOneHoldingOthersRefuses(t *testing.T) {
