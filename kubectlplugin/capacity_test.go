@@ -53,6 +53,36 @@ func TestPoolsCountAllocatedQuarantinedReservedSharedAndFree(t *testing.T) {
 	}
 }
 
+func TestAPoolWhoseStatusIsPastItsSubnetIsReportedNotCounted(t *testing.T) {
+	got, table := capacities(t, fakeAPI(t, pool("corrupt", "10.1.0.0/24", nil, "3,4000"), pool("garbled", "10.1.1.0/24", nil, "7-3")))
+
+	for _, name := range []string{"corrupt", "garbled"} {
+		c := got[name]
+		if c.Allocated != 0 || c.Free != 0 || c.UsedPercent != 0 || !strings.Contains(c.Problem, "status.allocated") {
+			t.Errorf("pool %s = %+v, want nothing counted and a problem naming status.allocated", name, *c)
+		}
+	}
+	if p := got["corrupt"].Problem; !strings.Contains(p, `"3,4000"`) || !strings.Contains(p, "outside subnet 10.1.0.0/24") {
+		t.Errorf("problem of pool corrupt = %q, want the offset outside its subnet named", p)
+	}
+	if !hasRow(table, "corrupt", "10.1.0.0/24", "254", "0", "0", "0", "0.0%", "status.allocated") {
+		t.Errorf("the table does not report pool corrupt's status:\n%s", table)
+	}
+}
+
+// ipamd takes a pool whose status.allocated is corrupt at its widest, its whole subnet,
+// for the overlap rule (ipamd/store/overlap.go withHeld): so must `pools`.
+func TestAnotherPoolsCorruptStatusMakesItsWholeSubnetShared(t *testing.T) {
+	wide := pool("wide", "10.2.0.0/24", nil, "")
+	narrow := pool("narrow", "10.2.0.128/25", []string{"10.2.0.200-10.2.0.210"}, "300")
+
+	got, _ := capacities(t, fakeAPI(t, wide, narrow))
+
+	if c := got["wide"]; c.Shared != 127 || c.Free != 127 {
+		t.Errorf("pool wide = %+v, want 127 shared (10.2.0.128-254, all of narrow's subnet it covers) and 127 free", *c)
+	}
+}
+
 func TestPoolsPrintsJSONAndRefusesAnUnknownFormat(t *testing.T) {
 	c := fakeAPI(t, pool("a", "10.0.0.0/24", nil, "1"))
 	out, err := runPlugin(t, c, "json", newPoolsCommand)

@@ -87,6 +87,22 @@ func TestGCOnAHealthyClusterSaysNothingWouldBeFreed(t *testing.T) {
 	}
 }
 
+// The orphan sweep never iterates a corrupt status: its "orphans" would be offsets past
+// the subnet, addresses of no pool. gc says why it judges nothing of that pool.
+func TestGCListsNoOrphansOfAPoolWhoseStatusIsCorruptAndSaysSo(t *testing.T) {
+	c := fakeAPI(t, pool("c", "10.4.0.0/24", nil, "3,4000"))
+	r, err := GC(t.Context(), c, now, 2*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Orphans) != 0 {
+		t.Errorf("orphans = %+v, want none of a corrupt pool", r.Orphans)
+	}
+	if len(r.Unjudged) != 1 || !strings.Contains(r.Unjudged[0], "IPPool c") || !strings.Contains(r.Unjudged[0], "status.allocated") {
+		t.Errorf("unjudged = %q, want pool c's status named", r.Unjudged)
+	}
+}
+
 // wantAttachments compares verdicts rendered as "pod reason: why".
 func wantAttachments(t *testing.T, what string, got []GCAttachment, want []string) {
 	t.Helper()
