@@ -10,7 +10,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -165,15 +164,6 @@ func (w *world) endpoint(ns, name string) *v1.Endpoint {
 		w.t.Fatalf("Endpoint %s/%s: %v", ns, name, err)
 	}
 	return ep
-}
-
-// absent fails the test when obj (by its name) exists.
-func (w *world) absent(obj client.Object) {
-	w.t.Helper()
-	err := w.c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj)
-	if !apierrors.IsNotFound(err) {
-		w.t.Errorf("%s %s exists (get: %v), want none", kindOf(obj), nameOf(obj), err)
-	}
 }
 
 // underpoolObjects names every underpool object in the API, sorted.
