@@ -83,7 +83,7 @@ func capacityOf(p *v1.IPPool, all []v1.IPPool, reserved []v1.ReservedIP, now tim
 	}
 	c.view, c.Family = view, view.Family()
 	c.Total = view.Usable.Count()
-	allocated, err := allocator.ParseRunSet(p.Status.Allocated)
+	allocated, err := view.ParseAllocated(p.Status.Allocated) // offsets past the subnet: corrupt, not counted
 	if err != nil {
 		c.Problem = fmt.Sprintf("status.allocated %q does not parse: %v: ipamd refuses the pool until its status is repaired", p.Status.Allocated, err)
 		return c
@@ -139,7 +139,8 @@ func sharedWith(view *allocator.PoolView, all []v1.IPPool) allocator.RunSet {
 			continue
 		}
 		if !fp.All && o.Status.Allocated != "" {
-			if held, err := allocator.ParseRunSet(o.Status.Allocated); err != nil {
+			// a corrupt status (offsets past its subnet included) covers the whole subnet
+			if held, err := allocator.ParseAllocated(fp.Prefix, o.Status.Allocated); err != nil {
 				fp = allocator.Footprint{Prefix: fp.Prefix, All: true}
 			} else {
 				fp.Set = fp.Set.Clone()

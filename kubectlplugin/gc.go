@@ -35,7 +35,8 @@ type GCReport struct {
 	// Unmarked are addresses an Endpoint holds that the pool does not mark; nothing is
 	// freed, ipamd re-marks them when it reconciles.
 	Unmarked []string `json:"unmarked"`
-	// Unjudged are attachments that could not be judged (an API error).
+	// Unjudged are attachments that could not be judged (an API error), and pools whose
+	// spec or status does not parse (ipamd refuses them; the sweep frees nothing of them).
 	Unjudged []string `json:"unjudged"`
 }
 
@@ -149,7 +150,8 @@ func GC(ctx context.Context, c client.Reader, now time.Time, grace time.Duration
 		}
 	}
 	for _, p := range pools.order {
-		if p.view == nil {
+		if p.Problem != "" { // the sweep iterates nothing of a pool ipamd refuses
+			r.Unjudged = append(r.Unjudged, fmt.Sprintf("IPPool %s: %s", p.Name, p.Problem))
 			continue
 		}
 		var mine allocator.RunSet
@@ -238,7 +240,7 @@ func gcTable(w io.Writer, r *GCReport) {
 		}
 	}
 	if len(r.Unjudged) > 0 {
-		fmt.Fprintln(w, "Not judged (API errors):")
+		fmt.Fprintln(w, "Not judged (API errors, pools ipamd refuses):")
 		for _, u := range r.Unjudged {
 			fmt.Fprintln(w, "  "+u)
 		}

@@ -1,9 +1,20 @@
 // Package kubectlplugin is `kubectl underpool`: read-only views of what ipamd holds and
-// would do now (why a pod got its address or none, pool capacity, who holds an address,
-// what recycling and the orphan sweep would free), computed from the objects ipamd itself
-// reads with ipamd's own selection, allocator and recycling code (capacity.go keeps a
-// small read-only copy of the overlap rule). Only `import` writes: it moves a cluster's
-// addresses over from Spiderpool or whereabouts (import*.go).
+// would do now, computed from the objects ipamd itself reads with the pure core ipamd
+// decides with (core/selection, core/allocator, core/recycle). It owns:
+//   - the command tree, the kubeconfig client and scheme (root.go), -o table|json|yaml
+//     (output.go);
+//   - explain pod: the pool selection chain for a pod, what it holds, why it has no
+//     address (explain*.go);
+//   - pools: each pool's capacity as the allocator sees it (pools.go, capacity.go, which
+//     keeps a small read-only copy of ipamd's overlap rule);
+//   - who: which attachment holds an address (who.go);
+//   - gc --dry-run: what recycling and the orphan sweep would free, and why (gc.go, and
+//     verdict.go, the words around recycle.Judge);
+//   - import: the one command that writes, its flags and table (import.go); the reading,
+//     planning and writing are package kubectlplugin/importer.
+//
+// It imports of underpool only api/v1, core/..., internal/buildinfo and its importer,
+// never ipamd or the controller (internal/layering, `make check-deps`).
 package kubectlplugin
 
 import (

@@ -114,12 +114,15 @@ func Who(ctx context.Context, c client.Reader, addr netip.Addr, now time.Time) (
 			}
 		}
 	}
-	var marking []string
+	var marking, problems []string
 	for _, p := range pools.order {
 		if p.covers(addr) {
 			r.Pools = append(r.Pools, p.Name)
 			if p.holds(addr) {
 				marking = append(marking, p.Name)
+			}
+			if p.Problem != "" {
+				problems = append(problems, "IPPool "+p.Name+": "+p.Problem)
 			}
 		}
 	}
@@ -137,6 +140,9 @@ func Who(ctx context.Context, c client.Reader, addr netip.Addr, now time.Time) (
 		r.State, r.Detail = "free", "no Endpoint holds it and no pool marks it allocated"
 	default:
 		r.State, r.Detail = "unknown", "no IPPool's subnet covers it: underpool does not manage this address"
+	}
+	if len(problems) > 0 { // ipamd hands out nothing of such a pool: its marks mean nothing yet
+		r.Detail = strings.TrimPrefix(r.Detail+"; "+strings.Join(problems, "; "), "; ")
 	}
 	return r, nil
 }

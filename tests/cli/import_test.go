@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
-	"github.com/underpool/underpool/kubectlplugin"
+	"github.com/underpool/underpool/kubectlplugin/importer"
 )
 
 // peer creates a peer IPAM's object (as unstructured: the tests, like the plugin, do not
@@ -141,14 +141,14 @@ func wantSame(t *testing.T, what string, got, want []string) {
 	}
 }
 
-func importReport(t *testing.T, args ...string) kubectlplugin.ImportReport {
+func importReport(t *testing.T, args ...string) importer.Report {
 	t.Helper()
-	var rep kubectlplugin.ImportReport
+	var rep importer.Report
 	pluginJSON(t, &rep, append([]string{"import"}, args...)...)
 	return rep
 }
 
-func skippedOf(rep kubectlplugin.ImportReport) []string {
+func skippedOf(rep importer.Report) []string {
 	var out []string
 	for _, s := range rep.Skipped {
 		out = append(out, s.Address+" "+s.Pod+": "+s.Reason)
@@ -156,7 +156,7 @@ func skippedOf(rep kubectlplugin.ImportReport) []string {
 	return out
 }
 
-func changesOf(rep kubectlplugin.ImportReport) []string {
+func changesOf(rep importer.Report) []string {
 	var out []string
 	for _, c := range rep.Changes {
 		out = append(out, c.Action+" "+c.Kind+" "+c.Name)

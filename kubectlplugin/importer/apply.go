@@ -1,0 +1,110 @@
+package importer
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/allocator"
+)
+
+// apply writes the plan: Subnets, ReservedIPs, pools (spec, then status), the marks on
+// existing pools, then Endpoints: a pool marks an address before an Endpoint records it,
+// as ipamd writes them, so that no failure leaves an address held but free to hand out.
+// Each object is created once; a re-run after a failure finds what was created and
+// leaves it alone, and the error names what was written.
+func (p *importPlan) apply(ctx context.Context, c client.Client) error {
+	var done written
+	for _, s := range p.subnets {
+		if err := c.Create(ctx, s); err != nil {
+			return done.failed(fmt.Errorf("creating Subnet %s: %w", s.Name, err))
+		}
+		done.add("Subnet " + s.Name)
+	}
+	for _, r := range p.reserved {
+		if err := c.Create(ctx, r); err != nil {
+			return done.failed(fmt.Errorf("creating ReservedIP %s: %w", r.Name, err))
+		}
+		done.add("ReservedIP " + r.Name)
+	}
+	for _, pool := range p.pools {
+		if err := createPool(ctx, c, pool, &done); err != nil {
+			return done.failed(err)
+		}
+	}
+	for _, m := range p.marks {
+		if err := markPool(ctx, c, m); err != nil {
+			return done.failed(err)
+		}
+		done.add(fmt.Sprintf("IPPool %s (status.allocated gained %d)", m.name, len(m.offs)))
+	}
+	for _, ep := range p.endpoints {
+		if err := c.Create(ctx, ep); err != nil {
+			return done.failed(fmt.Errorf("creating Endpoint %s/%s: %w", ep.Namespace, ep.Name, err))
+		}
+		done.add("Endpoint " + ep.Namespace + "/" + ep.Name)
+	}
+	return nil
+}
+
+// createPool creates the pool, then writes its status (the status subresource ignores
+// a create's status).
+func createPool(ctx context.Context, c client.Client, pool *v1.IPPool, done *written) error {
+	status := pool.Status
+	if err := c.Create(ctx, pool); err != nil {
+		return fmt.Errorf("creating IPPool %s: %w", pool.Name, err)
+	}
+	pool.Status = status
+	if err := c.Status().Update(ctx, pool); err != nil {
+		done.add(fmt.Sprintf("IPPool %s (without its status.allocated: run the import again before pods use it)", pool.Name))
+		return fmt.Errorf("writing IPPool %s status (allocated %s): %w", pool.Name, status.Allocated, err)
+	}
+	done.add(fmt.Sprintf("IPPool %s (status.allocated %s)", pool.Name, status.Allocated))
+	return nil
+}
+
+// markPool adds the offsets to an existing pool's status.allocated, on fresh reads until
+// no other writer conflicts.
+func markPool(ctx context.Context, c client.Client, m poolMark) error {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		pool := &v1.IPPool{}
+		if err := c.Get(ctx, client.ObjectKey{Name: m.name}, pool); err != nil {
+			return err
+		}
+		set, err := allocator.ParseAllocated(m.prefix, pool.Status.Allocated)
+		if err != nil {
+			return fmt.Errorf("status.allocated %q does not parse: %w: fix or delete the pool", pool.Status.Allocated, err)
+		}
+		for _, o := range m.offs {
+			set.Add(o)
+		}
+		pool.Status.Allocated, pool.Status.AllocatedIPCount = set.String(), int64(set.Count())
+		return c.Status().Update(ctx, pool)
+	})
+	if err != nil {
+		return fmt.Errorf("marking addresses in IPPool %s: %w", m.name, err)
+	}
+	return nil
+}
+
+// written is what apply wrote so far, for the error of a write that fails.
+type written []string
+
+func (w *written) add(what string) { *w = append(*w, what) }
+
+// failed says what was written before err: a half-done import is finished by a re-run.
+func (w written) failed(err error) error {
+	if len(w) == 0 {
+		return fmt.Errorf("%w: nothing was written", err)
+	}
+	const most = 10
+	list := strings.Join(w[:min(len(w), most)], ", ")
+	if len(w) > most {
+		list += fmt.Sprintf(" and %d more", len(w)-most)
+	}
+	return fmt.Errorf("%w: already written: %s; run the import again to finish", err, list)
+}
