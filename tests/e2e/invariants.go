@@ -68,36 +68,6 @@ func RequireInvariants(t *testing.T, live []Attachment, pools ...string) {
 	}
 }
 
-// HeldTwice names every address that two attachments hold.
-func HeldTwice(eps []v1.Endpoint) []string {
-	var problems []string
-	holder := map[string]string{}
-	for _, ep := range eps {
-		for _, itf := range ep.Status.Interfaces {
-			for _, ip := range itf.IPs {
-				who := fmt.Sprintf("%s/%s %s %.12s", ep.Namespace, ep.Name, itf.Interface, itf.ContainerID)
-				if prev, dup := holder[ip.Address]; dup {
-					problems = append(problems, fmt.Sprintf("%s held by %s and by %s", ip.Address, prev, who))
-				}
-				holder[ip.Address] = who
-			}
-		}
-	}
-	return problems
-}
-
-// Holds reports whether the Endpoint holds addr for the live attachment of containerID.
-func Holds(ep *v1.Endpoint, containerID, addr string) bool {
-	for _, itf := range ep.Status.Interfaces {
-		for _, ip := range itf.IPs {
-			if itf.ContainerID == containerID && itf.Detached == nil && ip.Address == addr {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // poolAllocated reads a pool from the API and parses what its status holds.
 func poolAllocated(t *testing.T, pool string) (*allocator.PoolView, allocator.RunSet) {
 	t.Helper()
@@ -117,28 +87,16 @@ func poolAllocated(t *testing.T, pool string) (*allocator.PoolView, allocator.Ru
 // Endpoint holds in it.
 func PoolMatchesEndpoints(t *testing.T, pool string) (bool, string) {
 	t.Helper()
-	view, allocated := poolAllocated(t, pool)
+	p := FreshPool(t, pool)
 	var all v1.EndpointList
 	if err := Suite.Client.List(Ctx(t), &all); err != nil {
 		t.Fatal(err)
 	}
-	var held allocator.RunSet
-	for _, ep := range all.Items {
-		for _, itf := range ep.Status.Interfaces {
-			for _, ip := range itf.IPs {
-				if ip.Pool != pool {
-					continue
-				}
-				if o, ok := view.Offset(MustPrefix(t, ip.Address).Addr()); ok {
-					held.Add(o)
-				}
-			}
-		}
+	mismatch, err := PoolMismatch(p, all.Items)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if allocated.String() != held.String() {
-		return false, fmt.Sprintf("pool %s allocated %q, Endpoints hold %q", pool, allocated.String(), held.String())
-	}
-	return true, ""
+	return mismatch == "", mismatch
 }
 
 // PoolHolds reports whether the pool's status (read from the API) has addr allocated.

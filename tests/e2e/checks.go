@@ -1,8 +1,9 @@
-// Package vmcheck holds the invariant checks both halves of the kernel tests run against the
-// API: the tests inside the VM after their ADDs and DELs, the host once the VM is gone. They
-// return what is wrong, as sentences, instead of failing a test, so either half can report
-// them its own way.
-package vmcheck
+package e2e
+
+// The invariant checks on what the API holds, which every end-to-end test runs through
+// RequireInvariants and both halves of the kernel tests run (tests/kernel/guest inside the
+// VM after its ADDs and DELs, tests/kernel once the VM is gone). They return what is
+// wrong, as sentences, instead of failing a test, so each caller can report it its own way.
 
 import (
 	"context"
@@ -81,10 +82,10 @@ func PoolMismatch(pool *v1.IPPool, eps []v1.Endpoint) (string, error) {
 	return "", nil
 }
 
-// Cluster checks the whole cluster as the host sees it once every test is over: no address
+// CheckCluster checks the whole cluster as the host sees it once every test is over: no address
 // held twice, every pool's status equal to its Endpoints, and, when settled, nothing held at
 // all (every test ended with its DELs). It also returns the pools it looked at.
-func Cluster(ctx context.Context, c client.Client, settled bool) (problems, pools []string, err error) {
+func CheckCluster(ctx context.Context, c client.Client, settled bool) (problems, pools []string, err error) {
 	var eps v1.EndpointList
 	if err := c.List(ctx, &eps); err != nil {
 		return nil, nil, fmt.Errorf("listing Endpoints: %w", err)
