@@ -9,13 +9,13 @@
 // Allocations go through the underpool-ipam binary exactly as a main plugin calls its
 // IPAM plugin (network config on stdin), with no link: this measures the IPAM path.
 //
-//	go run ./tests/scale [--nodes 10 --pods 1000 --inflight 200 --endpoints 10000]
+//	go run ./hack/scale [--nodes 10 --pods 1000 --inflight 200 --endpoints 10000]
 //
 // With --cluster it runs a simulated cluster instead (cluster*.go): many ipamds on one
 // control plane, thousands of Node objects and Endpoints, measuring each ipamd's memory,
 // its API requests per minute (audit log) and the watch events churn elsewhere costs it:
 //
-//	go run ./tests/scale --cluster [--ipamds 100 --nodes 1000 --endpoints 100000 --pools 4 --churn 1000]
+//	go run ./hack/scale --cluster [--ipamds 100 --nodes 1000 --endpoints 100000 --pools 4 --churn 1000]
 package main
 
 import (

@@ -7,11 +7,11 @@
 // afterwards (a silent leak must show), prints a table and the ratios the project
 // targets, and writes JSON and markdown results.
 //
-//	make bench                              # build, tools, then go run ./tests/bench
-//	go run ./tests/bench --pods 200 --parallel 1,8,16 --ipams underpool,host-local
-//	go run ./tests/bench --density 250    # density curve up to 250 pods (0: none)
-//	go run ./tests/bench --pods 1000 --parallel 40 --pool-size 1000 --density 0   # issue 11's hard case
-//	go run ./tests/bench --ipams underpool-ipam,host-local-ipam   # the IPAM path alone
+//	make bench                              # build, tools, then go run ./hack/bench
+//	go run ./hack/bench --pods 200 --parallel 1,8,16 --ipams underpool,host-local
+//	go run ./hack/bench --density 250    # density curve up to 250 pods (0: none)
+//	go run ./hack/bench --pods 1000 --parallel 40 --pool-size 1000 --density 0   # issue 11's hard case
+//	go run ./hack/bench --ipams underpool-ipam,host-local-ipam   # the IPAM path alone
 //
 // Each phase also reports the API requests per pod (the apiserver's own count) and the
 // CPU ms per pod of the plugin processes, ipamd, kube-apiserver and etcd, and the plugin

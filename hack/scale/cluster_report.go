@@ -290,7 +290,7 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// write puts the report's JSON and markdown under dir, as tests/bench does.
+// write puts the report's JSON and markdown under dir, as hack/bench does.
 func (r *clusterReport) write(dir, text string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err

@@ -7,7 +7,7 @@
 // rolling restart of the StatefulSet keeps every pod's address, and deleting both
 // workloads gives every address back.
 //
-//	go run ./tests/demo [--keep]     (as root; `make demo` builds what it needs first)
+//	go run ./hack/demo [--keep]     (as root; `make demo` builds what it needs first)
 //
 // Everything it creates is removed at the end, on error and on Ctrl-C; --keep leaves it
 // running until Ctrl-C so you can look around with kubectl and `ip netns exec`.
@@ -304,7 +304,7 @@ func (d *demo) waitForever(pods []podView) {
 }
 
 // projectBinaries prefers ./bin (what `make demo` or `make build` just wrote), else
-// builds into tmp so `go run ./tests/demo` works on its own too.
+// builds into tmp so `go run ./hack/demo` works on its own too.
 func projectBinaries(tmp string) (string, error) {
 	bin := filepath.Join(harness.RepoRoot(), "bin")
 	complete := true
