@@ -44,8 +44,10 @@ func FirstIP(t *testing.T, r types.Result, v4 bool) string {
 	return ""
 }
 
+// AsCNIError reports whether err is (or wraps) a CNI error, as the plugin returns it.
 func AsCNIError(err error, target **types.Error) bool { return errors.As(err, target) }
 
+// ParseIP parses an address, failing the test if s is none.
 func ParseIP(t *testing.T, s string) net.IP {
 	t.Helper()
 	ip := net.ParseIP(s)
@@ -55,6 +57,7 @@ func ParseIP(t *testing.T, s string) net.IP {
 	return ip
 }
 
+// MustPrefix parses an address with its prefix ("10.0.0.5/24"), failing the test if s is none.
 func MustPrefix(t *testing.T, s string) netip.Prefix {
 	t.Helper()
 	p, err := netip.ParsePrefix(s)

@@ -28,6 +28,7 @@ func FreshPool(t *testing.T, name string) *v1.IPPool {
 	return p
 }
 
+// Endpoints lists the Endpoints of a namespace from the API.
 func Endpoints(t *testing.T, namespace string) []v1.Endpoint {
 	t.Helper()
 	var list v1.EndpointList
@@ -37,6 +38,7 @@ func Endpoints(t *testing.T, namespace string) []v1.Endpoint {
 	return list.Items
 }
 
+// IsNotFound reports whether an API error says the object is not there.
 func IsNotFound(err error) bool { return apierrors.IsNotFound(err) }
 
 // WaitGone waits until the object is gone from the API.
@@ -47,6 +49,7 @@ func WaitGone(t *testing.T, what string, obj client.Object) {
 	})
 }
 
+// MustDelete deletes the pod with this grace period (seconds), failing the test if it cannot.
 func MustDelete(t *testing.T, pod *corev1.Pod, grace int64) {
 	t.Helper()
 	if err := Suite.Client.Delete(Ctx(t), pod, client.GracePeriodSeconds(grace)); err != nil {

@@ -66,6 +66,7 @@ func NewNamespace(t *testing.T) string {
 	return NewNamespaceWith(t, nil, nil)
 }
 
+// NewNamespaceWith creates a namespace with these annotations and labels.
 func NewNamespaceWith(t *testing.T, annotations, labels map[string]string) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e-" + rand.String(6), Annotations: annotations, Labels: labels}}
@@ -110,6 +111,7 @@ func NewPod(t *testing.T, ns, name string, annotations, labels map[string]string
 	return NewPodOn(t, NodeName, ns, name, annotations, labels, owner)
 }
 
+// NewPodOn is NewPod on another node.
 func NewPodOn(t *testing.T, node, ns, name string, annotations, labels map[string]string, owner *metav1.OwnerReference) *corev1.Pod {
 	t.Helper()
 	pod := &corev1.Pod{
@@ -174,6 +176,7 @@ func MacvlanOn(master string) map[string]any {
 	return map[string]any{"type": "macvlan", "master": master, "mode": "bridge"}
 }
 
+// Conflist renders the NetConf as a conflist, the defaults filled in.
 func (c NetConf) Conflist(t *testing.T) []byte {
 	t.Helper()
 	if c.Name == "" {
@@ -259,6 +262,7 @@ func ClusterNetwork(t *testing.T, bridge, subnet string) []byte {
 	}})
 }
 
+// MustJSON marshals v, failing the test if it cannot.
 func MustJSON(t *testing.T, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)

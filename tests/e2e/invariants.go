@@ -30,6 +30,7 @@ func attachmentOf(rt harness.Runtime) Attachment {
 		NetNS: rt.NetNS, IfName: rt.IfName, Where: NodeName}
 }
 
+// AttachmentsOf is the attachments the runtimes asked for on this node.
 func AttachmentsOf(rts ...harness.Runtime) []Attachment {
 	var out []Attachment
 	for _, rt := range rts {

@@ -51,6 +51,7 @@ type sample struct {
 	value  float64
 }
 
+// Metrics is what one scrape of /metrics read.
 type Metrics []sample
 
 // Scrape reads /metrics at addr. The exposition format is parsed by hand: our label
@@ -130,6 +131,7 @@ func (m Metrics) names(prefix string) []string {
 	return out
 }
 
+// AtLeast fails the test unless the series exists with a value of at least min.
 func (m Metrics) AtLeast(t *testing.T, min float64, name string, labels ...string) {
 	t.Helper()
 	v, ok := m.Get(name, labels...)
@@ -140,6 +142,7 @@ func (m Metrics) AtLeast(t *testing.T, min float64, name string, labels ...strin
 	}
 }
 
+// Equal fails the test unless the series exists with the value want.
 func (m Metrics) Equal(t *testing.T, want float64, name string, labels ...string) {
 	t.Helper()
 	v, ok := m.Get(name, labels...)

@@ -123,6 +123,7 @@ func MACOf(t *testing.T, nsPath, ifName string) string {
 	return l.Attrs().HardwareAddr.String()
 }
 
+// LinksIn names the links in a netns.
 func LinksIn(pod *harness.NetNS) ([]string, error) {
 	var names []string
 	err := pod.Do(func() error {
@@ -135,6 +136,7 @@ func LinksIn(pod *harness.NetNS) ([]string, error) {
 	return names, err
 }
 
+// HasLink reports whether the netns has a link of this name.
 func HasLink(t *testing.T, n *harness.NetNS, name string) bool {
 	t.Helper()
 	found := false
@@ -250,6 +252,7 @@ func RulesIn(t *testing.T, n *harness.NetNS) []string {
 	return out
 }
 
+// RequireContains fails the test unless got has every wanted line exactly.
 func RequireContains(t *testing.T, what string, got []string, want ...string) {
 	t.Helper()
 	for _, w := range want {
@@ -263,6 +266,7 @@ func RequireContains(t *testing.T, what string, got []string, want ...string) {
 	}
 }
 
+// RequireLacks fails the test if any line of got contains an unwanted string.
 func RequireLacks(t *testing.T, what string, got []string, unwanted ...string) {
 	t.Helper()
 	for _, u := range unwanted {
@@ -274,6 +278,7 @@ func RequireLacks(t *testing.T, what string, got []string, unwanted ...string) {
 	}
 }
 
+// RequireDefaultRoute fails the test unless the pod has an IPv4 default route via gw.
 func RequireDefaultRoute(t *testing.T, pod *harness.NetNS, gw string) {
 	t.Helper()
 	var found bool
