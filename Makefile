@@ -96,8 +96,8 @@ lint: check-deps ## go vet + gofmt + staticcheck + check-deps
 check-links: ## every link between the markdown pages (README, docs/, tests/README.md, ...) resolves, anchors included
 	tests/check-doc-links.sh
 
-check-deps: ## ipamd, the pure packages and underpool-ipam link no kernel networking code (netlink, ARP, NDP)
-	go test -count=1 -run TestLinksNoKernelNetworking ./cmd/ipamd
+check-deps: ## the layering (internal/layering.Rules: who may import whom) and that ipamd, the pure packages and underpool-ipam link no kernel networking code
+	go test -count=1 ./internal/layering
 
 clean:
 	rm -rf $(BIN)

@@ -13,6 +13,7 @@ import (
 	"github.com/underpool/underpool/chain/ipamplugin"
 	"github.com/underpool/underpool/netplan"
 	"github.com/underpool/underpool/rpc"
+	"github.com/underpool/underpool/underlay"
 )
 
 // settleTimeout bounds the wait for IPv6 duplicate address detection.
@@ -67,7 +68,7 @@ func (a *addition) allocate() error {
 
 func (a *addition) runDelegate() error {
 	var err error
-	if a.delegateConf, err = a.conf.DelegateConf(); err != nil {
+	if a.delegateConf, err = a.delegateConfig(); err != nil {
 		return internalError("rendering delegate config: %v", err)
 	}
 	raw, err := invoke.DelegateAdd(a.ctx, a.conf.DelegateType(), a.delegateConf, nil)
@@ -88,6 +89,32 @@ func (a *addition) runDelegate() error {
 	return nil
 }
 
+// neighbourChecks is the config the pod link's checks run with: on a link that resolves no
+// neighbours (an ipvlan in l3 or l3s mode: its addresses are routed to the node, never
+// resolved on the segment, and no ARP or NDP leaves it) the conflict probe, the gateway
+// check and the announcement have nothing to ask and nobody to tell, so they are off.
+func (a *addition) neighbourChecks(ifName string) (*NetConf, error) {
+	speaks, err := underlay.SpeaksARP(ifName)
+	if err != nil || speaks {
+		return a.conf, err
+	}
+	a.log.Info("the pod link resolves no neighbours (ipvlan l3/l3s): no conflict probe, gateway check or announcement on it",
+		zap.String("ifName", ifName), zap.String("delegate", a.conf.DelegateType()))
+	off := false
+	conf := *a.conf
+	conf.Checks.IPConflict, conf.Checks.Gateway, conf.Checks.Announce = &off, &off, &off
+	return &conf, nil
+}
+
+// delegateConfig is the delegate's config for this ADD: a delegate that insists on
+// configuring the addresses itself gets them as its prevResult.
+func (a *addition) delegateConfig() ([]byte, error) {
+	if !a.conf.DelegateConfiguresAddresses() {
+		return a.conf.DelegateConf()
+	}
+	return a.conf.DelegateConfWith(&current.Result{CNIVersion: current.ImplementedSpecVersion, IPs: ipamplugin.IPs(a.alloc.Addresses, nil)})
+}
+
 // configurePod sets the interface's MAC, addresses and routes in the pod netns, under
 // the underlay checks. The IPv4 conflict probe starts once the link is up and listens
 // while addresses and routes are set; ADD waits for what is left of its window before
@@ -99,14 +126,30 @@ func (a *addition) configurePod() error {
 	a.undo.push("removing routing rules", func() error { return cleanPod(a.conf, a.args.Netns, a.args.IfName) })
 	ifName := a.args.IfName
 	var warnings []error
-	err := ns.WithNetNSPath(a.args.Netns, func(ns.NetNS) error {
+	host, err := ns.GetCurrentNS()
+	if err != nil {
+		return internalError("the node's netns: %v", err)
+	}
+	defer host.Close()
+	err = ns.WithNetNSPath(a.args.Netns, func(ns.NetNS) error {
+		if a.conf.DelegateConfiguresAddresses() {
+			// configured again below, under the conflict probe and with DAD sized to
+			// its window (the delegate's own link-up has announced them once already)
+			if err := underlay.TakeBackAddresses(ifName); err != nil {
+				return err
+			}
+		}
 		mac, err := prepareLink(a.conf, ifName, a.alloc)
 		if err != nil {
 			return err
 		}
 		a.result.Interfaces[a.ifIndex].Mac = mac
 		a.took.mark("link")
-		v4, err := startIPv4Probe(a.conf, ifName, a.alloc.Addresses)
+		conf, err := a.neighbourChecks(ifName)
+		if err != nil {
+			return err
+		}
+		v4, err := startIPv4Probe(conf, ifName, a.alloc.Addresses, host)
 		if err != nil {
 			return err
 		}
@@ -127,10 +170,10 @@ func (a *addition) configurePod() error {
 			return err
 		}
 		a.took.mark("probe")
-		if err := checkGateways(a.conf, ifName, a.alloc.Addresses); err != nil {
+		if err := checkGateways(conf, ifName, a.alloc.Addresses); err != nil {
 			return err
 		}
-		warnings = announce(a.conf, ifName, a.alloc.Addresses, v4)
+		warnings = announce(conf, ifName, a.alloc.Addresses, v4)
 		return nil
 	})
 	a.took.mark("announce")

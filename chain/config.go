@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containernetworking/cni/pkg/types"
+
 	"github.com/underpool/underpool/chain/ipamplugin"
 	"github.com/underpool/underpool/netplan"
 	"github.com/underpool/underpool/underlay"
@@ -210,6 +212,47 @@ func checkDelegate(d map[string]any) error {
 func (c *NetConf) DelegateType() string {
 	t, _ := c.Delegate["type"].(string)
 	return t
+}
+
+// addressingDelegates configure a pod's addresses themselves and refuse to run without
+// them: ipvlan runs IPAM unless its config names an IPAM plugin or its prevResult carries
+// addresses. They get the allocation as prevResult (DelegateConfWith), and ADD takes the
+// addresses back before configuring the pod as for any other delegate.
+var addressingDelegates = map[string]bool{"ipvlan": true}
+
+// DelegateConfiguresAddresses reports whether the delegate insists on configuring the
+// addresses itself (see addressingDelegates).
+func (c *NetConf) DelegateConfiguresAddresses() bool { return addressingDelegates[c.DelegateType()] }
+
+// DelegateConfWith is DelegateConf with prev as the delegate's prevResult, converted to
+// the network's CNI version.
+func (c *NetConf) DelegateConfWith(prev types.Result) ([]byte, error) {
+	conf, err := c.DelegateConf()
+	if err != nil {
+		return nil, err
+	}
+	converted, err := prev.GetAsVersion(c.CNIVersion)
+	if err != nil {
+		return nil, fmt.Errorf("the delegate's prevResult in CNI version %s: %w", c.CNIVersion, err)
+	}
+	var raw, d map[string]any
+	if err := remarshal(converted, &raw); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(conf, &d); err != nil {
+		return nil, err
+	}
+	d["prevResult"] = raw
+	return json.Marshal(d)
+}
+
+// remarshal turns v into out through its JSON form.
+func remarshal(v any, out any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, out)
 }
 
 // DelegateConf renders the delegate's config: its own fields plus the network's

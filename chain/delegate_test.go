@@ -2,9 +2,12 @@ package chain
 
 import (
 	"encoding/json"
+	"net"
 	"reflect"
 	"strings"
 	"testing"
+
+	current "github.com/containernetworking/cni/pkg/types/100"
 )
 
 // The exact delegate config per delegate and mode: what the kernel here cannot run
@@ -69,6 +72,50 @@ func TestDelegateModeIsChecked(t *testing.T) {
 	} {
 		if _, err := LoadConf([]byte(conf)); err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("want %q, got %v", field, err)
+		}
+	}
+}
+
+// TestIpvlanGetsTheAddressesAsItsPrevResult: ipvlan refuses to run without addresses
+// (it runs IPAM itself unless its prevResult has some), so the meta-plugin hands it the
+// allocation, in the network's CNI version; macvlan gets no prevResult.
+func TestIpvlanGetsTheAddressesAsItsPrevResult(t *testing.T) {
+	for _, c := range []struct {
+		delegate, version string
+		wantPrev          bool
+	}{{"ipvlan", "1.1.0", true}, {"ipvlan", "0.4.0", true}, {"macvlan", "1.1.0", false}} {
+		raw := `{"cniVersion":"` + c.version + `","name":"n","type":"underpool","delegate":{"type":"` + c.delegate +
+			`","master":"eth1"},"ipam":{"ipv4Pools":["p"]}}`
+		conf, err := LoadConf([]byte(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if conf.DelegateConfiguresAddresses() != c.wantPrev {
+			t.Fatalf("%s: DelegateConfiguresAddresses = %v", c.delegate, !c.wantPrev)
+		}
+		if !c.wantPrev {
+			continue
+		}
+		prev := &current.Result{CNIVersion: current.ImplementedSpecVersion, IPs: []*current.IPConfig{{
+			Address: net.IPNet{IP: net.ParseIP("10.250.0.5").To4(), Mask: net.CIDRMask(24, 32)}, Gateway: net.ParseIP("10.250.0.1")}}}
+		out, err := conf.DelegateConfWith(prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got struct {
+			CNIVersion string `json:"cniVersion"`
+			Prev       struct {
+				CNIVersion string `json:"cniVersion"`
+				IPs        []struct {
+					Address string `json:"address"`
+				} `json:"ips"`
+			} `json:"prevResult"`
+		}
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Prev.CNIVersion != c.version || len(got.Prev.IPs) != 1 || got.Prev.IPs[0].Address != "10.250.0.5/24" {
+			t.Fatalf("%s %s: delegate config %s", c.delegate, c.version, out)
 		}
 	}
 }

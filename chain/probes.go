@@ -9,6 +9,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/containernetworking/plugins/pkg/ns"
+
 	"github.com/underpool/underpool/netplan"
 	"github.com/underpool/underpool/rpc"
 	"github.com/underpool/underpool/underlay"
@@ -73,18 +75,49 @@ type ipv4Probe struct {
 	waited bool
 }
 
+// probesFromMaster are the delegates whose pod link cannot hear the answer to a probe: an
+// ipvlan shares its master's MAC and a probe is sent from 0.0.0.0, so the answer names no
+// address of the pod and ipvlan hands it to the master. The probe listens there, in the
+// node's netns, where every frame the master receives is seen.
+var probesFromMaster = map[string]bool{"ipvlan": true}
+
 // startIPv4Probe asks the segment about each IPv4 address before it is set. nil (a
 // valid probe that finds nothing) when the check is off or there is no IPv4 address.
-func startIPv4Probe(conf *NetConf, ifName string, addrs []netplan.Address) (*ipv4Probe, error) {
+// It runs in the pod's netns; host is the node's, where the master is.
+func startIPv4Probe(conf *NetConf, ifName string, addrs []netplan.Address, host ns.NetNS) (*ipv4Probe, error) {
 	ips := ipv4Of(addrs)
 	if !conf.Checks.ipConflict() || len(ips) == 0 {
 		return &ipv4Probe{ifName: ifName}, nil
 	}
-	p, err := underlay.StartConflictProbe(ifName, ips, conf.Checks.conflictWindow())
+	var p *underlay.ConflictProbe
+	var err error
+	if probesFromMaster[conf.DelegateType()] {
+		p, err = probeFromMaster(ifName, host, ips, conf.Checks.conflictWindow())
+	} else {
+		p, err = underlay.StartConflictProbe(ifName, ips, conf.Checks.conflictWindow())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("probing %v for conflicts: %w", ips, err)
 	}
 	return &ipv4Probe{ifName: ifName, probe: p}, nil
+}
+
+// probeFromMaster starts the probe on the master of the pod's ifName, in host.
+func probeFromMaster(ifName string, host ns.NetNS, ips []netip.Addr, window time.Duration) (*underlay.ConflictProbe, error) {
+	parent, err := underlay.ParentIndex(ifName)
+	if err != nil {
+		return nil, err
+	}
+	var p *underlay.ConflictProbe
+	err = host.Do(func(ns.NetNS) error {
+		master, err := underlay.LinkNameByIndex(parent)
+		if err != nil {
+			return fmt.Errorf("the master of %s: %w", ifName, err)
+		}
+		p, err = underlay.StartConflictProbe(master, ips, window)
+		return err
+	})
+	return p, err
 }
 
 // wait returns a conflictError when another host answered within the window.

@@ -19,6 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/core/apppool"
 )
@@ -41,6 +43,7 @@ type appPools struct {
 	// share an address. One lock for every Subnet, not one per Subnet: Subnets may overlap,
 	// and a carve is one list and one write.
 	carving *sync.Mutex
+	changes *prometheus.CounterVec // underpool_application_pools_total
 }
 
 func (r *appPools) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
@@ -180,7 +183,7 @@ func (r *appPools) ensurePool(ctx context.Context, w apppool.Workload, ifName st
 		if err := r.c.Update(ctx, current); err != nil {
 			return err // the webhook refuses to drop held addresses
 		}
-		appPoolChanges.WithLabelValues(appPoolResized).Inc()
+		r.changes.WithLabelValues(appPoolResized).Inc()
 		return nil
 	}
 	pool := &v1.IPPool{
@@ -194,7 +197,7 @@ func (r *appPools) ensurePool(ctx context.Context, w apppool.Workload, ifName st
 	if err := r.c.Create(ctx, pool); err != nil {
 		return client.IgnoreAlreadyExists(err)
 	}
-	appPoolChanges.WithLabelValues(appPoolCreated).Inc()
+	r.changes.WithLabelValues(appPoolCreated).Inc()
 	return nil
 }
 
@@ -213,7 +216,7 @@ func (r *appPools) workloadGone(ctx context.Context, w apppool.Workload) error {
 		if err := r.c.Delete(ctx, p); client.IgnoreNotFound(err) != nil {
 			return err
 		} else if err == nil {
-			appPoolChanges.WithLabelValues(appPoolDeleted).Inc()
+			r.changes.WithLabelValues(appPoolDeleted).Inc()
 		}
 	}
 	return nil

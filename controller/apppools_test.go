@@ -92,8 +92,8 @@ func TestConcurrentCarvingYieldsDisjointPools(t *testing.T) {
 	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(workloads(3)...).WithInterceptorFuncs(slowList).Build()
 	carving := &sync.Mutex{}
 	rec := events.NewFakeRecorder(100)
-	deployments := &appPools{c: api, api: api, kind: "Deployment", events: rec, carving: carving}
-	statefulsets := &appPools{c: api, api: api, kind: "StatefulSet", events: rec, carving: carving}
+	deployments := &appPools{c: api, api: api, kind: "Deployment", events: rec, carving: carving, changes: testMetrics(t).appPoolChanges}
+	statefulsets := &appPools{c: api, api: api, kind: "StatefulSet", events: rec, carving: carving, changes: testMetrics(t).appPoolChanges}
 	var wg sync.WaitGroup
 	for i := range 3 {
 		for _, r := range []*appPools{deployments, statefulsets} {
@@ -126,8 +126,8 @@ func TestCarvingReadsPoolsFromTheAPI(t *testing.T) {
 	}})
 	carving := &sync.Mutex{}
 	rec := events.NewFakeRecorder(100)
-	for _, r := range []*appPools{{c: stale, api: api, kind: "Deployment", events: rec, carving: carving},
-		{c: stale, api: api, kind: "StatefulSet", events: rec, carving: carving}} {
+	for _, r := range []*appPools{{c: stale, api: api, kind: "Deployment", events: rec, carving: carving, changes: testMetrics(t).appPoolChanges},
+		{c: stale, api: api, kind: "StatefulSet", events: rec, carving: carving, changes: testMetrics(t).appPoolChanges}} {
 		name := map[string]string{"Deployment": "d0", "StatefulSet": "s0"}[r.kind]
 		if _, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: name}}); err != nil {
 			t.Fatal(err)
@@ -146,7 +146,8 @@ func TestOverlapReportWarnsOnBothPools(t *testing.T) {
 	d := pool("d", "10.1.0.0/24", "10.1.0.5")
 	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(&a, &b, &c, &broken, &d).Build()
 	rec := events.NewFakeRecorder(10)
-	r := &overlapReport{c: api, events: rec}
+	m := testMetrics(t)
+	r := &overlapReport{c: api, events: rec, overlapping: m.poolsOverlapping}
 	if _, err := r.Reconcile(context.Background(), reconcile.Request{}); err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +173,7 @@ func TestOverlapReportWarnsOnBothPools(t *testing.T) {
 			t.Errorf("no event %q in %q", w, got)
 		}
 	}
-	if v := testutil.ToFloat64(poolsOverlapping); v != 4 {
+	if v := testutil.ToFloat64(m.poolsOverlapping); v != 4 {
 		t.Errorf("underpool_pools_overlapping = %v, want 4", v)
 	}
 	if _, err := r.Reconcile(context.Background(), reconcile.Request{}); err != nil || len(rec.Events) != 0 {
@@ -188,7 +189,7 @@ func TestAbsurdIPNumberWarnsOnTheWorkload(t *testing.T) {
 	d.Spec.Template.Annotations = map[string]string{v1.AnnotationSubnet: `{"ipv4":["s"]}`, v1.AnnotationIPNumber: "1000000000000"}
 	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).Build()
 	rec := events.NewFakeRecorder(10)
-	r := &appPools{c: api, api: api, kind: "Deployment", events: rec, carving: &sync.Mutex{}}
+	r := &appPools{c: api, api: api, kind: "Deployment", events: rec, carving: &sync.Mutex{}, changes: testMetrics(t).appPoolChanges}
 	start := time.Now()
 	if _, err := r.Reconcile(context.Background(), reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "d0"}}); err != nil {
 		t.Fatal(err)
@@ -219,7 +220,7 @@ func TestRecreatedWorkloadGetsItsPoolOnceTheOldOneIsGone(t *testing.T) {
 		Spec: v1.IPPoolSpec{Subnet: "10.0.0.0/24", IPs: []string{"10.0.0.2-10.0.0.11"}}, Status: v1.IPPoolStatus{Allocated: "2", AllocatedIPCount: 1}}
 	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(append(workloads(1), old)...).Build()
 	rec := events.NewFakeRecorder(10)
-	r := &appPools{c: api, api: api, kind: "Deployment", events: rec, carving: &sync.Mutex{}}
+	r := &appPools{c: api, api: api, kind: "Deployment", events: rec, carving: &sync.Mutex{}, changes: testMetrics(t).appPoolChanges}
 	req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "ns", Name: "d0"}}
 
 	res, err := r.Reconcile(ctx, req)

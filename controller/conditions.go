@@ -42,10 +42,7 @@ const (
 // whichever of the two writes second conflicts and re-reads, and neither drops the other's
 // fields. A conflict here needs no retry of its own: the change that caused it is an
 // event that reconciles again.
-type poolConditions struct {
-	c   client.Client
-	now func() time.Time
-}
+type poolConditions struct{ c client.Client }
 
 func (r *poolConditions) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
 	var pools v1.IPPoolList
@@ -57,9 +54,6 @@ func (r *poolConditions) Reconcile(ctx context.Context, _ reconcile.Request) (re
 		return reconcile.Result{}, err
 	}
 	now := time.Now()
-	if r.now != nil {
-		now = r.now()
-	}
 	want, changes := conditionsOf(pools.Items, reserved.Items, now)
 	var errs []error
 	for i := range pools.Items {

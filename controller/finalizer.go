@@ -10,6 +10,8 @@ import (
 	v1 "github.com/underpool/underpool/api/v1"
 )
 
+// +kubebuilder:rbac:groups=underpool.io,resources=ippools,verbs=update
+
 // PoolProtection keeps a pool with live allocations from being deleted.
 const PoolProtection = v1.PoolProtection
 

@@ -143,9 +143,12 @@ func nodeTransform(obj any) (any, error) {
 // newGoneNodeRecycler wires the recycler: pool commits and Endpoint writes as ipamd makes
 // them, reads of pods and StatefulSets straight from the API (the controller caches no
 // pods: it reads one only for an Endpoint of a gone node).
-func newGoneNodeRecycler(writer client.Client, cache, api client.Reader, interval, grace time.Duration, log *zap.Logger) *goneNodeRecycler {
+// Its releases are counted on recycled (underpool_controller_recycled_total); the service's
+// and the committer's other series stay unregistered, as ipamd's own report them.
+func newGoneNodeRecycler(writer client.Client, cache, api client.Reader, interval, grace time.Duration,
+	recycled *prometheus.CounterVec, log *zap.Logger) *goneNodeRecycler {
 	metrics := service.NewMetrics(nil)
-	metrics.Recycled = goneNodeRecycled
+	metrics.Recycled = recycled
 	pools := store.NewPoolCommitter(writer, cache, api, store.ReservedIPs(cache, log), log, store.NewMetrics(prometheus.NewRegistry()))
 	svc := &service.Service{
 		Pools:     pools,

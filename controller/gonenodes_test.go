@@ -12,6 +12,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/core/recycle"
 )
@@ -55,13 +57,17 @@ func TestRecyclingCoversNodesNoIpamdLooksAfter(t *testing.T) {
 		endpointOn("dead", "on-dead", 13, now), endpointOn("ready", "on-ready", 14, now), endpointOn("blip", "on-blip", 15, now),
 		endpointOn("never", "on-never", 16, now), endpointOn("ready", "on-ready-2", 17, now),
 	).Build()
-	r := newGoneNodeRecycler(api, api, api, time.Second, grace, zap.NewNop())
+	m := testMetrics(t)
+	r := newGoneNodeRecycler(api, api, api, time.Second, grace, m.goneNodeRecycled, zap.NewNop())
 	released, err := r.round(context.Background(), now)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if released[recycle.ReasonPodDeleted] != 3 || len(released) != 1 {
 		t.Fatalf("released %v, want the 3 gone pods of the gone, out-of-service and dead nodes", released)
+	}
+	if n := testutil.ToFloat64(m.goneNodeRecycled.WithLabelValues(recycle.ReasonPodDeleted)); n != 3 {
+		t.Fatalf("underpool_controller_recycled_total{reason=%s} = %v, want 3", recycle.ReasonPodDeleted, n)
 	}
 	for _, name := range []string{"on-gone", "on-oos", "on-dead"} {
 		if err := api.Get(context.Background(), client.ObjectKey{Namespace: "ns", Name: name}, &v1.Endpoint{}); err == nil {

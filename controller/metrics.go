@@ -2,64 +2,66 @@ package controller
 
 import (
 	"context"
-	"net/netip"
-	"strings"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
-
-	v1 "github.com/underpool/underpool/api/v1"
-	"github.com/underpool/underpool/core/allocator"
 )
 
-// The controller's metrics, on controller-runtime's registry (served by --metrics-address).
-var (
-	orphansUnheld = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "underpool_orphan_unheld_addresses",
-		Help: "Allocated pool addresses no Endpoint held at the last sweep; each is freed once unheld for the orphan grace."})
-	orphansFound = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "underpool_orphans_found_total",
-		Help: "Orphan addresses found: unheld past the grace and confirmed unheld by an uncached read."})
-	orphansFreed = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "underpool_orphans_freed_total",
-		Help: "Orphan addresses freed in their pool's status."})
-	webhookRejections = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "underpool_webhook_rejections_total",
-		Help: "IPPool, Subnet and ReservedIP writes the webhook refused, by kind and reason (overlap, removes_allocated, orphans_pools, invalid_spec)."},
-		[]string{"kind", "reason"})
-	appPoolChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "underpool_application_pools_total",
-		Help: "Application pools the controller changed, by action (created, resized, deleted)."},
-		[]string{"action"})
-	goneNodeRecycled = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "underpool_controller_recycled_total",
-		Help: "Attachments of Endpoints whose node is gone that the controller released because their owner is gone, by reason."},
-		[]string{"reason"})
-	leader = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "underpool_controller_leader",
-		Help: "1 on the elected controller replica (it runs the reconcilers, the orphan sweep and serves the webhook), 0 elsewhere."})
-)
-
-// Collectors are every metric the controller registers; tests read their names.
-func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{poolsOverlapping, orphansUnheld, orphansFound, orphansFreed, webhookRejections,
-		appPoolChanges, goneNodeRecycled, leader, reservedInvalid, &capacity{}}
+// Metrics are the controller's series, on the registry the caller passes (controller-
+// runtime's in ipamd, served on --metrics-address; a registry of their own in tests). The
+// webhook's are its own (webhook.Metrics). Each job is handed the series it writes.
+type Metrics struct {
+	orphansUnheld, leader            prometheus.Gauge
+	orphansFound, orphansFreed       prometheus.Counter
+	appPoolChanges, goneNodeRecycled *prometheus.CounterVec
+	// poolsOverlapping is how many pools share an address with another. ipamd hands out
+	// none of the shared addresses (store/overlap.go), so this is a report, not a hazard:
+	// the pools serve less than their specs say until an operator separates them.
+	poolsOverlapping prometheus.Gauge
+	// reservedInvalid counts, per ReservedIP, the entries that are not a plain address or
+	// an ordered range of one family; a ReservedIP without any has no series.
+	reservedInvalid *prometheus.GaugeVec
 }
 
-func init() {
-	for _, c := range Collectors() {
-		if cc, ok := c.(*capacity); ok {
-			capacityCollector = cc
-		}
-		metrics.Registry.MustRegister(c)
+// NewMetrics makes the controller's metrics and registers them with reg (nil:
+// unregistered), with the capacity series read from pools at scrape time (nil: none).
+func NewMetrics(reg prometheus.Registerer, pools client.Reader) *Metrics {
+	m := &Metrics{
+		orphansUnheld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "underpool_orphan_unheld_addresses",
+			Help: "Allocated pool addresses no Endpoint held at the last sweep; each is freed once unheld for the orphan grace."}),
+		orphansFound: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "underpool_orphans_found_total",
+			Help: "Orphan addresses found: unheld past the grace and confirmed unheld by an uncached read."}),
+		orphansFreed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "underpool_orphans_freed_total",
+			Help: "Orphan addresses freed in their pool's status."}),
+		appPoolChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "underpool_application_pools_total",
+			Help: "Application pools the controller changed, by action (created, resized, deleted)."},
+			[]string{"action"}),
+		goneNodeRecycled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "underpool_controller_recycled_total",
+			Help: "Attachments of Endpoints whose node is gone that the controller released because their owner is gone, by reason."},
+			[]string{"reason"}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "underpool_controller_leader",
+			Help: "1 on the elected controller replica (it runs the reconcilers, the orphan sweep and serves the webhook), 0 elsewhere."}),
+		poolsOverlapping: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "underpool_pools_overlapping",
+			Help: "IPPools that share an address with another IPPool; ipamd hands out no shared address until they are separated.",
+		}),
+		reservedInvalid: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "underpool_reservedip_invalid",
+			Help: "Entries of a ReservedIP that are not a plain address or an ordered inclusive range of one family (written past the webhook). ipamd keeps the other entries reserved and reads each bad one fail closed; fix the entries the InvalidEntries event names.",
+		}, []string{"reservedip"}),
 	}
+	if reg != nil {
+		reg.MustRegister(m.poolsOverlapping, m.orphansUnheld, m.orphansFound, m.orphansFreed, m.appPoolChanges,
+			m.goneNodeRecycled, m.leader, m.reservedInvalid, &capacity{c: pools})
+	}
+	return m
 }
-
-// capacityCollector reads pools and Subnets from the manager's cache at scrape time, so a
-// deleted pool's series go with it; unset (no series) until Run wires the cache.
-var capacityCollector *capacity
 
 // Application pool actions, the action label of underpool_application_pools_total.
 const (
@@ -68,118 +70,15 @@ const (
 	appPoolDeleted = "deleted"
 )
 
-// rejected counts a webhook refusal; err is what the validator returned (nil: admitted).
-func rejected(kind string, err error) {
-	if err != nil {
-		webhookRejections.WithLabelValues(kind, rejectionReason(err)).Inc()
-	}
-}
-
-// rejectionReason names why ValidatePool or ValidateSubnet refused, from the messages
-// they make (validate.go; metrics_test.go pins each).
-func rejectionReason(err error) string {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "overlaps IPPool"):
-		return "overlap"
-	case strings.Contains(msg, "still allocated"), strings.Contains(msg, "addresses are allocated"):
-		return "removes_allocated"
-	case strings.Contains(msg, "would orphan IPPools"):
-		return "orphans_pools"
-	}
-	return "invalid_spec"
-}
-
-const poolAllocatedHelp = "Addresses of the IPPool allocated now (all of them while its status.allocated is corrupt: it hands none out)."
-
-var (
-	poolTotalDesc = prometheus.NewDesc("underpool_ippool_total_addresses",
-		"Addresses the IPPool can hand out (its usable range less exclusions and the gateway).", []string{"pool"}, nil)
-	poolAllocatedDesc   = prometheus.NewDesc("underpool_ippool_allocated_addresses", poolAllocatedHelp, []string{"pool"}, nil)
-	poolQuarantinedDesc = prometheus.NewDesc("underpool_ippool_quarantined_addresses",
-		"Addresses of the IPPool kept out of allocation because another host answered for them.", []string{"pool"}, nil)
-	subnetTotalDesc = prometheus.NewDesc("underpool_subnet_total_addresses",
-		"Addresses the Subnet offers.", []string{"subnet"}, nil)
-	subnetAllocatedDesc = prometheus.NewDesc("underpool_subnet_allocated_addresses",
-		"Addresses allocated in the IPPools inside the Subnet.", []string{"subnet"}, nil)
-	subnetQuarantinedDesc = prometheus.NewDesc("underpool_subnet_quarantined_addresses",
-		"Addresses quarantined in the IPPools inside the Subnet.", []string{"subnet"}, nil)
-)
-
-// capacity reports per-pool and per-Subnet capacity from the informer cache.
-type capacity struct {
-	c client.Reader
-}
-
-func (c *capacity) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{poolTotalDesc, poolAllocatedDesc, poolQuarantinedDesc, subnetTotalDesc, subnetAllocatedDesc, subnetQuarantinedDesc} {
-		ch <- d
-	}
-}
-
-func (c *capacity) Collect(ch chan<- prometheus.Metric) {
-	if c.c == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var pools v1.IPPoolList
-	if err := c.c.List(ctx, &pools); err != nil {
-		return
-	}
-	now := time.Now()
-	type count struct{ total, allocated, quarantined int64 }
-	byPool := make([]count, len(pools.Items))
-	prefixes := make([]netip.Prefix, len(pools.Items))
-	for i := range pools.Items {
-		p := &pools.Items[i]
-		n := count{total: p.Status.TotalIPCount, allocated: heldCount(p)}
-		if view, err := allocator.NewPool(p.Name, &p.Spec); err == nil {
-			n.total, prefixes[i] = view.TotalCount(), view.Prefix
-		}
-		for _, q := range p.Status.Quarantined {
-			if q.Until.After(now) {
-				n.quarantined++
-			}
-		}
-		byPool[i] = n
-		ch <- prometheus.MustNewConstMetric(poolTotalDesc, prometheus.GaugeValue, float64(n.total), p.Name)
-		ch <- prometheus.MustNewConstMetric(poolAllocatedDesc, prometheus.GaugeValue, float64(n.allocated), p.Name)
-		ch <- prometheus.MustNewConstMetric(poolQuarantinedDesc, prometheus.GaugeValue, float64(n.quarantined), p.Name)
-	}
-	var subnets v1.SubnetList
-	if err := c.c.List(ctx, &subnets); err != nil {
-		return
-	}
-	for _, s := range subnets.Items {
-		space, err := allocator.NewPool(s.Name, &v1.IPPoolSpec{Subnet: s.Spec.Subnet, IPs: s.Spec.IPs,
-			ExcludeIPs: s.Spec.ExcludeIPs, Gateway: s.Spec.Gateway})
-		if err != nil {
-			continue
-		}
-		var n count
-		n.total = space.TotalCount()
-		for i := range pools.Items {
-			if prefixes[i].IsValid() && within(prefixes[i].Masked(), space.Prefix) {
-				n.allocated += byPool[i].allocated
-				n.quarantined += byPool[i].quarantined
-			}
-		}
-		ch <- prometheus.MustNewConstMetric(subnetTotalDesc, prometheus.GaugeValue, float64(n.total), s.Name)
-		ch <- prometheus.MustNewConstMetric(subnetAllocatedDesc, prometheus.GaugeValue, float64(n.allocated), s.Name)
-		ch <- prometheus.MustNewConstMetric(subnetQuarantinedDesc, prometheus.GaugeValue, float64(n.quarantined), s.Name)
-	}
-}
-
 // leaderFlag sets underpool_controller_leader once this replica is elected; the manager
 // runs it only then, and a replica that loses the lease exits.
-type leaderFlag struct{}
+type leaderFlag struct{ gauge prometheus.Gauge }
 
 func (leaderFlag) NeedLeaderElection() bool { return true }
 
-func (leaderFlag) Start(ctx context.Context) error {
-	leader.Set(1)
+func (f leaderFlag) Start(ctx context.Context) error {
+	f.gauge.Set(1)
 	<-ctx.Done()
-	leader.Set(0)
+	f.gauge.Set(0)
 	return nil
 }

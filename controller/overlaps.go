@@ -14,22 +14,13 @@ import (
 	"github.com/underpool/underpool/core/allocator"
 )
 
-// poolsOverlapping is how many pools share an address with another. ipamd hands out none
-// of the shared addresses (store/overlap.go), so this is a report, not a hazard: the
-// pools serve less than their specs say until an operator separates them.
-var poolsOverlapping = prometheus.NewGauge(prometheus.GaugeOpts{
-	Name: "underpool_pools_overlapping",
-	Help: "IPPools that share an address with another IPPool; ipamd hands out no shared address until they are separated.",
-})
-
-// (registered with the controller's other metrics: metrics.go)
-
 // overlapReport tells operators about pools that share addresses (written concurrently,
 // or while the webhook was not registered): a Warning event on both pools, naming the
 // other and the first shared address, and the underpool_pools_overlapping gauge.
 type overlapReport struct {
-	c      client.Reader
-	events events.EventRecorder
+	c           client.Reader
+	events      events.EventRecorder
+	overlapping prometheus.Gauge // underpool_pools_overlapping
 
 	mu       sync.Mutex
 	reported map[[2]string]string // pair -> first shared address last reported, so events are not repeated
@@ -59,7 +50,7 @@ func (r *overlapReport) Reconcile(ctx context.Context, _ reconcile.Request) (rec
 		}
 	}
 	r.reported = reported
-	poolsOverlapping.Set(float64(len(overlapping)))
+	r.overlapping.Set(float64(len(overlapping)))
 	return reconcile.Result{}, nil
 }
 

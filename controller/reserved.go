@@ -13,6 +13,8 @@ import (
 	"github.com/underpool/underpool/core/allocator"
 )
 
+// +kubebuilder:rbac:groups=underpool.io,resources=reservedips/status,verbs=update
+
 // indexEndpointAddress indexes Endpoints by every address they hold (without its prefix
 // length), so the holders of a reserved address are found without listing every Endpoint.
 const indexEndpointAddress = "status.interfaces.ips.address"

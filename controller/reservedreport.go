@@ -16,15 +16,6 @@ import (
 	"github.com/underpool/underpool/core/allocator"
 )
 
-// reservedInvalid counts, per ReservedIP, the entries that are not a plain address or an
-// ordered range of one family; a ReservedIP without any has no series.
-var reservedInvalid = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-	Name: "underpool_reservedip_invalid",
-	Help: "Entries of a ReservedIP that are not a plain address or an ordered inclusive range of one family (written past the webhook). ipamd keeps the other entries reserved and reads each bad one fail closed; fix the entries the InvalidEntries event names.",
-}, []string{"reservedip"})
-
-// (registered with the controller's other metrics: metrics.go)
-
 // ReasonInvalidEntries is the reason of the Warning event on a ReservedIP with bad entries.
 const ReasonInvalidEntries = "InvalidEntries"
 
@@ -34,8 +25,9 @@ const ReasonInvalidEntries = "InvalidEntries"
 // (store.ReservedIPs), so this is a report, not a hazard. One event per generation, from
 // the one elected controller rather than from every node's ipamd.
 type reservedReport struct {
-	c      client.Reader
-	events events.EventRecorder
+	c       client.Reader
+	events  events.EventRecorder
+	invalid *prometheus.GaugeVec // underpool_reservedip_invalid
 
 	mu       sync.Mutex
 	reported map[string]int64 // name -> generation reported
@@ -54,7 +46,7 @@ func (r *reservedReport) Reconcile(ctx context.Context, req reconcile.Request) (
 		r.forget(res.Name)
 		return reconcile.Result{}, nil
 	}
-	reservedInvalid.WithLabelValues(res.Name).Set(float64(len(errs)))
+	r.invalid.WithLabelValues(res.Name).Set(float64(len(errs)))
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.reported == nil {
@@ -71,7 +63,7 @@ func (r *reservedReport) Reconcile(ctx context.Context, req reconcile.Request) (
 }
 
 func (r *reservedReport) forget(name string) {
-	reservedInvalid.DeleteLabelValues(name)
+	r.invalid.DeleteLabelValues(name)
 	r.mu.Lock()
 	delete(r.reported, name)
 	r.mu.Unlock()

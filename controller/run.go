@@ -2,36 +2,25 @@ package controller
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"strconv"
-	"sync"
-	"time"
 
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
-	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	v1 "github.com/underpool/underpool/api/v1"
-	"github.com/underpool/underpool/controller/orphans"
-	"github.com/underpool/underpool/ipamd/store"
+	"github.com/underpool/underpool/controller/webhook"
 )
 
 // What the controller may do; `make generate` turns these into deploy/rbac/controller: a
@@ -39,259 +28,79 @@ import (
 // it keeps there (its lease, its CA Secret), by name. `create` cannot be limited to a name
 // (the object has none before it exists), so it is granted apart, in that namespace only.
 // The manifests must bind the Role too (RoleBinding underpool-controller).
-// +kubebuilder:rbac:groups=underpool.io,resources=ippools,verbs=get;list;watch;update
-// +kubebuilder:rbac:groups=underpool.io,resources=subnets;reservedips,verbs=get;list;watch
-// +kubebuilder:rbac:groups=underpool.io,resources=reservedips/status,verbs=update
+// +kubebuilder:rbac:groups=underpool.io,resources=ippools;subnets;reservedips,verbs=get;list;watch
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=underpool-system,resources=leases,resourceNames=underpool-controller,verbs=get;update;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=underpool-system,resources=leases,verbs=create
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Options configure the controller mode.
-type Options struct {
-	// WebhookHost and WebhookPort are where the webhook server listens.
-	WebhookHost string
-	WebhookPort int
-	// Endpoint is how the apiserver reaches the webhook; its hosts go into the certificate.
-	Endpoint Endpoint
-	// CertDir is no longer used: certificates are kept and served from memory.
-	CertDir string
-	// CertLifetime is how long a webhook serving certificate is valid; it is renewed
-	// when 2/3 of that has passed.
-	CertLifetime time.Duration
-	// LeaderElectionNamespace holds the lease that makes one controller active; empty
-	// disables leader election (a single replica).
-	LeaderElectionNamespace string
-	HealthAddress           string
-	// MetricsAddress serves /metrics (controller-runtime's registry); empty disables.
-	MetricsAddress string
-	// OrphanInterval is how often pool addresses no Endpoint holds are looked for (0: never);
-	// one seen unheld for OrphanGrace is freed.
-	OrphanInterval, OrphanGrace time.Duration
-	// RecycleInterval is how often the Endpoints of nodes no ipamd looks after (gone, out
-	// of service, unready for longer than RecycleGrace) are judged (0: never); attachments
-	// younger than RecycleGrace are left alone.
-	RecycleInterval, RecycleGrace time.Duration
-	// CommitWindow is the release protocol's bound (zero: store.DefaultWindow); every
-	// ipamd must run with the same. The orphan sweeper spaces its phases by it.
-	CommitWindow store.Window
-}
-
-// Run serves the webhook and runs the reconcilers until ctx ends.
+// Run serves the webhook and runs the controller's jobs until ctx ends.
 func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) error {
 	ctrl.SetLogger(zapr.NewLogger(log))
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+	scheme, err := newScheme()
+	if err != nil {
 		return err
 	}
-	if err := v1.AddToScheme(scheme); err != nil {
+	hook, err := webhook.New(ctx, cfg, opts.webhookOptions(), webhook.NewMetrics(opts.Registry), log)
+	if err != nil {
 		return err
 	}
-	// the certificate names the host the apiserver dials: the URL's, else the Service's
-	hosts := []string{opts.WebhookHost}
-	if opts.Endpoint.URL != "" {
-		if h, _, err := net.SplitHostPort(trimScheme(opts.Endpoint.URL)); err == nil {
-			hosts = []string{h}
-		}
-	} else if opts.Endpoint.Service != "" {
-		svc := opts.Endpoint.Service + "." + opts.Endpoint.ServiceNamespace
-		hosts = []string{svc + ".svc", svc, svc + ".svc.cluster.local"}
+	mgr, err := newManager(cfg, scheme, opts, hook.Server())
+	if err != nil {
+		return fmt.Errorf("creating the controller manager: %w", err)
 	}
-	// one CA for all replicas, kept in a Secret, so the registered CA never goes stale
-	// (with leader election off there is one replica and a fresh CA will do)
-	var ca *authority
-	var reloadCA func(context.Context) (*authority, error)
-	var err error
-	if opts.LeaderElectionNamespace != "" {
-		direct, derr := client.New(cfg, client.Options{Scheme: scheme})
-		if derr != nil {
-			return derr
-		}
-		reloadCA = func(ctx context.Context) (*authority, error) {
-			return sharedAuthority(ctx, direct, opts.LeaderElectionNamespace)
-		}
-		if ca, err = reloadCA(ctx); err != nil {
+	s, err := newSetup(cfg, scheme, mgr, hook, opts, log)
+	if err != nil {
+		return err
+	}
+	for _, job := range []func(*setup, context.Context) error{
+		(*setup).webhook,           // IPPool, Subnet, ReservedIP validation; certificates; registration
+		(*setup).poolFinalizer,     // no pool with live allocations goes
+		(*setup).reservedInUse,     // ReservedIP status: which reserved addresses pods hold
+		(*setup).subnetStatus,      // Subnet status: offered and held addresses
+		(*setup).applicationPools,  // one pool per family for workloads that name a Subnet
+		(*setup).reservedReport,    // events and a series for ReservedIP entries that do not parse
+		(*setup).overlapReport,     // events and a series for pools that share addresses
+		(*setup).poolConditions,    // Exhausted, Overlapping, Invalid
+		(*setup).orphanSweep,       // addresses allocated and held by no Endpoint
+		(*setup).goneNodeRecycling, // Endpoints of nodes no ipamd looks after
+		(*setup).leaderFlag,        // underpool_controller_leader
+		(*setup).leaderReadiness,   // only the leader is ready
+	} {
+		if err := job(s, ctx); err != nil {
 			return err
 		}
-	} else if ca, err = newAuthority(); err != nil {
-		return err
 	}
-	if opts.CertLifetime <= 0 {
-		return fmt.Errorf("--webhook-cert-lifetime %s: want a positive duration", opts.CertLifetime)
+	log.Info("controller starting", zap.String("webhook", net.JoinHostPort(opts.Webhook.Host, strconv.Itoa(opts.Webhook.Port))))
+	return mgr.Start(ctx)
+}
+
+func newScheme() (*runtime.Scheme, error) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return nil, err
 	}
-	certs, err := newServingCerts(ca, hosts, opts.CertLifetime, time.Now())
-	if err != nil {
-		return fmt.Errorf("making the webhook certificate: %w", err)
+	if err := v1.AddToScheme(scheme); err != nil {
+		return nil, err
 	}
+	return scheme, nil
+}
+
+// newManager makes the manager every job runs in: one leader among the replicas (when
+// elected at all), the webhook's server, every Node cached slimmed to what recycling reads.
+func newManager(cfg *rest.Config, scheme *runtime.Scheme, opts Options, server ctrlwebhook.Server) (manager.Manager, error) {
 	metricsAddress := opts.MetricsAddress
 	if metricsAddress == "" {
 		metricsAddress = "0" // controller-runtime's "off"
 	}
-	mgr, err := ctrl.NewManager(cfg, manager.Options{
-		Scheme: scheme,
-		// every Node is cached, slimmed to what recycling reads
+	return ctrl.NewManager(cfg, manager.Options{
+		Scheme:                  scheme,
 		Cache:                   cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Node{}: {Transform: nodeTransform}}},
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddress},
 		HealthProbeBindAddress:  opts.HealthAddress,
 		LeaderElection:          opts.LeaderElectionNamespace != "",
 		LeaderElectionID:        "underpool-controller",
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
-		WebhookServer: webhook.NewServer(webhook.Options{Host: opts.WebhookHost, Port: opts.WebhookPort,
-			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = certs.GetCertificate }}}),
-	})
-	if err != nil {
-		return fmt.Errorf("creating the controller manager: %w", err)
-	}
-	api := mgr.GetAPIReader()
-	if err := builder.WebhookManagedBy(mgr, &v1.IPPool{}).WithValidator(&poolValidator{api: api}).Complete(); err != nil {
-		return err
-	}
-	if err := builder.WebhookManagedBy(mgr, &v1.Subnet{}).WithValidator(&subnetValidator{api: api}).Complete(); err != nil {
-		return err
-	}
-	if err := builder.WebhookManagedBy(mgr, &v1.ReservedIP{}).WithValidator(reservedValidator{}).Complete(); err != nil {
-		return err
-	}
-	if err := builder.ControllerManagedBy(mgr).Named("pool-protection").For(&v1.IPPool{}).
-		Complete(&poolFinalizer{c: mgr.GetClient()}); err != nil {
-		return err
-	}
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1.Endpoint{}, indexEndpointAddress, endpointAddressIndex); err != nil {
-		return fmt.Errorf("indexing Endpoints by address: %w", err)
-	}
-	if err := builder.ControllerManagedBy(mgr).Named("reserved-in-use").For(&v1.ReservedIP{}).
-		Watches(&v1.Endpoint{}, reservationsHolding(mgr.GetClient())).Complete(&reservedInUse{c: mgr.GetClient()}); err != nil {
-		return err
-	}
-	allSubnets := enqueueAll(mgr.GetClient(), func() client.ObjectList { return &v1.SubnetList{} })
-	if err := builder.ControllerManagedBy(mgr).Named("subnet-status").For(&v1.Subnet{}).
-		Watches(&v1.IPPool{}, allSubnets).Complete(&subnetStatus{c: mgr.GetClient()}); err != nil {
-		return err
-	}
-	events := mgr.GetEventRecorder("underpool-controller")
-	carving := &sync.Mutex{}
-	if err := builder.ControllerManagedBy(mgr).Named("app-pools-deployments").For(&appsv1.Deployment{}).
-		Watches(&v1.IPPool{}, enqueueOwner("Deployment"), builder.WithPredicates(poolDeletes)).
-		Complete(&appPools{c: mgr.GetClient(), api: api, kind: "Deployment", events: events, carving: carving}); err != nil {
-		return err
-	}
-	if err := builder.ControllerManagedBy(mgr).Named("app-pools-statefulsets").For(&appsv1.StatefulSet{}).
-		Watches(&v1.IPPool{}, enqueueOwner("StatefulSet"), builder.WithPredicates(poolDeletes)).
-		Complete(&appPools{c: mgr.GetClient(), api: api, kind: "StatefulSet", events: events, carving: carving}); err != nil {
-		return err
-	}
-	if err := builder.ControllerManagedBy(mgr).Named("reservedip-entries").For(&v1.ReservedIP{}).
-		Complete(&reservedReport{c: mgr.GetClient(), events: events}); err != nil {
-		return err
-	}
-	if err := builder.ControllerManagedBy(mgr).Named("pool-overlaps").
-		Watches(&v1.IPPool{}, handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
-			return []reconcile.Request{{}} // one key: every pool is compared with every other
-		})).Complete(&overlapReport{c: mgr.GetClient(), events: events}); err != nil {
-		return err
-	}
-	oneKey := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
-		return []reconcile.Request{{}} // one key: overlaps and reservations tie every pool to the others
-	})
-	if err := builder.ControllerManagedBy(mgr).Named("pool-conditions").Watches(&v1.IPPool{}, oneKey).
-		Watches(&v1.ReservedIP{}, oneKey).Complete(&poolConditions{c: mgr.GetClient()}); err != nil {
-		return err
-	}
-	if err := mgr.Add(&certRotator{certs: certs, reloadCA: reloadCA, every: checkEvery(opts.CertLifetime), log: log}); err != nil {
-		return err
-	}
-	// the sweeper's and recycler's writes carry the window's timeout to the apiserver
-	timed, err := client.New(opts.CommitWindow.WriterConfig(cfg), client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
-	if opts.OrphanInterval > 0 {
-		sweeper := &orphans.Sweeper{Log: log, Cache: mgr.GetCache(), API: api, Writer: timed, Window: opts.CommitWindow,
-			Found: orphansFound, Freed: orphansFreed, Unheld: orphansUnheld}
-		if err := watchPoolsFor(ctx, mgr.GetCache(), sweeper); err != nil {
-			return err
-		}
-		if err := mgr.Add(&orphanLoop{sweeper: sweeper, interval: opts.OrphanInterval, grace: opts.OrphanGrace, log: log}); err != nil {
-			return err
-		}
-	}
-	if opts.RecycleInterval > 0 {
-		r := newGoneNodeRecycler(timed, mgr.GetCache(), api, opts.RecycleInterval, opts.RecycleGrace, log)
-		r.svc.Window = opts.CommitWindow
-		r.svc.Pools.(*store.PoolCommitter).Window = opts.CommitWindow
-		if err := r.watchDeletedPools(ctx, mgr.GetCache()); err != nil {
-			return err
-		}
-		if err := mgr.Add(r); err != nil {
-			return err
-		}
-	}
-	capacityCollector.c = mgr.GetCache()
-	if err := mgr.Add(leaderFlag{}); err != nil {
-		return err
-	}
-	// only the leader is ready: the webhook Service sends the apiserver's calls to the
-	// replica that also runs the reconcilers and registered the configuration
-	if err := mgr.AddReadyzCheck("leader", func(*http.Request) error {
-		select {
-		case <-mgr.Elected():
-			return nil
-		default:
-			return errors.New("not the elected leader")
-		}
-	}); err != nil {
-		return err
-	}
-	// register once the webhook server answers, so the apiserver never calls a closed port
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		check := mgr.GetWebhookServer().StartedChecker()
-		for check(nil) != nil {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-		return keepRegistered(ctx, mgr.GetClient(), api, opts.Endpoint, certs, checkEvery(opts.CertLifetime), log)
-	})); err != nil {
-		return err
-	}
-	log.Info("controller starting", zap.String("webhook", net.JoinHostPort(opts.WebhookHost, strconv.Itoa(opts.WebhookPort))))
-	return mgr.Start(ctx)
-}
-
-func trimScheme(url string) string {
-	for _, p := range []string{"https://", "http://"} {
-		if len(url) > len(p) && url[:len(p)] == p {
-			url = url[len(p):]
-		}
-	}
-	for i, c := range url {
-		if c == '/' {
-			return url[:i]
-		}
-	}
-	return url
-}
-
-// enqueueAll maps any event to a reconcile of every object of a kind: used where one
-// object's change (an Endpoint, a pool) can alter any of another kind's statuses.
-func enqueueAll(c client.Reader, newList func() client.ObjectList) handler.EventHandler {
-	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
-		list := newList()
-		if err := c.List(ctx, list); err != nil {
-			return nil
-		}
-		items, err := meta.ExtractList(list)
-		if err != nil {
-			return nil
-		}
-		reqs := make([]reconcile.Request, 0, len(items))
-		for _, item := range items {
-			if o, ok := item.(client.Object); ok {
-				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o)})
-			}
-		}
-		return reqs
+		WebhookServer:           server,
 	})
 }

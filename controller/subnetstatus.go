@@ -44,3 +44,8 @@ func (r *subnetStatus) Reconcile(ctx context.Context, req reconcile.Request) (re
 	sub.Status = want
 	return reconcile.Result{}, client.IgnoreNotFound(r.c.Status().Update(ctx, sub))
 }
+
+// within reports whether inner lies in outer (a pool's subnet in a Subnet's).
+func within(inner, outer netip.Prefix) bool {
+	return outer.IsValid() && inner.Bits() >= outer.Bits() && outer.Contains(inner.Addr())
+}

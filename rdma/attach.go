@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 )
 
 // Attacher places RDMA devices for pod attachments.
@@ -27,6 +28,12 @@ func (a Attacher) Attach(containerID, ifName, podNetns string, want Want) (strin
 		return dev, nil
 	}
 	if err := a.Sys.Move(dev, "", podNetns); err != nil {
+		if errors.Is(err, syscall.EOPNOTSUPP) {
+			// soft-RoCE (rxe, siw) cannot change netns; the message says what to do instead
+			return "", fmt.Errorf("RDMA device %s cannot move into the pod netns (its driver answers %v): rdma.mode exclusive "+
+				"(the node's `rdma system` netns mode is exclusive) needs a device whose driver can move, such as an SR-IOV VF of "+
+				"mlx5; for this device set rdma.mode shared and the node's mode with `rdma system set netns shared`", dev, err)
+		}
 		return "", fmt.Errorf("moving RDMA device %s into the pod netns: %w", dev, err)
 	}
 	if err := a.State.Save(Record{ContainerID: containerID, IfName: ifName, Device: dev}); err != nil {

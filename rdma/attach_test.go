@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -15,7 +16,8 @@ type fake struct {
 	byPCI    map[string][]string
 	byNetdev map[string]string
 	where    map[string]string
-	failMove int // fail the nth Move (1-based); 0: never
+	failMove int   // fail the nth Move (1-based); 0: never
+	moveErr  error // what the failing Move answers (default: an injected failure)
 	moves    int
 }
 
@@ -33,6 +35,9 @@ func (f *fake) DeviceForNetdev(n string) (string, error) {
 func (f *fake) Move(dev, from, to string) error {
 	f.moves++
 	if f.failMove == f.moves {
+		if f.moveErr != nil {
+			return f.moveErr
+		}
 		return errors.New("injected failure")
 	}
 	if f.where[dev] != from {
@@ -194,5 +199,22 @@ func TestCheckPlacement(t *testing.T) {
 	f.where["mlx5_0"] = pod
 	if err := a.Check("c2", "net1", pod, shared); err == nil || !strings.Contains(err.Error(), "mlx5_0 (shared) is not visible on the node") {
 		t.Fatalf("shared CHECK with the device gone: %v", err)
+	}
+}
+
+// A device whose driver cannot change netns (soft-RoCE answers EOPNOTSUPP, as the VM test
+// shows on a real kernel) fails ADD with the device, the mode and the fix, and stays put.
+func TestADeviceThatCannotMoveFailsNamingTheModeAndTheFix(t *testing.T) {
+	f := newFake()
+	f.failMove, f.moveErr = 1, syscall.EOPNOTSUPP
+	a := Attacher{Sys: f, State: State{Dir: t.TempDir()}}
+	_, err := a.Attach("c1", "net1", podNetns(t), Want{Mode: Exclusive, DeviceID: "0000:3b:02.1"})
+	for _, want := range []string{"mlx5_3", "cannot move", "rdma.mode exclusive", "set rdma.mode shared"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Attach of a device that cannot move: want an error naming %q, got %v", want, err)
+		}
+	}
+	if f.where["mlx5_3"] != "" {
+		t.Fatalf("the device moved to %q", f.where["mlx5_3"])
 	}
 }

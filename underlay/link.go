@@ -10,6 +10,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/containernetworking/plugins/pkg/utils/sysctl"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // PrepareLink readies the delegate's link for its addresses: it sets mac (nil keeps the
@@ -88,4 +89,64 @@ func AddAddresses(ifName string, prefixes []netip.Prefix) error {
 		}
 	}
 	return nil
+}
+
+// TakeBackAddresses sets ifName down and removes its addresses other than IPv6
+// link-local ones: a delegate that insists on configuring the addresses itself (ipvlan)
+// has put them there and brought the link up, and ADD configures them again its own way,
+// under the conflict probe and with DAD sized to its window, as for any delegate.
+func TakeBackAddresses(ifName string) error {
+	link, err := netlinksafe.LinkByName(ifName)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetDown(link); err != nil {
+		return fmt.Errorf("setting %s down: %w", ifName, err)
+	}
+	addrs, err := netlinksafe.AddrList(link, netlink.FAMILY_ALL)
+	if err != nil {
+		return fmt.Errorf("listing the addresses of %s: %w", ifName, err)
+	}
+	for i := range addrs {
+		if addrs[i].IP.IsLinkLocalUnicast() && addrs[i].IP.To4() == nil {
+			continue
+		}
+		if err := netlink.AddrDel(link, &addrs[i]); err != nil {
+			return fmt.Errorf("removing %s from %s: %w", addrs[i].IPNet, ifName, err)
+		}
+	}
+	return nil
+}
+
+// SpeaksARP reports whether ifName resolves neighbours at all: an ipvlan in l3 or l3s mode
+// is NOARP (its addresses are routed to the node, never resolved on the segment), so
+// neither ARP nor NDP leaves it, and probing or announcing from it can only fail.
+func SpeaksARP(ifName string) (bool, error) {
+	link, err := netlinksafe.LinkByName(ifName)
+	if err != nil {
+		return false, err
+	}
+	return link.Attrs().RawFlags&unix.IFF_NOARP == 0, nil
+}
+
+// ParentIndex is the index of ifName's master (an ipvlan's or macvlan's), in the netns the
+// master is in.
+func ParentIndex(ifName string) (int, error) {
+	link, err := netlinksafe.LinkByName(ifName)
+	if err != nil {
+		return 0, err
+	}
+	if link.Attrs().ParentIndex == 0 {
+		return 0, fmt.Errorf("%s has no master", ifName)
+	}
+	return link.Attrs().ParentIndex, nil
+}
+
+// LinkNameByIndex names the link of index in the calling thread's netns.
+func LinkNameByIndex(index int) (string, error) {
+	link, err := netlink.LinkByIndex(index)
+	if err != nil {
+		return "", err
+	}
+	return link.Attrs().Name, nil
 }

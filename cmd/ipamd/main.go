@@ -1,7 +1,7 @@
 // Command ipamd is underpool's daemon. In node mode (one per node) it hands out pod
-// addresses from IPPools over a unix socket to the underpool CNI plugins of its node. In
-// controller mode (one elected per cluster) it serves the validating webhook for pools and
-// subnets, protects pools with live allocations, and reports reserved addresses in use.
+// addresses from IPPools over a unix socket to the underpool CNI plugins of its node
+// (package ipamd/daemon). In controller mode (one elected per cluster) it serves the
+// validating webhook and runs the cluster-wide jobs (package controller lists them).
 package main
 
 import (
@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/underpool/underpool/controller"
 	"github.com/underpool/underpool/internal/buildinfo"
@@ -50,12 +51,11 @@ func main() {
 	flag.IntVar(&opts.QuarantineLimits.Floor, "quarantine-floor", 4, "node mode: a pool may always keep this many addresses in quarantine, however small --quarantine-max-share makes its limit")
 	flag.IntVar(&opts.QuarantineLimits.PerMAC, "quarantine-per-mac", 3, "node mode: a MAC that answers for more than this many of a pool's addresses is a spoofer or a proxy-ARP host: its answers quarantine nothing more (event ConflictSpoofer, underpool_ipamd_conflict_spoofers); 0: no limit")
 	flag.BoolVar(&opts.RDMAMetrics, "rdma-metrics", false, "node mode: export the node's RDMA port counters (sysfs /sys/class/infiniband) on /metrics")
-	flag.StringVar(&ctl.WebhookHost, "webhook-host", "0.0.0.0", "controller mode: webhook listen address")
-	flag.IntVar(&ctl.WebhookPort, "webhook-port", 9443, "controller mode: webhook listen port")
-	flag.StringVar(&ctl.Endpoint.URL, "webhook-url", "", "controller mode: base URL the apiserver calls (e.g. https://127.0.0.1:9443); empty: use --webhook-service")
+	flag.StringVar(&ctl.Webhook.Host, "webhook-host", "0.0.0.0", "controller mode: webhook listen address")
+	flag.IntVar(&ctl.Webhook.Port, "webhook-port", 9443, "controller mode: webhook listen port")
+	flag.StringVar(&ctl.Webhook.Endpoint.URL, "webhook-url", "", "controller mode: base URL the apiserver calls (e.g. https://127.0.0.1:9443); empty: use --webhook-service")
 	webhookService := flag.String("webhook-service", "underpool-system/underpool-controller", "controller mode: namespace/name of the webhook Service (port 443)")
-	flag.StringVar(&ctl.CertDir, "cert-dir", "", "controller mode: ignored (kept for old manifests): the webhook certificate is kept and renewed in memory")
-	flag.DurationVar(&ctl.CertLifetime, "webhook-cert-lifetime", 30*24*time.Hour, "controller mode: how long a webhook serving certificate is valid; it is renewed in place when 2/3 of that has passed")
+	flag.DurationVar(&ctl.Webhook.CertLifetime, "webhook-cert-lifetime", 30*24*time.Hour, "controller mode: how long a webhook serving certificate is valid; it is renewed in place when 2/3 of that has passed")
 	flag.StringVar(&ctl.LeaderElectionNamespace, "leader-election-namespace", "underpool-system", "controller mode: namespace of the leader lease; empty disables leader election")
 	flag.DurationVar(&ctl.OrphanInterval, "orphan-interval", time.Minute, "controller mode: how often pool addresses no Endpoint holds are looked for; 0 disables")
 	flag.DurationVar(&ctl.OrphanGrace, "orphan-grace", 2*time.Minute, "controller mode: an address unheld this long (seen in two sweeps) is freed")
@@ -90,8 +90,9 @@ func main() {
 		os.Exit(2)
 	}
 	ctl.HealthAddress = opts.HealthAddress
+	ctl.Registry = metrics.Registry // served by the manager on --metrics-address
 	if ns, name, ok := strings.Cut(*webhookService, "/"); ok && ns != "" && name != "" {
-		ctl.Endpoint.ServiceNamespace, ctl.Endpoint.Service, ctl.Endpoint.ServicePort = ns, name, 443
+		ctl.Webhook.Endpoint.ServiceNamespace, ctl.Webhook.Endpoint.Service, ctl.Webhook.Endpoint.ServicePort = ns, name, 443
 	}
 
 	lvl, err := zapcore.ParseLevel(level)

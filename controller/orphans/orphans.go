@@ -27,6 +27,13 @@
 // Times count from the first sweep that starts after a mark or a confirmation was seen,
 // so a sweep's own reads and writes never shorten a phase. A new leader starts every
 // phase afresh; that only delays a reclaim.
+//
+// The package owns the Sweeper: its memory of addresses seen unheld, fed by the pool
+// informer (Observe, Forget); the read of what every Endpoint holds, from the cache and
+// then the API (orphans.go); the phase clocks (phases.go); and each pool's one guarded
+// status write per sweep (step.go). The loop that calls Sweep on its interval, on the
+// elected replica only, and the series it counts on are the controller's
+// (controller/orphanloop.go).
 package orphans
 
 import (

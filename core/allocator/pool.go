@@ -1,6 +1,9 @@
-// Package allocator decides which address a request gets. It is pure: it works on a view
-// of a pool's spec and allocation state and never does I/O, so that every rule is tested
-// without an apiserver; the store commits its decisions.
+// Package allocator decides which address a request gets. It owns the parsed view of a
+// pool (its range, gateway, reservations; ParseAllocated refuses a corrupt status), the
+// run sets of offsets that status.allocated encodes, picking the next address, clipping
+// ReservedIP entries to a pool, and what two pools share (overlap). It is pure: it works
+// on a view of a pool's spec and allocation state and never does I/O, so that every rule
+// is tested without an apiserver; the store commits its decisions.
 package allocator
 
 import (

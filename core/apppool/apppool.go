@@ -1,6 +1,6 @@
 // Package apppool is the shared vocabulary of fixed-IP application pools: the name of the
 // pool carved for a Deployment or StatefulSet from a Subnet (the annotations its pod
-// template carries live with the API, in ipamd/api/v1), the labels on that pool, and how a
+// template carries live with the API, in api/v1), the labels on that pool, and how a
 // pod finds its workload. The controller creates and sizes the pools; ipamd's selection
 // sends the workload's pods to them.
 package apppool

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/underpool/underpool/controller"
+	"github.com/underpool/underpool/controller/webhook"
 	"github.com/underpool/underpool/ipamd/rdmastats"
 	"github.com/underpool/underpool/ipamd/service"
 	"github.com/underpool/underpool/ipamd/store"
@@ -26,7 +27,8 @@ func registered(t *testing.T) map[string]map[string]bool {
 	service.NewMetrics(rec)
 	store.NewMetrics(rec)
 	rec.MustRegister((&service.Service{}).ReadyGauge())
-	rec.MustRegister(controller.Collectors()...)
+	controller.NewMetrics(rec, nil)
+	webhook.NewMetrics(rec)
 	rec.MustRegister(rdmastats.NewCollector(rdmastats.Sysfs{}))
 	if len(rec.names) < 30 {
 		t.Fatalf("only %d metrics registered: the recorder missed some", len(rec.names))

@@ -25,7 +25,9 @@ const (
 )
 
 // commit applies a batch of operations to the pool and writes its status once, retrying
-// on fresh state after a conflict.
+// on fresh state after a conflict. Each attempt reads (prepare), plans (the pure
+// nextStatus) and writes (write); the release protocol's check of the window comes after
+// the read, in prepare.
 func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, ops []*poolOp) {
 	start := p.now()
 	for _, op := range ops {
@@ -38,42 +40,11 @@ func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, o
 		ops = append([]*poolOp{remark}, ops...)
 	}
 	for attempt := 1; ; attempt++ {
-		obj, specCached, err := p.current(ctx, name, q)
-		if err != nil {
-			finish(ops, make([]opResult, len(ops)), err)
+		var in *planInput
+		if in, ops = p.prepare(ctx, name, q, ops); in == nil {
 			return
 		}
-		// after the read, never before it: a free planned on state read after its window
-		// closed could land after the sweeper freed the address (docs/design.md)
-		if ops = p.dropLateFrees(ops); len(ops) == 0 {
-			return
-		}
-		if ops = p.screen(ctx, name, obj, ops); len(ops) == 0 {
-			return
-		}
-		pool, err := p.parse(obj, q)
-		if err != nil {
-			p.metrics.Unusable.WithLabelValues(name, ReasonInvalidSpec).Inc()
-			finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonInvalidSpec, Err: err})
-			return
-		}
-		allocated, err := pool.ParseAllocated(obj.Status.Allocated) // offsets outside the pool: corrupt
-		if err != nil {
-			p.metrics.Unusable.WithLabelValues(name, ReasonCorruptStatus).Inc()
-			finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonCorruptStatus, Err: err})
-			return
-		}
-		var blocked allocator.RunSet
-		if hasAllocation(ops) {
-			if blocked, err = p.blocked(ctx, pool, specCached); err != nil {
-				// fail closed: an allocation that cannot know what is off limits gets nothing
-				refuseAllocationsWith(ops, fmt.Errorf("IPPool %s: %w", name, err))
-				if ops = releasesOnly(ops); len(ops) == 0 {
-					return
-				}
-			}
-		}
-		plan := nextStatus(&obj.Status, pool, allocated, ops, blocked, p.now())
+		plan := nextStatus(&in.obj.Status, in.pool, in.allocated, ops, in.blocked, p.now())
 		for i, op := range ops {
 			if op.kind == opRemark && remark != nil {
 				plan.results[i].lost = plan.results[0].lost // the re-mark this op waited for
@@ -84,35 +55,95 @@ func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, o
 			finish(ops, plan.results, nil)
 			return
 		}
-		next := obj.DeepCopy()
-		next.Status = plan.next
-		// the resourceVersion guard makes a write that raced anyone else's retry
-		err = p.writer.Status().Update(ctx, next)
-		switch {
-		case err == nil:
-			q.latest = next
-			p.metrics.wrote(name, next.ResourceVersion, p.now())
-			p.metrics.observeCommit(len(ops), attempt, p.since(start))
-			finish(ops, plan.results, nil)
-			return
-		case apierrors.IsConflict(err) && p.since(start) < p.patience():
-			p.metrics.Conflicts.Inc()
-			p.backoff(ctx, attempt)
-			q.latest = nil
-			fresh := &v1.IPPool{}
-			if err := p.api.Get(ctx, client.ObjectKey{Name: name}, fresh); err == nil {
-				q.latest = fresh
-			}
-		case apierrors.IsConflict(err):
-			// out of patience; a late free still says why it was not sent
-			ops = p.dropLateFrees(ops)
-			fallthrough
-		default:
-			p.log.Warn("pool status update failed", zap.String("pool", name), zap.Int("attempt", attempt), zap.Error(err))
-			finish(ops, make([]opResult, len(ops)), fmt.Errorf("updating IPPool %s status: %w", name, err))
+		var retry bool
+		if retry, ops = p.write(ctx, name, q, in.obj, plan, ops, attempt, start); !retry {
 			return
 		}
 	}
+}
+
+// planInput is what one attempt plans from: the pool as read, its parsed spec and
+// allocation state, and the offsets kept out of allocation (reservations, overlaps).
+type planInput struct {
+	obj       *v1.IPPool
+	pool      *allocator.PoolView
+	allocated allocator.RunSet
+	blocked   allocator.RunSet
+}
+
+// prepare reads the pool and returns what to plan from, with the ops still to plan; nil
+// when none is left (each op dropped here has had its answer).
+func (p *PoolCommitter) prepare(ctx context.Context, name string, q *poolQueue, ops []*poolOp) (*planInput, []*poolOp) {
+	obj, specCached, err := p.current(ctx, name, q)
+	if err != nil {
+		finish(ops, make([]opResult, len(ops)), err)
+		return nil, nil
+	}
+	// after the read, never before it: a free planned on state read after its window
+	// closed could land after the sweeper freed the address (docs/design.md)
+	if ops = p.dropLateFrees(ops); len(ops) == 0 {
+		return nil, nil
+	}
+	if ops = p.screen(ctx, name, obj, ops); len(ops) == 0 {
+		return nil, nil
+	}
+	pool, err := p.parse(obj, q)
+	if err != nil {
+		p.metrics.Unusable.WithLabelValues(name, ReasonInvalidSpec).Inc()
+		finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonInvalidSpec, Err: err})
+		return nil, nil
+	}
+	allocated, err := pool.ParseAllocated(obj.Status.Allocated) // offsets outside the pool: corrupt
+	if err != nil {
+		p.metrics.Unusable.WithLabelValues(name, ReasonCorruptStatus).Inc()
+		finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonCorruptStatus, Err: err})
+		return nil, nil
+	}
+	var blocked allocator.RunSet
+	if hasAllocation(ops) {
+		if blocked, err = p.blocked(ctx, pool, specCached); err != nil {
+			// fail closed: an allocation that cannot know what is off limits gets nothing
+			refuseAllocationsWith(ops, fmt.Errorf("IPPool %s: %w", name, err))
+			if ops = releasesOnly(ops); len(ops) == 0 {
+				return nil, nil
+			}
+		}
+	}
+	return &planInput{obj: obj, pool: pool, allocated: allocated, blocked: blocked}, ops
+}
+
+// write sends the planned status, guarded by the resourceVersion read. On a conflict
+// within patience it backs off, refreshes the pool and asks for another attempt (retry)
+// with the ops left; otherwise every op has its answer.
+func (p *PoolCommitter) write(ctx context.Context, name string, q *poolQueue, obj *v1.IPPool, plan statusPlan,
+	ops []*poolOp, attempt int, start time.Time) (retry bool, left []*poolOp) {
+	next := obj.DeepCopy()
+	next.Status = plan.next
+	// the resourceVersion guard makes a write that raced anyone else's retry
+	err := p.writer.Status().Update(ctx, next)
+	switch {
+	case err == nil:
+		q.latest = next
+		p.metrics.wrote(name, next.ResourceVersion, p.now())
+		p.metrics.observeCommit(len(ops), attempt, p.since(start))
+		finish(ops, plan.results, nil)
+		return false, nil
+	case apierrors.IsConflict(err) && p.since(start) < p.patience():
+		p.metrics.Conflicts.Inc()
+		p.backoff(ctx, attempt)
+		q.latest = nil
+		fresh := &v1.IPPool{}
+		if err := p.api.Get(ctx, client.ObjectKey{Name: name}, fresh); err == nil {
+			q.latest = fresh
+		}
+		return true, ops
+	case apierrors.IsConflict(err):
+		// out of patience; a late free still says why it was not sent
+		ops = p.dropLateFrees(ops)
+	}
+	p.log.Warn("pool status update failed", zap.String("pool", name), zap.Int("attempt", attempt), zap.Error(err))
+	finish(ops, make([]opResult, len(ops)), fmt.Errorf("updating IPPool %s status: %w", name, err))
+	return false, nil
 }
 
 // dropLateFrees answers the frees whose commit window has closed with ErrWindowClosed and

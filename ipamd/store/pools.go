@@ -1,7 +1,11 @@
 // Package store commits allocation decisions to the API: pool status (the commit point
-// that makes an address taken) and Endpoints (who holds it). Reads come from informer
-// caches; every write is guarded by resourceVersion, and a conflict is retried on fresh
-// state, so two ipamds can never both take one address.
+// that makes an address taken) and Endpoints (who holds it). It owns the PoolCommitter
+// (batched, resourceVersion-guarded status writes; the pure planning in plan.go), the
+// commit window that bounds how late a dependent write may land (window.go, the release
+// protocol of docs/design.md), the Endpoint store, ReservedIP reads, quarantine, the
+// overlap footprints and the reclaim marks the orphan sweeper leaves. Reads come from
+// informer caches; every write is guarded by resourceVersion, and a conflict is retried on
+// fresh state, so two ipamds can never both take one address.
 package store
 
 import (

@@ -12,7 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
-	"github.com/underpool/underpool/controller"
+	"github.com/underpool/underpool/controller/webhook"
 	"github.com/underpool/underpool/tests/harness"
 )
 
@@ -28,7 +28,7 @@ func startController() (*harness.Process, error) {
 	}
 	p, err := harness.StartProcess("controller", filepath.Join(Suite.Bin, "ipamd"), []string{"--mode=controller",
 		"--kubeconfig", Suite.CP.KubeconfigPath, "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port),
-		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port), "--cert-dir", filepath.Join(Suite.Dir, "webhook-certs"),
+		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port),
 		"--leader-election-namespace=default", "--health-address=", "--metrics-address=" + Suite.ControllerMetrics,
 		// orphans are freed quickly here so TestRecycling sees it; the grace still spans
 		// several sweeps, well above any informer lag of an idle test apiserver
@@ -54,7 +54,7 @@ func WaitForWebhook(c client.Client, p *harness.Process) error {
 	probe := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "webhook-probe"}, Spec: v1.IPPoolSpec{Subnet: "10.250.255.0/24", Gateway: "10.250.254.1"}}
 	for {
 		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-		registered := c.Get(ctx, client.ObjectKey{Name: controller.WebhookConfigName}, cfg) == nil
+		registered := c.Get(ctx, client.ObjectKey{Name: webhook.ConfigName}, cfg) == nil
 		// a gateway outside the subnet passes CEL but not the webhook: rejection proves it is live
 		if err := c.Create(ctx, probe.DeepCopy(), client.DryRunAll); registered && err != nil && strings.Contains(err.Error(), "spec.gateway") {
 			return nil

@@ -69,7 +69,7 @@ func startController(work, ipamd string, cl *cluster) (*harness.Process, error) 
 	}
 	p, err := harness.StartProcess("controller", ipamd, []string{"--mode=controller",
 		"--kubeconfig", cl.cp.KubeconfigPath, "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port),
-		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port), "--cert-dir", filepath.Join(work, "webhook-certs"),
+		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port),
 		"--leader-election-namespace=default", "--health-address=", "--metrics-address=",
 		"--commit-window=" + guest.CommitWindow}, filepath.Join(work, "logs", "controller.log"))
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 
 	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/controller"
+	"github.com/underpool/underpool/controller/webhook"
 	"github.com/underpool/underpool/ipamd/store"
 	"github.com/underpool/underpool/tests/e2e"
 	"github.com/underpool/underpool/tests/harness"
@@ -45,8 +46,9 @@ func TestControllerRunsOnItsRBAC(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- controller.Run(ctx, as("underpool-controller"), controller.Options{
-			WebhookHost: "127.0.0.1", WebhookPort: port, Endpoint: controller.Endpoint{URL: fmt.Sprintf("https://127.0.0.1:%d", port)},
-			LeaderElectionNamespace: namespace, CertLifetime: time.Hour, OrphanInterval: 200 * time.Millisecond, OrphanGrace: time.Second,
+			Webhook: webhook.Options{Host: "127.0.0.1", Port: port, Endpoint: webhook.Endpoint{URL: fmt.Sprintf("https://127.0.0.1:%d", port)},
+				CertLifetime: time.Hour},
+			LeaderElectionNamespace: namespace, OrphanInterval: 200 * time.Millisecond, OrphanGrace: time.Second,
 			CommitWindow:    store.Window(4 * time.Second),
 			RecycleInterval: 200 * time.Millisecond,
 		}, zap.New(core))
@@ -73,9 +75,9 @@ func TestControllerRunsOnItsRBAC(t *testing.T) {
 		return nil
 	})
 	for _, obj := range []client.Object{
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: controller.CASecretName}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: webhook.CASecretName}},
 		&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "underpool-controller"}},
-		&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: controller.WebhookConfigName}},
+		&admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: webhook.ConfigName}},
 	} {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
 			t.Errorf("the controller did not make %T %s: %v", obj, obj.GetName(), err)

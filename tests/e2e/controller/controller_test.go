@@ -17,6 +17,7 @@ import (
 
 	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/controller"
+	"github.com/underpool/underpool/controller/webhook"
 	"github.com/underpool/underpool/rpc"
 	"github.com/underpool/underpool/tests/e2e"
 	"github.com/underpool/underpool/tests/harness"
@@ -146,14 +147,14 @@ func TestControllerReplicasShareTheWebhookCA(t *testing.T) {
 	}
 	p, err := harness.StartProcess("controller-2", filepath.Join(e2e.Suite.Bin, "ipamd"), []string{"--mode=controller",
 		"--kubeconfig", e2e.Suite.CP.KubeconfigPath, "--webhook-host=127.0.0.1", fmt.Sprintf("--webhook-port=%d", port),
-		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port), "--cert-dir", filepath.Join(e2e.Suite.Dir, "webhook-certs-2"),
+		fmt.Sprintf("--webhook-url=https://127.0.0.1:%d", port),
 		"--leader-election-namespace=default", "--health-address=", "--orphan-interval=0", "--commit-window=" + e2e.CommitWindow}, filepath.Join(e2e.Suite.Dir, "controller-2.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Stop() })
 	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-	if err := e2e.Suite.Client.Get(e2e.Ctx(t), client.ObjectKey{Name: controller.WebhookConfigName}, cfg); err != nil {
+	if err := e2e.Suite.Client.Get(e2e.Ctx(t), client.ObjectKey{Name: webhook.ConfigName}, cfg); err != nil {
 		t.Fatal(err)
 	}
 	roots := x509.NewCertPool()

@@ -15,6 +15,7 @@ import (
 
 	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/controller"
+	"github.com/underpool/underpool/controller/webhook"
 	"github.com/underpool/underpool/rpc"
 	"github.com/underpool/underpool/tests/e2e"
 )
@@ -141,7 +142,7 @@ func setReservedIPWebhookSelector(t *testing.T, sel *metav1.LabelSelector) (rest
 		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-		if err := e2e.Suite.Client.Get(c, client.ObjectKey{Name: controller.WebhookConfigName}, cfg); err != nil {
+		if err := e2e.Suite.Client.Get(c, client.ObjectKey{Name: webhook.ConfigName}, cfg); err != nil {
 			return err
 		}
 		for i := range cfg.Webhooks {

@@ -60,11 +60,6 @@ func TestIpvlanAsDelegateTwoPodsReachEachOtherTheGatewayAndTheNode(t *testing.T)
 	}
 }
 
-// knownIpvlanDelegateBug is what the containernetworking ipvlan plugin (v1.9.1) answers the
-// meta-plugin today: it runs IPAM itself unless its config has an ipam type or its
-// prevResult carries addresses, and the meta-plugin gives it neither.
-const knownIpvlanDelegateBug = "delegate ipvlan ADD: no plugin name provided"
-
 type ipvlanPod struct {
 	ns *harness.NetNS
 	rt harness.Runtime
@@ -91,9 +86,6 @@ func twoIpvlanPods(t *testing.T, seg segment, conf []byte, mode string) *ipvlanP
 		pod := ipvlanPod{ns: newNetNS(t, "pod")}
 		pod.rt = runtimeFor(pod.ns, p.ns, name, "net1")
 		res, err := p.cni.Add(ctx(t), conf, pod.rt)
-		if err != nil && strings.Contains(err.Error(), knownIpvlanDelegateBug) {
-			t.Skipf("skipped: the meta-plugin cannot drive the ipvlan plugin yet: %v (issue 21: ipvlan needs an ipam type or a prevResult with the addresses)", err)
-		}
 		if err != nil {
 			t.Fatalf("ADD %s: %v", name, err)
 		}

@@ -107,8 +107,10 @@ func TestRdmaExclusiveModeWithADeviceThatCannotMoveFailsAddAndLeavesNothing(t *t
 	ns := newNamespace(t)
 	pod := newNetNS(t, "pod")
 	_, err := cni.Add(ctx(t), conf, runtimeFor(pod, ns, "excl", "net1"))
-	if err == nil || !strings.Contains(err.Error(), dev) {
-		t.Fatalf("ADD moving %s (which cannot change netns) must fail naming it, got %v", dev, err)
+	for _, want := range []string{dev, "cannot move", "rdma.mode exclusive", "set rdma.mode shared"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("ADD moving %s (which cannot change netns) must fail naming the device, the mode and the fix (%q), got %v", dev, want, err)
+		}
 	}
 	t.Logf("ADD's error: %v", err)
 	if links := linksIn(t, pod); strings.Join(links, ",") != "lo" {

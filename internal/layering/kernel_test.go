@@ -1,4 +1,4 @@
-package main
+package layering
 
 import (
 	"os/exec"

@@ -1,8 +1,4 @@
-// Package controller is ipamd's cluster-wide mode: one elected instance serves the
-// validating webhook for pools, subnets and reserved IPs, guards pools with live
-// allocations by a finalizer, and reports reserved addresses that are in use and
-// ReservedIPs with bad entries.
-package controller
+package webhook
 
 import (
 	"fmt"
@@ -13,10 +9,10 @@ import (
 	"github.com/underpool/underpool/core/allocator"
 )
 
-// ValidatePool checks an IPPool against the rules no single-object CEL rule can express:
+// validatePool checks an IPPool against the rules no single-object CEL rule can express:
 // a parsable spec (subnet, ranges inside it, gateway inside it), no overlap with another
 // pool's addresses, and on update, no removal of addresses that are still allocated.
-func ValidatePool(pool *v1.IPPool, old *v1.IPPool, others []v1.IPPool) error {
+func validatePool(pool *v1.IPPool, old *v1.IPPool, others []v1.IPPool) error {
 	view, err := allocator.NewPool(pool.Name, &pool.Spec)
 	if err != nil {
 		return err
@@ -58,10 +54,10 @@ func ValidatePool(pool *v1.IPPool, old *v1.IPPool, others []v1.IPPool) error {
 	return nil
 }
 
-// ValidateSubnet refuses a Subnet that does not parse (spec.routes included: a bad route
+// validateSubnet refuses a Subnet that does not parse (spec.routes included: a bad route
 // would otherwise fail every ADD in the subnet after its address was allocated), a change
 // that would leave pools outside it, and a delete while pools still lie inside it.
-func ValidateSubnet(subnet *v1.Subnet, old *v1.Subnet, pools []v1.IPPool, deleting bool) error {
+func validateSubnet(subnet *v1.Subnet, old *v1.Subnet, pools []v1.IPPool, deleting bool) error {
 	if !deleting {
 		if _, err := netip.ParsePrefix(subnet.Spec.Subnet); err != nil {
 			return fmt.Errorf("spec.subnet %q is not a CIDR: %v", subnet.Spec.Subnet, err)

@@ -1,4 +1,4 @@
-package controller
+package webhook
 
 import (
 	"strings"
@@ -8,10 +8,6 @@ import (
 
 	v1 "github.com/underpool/underpool/api/v1"
 )
-
-func pool(name, subnet string, ips ...string) v1.IPPool {
-	return v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.IPPoolSpec{Subnet: subnet, IPs: ips}}
-}
 
 func TestValidatePool(t *testing.T) {
 	existing := []v1.IPPool{pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.50"), pool("wide", "10.250.0.0/16", "10.250.9.0-10.250.9.255")}
@@ -27,7 +23,7 @@ func TestValidatePool(t *testing.T) {
 		{"bad gateway", v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "e"}, Spec: v1.IPPoolSpec{Subnet: "10.250.4.0/24", Gateway: "10.250.5.1"}}, "spec.gateway"},
 	}
 	for _, c := range cases {
-		err := ValidatePool(&c.p, nil, existing)
+		err := validatePool(&c.p, nil, existing)
 		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
 			t.Errorf("%s: got %v, want %q", c.name, err, c.want)
 		}
@@ -35,15 +31,15 @@ func TestValidatePool(t *testing.T) {
 	old := pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.50")
 	old.Status.Allocated = "12,40"
 	shrunk := pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.20")
-	if err := ValidatePool(&shrunk, &old, existing); err == nil || !strings.Contains(err.Error(), "10.250.1.40") {
+	if err := validatePool(&shrunk, &old, existing); err == nil || !strings.Contains(err.Error(), "10.250.1.40") {
 		t.Errorf("removing an allocated address: %v", err)
 	}
 	moved := pool("a", "10.250.7.0/24")
-	if err := ValidatePool(&moved, &old, existing); err == nil || !strings.Contains(err.Error(), "spec.subnet cannot change") {
+	if err := validatePool(&moved, &old, existing); err == nil || !strings.Contains(err.Error(), "spec.subnet cannot change") {
 		t.Errorf("moving an allocated pool: %v", err)
 	}
 	grown := pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.60")
-	if err := ValidatePool(&grown, &old, nil); err != nil {
+	if err := validatePool(&grown, &old, nil); err != nil {
 		t.Errorf("growing a pool: %v", err)
 	}
 }
@@ -53,16 +49,16 @@ func TestValidateSubnet(t *testing.T) {
 		return &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Spec: v1.SubnetSpec{Subnet: cidr}}
 	}
 	pools := []v1.IPPool{pool("in", "10.250.1.0/24"), pool("out", "10.251.0.0/24")}
-	if err := ValidateSubnet(sub("10.250.0.0/16"), sub("10.250.0.0/16"), pools, false); err != nil {
+	if err := validateSubnet(sub("10.250.0.0/16"), sub("10.250.0.0/16"), pools, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := ValidateSubnet(sub("10.250.2.0/24"), sub("10.250.0.0/16"), pools, false); err == nil || !strings.Contains(err.Error(), "orphan IPPools in") {
+	if err := validateSubnet(sub("10.250.2.0/24"), sub("10.250.0.0/16"), pools, false); err == nil || !strings.Contains(err.Error(), "orphan IPPools in") {
 		t.Errorf("shrinking below a pool: %v", err)
 	}
-	if err := ValidateSubnet(sub("10.250.0.0/16"), sub("10.250.0.0/16"), pools, true); err == nil || !strings.Contains(err.Error(), "deleting Subnet s") {
+	if err := validateSubnet(sub("10.250.0.0/16"), sub("10.250.0.0/16"), pools, true); err == nil || !strings.Contains(err.Error(), "deleting Subnet s") {
 		t.Errorf("deleting with pools: %v", err)
 	}
-	if err := ValidateSubnet(sub("nope"), nil, nil, false); err == nil || !strings.Contains(err.Error(), "spec.subnet") {
+	if err := validateSubnet(sub("nope"), nil, nil, false); err == nil || !strings.Contains(err.Error(), "spec.subnet") {
 		t.Errorf("bad subnet: %v", err)
 	}
 }
@@ -83,7 +79,7 @@ func TestValidateSubnetRoutes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Spec: v1.SubnetSpec{Subnet: "10.250.1.0/24", Routes: tc.routes}}
 			for _, old := range []*v1.Subnet{nil, s.DeepCopy()} { // create and update
-				err := ValidateSubnet(s, old, nil, false)
+				err := validateSubnet(s, old, nil, false)
 				if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
 					t.Fatalf("got %v, want %q", err, tc.want)
 				}
@@ -101,7 +97,7 @@ func TestWebhookAdmitsSpecChangesOfAPoolWhoseStatusIsPastItsSubnet(t *testing.T)
 		old := pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.50")
 		old.Status.Allocated = allocated
 		for _, spec := range []v1.IPPool{pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.60"), pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.20")} {
-			if err := ValidatePool(&spec, &old, nil); err != nil {
+			if err := validatePool(&spec, &old, nil); err != nil {
 				t.Errorf("status %q, spec.ips %v: refused: %v", allocated, spec.Spec.IPs, err)
 			}
 		}

@@ -1,4 +1,4 @@
-package controller
+package webhook
 
 import (
 	"context"
@@ -16,7 +16,7 @@ func TestWebhookValidatesUpdatesOfAPoolBeingDeleted(t *testing.T) {
 	leaving := pool("leaving", "10.0.0.0/24", "10.0.0.30-10.0.0.40")
 	now := metav1.Now()
 	leaving.DeletionTimestamp, leaving.Finalizers = &now, []string{"underpool.io/pool-protection"}
-	v := &poolValidator{api: fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(&live, &leaving).Build()}
+	v := &poolValidator{api: fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(&live, &leaving).Build(), metrics: NewMetrics(nil)}
 
 	grown := *leaving.DeepCopy()
 	grown.Spec.IPs = []string{"10.0.0.15-10.0.0.40"}

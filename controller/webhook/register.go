@@ -1,4 +1,4 @@
-package controller
+package webhook
 
 import (
 	"bytes"
@@ -20,8 +20,8 @@ import (
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,resourceNames=underpool-validating,verbs=get;update;patch
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=create
 
-// WebhookConfigName is the ValidatingWebhookConfiguration the controller owns.
-const WebhookConfigName = "underpool-validating"
+// ConfigName is the ValidatingWebhookConfiguration the controller owns.
+const ConfigName = "underpool-validating"
 
 // Paths controller-runtime serves the validators on.
 const (
@@ -69,9 +69,9 @@ func register(ctx context.Context, c client.Client, api client.Reader, ep Endpoi
 	}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-		err := api.Get(ctx, client.ObjectKey{Name: WebhookConfigName}, cfg)
+		err := api.Get(ctx, client.ObjectKey{Name: ConfigName}, cfg)
 		if apierrors.IsNotFound(err) {
-			cfg = &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: WebhookConfigName}, Webhooks: webhooks}
+			cfg = &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: ConfigName}, Webhooks: webhooks}
 			return c.Create(ctx, cfg)
 		}
 		if err != nil {
@@ -84,7 +84,7 @@ func register(ctx context.Context, c client.Client, api client.Reader, ep Endpoi
 		return c.Update(ctx, cfg)
 	})
 	if err != nil {
-		return fmt.Errorf("registering %s: %w", WebhookConfigName, err)
+		return fmt.Errorf("registering %s: %w", ConfigName, err)
 	}
 	return nil
 }
@@ -104,9 +104,9 @@ func keepRegistered(ctx context.Context, c client.Client, api client.Reader, ep 
 				log.Warn("updating the webhook CA bundle failed; retrying", zap.Error(err))
 			} else {
 				if registered != nil {
-					log.Info("webhook CA bundle updated", zap.String("config", WebhookConfigName))
+					log.Info("webhook CA bundle updated", zap.String("config", ConfigName))
 				} else {
-					log.Info("webhook registered", zap.String("config", WebhookConfigName))
+					log.Info("webhook registered", zap.String("config", ConfigName))
 				}
 				registered = bundle
 			}

@@ -1,4 +1,4 @@
-package controller
+package webhook
 
 import (
 	"bytes"
@@ -249,25 +249,38 @@ type certRotator struct {
 
 func (r *certRotator) NeedLeaderElection() bool { return false }
 
+// Start checks the certificate every interval, the first time one interval after the
+// start (the one New issued is fresh), until ctx ends.
 func (r *certRotator) Start(ctx context.Context) error {
-	return everyInterval(ctx, r.every, func(ctx context.Context) {
-		var ca *authority
-		if r.reloadCA != nil {
-			var err error
-			if ca, err = r.reloadCA(ctx); err != nil {
-				r.log.Warn("cannot read the webhook CA; keeping the current one", zap.Error(err))
-			}
+	ticker := time.NewTicker(r.every)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+			r.check(ctx)
 		}
-		renewed, err := r.certs.renew(time.Now(), ca)
-		if err != nil {
-			r.log.Error("renewing the webhook serving certificate failed; retrying", zap.Error(err))
-			return
+	}
+}
+
+func (r *certRotator) check(ctx context.Context) {
+	var ca *authority
+	if r.reloadCA != nil {
+		var err error
+		if ca, err = r.reloadCA(ctx); err != nil {
+			r.log.Warn("cannot read the webhook CA; keeping the current one", zap.Error(err))
 		}
-		if renewed {
-			leaf, _ := r.certs.GetCertificate(nil)
-			r.log.Info("webhook serving certificate renewed", zap.Time("notAfter", leaf.Leaf.NotAfter))
-		}
-	})
+	}
+	renewed, err := r.certs.renew(time.Now(), ca)
+	if err != nil {
+		r.log.Error("renewing the webhook serving certificate failed; retrying", zap.Error(err))
+		return
+	}
+	if renewed {
+		leaf, _ := r.certs.GetCertificate(nil)
+		r.log.Info("webhook serving certificate renewed", zap.Time("notAfter", leaf.Leaf.NotAfter))
+	}
 }
 
 // checkEvery is how often a certificate of this lifetime is looked at: a twentieth of its

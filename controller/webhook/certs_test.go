@@ -1,4 +1,4 @@
-package controller
+package webhook
 
 import (
 	"bytes"
@@ -105,7 +105,7 @@ func TestWebhookFollowsANewCA(t *testing.T) {
 	}()
 	bundle := func() []byte {
 		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-		if err := c.Get(ctx, client.ObjectKey{Name: WebhookConfigName}, cfg); err != nil || len(cfg.Webhooks) == 0 {
+		if err := c.Get(ctx, client.ObjectKey{Name: ConfigName}, cfg); err != nil || len(cfg.Webhooks) == 0 {
 			return nil
 		}
 		return cfg.Webhooks[0].ClientConfig.CABundle

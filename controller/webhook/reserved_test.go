@@ -1,17 +1,11 @@
-package controller
+package webhook
 
 import (
 	"context"
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/events"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/underpool/underpool/api/v1"
 )
@@ -37,7 +31,7 @@ func TestReservedIPWebhookNamesEachBadEntryAndItsFix(t *testing.T) {
 		{"every bad entry at once", []string{"x", "10.0.0.9", "10.0.0.2-10.0.0.1"}, "spec.ips[0]: \"x\" is neither an IP address nor a range: write an address (10.250.1.10) or an inclusive range (10.250.1.10-10.250.1.20); spec.ips[2]: range 10.0.0.2-10.0.0.1 is reversed"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			_, err := reservedValidator{}.ValidateCreate(context.Background(), reservedIP("r", c.ips...))
+			_, err := reservedValidator{metrics: NewMetrics(nil)}.ValidateCreate(context.Background(), reservedIP("r", c.ips...))
 			if c.want == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -57,53 +51,12 @@ func TestReservedIPWebhookChecksOnlySpecChanges(t *testing.T) {
 	old := reservedIP("r", "10.0.0.10", "10.0.0.30-10.0.0.20")
 	labelled := old.DeepCopy()
 	labelled.Labels = map[string]string{"team": "net"}
-	if _, err := (reservedValidator{}).ValidateUpdate(context.Background(), old, labelled); err != nil {
+	if _, err := (reservedValidator{metrics: NewMetrics(nil)}).ValidateUpdate(context.Background(), old, labelled); err != nil {
 		t.Fatalf("a label edit of an old bad object: %v", err)
 	}
 	grown := old.DeepCopy()
 	grown.Spec.IPs = append(grown.Spec.IPs, "10.0.0.40")
-	if _, err := (reservedValidator{}).ValidateUpdate(context.Background(), old, grown); err == nil || !strings.Contains(err.Error(), "spec.ips[1]") {
+	if _, err := (reservedValidator{metrics: NewMetrics(nil)}).ValidateUpdate(context.Background(), old, grown); err == nil || !strings.Contains(err.Error(), "spec.ips[1]") {
 		t.Fatalf("a spec change keeping the bad entry: %v", err)
-	}
-}
-
-// A ReservedIP with bad entries that got past the webhook gets one Warning event per
-// generation and the underpool_reservedip_invalid series; both go once it is fixed.
-func TestABadReservedIPIsReportedOncePerGeneration(t *testing.T) {
-	bad := reservedIP("rep", "10.0.0.10", "10.0.0.30-10.0.0.20", "nonsense")
-	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(bad).Build()
-	rec := events.NewFakeRecorder(10)
-	r := &reservedReport{c: api, events: rec}
-	req := reconcile.Request{NamespacedName: types.NamespacedName{Name: "rep"}}
-	for range 2 {
-		if _, err := r.Reconcile(context.Background(), req); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got := testutil.ToFloat64(reservedInvalid.WithLabelValues("rep")); got != 2 {
-		t.Fatalf("underpool_reservedip_invalid{reservedip=rep} = %v, want 2", got)
-	}
-	if n := len(rec.Events); n != 1 {
-		t.Fatalf("%d events for one generation, want 1", n)
-	}
-	ev := <-rec.Events
-	for _, want := range []string{ReasonInvalidEntries, "spec.ips[1]: range 10.0.0.30-10.0.0.20 is reversed: write 10.0.0.20-10.0.0.30", "spec.ips[2]", "The other entries are reserved"} {
-		if !strings.Contains(ev, want) {
-			t.Fatalf("event %q does not say %q", ev, want)
-		}
-	}
-	fixed := &v1.ReservedIP{}
-	if err := api.Get(context.Background(), client.ObjectKey{Name: "rep"}, fixed); err != nil {
-		t.Fatal(err)
-	}
-	fixed.Spec.IPs = []string{"10.0.0.10", "10.0.0.20-10.0.0.30"}
-	if err := api.Update(context.Background(), fixed); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.Reconcile(context.Background(), req); err != nil {
-		t.Fatal(err)
-	}
-	if n := testutil.CollectAndCount(reservedInvalid, "underpool_reservedip_invalid"); n != 0 {
-		t.Fatalf("%d series left after the fix, want none", n)
 	}
 }

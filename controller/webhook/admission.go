@@ -1,4 +1,4 @@
-package controller
+package webhook
 
 import (
 	"context"
@@ -14,7 +14,10 @@ import (
 
 // poolValidator serves IPPool admission. It reads other pools from the API directly:
 // the webhook decides on overlaps, so it must not trust a lagging cache.
-type poolValidator struct{ api client.Reader }
+type poolValidator struct {
+	api     client.Reader
+	metrics *Metrics
+}
 
 func (v *poolValidator) others(ctx context.Context) ([]v1.IPPool, error) {
 	var list v1.IPPoolList
@@ -29,7 +32,7 @@ func (v *poolValidator) ValidateCreate(ctx context.Context, p *v1.IPPool) (admis
 	if err != nil {
 		return nil, err
 	}
-	return nil, reject("IPPool", p.Name, ValidatePool(p, nil, others))
+	return nil, v.metrics.reject("IPPool", p.Name, validatePool(p, nil, others))
 }
 
 func (v *poolValidator) ValidateUpdate(ctx context.Context, old, p *v1.IPPool) (admission.Warnings, error) {
@@ -45,7 +48,7 @@ func (v *poolValidator) ValidateUpdate(ctx context.Context, old, p *v1.IPPool) (
 	if err != nil {
 		return nil, err
 	}
-	return nil, reject("IPPool", p.Name, ValidatePool(p, old, others))
+	return nil, v.metrics.reject("IPPool", p.Name, validatePool(p, old, others))
 }
 
 func (v *poolValidator) ValidateDelete(context.Context, *v1.IPPool) (admission.Warnings, error) {
@@ -53,7 +56,10 @@ func (v *poolValidator) ValidateDelete(context.Context, *v1.IPPool) (admission.W
 }
 
 // subnetValidator serves Subnet admission.
-type subnetValidator struct{ api client.Reader }
+type subnetValidator struct {
+	api     client.Reader
+	metrics *Metrics
+}
 
 func (v *subnetValidator) pools(ctx context.Context) ([]v1.IPPool, error) {
 	var list v1.IPPoolList
@@ -62,7 +68,7 @@ func (v *subnetValidator) pools(ctx context.Context) ([]v1.IPPool, error) {
 }
 
 func (v *subnetValidator) ValidateCreate(_ context.Context, s *v1.Subnet) (admission.Warnings, error) {
-	return nil, reject("Subnet", s.Name, ValidateSubnet(s, nil, nil, false))
+	return nil, v.metrics.reject("Subnet", s.Name, validateSubnet(s, nil, nil, false))
 }
 
 func (v *subnetValidator) ValidateUpdate(ctx context.Context, old, s *v1.Subnet) (admission.Warnings, error) {
@@ -70,7 +76,7 @@ func (v *subnetValidator) ValidateUpdate(ctx context.Context, old, s *v1.Subnet)
 	if err != nil {
 		return nil, err
 	}
-	return nil, reject("Subnet", s.Name, ValidateSubnet(s, old, pools, false))
+	return nil, v.metrics.reject("Subnet", s.Name, validateSubnet(s, old, pools, false))
 }
 
 func (v *subnetValidator) ValidateDelete(ctx context.Context, s *v1.Subnet) (admission.Warnings, error) {
@@ -78,12 +84,12 @@ func (v *subnetValidator) ValidateDelete(ctx context.Context, s *v1.Subnet) (adm
 	if err != nil {
 		return nil, err
 	}
-	return nil, reject("Subnet", s.Name, ValidateSubnet(s, s, pools, true))
+	return nil, v.metrics.reject("Subnet", s.Name, validateSubnet(s, s, pools, true))
 }
 
 // reject counts a refusal (underpool_webhook_rejections_total) and makes its answer.
-func reject(kind, name string, err error) error {
-	rejected(kind, err)
+func (m *Metrics) reject(kind, name string, err error) error {
+	m.rejected(kind, err)
 	return invalid(name, err)
 }
 

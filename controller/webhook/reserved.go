@@ -1,4 +1,4 @@
-package controller
+package webhook
 
 import (
 	"context"
@@ -12,12 +12,12 @@ import (
 	"github.com/underpool/underpool/core/allocator"
 )
 
-// ValidateReservedIP refuses a ReservedIP any entry of which is not a plain address or an
+// validateReservedIP refuses a ReservedIP any entry of which is not a plain address or an
 // ordered inclusive range of one family, naming each such entry by index with its fix
 // ("spec.ips[1]: range 10.0.0.30-10.0.0.20 is reversed: write 10.0.0.20-10.0.0.30"). The
 // CRD's CEL rules catch most of these first; what they cannot express (the order of an
 // IPv6 range) only the webhook does. ipamd reads what gets past both fail closed anyway.
-func ValidateReservedIP(r *v1.ReservedIP) error {
+func validateReservedIP(r *v1.ReservedIP) error {
 	_, errs := allocator.ParseReservations("spec.ips", r.Spec.IPs)
 	if len(errs) == 0 {
 		return nil
@@ -30,19 +30,19 @@ func ValidateReservedIP(r *v1.ReservedIP) error {
 }
 
 // reservedValidator serves ReservedIP admission.
-type reservedValidator struct{}
+type reservedValidator struct{ metrics *Metrics }
 
-func (reservedValidator) ValidateCreate(_ context.Context, r *v1.ReservedIP) (admission.Warnings, error) {
-	return nil, reject("ReservedIP", r.Name, ValidateReservedIP(r))
+func (v reservedValidator) ValidateCreate(_ context.Context, r *v1.ReservedIP) (admission.Warnings, error) {
+	return nil, v.metrics.reject("ReservedIP", r.Name, validateReservedIP(r))
 }
 
 // ValidateUpdate checks spec changes only: a label or finalizer edit of an object that
 // got in before these rules must still pass (ipamd reserves its good entries regardless).
-func (reservedValidator) ValidateUpdate(_ context.Context, old, r *v1.ReservedIP) (admission.Warnings, error) {
+func (v reservedValidator) ValidateUpdate(_ context.Context, old, r *v1.ReservedIP) (admission.Warnings, error) {
 	if equality.Semantic.DeepEqual(old.Spec, r.Spec) {
 		return nil, nil
 	}
-	return nil, reject("ReservedIP", r.Name, ValidateReservedIP(r))
+	return nil, v.metrics.reject("ReservedIP", r.Name, validateReservedIP(r))
 }
 
 func (reservedValidator) ValidateDelete(context.Context, *v1.ReservedIP) (admission.Warnings, error) {

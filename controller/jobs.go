@@ -1,0 +1,176 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"go.uber.org/zap"
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/controller/orphans"
+	"github.com/underpool/underpool/controller/webhook"
+	"github.com/underpool/underpool/ipamd/store"
+)
+
+// setup is what the jobs are wired from: the manager, and what several jobs share.
+type setup struct {
+	mgr  manager.Manager
+	hook *webhook.Webhook
+	api  client.Reader // uncached reads
+	// timed writes carry the commit window's timeout to the apiserver (the orphan
+	// sweeper's and the recycler's: the release protocol bounds them)
+	timed   client.Client
+	events  events.EventRecorder
+	metrics *Metrics
+	opts    Options
+	log     *zap.Logger
+}
+
+func newSetup(cfg *rest.Config, scheme *runtime.Scheme, mgr manager.Manager, hook *webhook.Webhook, opts Options, log *zap.Logger) (*setup, error) {
+	timed, err := client.New(opts.CommitWindow.WriterConfig(cfg), client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, err
+	}
+	return &setup{mgr: mgr, hook: hook, api: mgr.GetAPIReader(), timed: timed, events: mgr.GetEventRecorder("underpool-controller"),
+		metrics: NewMetrics(opts.Registry, mgr.GetCache()), opts: opts, log: log}, nil
+}
+
+func (s *setup) webhook(context.Context) error { return s.hook.SetupWithManager(s.mgr) }
+
+func (s *setup) poolFinalizer(context.Context) error {
+	return builder.ControllerManagedBy(s.mgr).Named("pool-protection").For(&v1.IPPool{}).
+		Complete(&poolFinalizer{c: s.mgr.GetClient()})
+}
+
+func (s *setup) reservedInUse(ctx context.Context) error {
+	if err := s.mgr.GetFieldIndexer().IndexField(ctx, &v1.Endpoint{}, indexEndpointAddress, endpointAddressIndex); err != nil {
+		return fmt.Errorf("indexing Endpoints by address: %w", err)
+	}
+	return builder.ControllerManagedBy(s.mgr).Named("reserved-in-use").For(&v1.ReservedIP{}).
+		Watches(&v1.Endpoint{}, reservationsHolding(s.mgr.GetClient())).Complete(&reservedInUse{c: s.mgr.GetClient()})
+}
+
+func (s *setup) subnetStatus(context.Context) error {
+	allSubnets := enqueueAll(s.mgr.GetClient(), func() client.ObjectList { return &v1.SubnetList{} })
+	return builder.ControllerManagedBy(s.mgr).Named("subnet-status").For(&v1.Subnet{}).
+		Watches(&v1.IPPool{}, allSubnets).Complete(&subnetStatus{c: s.mgr.GetClient()})
+}
+
+// applicationPools runs one reconciler per workload kind; they carve one at a time.
+func (s *setup) applicationPools(context.Context) error {
+	carving := &sync.Mutex{}
+	if err := builder.ControllerManagedBy(s.mgr).Named("app-pools-deployments").For(&appsv1.Deployment{}).
+		Watches(&v1.IPPool{}, enqueueOwner("Deployment"), builder.WithPredicates(poolDeletes)).
+		Complete(s.appPools("Deployment", carving)); err != nil {
+		return err
+	}
+	return builder.ControllerManagedBy(s.mgr).Named("app-pools-statefulsets").For(&appsv1.StatefulSet{}).
+		Watches(&v1.IPPool{}, enqueueOwner("StatefulSet"), builder.WithPredicates(poolDeletes)).
+		Complete(s.appPools("StatefulSet", carving))
+}
+
+func (s *setup) appPools(kind string, carving *sync.Mutex) *appPools {
+	return &appPools{c: s.mgr.GetClient(), api: s.api, kind: kind, events: s.events, carving: carving, changes: s.metrics.appPoolChanges}
+}
+
+func (s *setup) reservedReport(context.Context) error {
+	return builder.ControllerManagedBy(s.mgr).Named("reservedip-entries").For(&v1.ReservedIP{}).
+		Complete(&reservedReport{c: s.mgr.GetClient(), events: s.events, invalid: s.metrics.reservedInvalid})
+}
+
+func (s *setup) overlapReport(context.Context) error {
+	// one key: every pool is compared with every other
+	return builder.ControllerManagedBy(s.mgr).Named("pool-overlaps").Watches(&v1.IPPool{}, oneKey()).
+		Complete(&overlapReport{c: s.mgr.GetClient(), events: s.events, overlapping: s.metrics.poolsOverlapping})
+}
+
+func (s *setup) poolConditions(context.Context) error {
+	// one key: overlaps and reservations tie every pool to the others
+	return builder.ControllerManagedBy(s.mgr).Named("pool-conditions").Watches(&v1.IPPool{}, oneKey()).
+		Watches(&v1.ReservedIP{}, oneKey()).Complete(&poolConditions{c: s.mgr.GetClient()})
+}
+
+func (s *setup) orphanSweep(ctx context.Context) error {
+	if s.opts.OrphanInterval <= 0 {
+		return nil
+	}
+	m := s.metrics
+	sweeper := &orphans.Sweeper{Log: s.log, Cache: s.mgr.GetCache(), API: s.api, Writer: s.timed, Window: s.opts.CommitWindow,
+		Found: m.orphansFound, Freed: m.orphansFreed, Unheld: m.orphansUnheld}
+	if err := watchPoolsFor(ctx, s.mgr.GetCache(), sweeper); err != nil {
+		return err
+	}
+	return s.mgr.Add(&orphanLoop{sweeper: sweeper, interval: s.opts.OrphanInterval, grace: s.opts.OrphanGrace, log: s.log})
+}
+
+func (s *setup) goneNodeRecycling(ctx context.Context) error {
+	if s.opts.RecycleInterval <= 0 {
+		return nil
+	}
+	r := newGoneNodeRecycler(s.timed, s.mgr.GetCache(), s.api, s.opts.RecycleInterval, s.opts.RecycleGrace, s.metrics.goneNodeRecycled, s.log)
+	r.svc.Window = s.opts.CommitWindow
+	r.svc.Pools.(*store.PoolCommitter).Window = s.opts.CommitWindow
+	if err := r.watchDeletedPools(ctx, s.mgr.GetCache()); err != nil {
+		return err
+	}
+	return s.mgr.Add(r)
+}
+
+func (s *setup) leaderFlag(context.Context) error {
+	return s.mgr.Add(leaderFlag{gauge: s.metrics.leader})
+}
+
+// leaderReadiness makes only the leader ready: the webhook Service sends the apiserver's
+// calls to the replica that also runs the reconcilers and registered the configuration.
+func (s *setup) leaderReadiness(context.Context) error {
+	return s.mgr.AddReadyzCheck("leader", func(*http.Request) error {
+		select {
+		case <-s.mgr.Elected():
+			return nil
+		default:
+			return errors.New("not the elected leader")
+		}
+	})
+}
+
+// oneKey maps every event to one reconcile request: for jobs that recompute everything.
+func oneKey() handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{{}}
+	})
+}
+
+// enqueueAll maps any event to a reconcile of every object of a kind: used where one
+// object's change (an Endpoint, a pool) can alter any of another kind's statuses.
+func enqueueAll(c client.Reader, newList func() client.ObjectList) handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		list := newList()
+		if err := c.List(ctx, list); err != nil {
+			return nil
+		}
+		items, err := meta.ExtractList(list)
+		if err != nil {
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(items))
+		for _, item := range items {
+			if o, ok := item.(client.Object); ok {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o)})
+			}
+		}
+		return reqs
+	})
+}
