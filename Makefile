@@ -57,18 +57,19 @@ unit: ## unit tests only (no root, no control plane)
 fuzz: ## every fuzz target of the parsers of hostile input, 5 minutes each (FUZZTIME=30s for less)
 	FUZZTIME=$${FUZZTIME:-5m} tests/fuzz.sh
 
-e2e: build ## end-to-end tests only
+e2e: build ## end-to-end tests only: the tests/e2e packages one at a time (each starts a control plane), then the other suites under tests/ and the tests of hack/bench and hack/scale
 	tests/tools/build.sh test
-	go test -count=1 -timeout 20m ./tests/...
+	go test -count=1 -timeout 20m -p 1 ./tests/e2e/...
+	go test -count=1 -timeout 20m $$(go list ./tests/... | grep -v /tests/e2e) ./hack/bench/ ./hack/scale/
 
 bench: build ## underpool vs host-local vs whereabouts in one run (100 pods at 1 and 16 parallel, then the density curve: 500 pods one at a time on one node, BENCH_ARGS=--density=1000 for the full curve); then the scale cases (1000 into 1000 from 10 nodes, memory)
 	tests/tools/build.sh all
-	go run ./tests/bench $(BENCH_ARGS)
-	go run ./tests/scale $(SCALE_ARGS)
+	go run ./hack/bench $(BENCH_ARGS)
+	go run ./hack/scale $(SCALE_ARGS)
 
 scale-cluster: ## simulated cluster (1000 Nodes, 100,000 Endpoints, up to 100 ipamds as memory allows): ipamd RSS, API requests/min by client (audit log), watch events for churn elsewhere, projection to 5000 nodes; CLUSTER_ARGS="--ipamds 10 --nodes 100 --endpoints 10000" for a small run
 	tests/tools/build.sh controlplane
-	go run ./tests/scale --cluster $(CLUSTER_ARGS)
+	go run ./hack/scale --cluster $(CLUSTER_ARGS)
 
 # The demo builds only what it runs: ipamd and the meta-plugin into ./bin, and its peers
 # (tests/tools/build.sh demo: etcd, the control plane, multus, macvlan, loopback) once
@@ -82,7 +83,7 @@ demo: ## local cluster (real controllers, 2 simulated nodes): a Deployment and a
 	@echo "==> demo: the first run builds all of that from the Go module proxy: 10-15 minutes on 2 cores (about 8 for the control plane and peers, 6 for ipamd, the plugin and the demo), plus the downloads; later runs reuse it and start in seconds"
 	go build -ldflags "$(LDFLAGS)" -o $(BIN)/ $(DEMO_BINARIES)
 	tests/tools/build.sh demo
-	go run ./tests/demo $(if $(KEEP),--keep,)
+	go run ./hack/demo $(if $(KEEP),--keep,)
 
 soak: ## the deterministic simulation for as long as asked (SOAK=10m by default): seeded schedules until the time is up; a failure prints its seed and how to replay it
 	set -o pipefail; go test -count=1 -timeout 0 -run TestSimulatedSchedules ./simulation/ -sim.soak=$${SOAK:-10m} -v | grep -E 'seeds,|seed [0-9]+|FAIL|ok|PASS'

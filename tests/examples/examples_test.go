@@ -12,7 +12,7 @@ import (
 )
 
 // Every example is valid: networks through libcni and the plugins' own config loader,
-// pools through the allocator's spec parser. (tests/e2e runs them for real.)
+// pools through the allocator's spec parser. (tests/e2e/cni runs them for real.)
 func TestEveryExampleIsValid(t *testing.T) {
 	all, err := Load()
 	if err != nil {

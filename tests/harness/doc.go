@@ -2,8 +2,9 @@
 // etcd + kube-apiserver, Linux network namespaces and veth links, and CNI
 // plugins driven through libcni exactly as a container runtime drives them.
 //
-// It is shared by the end-to-end tests (tests/e2e), the demo and the
-// benchmark, so it favours two properties over brevity:
+// It is shared by the end-to-end tests (tests/e2e/...), the CLI, RBAC and kernel
+// tests, the demo (hack/demo), the benchmark and the scale runs (hack/bench, hack/scale),
+// so it favours two properties over brevity:
 //
 //   - nothing outlives the caller: child processes carry Pdeathsig, every
 //     resource has a Close/Stop, and StopOnInterrupt turns Ctrl-C into cleanup;

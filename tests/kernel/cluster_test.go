@@ -6,9 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
@@ -16,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
-	"github.com/underpool/underpool/controller/webhook"
+	"github.com/underpool/underpool/tests/e2e"
 	"github.com/underpool/underpool/tests/harness"
 	"github.com/underpool/underpool/tests/kernel/guest"
 )
@@ -63,7 +61,7 @@ func startCluster(work, ipamd string) (*cluster, error) {
 }
 
 // startController runs ipamd in controller mode with its webhook on loopback, and waits
-// until the apiserver actually calls it (as tests/e2e does).
+// until the apiserver actually calls it (as tests/e2e does, with the same wait).
 func startController(work, ipamd string, cl *cluster) (*harness.Process, error) {
 	port, err := harness.FreePort()
 	if err != nil {
@@ -77,26 +75,10 @@ func startController(work, ipamd string, cl *cluster) (*harness.Process, error) 
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	probe := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "webhook-probe"}, Spec: v1.IPPoolSpec{Subnet: "10.250.255.0/24", Gateway: "10.250.254.1"}}
-	for {
-		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-		registered := cl.client.Get(ctx, client.ObjectKey{Name: webhook.ConfigName}, cfg) == nil
-		// a gateway outside the subnet passes CEL but not the webhook: rejection proves it is live
-		if err := cl.client.Create(ctx, probe.DeepCopy(), client.DryRunAll); registered && err != nil && strings.Contains(err.Error(), "spec.gateway") {
-			return p, nil
-		}
-		if exited, err := p.Exited(); exited {
-			return nil, fmt.Errorf("controller exited: %v (see %s)", err, p.LogPath)
-		}
-		select {
-		case <-ctx.Done():
-			_ = p.Stop()
-			return nil, fmt.Errorf("the webhook never answered (see %s)", p.LogPath)
-		case <-time.After(200 * time.Millisecond):
-		}
+	if err := e2e.WaitForWebhook(cl.client, p); err != nil {
+		return nil, err
 	}
+	return p, nil
 }
 
 // writeGuestConfig puts into the overlay what the guest needs besides binaries: a

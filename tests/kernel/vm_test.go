@@ -18,9 +18,9 @@ import (
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/underpool/underpool/tests/e2e"
 	"github.com/underpool/underpool/tests/harness"
 	"github.com/underpool/underpool/tests/kernel/guest"
-	"github.com/underpool/underpool/tests/kernel/vmcheck"
 )
 
 // vmTimeout bounds one VM run (boot, the guest tests, power off); UNDERPOOL_VM_TIMEOUT
@@ -76,7 +76,7 @@ func TestDataPlaneInAVM(t *testing.T) {
 
 	c, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	problems, pools, err := vmcheck.Cluster(c, cl.client, true)
+	problems, pools, err := e2e.CheckCluster(c, cl.client, true)
 	if err != nil {
 		t.Fatalf("checking the API after the VM: %v", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/underpool/underpool/controller"
 	"github.com/underpool/underpool/controller/webhook"
 	"github.com/underpool/underpool/ipamd/store"
+	"github.com/underpool/underpool/tests/e2e"
 	"github.com/underpool/underpool/tests/harness"
 )
 
@@ -142,13 +143,11 @@ func allocatedNothing(ctx context.Context, pool *v1.IPPool) error {
 	return nil
 }
 
+// eventually is e2e.Eventually, within a minute, for a condition that says why it fails.
 func eventually(t *testing.T, what string, ok func() error) {
 	t.Helper()
-	var err error
-	for end := time.Now().Add(60 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
-		if err = ok(); err == nil {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting until %s: %v", what, err)
+	e2e.Eventually(t, what, time.Minute, func() (bool, string) {
+		err := ok()
+		return err == nil, fmt.Sprint(err)
+	})
 }

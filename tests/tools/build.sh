@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the real components tests, demo and bench run against, from the Go module proxy,
-# into a git-ignored cache. Each tool is built once; later runs reuse the binary.
+# Builds the real components the tests (tests/), the demo and the bench (hack/demo,
+# hack/bench, hack/scale) run against, from the Go module proxy, into a git-ignored cache. Each tool is built once; later runs reuse the binary.
 #   kube-apiserver, kube-controller-manager, kube-scheduler v1.34.4, etcd v3.6.6 (the local control plane)
 #   containernetworking plugins v1.9.1 (macvlan, ipvlan, host-device, host-local, loopback, bridge, ...)
 #   cnitool v1.3.1, multus thin v4.2.2, whereabouts v0.9.2 (peers and drivers)
@@ -86,7 +86,7 @@ build_cnitool() { build_go cnitool "github.com/containernetworking/cni@$CNI_VERS
 build_multus() { build_go multus "gopkg.in/k8snetworkplumbingwg/multus-cni.v4@$MULTUS_VERSION" gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus multus; }
 build_whereabouts() {
   build_go whereabouts "github.com/k8snetworkplumbingwg/whereabouts@$WHEREABOUTS_VERSION" github.com/k8snetworkplumbingwg/whereabouts/cmd whereabouts
-  # its CRDs ship inside the module; keep a copy next to the binary for tests and bench
+  # its CRDs ship inside the module; keep a copy next to the binary for tests/cli and hack/bench
   if [ ! -d "$cache/whereabouts-crds" ]; then
     local src; src=$(cd "$mods/whereabouts" && go list -m -f '{{.Dir}}' github.com/k8snetworkplumbingwg/whereabouts)
     mkdir -p "$cache/whereabouts-crds" && cp "$src"/doc/crds/*.yaml "$cache/whereabouts-crds/" && chmod -R u+w "$cache/whereabouts-crds"
@@ -108,7 +108,7 @@ apt_deps() {
   fi
 }
 
-# The demo's peers, exactly what tests/demo starts (its EnsureTools list): the control
+# The demo's peers, exactly what hack/demo starts (its EnsureTools list): the control
 # plane, multus thin, macvlan (the NAD's delegate) and loopback (the pods' lo). No
 # whereabouts, helm, kubectl or other plugins: a first `make demo` waits for these only.
 DEMO_TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler multus macvlan loopback)

@@ -1,32 +1,22 @@
 package guest
 
 import (
-	"encoding/json"
-	"fmt"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/tests/e2e"
 	"github.com/underpool/underpool/tests/harness"
 )
 
-// The objects and configs the tests make, after tests/e2e's builders (which live in that
-// package's _test files). Pools stay when a test ends: the host checks every pool once the
-// VM is gone, and the control plane goes with the host's test.
-
-var subnetSeq atomic.Int32
-
-// nextSubnet gives each test its own 10.250.X.0/24 and fd00:250:0:X::/64.
-func nextSubnet() (v4, v6 string, x int32) {
-	x = 10 + subnetSeq.Add(1)
-	return fmt.Sprintf("10.250.%d.0/24", x), fmt.Sprintf("fd00:250:0:%x::/64", x), x
-}
+// The objects and configs the tests make, after tests/e2e's builders, which differ here:
+// pools stay when a test ends (the host checks every pool once the VM is gone, and the
+// control plane goes with the host's test), names start with "vm-", the plugins find
+// ipamd's socket at its default path and log under logDir.
 
 // newPool creates an IPPool (through the controller's webhook on the host).
 func newPool(t *testing.T, spec v1.IPPoolSpec) *v1.IPPool {
@@ -46,16 +36,6 @@ func newNamespace(t *testing.T) string {
 		t.Fatalf("creating namespace: %v", err)
 	}
 	return ns.Name
-}
-
-// freshPool reads the pool from the API.
-func freshPool(t *testing.T, name string) *v1.IPPool {
-	t.Helper()
-	p := &v1.IPPool{}
-	if err := suite.client.Get(ctx(t), client.ObjectKey{Name: name}, p); err != nil {
-		t.Fatalf("reading IPPool %s: %v", name, err)
-	}
-	return p
 }
 
 // netConf is the underpool meta-plugin as a conflist with one delegate.
@@ -78,16 +58,7 @@ func (c netConf) conflist(t *testing.T) []byte {
 	for k, v := range c.Extra {
 		plugin[k] = v
 	}
-	return mustJSON(t, map[string]any{"cniVersion": "1.1.0", "name": "vm-" + rand.String(5), "plugins": []any{plugin}})
-}
-
-func mustJSON(t *testing.T, v any) []byte {
-	t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return e2e.MustJSON(t, map[string]any{"cniVersion": "1.1.0", "name": "vm-" + rand.String(5), "plugins": []any{plugin}})
 }
 
 // runtimeFor describes a pod attachment as a runtime would, for a pod that exists only as

@@ -9,6 +9,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/tests/e2e"
 	"github.com/underpool/underpool/tests/harness"
 )
 
@@ -21,7 +22,7 @@ import (
 func TestIpvlanConflictProbeRunsInL2AndNotInL3(t *testing.T) {
 	for _, mode := range []string{"l2", "l3"} {
 		t.Run(mode, func(t *testing.T) {
-			v4net, _, x := nextSubnet()
+			v4net, _, x := e2e.NextSubnet()
 			seg := newSegment(t, x)
 			taken := fmt.Sprintf("10.250.%d.2", x) // the pool's first address
 			if out, err := seg.gateway.Run("ip", "addr", "add", taken+"/24", "dev", seg.far); err != nil {
@@ -40,7 +41,7 @@ func TestIpvlanConflictProbeRunsInL2AndNotInL3(t *testing.T) {
 				if !errors.As(err, &cniErr) || cniErr.Code != types.ErrTryAgainLater || !strings.Contains(cniErr.Msg, taken+" is already used by") {
 					t.Fatalf("ADD onto an address the far end answers for: want code 11 naming %s, got %v", taken, err)
 				}
-				if q := freshPool(t, pool.Name).Status.Quarantined; len(q) != 1 || q[0].IP != taken {
+				if q := e2e.FreshPool(t, pool.Name).Status.Quarantined; len(q) != 1 || q[0].IP != taken {
 					t.Fatalf("pool quarantine = %+v, want %s", q, taken)
 				}
 				if err := cni.Del(ctx(t), conf, rt); err != nil { // as the runtime does after a failed ADD
@@ -51,7 +52,7 @@ func TestIpvlanConflictProbeRunsInL2AndNotInL3(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ADD: %v", err)
 			}
-			got := firstIPv4(t, res)
+			got := e2e.FirstIP(t, res, true)
 			switch {
 			case mode == "l2" && got == taken:
 				t.Fatalf("the retry got the quarantined %s again", taken)
@@ -62,7 +63,7 @@ func TestIpvlanConflictProbeRunsInL2AndNotInL3(t *testing.T) {
 			if err := cni.Del(ctx(t), conf, rt); err != nil {
 				t.Fatalf("DEL: %v", err)
 			}
-			requireNothingLeft(t, ns, pool.Name)
+			e2e.RequireNothingLeft(t, ns, pool.Name)
 		})
 	}
 }

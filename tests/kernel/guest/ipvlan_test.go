@@ -5,12 +5,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/containernetworking/cni/pkg/types"
-	current "github.com/containernetworking/cni/pkg/types/100"
-
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/tests/e2e"
 	"github.com/underpool/underpool/tests/harness"
 )
 
@@ -22,16 +20,16 @@ import (
 func TestIpvlanWithUnderpoolIpamTwoPodsReachEachOtherAndTheGateway(t *testing.T) {
 	for _, mode := range []string{"l2", "l3", "l3s"} {
 		t.Run(mode, func(t *testing.T) {
-			v4net, _, x := nextSubnet()
+			v4net, _, x := e2e.NextSubnet()
 			seg := newSegment(t, x)
 			pool := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: seg.gatewayAddr})
-			conf := mustJSON(t, map[string]any{"cniVersion": "1.1.0", "name": "vm-ipvlan-" + mode, "plugins": []any{
+			conf := e2e.MustJSON(t, map[string]any{"cniVersion": "1.1.0", "name": "vm-ipvlan-" + mode, "plugins": []any{
 				map[string]any{"type": "ipvlan", "master": seg.master, "mode": mode, "ipam": map[string]any{
 					"type": "underpool-ipam", "ipv4Pools": []string{pool.Name}, "logFile": logDir + "/ipam-plugin.log"}},
 			}})
 			p := twoIpvlanPods(t, seg, conf, mode)
 			for _, pod := range p.pods {
-				requireContains(t, "pod main table", routesIn(t, pod.ns, 0), "default via "+seg.gatewayAddr+" dev net1")
+				e2e.RequireContains(t, "pod main table", e2e.RoutesIn(t, pod.ns, 0), "default via "+seg.gatewayAddr+" dev net1")
 			}
 			p.requireReach(t, seg, false)
 			p.checkDelAndNothingLeft(t, seg, pool.Name)
@@ -45,7 +43,7 @@ func TestIpvlanWithUnderpoolIpamTwoPodsReachEachOtherAndTheGateway(t *testing.T)
 func TestIpvlanAsDelegateTwoPodsReachEachOtherTheGatewayAndTheNode(t *testing.T) {
 	for _, mode := range []string{"l2", "l3", "l3s"} {
 		t.Run(mode, func(t *testing.T) {
-			v4net, _, x := nextSubnet()
+			v4net, _, x := e2e.NextSubnet()
 			seg := newSegment(t, x)
 			pool := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: seg.gatewayAddr})
 			conf := netConf{Delegate: map[string]any{"type": "ipvlan", "master": seg.master, "mode": mode},
@@ -57,7 +55,7 @@ func TestIpvlanAsDelegateTwoPodsReachEachOtherTheGatewayAndTheNode(t *testing.T)
 			}
 			p.requireReach(t, seg, true)
 			p.checkDelAndNothingLeft(t, seg, pool.Name)
-			requireNoneContains(t, "node routes after DEL", routesIn(t, seg.node, 0), p.pods[0].ip+"/32", p.pods[1].ip+"/32")
+			e2e.RequireLacks(t, "node routes after DEL", e2e.RoutesIn(t, seg.node, 0), p.pods[0].ip+"/32", p.pods[1].ip+"/32")
 		})
 	}
 }
@@ -91,11 +89,11 @@ func twoIpvlanPods(t *testing.T, seg segment, conf []byte, mode string) *ipvlanP
 		if err != nil {
 			t.Fatalf("ADD %s: %v", name, err)
 		}
-		pod.ip = firstIPv4(t, res)
+		pod.ip = e2e.FirstIP(t, res, true)
 		if kind, m := linkKind(t, pod.ns, "net1"); kind != "ipvlan" || m != mode {
 			t.Fatalf("net1 is a %s link in mode %q, want ipvlan %s", kind, m, mode)
 		}
-		if ok, err := harness.HasAddr(pod.ns.Path(), "net1", parseIP(t, pod.ip)); err != nil || !ok {
+		if ok, err := harness.HasAddr(pod.ns.Path(), "net1", e2e.ParseIP(t, pod.ip)); err != nil || !ok {
 			t.Fatalf("net1 lacks %s (%v)", pod.ip, err)
 		}
 		p.pods = append(p.pods, pod)
@@ -175,29 +173,14 @@ func (p *ipvlanPods) checkDelAndNothingLeft(t *testing.T, seg segment, pool stri
 		if links := linksIn(t, pod.ns); strings.Join(links, ",") != "lo" {
 			t.Errorf("DEL left links in pod %s: %v", pod.rt.PodName, links)
 		}
-		if rules := rulesIn(t, pod.ns); len(rules) > 0 {
+		if rules := e2e.RulesIn(t, pod.ns); len(rules) > 0 {
 			t.Errorf("DEL left rules in pod %s: %v", pod.rt.PodName, rules)
 		}
 	}
 	if after := linksIn(t, seg.node); strings.Join(after, ",") != strings.Join(p.nodeBefore, ",") {
 		t.Errorf("the node's links were %v before ADD and are %v after DEL", p.nodeBefore, after)
 	}
-	requireNothingLeft(t, p.ns, pool)
-}
-
-func firstIPv4(t *testing.T, r types.Result) string {
-	t.Helper()
-	res, err := current.GetResult(r)
-	if err != nil {
-		t.Fatalf("result: %v", err)
-	}
-	for _, ip := range res.IPs {
-		if ip.Address.IP.To4() != nil {
-			return ip.Address.IP.String()
-		}
-	}
-	t.Fatalf("no IPv4 address in %v", r)
-	return ""
+	e2e.RequireNothingLeft(t, p.ns, pool)
 }
 
 // requireIpvlanPlan checks what the meta-plugin's plan puts into the pod: the default route
@@ -206,29 +189,29 @@ func firstIPv4(t *testing.T, r types.Result) string {
 func requireIpvlanPlan(t *testing.T, pod *harness.NetNS, ip string, seg segment) {
 	t.Helper()
 	subnet := ip[:strings.LastIndex(ip, ".")] + ".0/24"
-	requireContains(t, "pod main table", routesIn(t, pod, 0),
+	e2e.RequireContains(t, "pod main table", e2e.RoutesIn(t, pod, 0),
 		"default via "+seg.gatewayAddr+" dev net1", seg.nodeAddr+"/32 dev host-net1")
-	requireContains(t, "net1's table 101", routesIn(t, pod, 101),
+	e2e.RequireContains(t, "net1's table 101", e2e.RoutesIn(t, pod, 101),
 		"default via "+seg.gatewayAddr+" dev net1", subnet+" dev net1")
-	requireContains(t, "pod rules", rulesIn(t, pod), fmt.Sprintf("from %s/32 lookup 101", ip))
+	e2e.RequireContains(t, "pod rules", e2e.RulesIn(t, pod), fmt.Sprintf("from %s/32 lookup 101", ip))
 }
 
 // requireHostRoute checks the node's half of the host veth: a /32 to the pod through it.
 func requireHostRoute(t *testing.T, node *harness.NetNS, ip string) {
 	t.Helper()
-	for _, r := range routesIn(t, node, 0) {
+	for _, r := range e2e.RoutesIn(t, node, 0) {
 		if strings.HasPrefix(r, ip+"/32 dev up") {
 			return
 		}
 	}
-	t.Fatalf("the node has no route to %s through a host veth:\n  %s", ip, strings.Join(routesIn(t, node, 0), "\n  "))
+	t.Fatalf("the node has no route to %s through a host veth:\n  %s", ip, strings.Join(e2e.RoutesIn(t, node, 0), "\n  "))
 }
 
 // Dual stack on ipvlan l2 with underpool-ipam: each pod gets an address from an IPv4 and an
 // IPv6 pool, both held by its Endpoint; the pods reach each other and the gateway over IPv6
 // too (neighbour discovery through the shared master's MAC); DEL leaves nothing in either pool.
 func TestIpvlanDualStackWithUnderpoolIpam(t *testing.T) {
-	v4net, v6net, x := nextSubnet()
+	v4net, v6net, x := e2e.NextSubnet()
 	seg := newSegment(t, x)
 	gw6 := fmt.Sprintf("fd00:250:0:%x::1", x)
 	if err := harness.AddAddr(seg.gateway, seg.far, gw6+"/64"); err != nil {
@@ -236,7 +219,7 @@ func TestIpvlanDualStackWithUnderpoolIpam(t *testing.T) {
 	}
 	pool4 := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: seg.gatewayAddr})
 	pool6 := newPool(t, v1.IPPoolSpec{Subnet: v6net, Gateway: gw6})
-	conf := mustJSON(t, map[string]any{"cniVersion": "1.1.0", "name": "vm-ipvlan-ds", "plugins": []any{
+	conf := e2e.MustJSON(t, map[string]any{"cniVersion": "1.1.0", "name": "vm-ipvlan-ds", "plugins": []any{
 		map[string]any{"type": "ipvlan", "master": seg.master, "mode": "l2", "ipam": map[string]any{
 			"type": "underpool-ipam", "ipv4Pools": []string{pool4.Name}, "ipv6Pools": []string{pool6.Name},
 			"logFile": logDir + "/ipam-plugin.log"}},
@@ -264,5 +247,5 @@ func TestIpvlanDualStackWithUnderpoolIpam(t *testing.T) {
 		}
 	}
 	p.checkDelAndNothingLeft(t, seg, pool4.Name)
-	requireNothingLeft(t, p.ns, pool6.Name)
+	e2e.RequireNothingLeft(t, p.ns, pool6.Name)
 }

@@ -18,6 +18,7 @@ import (
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/tests/e2e"
 	"github.com/underpool/underpool/tests/harness"
 	"github.com/underpool/underpool/tests/harness/kubelet"
 )
@@ -60,6 +61,9 @@ func run(m *testing.M) int {
 	if suite.client, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		return fail("client", err)
 	}
+	// the helpers shared with tests/e2e (its invariant checks, API reads) read the client
+	// from e2e.Suite: here it is the guest's, to the host's apiserver
+	e2e.Suite.Client = suite.client
 	if err := os.MkdirAll(filepath.Dir(socket), 0o755); err != nil {
 		return fail("socket dir", err)
 	}

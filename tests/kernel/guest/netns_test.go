@@ -2,9 +2,7 @@ package guest
 
 import (
 	"fmt"
-	"net"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -112,100 +110,4 @@ func linkKind(t *testing.T, n *harness.NetNS, name string) (kind string, ipvlanM
 		t.Fatalf("link %s in %s: %v", name, n.Name(), err)
 	}
 	return kind, ipvlanMode
-}
-
-// routesIn lists the routes of a table (0: every table) as "dst via gw dev link" strings.
-func routesIn(t *testing.T, n *harness.NetNS, table int) []string {
-	t.Helper()
-	var out []string
-	err := n.Do(func() error {
-		filter, mask := &netlink.Route{Table: table}, netlink.RT_FILTER_TABLE
-		if table == 0 {
-			filter, mask = &netlink.Route{}, 0
-		}
-		for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-			rs, err := netlink.RouteListFiltered(family, filter, mask)
-			if err != nil {
-				return err
-			}
-			for _, r := range rs {
-				out = append(out, routeString(r))
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("listing routes in %s: %v", n.Name(), err)
-	}
-	return out
-}
-
-func routeString(r netlink.Route) string {
-	dst := "default"
-	if r.Dst != nil {
-		if ones, _ := r.Dst.Mask.Size(); !(r.Dst.IP.IsUnspecified() && ones == 0) {
-			dst = r.Dst.String()
-		}
-	}
-	s := dst
-	if r.Gw != nil {
-		s += " via " + r.Gw.String()
-	}
-	if l, err := netlink.LinkByIndex(r.LinkIndex); err == nil {
-		s += " dev " + l.Attrs().Name
-	}
-	return s
-}
-
-// rulesIn lists the policy rules with a source, as "from <src> lookup <table>".
-func rulesIn(t *testing.T, n *harness.NetNS) []string {
-	t.Helper()
-	var out []string
-	err := n.Do(func() error {
-		for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-			rules, err := netlink.RuleList(family)
-			if err != nil {
-				return err
-			}
-			for _, r := range rules {
-				if r.Src != nil {
-					out = append(out, fmt.Sprintf("from %s lookup %d", r.Src, r.Table))
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("listing rules in %s: %v", n.Name(), err)
-	}
-	return out
-}
-
-func requireContains(t *testing.T, what string, got []string, want ...string) {
-	t.Helper()
-	for _, w := range want {
-		if !slices.Contains(got, w) {
-			t.Fatalf("%s lacks %q:\n  %s", what, w, strings.Join(got, "\n  "))
-		}
-	}
-}
-
-func requireNoneContains(t *testing.T, what string, got []string, unwanted ...string) {
-	t.Helper()
-	for _, u := range unwanted {
-		for _, g := range got {
-			if strings.Contains(g, u) {
-				t.Fatalf("%s still has %q:\n  %s", what, g, strings.Join(got, "\n  "))
-			}
-		}
-	}
-}
-
-func parseIP(t *testing.T, s string) net.IP {
-	t.Helper()
-	ip := net.ParseIP(s)
-	if ip == nil {
-		t.Fatalf("%q is not an IP", s)
-	}
-	return ip
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/tests/e2e"
 	"github.com/underpool/underpool/tests/harness"
 )
 
@@ -25,7 +26,7 @@ import (
 // the device is there and names it once it is gone, and DEL leaves nothing.
 func TestRdmaSharedModeFindsTheSoftRoCEDeviceBehindTheMaster(t *testing.T) {
 	requireRdmaMode(t, "shared")
-	v4net, _, x := nextSubnet()
+	v4net, _, x := e2e.NextSubnet()
 	master := newRootMaster(t)
 	dev := newRxe(t, master)
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: fmt.Sprintf("10.250.%d.1", x)})
@@ -40,11 +41,11 @@ func TestRdmaSharedModeFindsTheSoftRoCEDeviceBehindTheMaster(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
-	ip := firstIPv4(t, res)
+	ip := e2e.FirstIP(t, res, true)
 	if !rdmaVisibleIn(pod.Path(), dev) {
 		t.Errorf("the pod does not see %s (shared mode: every netns should)", dev)
 	}
-	if ndev := gidNetdev(t, dev, parseIP(t, ip)); ndev != "net1" {
+	if ndev := gidNetdev(t, dev, e2e.ParseIP(t, ip)); ndev != "net1" {
 		t.Errorf("%s's GID table holds %s on %q, want the pod's net1", dev, ip, ndev)
 	}
 	requireInvariants(t, []harness.Runtime{rt}, pool.Name)
@@ -61,14 +62,14 @@ func TestRdmaSharedModeFindsTheSoftRoCEDeviceBehindTheMaster(t *testing.T) {
 	if links := linksIn(t, pod); strings.Join(links, ",") != "lo" {
 		t.Errorf("DEL left links in the pod: %v", links)
 	}
-	requireNothingLeft(t, ns, pool.Name)
+	e2e.RequireNothingLeft(t, ns, pool.Name)
 }
 
 // A network whose rdma.mode is not the kernel's fails ADD naming both and the command that
 // changes the kernel's, and leaves nothing held.
 func TestRdmaModeOtherThanTheKernelsFailsAddNamingTheFix(t *testing.T) {
 	requireRdmaMode(t, "shared")
-	v4net, _, x := nextSubnet()
+	v4net, _, x := e2e.NextSubnet()
 	master := newRootMaster(t)
 	newRxe(t, master)
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: fmt.Sprintf("10.250.%d.1", x)})
@@ -85,7 +86,7 @@ func TestRdmaModeOtherThanTheKernelsFailsAddNamingTheFix(t *testing.T) {
 	if links := linksIn(t, pod); strings.Join(links, ",") != "lo" {
 		t.Errorf("the failed ADD left links in the pod: %v", links)
 	}
-	requireNothingLeft(t, ns, pool.Name)
+	e2e.RequireNothingLeft(t, ns, pool.Name)
 }
 
 // Exclusive mode with a device that cannot change netns (rxe has no netns support: the
@@ -93,7 +94,7 @@ func TestRdmaModeOtherThanTheKernelsFailsAddNamingTheFix(t *testing.T) {
 // The move itself is proved against the fake in the rdma package; a real mlx5 VF moves.
 func TestRdmaExclusiveModeWithADeviceThatCannotMoveFailsAddAndLeavesNothing(t *testing.T) {
 	requireRdmaMode(t, "shared")
-	v4net, _, x := nextSubnet()
+	v4net, _, x := e2e.NextSubnet()
 	master := newRootMaster(t)
 	dev := newRxe(t, master)
 	rdmaTool(t, "system", "set", "netns", "exclusive")
@@ -118,7 +119,7 @@ func TestRdmaExclusiveModeWithADeviceThatCannotMoveFailsAddAndLeavesNothing(t *t
 	if !rdmaVisibleIn("", dev) {
 		t.Errorf("%s is no longer on the node after the failed ADD", dev)
 	}
-	requireNothingLeft(t, ns, pool.Name)
+	e2e.RequireNothingLeft(t, ns, pool.Name)
 }
 
 // newRootMaster makes a veth pair in the VM's own netns, both ends up; the near end is the

@@ -1,0 +1,225 @@
+package cni
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/underpool/underpool/rdma"
+	"github.com/underpool/underpool/tests/e2e"
+	"github.com/underpool/underpool/tests/examples"
+	"github.com/underpool/underpool/tests/harness"
+)
+
+// Each example network runs for real here: its pools are created from ippools.yaml, its
+// masters (eth1, eth2) are swapped for throw-away veth parents and its socket for the
+// suite's ipamd. The plugins run in a netns standing for the node (an underlay-only pod
+// gets a host veth there, never in the machine's own netns). Each network runs alone as
+// net1; each example Pod runs with the cluster network's eth0 (a bridge standing in) and
+// its networks in order. Networks needing what this machine lacks (ipvlan, SR-IOV, RDMA)
+// are skipped naming it.
+func TestConflistExamplesRun(t *testing.T) {
+	all, err := examples.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]examples.Example{}
+	for _, ex := range all {
+		if ex.Pool != nil {
+			pool := ex.Pool.DeepCopy()
+			if err := e2e.Suite.Client.Create(e2e.Ctx(t), pool); err != nil {
+				t.Fatalf("creating example pool %s: %v", pool.Name, err)
+			}
+			t.Cleanup(func() { _ = e2e.Suite.Client.Delete(context.Background(), pool) })
+		}
+		if ex.Conflist != nil {
+			byName[networkName(t, ex.Conflist)] = ex
+		}
+	}
+	ns := e2e.NewNamespace(t)
+	for i, ex := range all {
+		switch {
+		case ex.Conflist != nil:
+			t.Run(ex.Name, func(t *testing.T) {
+				skipUnlessMachineHas(t, ex.Conflist)
+				cni, parents := exampleNode(t)
+				conf := localise(t, ex.Conflist, parents)
+				pod := e2e.NewPodNS(t)
+				rt := e2e.RuntimeFor(pod, ns, fmt.Sprintf("example-%d", i), "net1")
+				addAndCheck(t, cni, conf, rt)
+				e2e.RequireInvariants(t, e2e.AttachmentsOf(rt))
+				if err := cni.Del(e2e.Ctx(t), conf, rt); err != nil {
+					t.Fatalf("DEL: %v", err)
+				}
+			})
+		case ex.Pod != nil:
+			t.Run("pod "+ex.Name, func(t *testing.T) {
+				for _, n := range ex.Pod {
+					net, ok := byName[n.Name]
+					if !ok {
+						t.Fatalf("no example network %s", n.Name)
+					}
+					skipUnlessMachineHas(t, net.Conflist)
+				}
+				cni, parents := exampleNode(t)
+				pod := e2e.NewPodNS(t)
+				name := fmt.Sprintf("example-pod-%d", i)
+				overlay := e2e.ClusterNetwork(t, "cni-ex0", "10.250.209.0/24")
+				rt0 := e2e.RuntimeFor(pod, ns, name, "eth0")
+				if _, err := cni.Add(e2e.Ctx(t), overlay, rt0); err != nil {
+					t.Fatalf("cluster network ADD: %v", err)
+				}
+				var dels []func()
+				for _, n := range ex.Pod {
+					conf := localise(t, byName[n.Name].Conflist, parents)
+					rt := e2e.RuntimeFor(pod, ns, name, n.Interface)
+					addAndCheck(t, cni, conf, rt)
+					dels = append(dels, func() {
+						if err := cni.Del(e2e.Ctx(t), conf, rt); err != nil {
+							t.Fatalf("DEL %s: %v", n.Interface, err)
+						}
+					})
+				}
+				e2e.RequireContains(t, "pod main table", e2e.RoutesIn(t, pod, 0), "default via 10.250.209.1 dev eth0")
+				rules := e2e.RulesIn(t, pod)
+				for _, n := range ex.Pod {
+					e2e.RequireContains(t, "pod rules", rules, "from "+e2e.AddrOf(t, pod, n.Interface)+"/32 lookup "+fmt.Sprint(100+ifNumber(n.Interface)))
+				}
+				for i := len(dels) - 1; i >= 0; i-- {
+					dels[i]()
+				}
+				if err := cni.Del(e2e.Ctx(t), overlay, rt0); err != nil {
+					t.Fatalf("cluster network DEL: %v", err)
+				}
+			})
+		}
+	}
+	e2e.RequireNothingLeft(t, ns)
+}
+
+// exampleNode is a netns standing for the node with parents for eth1 and eth2.
+func exampleNode(t *testing.T) (*harness.CNI, map[string]string) {
+	t.Helper()
+	node := e2e.NewNodeNS(t)
+	parents := map[string]string{}
+	for _, eth := range []string{"eth1", "eth2"} {
+		a, b := harness.UniqueName("exa"), harness.UniqueName("exb")
+		v, err := harness.NewVethPairIn(node, a, b)
+		if err != nil {
+			t.Fatalf("veth parent: %v", err)
+		}
+		t.Cleanup(func() { _ = v.Close() })
+		parents[eth] = a
+	}
+	// the node's own address, which an underlay-only pod reaches through its host veth
+	if err := harness.AddAddr(node, parents["eth1"], "10.250.208.2/24"); err != nil {
+		t.Fatal(err)
+	}
+	return e2e.NodeCNI(t, node), parents
+}
+
+func addAndCheck(t *testing.T, cni *harness.CNI, conf []byte, rt harness.Runtime) {
+	t.Helper()
+	res, err := cni.Add(e2e.Ctx(t), conf, rt)
+	if err != nil {
+		t.Fatalf("ADD %s: %v", rt.IfName, err)
+	}
+	v4, v6 := e2e.IPsOf(t, res)
+	if len(v4)+len(v6) == 0 {
+		t.Fatalf("no address on %s", rt.IfName)
+	}
+	for _, ip := range append(v4, v6...) {
+		if ok, err := harness.HasAddr(rt.NetNS, rt.IfName, ip); err != nil || !ok {
+			t.Fatalf("%s lacks %s (%v)", rt.IfName, ip, err)
+		}
+	}
+	if err := cni.Check(e2e.Ctx(t), conf, rt); err != nil {
+		t.Fatalf("CHECK %s: %v", rt.IfName, err)
+	}
+}
+
+// skipUnlessMachineHas skips a network whose delegate or RDMA mode this machine lacks.
+func skipUnlessMachineHas(t *testing.T, conflist []byte) {
+	t.Helper()
+	var list struct {
+		Plugins []struct {
+			Type     string         `json:"type"`
+			Delegate map[string]any `json:"delegate"`
+			RDMA     struct {
+				Mode string `json:"mode"`
+			} `json:"rdma"`
+		} `json:"plugins"`
+	}
+	if err := json.Unmarshal(conflist, &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range list.Plugins {
+		kind := p.Type
+		if p.Delegate != nil {
+			kind, _ = p.Delegate["type"].(string)
+		}
+		switch kind {
+		case "ipvlan":
+			if err := e2e.KernelHas("ipvlan"); err != nil {
+				t.Skipf("skipped: needs ipvlan, which this kernel cannot create: %v", err)
+			}
+		case "sriov":
+			if vfs, _ := filepath.Glob("/sys/class/net/*/device/virtfn0"); len(vfs) == 0 {
+				t.Skip("skipped: needs sriov: no NIC with SR-IOV VFs here (and sriov-cni is not served by the module proxy)")
+			}
+			if _, err := os.Stat(filepath.Join(harness.CacheBinDir(), "sriov")); err != nil {
+				t.Skip("skipped: needs sriov: sriov-cni is not installed in " + harness.CacheBinDir())
+			}
+		}
+		if p.RDMA.Mode != "" {
+			if _, err := rdma.Devices(); err != nil {
+				t.Skipf("skipped: needs rdma (mode %s): %v", p.RDMA.Mode, err)
+			}
+		}
+	}
+}
+
+func networkName(t *testing.T, conflist []byte) string {
+	t.Helper()
+	var list struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal(conflist, &list); err != nil {
+		t.Fatal(err)
+	}
+	return list.Name
+}
+
+func ifNumber(ifName string) int {
+	var n int
+	_, _ = fmt.Sscanf(strings.TrimPrefix(ifName, "net"), "%d", &n)
+	return n
+}
+
+// localise points an example at this machine: masters eth1 and eth2 become veth parents,
+// the ipamd socket the suite's.
+func localise(t *testing.T, conflist []byte, parents map[string]string) []byte {
+	t.Helper()
+	for eth, parent := range parents {
+		conflist = bytes.ReplaceAll(conflist, []byte(`"`+eth+`"`), []byte(`"`+parent+`"`))
+	}
+	var list map[string]any
+	if err := json.Unmarshal(conflist, &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range list["plugins"].([]any) {
+		plugin := p.(map[string]any)
+		if ipam, ok := plugin["ipam"].(map[string]any); ok {
+			ipam["socket"] = e2e.Suite.Ipamd.Options.Socket
+		}
+		if plugin["type"] == "underpool" { // the root netns stands in for no node here
+			plugin["hostConnectivity"] = map[string]any{"enabled": false}
+		}
+	}
+	return e2e.MustJSON(t, list)
+}
