@@ -123,9 +123,9 @@ func (e *env) hardCase(ctx context.Context, run *stopper) ([]string, error) {
 		fmt.Sprintf("| DELs failed | %d | %s |", len(delErrs), verdict(len(delErrs) == 0)),
 		fmt.Sprintf("| left allocated after every DEL | %d (Endpoints left: %d) | %s |", fresh.Status.AllocatedIPCount, len(eps.Items), verdict(fresh.Status.AllocatedIPCount == 0 && len(eps.Items) == 0)),
 		"",
-		"For scale: Spiderpool reported 207 s for this case on a 10-node cluster (pod create to Running);",
-		"whereabouts never finished. Here only the IPAM path is timed (see testenv: host-local 77 s, whereabouts 313 s",
-		"for the IPAM path with 40 at once on this kind of machine).",
+		"Only underpool runs in this case: host-local cannot share a pool across nodes and whereabouts is",
+		"timed side by side with it by make bench. (Spiderpool's own report for this case, not measured here:",
+		"207 s on a 10-node cluster, pod create to Running.)",
 		"",
 	}
 	if len(addErrs)+len(delErrs) > 0 {
