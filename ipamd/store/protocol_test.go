@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	testingclock "k8s.io/utils/clock/testing"
@@ -177,6 +179,9 @@ func TestConflictsBackOffWithJitterUntilTheyClear(t *testing.T) {
 	}
 	if ceilings[len(ceilings)-1] <= ceilings[0] {
 		t.Fatalf("backoff ceilings %v do not grow", ceilings)
+	}
+	if got := testutil.ToFloat64(s.metrics.Conflicts); got != 12 {
+		t.Fatalf("underpool_pool_commit_conflicts_total = %v, want 12", got)
 	}
 }
 
