@@ -74,7 +74,11 @@ func TestANeighbourAnsweringForTheWholeSubnetDoesNotDrainThePool(t *testing.T) {
 		m := e2e.Scrape(t, health)
 		s, _ := m.Get("underpool_ipamd_conflict_spoofers", "pool", pool.Name)
 		r, _ := m.Get("underpool_ipamd_quarantine_refused_total", "pool", pool.Name, "reason", service.RefusedSpoofer)
-		return s == 1 && r == 17, fmt.Sprintf("conflict_spoofers = %v, quarantine_refused_total{spoofer} = %v (want 1 and 17)", s, r)
+		// the gauge follows the pool's status: what the spoofer got quarantined before the bound
+		q, _ := m.Get("underpool_pool_quarantined_addresses", "pool", pool.Name)
+		want := float64(len(e2e.FreshPool(t, pool.Name).Status.Quarantined))
+		return s == 1 && r == 17 && q == want && q > 0, fmt.Sprintf("conflict_spoofers = %v, quarantine_refused_total{spoofer} = %v (want 1 and 17), "+
+			"quarantined_addresses = %v (want the pool's %v, more than 0)", s, r, q, want)
 	})
 	if err := e2e.Suite.CNI.Del(e2e.Ctx(t), cleanConf, served); err != nil {
 		t.Fatalf("DEL: %v", err)
