@@ -41,7 +41,7 @@ type addition struct {
 // was done, leaving no link and no allocation behind.
 func add(s *session) error {
 	a := &addition{session: s, undo: undoStack{log: s.log}, took: phases{start: time.Now()}}
-	steps := []func() error{a.allocate, a.runDelegate, a.configurePod, a.connectHost, a.attachRDMA}
+	steps := []func() error{a.allocate, a.attachUplink, a.runDelegate, a.configurePod, a.connectHost, a.attachRDMA}
 	for _, step := range steps {
 		if err := step(); err != nil {
 			a.undo.unwind()
@@ -63,6 +63,31 @@ func (a *addition) allocate() error {
 	a.undo.push("releasing the addresses", func() error {
 		return ipamplugin.Release(a.ctx, a.ipam(), a.args, a.log, a.conflicts...)
 	})
+	return nil
+}
+
+// attachUplink puts the attachment on its uplink before the delegate runs: the VLAN its
+// pools or network name, on the master or the bond, each made when missing, and has the
+// delegate hang the pod's link off it.
+func (a *addition) attachUplink() error {
+	plan, err := planUplink(a.conf, a.alloc.Addresses)
+	if err != nil {
+		return invalidConfig(err)
+	}
+	if plan.empty() {
+		a.conf.withUplink("", plan.SriovVlan)
+		return nil
+	}
+	store := newUplinkStore()
+	rec, err := joinUplink(a.ctx, store, plan, uplinkRecord{Network: a.conf.Name, ContainerID: a.args.ContainerID, IfName: a.args.IfName}, a.log)
+	a.took.mark("uplink")
+	if err != nil {
+		return internalError("the uplink: %v", err)
+	}
+	a.undo.push("giving back the uplink", func() error {
+		return leaveUplink(a.ctx, store, a.args.ContainerID, a.args.IfName, a.log)
+	})
+	a.conf.withUplink(rec.Master, 0)
 	return nil
 }
 

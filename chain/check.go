@@ -28,6 +28,7 @@ func check(s *session) error {
 	// interface's own table, which delegates' CHECK does not look at)
 	delete(conf.rawPrevResult, "routes")
 	withoutHostLink(conf.rawPrevResult, args)
+	s.recordedUplink()
 	delegateConf, err := conf.DelegateConf()
 	if err != nil {
 		return invalidConfig(err)

@@ -33,6 +33,11 @@ type NetConf struct {
 	RDMA    RDMAConf    `json:"rdma,omitempty"`
 	// HostConnectivity joins a macvlan/ipvlan pod to its own node with a veth pair.
 	HostConnectivity HostConnectivityConf `json:"hostConnectivity,omitempty"`
+	// Vlan is the 802.1q VLAN (1-4094) the pod's link goes on for every pool of the network;
+	// a pool's own vlan must then be the same. 0: the pools' vlan decides (uplink.go).
+	Vlan int `json:"vlan,omitempty"`
+	// Bond makes the delegate's master a bond of slaves, made when missing (bond.go).
+	Bond *BondConf `json:"bond,omitempty"`
 	// MACPrefix, two bytes such as "0a:58", gives the pod interface the MAC prefix +
 	// four bytes of its address (netplan.MACFromIP: IPv4 as is, IPv6 hashed; a multus
 	// "mac" request wins). Empty: the delegate's MAC is kept.
@@ -45,6 +50,10 @@ type NetConf struct {
 	PCIBusID string `json:"pciBusID,omitempty"`
 
 	rawPrevResult map[string]any
+	// uplinkMaster and sriovVlan are what the attachment's uplink gives the delegate
+	// (its master, an sriov VF's VLAN) over its own config: see withUplink.
+	uplinkMaster string
+	sriovVlan    int
 }
 
 // RoutingConf decides the default route and policy routing of a pod with several NICs.
@@ -180,7 +189,10 @@ func LoadConf(data []byte) (*NetConf, error) {
 			return nil, err
 		}
 	}
-	return conf, checkDelegate(conf.Delegate)
+	if err := checkDelegate(conf.Delegate); err != nil {
+		return nil, err
+	}
+	return conf, checkUplink(conf)
 }
 
 func checkDelegate(d map[string]any) error {
@@ -271,6 +283,12 @@ func (c *NetConf) DelegateConf() ([]byte, error) {
 	}
 	if len(c.Args) > 0 {
 		d["args"] = c.Args
+	}
+	if c.uplinkMaster != "" {
+		d["master"] = c.uplinkMaster
+	}
+	if _, set := d["vlan"]; !set && c.sriovVlan != 0 {
+		d["vlan"] = c.sriovVlan
 	}
 	// the device plugin's VF: sriov-cni reads deviceID, host-device pciBusID or
 	// runtimeConfig.deviceID; a value the delegate config sets itself wins

@@ -12,6 +12,7 @@ import (
 // while a link still carries it; then ipamd releases it. Missing state is not an error.
 func del(s *session) error {
 	conf, args := s.conf, s.args
+	s.recordedUplink()
 	delegateConf, err := conf.DelegateConf()
 	if err != nil {
 		return invalidConfig(err)
@@ -34,6 +35,12 @@ func del(s *session) error {
 	}
 	if err := invoke.DelegateDel(s.ctx, conf.DelegateType(), delegateConf, nil); err != nil {
 		return internalError("delegate %s DEL: %v", conf.DelegateType(), err)
+	}
+	if masterDelegates[conf.DelegateType()] {
+		// the pod's link is gone: the VLAN interface or bond ADD made goes with its last user
+		if err := leaveUplink(s.ctx, newUplinkStore(), args.ContainerID, args.IfName, s.log); err != nil {
+			s.log.Warn("giving back the uplink (GC retries)", zap.Error(err))
+		}
 	}
 	if err := ipamplugin.Release(s.ctx, s.ipam(), args, s.log); err != nil {
 		return err

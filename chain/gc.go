@@ -1,6 +1,8 @@
 package chain
 
 import (
+	"time"
+
 	"github.com/containernetworking/cni/pkg/invoke"
 	"go.uber.org/zap"
 
@@ -26,6 +28,15 @@ func gc(s *session) error {
 		// devices back, only the records remain
 		if _, err := newAttacher(s.conf.RDMA).GC(valid); err != nil {
 			return internalError("RDMA GC: %v", err)
+		}
+	}
+	if masterDelegates[s.conf.DelegateType()] {
+		valid := map[string]bool{}
+		for _, a := range s.conf.ValidAttachments {
+			valid[a.ContainerID+"/"+a.IfName] = true
+		}
+		if err := gcUplinks(s.ctx, newUplinkStore(), s.conf.Name, valid, time.Now(), s.log); err != nil {
+			s.log.Warn("uplink GC", zap.Error(err))
 		}
 	}
 	if err := ipamplugin.GC(s.ctx, s.ipam(), s.log); err != nil {
