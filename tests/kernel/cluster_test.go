@@ -98,7 +98,8 @@ func writeGuestConfig(overlay string, cl *cluster) error {
 	}
 	args := []string{"-test.v=test2json", "-test.timeout=6m", "-test.count=1"}
 	if run := os.Getenv("UNDERPOOL_VM_RUN"); run != "" {
-		args = append(args, "-test.run="+run)
+		// quoted: a regexp's | and ( would be the shell's
+		args = append(args, "'-test.run="+strings.ReplaceAll(run, "'", `'\''`)+"'")
 	}
 	script := fmt.Sprintf(`#!/bin/sh
 # written by tests/kernel for this run: the guest's tests, framed by test2json
