@@ -150,7 +150,7 @@ func RemoveOwned(name string) (removed bool, err error) {
 	var slaves []netlink.Link
 	for _, c := range links {
 		switch idx := l.Attrs().Index; {
-		case c.Attrs().ParentIndex == idx && c.Attrs().Index != idx:
+		case hangsOff(c, idx):
 			return false, nil // something of the operator's still hangs off it
 		case c.Attrs().MasterIndex == idx:
 			slaves = append(slaves, c)
@@ -160,6 +160,17 @@ func RemoveOwned(name string) (removed bool, err error) {
 		return false, fmt.Errorf("deleting %s: %w", name, err)
 	}
 	return true, upAgain(slaves)
+}
+
+// upperKinds are the link types that hang off a lower link and go when it goes.
+var upperKinds = map[string]bool{"vlan": true, "macvlan": true, "ipvlan": true, "macvtap": true, "ipvtap": true}
+
+// hangsOff: c is an upper link of the link of index parent in this netns. A link's parent
+// index may be another netns' (a veth's peer in a pod, IFLA_LINK_NETNSID set): such a link
+// hangs off nothing here.
+func hangsOff(c netlink.Link, parent int) bool {
+	a := c.Attrs()
+	return upperKinds[c.Type()] && a.ParentIndex == parent && a.Index != parent && a.NetNsID < 0
 }
 
 // upAgain brings a deleted bond's former slaves up: the kernel closes a slave it releases,
