@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/tests/e2e"
 	"github.com/underpool/underpool/tests/harness"
 )
 
@@ -101,7 +102,7 @@ func bondState(t *testing.T, node *harness.NetNS, name string) string {
 // missing, in another bond or addressed fail ADD naming bond.slaves and leave nothing. The
 // last DEL removes the VLAN interface and the bond and gives the slaves back, free and up.
 func TestBondOfTwoVethsWithTheVlanOnTopIsMadeSharedAndRemoved(t *testing.T) {
-	v4net, _, x := nextSubnet()
+	v4net, _, x := e2e.NextSubnet()
 	seg := newBondSegment(t, x)
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: seg.gatewayAddr, Vlan: testVlan, ExcludeIPs: []string{seg.untaggedAddr}})
 	bond := harness.UniqueName("b")
@@ -170,5 +171,5 @@ func TestBondOfTwoVethsWithTheVlanOnTopIsMadeSharedAndRemoved(t *testing.T) {
 	if after := linksIn(t, seg.node); strings.Join(after, ",") != strings.Join(want, ",") {
 		t.Errorf("the node's links were %v before ADD (then %s and %s were added) and are %v after DEL", before, addressed, peer, after)
 	}
-	requireNothingLeft(t, ns, pool.Name)
+	e2e.RequireNothingLeft(t, ns, pool.Name)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/tests/e2e"
 	"github.com/underpool/underpool/tests/harness"
 )
 
@@ -231,7 +232,7 @@ func delPods(t *testing.T, cni *harness.CNI, conf []byte, pods []vlanPod) {
 func TestVlanOfThePoolPutsPodsOnMasterDotVlanSharedAndRemovedWithTheLast(t *testing.T) {
 	for _, delegate := range []string{"macvlan", "ipvlan"} {
 		t.Run(delegate, func(t *testing.T) {
-			v4net, _, x := nextSubnet()
+			v4net, _, x := e2e.NextSubnet()
 			seg := newTaggedSegment(t, x)
 			pool := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: seg.gatewayAddr, Vlan: testVlan,
 				ExcludeIPs: []string{seg.untaggedAddr}})
@@ -259,7 +260,7 @@ func TestVlanOfThePoolPutsPodsOnMasterDotVlanSharedAndRemovedWithTheLast(t *test
 			if after := linksIn(t, seg.node); strings.Join(after, ",") != strings.Join(before, ",") {
 				t.Errorf("the node's links were %v before ADD and are %v after DEL", before, after)
 			}
-			requireNothingLeft(t, ns, pool.Name)
+			e2e.RequireNothingLeft(t, ns, pool.Name)
 		})
 	}
 }
@@ -270,7 +271,7 @@ func TestVlanOfThePoolPutsPodsOnMasterDotVlanSharedAndRemovedWithTheLast(t *test
 func TestVlanInterfaceTheOperatorMadeIsUsedAndKept(t *testing.T) {
 	for _, name := range []string{"usual", "other"} {
 		t.Run(name, func(t *testing.T) {
-			v4net, _, x := nextSubnet()
+			v4net, _, x := e2e.NextSubnet()
 			seg := newTaggedSegment(t, x)
 			vlanIf := seg.master + ".100"
 			if name == "other" {
@@ -295,7 +296,7 @@ func TestVlanInterfaceTheOperatorMadeIsUsedAndKept(t *testing.T) {
 			requireInvariants(t, runtimes(pods), pool.Name)
 			delPods(t, cni, conf, pods)
 			requireVlanLinks(t, "after the last DEL", seg.node, want)
-			requireNothingLeft(t, ns, pool.Name)
+			e2e.RequireNothingLeft(t, ns, pool.Name)
 		})
 	}
 }
@@ -303,7 +304,7 @@ func TestVlanInterfaceTheOperatorMadeIsUsedAndKept(t *testing.T) {
 // Eight ADDs at once onto a VLAN nobody made yet all succeed and leave exactly one VLAN
 // interface, which all eight pods share; eight DELs at once remove it.
 func TestConcurrentAddsOntoANewVlanAllSucceedWithOneInterface(t *testing.T) {
-	v4net, _, x := nextSubnet()
+	v4net, _, x := e2e.NextSubnet()
 	seg := newTaggedSegment(t, x)
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: seg.gatewayAddr, Vlan: testVlan, ExcludeIPs: []string{seg.untaggedAddr}})
 	conf := vlanConf(t, "macvlan", seg.master, pool.Name, nil)
@@ -333,14 +334,14 @@ func TestConcurrentAddsOntoANewVlanAllSucceedWithOneInterface(t *testing.T) {
 	}
 	wg.Wait()
 	requireVlanLinks(t, "after 8 concurrent DELs", seg.node)
-	requireNothingLeft(t, ns, pool.Name)
+	e2e.RequireNothingLeft(t, ns, pool.Name)
 }
 
 // An ADD that fails once the VLAN interface is made (the delegate refuses an MTU above its
 // master's) takes it back with the rest; pools on another VLAN than the network's fail ADD
 // naming both, before anything is made.
 func TestAFailedAddTakesBackTheVlanInterfaceItMade(t *testing.T) {
-	v4net, _, x := nextSubnet()
+	v4net, _, x := e2e.NextSubnet()
 	seg := newTaggedSegment(t, x)
 	pool := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: seg.gatewayAddr, Vlan: testVlan, ExcludeIPs: []string{seg.untaggedAddr}})
 	cni := nodeCNI(t, seg.node)
@@ -364,7 +365,7 @@ func TestAFailedAddTakesBackTheVlanInterfaceItMade(t *testing.T) {
 			t.Fatalf("%s: DEL after the failed ADD: %v", c.name, err)
 		}
 	}
-	requireNothingLeft(t, ns, pool.Name)
+	e2e.RequireNothingLeft(t, ns, pool.Name)
 }
 
 // resultIPv4 is the result's first IPv4 address (firstIPv4 for a goroutine, which must
