@@ -109,6 +109,7 @@ func TestExamplesCoverTheCommonCases(t *testing.T) {
 		"macvlan with RDMA shared":          {`"type": "macvlan"`, `"mode": "shared"`},
 		"multi-NIC with policy routing":     {`"defaultRoute": false`, `"policyRouting": true`},
 		"host connectivity service CIDRs":   {`"serviceCIDRs"`},
+		"a bond with a VLAN on top":         {`"bond"`, `"slaves"`, `"vlan"`},
 	} {
 		if !has(parts...) {
 			t.Errorf("no example for %s (a network config containing %v)", name, parts)

@@ -29,8 +29,10 @@ func TestConflistExamplesRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	byName := map[string]examples.Example{}
+	vlanPools := map[string]bool{} // a network using one needs 802.1q
 	for _, ex := range all {
 		if ex.Pool != nil {
+			vlanPools[ex.Pool.Name] = ex.Pool.Spec.Vlan != 0
 			pool := ex.Pool.DeepCopy()
 			if err := e2e.Suite.Client.Create(e2e.Ctx(t), pool); err != nil {
 				t.Fatalf("creating example pool %s: %v", pool.Name, err)
@@ -46,7 +48,7 @@ func TestConflistExamplesRun(t *testing.T) {
 		switch {
 		case ex.Conflist != nil:
 			t.Run(ex.Name, func(t *testing.T) {
-				skipUnlessMachineHas(t, ex.Conflist)
+				skipUnlessMachineHas(t, ex.Conflist, vlanPools)
 				cni, parents := exampleNode(t)
 				conf := localise(t, ex.Conflist, parents)
 				pod := e2e.NewPodNS(t)
@@ -64,7 +66,7 @@ func TestConflistExamplesRun(t *testing.T) {
 					if !ok {
 						t.Fatalf("no example network %s", n.Name)
 					}
-					skipUnlessMachineHas(t, net.Conflist)
+					skipUnlessMachineHas(t, net.Conflist, vlanPools)
 				}
 				cni, parents := exampleNode(t)
 				pod := e2e.NewPodNS(t)
@@ -143,8 +145,9 @@ func addAndCheck(t *testing.T, cni *harness.CNI, conf []byte, rt harness.Runtime
 	}
 }
 
-// skipUnlessMachineHas skips a network whose delegate or RDMA mode this machine lacks.
-func skipUnlessMachineHas(t *testing.T, conflist []byte) {
+// skipUnlessMachineHas skips a network whose delegate, RDMA mode, VLAN (its own or its
+// pools', vlanPools) or bond this machine lacks.
+func skipUnlessMachineHas(t *testing.T, conflist []byte, vlanPools map[string]bool) {
 	t.Helper()
 	var list struct {
 		Plugins []struct {
@@ -153,6 +156,12 @@ func skipUnlessMachineHas(t *testing.T, conflist []byte) {
 			RDMA     struct {
 				Mode string `json:"mode"`
 			} `json:"rdma"`
+			Vlan int            `json:"vlan"`
+			Bond map[string]any `json:"bond"`
+			IPAM struct {
+				IPv4Pools []string `json:"ipv4Pools"`
+				IPv6Pools []string `json:"ipv6Pools"`
+			} `json:"ipam"`
 		} `json:"plugins"`
 	}
 	if err := json.Unmarshal(conflist, &list); err != nil {
@@ -174,6 +183,20 @@ func skipUnlessMachineHas(t *testing.T, conflist []byte) {
 			}
 			if _, err := os.Stat(filepath.Join(harness.CacheBinDir(), "sriov")); err != nil {
 				t.Skip("skipped: needs sriov: sriov-cni is not installed in " + harness.CacheBinDir())
+			}
+		}
+		tagged := p.Vlan != 0
+		for _, pool := range append(p.IPAM.IPv4Pools, p.IPAM.IPv6Pools...) {
+			tagged = tagged || vlanPools[pool]
+		}
+		if tagged {
+			if err := e2e.KernelHas("vlan id 100"); err != nil {
+				t.Skipf("skipped: needs 802.1q (a VLAN from the network or its pools), which this kernel cannot create (%v); VLAN uplinks run in the VM (tests/kernel)", err)
+			}
+		}
+		if p.Bond != nil {
+			if err := e2e.KernelHas("bond"); err != nil {
+				t.Skipf("skipped: needs bonding, which this kernel cannot create (%v); bond uplinks run in the VM (tests/kernel)", err)
 			}
 		}
 		if p.RDMA.Mode != "" {
