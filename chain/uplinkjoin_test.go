@@ -313,10 +313,15 @@ func TestUplinkGCGivesBackOnlyItsNetworksStaleRecordsAndUnusedLinks(t *testing.T
 }
 
 func TestAttachmentKeyRefusesWhatWouldLeaveTheDirectory(t *testing.T) {
-	for _, c := range [][2]string{{"../x", "net1"}, {"", "net1"}, {"..", ""}, {"c", "a/b"}} {
+	for _, c := range [][2]string{{"../x", "net1"}, {"", "net1"}, {"c", "a/b"}, {"a:b", "c"}} {
 		if _, err := attachmentKey(c[0], c[1]); err == nil {
 			t.Errorf("container %q interface %q accepted", c[0], c[1])
 		}
+	}
+	a, _ := attachmentKey("a_b", "c")
+	b, _ := attachmentKey("a", "b_c")
+	if a == b {
+		t.Fatalf("two attachments share the record %s", a)
 	}
 	store := uplinkStore{dir: t.TempDir()}
 	if rec, err := store.load("never", "net1"); rec != nil || err != nil {

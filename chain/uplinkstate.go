@@ -41,20 +41,22 @@ type uplinkRecord struct {
 	written time.Time // the record file's mtime, for GC
 }
 
-// uplinkStore is the directory: attachments/<containerID>_<ifName>.json (the records),
-// links/<key>/<containerID>_<ifName> (each link's users), locks/<key>.lock.
+// uplinkStore is the directory: attachments/<attachment>.json (the records),
+// links/<key>/<attachment> (each link's users), locks/<key>.lock (attachmentKey names an
+// attachment).
 type uplinkStore struct{ dir string }
 
 // newUplinkStore is swapped in tests.
 var newUplinkStore = func() uplinkStore { return uplinkStore{dir: UplinkStateDir} }
 
-// attachmentKey names an attachment's files; CNI container IDs and interface names hold
-// no '/', refused here all the same so no record lands outside its directory.
+// attachmentKey names an attachment's files: <containerID>:<ifName>, one per attachment
+// since neither a CNI container ID nor an interface name holds a ':' (refused here, as a
+// '/' is, so no two attachments share a record and none lands outside its directory).
 func attachmentKey(containerID, ifName string) (string, error) {
-	if containerID == "" || strings.ContainsAny(containerID+ifName, "/\x00") || containerID == "." || containerID == ".." {
+	if containerID == "" || strings.ContainsAny(containerID+ifName, "/:\x00") {
 		return "", fmt.Errorf("container ID %q and interface %q cannot name a record", containerID, ifName)
 	}
-	return containerID + "_" + ifName, nil
+	return containerID + ":" + ifName, nil
 }
 
 func (s uplinkStore) recordPath(key string) string {
