@@ -35,7 +35,10 @@ type IPPoolSpec struct {
 	// Routes are added in the pod for addresses from this pool.
 	// +optional
 	Routes []Route `json:"routes,omitempty"`
-	// Vlan is the 802.1q VLAN ID of the underlay network (0: untagged).
+	// Vlan is the 802.1q VLAN ID of the underlay network (0: none of its own). The
+	// meta-plugin puts a macvlan or ipvlan pod's link on <master>.<vlan>, making that
+	// interface when it is missing and removing it with the last pod (an operator's is kept);
+	// an sriov VF gets it as its vlan. All pools of one attachment must agree.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=4094
