@@ -14,6 +14,10 @@ import (
 // plugin that delegates must), then releases this node's attachments of this network
 // that the runtime no longer lists. The addresses' half runs whatever the delegate says:
 // the runtime has already run DEL for what it no longer lists.
+// rdmaGCMinAge: an RDMA record younger than this is not judged by GC (an ADD in flight
+// when the runtime took its list is in no list yet).
+const rdmaGCMinAge = time.Minute
+
 func gc(s *session) error {
 	delegateErr := delegateGC(s)
 	if delegateErr != nil {
@@ -26,7 +30,7 @@ func gc(s *session) error {
 		}
 		// what no runtime knows any more had its netns destroyed: the kernel has the
 		// devices back, only the records remain
-		if _, err := newAttacher(s.conf.RDMA).GC(valid); err != nil {
+		if _, err := newAttacher(s.conf.RDMA).GC(s.conf.Name, valid, time.Now().Add(-rdmaGCMinAge)); err != nil {
 			return internalError("RDMA GC: %v", err)
 		}
 	}

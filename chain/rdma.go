@@ -36,7 +36,7 @@ func checkRDMA(c RDMAConf) error {
 // rdmaWant finds the device by the VF's PCI address (multus deviceID) or the delegate's
 // parent netdev.
 func (c *NetConf) rdmaWant() rdma.Want {
-	w := rdma.Want{Mode: rdma.Mode(c.RDMA.Mode), DeviceID: c.DeviceID}
+	w := rdma.Want{Mode: rdma.Mode(c.RDMA.Mode), DeviceID: c.DeviceID, Network: c.Name}
 	if id, _ := c.RuntimeConfig["deviceID"].(string); w.DeviceID == "" {
 		w.DeviceID = id
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 )
 
 // Attacher places RDMA devices for pod attachments.
@@ -36,7 +37,7 @@ func (a Attacher) Attach(containerID, ifName, podNetns string, want Want) (strin
 		}
 		return "", fmt.Errorf("moving RDMA device %s into the pod netns: %w", dev, err)
 	}
-	if err := a.State.Save(Record{ContainerID: containerID, IfName: ifName, Device: dev}); err != nil {
+	if err := a.State.Save(Record{ContainerID: containerID, IfName: ifName, Device: dev, Network: want.Network, Created: time.Now()}); err != nil {
 		if back := a.Sys.Move(dev, podNetns, ""); back != nil {
 			return "", fmt.Errorf("recording RDMA device %s: %v; and moving it back failed: %v", dev, err, back)
 		}
@@ -97,16 +98,19 @@ func (a Attacher) Detach(containerID, ifName, podNetns string) error {
 	return a.State.Delete(containerID, ifName)
 }
 
-// GC clears the records of attachments no runtime knows any more (valid holds
-// "containerID/ifName"); their netns are gone, so their devices are back on the node.
-func (a Attacher) GC(valid map[string]bool) ([]Record, error) {
+// GC clears network's records of attachments no runtime knows any more (valid holds
+// "containerID/ifName", the runtime's list for that network); their netns are gone, so
+// their devices are back on the node. Records created at or after createdBefore are left.
+func (a Attacher) GC(network string, valid map[string]bool, createdBefore time.Time) ([]Record, error) {
 	all, err := a.State.All()
 	if err != nil {
 		return nil, err
 	}
 	var cleared []Record
 	for _, r := range all {
-		if valid[r.ContainerID+"/"+r.IfName] {
+		// another network's attachments are in another list; an ADD younger than the
+		// list may be in none yet
+		if r.Network != network || !r.Created.Before(createdBefore) || valid[r.ContainerID+"/"+r.IfName] {
 			continue
 		}
 		if err := a.State.Delete(r.ContainerID, r.IfName); err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // fake is a node with RDMA devices; where maps a device to the netns holding it ("" =
@@ -112,14 +113,22 @@ func TestDelWithoutNetnsAndGC(t *testing.T) {
 	if rec, _ := a.State.Load("c1", "net1"); rec != nil {
 		t.Fatal("state left")
 	}
-	for _, c := range []string{"keep", "gone"} {
-		if err := a.State.Save(Record{ContainerID: c, IfName: "net1", Device: "mlx5_0"}); err != nil {
+	old := time.Now().Add(-time.Hour)
+	for _, r := range []Record{
+		{ContainerID: "keep", Network: "rdma-a", Created: old},
+		{ContainerID: "gone", Network: "rdma-a", Created: old},
+		{ContainerID: "other-network", Network: "rdma-b", Created: old},    // in rdma-b's list, not this one
+		{ContainerID: "in-flight", Network: "rdma-a", Created: time.Now()}, // ADD younger than the list
+		{ContainerID: "older-record", Created: old},                        // no network: judged by none
+	} {
+		r.IfName, r.Device = "net1", "mlx5_0"
+		if err := a.State.Save(r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cleared, err := a.GC(map[string]bool{"keep/net1": true})
+	cleared, err := a.GC("rdma-a", map[string]bool{"keep/net1": true}, time.Now().Add(-time.Minute))
 	if err != nil || len(cleared) != 1 || cleared[0].ContainerID != "gone" {
-		t.Fatalf("GC cleared %+v, %v", cleared, err)
+		t.Fatalf("GC cleared %+v, %v; want only rdma-a's old record the runtime no longer lists", cleared, err)
 	}
 }
 

@@ -25,6 +25,7 @@ type Want struct {
 	Mode     Mode   // what the network config expects
 	DeviceID string // the VF's PCI address from the device plugin, preferred
 	Netdev   string // else the node-side netdev (e.g. the macvlan parent for shared mode)
+	Network  string // the CNI network attaching it, recorded for GC
 }
 
 // Find returns the one RDMA device behind want, with errors that say what is wrong:

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // DefaultStateDir keeps which RDMA device each attachment holds, so DEL knows what to
@@ -21,6 +22,13 @@ type Record struct {
 	ContainerID string `json:"containerID"`
 	IfName      string `json:"ifName"`
 	Device      string `json:"device"`
+	// Network is the CNI network the attachment belongs to: CNI GC lists valid attachments
+	// per network, so only that network's GC may judge the record ("": an older record,
+	// judged by none, cleared by its DEL).
+	Network string `json:"network,omitempty"`
+	// Created is when ADD recorded it: GC leaves younger records alone, as an ADD in
+	// flight when the runtime took its list of valid attachments is in no list.
+	Created time.Time `json:"created,omitempty"`
 }
 
 func (s State) path(containerID, ifName string) string {
