@@ -96,7 +96,12 @@ func (a *addition) runDelegate() error {
 	if a.delegateConf, err = a.delegateConfig(); err != nil {
 		return internalError("rendering delegate config: %v", err)
 	}
+	restore, err := a.noDelegateDAD()
+	if err != nil {
+		return internalError("preparing the pod netns for delegate %s: %v", a.conf.DelegateType(), err)
+	}
 	raw, err := invoke.DelegateAdd(a.ctx, a.conf.DelegateType(), a.delegateConf, nil)
+	restore()
 	a.took.mark("delegate")
 	if err != nil {
 		return internalError("delegate %s ADD: %v", a.conf.DelegateType(), err)
@@ -129,6 +134,35 @@ func (a *addition) neighbourChecks(ifName string) (*NetConf, error) {
 	conf := *a.conf
 	conf.Checks.IPConflict, conf.Checks.Gateway, conf.Checks.Announce = &off, &off, &off
 	return &conf, nil
+}
+
+// noDelegateDAD keeps a delegate that configures the addresses itself (ipvlan) from running
+// duplicate address detection on them: it would wait for DAD and fail on a duplicate as
+// its own error, not as the conflict (code 11, quarantine) ADD reports when it checks the
+// addresses again itself. The pod netns' default accept_dad, which the delegate's new link
+// starts with, is 0 while it runs; restore puts it back.
+func (a *addition) noDelegateDAD() (restore func(), err error) {
+	restore = func() {}
+	if !a.conf.DelegateConfiguresAddresses() || !a.alloc.HasFamily(false) {
+		return restore, nil
+	}
+	var old string
+	err = ns.WithNetNSPath(a.args.Netns, func(ns.NetNS) error {
+		old, err = underlay.SetDefaultAcceptDAD("0")
+		return err
+	})
+	if err != nil || old == "" {
+		return restore, err
+	}
+	return func() {
+		err := ns.WithNetNSPath(a.args.Netns, func(ns.NetNS) error {
+			_, err := underlay.SetDefaultAcceptDAD(old)
+			return err
+		})
+		if err != nil {
+			a.log.Warn("restoring the pod netns' default accept_dad", zap.Error(err))
+		}
+	}, nil
 }
 
 // delegateConfig is the delegate's config for this ADD: a delegate that insists on

@@ -197,3 +197,18 @@ func AnnounceIPv6(ifName string, ip netip.Addr) error {
 		Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: ifi.HardwareAddr}}}
 	return c.WriteTo(na, nil, netip.IPv6LinkLocalAllNodes())
 }
+
+// SetDefaultAcceptDAD sets the calling thread's netns default for accept_dad (what a link
+// created in or moved into it starts with) and returns the value it had. A netns with IPv6
+// off has no such sysctl: then it does nothing and returns "".
+func SetDefaultAcceptDAD(value string) (string, error) {
+	const key = "net/ipv6/conf/default/accept_dad"
+	old, err := sysctl.Sysctl(key)
+	if err != nil {
+		return "", nil
+	}
+	if _, err := sysctl.Sysctl(key, value); err != nil {
+		return "", fmt.Errorf("setting %s: %w", key, err)
+	}
+	return strings.TrimSpace(old), nil
+}

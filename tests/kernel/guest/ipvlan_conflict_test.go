@@ -67,3 +67,59 @@ func TestIpvlanConflictProbeRunsInL2AndNotInL3(t *testing.T) {
 		})
 	}
 }
+
+// Dual stack through the meta-plugin on an ipvlan l2 link, with the pool's first IPv6
+// address held by a host on the segment. The kernel's duplicate address detection runs on
+// the pod link (a neighbour advertisement answering it is multicast, and ipvlan l2 gives
+// multicast to every slave), so ADD fails with code 11 naming the address, which is
+// quarantined; the retry gets another IPv6 address and the IPv4 one, and both families reach
+// the gateway.
+func TestIpvlanDualStackThroughTheMetaPluginFindsAnIPv6Conflict(t *testing.T) {
+	v4net, v6net, x := e2e.NextSubnet()
+	seg := newSegment(t, x)
+	gw6 := fmt.Sprintf("fd00:250:0:%x::1", x)
+	taken6 := fmt.Sprintf("fd00:250:0:%x::2", x) // the IPv6 pool's first address
+	for _, a := range []string{gw6, taken6} {
+		if out, err := seg.gateway.Run("ip", "-6", "addr", "add", a+"/64", "dev", seg.far, "nodad"); err != nil {
+			t.Fatalf("giving the far end %s: %v: %s", a, err, out)
+		}
+	}
+	pool4 := newPool(t, v1.IPPoolSpec{Subnet: v4net, Gateway: seg.gatewayAddr})
+	pool6 := newPool(t, v1.IPPoolSpec{Subnet: v6net, Gateway: gw6})
+	conf := netConf{Delegate: map[string]any{"type": "ipvlan", "master": seg.master, "mode": "l2"},
+		IPv4Pools: []string{pool4.Name}, IPv6Pools: []string{pool6.Name}}.conflist(t)
+	cni := nodeCNI(t, seg.node)
+	ns := newNamespace(t)
+	pod := newNetNS(t, "pod")
+	rt := runtimeFor(pod, ns, "ds", "net1")
+
+	_, err := cni.Add(ctx(t), conf, rt)
+	var cniErr *types.Error
+	if !errors.As(err, &cniErr) || cniErr.Code != types.ErrTryAgainLater || !strings.Contains(cniErr.Msg, taken6+" is already used by") {
+		t.Fatalf("ADD onto an IPv6 address the far end holds: want code 11 naming %s, got %v", taken6, err)
+	}
+	if q := e2e.FreshPool(t, pool6.Name).Status.Quarantined; len(q) != 1 || q[0].IP != taken6 {
+		t.Fatalf("IPv6 pool quarantine = %+v, want %s", q, taken6)
+	}
+	if err := cni.Del(ctx(t), conf, rt); err != nil {
+		t.Fatalf("DEL after the failed ADD: %v", err)
+	}
+	res, err := cni.Add(ctx(t), conf, rt)
+	if err != nil {
+		t.Fatalf("the retry's ADD: %v", err)
+	}
+	v4, v6 := e2e.IPsOf(t, res)
+	if len(v4) != 1 || len(v6) != 1 || v6[0].String() == taken6 {
+		t.Fatalf("the retry got %v and %v: want one address per family, not %s", v4, v6, taken6)
+	}
+	for _, to := range []string{seg.gatewayAddr, gw6} {
+		if err := harness.Ping(pod, to, 5); err != nil {
+			t.Errorf("from the pod to %s: %v", to, err)
+		}
+	}
+	requireInvariants(t, []harness.Runtime{rt}, pool4.Name, pool6.Name)
+	if err := cni.Del(ctx(t), conf, rt); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	e2e.RequireNothingLeft(t, ns, pool4.Name, pool6.Name)
+}
