@@ -40,6 +40,7 @@ var Rules = []Rule{
 	{From: "rdma", Why: "RDMA device discovery and moves stand alone"},
 	{From: "internal", May: []string{"internal"}, Why: "build info and the CNI installer are leaves"},
 	{From: "plugins", May: []string{"chain", "internal"}, Why: "a plugin binary is a main around its package"},
+	{From: "conflist-examples", Why: "the examples users copy, embedded for the tests that run them"},
 	{From: "cmd", May: []string{""}, Why: "a command wires anything"},
 	{From: "tests", May: []string{""}, Why: "tests drive anything"},
 	{From: "hack", May: []string{""}, Why: "tools drive anything"},

@@ -8,14 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/yaml"
 
 	v1 "github.com/underpool/underpool/api/v1"
-	"github.com/underpool/underpool/tests/harness"
+	conflistexamples "github.com/underpool/underpool/conflist-examples"
 )
 
 // Example is one network config (a NAD's spec.config or a .conflist), one IPPool, or one
@@ -58,21 +57,19 @@ func parseNetworks(s string) ([]Network, error) {
 	return out, nil
 }
 
-// Dir is where the examples live.
-func Dir() string { return filepath.Join(harness.RepoRoot(), "conflist-examples") }
-
-// Load reads every example of the folder.
+// Load reads every example of the folder (embedded: the VM's tests have no checkout).
 func Load() ([]Example, error) {
-	files, err := filepath.Glob(filepath.Join(Dir(), "*"))
+	entries, err := conflistexamples.Files.ReadDir(".")
 	if err != nil {
 		return nil, err
 	}
 	var out []Example
-	for _, f := range files {
-		data, err := os.ReadFile(f)
+	for _, e := range entries {
+		data, err := conflistexamples.Files.ReadFile(e.Name())
 		if err != nil {
 			return nil, err
 		}
+		f := "conflist-examples/" + e.Name()
 		switch filepath.Ext(f) {
 		case ".conflist":
 			out = append(out, Example{File: f, Name: filepath.Base(f), Conflist: data})
@@ -126,4 +123,63 @@ func fromYAML(file string, data []byte) ([]Example, error) {
 			return nil, fmt.Errorf("%s: unexpected kind %v", file, doc["kind"])
 		}
 	}
+}
+
+// Needs is what of the kernel and the node a network example needs beyond veth and macvlan.
+type Needs struct {
+	Ipvlan, Sriov, Vlan, Bond bool
+	RDMAMode                  string // "" none, else shared or exclusive
+}
+
+// Any reports whether the example needs anything beyond veth and macvlan.
+func (n Needs) Any() bool { return n.Ipvlan || n.Sriov || n.Vlan || n.Bond || n.RDMAMode != "" }
+
+// NeedsOf reads a network example: its delegates, RDMA mode, bond, and VLAN (its own, or a
+// pool's: vlanPools says which pools name one).
+func NeedsOf(conflist []byte, vlanPools map[string]bool) (Needs, error) {
+	var list struct {
+		Plugins []struct {
+			Type     string         `json:"type"`
+			Delegate map[string]any `json:"delegate"`
+			RDMA     struct {
+				Mode string `json:"mode"`
+			} `json:"rdma"`
+			Vlan int            `json:"vlan"`
+			Bond map[string]any `json:"bond"`
+			IPAM struct {
+				IPv4Pools []string `json:"ipv4Pools"`
+				IPv6Pools []string `json:"ipv6Pools"`
+			} `json:"ipam"`
+		} `json:"plugins"`
+	}
+	if err := json.Unmarshal(conflist, &list); err != nil {
+		return Needs{}, err
+	}
+	var n Needs
+	for _, p := range list.Plugins {
+		kind := p.Type
+		if p.Delegate != nil {
+			kind, _ = p.Delegate["type"].(string)
+		}
+		n.Ipvlan = n.Ipvlan || kind == "ipvlan"
+		n.Sriov = n.Sriov || kind == "sriov"
+		n.Vlan = n.Vlan || p.Vlan != 0
+		for _, pool := range append(p.IPAM.IPv4Pools, p.IPAM.IPv6Pools...) {
+			n.Vlan = n.Vlan || vlanPools[pool]
+		}
+		n.Bond = n.Bond || p.Bond != nil
+		if p.RDMA.Mode != "" {
+			n.RDMAMode = p.RDMA.Mode
+		}
+	}
+	return n, nil
+}
+
+// NetworkName is a network example's name.
+func NetworkName(conflist []byte) (string, error) {
+	var list struct {
+		Name string `json:"name"`
+	}
+	err := json.Unmarshal(conflist, &list)
+	return list.Name, err
 }

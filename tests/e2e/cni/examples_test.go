@@ -146,76 +146,50 @@ func addAndCheck(t *testing.T, cni *harness.CNI, conf []byte, rt harness.Runtime
 }
 
 // skipUnlessMachineHas skips a network whose delegate, RDMA mode, VLAN (its own or its
-// pools', vlanPools) or bond this machine lacks.
+// pools', vlanPools) or bond this machine lacks, naming where it runs instead.
 func skipUnlessMachineHas(t *testing.T, conflist []byte, vlanPools map[string]bool) {
 	t.Helper()
-	var list struct {
-		Plugins []struct {
-			Type     string         `json:"type"`
-			Delegate map[string]any `json:"delegate"`
-			RDMA     struct {
-				Mode string `json:"mode"`
-			} `json:"rdma"`
-			Vlan int            `json:"vlan"`
-			Bond map[string]any `json:"bond"`
-			IPAM struct {
-				IPv4Pools []string `json:"ipv4Pools"`
-				IPv6Pools []string `json:"ipv6Pools"`
-			} `json:"ipam"`
-		} `json:"plugins"`
-	}
-	if err := json.Unmarshal(conflist, &list); err != nil {
+	needs, err := examples.NeedsOf(conflist, vlanPools)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range list.Plugins {
-		kind := p.Type
-		if p.Delegate != nil {
-			kind, _ = p.Delegate["type"].(string)
+	if needs.Ipvlan {
+		if err := e2e.KernelHas("ipvlan"); err != nil {
+			t.Skipf("skipped: needs ipvlan, which this kernel cannot create (%v); the example runs in the VM (tests/kernel: TestConflistExamplesThisKernelLacksRun)", err)
 		}
-		switch kind {
-		case "ipvlan":
-			if err := e2e.KernelHas("ipvlan"); err != nil {
-				t.Skipf("skipped: needs ipvlan, which this kernel cannot create (%v); ipvlan through the meta-plugin and underpool-ipam runs in the VM (tests/kernel)", err)
-			}
-		case "sriov":
-			if vfs, _ := filepath.Glob("/sys/class/net/*/device/virtfn0"); len(vfs) == 0 {
-				t.Skip("skipped: needs sriov: no NIC with SR-IOV VFs here, and no emulated NIC has them (sriov-cni is not served by the module proxy either); host-device stands in for a VF in TestNetworkHostDeviceAsVF, the sriov delegate config is proved by chain's TestDelegateConfExactly")
-			}
-			if _, err := os.Stat(filepath.Join(harness.CacheBinDir(), "sriov")); err != nil {
-				t.Skip("skipped: needs sriov: sriov-cni is not installed in " + harness.CacheBinDir())
-			}
+	}
+	if needs.Sriov {
+		if vfs, _ := filepath.Glob("/sys/class/net/*/device/virtfn0"); len(vfs) == 0 {
+			t.Skip("skipped: needs sriov: no NIC with SR-IOV VFs here, and no emulated NIC has them (sriov-cni is not served by the module proxy either); host-device stands in for a VF in TestNetworkHostDeviceAsVF, the sriov delegate config is proved by chain's TestDelegateConfExactly")
 		}
-		tagged := p.Vlan != 0
-		for _, pool := range append(p.IPAM.IPv4Pools, p.IPAM.IPv6Pools...) {
-			tagged = tagged || vlanPools[pool]
+		if _, err := os.Stat(filepath.Join(harness.CacheBinDir(), "sriov")); err != nil {
+			t.Skip("skipped: needs sriov: sriov-cni is not installed in " + harness.CacheBinDir())
 		}
-		if tagged {
-			if err := e2e.KernelHas("vlan id 100"); err != nil {
-				t.Skipf("skipped: needs 802.1q (a VLAN from the network or its pools), which this kernel cannot create (%v); VLAN uplinks run in the VM (tests/kernel)", err)
-			}
+	}
+	if needs.Vlan {
+		if err := e2e.KernelHas("vlan id 100"); err != nil {
+			t.Skipf("skipped: needs 802.1q (a VLAN from the network or its pools), which this kernel cannot create (%v); the example runs in the VM (tests/kernel: TestConflistExamplesThisKernelLacksRun)", err)
 		}
-		if p.Bond != nil {
-			if err := e2e.KernelHas("bond"); err != nil {
-				t.Skipf("skipped: needs bonding, which this kernel cannot create (%v); bond uplinks run in the VM (tests/kernel)", err)
-			}
+	}
+	if needs.Bond {
+		if err := e2e.KernelHas("bond"); err != nil {
+			t.Skipf("skipped: needs bonding, which this kernel cannot create (%v); the example runs in the VM (tests/kernel: TestConflistExamplesThisKernelLacksRun)", err)
 		}
-		if p.RDMA.Mode != "" {
-			if _, err := rdma.Devices(); err != nil {
-				t.Skipf("skipped: needs rdma (mode %s): %v", p.RDMA.Mode, err)
-			}
+	}
+	if needs.RDMAMode != "" {
+		if _, err := rdma.Devices(); err != nil {
+			t.Skipf("skipped: needs rdma (mode %s): %v; a shared-mode example runs in the VM on soft-RoCE (tests/kernel: TestConflistExamplesThisKernelLacksRun)", needs.RDMAMode, err)
 		}
 	}
 }
 
 func networkName(t *testing.T, conflist []byte) string {
 	t.Helper()
-	var list struct {
-		Name string `json:"name"`
-	}
-	if err := json.Unmarshal(conflist, &list); err != nil {
+	name, err := examples.NetworkName(conflist)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return list.Name
+	return name
 }
 
 func ifNumber(ifName string) int {
