@@ -91,22 +91,28 @@ func (pl *planner) livePod(k podKey) (*corev1.Pod, string, error) {
 }
 
 // record adds the address to the pod's Endpoint, on the attachment of its container and
-// interface.
+// interface. Where the peer kept no sandbox ID, the attachment names an unknown sandbox of
+// the pod (v1.UnknownSandboxID): ipamd then matches the pod's own DEL and next ADD by pod
+// UID and interface, since no runtime sends that ID.
 func (pl *planner) record(a peerAlloc, pod *corev1.Pod, view *allocator.PoolView, off uint64) {
 	ep := pl.endpointOf(a, pod)
 	ip := v1.EndpointIP{Address: view.Prefixed(off).String(), Pool: a.pool, Vlan: view.Vlan}
 	if view.Gateway.IsValid() {
 		ip.Gateway = view.Gateway.String()
 	}
+	containerID := a.containerID
+	if containerID == "" {
+		containerID = v1.UnknownSandboxID(string(pod.UID))
+	}
 	var itf *v1.EndpointInterface
 	for i := range ep.Status.Interfaces {
-		if x := &ep.Status.Interfaces[i]; x.ContainerID == a.containerID && x.Interface == a.ifName {
+		if x := &ep.Status.Interfaces[i]; x.ContainerID == containerID && x.Interface == a.ifName {
 			itf = x
 		}
 	}
 	if itf == nil {
 		ep.Status.Interfaces = append(ep.Status.Interfaces, v1.EndpointInterface{
-			ContainerID: a.containerID, Interface: a.ifName, PodUID: string(pod.UID), Created: metav1.NewTime(pl.now.UTC().Truncate(time.Second)),
+			ContainerID: containerID, Interface: a.ifName, PodUID: string(pod.UID), Created: metav1.NewTime(pl.now.UTC().Truncate(time.Second)),
 		})
 		itf = &ep.Status.Interfaces[len(ep.Status.Interfaces)-1]
 	}
