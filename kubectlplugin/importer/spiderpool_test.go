@@ -120,7 +120,7 @@ func TestTheSandboxASpiderEndpointRecordsIsTheImportedContainerID(t *testing.T) 
 		}),
 		sandboxOf("ns", "e", "uid-e", "cid-e", "10.240.6.5/24"),
 		sandboxOf("ns", "f", "uid-f-before", "cid-f-before", "10.240.6.9/24"), // an earlier pod of that name
-		sandboxOf("ns", "g", "uid-g", "cid-g", "10.240.6.7/24"))                 // only the SpiderEndpoint holds it
+		sandboxOf("ns", "g", "uid-g", "cid-g", "10.240.6.7/24"))               // only the SpiderEndpoint holds it
 
 	rep := w.mustRun("spiderpool", "")
 
