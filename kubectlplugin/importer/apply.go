@@ -3,8 +3,10 @@ package importer
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -36,13 +38,20 @@ func (p *importPlan) apply(ctx context.Context, c client.Client) error {
 			return done.failed(err)
 		}
 	}
+	uids := maps.Clone(p.existing)
+	for _, pool := range p.pools {
+		uids[pool.Name] = pool.UID
+	}
 	for _, m := range p.marks {
-		if err := markPool(ctx, c, m); err != nil {
+		uid, err := markPool(ctx, c, m)
+		if err != nil {
 			return done.failed(err)
 		}
+		uids[m.name] = uid
 		done.add(fmt.Sprintf("IPPool %s (status.allocated gained %d)", m.name, len(m.offs)))
 	}
 	for _, ep := range p.endpoints {
+		withPoolUIDs(ep, uids)
 		if err := c.Create(ctx, ep); err != nil {
 			return done.failed(fmt.Errorf("creating Endpoint %s/%s: %w", ep.Namespace, ep.Name, err))
 		}
@@ -67,9 +76,22 @@ func createPool(ctx context.Context, c client.Client, pool *v1.IPPool, done *wri
 	return nil
 }
 
+// withPoolUIDs names, on each address, the pool incarnation that marks it: a release then
+// frees it only in that pool, never in one deleted and made again under the same name
+// (docs/design.md, the release protocol).
+func withPoolUIDs(ep *v1.Endpoint, uids map[string]types.UID) {
+	for i := range ep.Status.Interfaces {
+		for j := range ep.Status.Interfaces[i].IPs {
+			ip := &ep.Status.Interfaces[i].IPs[j]
+			ip.PoolUID = string(uids[ip.Pool])
+		}
+	}
+}
+
 // markPool adds the offsets to an existing pool's status.allocated, on fresh reads until
-// no other writer conflicts.
-func markPool(ctx context.Context, c client.Client, m poolMark) error {
+// no other writer conflicts, and returns the pool's UID.
+func markPool(ctx context.Context, c client.Client, m poolMark) (types.UID, error) {
+	var uid types.UID
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		pool := &v1.IPPool{}
 		if err := c.Get(ctx, client.ObjectKey{Name: m.name}, pool); err != nil {
@@ -83,12 +105,13 @@ func markPool(ctx context.Context, c client.Client, m poolMark) error {
 			set.Add(o)
 		}
 		pool.Status.Allocated, pool.Status.AllocatedIPCount = set.String(), int64(set.Count())
+		uid = pool.UID
 		return c.Status().Update(ctx, pool)
 	})
 	if err != nil {
-		return fmt.Errorf("marking addresses in IPPool %s: %w", m.name, err)
+		return "", fmt.Errorf("marking addresses in IPPool %s: %w", m.name, err)
 	}
-	return nil
+	return uid, nil
 }
 
 // written is what apply wrote so far, for the error of a write that fails.

@@ -62,6 +62,9 @@ func newWorld(t *testing.T, objs ...client.Object) *world {
 				if err := w.write("create", obj); err != nil {
 					return err
 				}
+				if obj.GetUID() == "" { // as the apiserver does; the fake client does not
+					obj.SetUID(types.UID("uid-" + kindOf(obj) + "-" + nameOf(obj)))
+				}
 				return c.Create(ctx, obj, opts...)
 			},
 			Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
