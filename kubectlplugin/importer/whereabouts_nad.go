@@ -192,7 +192,9 @@ func (r *whereaboutsReader) gatewayAndRoutes(from, poolName, poolObject string, 
 
 // familyGatewayAndRoutes is what of n's gateway and routes belongs to subnet: one ipam
 // config may hold an IPv4 and an IPv6 range, and whereabouts' single gateway serves the
-// range that holds it.
+// range that holds it. A whereabouts route without gw leads through the gateway (the CNI
+// plugins fill it in); an underpool route without gw is on-link, so the gateway is
+// written into it.
 func familyGatewayAndRoutes(n whereaboutsNetwork, subnet netip.Prefix) (netip.Addr, []v1.Route) {
 	var gw netip.Addr
 	if n.gateway.IsValid() && subnet.Contains(n.gateway) {
@@ -201,6 +203,9 @@ func familyGatewayAndRoutes(n whereaboutsNetwork, subnet netip.Prefix) (netip.Ad
 	var routes []v1.Route
 	for _, rt := range n.routes {
 		if dst := netip.MustParsePrefix(rt.Dst); dst.Addr().Unmap().Is4() == subnet.Addr().Is4() {
+			if rt.Gw == "" && gw.IsValid() {
+				rt.Gw = gw.String()
+			}
 			routes = append(routes, rt)
 		}
 	}

@@ -135,19 +135,21 @@ func TestWhereaboutsPoolsTakeTheGatewayAndRoutesOfTheNADsOfTheirRange(t *testing
 		wherePool("kube-system", "10.240.7.0-24", "10.240.7.0/24", nil),
 		nad("ns", "dual", `{"cniVersion":"1.0.0","name":"dual","plugins":[{"type":"macvlan","master":"eth0",
 			"ipam":{"type":"whereabouts","ipRanges":[{"range":"10.240.6.0/24"},{"range":"fd00:240:6::/64"}],"gateway":"10.240.6.1",
-			"routes":[{"dst":"10.0.0.0/8","gw":"10.240.6.254"},{"dst":"fd00:99::/64"}]}}]}`),
+			"routes":[{"dst":"10.0.0.0/8","gw":"10.240.6.254"},{"dst":"192.168.0.0/16"},{"dst":"fd00:99::/64"}]}}]}`),
 		nad("other", "same", `{"type":"macvlan","ipam":{"type":"whereabouts","range":"10.240.6.10-10.240.6.50/24","gateway":"10.240.6.1",
-			"routes":[{"dst":"10.0.0.0/8","gw":"10.240.6.254"}]}}`),
+			"routes":[{"dst":"10.0.0.0/8","gw":"10.240.6.254"},{"dst":"192.168.0.0/16"}]}}`),
 		nad("ns", "host-local", `{"type":"macvlan","ipam":{"type":"host-local","subnet":"10.240.7.0/24","gateway":"10.240.7.1"}}`))
 
 	rep := w.mustRun("whereabouts", "")
 
 	p4, p6, p7 := w.pool("10.240.6.0-24"), w.pool("fd00-240-6---64"), w.pool("10.240.7.0-24")
-	if p4.Spec.Gateway != "10.240.6.1" || len(p4.Spec.Routes) != 1 || p4.Spec.Routes[0] != (v1.Route{Dst: "10.0.0.0/8", Gw: "10.240.6.254"}) {
-		t.Errorf("IPv4 pool spec = %+v, want the NADs' gateway and IPv4 route", p4.Spec)
+	// a whereabouts route without gw leads through the gateway; an underpool one would be on-link
+	if p4.Spec.Gateway != "10.240.6.1" || len(p4.Spec.Routes) != 2 || p4.Spec.Routes[0] != (v1.Route{Dst: "10.0.0.0/8", Gw: "10.240.6.254"}) ||
+		p4.Spec.Routes[1] != (v1.Route{Dst: "192.168.0.0/16", Gw: "10.240.6.1"}) {
+		t.Errorf("IPv4 pool spec = %+v, want the NADs' gateway and IPv4 routes, the gateway written into the one without gw", p4.Spec)
 	}
-	if p6.Spec.Gateway != "" || len(p6.Spec.Routes) != 1 || p6.Spec.Routes[0].Dst != "fd00:99::/64" {
-		t.Errorf("IPv6 pool spec = %+v, want no gateway (the NAD's is IPv4) and the IPv6 route", p6.Spec)
+	if p6.Spec.Gateway != "" || len(p6.Spec.Routes) != 1 || p6.Spec.Routes[0] != (v1.Route{Dst: "fd00:99::/64"}) {
+		t.Errorf("IPv6 pool spec = %+v, want no gateway (the NAD's is IPv4) and the IPv6 route, on-link as without a gateway", p6.Spec)
 	}
 	if p7.Spec.Gateway != "" || len(p7.Spec.Routes) != 0 {
 		t.Errorf("pool of a range no whereabouts NAD uses = %+v, want nothing from a host-local NAD", p7.Spec)
@@ -155,7 +157,7 @@ func TestWhereaboutsPoolsTakeTheGatewayAndRoutesOfTheNADsOfTheirRange(t *testing
 	if ip := w.endpoint("ns", "wa").Status.Interfaces[0].IPs[0]; ip.Gateway != "10.240.6.1" {
 		t.Errorf("imported address = %+v, want gateway 10.240.6.1", ip)
 	}
-	wantNote(t, rep, `IPPool 10.240.6.0-24 takes gateway "10.240.6.1" and 1 route(s) from NetworkAttachmentDefinition ns/dual, other/same`)
+	wantNote(t, rep, `IPPool 10.240.6.0-24 takes gateway "10.240.6.1" and 2 route(s) from NetworkAttachmentDefinition ns/dual, other/same`)
 }
 
 func TestNADsThatGiveARangeDifferentGatewaysGiveItNoneAndSaySo(t *testing.T) {
