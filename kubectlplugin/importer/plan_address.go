@@ -31,7 +31,23 @@ func (pl *planner) addresses() error {
 			pl.p.report.Skipped = append(pl.p.report.Skipped, Skip{Address: a.ip.String(), From: a.from, Pod: a.namespace + "/" + a.pod, Reason: why})
 		}
 	}
+	if n := pl.unknownSandboxes(); n > 0 {
+		pl.p.report.Notes = append(pl.p.report.Notes, fmt.Sprintf("%d attachment(s) of live pods have no sandbox ID in the peer's records: each is recorded as %s<pod UID>; ipamd ends it on that pod's DEL once the pod is ending, and its next ADD takes it over", n, v1.UnknownSandboxPrefix))
+	}
 	return nil
+}
+
+// unknownSandboxes counts the planned attachments whose sandbox the peer did not record.
+func (pl *planner) unknownSandboxes() int {
+	n := 0
+	for _, ep := range pl.eps {
+		for _, itf := range ep.Status.Interfaces {
+			if v1.IsUnknownSandbox(itf.ContainerID) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // address keeps one peer address, or says why it is skipped.

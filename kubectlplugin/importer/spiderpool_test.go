@@ -29,6 +29,7 @@ func TestSpiderIPPoolBecomesAnIPPoolHoldingOnlyTheLivePodsAddresses(t *testing.T
 		"10.240.1.11 ns/gone: the pod no longer exists",
 		"10.240.1.12 ns/b: the address was given to pod UID uid-b-before; pod ns/b is now UID uid-b, another incarnation",
 	})
+	wantNote(t, rep, "1 attachment(s) of live pods have no sandbox ID in the peer's records: each is recorded as "+v1.UnknownSandboxPrefix+"<pod UID>")
 	if rep.Source != "spiderpool" || rep.DryRun {
 		t.Errorf("report source %q dry run %v", rep.Source, rep.DryRun)
 	}
