@@ -65,11 +65,12 @@ func Judge(ep *v1.Endpoint, itf *v1.EndpointInterface, pod *corev1.Pod, ordinalW
 // SupersededBy returns the newer, live attachment the pod incarnation uid holds on itf's
 // interface and network, or nil: a pod has one sandbox, so itf's is gone when there is one.
 // (Two made in the same second are not ordered: neither is judged, which only delays
-// reclaiming.)
+// reclaiming.) An itf that records no network (an imported one) is superseded on its
+// interface whatever the newer one's network.
 func SupersededBy(ep *v1.Endpoint, itf *v1.EndpointInterface, uid string) *v1.EndpointInterface {
 	for i := range ep.Status.Interfaces {
 		other := &ep.Status.Interfaces[i]
-		if other.ContainerID != itf.ContainerID && other.Interface == itf.Interface && other.Network == itf.Network &&
+		if other.ContainerID != itf.ContainerID && other.Interface == itf.Interface && (other.Network == itf.Network || itf.Network == "") &&
 			other.PodUID == uid && other.Detached == nil && other.Created.After(itf.Created.Time) {
 			return other
 		}

@@ -93,6 +93,23 @@ func TestADetachedOrOlderSandboxSupersedesNothing(t *testing.T) {
 }
 
 // TestOrdinalsFollowTheSpec: start and replicas from the spec, defaults as the API's.
+// An imported attachment records no network: a newer sandbox of the same pod on its
+// interface supersedes it whatever network that one names; the reverse never holds.
+func TestAnImportedAttachmentIsSupersededOnItsInterfaceByAnyNetwork(t *testing.T) {
+	imported := attachment(v1.UnknownSandboxID("u1"), "u1", time.Hour)
+	imported.Network = ""
+	newer := attachment("c-new", "u1", time.Minute)
+	ep := endpoint("Deployment", imported, newer)
+	if got := SupersededBy(ep, &ep.Status.Interfaces[0], "u1"); got == nil || got.ContainerID != "c-new" {
+		t.Errorf("SupersededBy(imported) = %v, want the newer sandbox", got)
+	}
+	older := attachment("c-old", "u1", 2*time.Hour)
+	ep = endpoint("Deployment", older, imported)
+	if got := SupersededBy(ep, &ep.Status.Interfaces[0], "u1"); got != nil {
+		t.Errorf("an attachment with a network was superseded by one recording none: %s", got.ContainerID)
+	}
+}
+
 func TestOrdinalsFollowTheSpec(t *testing.T) {
 	n, err := OrdinalOf("web-12", "web")
 	if err != nil || n != 12 {

@@ -46,9 +46,16 @@ func (s *Service) Release(ctx context.Context, req *rpc.ReleaseRequest) (err err
 		}
 		conflicts[addr.String()] = c.MAC
 	}
-	for _, key := range keys {
+	for i, key := range keys {
 		match := func(itf *v1.EndpointInterface) bool {
 			return itf.ContainerID == req.ContainerID && (req.IfName == "" || itf.Interface == req.IfName)
+		}
+		if i == 0 && req.Pod.Namespace != "" && req.Pod.Name != "" {
+			// the pod's own Endpoint may hold what an import recorded without a sandbox ID
+			if imported := s.unknownSandbox(ctx, key, req); imported != nil {
+				byContainer := match
+				match = func(itf *v1.EndpointInterface) bool { return byContainer(itf) || imported(itf) }
+			}
 		}
 		if err := s.detach(ctx, key, match, conflicts); err != nil {
 			return err

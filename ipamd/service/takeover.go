@@ -59,6 +59,10 @@ func (s *Service) takeOver(ctx context.Context, a attachment, ep *v1.Endpoint) (
 //   - a StatefulSet pod's predecessor under the same name (another UID): the set
 //     recreates a pod only once the old object is gone, and the successor keeps the
 //     addresses on any node their pool reaches.
+//
+// An attachment that records no network is one `kubectl underpool import` made (the peer
+// knew no CNI network name); the interface alone names it: a pod has one attachment per
+// interface.
 func predecessor(ep *v1.Endpoint, pod *corev1.Pod, req *rpc.AllocateRequest) *v1.EndpointInterface {
 	if ep == nil || pod == nil {
 		return nil
@@ -66,7 +70,7 @@ func predecessor(ep *v1.Endpoint, pod *corev1.Pod, req *rpc.AllocateRequest) *v1
 	sts := ownerKind(pod) == "StatefulSet"
 	for i := range ep.Status.Interfaces {
 		itf := &ep.Status.Interfaces[i]
-		if itf.Interface != req.IfName || itf.Network != req.Network {
+		if itf.Interface != req.IfName || (itf.Network != "" && itf.Network != req.Network) {
 			continue
 		}
 		sameContainer := itf.ContainerID == req.ContainerID // detached by a DEL, now ADDed again
@@ -110,6 +114,9 @@ func (s *Service) inherit(ctx context.Context, a attachment, old *v1.EndpointInt
 			if itf.ContainerID == prev.ContainerID && itf.Interface == prev.Interface && itf.PodUID == prev.PodUID {
 				itf.ContainerID, itf.PodUID, itf.Created = req.ContainerID, string(in.Pod.UID), metav1.NewTime(s.now())
 				itf.Detached = nil
+				if itf.Network == "" { // an imported attachment: it is this network's from now on
+					itf.Network = req.Network
+				}
 				ips = itf.IPs
 				s.stampOwner(ep, in.Pod, req)
 				return true

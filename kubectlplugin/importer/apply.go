@@ -3,8 +3,10 @@ package importer
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -36,13 +38,20 @@ func (p *importPlan) apply(ctx context.Context, c client.Client) error {
 			return done.failed(err)
 		}
 	}
+	uids := maps.Clone(p.existing)
+	for _, pool := range p.pools {
+		uids[pool.Name] = pool.UID
+	}
 	for _, m := range p.marks {
-		if err := markPool(ctx, c, m); err != nil {
+		uid, err := markPool(ctx, c, m)
+		if err != nil {
 			return done.failed(err)
 		}
+		uids[m.name] = uid
 		done.add(fmt.Sprintf("IPPool %s (status.allocated gained %d)", m.name, len(m.offs)))
 	}
 	for _, ep := range p.endpoints {
+		withPoolUIDs(ep, uids)
 		if err := c.Create(ctx, ep); err != nil {
 			return done.failed(fmt.Errorf("creating Endpoint %s/%s: %w", ep.Namespace, ep.Name, err))
 		}
@@ -55,11 +64,18 @@ func (p *importPlan) apply(ctx context.Context, c client.Client) error {
 // a create's status).
 func createPool(ctx context.Context, c client.Client, pool *v1.IPPool, done *written) error {
 	status := pool.Status
+	pool.Status = v1.IPPoolStatus{} // what the API makes of it anyway
 	if err := c.Create(ctx, pool); err != nil {
 		return fmt.Errorf("creating IPPool %s: %w", pool.Name, err)
 	}
-	pool.Status = status
-	if err := c.Status().Update(ctx, pool); err != nil {
+	view, err := allocator.NewPool(pool.Name, &pool.Spec) // the plan parsed it: no error
+	if err == nil {
+		var want allocator.RunSet
+		if want, err = view.ParseAllocated(status.Allocated); err == nil {
+			_, err = addAllocated(ctx, c, pool.Name, want)
+		}
+	}
+	if err != nil {
 		done.add(fmt.Sprintf("IPPool %s (without its status.allocated: run the import again before pods use it)", pool.Name))
 		return fmt.Errorf("writing IPPool %s status (allocated %s): %w", pool.Name, status.Allocated, err)
 	}
@@ -67,28 +83,64 @@ func createPool(ctx context.Context, c client.Client, pool *v1.IPPool, done *wri
 	return nil
 }
 
-// markPool adds the offsets to an existing pool's status.allocated, on fresh reads until
-// no other writer conflicts.
-func markPool(ctx context.Context, c client.Client, m poolMark) error {
+// withPoolUIDs names, on each address, the pool incarnation that marks it: a release then
+// frees it only in that pool, never in one deleted and made again under the same name
+// (docs/design.md, the release protocol).
+func withPoolUIDs(ep *v1.Endpoint, uids map[string]types.UID) {
+	for i := range ep.Status.Interfaces {
+		for j := range ep.Status.Interfaces[i].IPs {
+			ip := &ep.Status.Interfaces[i].IPs[j]
+			ip.PoolUID = string(uids[ip.Pool])
+		}
+	}
+}
+
+// markPool adds the offsets to an existing pool's status.allocated and returns the pool's
+// UID.
+func markPool(ctx context.Context, c client.Client, m poolMark) (types.UID, error) {
+	add := allocator.NewRunSet()
+	for _, o := range m.offs {
+		add.Add(o)
+	}
+	uid, err := addAllocated(ctx, c, m.name, add)
+	if err != nil {
+		return "", fmt.Errorf("marking addresses in IPPool %s: %w", m.name, err)
+	}
+	return uid, nil
+}
+
+// addAllocated adds the offsets of add to the pool's status.allocated, on fresh reads
+// until no other writer conflicts: the controller writes a new pool's status too (its
+// conditions), and ipamd an existing one's. An offset the pool marks by then was handed
+// out since the plan was made, to a pod the peer knows nothing of: it is refused, since
+// both pods would then hold it.
+func addAllocated(ctx context.Context, c client.Client, name string, add allocator.RunSet) (types.UID, error) {
+	var uid types.UID
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		pool := &v1.IPPool{}
-		if err := c.Get(ctx, client.ObjectKey{Name: m.name}, pool); err != nil {
+		if err := c.Get(ctx, client.ObjectKey{Name: name}, pool); err != nil {
 			return err
 		}
-		set, err := allocator.ParseAllocated(m.prefix, pool.Status.Allocated)
+		view, err := allocator.NewPool(pool.Name, &pool.Spec)
+		if err != nil {
+			return fmt.Errorf("its spec no longer parses: %w", err)
+		}
+		set, err := view.ParseAllocated(pool.Status.Allocated)
 		if err != nil {
 			return fmt.Errorf("status.allocated %q does not parse: %w: fix or delete the pool", pool.Status.Allocated, err)
 		}
-		for _, o := range m.offs {
-			set.Add(o)
+		if shared := add.Subtract(add.Subtract(set)); !shared.Empty() {
+			return fmt.Errorf("%s was handed out since the import planned (the pool marks it allocated now): stop pods from using the pool during the import, then run it again",
+				view.Addr(shared.Runs()[0].Lo))
 		}
-		pool.Status.Allocated, pool.Status.AllocatedIPCount = set.String(), int64(set.Count())
+		for _, r := range add.Runs() {
+			set.AddRun(r)
+		}
+		pool.Status.Allocated, pool.Status.AllocatedIPCount, pool.Status.TotalIPCount = set.String(), int64(set.Count()), view.TotalCount()
+		uid = pool.UID
 		return c.Status().Update(ctx, pool)
 	})
-	if err != nil {
-		return fmt.Errorf("marking addresses in IPPool %s: %w", m.name, err)
-	}
-	return nil
+	return uid, err
 }
 
 // written is what apply wrote so far, for the error of a write that fails.

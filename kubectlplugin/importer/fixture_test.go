@@ -42,6 +42,9 @@ type world struct {
 	mu     sync.Mutex
 	writes []string // "create IPPool a", "status IPPool a", ...
 	fail   func(verb string, obj client.Object) error
+	// beforeStatus runs before each status write, on the client without interceptors:
+	// another writer (the controller, ipamd) getting there first
+	beforeStatus func(c client.Client, obj client.Object)
 }
 
 func newWorld(t *testing.T, objs ...client.Object) *world {
@@ -61,6 +64,9 @@ func newWorld(t *testing.T, objs ...client.Object) *world {
 			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
 				if err := w.write("create", obj); err != nil {
 					return err
+				}
+				if obj.GetUID() == "" { // as the apiserver does; the fake client does not
+					obj.SetUID(types.UID("uid-" + kindOf(obj) + "-" + nameOf(obj)))
 				}
 				return c.Create(ctx, obj, opts...)
 			},
@@ -83,6 +89,9 @@ func newWorld(t *testing.T, objs ...client.Object) *world {
 				return c.Delete(ctx, obj, opts...)
 			},
 			SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+				if w.beforeStatus != nil {
+					w.beforeStatus(c, obj)
+				}
 				if err := w.write(sub, obj); err != nil {
 					return err
 				}

@@ -3,8 +3,10 @@
 //   - reading the peer's objects as unstructured, so underpool does not depend on the
 //     peer's Go module: Spiderpool's SpiderSubnet, SpiderIPPool, SpiderEndpoint and
 //     SpiderReservedIP (spider_*.go), whereabouts' IPPool and
-//     OverlappingRangeIPReservation (whereabouts*.go), each into one peer-neutral state
-//     (peer.go);
+//     OverlappingRangeIPReservation, with the gateway and routes of the
+//     NetworkAttachmentDefinitions that use each range (whereabouts*.go), each into one
+//     peer-neutral state (peer.go), keeping the sandbox (container) ID wherever the peer
+//     records one;
 //   - planning the underpool Subnets, ReservedIPs, IPPools (with their status.allocated)
 //     and Endpoints that keep every live pod's address, one file per underpool kind
 //     (plan_*.go): everything is checked before anything is written, and any conflict

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
@@ -17,8 +18,9 @@ type importPlan struct {
 	report    Report
 	subnets   []*v1.Subnet
 	reserved  []*v1.ReservedIP
-	pools     []*v1.IPPool // to create, status as it is to be written
-	marks     []poolMark   // existing pools: offsets to add to status.allocated
+	pools     []*v1.IPPool         // to create, status as it is to be written
+	marks     []poolMark           // existing pools: offsets to add to status.allocated
+	existing  map[string]types.UID // existing pools to import into: name -> UID
 	endpoints []*v1.Endpoint
 }
 
@@ -63,7 +65,7 @@ type planner struct {
 
 // plan turns the peer's state into underpool objects and refuses conflicts.
 func plan(ctx context.Context, c client.Reader, st *peerState, now time.Time) (*importPlan, error) {
-	pl := &planner{ctx: ctx, c: c, st: st, now: now, p: &importPlan{}}
+	pl := &planner{ctx: ctx, c: c, st: st, now: now, p: &importPlan{existing: map[string]types.UID{}}}
 	pl.p.report.Skipped = append(pl.p.report.Skipped, st.skipped...)
 	pl.p.report.Notes = append(pl.p.report.Notes, st.notes...)
 	for _, step := range []func() error{pl.subnets, pl.reservedIPs, pl.ipPools, pl.addresses, pl.endpoints, pl.poolStatus} {

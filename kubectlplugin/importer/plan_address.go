@@ -31,7 +31,23 @@ func (pl *planner) addresses() error {
 			pl.p.report.Skipped = append(pl.p.report.Skipped, Skip{Address: a.ip.String(), From: a.from, Pod: a.namespace + "/" + a.pod, Reason: why})
 		}
 	}
+	if n := pl.unknownSandboxes(); n > 0 {
+		pl.p.report.Notes = append(pl.p.report.Notes, fmt.Sprintf("%d attachment(s) of live pods have no sandbox ID in the peer's records: each is recorded as %s<pod UID>; ipamd ends it on that pod's DEL once the pod is ending, and its next ADD takes it over", n, v1.UnknownSandboxPrefix))
+	}
 	return nil
+}
+
+// unknownSandboxes counts the planned attachments whose sandbox the peer did not record.
+func (pl *planner) unknownSandboxes() int {
+	n := 0
+	for _, ep := range pl.eps {
+		for _, itf := range ep.Status.Interfaces {
+			if v1.IsUnknownSandbox(itf.ContainerID) {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // address keeps one peer address, or says why it is skipped.
@@ -91,22 +107,28 @@ func (pl *planner) livePod(k podKey) (*corev1.Pod, string, error) {
 }
 
 // record adds the address to the pod's Endpoint, on the attachment of its container and
-// interface.
+// interface. Where the peer kept no sandbox ID, the attachment names an unknown sandbox of
+// the pod (v1.UnknownSandboxID): ipamd then matches the pod's own DEL and next ADD by pod
+// UID and interface, since no runtime sends that ID.
 func (pl *planner) record(a peerAlloc, pod *corev1.Pod, view *allocator.PoolView, off uint64) {
 	ep := pl.endpointOf(a, pod)
 	ip := v1.EndpointIP{Address: view.Prefixed(off).String(), Pool: a.pool, Vlan: view.Vlan}
 	if view.Gateway.IsValid() {
 		ip.Gateway = view.Gateway.String()
 	}
+	containerID := a.containerID
+	if containerID == "" {
+		containerID = v1.UnknownSandboxID(string(pod.UID))
+	}
 	var itf *v1.EndpointInterface
 	for i := range ep.Status.Interfaces {
-		if x := &ep.Status.Interfaces[i]; x.ContainerID == a.containerID && x.Interface == a.ifName {
+		if x := &ep.Status.Interfaces[i]; x.ContainerID == containerID && x.Interface == a.ifName {
 			itf = x
 		}
 	}
 	if itf == nil {
 		ep.Status.Interfaces = append(ep.Status.Interfaces, v1.EndpointInterface{
-			ContainerID: a.containerID, Interface: a.ifName, PodUID: string(pod.UID), Created: metav1.NewTime(pl.now.UTC().Truncate(time.Second)),
+			ContainerID: containerID, Interface: a.ifName, PodUID: string(pod.UID), Created: metav1.NewTime(pl.now.UTC().Truncate(time.Second)),
 		})
 		itf = &ep.Status.Interfaces[len(ep.Status.Interfaces)-1]
 	}

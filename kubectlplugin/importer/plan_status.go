@@ -21,6 +21,7 @@ func (pl *planner) poolStatus() error {
 			set = *pl.allocated[pp.name]
 		}
 		if cur, exists := pl.byName[pp.name]; exists {
+			pl.p.existing[pp.name] = cur.UID
 			if err := pl.mark(pp, cur, set); err != nil {
 				return err
 			}

@@ -176,3 +176,27 @@ func TestAnExistingPoolWhoseStatusIsPastItsSubnetRefusesNamingStatusAllocated(t 
 	wantErr(t, err, `IPPool r status.allocated "3,4000" does not parse`, "outside subnet 10.240.7.0/24", "fix or delete the pool")
 	wantSame(t, "writes", w.written(), nil)
 }
+
+// Each imported address names the pool incarnation that marks it, as ipamd's records do:
+// its release then never frees an address in a pool deleted and made again under the
+// same name.
+func TestImportedAddressesNameTheirPoolsUID(t *testing.T) {
+	existing := ipPool("r7", v1.IPPoolSpec{Subnet: "10.240.7.0/24"}, "")
+	existing.UID = "uid-pool-r7"
+	w := newWorld(t, livePod("ns", "a", "node-1"), existing,
+		wherePool("ns", "r6", "10.240.6.0/24", map[string]any{"5": whereAlloc("cid-a", "ns/a", "net1")}),
+		wherePool("ns", "r7", "10.240.7.0/24", map[string]any{"5": whereAlloc("cid-a", "ns/a", "net2")}))
+
+	w.mustRun("whereabouts", "")
+
+	created := w.pool("r6")
+	if created.UID == "" {
+		t.Fatal("the fake API gave the created pool no UID")
+	}
+	for _, itf := range w.endpoint("ns", "a").Status.Interfaces {
+		want := map[string]string{"r6": string(created.UID), "r7": "uid-pool-r7"}[itf.IPs[0].Pool]
+		if itf.IPs[0].PoolUID != want {
+			t.Errorf("%s address %+v, want pool UID %s", itf.Interface, itf.IPs[0], want)
+		}
+	}
+}

@@ -7,12 +7,14 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-// spiderEndpointStatus is SpiderEndpoint status.current.
+// spiderEndpointStatus is SpiderEndpoint status.current. Spiderpool before 0.8 also
+// recorded the pod's sandbox there (containerID); later releases record only the UID.
 type spiderEndpointStatus struct {
 	Current struct {
-		UID  string `json:"uid"`
-		Node string `json:"node"`
-		IPs  []struct {
+		UID         string `json:"uid"`
+		Node        string `json:"node"`
+		ContainerID string `json:"containerID"`
+		IPs         []struct {
 			Interface string  `json:"interface"`
 			IPv4      *string `json:"ipv4"`
 			IPv4Pool  *string `json:"ipv4Pool"`
@@ -24,11 +26,13 @@ type spiderEndpointStatus struct {
 
 type spiderPodKey struct{ ns, pod string }
 
-// endpoints reads SpiderEndpoints: they name each pod's node and UID, and addresses the
-// pool status may not (yet) mark. Then every address gets what Spiderpool leaves out:
-// node and UID from the pod's SpiderEndpoint, eth0, a container ID made of the pod UID.
+// endpoints reads SpiderEndpoints: they name each pod's node, UID and (before Spiderpool
+// 0.8) sandbox, and addresses the pool status may not (yet) mark. Then every address gets
+// what its pool's record leaves out: node, UID and sandbox from the pod's SpiderEndpoint,
+// eth0. An address whose sandbox no record names keeps an empty container ID: the plan
+// records it as an unknown sandbox (v1.UnknownSandboxID), which ipamd matches by pod UID.
 func (r *spiderReader) endpoints(list []unstructured.Unstructured) error {
-	node, uid := map[spiderPodKey]string{}, map[spiderPodKey]string{}
+	node, uid, sandbox := map[spiderPodKey]string{}, map[spiderPodKey]string{}, map[spiderPodKey]string{}
 	have := map[netip.Addr]bool{}
 	for _, a := range r.st.allocs {
 		have[a.ip] = true
@@ -40,10 +44,10 @@ func (r *spiderReader) endpoints(list []unstructured.Unstructured) error {
 			return err
 		}
 		k := spiderPodKey{u.GetNamespace(), u.GetName()}
-		node[k], uid[k] = s.Current.Node, s.Current.UID
+		node[k], uid[k], sandbox[k] = s.Current.Node, s.Current.UID, s.Current.ContainerID
 		r.endpointAddresses(u, k, &s, have)
 	}
-	r.fillDefaults(node, uid)
+	r.fillDefaults(node, uid, sandbox)
 	return nil
 }
 
@@ -70,12 +74,15 @@ func (r *spiderReader) endpointAddresses(u *unstructured.Unstructured, k spiderP
 				continue
 			}
 			have[addr] = true
-			r.st.allocs = append(r.st.allocs, peerAlloc{from: from, pool: pool, ip: addr, namespace: k.ns, pod: k.pod, podUID: s.Current.UID, ifName: e.Interface})
+			r.st.allocs = append(r.st.allocs, peerAlloc{from: from, pool: pool, ip: addr, namespace: k.ns, pod: k.pod, podUID: s.Current.UID,
+				ifName: e.Interface, containerID: s.Current.ContainerID})
 		}
 	}
 }
 
-func (r *spiderReader) fillDefaults(node, uid map[spiderPodKey]string) {
+// fillDefaults completes each address from its pod's SpiderEndpoint. The SpiderEndpoint's
+// sandbox is the pod's current one, so it is taken only for the incarnation it names.
+func (r *spiderReader) fillDefaults(node, uid, sandbox map[spiderPodKey]string) {
 	for i := range r.st.allocs {
 		a := &r.st.allocs[i]
 		k := spiderPodKey{a.namespace, a.pod}
@@ -88,8 +95,8 @@ func (r *spiderReader) fillDefaults(node, uid map[spiderPodKey]string) {
 		if a.ifName == "" {
 			a.ifName = "eth0" // Spiderpool's default interface
 		}
-		if a.containerID == "" {
-			a.containerID = spiderContainerIDs + a.podUID
+		if a.containerID == "" && a.podUID == uid[k] {
+			a.containerID = sandbox[k]
 		}
 	}
 }

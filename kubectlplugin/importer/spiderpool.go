@@ -14,12 +14,11 @@ import (
 
 // Spiderpool's kinds (spiderpool.spidernet.io/v2beta1), read as unstructured.
 var (
-	spiderGV           = schema.GroupVersion{Group: "spiderpool.spidernet.io", Version: "v2beta1"}
-	spiderIPPoolGVK    = spiderGV.WithKind("SpiderIPPool")
-	spiderSubnetGVK    = spiderGV.WithKind("SpiderSubnet")
-	spiderReservedGVK  = spiderGV.WithKind("SpiderReservedIP")
-	spiderEndpointGVK  = spiderGV.WithKind("SpiderEndpoint")
-	spiderContainerIDs = "spiderpool-import-" // + pod UID: Spiderpool records no sandbox ID
+	spiderGV          = schema.GroupVersion{Group: "spiderpool.spidernet.io", Version: "v2beta1"}
+	spiderIPPoolGVK   = spiderGV.WithKind("SpiderIPPool")
+	spiderSubnetGVK   = spiderGV.WithKind("SpiderSubnet")
+	spiderReservedGVK = spiderGV.WithKind("SpiderReservedIP")
+	spiderEndpointGVK = spiderGV.WithKind("SpiderEndpoint")
 )
 
 // spiderPoolSpec holds the fields of SpiderIPPool and SpiderSubnet specs the import reads.

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	v1 "github.com/underpool/underpool/api/v1"
 )
@@ -28,6 +29,7 @@ func TestSpiderIPPoolBecomesAnIPPoolHoldingOnlyTheLivePodsAddresses(t *testing.T
 		"10.240.1.11 ns/gone: the pod no longer exists",
 		"10.240.1.12 ns/b: the address was given to pod UID uid-b-before; pod ns/b is now UID uid-b, another incarnation",
 	})
+	wantNote(t, rep, "1 attachment(s) of live pods have no sandbox ID in the peer's records: each is recorded as "+v1.UnknownSandboxPrefix+"<pod UID>")
 	if rep.Source != "spiderpool" || rep.DryRun {
 		t.Errorf("report source %q dry run %v", rep.Source, rep.DryRun)
 	}
@@ -40,7 +42,7 @@ func TestSpiderIPPoolBecomesAnIPPoolHoldingOnlyTheLivePodsAddresses(t *testing.T
 		t.Errorf("IPPool = %+v %+v", p.Labels, p.Spec)
 	}
 	ep := w.endpoint("ns", "a")
-	wantSame(t, "Endpoint a", addresses(ep), []string{"eth0 spiderpool-import-uid-a 10.240.1.10/24 imp-v4"})
+	wantSame(t, "Endpoint a", addresses(ep), []string{"eth0 " + v1.UnknownSandboxID("uid-a") + " 10.240.1.10/24 imp-v4"})
 	if ep.Status.PodUID != "uid-a" || ep.Status.Node != "node-1" || ep.Status.OwnerKind != "ReplicaSet" || ep.Status.OwnerName != "web-1234" {
 		t.Errorf("Endpoint a status = %+v", ep.Status)
 	}
@@ -73,7 +75,7 @@ func TestSpiderEndpointAddsTheAddressesNoPoolStatusMarksWithItsNode(t *testing.T
 	})
 	ep := w.endpoint("ns", "c")
 	wantSame(t, "Endpoint c", addresses(ep), []string{
-		"net1 spiderpool-import-uid-c 10.240.2.7/24 sp-ds4", "net1 spiderpool-import-uid-c fd00:240:2::10/64 sp-ds6"})
+		"net1 " + v1.UnknownSandboxID("uid-c") + " 10.240.2.7/24 sp-ds4", "net1 " + v1.UnknownSandboxID("uid-c") + " fd00:240:2::10/64 sp-ds6"})
 	if ep.Status.Node != "node-2" {
 		t.Errorf("Endpoint c node = %q, want node-2 from the SpiderEndpoint", ep.Status.Node)
 	}
@@ -101,6 +103,33 @@ func TestOldSpiderpoolAllocatedIPsObjectIsReadWithItsNICNamespaceContainerAndNod
 	if ep.Status.Node != "node-9" || ep.Status.PodUID != "uid-d" {
 		t.Errorf("Endpoint d status = %+v, want node-9 and the pod's UID", ep.Status)
 	}
+}
+
+// Spiderpool before 0.8 recorded the pod's sandbox in its SpiderEndpoint: the Endpoint
+// then carries that real ID, so the runtime's own DEL matches it by container ID. It is
+// the sandbox of the incarnation the SpiderEndpoint names, never another's.
+func TestTheSandboxASpiderEndpointRecordsIsTheImportedContainerID(t *testing.T) {
+	sandboxOf := func(ns, name, uid, containerID, ip string) *unstructured.Unstructured {
+		se := spiderEndpoint(ns, name, uid, "node-1", map[string]any{"interface": "net1", "ipv4": ip, "ipv4Pool": "p"})
+		_ = unstructured.SetNestedField(se.Object, containerID, "status", "current", "containerID")
+		return se
+	}
+	w := newWorld(t, livePod("ns", "e", "node-1"), livePod("ns", "f", "node-1"), livePod("ns", "g", "node-1"),
+		spiderIPPool("p", map[string]any{"subnet": "10.240.6.0/24"}, map[string]map[string]string{
+			"10.240.6.5": {"interface": "net1", "pod": "ns/e", "podUid": "uid-e"},
+			"10.240.6.6": {"interface": "net1", "pod": "ns/f", "podUid": "uid-f"},
+		}),
+		sandboxOf("ns", "e", "uid-e", "cid-e", "10.240.6.5/24"),
+		sandboxOf("ns", "f", "uid-f-before", "cid-f-before", "10.240.6.9/24"), // an earlier pod of that name
+		sandboxOf("ns", "g", "uid-g", "cid-g", "10.240.6.7/24"))               // only the SpiderEndpoint holds it
+
+	rep := w.mustRun("spiderpool", "")
+
+	wantSame(t, "Endpoint e", addresses(w.endpoint("ns", "e")), []string{"net1 cid-e 10.240.6.5/24 p"})
+	wantSame(t, "Endpoint f", addresses(w.endpoint("ns", "f")), []string{"net1 " + v1.UnknownSandboxID("uid-f") + " 10.240.6.6/24 p"})
+	wantSame(t, "Endpoint g", addresses(w.endpoint("ns", "g")), []string{"net1 cid-g 10.240.6.7/24 p"})
+	wantSame(t, "skipped", skipped(rep), []string{
+		"10.240.6.9 ns/f: the address was given to pod UID uid-f-before; pod ns/f is now UID uid-f, another incarnation"})
 }
 
 func TestSpiderSubnetsAndReservedIPsBecomeSubnetsAndReservedIPs(t *testing.T) {

@@ -17,13 +17,16 @@ var (
 	whereaboutsDefaultName = "net1" // the interface when an allocation records none (whereabouts before 0.6)
 )
 
-// whereaboutsReader turns whereabouts' objects into the peer state: the IPPools (spec and
-// allocations), then the OverlappingRangeIPReservations checked against them.
+// whereaboutsReader turns whereabouts' objects into the peer state: the IPPools (spec,
+// with the gateway and routes of the NetworkAttachmentDefinitions that use their range,
+// and allocations), then the OverlappingRangeIPReservations checked against them.
 type whereaboutsReader struct {
 	st        *peerState
 	prefix    string
-	held      map[netip.Addr]bool // every address an IPPool allocates
-	defaultIf bool                // some allocation recorded no interface
+	held      map[netip.Addr]bool                   // every address an IPPool allocates
+	reserved  map[netip.Addr]whereaboutsReservation // the reservations of held addresses
+	networks  []whereaboutsNetwork                  // the NADs' whereabouts ipam configs
+	defaultIf bool                                  // some allocation recorded no interface
 }
 
 func readWhereabouts(ctx context.Context, c client.Reader, prefix string) (*peerState, error) {
@@ -35,11 +38,16 @@ func readWhereabouts(ctx context.Context, c client.Reader, prefix string) (*peer
 	if err != nil {
 		return nil, err
 	}
+	nads, err := listPeer(ctx, c, nadGVK)
+	if err != nil {
+		return nil, err
+	}
 	if len(pools) == 0 {
 		return nil, fmt.Errorf("found no whereabouts IPPool (ippools.%s): is whereabouts installed in this cluster (kubectl get ippools.whereabouts.cni.cncf.io -A)?", whereaboutsGV.Group)
 	}
-	r := &whereaboutsReader{st: &peerState{}, prefix: prefix, held: map[netip.Addr]bool{}}
+	r := &whereaboutsReader{st: &peerState{}, prefix: prefix, held: map[netip.Addr]bool{}, reserved: map[netip.Addr]whereaboutsReservation{}}
 	r.st.notes = append(r.st.notes, "whereabouts keeps range_start, range_end and exclude in each NetworkAttachmentDefinition, not in its IPPools: each imported IPPool spans its whole range; narrow it with spec.ips/spec.excludeIPs before pods use it")
+	r.networks = r.whereaboutsNetworks(nads)
 	for i := range pools {
 		if err := r.ipPool(&pools[i]); err != nil {
 			return nil, err
@@ -53,5 +61,6 @@ func readWhereabouts(ctx context.Context, c client.Reader, prefix string) (*peer
 			return nil, err
 		}
 	}
+	r.sandboxFromReservations()
 	return r.st, nil
 }

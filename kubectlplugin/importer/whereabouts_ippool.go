@@ -34,7 +34,9 @@ func (r *whereaboutsReader) ipPool(u *unstructured.Unstructured) error {
 		return fmt.Errorf("%s: spec.range %q is not a CIDR: fix or delete that IPPool, then import again", from, s.Range)
 	}
 	name := poolName(r.prefix, u.GetName())
-	r.st.pools = append(r.st.pools, peerPool{from: from, name: name, spec: v1.IPPoolSpec{Subnet: rng.Masked().String()}})
+	spec := v1.IPPoolSpec{Subnet: rng.Masked().String()}
+	r.gatewayAndRoutes(from, name, u.GetName(), rng.Masked(), &spec)
+	r.st.pools = append(r.st.pools, peerPool{from: from, name: name, spec: spec})
 	keys := make([]string, 0, len(s.Allocations))
 	for k := range s.Allocations {
 		keys = append(keys, k)

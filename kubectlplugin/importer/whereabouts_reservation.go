@@ -9,12 +9,10 @@ import (
 
 // reservation checks one OverlappingRangeIPReservation: one without the IPPool allocation
 // is a leftover of an interrupted whereabouts ADD or DEL, naming an address no pool holds.
-// It is reported as skipped; a matching one adds nothing the IPPool did not.
+// It is reported as skipped; a matching one gives the allocation its sandbox when the
+// IPPool's entry records none (sandboxFromReservations).
 func (r *whereaboutsReader) reservation(u *unstructured.Unstructured) error {
-	var s struct {
-		ContainerID string `json:"containerid"`
-		PodRef      string `json:"podref"`
-	}
+	var s whereaboutsReservation
 	if err := fromField(u, "spec", &s); err != nil {
 		return err
 	}
@@ -26,8 +24,29 @@ func (r *whereaboutsReader) reservation(u *unstructured.Unstructured) error {
 	}
 	if !r.held[addr] {
 		r.st.skipped = append(r.st.skipped, Skip{Address: addr.String(), From: from, Pod: s.PodRef, Reason: "no whereabouts IPPool allocates it (a leftover reservation)"})
+		return nil
 	}
+	r.reserved[addr] = s
 	return nil
+}
+
+type whereaboutsReservation struct {
+	ContainerID string `json:"containerid"`
+	PodRef      string `json:"podref"`
+	IfName      string `json:"ifname"`
+}
+
+// sandboxFromReservations gives an allocation whose IPPool entry records no sandbox the
+// one its address's reservation records, for the same pod (and interface, when both say).
+func (r *whereaboutsReader) sandboxFromReservations() {
+	for i := range r.st.allocs {
+		a := &r.st.allocs[i]
+		res, ok := r.reserved[a.ip]
+		if !ok || a.containerID != "" || res.PodRef != a.namespace+"/"+a.pod || (res.IfName != "" && res.IfName != a.ifName) {
+			continue
+		}
+		a.containerID = res.ContainerID
+	}
 }
 
 // reservationAddr reads an OverlappingRangeIPReservation name: the address, IPv6 with

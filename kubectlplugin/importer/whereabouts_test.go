@@ -5,6 +5,10 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/kubectlplugin/importer"
 )
 
 func TestWhereaboutsIPPoolsBecomeIPPoolsAndEndpointsWithTheirContainerIDs(t *testing.T) {
@@ -116,4 +120,106 @@ func TestAnUnknownSourceIsRefusedNamingTheKnownOnes(t *testing.T) {
 	w := newWorld(t)
 	_, err := w.run("calico", false, "")
 	wantErr(t, err, `unknown source "calico"`, "import spiderpool", "import whereabouts")
+}
+
+func nad(ns, name, config string) *unstructured.Unstructured {
+	return peerObject("k8s.cni.cncf.io/v1", "NetworkAttachmentDefinition", ns, name, map[string]any{"config": config}, nil)
+}
+
+// whereabouts keeps a range's gateway and routes in the ipam config of the NADs that use
+// it: each imported pool takes those of its family, and its Endpoints hand the gateway on.
+func TestWhereaboutsPoolsTakeTheGatewayAndRoutesOfTheNADsOfTheirRange(t *testing.T) {
+	w := newWorld(t, livePod("ns", "wa", "node-1"),
+		wherePool("kube-system", "10.240.6.0-24", "10.240.6.0/24", map[string]any{"5": whereAlloc("cid-wa", "ns/wa", "net1")}),
+		wherePool("kube-system", "fd00-240-6---64", "fd00:240:6::/64", nil),
+		wherePool("kube-system", "10.240.7.0-24", "10.240.7.0/24", nil),
+		nad("ns", "dual", `{"cniVersion":"1.0.0","name":"dual","plugins":[{"type":"macvlan","master":"eth0",
+			"ipam":{"type":"whereabouts","ipRanges":[{"range":"10.240.6.0/24"},{"range":"fd00:240:6::/64"}],"gateway":"10.240.6.1",
+			"routes":[{"dst":"10.0.0.0/8","gw":"10.240.6.254"},{"dst":"192.168.0.0/16"},{"dst":"fd00:99::/64"}]}}]}`),
+		nad("other", "same", `{"type":"macvlan","ipam":{"type":"whereabouts","range":"10.240.6.10-10.240.6.50/24","gateway":"10.240.6.1",
+			"routes":[{"dst":"10.0.0.0/8","gw":"10.240.6.254"},{"dst":"192.168.0.0/16"}]}}`),
+		nad("ns", "host-local", `{"type":"macvlan","ipam":{"type":"host-local","subnet":"10.240.7.0/24","gateway":"10.240.7.1"}}`))
+
+	rep := w.mustRun("whereabouts", "")
+
+	p4, p6, p7 := w.pool("10.240.6.0-24"), w.pool("fd00-240-6---64"), w.pool("10.240.7.0-24")
+	// a whereabouts route without gw leads through the gateway; an underpool one would be on-link
+	if p4.Spec.Gateway != "10.240.6.1" || len(p4.Spec.Routes) != 2 || p4.Spec.Routes[0] != (v1.Route{Dst: "10.0.0.0/8", Gw: "10.240.6.254"}) ||
+		p4.Spec.Routes[1] != (v1.Route{Dst: "192.168.0.0/16", Gw: "10.240.6.1"}) {
+		t.Errorf("IPv4 pool spec = %+v, want the NADs' gateway and IPv4 routes, the gateway written into the one without gw", p4.Spec)
+	}
+	if p6.Spec.Gateway != "" || len(p6.Spec.Routes) != 1 || p6.Spec.Routes[0] != (v1.Route{Dst: "fd00:99::/64"}) {
+		t.Errorf("IPv6 pool spec = %+v, want no gateway (the NAD's is IPv4) and the IPv6 route, on-link as without a gateway", p6.Spec)
+	}
+	if p7.Spec.Gateway != "" || len(p7.Spec.Routes) != 0 {
+		t.Errorf("pool of a range no whereabouts NAD uses = %+v, want nothing from a host-local NAD", p7.Spec)
+	}
+	if ip := w.endpoint("ns", "wa").Status.Interfaces[0].IPs[0]; ip.Gateway != "10.240.6.1" {
+		t.Errorf("imported address = %+v, want gateway 10.240.6.1", ip)
+	}
+	wantNote(t, rep, `IPPool 10.240.6.0-24 takes gateway "10.240.6.1" and 2 route(s) from NetworkAttachmentDefinition ns/dual, other/same`)
+}
+
+func TestNADsThatGiveARangeDifferentGatewaysGiveItNoneAndSaySo(t *testing.T) {
+	w := newWorld(t,
+		wherePool("kube-system", "10.240.6.0-24", "10.240.6.0/24", nil),
+		nad("a", "one", `{"type":"macvlan","ipam":{"type":"whereabouts","range":"10.240.6.0/24","gateway":"10.240.6.1"}}`),
+		nad("b", "two", `{"type":"macvlan","ipam":{"type":"whereabouts","range":"10.240.6.0/24","gateway":"10.240.6.254"}}`),
+		nad("c", "broken", `{"type":`),
+		nad("d", "badroute", `{"type":"macvlan","ipam":{"type":"whereabouts","range":"10.240.9.0/24","routes":[{"dst":"10.0.0.0/8","gw":"fd00::1"}]}}`))
+
+	rep := w.mustRun("whereabouts", "")
+
+	if p := w.pool("10.240.6.0-24"); p.Spec.Gateway != "" {
+		t.Errorf("pool gateway = %q, want none when the NADs disagree", p.Spec.Gateway)
+	}
+	wantNote(t, rep, "give different gateways or routes (a/one and b/two): IPPool 10.240.6.0-24 gets none")
+	wantNote(t, rep, "NetworkAttachmentDefinition c/broken: spec.config is not CNI JSON")
+	wantNote(t, rep, "NetworkAttachmentDefinition d/badroute: ipam routes[0] gw fd00::1 and dst 10.0.0.0/8 are of two families: not imported")
+}
+
+// A NAD that names its network (network_name) uses the IPPools whereabouts names after it,
+// not another network's pool of the same range.
+func TestANamedWhereaboutsNetworkGivesItsGatewayOnlyToItsOwnPools(t *testing.T) {
+	unnamed := newWorld(t,
+		wherePool("kube-system", "10.240.6.0-24", "10.240.6.0/24", nil),
+		nad("ns", "blue", `{"type":"macvlan","ipam":{"type":"whereabouts","range":"10.240.6.0/24","network_name":"blue","gateway":"10.240.6.1"}}`))
+	unnamed.mustRun("whereabouts", "")
+	if p := unnamed.pool("10.240.6.0-24"); p.Spec.Gateway != "" {
+		t.Errorf("the unnamed network's pool took blue's gateway: %+v", p.Spec)
+	}
+	named := newWorld(t,
+		wherePool("kube-system", "blue-10.240.6.0-24", "10.240.6.0/24", nil),
+		nad("ns", "blue", `{"type":"macvlan","ipam":{"type":"whereabouts","range":"10.240.6.0/24","network_name":"blue","gateway":"10.240.6.1"}}`))
+	named.mustRun("whereabouts", "")
+	if p := named.pool("blue-10.240.6.0-24"); p.Spec.Gateway != "10.240.6.1" {
+		t.Errorf("blue's pool gateway = %q, want 10.240.6.1", p.Spec.Gateway)
+	}
+}
+
+// An IPPool entry without a sandbox ID takes the one its address's reservation records
+// for the same pod; where neither records one, the attachment says the sandbox is unknown.
+func TestAWhereaboutsAllocationWithoutASandboxTakesItsReservations(t *testing.T) {
+	w := newWorld(t, livePod("ns", "a", "node-1"), livePod("ns", "b", "node-1"),
+		wherePool("ns", "r", "10.240.6.0/24", map[string]any{
+			"5": whereAlloc("", "ns/a", "net1"),
+			"6": whereAlloc("", "ns/b", "net1"),
+		}),
+		whereReservation("ns", "10.240.6.5", "cid-a", "ns/a"),
+		whereReservation("ns", "10.240.6.6", "cid-someone", "ns/other"))
+
+	w.mustRun("whereabouts", "")
+
+	wantSame(t, "Endpoint a", addresses(w.endpoint("ns", "a")), []string{"net1 cid-a 10.240.6.5/24 r"})
+	wantSame(t, "Endpoint b", addresses(w.endpoint("ns", "b")), []string{"net1 " + v1.UnknownSandboxID("uid-b") + " 10.240.6.6/24 r"})
+}
+
+func wantNote(t *testing.T, rep *importer.Report, part string) {
+	t.Helper()
+	for _, n := range rep.Notes {
+		if strings.Contains(n, part) {
+			return
+		}
+	}
+	t.Errorf("no note says %q; notes:\n%s", part, strings.Join(rep.Notes, "\n"))
 }

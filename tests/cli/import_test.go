@@ -224,7 +224,7 @@ func TestImport(t *testing.T) {
 			if !ok {
 				t.Fatal("Endpoint a not created")
 			}
-			wantSame(t, "Endpoint a", addresses(ep), []string{"eth0 spiderpool-import-" + string(a.UID) + " 10.240.1.10/24 imp-v4"})
+			wantSame(t, "Endpoint a", addresses(ep), []string{"eth0 " + v1.UnknownSandboxID(string(a.UID)) + " 10.240.1.10/24 imp-v4"})
 			if ep.Status.PodUID != string(a.UID) || ep.Status.Node != "node-1" || ep.Status.OwnerKind != "ReplicaSet" || ep.Status.OwnerName != "web-1234" ||
 				len(ep.Finalizers) != 1 || ep.Finalizers[0] != v1.EndpointProtection || ep.Status.Interfaces[0].IPs[0].Gateway != "10.240.1.1" {
 				t.Errorf("Endpoint a = %+v %+v", ep.ObjectMeta.Finalizers, ep.Status)
@@ -260,7 +260,7 @@ func TestImport(t *testing.T) {
 			if !ok {
 				t.Fatal("Endpoint c not created")
 			}
-			cid := "spiderpool-import-" + string(c.UID)
+			cid := v1.UnknownSandboxID(string(c.UID))
 			wantSame(t, "Endpoint c", addresses(ep), []string{"net1 " + cid + " 10.240.2.7/24 sp-imp-ds4", "net1 " + cid + " fd00:240:2::10/64 sp-imp-ds6"})
 			if ip := ep.Status.Interfaces[0].IPs[0]; ip.Vlan != 20 || ip.Gateway != "10.240.2.1" {
 				t.Errorf("IPv4 address = %+v, want vlan 20 and gateway 10.240.2.1", ip)

@@ -95,7 +95,7 @@ func (k *Kubelet) cniAdd(sb *Sandbox) (types.Result, error) {
 	defer release()
 	ctx, cancel := context.WithTimeout(context.Background(), k.cfg.CNITimeout)
 	defer cancel()
-	return k.cfg.CNI.Add(ctx, k.cfg.Conflist, sb.runtime())
+	return k.cfg.CNI.Add(ctx, k.conflist(), sb.runtime())
 }
 
 func (k *Kubelet) cniDel(sb *Sandbox) error {
@@ -103,7 +103,23 @@ func (k *Kubelet) cniDel(sb *Sandbox) error {
 	defer release()
 	ctx, cancel := context.WithTimeout(context.Background(), k.cfg.CNITimeout)
 	defer cancel()
-	return k.cfg.CNI.Del(ctx, k.cfg.Conflist, sb.runtime())
+	return k.cfg.CNI.Del(ctx, k.conflist(), sb.runtime())
+}
+
+// SetConflist replaces the node's CNI network config, as an operator replacing the file
+// in /etc/cni/net.d does (switching IPAM, say): every later ADD and DEL uses it, the DELs
+// of sandboxes made before included, as containerd tears a sandbox down with the config
+// it has then. (Multus, by contrast, replays for DEL the delegates it cached at ADD.)
+func (k *Kubelet) SetConflist(conflist []byte) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.cfg.Conflist = conflist
+}
+
+func (k *Kubelet) conflist() []byte {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.cfg.Conflist
 }
 
 // cniSlot waits for one of MaxParallelCNI slots. CNI calls are not tied to
