@@ -20,10 +20,12 @@ import (
 // ipamd never saw an ADD of, for the same pod UID and interface. ipamd cannot tell which
 // sandbox that was: the one that held the address at the import, or an earlier one of the
 // same pod whose DEL the runtime repeats (a CNI DEL may come more than once, e.g. after a
-// runtime restart). So such a DEL ends the attachment only when the pod is ending as well,
-// on a fresh read: gone, being deleted, finished, or replaced by another incarnation. No
-// sandbox of it starts again then, and the kubelet tears the last one down now. A DEL while
-// the pod runs on (a sandbox restart) ends nothing: the new sandbox's ADD takes the
+// runtime restart). So such a DEL ends the attachment only when, on a fresh read, the pod
+// incarnation is gone: deleted, or replaced by another. While its object exists, whatever
+// its phase or deletion state, a repeated DEL of an earlier sandbox cannot be told from the
+// last sandbox's, and the last one may still hold the address (invariant 8: while a pod
+// object exists its addresses stay held); recycling frees the address once the object is
+// gone. A DEL while the pod runs on (a sandbox restart) ends nothing either: the new sandbox's ADD takes the
 // attachment over by pod UID (takeOver), and from then on it has a real container ID; one
 // that never comes leaves it to recycling once the pod is gone. The match is applied in
 // the Endpoint's guarded write, so an attachment taken over meanwhile is no longer matched.
@@ -44,28 +46,24 @@ func (s *Service) unknownSandbox(ctx context.Context, key client.ObjectKey, req 
 			zap.String("pod", key.String()), zap.Error(err))
 		return nil
 	}
-	if why := podEnding(pod, req.Pod.UID); why != "" {
+	if why := incarnationGone(pod, req.Pod.UID); why != "" {
 		s.Log.Info("DEL ends the imported attachment of an unknown sandbox", zap.String("pod", key.String()),
 			zap.String("containerID", req.ContainerID), zap.String("ifName", req.IfName), zap.String("because", why))
 		return match
 	}
-	s.Log.Info("DEL of a sandbox ipamd never saw, while the pod runs on: its imported attachment stays for the pod's next ADD",
+	s.Log.Info("DEL of a sandbox ipamd never saw, while the pod exists: its imported attachment stays for the pod's next ADD, or for recycling once the pod is gone",
 		zap.String("pod", key.String()), zap.String("containerID", req.ContainerID), zap.String("ifName", req.IfName))
 	return nil
 }
 
-// podEnding says why no sandbox of pod incarnation uid will run again, or "" when one may:
-// pod is as the API holds it now (nil: gone).
-func podEnding(pod *corev1.Pod, uid string) string {
+// incarnationGone says why pod incarnation uid no longer exists, or "" while it does: pod
+// is as the API holds it now (nil: gone).
+func incarnationGone(pod *corev1.Pod, uid string) string {
 	switch {
 	case pod == nil:
 		return "the pod is gone"
 	case string(pod.UID) != uid:
 		return "the pod was replaced by another incarnation"
-	case pod.DeletionTimestamp != nil:
-		return "the pod is being deleted"
-	case pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed:
-		return "the pod has finished"
 	}
 	return ""
 }

@@ -45,6 +45,18 @@ func (w *world) deleting(pod *corev1.Pod) {
 	}
 }
 
+// finishDeleting lets a pod that deleting left Terminating go.
+func (w *world) finishDeleting(pod *corev1.Pod) {
+	w.t.Helper()
+	if err := w.api.Get(context.Background(), client.ObjectKeyFromObject(pod), pod); err != nil {
+		w.t.Fatal(err)
+	}
+	pod.Finalizers = nil
+	if err := w.api.Update(context.Background(), pod); client.IgnoreNotFound(err) != nil {
+		w.t.Fatal(err)
+	}
+}
+
 func importedWorld(t *testing.T, funcs *interceptor.Funcs) (*world, *corev1.Pod) {
 	t.Helper()
 	w := newWorld(t, funcs, nsObj("ns"), nodeObj("node-a"), newPoolObj("p", "10.250.1.0/24"))
@@ -55,20 +67,13 @@ func importedWorld(t *testing.T, funcs *interceptor.Funcs) (*world, *corev1.Pod)
 }
 
 // The runtime's DEL names the sandbox's real ID, which the import never knew: once the
-// pod is ending, the DEL of its interface ends the imported attachment and frees its
-// address.
-func TestTheDELOfAnEndingImportedPodFreesWhatItsUnknownSandboxHeld(t *testing.T) {
+// pod incarnation is gone, the DEL of its interface ends the imported attachment and frees
+// its address.
+func TestTheDELOfAGoneImportedPodFreesWhatItsUnknownSandboxHeld(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		end  func(w *world, pod *corev1.Pod)
 	}{
-		{"being deleted", func(w *world, pod *corev1.Pod) { w.deleting(pod) }},
-		{"finished", func(w *world, pod *corev1.Pod) {
-			pod.Status.Phase = corev1.PodSucceeded
-			if err := w.api.Status().Update(context.Background(), pod); err != nil {
-				t.Fatal(err)
-			}
-		}},
 		{"gone", func(w *world, pod *corev1.Pod) { w.deletePod(pod) }},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -84,6 +89,33 @@ func TestTheDELOfAnEndingImportedPodFreesWhatItsUnknownSandboxHeld(t *testing.T)
 			}
 			del(t, svc, a, "sandbox-the-import-never-saw") // a repeated DEL finds nothing and fails not
 			w.requireAllocated("p", 0)
+		})
+	}
+}
+
+// While the pod object exists (running, being deleted with its containers still stopping,
+// or finished), a DEL of a sandbox ipamd never saw may be a runtime repeating the DEL of an
+// earlier sandbox while the last one still holds the address: it frees nothing (invariant
+// 8); recycling frees it once the pod is gone.
+func TestWhileAnImportedPodExistsADELOfAnUnknownSandboxFreesNothing(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		set  func(w *world, pod *corev1.Pod)
+	}{
+		{"being deleted", func(w *world, pod *corev1.Pod) { w.deleting(pod) }},
+		{"finished", func(w *world, pod *corev1.Pod) {
+			pod.Status.Phase = corev1.PodSucceeded
+			if err := w.api.Status().Update(context.Background(), pod); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w, a := importedWorld(t, nil)
+			svc := w.ipamd("node-a", nil)
+			c.set(w, a)
+			del(t, svc, a, "sandbox-the-import-never-saw")
+			w.requireAllocated("p", 1)
 		})
 	}
 }
@@ -112,7 +144,7 @@ func TestWhileAnImportedPodRunsOnItsDELFreesNothingAndItsNextADDKeepsTheAddress(
 	w.deleting(a)
 	del(t, svc, a, "sandbox-before") // a repeated DEL of the old sandbox: not the holder any more
 	w.requireAllocated("p", 1)
-	del(t, svc, a, "sandbox-after")
+	del(t, svc, a, "sandbox-after") // ipamd's own attachment now: its DEL frees it
 	w.requireAllocated("p", 0)
 }
 
@@ -137,7 +169,10 @@ func TestOnlyTheRecordedIncarnationsDELEndsAnImportedAttachment(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.requireAllocated("p", 1) // another interface's DEL
+	del(t, svc, a, "c4")
+	w.requireAllocated("p", 1) // the recorded incarnation's, but its pod still exists
 
+	w.finishDeleting(a)
 	del(t, svc, a, "c4")
 	w.requireAllocated("p", 0)
 }
@@ -155,15 +190,15 @@ func TestAnImportedAttachmentTakenOverDuringItsDELIsNotFreed(t *testing.T) {
 		if err := c.Get(ctx, key, obj, opts...); err != nil {
 			return err
 		}
-		if p, ok := obj.(*corev1.Pod); ok && p.DeletionTimestamp != nil && !raced {
-			raced = true // the DEL's read of the ending pod: the ADD slips in before its write
+		if p, ok := obj.(*corev1.Pod); ok && svc != nil && !raced {
+			raced = true // the DEL's read of the pod: the ADD slips in before its write,
 			took, tookErr = svc.Allocate(ctx, addReq(a, "sandbox-new", []string{"p"}, nil))
+			p.UID = "uid-a-replaced" // and the DEL is made to decide on a read that says the incarnation is gone
 		}
 		return nil
 	}}
 	w, pod := importedWorld(t, funcs)
 	a, svc = pod, w.ipamd("node-a", nil)
-	w.deleting(a)
 
 	del(t, svc, a, "sandbox-old")
 
