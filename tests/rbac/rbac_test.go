@@ -216,7 +216,8 @@ func TestControllerLeastPrivilege(t *testing.T) {
 }
 
 // ipamd reads pools and writes their status, never their spec; it writes Endpoints; it
-// reads pods, namespaces and nodes, and StatefulSets one by name. Nothing else.
+// reads pods, namespaces and nodes, and StatefulSets, ReplicaSets and Jobs one by name (a
+// pod's workload: the CronJob above a Job). Nothing else.
 func TestIpamdLeastPrivilege(t *testing.T) {
 	check(t, "underpool-ipamd", []access{
 		{verb: "watch", group: up, resource: "ippools"},
@@ -231,6 +232,8 @@ func TestIpamdLeastPrivilege(t *testing.T) {
 		{verb: "watch", resource: "namespaces"},
 		{verb: "get", resource: "nodes", name: "n"},
 		{verb: "get", group: "apps", resource: "statefulsets", namespace: "default", name: "s"},
+		{verb: "get", group: "apps", resource: "replicasets", namespace: "default", name: "r"},
+		{verb: "get", group: "batch", resource: "jobs", namespace: "default", name: "j"},
 		{verb: "create", resource: "events", namespace: "default"},
 	}, []access{
 		{verb: "delete", group: up, resource: "ippools", name: "p"},
@@ -242,6 +245,9 @@ func TestIpamdLeastPrivilege(t *testing.T) {
 		{verb: "update", group: up, resource: "reservedips", name: "r"},
 		{verb: "delete", group: up, resource: "reservedips", name: "r"},
 		{verb: "list", group: "apps", resource: "statefulsets"},
+		{verb: "list", group: "apps", resource: "replicasets"},
+		{verb: "watch", group: "batch", resource: "jobs"},
+		{verb: "get", group: "batch", resource: "cronjobs", namespace: "default", name: "c"},
 		{verb: "get", resource: "secrets", namespace: namespace, name: "underpool-webhook-ca"},
 		{verb: "list", resource: "secrets"},
 		{verb: "update", resource: "pods", namespace: "default", name: "a"},
