@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/allocator"
 	"github.com/underpool/underpool/core/apppool"
 )
 
@@ -133,14 +134,42 @@ func (r *appPools) resize(ctx context.Context, current *v1.IPPool, pools []v1.IP
 	if errors.As(err, &noRoom) {
 		return &stuckInSubnet{pool: current.Name, err: noRoom}
 	}
-	if err != nil || slices.Equal(current.Spec.IPs, ips) {
+	if err != nil {
 		return err
+	}
+	pending := shrinkPending(current, ips, want.size)
+	if slices.Equal(current.Spec.IPs, ips) {
+		return pending
 	}
 	current.Spec.IPs = ips
 	if err := r.c.Update(ctx, current); err != nil {
 		return err // the webhook refuses to drop held addresses
 	}
 	r.changes.WithLabelValues(appPoolResized).Inc()
+	return pending
+}
+
+// shrinkWaiting says a pool is still larger than its workload wants: the addresses it
+// should drop are held, by pods of the workload still terminating. Nothing about the
+// workload changes when they go, so the pool is looked at again.
+type shrinkWaiting struct {
+	pool       string
+	have, want uint64
+}
+
+func (e *shrinkWaiting) Error() string {
+	return fmt.Sprintf("IPPool %s keeps %d addresses, %d wanted, until its pods release the others", e.pool, e.have, e.want)
+}
+
+// shrinkPending is a *shrinkWaiting when the carved ips are more than size.
+func shrinkPending(pool *v1.IPPool, ips []string, size int) error {
+	view, err := allocator.NewPool(pool.Name, &v1.IPPoolSpec{Subnet: pool.Spec.Subnet, IPs: ips})
+	if err != nil {
+		return nil
+	}
+	if have, want := view.Usable.Count(), uint64(max(size, 1)); have > want {
+		return &shrinkWaiting{pool: pool.Name, have: have, want: want}
+	}
 	return nil
 }
 

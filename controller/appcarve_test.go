@@ -197,3 +197,34 @@ func TestAWorkloadOfNoReplicasGetsNoPoolOfTheWholeSubnet(t *testing.T) {
 		t.Fatalf("scaled to 0: pool %+v, want one address", p)
 	}
 }
+
+// Scaled down while its pods still hold their addresses (they terminate), a pool keeps
+// them and is looked at again: nothing about the workload changes when the pods go, so
+// without the recheck it would keep them for good.
+func TestAPoolShrinksOnceTheScaledDownPodsReleaseTheirAddresses(t *testing.T) {
+	dep := deploymentOn("web", 3, map[string]string{v1.AnnotationSubnet: `{"ipv4":["s"]}`})
+	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(subnetObj("s", "10.0.0.0/24"), dep).Build()
+	r, _ := reconciler(t, api, apppool.KindDeployment)
+	w := apppool.Workload{Kind: "Deployment", Namespace: "ns", Name: "web"}
+	reconcileOnce(t, r, "ns", "web")
+	p := workloadPool(t, api, w)
+	p.Status.Allocated, p.Status.AllocatedIPCount = "1-3", 3 // every pod holds its address
+	if err := api.Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	dep.Spec.Replicas = ptr.To[int32](1)
+	if err := api.Update(context.Background(), dep); err != nil {
+		t.Fatal(err)
+	}
+	if res := reconcileOnce(t, r, "ns", "web"); res.RequeueAfter != shrinkRecheck || usable(t, workloadPool(t, api, w)) != 3 {
+		t.Fatalf("while the pods hold their addresses: recheck %v, %d addresses; want %v and all 3 kept", res.RequeueAfter, usable(t, workloadPool(t, api, w)), shrinkRecheck)
+	}
+	p = workloadPool(t, api, w)
+	p.Status.Allocated, p.Status.AllocatedIPCount = "1", 1 // two pods went
+	if err := api.Update(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	if res := reconcileOnce(t, r, "ns", "web"); res.RequeueAfter != 0 || usable(t, workloadPool(t, api, w)) != 1 {
+		t.Fatalf("once released: recheck %v, %d addresses; want none and 1", res.RequeueAfter, usable(t, workloadPool(t, api, w)))
+	}
+}

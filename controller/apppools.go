@@ -99,6 +99,9 @@ const (
 	// noRoomRecheck: its Subnets have no room (an operator frees addresses or adds a Subnet)
 	noRoomRecheck = 30 * time.Second
 	failedRecheck = 10 * time.Second
+	// shrinkRecheck: its pool holds addresses of pods still terminating, which it drops
+	// once they go
+	shrinkRecheck = 5 * time.Second
 )
 
 // report turns one pool's outcome into an event on the workload and a recheck.
@@ -106,10 +109,13 @@ func (r *appPools) report(a *appWorkload, family v1.IPFamily, carved string, err
 	var terminating *poolTerminating
 	var stuck *stuckInSubnet
 	var full *noSubnetHasRoom
+	var shrinking *shrinkWaiting
 	switch {
 	case err == nil && carved != "":
 		r.events.Eventf(a.obj, nil, "Normal", "AppPoolCarved", "CarvePool", "%s", carved)
 	case err == nil:
+	case errors.As(err, &shrinking):
+		return reconcile.Result{RequeueAfter: shrinkRecheck} // no event: the pods are on their way out
 	case errors.As(err, &terminating):
 		r.events.Eventf(a.obj, nil, "Normal", "AppPoolTerminating", "CarvePool", "%v", err)
 		return reconcile.Result{RequeueAfter: terminatingRecheck}
