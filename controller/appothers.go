@@ -7,13 +7,16 @@ import (
 	"slices"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv1 "k8s.io/api/autoscaling/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -25,13 +28,14 @@ import (
 	"github.com/underpool/underpool/core/apppool"
 )
 
-// Workloads of kinds that are not built in (an operator's StatefulSet-like kind, say):
-// the controller cannot read their pod templates, and is not allowed to list or watch
-// arbitrary kinds. It learns of one from its pods (a metadata-only pod watch, slimmed to
-// the pods of such workloads that name a Subnet), reads the pool's annotations from its
-// newest pod, its replicas from its scale subresource (get */scale, nothing else of the
-// kind), and whether it is gone from that same read. It looks again every
-// othersRecheck, and whenever one of its pods comes or goes.
+// Workloads of kinds that are not built in (an operator's StatefulSet-like kind, an Argo
+// Rollout over ReplicaSets, say): the controller cannot read their pod templates, and is
+// not allowed to list or watch arbitrary kinds. It learns of one from its pods (a
+// metadata-only pod watch, slimmed to the pods of such workloads that name a Subnet) or
+// from the ReplicaSets or Jobs it controls, reads the pool's annotations from the newest
+// of those (else of its pods), its replicas from its scale subresource (get */scale,
+// nothing else of the kind), and whether it is gone from that same read. It looks again
+// every othersRecheck, and whenever one of its pods, ReplicaSets or Jobs comes or goes.
 // +kubebuilder:rbac:groups="",resources=pods,verbs=list;watch
 // +kubebuilder:rbac:groups=*,resources=*/scale,verbs=get
 
@@ -40,12 +44,18 @@ import (
 const othersRecheck = 30 * time.Second
 
 // indexPodWorkload indexes cached pod metadata by the workload (apppool.Workload.String)
-// of another kind that controls the pod.
-const indexPodWorkload = "underpool.workload"
+// of another kind that controls the pod; indexAboveWorkload indexes ReplicaSets and Jobs
+// by the workload of another kind that controls them.
+const (
+	indexPodWorkload   = "underpool.workload"
+	indexAboveWorkload = "underpool.above"
+)
 
 // otherKinds reads the workloads of kinds that are not built in.
 type otherKinds struct {
-	pods  client.Reader // the cache of pod metadata, indexed by indexPodWorkload
+	// cache holds pod metadata indexed by indexPodWorkload, ReplicaSets and Jobs by
+	// indexAboveWorkload
+	cache client.Reader
 	scale scaleReader
 }
 
@@ -67,19 +77,19 @@ func (e *noScaleError) Error() string {
 }
 
 func (o *otherKinds) read(ctx context.Context, w apppool.Workload) (*appWorkload, error) {
-	pod, err := o.newestPod(ctx, w)
+	src, err := o.template(ctx, w)
 	if err != nil {
 		return nil, err
 	}
 	replicas, selectorText, gvk, err := o.scale.Scale(ctx, w)
-	if meta.IsNoMatchError(err) && pod == nil {
-		// the kind is no longer served (its CRD deleted) and no pod of it is left: gone
+	if meta.IsNoMatchError(err) && src == nil {
+		// the kind is no longer served (its CRD deleted) and nothing of it is left: gone
 		return nil, apierrors.NewNotFound(schema.GroupResource{Group: w.GroupKind().Group, Resource: w.GroupKind().Kind}, w.Name)
 	}
 	if apierrors.IsNotFound(err) {
 		return nil, err
 	}
-	a := &appWorkload{obj: eventObject(w, gvk, pod), replicas: replicas, recheck: othersRecheck}
+	a := &appWorkload{obj: eventObject(w, gvk, src), replicas: replicas, recheck: othersRecheck}
 	if err != nil {
 		if gvk.Empty() {
 			return nil, fmt.Errorf("reading the scale of %s: %w", w, err)
@@ -91,39 +101,79 @@ func (o *otherKinds) read(ctx context.Context, w apppool.Workload) (*appWorkload
 			return a, fmt.Errorf("%s: status.selector %q of its scale subresource: %w", w, selectorText, err)
 		}
 	}
-	if pod != nil {
-		a.template = pod.Annotations // no pod: nothing to carve from; the pools stay as they are
+	if src != nil {
+		a.template = src.annotations // none: nothing to carve from; the pools stay as they are
 	}
 	return a, nil
 }
 
-// newestPod is the workload's newest pod not being deleted, nil when it has none: its
-// annotations are the workload's pod template's as the controller can know them.
-func (o *otherKinds) newestPod(ctx context.Context, w apppool.Workload) (*metav1.PartialObjectMetadata, error) {
-	list := &metav1.PartialObjectMetadataList{}
-	list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := o.pods.List(ctx, list, client.InNamespace(w.Namespace), client.MatchingFields{indexPodWorkload: w.String()}); err != nil {
+// templateOf is what the controller knows of a workload of another kind's pod template:
+// its annotations, and the workload's UID (from the controller reference).
+type templateOf struct {
+	annotations map[string]string
+	uid         types.UID
+	created     metav1.Time
+}
+
+// template reads the workload's pod template annotations from the newest ReplicaSet or
+// Job it controls (an Argo Rollout's ReplicaSets, say), else from its newest pod not being
+// deleted; nil when it has neither.
+func (o *otherKinds) template(ctx context.Context, w apppool.Workload) (*templateOf, error) {
+	var newest *templateOf
+	consider := func(obj metav1.Object, annotations map[string]string) {
+		if obj.GetDeletionTimestamp() != nil {
+			return
+		}
+		if t := obj.GetCreationTimestamp(); newest == nil || newest.created.Before(&t) {
+			newest = &templateOf{annotations: annotations, created: t}
+			if ref := metav1.GetControllerOfNoCopy(obj); ref != nil {
+				newest.uid = ref.UID
+			}
+		}
+	}
+	for _, kind := range []string{apppool.KindReplicaSet, apppool.KindJob} {
+		list := intermediateList(kind)
+		if err := o.cache.List(ctx, list, client.InNamespace(w.Namespace), client.MatchingFields{indexAboveWorkload: w.String()}); err != nil {
+			return nil, err
+		}
+		items, err := meta.ExtractList(list)
+		if err != nil {
+			return nil, err
+		}
+		for _, item := range items {
+			if obj, ok := item.(client.Object); ok {
+				consider(obj, builtinKinds[kind].read(obj).template)
+			}
+		}
+	}
+	if newest != nil {
+		return newest, nil
+	}
+	pods := &metav1.PartialObjectMetadataList{}
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	if err := o.cache.List(ctx, pods, client.InNamespace(w.Namespace), client.MatchingFields{indexPodWorkload: w.String()}); err != nil {
 		return nil, err
 	}
-	var newest *metav1.PartialObjectMetadata
-	for i := range list.Items {
-		p := &list.Items[i]
-		if p.DeletionTimestamp == nil && (newest == nil || newest.CreationTimestamp.Before(&p.CreationTimestamp)) {
-			newest = p
-		}
+	for i := range pods.Items {
+		consider(&pods.Items[i], pods.Items[i].Annotations)
 	}
 	return newest, nil
 }
 
-// eventObject is the workload as events name it: its kind, name and (from its pods'
-// owner reference) UID; no read of the object itself is allowed.
-func eventObject(w apppool.Workload, gvk schema.GroupVersionKind, pod *metav1.PartialObjectMetadata) client.Object {
+func intermediateList(kind string) client.ObjectList {
+	if kind == apppool.KindJob {
+		return &batchv1.JobList{}
+	}
+	return &appsv1.ReplicaSetList{}
+}
+
+// eventObject is the workload as events name it: its kind, name and (from the controller
+// references to it) UID; no read of the object itself is allowed.
+func eventObject(w apppool.Workload, gvk schema.GroupVersionKind, src *templateOf) client.Object {
 	obj := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: w.Namespace, Name: w.Name}}
 	obj.SetGroupVersionKind(gvk)
-	if pod != nil {
-		if ref := metav1.GetControllerOf(pod); ref != nil {
-			obj.UID = ref.UID
-		}
+	if src != nil {
+		obj.UID = src.uid
 	}
 	return obj
 }
@@ -141,6 +191,45 @@ func otherKindOf(pod metav1.Object) (apppool.Workload, bool) {
 	}
 	w := apppool.Workload{Kind: apppool.KindOf(ref.APIVersion, ref.Kind), Namespace: pod.GetNamespace(), Name: ref.Name}
 	return w, !w.Builtin()
+}
+
+// otherKindAbove is the workload of a kind not built in that controls a ReplicaSet or Job
+// whose pod template names a Subnet: its pods find it through that object
+// (apppool.WorkloadOf), and the controller learns of it from that object.
+func otherKindAbove(obj client.Object) (apppool.Workload, bool) {
+	var k appKind
+	switch obj.(type) {
+	case *appsv1.ReplicaSet:
+		k = builtinKinds[apppool.KindReplicaSet]
+	case *batchv1.Job:
+		k = builtinKinds[apppool.KindJob]
+	default:
+		return apppool.Workload{}, false
+	}
+	a := k.read(obj)
+	if a.above == nil || (a.template[v1.AnnotationSubnet] == "" && a.template[v1.AnnotationSubnets] == "") {
+		return apppool.Workload{}, false
+	}
+	w := apppool.Workload{Kind: apppool.KindOf(a.above.APIVersion, a.above.Kind), Namespace: obj.GetNamespace(), Name: a.above.Name}
+	return w, !w.Builtin()
+}
+
+// aboveWorkloadIndex is indexAboveWorkload's function.
+func aboveWorkloadIndex(obj client.Object) []string {
+	if w, ok := otherKindAbove(obj); ok {
+		return []string{w.String()}
+	}
+	return nil
+}
+
+// enqueueOtherKindAbove maps a ReplicaSet or Job to the workload of another kind above it.
+func enqueueOtherKindAbove() handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
+		if w, ok := otherKindAbove(obj); ok {
+			return []reconcile.Request{requestFor(w)}
+		}
+		return nil
+	})
 }
 
 // podWorkloadIndex is indexPodWorkload's function.

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -57,10 +59,11 @@ func TestAThirdPartyWorkloadsPoolFollowsItsScale(t *testing.T) {
 	old := widgetPod("w-a", "w", time.Now().Add(-time.Hour), map[string]string{v1.AnnotationSubnet: `{"ipv4":["other"]}`})
 	newest := widgetPod("w-b", "w", time.Now(), ann)
 	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(subnetObj("s", "10.0.0.0/24"), old, newest).
-		WithIndex(podMetadata(), indexPodWorkload, podWorkloadIndex).Build()
+		WithIndex(podMetadata(), indexPodWorkload, podWorkloadIndex).
+		WithIndex(&appsv1.ReplicaSet{}, indexAboveWorkload, aboveWorkloadIndex).WithIndex(&batchv1.Job{}, indexAboveWorkload, aboveWorkloadIndex).Build()
 	scales := &fakeScales{replicas: map[string]int32{"w": 2}}
 	rec := events.NewFakeRecorder(100)
-	r := &appPools{c: api, api: api, others: &otherKinds{pods: api, scale: scales}, events: rec, carving: &sync.Mutex{}, changes: testMetrics(t).appPoolChanges}
+	r := &appPools{c: api, api: api, others: &otherKinds{cache: api, scale: scales}, events: rec, carving: &sync.Mutex{}, changes: testMetrics(t).appPoolChanges}
 	w := apppool.Workload{Kind: "Widget.example.com", Namespace: "ns", Name: "w"}
 	req := requestFor(w)
 	if req.Name != "Widget.example.com/w" {
@@ -111,9 +114,10 @@ func TestAThirdPartyWorkloadsPoolFollowsItsScale(t *testing.T) {
 func TestAKindWithoutAScaleSubresourceIsToldWhy(t *testing.T) {
 	pod := widgetPod("w-a", "w", time.Now(), map[string]string{v1.AnnotationSubnet: `{"ipv4":["s"]}`})
 	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(subnetObj("s", "10.0.0.0/24"), pod).
-		WithIndex(podMetadata(), indexPodWorkload, podWorkloadIndex).Build()
+		WithIndex(podMetadata(), indexPodWorkload, podWorkloadIndex).
+		WithIndex(&appsv1.ReplicaSet{}, indexAboveWorkload, aboveWorkloadIndex).WithIndex(&batchv1.Job{}, indexAboveWorkload, aboveWorkloadIndex).Build()
 	rec := events.NewFakeRecorder(10)
-	r := &appPools{c: api, api: api, others: &otherKinds{pods: api, scale: &fakeScales{noScale: true}}, events: rec, carving: &sync.Mutex{}, changes: testMetrics(t).appPoolChanges}
+	r := &appPools{c: api, api: api, others: &otherKinds{cache: api, scale: &fakeScales{noScale: true}}, events: rec, carving: &sync.Mutex{}, changes: testMetrics(t).appPoolChanges}
 	if res, err := r.Reconcile(context.Background(), requestFor(apppool.Workload{Kind: "Widget.example.com", Namespace: "ns", Name: "w"})); err != nil || res.RequeueAfter == 0 {
 		t.Fatalf("%+v %v", res, err)
 	}
@@ -160,4 +164,39 @@ func TestCachedPodsKeepOnlyWhatOtherKindsPoolsNeed(t *testing.T) {
 	if len(queue.added) != 2 || queue.added[0].Name != "Widget.example.com/w" || queue.added[1] != queue.added[0] {
 		t.Errorf("enqueued %v, want the Widget twice (its pod, its pool) and nothing for the ReplicaSet's pod or the Deployment's pool", queue.added)
 	}
+}
+
+// A kind that runs its pods through ReplicaSets (an Argo Rollout, say): the controller
+// learns of it from its ReplicaSets, reads the pool's annotations from the newest one's
+// template, sizes the pool by the Rollout's scale, and carves nothing for the ReplicaSets.
+func TestAThirdPartyKindOverReplicaSetsGetsItsPoolFromTheirTemplate(t *testing.T) {
+	rollout := func(name string, created time.Time, subnet string) *appsv1.ReplicaSet {
+		rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, CreationTimestamp: metav1.NewTime(created),
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "argoproj.io/v1alpha1", Kind: "Rollout", Name: "canary", UID: "ro-uid", Controller: ptr.To(true)}}},
+			Spec: appsv1.ReplicaSetSpec{Replicas: ptr.To[int32](1)}}
+		rs.Spec.Template.Annotations = map[string]string{v1.AnnotationSubnet: `{"ipv4":["` + subnet + `"]}`}
+		return rs
+	}
+	old, current := rollout("canary-6d", time.Now().Add(-time.Hour), "gone"), rollout("canary-7f", time.Now(), "s")
+	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(subnetObj("s", "10.0.0.0/24"), old, current).
+		WithIndex(podMetadata(), indexPodWorkload, podWorkloadIndex).
+		WithIndex(&appsv1.ReplicaSet{}, indexAboveWorkload, aboveWorkloadIndex).WithIndex(&batchv1.Job{}, indexAboveWorkload, aboveWorkloadIndex).Build()
+	queue := &fakeQueue{}
+	enqueueOtherKindAbove().Create(context.Background(), event.CreateEvent{Object: current}, queue)
+	w := apppool.Workload{Kind: "Rollout.argoproj.io", Namespace: "ns", Name: "canary"}
+	if len(queue.added) != 1 || queue.added[0] != requestFor(w) {
+		t.Fatalf("the ReplicaSet enqueued %v, want its Rollout", queue.added)
+	}
+	rec := events.NewFakeRecorder(10)
+	r := &appPools{c: api, api: api, others: &otherKinds{cache: api, scale: &fakeScales{replicas: map[string]int32{"canary": 3}}},
+		events: rec, carving: &sync.Mutex{}, changes: testMetrics(t).appPoolChanges}
+	if _, err := r.Reconcile(context.Background(), requestFor(w)); err != nil {
+		t.Fatal(err)
+	}
+	if p := workloadPool(t, api, w); p == nil || usable(t, p) != 3 || p.Labels[apppool.LabelSubnet] != "s" {
+		t.Fatalf("pool %+v, want 3 addresses of Subnet s (the newest ReplicaSet's template); events %q", p, drain(rec))
+	}
+	rsReconciler, _ := reconciler(t, api, apppool.KindReplicaSet)
+	reconcileOnce(t, rsReconciler, "ns", "canary-7f")
+	requireDisjoint(t, api, 1)
 }

@@ -95,13 +95,22 @@ func (s *setup) otherKindsPools(ctx context.Context, carving *sync.Mutex) error 
 	if err := s.mgr.GetFieldIndexer().IndexField(ctx, podMetadata(), indexPodWorkload, podWorkloadIndex); err != nil {
 		return fmt.Errorf("indexing pods by their workload: %w", err)
 	}
+	for _, kind := range []string{apppool.KindReplicaSet, apppool.KindJob} {
+		if err := s.mgr.GetFieldIndexer().IndexField(ctx, builtinKinds[kind].newObj(), indexAboveWorkload, aboveWorkloadIndex); err != nil {
+			return fmt.Errorf("indexing %ss by the workload above them: %w", kind, err)
+		}
+	}
 	disco, err := discovery.NewDiscoveryClientForConfig(s.mgr.GetConfig())
 	if err != nil {
 		return err
 	}
-	others := &otherKinds{pods: s.mgr.GetCache(), scale: &apiScales{c: s.mgr.GetClient(), mapper: s.mgr.GetRESTMapper(), discovery: disco}}
+	others := &otherKinds{cache: s.mgr.GetCache(), scale: &apiScales{c: s.mgr.GetClient(), mapper: s.mgr.GetRESTMapper(), discovery: disco}}
 	return builder.ControllerManagedBy(s.mgr).Named("app-pools-other-kinds").
 		WatchesMetadata(&corev1.Pod{}, enqueueOtherKind(), builder.WithPredicates(podsComeAndGo)).
+		Watches(builtinKinds[apppool.KindReplicaSet].newObj(), enqueueOtherKindAbove(),
+			builder.WithPredicates(sizeOrTemplateChanged(builtinKinds[apppool.KindReplicaSet]))).
+		Watches(builtinKinds[apppool.KindJob].newObj(), enqueueOtherKindAbove(),
+			builder.WithPredicates(sizeOrTemplateChanged(builtinKinds[apppool.KindJob]))).
 		Watches(&v1.IPPool{}, enqueueOwner(""), builder.WithPredicates(poolsOfOtherKinds)).
 		Complete(s.appPools("", carving, others))
 }
