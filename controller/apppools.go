@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
+	"strings"
 	"sync"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -25,73 +23,156 @@ import (
 	"github.com/underpool/underpool/core/apppool"
 )
 
-// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch
 // +kubebuilder:rbac:groups=underpool.io,resources=ippools,verbs=create;delete
 
-// appPools keeps one IPPool per family for each Deployment or StatefulSet whose pod
-// template names a Subnet: carved from it, sized to the replicas (+N), resized as the
-// workload scales, and deleted (or kept, ippool-reclaim: "false") when the workload goes.
+// appPools keeps one IPPool per interface and family for each workload whose pod template
+// names a Subnet: carved from the first Subnet listed with room for it, sized to the
+// workload's pods (+N), resized in that Subnet as the workload scales, and deleted (or
+// kept, ippool-reclaim: "false") when the workload goes. One reconciler per built-in kind
+// (appkinds.go), and one for every other kind, read through its scale subresource and
+// its pods (appothers.go).
 type appPools struct {
 	c client.Client
 	// api reads pools uncached: the cache lags this controller's own creates, and a pool
 	// carved from a stale list would overlap the one created a moment before
-	api    client.Reader
-	kind   string // Deployment or StatefulSet
+	api client.Reader
+	// kind is the built-in kind this reconciler serves; "" serves every other kind, whose
+	// requests are named "Kind.group/name" (otherRequest)
+	kind   string
+	others *otherKinds // reads the workloads of other kinds; nil in a built-in kind's reconciler
 	events events.EventRecorder
-	// carving is shared by the Deployment and StatefulSet reconcilers: one carve at a time
-	// (list, decide, create or update), so this controller never writes two pools that
-	// share an address. One lock for every Subnet, not one per Subnet: Subnets may overlap,
-	// and a carve is one list and one write.
+	// carving is shared by every kind's reconciler: one carve at a time (list, decide,
+	// create or update), so this controller never writes two pools that share an
+	// address. One lock for every Subnet, not one per Subnet: Subnets may overlap, and a
+	// carve is one list and one write.
 	carving *sync.Mutex
 	changes *prometheus.CounterVec // underpool_application_pools_total
 }
 
 func (r *appPools) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	w := apppool.Workload{Kind: r.kind, Namespace: req.Namespace, Name: req.Name}
-	obj, template, replicas, selector, err := r.get(ctx, req)
+	w, ok := r.workloadFor(req)
+	if !ok {
+		return reconcile.Result{}, nil
+	}
+	a, err := r.read(ctx, w)
 	if apierrors.IsNotFound(err) {
 		return reconcile.Result{}, r.workloadGone(ctx, w)
 	}
 	if err != nil {
+		if a != nil && a.obj != nil { // the workload is there, but cannot be sized
+			r.events.Eventf(a.obj, nil, "Warning", "AppPoolFailed", "CarvePool", "%v", err)
+			return reconcile.Result{RequeueAfter: failedRecheck}, nil
+		}
 		return reconcile.Result{}, err
 	}
-	subnets, err := v1.ParseSubnets(template)
+	result := reconcile.Result{RequeueAfter: a.recheck}
+	if a.above != nil {
+		return result, nil // a Deployment's ReplicaSet, a CronJob's Job: the pool is the controller's above
+	}
+	subnets, err := v1.ParseSubnets(a.template)
 	if subnets == nil && err == nil {
-		return reconcile.Result{}, nil // the workload asks for no application pool
+		return result, nil // the workload asks for no application pool
 	}
-	size, err2 := v1.ParseIPNumber(template, replicas)
-	reclaim, err3 := v1.ParseReclaim(template)
+	size, err2 := v1.ParseIPNumber(a.template, a.replicas)
+	reclaim, err3 := v1.ParseReclaim(a.template)
 	if err = firstErr(err, err2, err3); err != nil {
-		r.events.Eventf(obj, nil, "Warning", "BadAnnotation", "CarvePool", "%v", err)
-		return reconcile.Result{}, nil // nothing to retry until the workload changes
+		r.events.Eventf(a.obj, nil, "Warning", "BadAnnotation", "CarvePool", "%v", err)
+		return result, nil // nothing to retry until the workload changes
 	}
-	result := reconcile.Result{}
 	for ifName, sub := range subnets {
 		for _, family := range []v1.IPFamily{v1.IPv4, v1.IPv6} {
-			name := sub.First(family)
-			if name == "" {
-				continue
-			}
-			err := r.ensurePool(ctx, w, ifName, family, name, size, reclaim, selector)
-			var terminating *poolTerminating
-			if errors.As(err, &terminating) {
-				r.events.Eventf(obj, nil, "Normal", "AppPoolTerminating", "CarvePool", "%v", err)
-				result.RequeueAfter = terminatingRecheck
-				continue
-			}
-			if err != nil {
-				r.events.Eventf(obj, nil, "Warning", "AppPoolFailed", "CarvePool", "%s pool from Subnet %s: %v", family, name, err)
-				return reconcile.Result{RequeueAfter: 10 * time.Second}, nil
+			if names := sub.List(family); len(names) > 0 {
+				carved, err := r.ensurePool(ctx, w, a, poolWant{ifName: ifName, family: family, subnets: names, size: size, reclaim: reclaim})
+				result = soonest(result, r.report(a, family, carved, err))
 			}
 		}
 	}
 	return result, nil
 }
 
-// terminatingRecheck is how soon a workload waiting for its pool's earlier incarnation to
-// go is looked at again, should the pool's delete event be missed; the event itself
-// (enqueueOwner) is what normally carves the new pool at once.
-const terminatingRecheck = 30 * time.Second
+// Rechecks: how soon a workload is looked at again when its pool cannot be made now.
+const (
+	// terminatingRecheck: waiting for its pool's earlier incarnation to go, should the
+	// pool's delete event be missed; the event itself (enqueueOwner) is what normally
+	// carves the new pool at once.
+	terminatingRecheck = 30 * time.Second
+	// noRoomRecheck: its Subnets have no room (an operator frees addresses or adds a Subnet)
+	noRoomRecheck = 30 * time.Second
+	failedRecheck = 10 * time.Second
+	// shrinkRecheck: its pool holds addresses of pods still terminating, which it drops
+	// once they go
+	shrinkRecheck = 5 * time.Second
+)
+
+// report turns one pool's outcome into an event on the workload and a recheck.
+func (r *appPools) report(a *appWorkload, family v1.IPFamily, carved string, err error) reconcile.Result {
+	var terminating *poolTerminating
+	var stuck *stuckInSubnet
+	var full *noSubnetHasRoom
+	var shrinking *shrinkWaiting
+	switch {
+	case err == nil && carved != "":
+		r.events.Eventf(a.obj, nil, "Normal", "AppPoolCarved", "CarvePool", "%s", carved)
+	case err == nil:
+	case errors.As(err, &shrinking):
+		return reconcile.Result{RequeueAfter: shrinkRecheck} // no event: the pods are on their way out
+	case errors.As(err, &terminating):
+		r.events.Eventf(a.obj, nil, "Normal", "AppPoolTerminating", "CarvePool", "%v", err)
+		return reconcile.Result{RequeueAfter: terminatingRecheck}
+	case errors.As(err, &stuck), errors.As(err, &full):
+		r.events.Eventf(a.obj, nil, "Warning", "AppPoolNoRoom", "CarvePool", "%s %v", family, err)
+		return reconcile.Result{RequeueAfter: noRoomRecheck}
+	default:
+		r.events.Eventf(a.obj, nil, "Warning", "AppPoolFailed", "CarvePool", "%s pool: %v", family, err)
+		return reconcile.Result{RequeueAfter: failedRecheck}
+	}
+	return reconcile.Result{}
+}
+
+// soonest keeps the earlier of two rechecks (zero: none).
+func soonest(a, b reconcile.Result) reconcile.Result {
+	if a.RequeueAfter == 0 || (b.RequeueAfter > 0 && b.RequeueAfter < a.RequeueAfter) {
+		return b
+	}
+	return a
+}
+
+// workloadFor names the workload a request is for: the reconciler's own kind, or the
+// kind the request names for the reconciler of every other kind.
+func (r *appPools) workloadFor(req reconcile.Request) (apppool.Workload, bool) {
+	if r.kind != "" {
+		return apppool.Workload{Kind: r.kind, Namespace: req.Namespace, Name: req.Name}, true
+	}
+	kind, name, ok := strings.Cut(req.Name, "/")
+	return apppool.Workload{Kind: kind, Namespace: req.Namespace, Name: name}, ok && kind != "" && name != ""
+}
+
+// requestFor is the request of the reconciler that serves w: the workload's own name for
+// a built-in kind; "Kind.group/name" for any other (object names hold no "/", so the
+// request cannot be mistaken for a name).
+func requestFor(w apppool.Workload) reconcile.Request {
+	if w.Builtin() {
+		return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: w.Namespace, Name: w.Name}}
+	}
+	return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: w.Namespace, Name: w.Kind + "/" + w.Name}}
+}
+
+// read reads the workload of any kind; NotFound when it is gone.
+func (r *appPools) read(ctx context.Context, w apppool.Workload) (*appWorkload, error) {
+	if !w.Builtin() {
+		if r.others == nil {
+			return nil, fmt.Errorf("no reader for workloads of kind %s", w.Kind)
+		}
+		return r.others.read(ctx, w)
+	}
+	k := builtinKinds[w.Kind]
+	obj := k.newObj()
+	if err := r.c.Get(ctx, client.ObjectKey{Namespace: w.Namespace, Name: w.Name}, obj); err != nil {
+		return nil, err
+	}
+	a := k.read(obj)
+	return &a, nil
+}
 
 // poolTerminating says the workload's pool, by its stable name, is still being deleted:
 // a workload deleted and made again under the same name, while its old pods still hold
@@ -106,9 +187,9 @@ func (e *poolTerminating) Error() string {
 		"it is carved again as soon as it is gone", e.pool, e.kind)
 }
 
-// enqueueOwner maps an application pool's deletion to a reconcile of the workload of
-// kind it was carved for: a workload made again while its old pool was terminating gets
-// its new pool the moment the old one is gone.
+// enqueueOwner maps an application pool's deletion to a reconcile of the workload it was
+// carved for, by the reconciler of kind ("" for every kind not built in): a workload made
+// again while its old pool was terminating gets its new pool the moment the old one is gone.
 func enqueueOwner(kind string) handler.EventHandler {
 	return handler.EnqueueRequestsFromMapFunc(func(_ context.Context, obj client.Object) []reconcile.Request {
 		pool, ok := obj.(*v1.IPPool)
@@ -116,10 +197,10 @@ func enqueueOwner(kind string) handler.EventHandler {
 			return nil
 		}
 		w, ok := apppool.OwnerOf(pool)
-		if !ok || w.Kind != kind {
+		if !ok || (kind != "" && w.Kind != kind) || (kind == "" && w.Builtin()) {
 			return nil
 		}
-		return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: w.Namespace, Name: w.Name}}}
+		return []reconcile.Request{requestFor(w)}
 	})
 }
 
@@ -130,75 +211,6 @@ var poolDeletes = predicate.Funcs{
 	UpdateFunc:  func(event.UpdateEvent) bool { return false },
 	DeleteFunc:  func(event.DeleteEvent) bool { return true },
 	GenericFunc: func(event.GenericEvent) bool { return false },
-}
-
-func (r *appPools) get(ctx context.Context, req reconcile.Request) (client.Object, map[string]string, int32, *metav1.LabelSelector, error) {
-	replicas := func(p *int32) int32 {
-		if p == nil {
-			return 1
-		}
-		return *p
-	}
-	if r.kind == "StatefulSet" {
-		s := &appsv1.StatefulSet{}
-		err := r.c.Get(ctx, req.NamespacedName, s)
-		return s, s.Spec.Template.Annotations, replicas(s.Spec.Replicas), s.Spec.Selector, err
-	}
-	d := &appsv1.Deployment{}
-	err := r.c.Get(ctx, req.NamespacedName, d)
-	return d, d.Spec.Template.Annotations, replicas(d.Spec.Replicas), d.Spec.Selector, err
-}
-
-func (r *appPools) ensurePool(ctx context.Context, w apppool.Workload, ifName string, family v1.IPFamily, subnetName string, size int,
-	reclaim bool, selector *metav1.LabelSelector) error {
-	r.carving.Lock()
-	defer r.carving.Unlock()
-	subnet := &v1.Subnet{}
-	if err := r.api.Get(ctx, client.ObjectKey{Name: subnetName}, subnet); err != nil {
-		return fmt.Errorf("reading Subnet %s: %w", subnetName, err)
-	}
-	var pools v1.IPPoolList
-	if err := r.api.List(ctx, &pools); err != nil {
-		return fmt.Errorf("listing IPPools to carve from Subnet %s: %w", subnetName, err)
-	}
-	name := w.PoolNameFor(ifName, family)
-	var current *v1.IPPool
-	for i := range pools.Items {
-		if pools.Items[i].Name == name {
-			current = &pools.Items[i]
-		}
-	}
-	if current != nil && current.DeletionTimestamp != nil {
-		return &poolTerminating{pool: name, kind: w.Kind}
-	}
-	ips, err := apppool.Carve(subnet, pools.Items, current, size)
-	if err != nil {
-		return err
-	}
-	if current != nil {
-		if slices.Equal(current.Spec.IPs, ips) {
-			return nil
-		}
-		current.Spec.IPs = ips
-		if err := r.c.Update(ctx, current); err != nil {
-			return err // the webhook refuses to drop held addresses
-		}
-		r.changes.WithLabelValues(appPoolResized).Inc()
-		return nil
-	}
-	pool := &v1.IPPool{
-		ObjectMeta: metav1.ObjectMeta{Name: name,
-			Labels:      map[string]string{apppool.LabelOwnerHash: w.Hash(), apppool.LabelSubnet: subnetName, apppool.LabelReclaim: fmt.Sprint(reclaim)},
-			Annotations: map[string]string{apppool.AnnotationOwner: w.String()}},
-		Spec: v1.IPPoolSpec{Subnet: subnet.Spec.Subnet, IPs: ips, Gateway: subnet.Spec.Gateway, Vlan: subnet.Spec.Vlan,
-			PodAffinity:       selector,
-			NamespaceAffinity: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": w.Namespace}}},
-	}
-	if err := r.c.Create(ctx, pool); err != nil {
-		return client.IgnoreAlreadyExists(err)
-	}
-	r.changes.WithLabelValues(appPoolCreated).Inc()
-	return nil
 }
 
 // workloadGone deletes the workload's pools unless they are to be kept; the pool

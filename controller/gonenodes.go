@@ -142,7 +142,8 @@ func nodeTransform(obj any) (any, error) {
 
 // newGoneNodeRecycler wires the recycler: pool commits and Endpoint writes as ipamd makes
 // them, reads of pods and StatefulSets straight from the API (the controller caches no
-// pods: it reads one only for an Endpoint of a gone node).
+// pod objects, only pod metadata slimmed for application pools: it reads a pod only for
+// an Endpoint of a gone node).
 // Its releases are counted on recycled (underpool_controller_recycled_total); the service's
 // and the committer's other series stay unregistered, as ipamd's own report them.
 func newGoneNodeRecycler(writer client.Client, cache, api client.Reader, interval, grace time.Duration,

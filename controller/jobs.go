@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 
 	"go.uber.org/zap"
-	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -22,6 +24,7 @@ import (
 	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/controller/orphans"
 	"github.com/underpool/underpool/controller/webhook"
+	"github.com/underpool/underpool/core/apppool"
 	"github.com/underpool/underpool/ipamd/store"
 )
 
@@ -69,21 +72,51 @@ func (s *setup) subnetStatus(context.Context) error {
 		Watches(&v1.IPPool{}, allSubnets).Complete(&subnetStatus{c: s.mgr.GetClient()})
 }
 
-// applicationPools runs one reconciler per workload kind; they carve one at a time.
-func (s *setup) applicationPools(context.Context) error {
+// applicationPools runs one reconciler per built-in workload kind and one for every
+// other kind; they carve one at a time.
+func (s *setup) applicationPools(ctx context.Context) error {
 	carving := &sync.Mutex{}
-	if err := builder.ControllerManagedBy(s.mgr).Named("app-pools-deployments").For(&appsv1.Deployment{}).
-		Watches(&v1.IPPool{}, enqueueOwner("Deployment"), builder.WithPredicates(poolDeletes)).
-		Complete(s.appPools("Deployment", carving)); err != nil {
-		return err
+	for _, kind := range []string{apppool.KindDeployment, apppool.KindStatefulSet, apppool.KindDaemonSet,
+		apppool.KindReplicaSet, apppool.KindJob, apppool.KindCronJob} {
+		k := builtinKinds[kind]
+		if err := builder.ControllerManagedBy(s.mgr).Named("app-pools-"+strings.ToLower(kind)+"s").
+			For(k.newObj(), builder.WithPredicates(sizeOrTemplateChanged(k))).
+			Watches(&v1.IPPool{}, enqueueOwner(kind), builder.WithPredicates(poolDeletes)).
+			Complete(s.appPools(kind, carving, nil)); err != nil {
+			return err
+		}
 	}
-	return builder.ControllerManagedBy(s.mgr).Named("app-pools-statefulsets").For(&appsv1.StatefulSet{}).
-		Watches(&v1.IPPool{}, enqueueOwner("StatefulSet"), builder.WithPredicates(poolDeletes)).
-		Complete(s.appPools("StatefulSet", carving))
+	return s.otherKindsPools(ctx, carving)
 }
 
-func (s *setup) appPools(kind string, carving *sync.Mutex) *appPools {
-	return &appPools{c: s.mgr.GetClient(), api: s.api, kind: kind, events: s.events, carving: carving, changes: s.metrics.appPoolChanges}
+// otherKindsPools runs the reconciler of workloads of any kind not built in, learnt of
+// from their pods (appothers.go).
+func (s *setup) otherKindsPools(ctx context.Context, carving *sync.Mutex) error {
+	if err := s.mgr.GetFieldIndexer().IndexField(ctx, podMetadata(), indexPodWorkload, podWorkloadIndex); err != nil {
+		return fmt.Errorf("indexing pods by their workload: %w", err)
+	}
+	for _, kind := range []string{apppool.KindReplicaSet, apppool.KindJob} {
+		if err := s.mgr.GetFieldIndexer().IndexField(ctx, builtinKinds[kind].newObj(), indexAboveWorkload, aboveWorkloadIndex); err != nil {
+			return fmt.Errorf("indexing %ss by the workload above them: %w", kind, err)
+		}
+	}
+	disco, err := discovery.NewDiscoveryClientForConfig(s.mgr.GetConfig())
+	if err != nil {
+		return err
+	}
+	others := &otherKinds{cache: s.mgr.GetCache(), scale: &apiScales{c: s.mgr.GetClient(), mapper: s.mgr.GetRESTMapper(), discovery: disco}}
+	return builder.ControllerManagedBy(s.mgr).Named("app-pools-other-kinds").
+		WatchesMetadata(&corev1.Pod{}, enqueueOtherKind(), builder.WithPredicates(podsComeAndGo)).
+		Watches(builtinKinds[apppool.KindReplicaSet].newObj(), enqueueOtherKindAbove(),
+			builder.WithPredicates(sizeOrTemplateChanged(builtinKinds[apppool.KindReplicaSet]))).
+		Watches(builtinKinds[apppool.KindJob].newObj(), enqueueOtherKindAbove(),
+			builder.WithPredicates(sizeOrTemplateChanged(builtinKinds[apppool.KindJob]))).
+		Watches(&v1.IPPool{}, enqueueOwner(""), builder.WithPredicates(poolsOfOtherKinds)).
+		Complete(s.appPools("", carving, others))
+}
+
+func (s *setup) appPools(kind string, carving *sync.Mutex, others *otherKinds) *appPools {
+	return &appPools{c: s.mgr.GetClient(), api: s.api, kind: kind, others: others, events: s.events, carving: carving, changes: s.metrics.appPoolChanges}
 }
 
 func (s *setup) reservedReport(context.Context) error {

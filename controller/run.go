@@ -87,7 +87,7 @@ func newScheme() (*runtime.Scheme, error) {
 }
 
 // newManager makes the manager every job runs in: one leader among the replicas (when
-// elected at all), the webhook's server, every Node cached slimmed to what recycling reads.
+// elected at all), the webhook's server, and caches slimmed (cacheSlimming).
 func newManager(cfg *rest.Config, scheme *runtime.Scheme, opts Options, server ctrlwebhook.Server) (manager.Manager, error) {
 	metricsAddress := opts.MetricsAddress
 	if metricsAddress == "" {
@@ -95,7 +95,7 @@ func newManager(cfg *rest.Config, scheme *runtime.Scheme, opts Options, server c
 	}
 	return ctrl.NewManager(cfg, manager.Options{
 		Scheme:                  scheme,
-		Cache:                   cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Node{}: {Transform: nodeTransform}}},
+		Cache:                   cache.Options{ByObject: cacheSlimming()},
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddress},
 		HealthProbeBindAddress:  opts.HealthAddress,
 		LeaderElection:          opts.LeaderElectionNamespace != "",
@@ -103,4 +103,15 @@ func newManager(cfg *rest.Config, scheme *runtime.Scheme, opts Options, server c
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
 		WebhookServer:           server,
 	})
+}
+
+// cacheSlimming keeps of the objects the controller caches cluster-wide only what it
+// reads: of every Node what recycling reads, of every workload what its application pool
+// is carved from, of every pod's metadata what the pools of other kinds need.
+func cacheSlimming() map[client.Object]cache.ByObject {
+	slim := map[client.Object]cache.ByObject{&corev1.Node{}: {Transform: nodeTransform}, podMetadata(): {Transform: slimPod}}
+	for _, k := range builtinKinds {
+		slim[k.newObj()] = cache.ByObject{Transform: slimWorkload}
+	}
+	return slim
 }

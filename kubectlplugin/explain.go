@@ -12,9 +12,12 @@ import (
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/apppool"
 	"github.com/underpool/underpool/core/selection"
 )
 
@@ -186,6 +189,9 @@ func fillInput(ctx context.Context, c client.Reader, pod *corev1.Pod, in *select
 	var err error
 	if in.PodAnnotations, err = v1.ParsePodAnnotations(pod.Annotations); err != nil {
 		return fmt.Errorf("pod %s/%s: %v (ipamd refuses every ADD for this pod until the annotation is fixed)", pod.Namespace, pod.Name, err)
+	}
+	if in.WorkloadAbove, err = workloadAbove(ctx, c, pod, in.PodAnnotations); err != nil {
+		return err
 	}
 	nsObj := &corev1.Namespace{}
 	if err := c.Get(ctx, client.ObjectKey{Name: pod.Namespace}, nsObj); err != nil {
@@ -421,4 +427,25 @@ func heldOn(ep *v1.Endpoint, ifName string, pod *corev1.Pod) []Held {
 		out = append(out, h)
 	}
 	return out
+}
+
+// workloadAbove reads the controller of the pod's ReplicaSet or Job, as ipamd does for a
+// pod that asks for an application pool: a CronJob's pod names only its Job.
+func workloadAbove(ctx context.Context, c client.Reader, pod *corev1.Pod, a v1.PodAnnotations) (*metav1.OwnerReference, error) {
+	kind, name, ok := apppool.Intermediate(pod)
+	if a.Subnets == nil || !ok {
+		return nil, nil
+	}
+	meta := &metav1.PartialObjectMetadata{}
+	gv := "apps/v1"
+	if kind == apppool.KindJob {
+		gv = "batch/v1"
+	}
+	meta.SetGroupVersionKind(schema.FromAPIVersionAndKind(gv, kind))
+	if err := c.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: name}, meta); apierrors.IsNotFound(err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("reading %s %s/%s, whose controller owns the pod's application pool: %w", kind, pod.Namespace, name, err)
+	}
+	return metav1.GetControllerOf(meta), nil
 }

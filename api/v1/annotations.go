@@ -23,7 +23,9 @@ import (
 const AnnotationPrefix = "ipam.underpool.io/"
 
 // Pod annotations (for subnet, subnets, ippool-ip-number and ippool-reclaim: the pod
-// template of a Deployment or StatefulSet, so that its pods carry them too).
+// template of the workload, so that its pods carry them too: a Deployment, StatefulSet,
+// DaemonSet, ReplicaSet, Job, CronJob (its jobTemplate), or the pods any other controller
+// with a scale subresource makes).
 const (
 	// AnnotationIPPool names the pools for every interface of the pod, per family, earlier
 	// preferred:
@@ -36,7 +38,8 @@ const (
 	//	ipam.underpool.io/ippools: '[{"interface":"net1","ipv4":["pool-a"]},{"interface":"net2","ipv6":["pool-c"]}]'
 	AnnotationIPPools = AnnotationPrefix + "ippools"
 	// AnnotationSubnet asks for a fixed-IP application pool carved from a Subnet for the
-	// pod's workload (the first Subnet listed per family is used):
+	// pod's workload. The Subnets listed per family are tried in order: a new pool comes
+	// from the first with room for it, and stays in that Subnet for its whole life:
 	//
 	//	ipam.underpool.io/subnet: '{"ipv4":["subnet-a"],"ipv6":["subnet-b"]}'
 	AnnotationSubnet = AnnotationPrefix + "subnet"
@@ -103,16 +106,20 @@ type SubnetNames struct {
 	IPv6 []string `json:"ipv6,omitempty"`
 }
 
-// First returns the Subnet used for a family ("" when none): the first listed.
-func (s SubnetNames) First(family IPFamily) string {
-	l := s.IPv4
+// List returns the Subnets named for a family, in the order a new pool tries them.
+func (s SubnetNames) List(family IPFamily) []string {
 	if family == IPv6 {
-		l = s.IPv6
+		return s.IPv6
 	}
-	if len(l) == 0 {
-		return ""
+	return s.IPv4
+}
+
+// First returns the first Subnet named for a family ("" when none).
+func (s SubnetNames) First(family IPFamily) string {
+	if l := s.List(family); len(l) > 0 {
+		return l[0]
 	}
-	return l[0]
+	return ""
 }
 
 // InterfaceSubnets maps an interface name to its Subnets; the key "" is the subnet

@@ -1,8 +1,9 @@
 // Package apppool is the shared vocabulary of fixed-IP application pools: the name of the
-// pool carved for a Deployment or StatefulSet from a Subnet (the annotations its pod
-// template carries live with the API, in api/v1), the labels on that pool, and how a
-// pod finds its workload. The controller creates and sizes the pools; ipamd's selection
-// sends the workload's pods to them.
+// pool carved for a workload (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob
+// or any controller with a scale subresource) from a Subnet (the annotations its pod
+// template carries live with the API, in api/v1), the labels on that pool, how a pod
+// finds its workload (workload.go), and the carving itself (carve.go). The controller
+// creates and sizes the pools; ipamd's selection sends the workload's pods to them.
 package apppool
 
 import (
@@ -10,9 +11,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
-
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/underpool/underpool/api/v1"
 )
@@ -26,7 +24,9 @@ const (
 	AnnotationOwner = "underpool.io/app-owner"
 )
 
-// Workload names a Deployment or StatefulSet.
+// Workload names the workload an application pool is carved for. Kind is a built-in
+// kind's name ("Deployment", "CronJob": KindDeployment...) or, for any other controller,
+// "Kind.group" ("Widget.example.com"), as KindOf names it.
 type Workload struct{ Kind, Namespace, Name string }
 
 func (w Workload) String() string { return w.Kind + "/" + w.Namespace + "/" + w.Name }
@@ -65,23 +65,4 @@ func OwnerOf(pool *v1.IPPool) (Workload, bool) {
 		return Workload{}, false
 	}
 	return Workload{Kind: parts[0], Namespace: parts[1], Name: parts[2]}, true
-}
-
-// WorkloadOf finds the Deployment or StatefulSet a pod belongs to. A Deployment's pods are
-// owned by a ReplicaSet named <deployment>-<pod-template-hash>, so no lookup is needed.
-func WorkloadOf(pod *corev1.Pod) (Workload, bool) {
-	ref := metav1.GetControllerOf(pod)
-	if ref == nil {
-		return Workload{}, false
-	}
-	switch ref.Kind {
-	case "StatefulSet":
-		return Workload{"StatefulSet", pod.Namespace, ref.Name}, true
-	case "ReplicaSet":
-		hash := pod.Labels["pod-template-hash"]
-		if name, ok := strings.CutSuffix(ref.Name, "-"+hash); ok && hash != "" {
-			return Workload{"Deployment", pod.Namespace, name}, true
-		}
-	}
-	return Workload{}, false
 }

@@ -1,27 +1,17 @@
 package apppool
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	v1 "github.com/underpool/underpool/api/v1"
 )
 
-func TestWorkloadOf(t *testing.T) {
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Labels: map[string]string{"pod-template-hash": "5d9f"},
-		OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-5d9f", Controller: ptr.To(true)}}}}
-	if w, ok := WorkloadOf(pod); !ok || w != (Workload{"Deployment", "ns", "web"}) {
-		t.Fatalf("deployment pod: %+v %v", w, ok)
-	}
-	pod.OwnerReferences[0] = metav1.OwnerReference{Kind: "StatefulSet", Name: "db", Controller: ptr.To(true)}
-	if w, ok := WorkloadOf(pod); !ok || w.Kind != "StatefulSet" || w.Name != "db" {
-		t.Fatalf("statefulset pod: %+v", w)
-	}
+func TestLongWorkloadNamesMakeValidPoolNames(t *testing.T) {
 	w := Workload{"Deployment", "ns", strings.Repeat("x", 300)}
 	if n := w.PoolName(v1.IPv4); len(n) > 253 || !strings.HasSuffix(n, "-v4") {
 		t.Fatalf("pool name %q", n)
@@ -43,8 +33,24 @@ func TestCarveGrowsAndShrinksAroundOthersAndHeld(t *testing.T) {
 	if ips, err = Carve(subnet, others, cur, 2); err != nil || strings.Join(ips, ",") != "10.250.1.4,10.250.1.8" {
 		t.Fatalf("shrunk keeping the held address = %v %v", ips, err)
 	}
-	if _, err = Carve(subnet, others, nil, 300); err == nil || !strings.Contains(err.Error(), "are free") {
+	var noRoom *NoRoomError
+	if _, err = Carve(subnet, others, nil, 300); !errors.As(err, &noRoom) || noRoom.Subnet != "s" || noRoom.Need != 300 || !strings.Contains(err.Error(), "are free") {
 		t.Fatalf("oversized: %v", err)
+	}
+}
+
+// An IPPool without spec.ips offers its whole subnet: a workload scaled to zero (or a
+// DaemonSet before it counts its nodes) must not get such a pool, which would overlap
+// every other pool of the Subnet and so block their addresses. It keeps one address.
+func TestCarveNeverGivesAPoolOfNoAddresses(t *testing.T) {
+	subnet := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Spec: v1.SubnetSpec{Subnet: "10.250.1.0/24", Gateway: "10.250.1.1"}}
+	ips, err := Carve(subnet, nil, nil, 0)
+	if err != nil || strings.Join(ips, ",") != "10.250.1.2" {
+		t.Fatalf("a new pool of size 0 = %v %v, want one address", ips, err)
+	}
+	cur := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "app"}, Spec: v1.IPPoolSpec{Subnet: "10.250.1.0/24", IPs: []string{"10.250.1.2-10.250.1.5"}}}
+	if ips, err = Carve(subnet, []v1.IPPool{*cur}, cur, 0); err != nil || strings.Join(ips, ",") != "10.250.1.2" {
+		t.Fatalf("shrunk to 0 = %v %v, want its lowest address kept", ips, err)
 	}
 }
 

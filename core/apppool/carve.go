@@ -8,10 +8,25 @@ import (
 	"github.com/underpool/underpool/core/allocator"
 )
 
+// NoRoomError says a Subnet has too few free addresses for a pool: the controller then
+// carves a new pool from the next Subnet the workload names, and reports an existing pool
+// that cannot grow where it is (its pods' addresses never move to another Subnet).
+type NoRoomError struct {
+	Subnet     string
+	Free, Need uint64
+}
+
+func (e *NoRoomError) Error() string {
+	return fmt.Sprintf("only %d addresses of Subnet %s are free, the pool needs %d more", e.Free, e.Subnet, e.Need)
+}
+
 // Carve returns the spec.ips of a workload's pool of size addresses in subnet. The pool's
 // current addresses are kept (growing adds the lowest free addresses of the subnet, not
 // used by any other pool; shrinking drops the highest addresses nobody holds), so a pod's
-// address never moves because its workload scaled.
+// address never moves because its workload scaled. A pool never shrinks below one
+// address: an IPPool without spec.ips offers its whole subnet, and would overlap every
+// other pool carved from it (a workload scaled to zero keeps one address; the controller
+// creates no pool for a size of zero). Too few free addresses is a *NoRoomError.
 func Carve(subnet *v1.Subnet, others []v1.IPPool, current *v1.IPPool, size int) ([]string, error) {
 	space, err := allocator.NewPool(subnet.Name, &v1.IPPoolSpec{Subnet: subnet.Spec.Subnet, IPs: subnet.Spec.IPs,
 		ExcludeIPs: subnet.Spec.ExcludeIPs, Gateway: subnet.Spec.Gateway})
@@ -33,12 +48,12 @@ func Carve(subnet *v1.Subnet, others []v1.IPPool, current *v1.IPPool, size int) 
 	if size < 0 || size > v1.MaxAppPoolIPNumber {
 		return nil, fmt.Errorf("a pool of %d addresses is over the limit of %d per application pool (annotation %s)", size, v1.MaxAppPoolIPNumber, v1.AnnotationIPNumber)
 	}
-	want := uint64(size)
+	want := uint64(max(size, 1))
 	switch have := own.Count(); {
 	case have < want:
 		free := space.Usable.Subtract(taken).Subtract(own)
 		if free.Count() < want-have {
-			return nil, fmt.Errorf("only %d addresses of Subnet %s are free, the pool needs %d more", free.Count(), subnet.Name, want-have)
+			return nil, &NoRoomError{Subnet: subnet.Name, Free: free.Count(), Need: want - have}
 		}
 		for _, r := range takeLowest(free, want-have).Runs() {
 			own.AddRun(r)

@@ -37,6 +37,11 @@ type Input struct {
 	Network                 string   // the CNI network name (the NAD's config name)
 	NAD                     Families // the network config's own pools
 	Pools                   []v1.IPPool
+	// WorkloadAbove is the controller reference of the ReplicaSet or Job that controls the
+	// pod (apppool.Intermediate), read by the caller only for pods that ask for an
+	// application pool: a CronJob's pods name only their Job. Nil when that object has no
+	// controller, or the pod needs no read.
+	WorkloadAbove *metav1.OwnerReference
 }
 
 // Source names where the candidate pools came from.
@@ -104,9 +109,10 @@ func appPoolCandidates(in *Input) (f Families, wanted bool, err error) {
 	if !forThis {
 		return Families{}, false, nil
 	}
-	w, ok := apppool.WorkloadOf(in.Pod)
+	w, ok := apppool.WorkloadOf(in.Pod, in.WorkloadAbove)
 	if !ok {
-		return Families{}, true, fmt.Errorf("annotation %s: the pod belongs to no Deployment or StatefulSet, whose application pool it would use", v1.AnnotationSubnet)
+		return Families{}, true, fmt.Errorf("annotation %s: the pod has no controller (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob or another with a scale subresource) "+
+			"whose application pool it would use: name pools with %s instead", v1.AnnotationSubnet, v1.AnnotationIPPool)
 	}
 	ifKey := in.IfName
 	if _, own := all[in.IfName]; !own {

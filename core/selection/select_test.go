@@ -6,8 +6,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/apppool"
 )
 
 func pod(annotations, labels map[string]string) *corev1.Pod {
@@ -159,5 +161,37 @@ func TestCandidatesRefuseAPoolOfTheOtherFamily(t *testing.T) {
 	in := Input{IfName: "net1", Pools: pools, Pod: pod(map[string]string{v1.AnnotationIPPool: `{"ipv4":["v4","unknown"],"ipv6":["v6"]}`}, nil)}
 	if _, _, err := Candidates(parsed(t, in)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A pod naming a Subnet uses its workload's application pool, whatever the kind: a
+// CronJob's pod (its Job read by the caller), a DaemonSet's, a third-party controller's;
+// the pool name does not depend on which of the listed Subnets it was carved from.
+func TestSubnetAnnotationLeadsToTheWorkloadsPool(t *testing.T) {
+	ann := map[string]string{v1.AnnotationSubnet: `{"ipv4":["full","roomy"],"ipv6":["s6"]}`}
+	owned := func(apiVersion, kind, name string) *corev1.Pod {
+		p := pod(ann, nil)
+		p.OwnerReferences = []metav1.OwnerReference{{APIVersion: apiVersion, Kind: kind, Name: name, Controller: ptr.To(true)}}
+		return p
+	}
+	cron := &metav1.OwnerReference{APIVersion: "batch/v1", Kind: "CronJob", Name: "nightly", Controller: ptr.To(true)}
+	for _, c := range []struct {
+		pod   *corev1.Pod
+		above *metav1.OwnerReference
+		want  apppool.Workload
+	}{
+		{owned("batch/v1", "Job", "nightly-2900"), cron, apppool.Workload{Kind: "CronJob", Namespace: "ns", Name: "nightly"}},
+		{owned("batch/v1", "Job", "once"), nil, apppool.Workload{Kind: "Job", Namespace: "ns", Name: "once"}},
+		{owned("apps/v1", "DaemonSet", "agent"), nil, apppool.Workload{Kind: "DaemonSet", Namespace: "ns", Name: "agent"}},
+		{owned("example.com/v1", "Widget", "w"), nil, apppool.Workload{Kind: "Widget.example.com", Namespace: "ns", Name: "w"}},
+	} {
+		in := parsed(t, Input{Pod: c.pod, IfName: "net1", WorkloadAbove: c.above})
+		f, src, err := Candidates(in)
+		if err != nil || src != SourceAppPool || strings.Join(f.IPv4, ",") != c.want.PoolName(v1.IPv4) || strings.Join(f.IPv6, ",") != c.want.PoolName(v1.IPv6) {
+			t.Errorf("%s: %v %s %v, want the pools of %v", c.pod.OwnerReferences[0].Name, f, src, err, c.want)
+		}
+	}
+	if _, _, err := Candidates(parsed(t, Input{Pod: pod(ann, nil), IfName: "net1"})); err == nil || !strings.Contains(err.Error(), "no controller") {
+		t.Errorf("a bare pod naming a Subnet: %v", err)
 	}
 }

@@ -1,19 +1,22 @@
 // Package cluster is what ipamd and the controller read of the cluster for the service:
 // the service.Cluster implementation over controller-runtime readers. Reads come from the
 // informer cache, and from the uncached API reader where a decision needs the truth (a pod
-// about to be recycled, a StatefulSet's wanted ordinals).
+// about to be recycled, a StatefulSet's wanted ordinals, the controller of a pod's Job).
 package cluster
 
 import (
 	"context"
+	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/apppool"
 	"github.com/underpool/underpool/core/recycle"
 	"github.com/underpool/underpool/ipamd/service"
 )
@@ -142,4 +145,25 @@ func (c *cluster) StatefulSetOrdinals(ctx context.Context, namespace, name strin
 		return recycle.Ordinals{}, false, nil
 	}
 	return recycle.OrdinalsOf(sts), true, nil
+}
+
+// ControllerOf reads only the object's metadata: its controller reference is all the
+// workload lookup needs.
+func (c *cluster) ControllerOf(ctx context.Context, kind, namespace, name string) (*metav1.OwnerReference, error) {
+	meta := &metav1.PartialObjectMetadata{}
+	switch kind {
+	case apppool.KindReplicaSet:
+		meta.SetGroupVersionKind(appsv1.SchemeGroupVersion.WithKind(kind))
+	case apppool.KindJob:
+		meta.SetGroupVersionKind(batchv1.SchemeGroupVersion.WithKind(kind))
+	default:
+		return nil, fmt.Errorf("reading the controller of a %s: only a ReplicaSet's or a Job's is read", kind)
+	}
+	if err := c.api.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, meta); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	return metav1.GetControllerOf(meta), nil
 }

@@ -40,13 +40,15 @@ import (
 // node's, and those of gone nodes or pods it recycles: RBAC cannot tell them apart (see
 // SECURITY.md). Pods, Endpoints and its Node are watched with field selectors for its own
 // node, but RBAC cannot grant list by selector, so list is cluster-wide. StatefulSets are read one
-// by name, never listed.
+// by name, never listed; so are the ReplicaSet or Job of a pod that asks for an application
+// pool, whose own controller (a CronJob, say) is the workload (apppool.Intermediate).
 // +kubebuilder:rbac:groups=underpool.io,resources=ippools;subnets;reservedips,verbs=get;list;watch
 // +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=update
 // +kubebuilder:rbac:groups=underpool.io,resources=endpoints,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=pods;namespaces;nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get
+// +kubebuilder:rbac:groups=apps,resources=statefulsets;replicasets,verbs=get
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get
 
 // Options configure one ipamd.
 type Options struct {

@@ -273,6 +273,9 @@ func (s *Service) selectionInput(ctx context.Context, req *rpc.AllocateRequest) 
 		if in.PodAnnotations, err = v1.ParsePodAnnotations(pod.Annotations); err != nil {
 			return nil, nil, badRequest("annotations", "pod %s/%s: %v", pod.Namespace, pod.Name, err)
 		}
+		if in.WorkloadAbove, err = s.workloadAbove(ctx, in); err != nil {
+			return nil, nil, err
+		}
 	}
 	if ns != nil {
 		in.NamespaceAnnotations, in.NamespaceAnnotationsErr = v1.ParseNamespaceAnnotations(ns.Annotations)

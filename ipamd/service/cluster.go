@@ -4,6 +4,7 @@ import (
 	"context"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/core/recycle"
@@ -31,4 +32,9 @@ type Cluster interface {
 	// StatefulSetOrdinals reads a StatefulSet from the API and returns the ordinals it
 	// wants now; ok is false when the set is gone (or being deleted).
 	StatefulSetOrdinals(ctx context.Context, namespace, name string) (ordinals recycle.Ordinals, ok bool, err error)
+	// ControllerOf reads a ReplicaSet or Job (kind) by name from the API, uncached, and
+	// returns its controller reference: nil when it has none or is gone. Only pods that
+	// ask for an application pool need it (apppool.Intermediate), so a node caches no
+	// ReplicaSet or Job of the cluster's.
+	ControllerOf(ctx context.Context, kind, namespace, name string) (*metav1.OwnerReference, error)
 }

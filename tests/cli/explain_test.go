@@ -6,10 +6,13 @@ import (
 	"testing"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/apppool"
 	"github.com/underpool/underpool/kubectlplugin"
 )
 
@@ -150,6 +153,23 @@ func TestExplainPod(t *testing.T) {
 			wantChain(t, x, "not set", "chosen", "not reached", "not reached", "not reached")
 			if len(x.Families) != 1 || !strings.Contains(x.Families[0].Pools[0].Reason, "application pool not created yet") {
 				t.Errorf("families %+v; want the application pool reported as not created", x.Families)
+			}
+		}},
+		{name: "a CronJob's pod, on the CronJob's application pool", setup: func(t *testing.T) []string {
+			ns := namespace(t, nil, nil)
+			job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nightly-2900", OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "batch/v1", Kind: "CronJob", Name: "nightly", UID: "00000000-0000-0000-0000-000000000002", Controller: ptr.To(true)}}},
+				Spec: batchv1.JobSpec{Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever,
+					Containers: []corev1.Container{{Name: "c", Image: "pause"}}}}}}
+			create(t, job)
+			pod(t, ns, "nightly-2900-x", podOpts{node: nodeA, annotations: map[string]string{v1.AnnotationSubnet: `{"ipv4":["subnet-x"]}`},
+				owner: &metav1.OwnerReference{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID, Controller: ptr.To(true)}})
+			return []string{"explain", "pod", ns + "/nightly-2900-x", "--interface", "net1"}
+		}, check: func(t *testing.T, ex *kubectlplugin.Explanation) {
+			x := only(t, ex)
+			want := apppool.Workload{Kind: apppool.KindCronJob, Namespace: strings.Split(ex.Pod, "/")[0], Name: "nightly"}.PoolName(v1.IPv4)
+			if len(x.Families) != 1 || x.Families[0].Pools[0].Pool != want {
+				t.Errorf("families %+v; want the CronJob's pool %s (the pod names only its Job)", x.Families, want)
 			}
 		}},
 		{name: "a network whose NAD is missing", setup: func(t *testing.T) []string {

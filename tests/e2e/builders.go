@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -147,6 +148,41 @@ func StatefulSetOf(ns, name string, replicas int32, annotations map[string]strin
 	return &appsv1.StatefulSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: appsv1.StatefulSetSpec{
 		Replicas: ptr.To(replicas), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
 		Template: podTemplate(name, annotations)}}
+}
+
+// DaemonSetOf is a DaemonSet whose pods carry the annotations (not created yet).
+func DaemonSetOf(ns, name string, annotations map[string]string) *appsv1.DaemonSet {
+	return &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: appsv1.DaemonSetSpec{
+		Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}}, Template: podTemplate(name, annotations)}}
+}
+
+// ReplicaSetOf is a ReplicaSet of its own (no Deployment) whose pods carry the annotations
+// (not created yet).
+func ReplicaSetOf(ns, name string, replicas int32, annotations map[string]string) *appsv1.ReplicaSet {
+	return &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: appsv1.ReplicaSetSpec{
+		Replicas: ptr.To(replicas), Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+		Template: podTemplate(name, annotations)}}
+}
+
+// JobOf is a Job running parallelism pods at once that carry the annotations (not created
+// yet); its pods never finish under the kubelet stand-in.
+func JobOf(ns, name string, parallelism int32, annotations map[string]string) *batchv1.Job {
+	return &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: jobSpec(name, parallelism, annotations)}
+}
+
+// CronJobOf is a CronJob on schedule whose Jobs run parallelism pods that carry the
+// annotations (not created yet). A Job's pods never finish under the kubelet stand-in, so
+// a later Job is not started while one runs (concurrencyPolicy Forbid).
+func CronJobOf(ns, name, schedule string, parallelism int32, annotations map[string]string) *batchv1.CronJob {
+	return &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: batchv1.CronJobSpec{
+		Schedule: schedule, ConcurrencyPolicy: batchv1.ForbidConcurrent,
+		JobTemplate: batchv1.JobTemplateSpec{Spec: jobSpec(name, parallelism, annotations)}}}
+}
+
+func jobSpec(app string, parallelism int32, annotations map[string]string) batchv1.JobSpec {
+	t := podTemplate(app, annotations)
+	t.Spec.RestartPolicy = corev1.RestartPolicyNever
+	return batchv1.JobSpec{Parallelism: ptr.To(parallelism), Completions: ptr.To[int32](100), Template: t}
 }
 
 // NetConf is the underpool meta-plugin as a conflist: any delegate, the ipamd socket, and

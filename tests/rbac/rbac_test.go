@@ -164,7 +164,9 @@ const up = "underpool.io"
 
 // The controller reaches one Secret, one Lease and one webhook configuration, by name:
 // not other Secrets in its namespace, not any Secret elsewhere, not other components'
-// leases or webhook configurations.
+// leases or webhook configurations. It reads the workloads that get application pools,
+// and of any other kind only the scale subresource (never the object, never a write);
+// it watches pods (their metadata, to learn of other kinds' workloads), never writes one.
 func TestControllerLeastPrivilege(t *testing.T) {
 	check(t, "underpool-controller", []access{
 		{verb: "get", resource: "secrets", namespace: namespace, name: "underpool-webhook-ca"},
@@ -184,6 +186,13 @@ func TestControllerLeastPrivilege(t *testing.T) {
 		{verb: "update", group: up, resource: "subnets", subresource: "status", name: "s"},
 		{verb: "update", group: up, resource: "reservedips", subresource: "status", name: "r"},
 		{verb: "watch", group: "apps", resource: "deployments"},
+		{verb: "watch", group: "apps", resource: "daemonsets"},
+		{verb: "watch", group: "apps", resource: "replicasets"},
+		{verb: "watch", group: "batch", resource: "jobs"},
+		{verb: "watch", group: "batch", resource: "cronjobs"},
+		{verb: "get", group: "example.com", resource: "widgets", subresource: "scale", namespace: "default", name: "w"},
+		{verb: "watch", resource: "pods"},
+		{verb: "list", resource: "pods"},
 		{verb: "create", group: "events.k8s.io", resource: "events", namespace: "default"},
 		// recycling the Endpoints of gone nodes: read the pod, release the record
 		{verb: "get", resource: "pods", namespace: "default", name: "a"},
@@ -209,14 +218,20 @@ func TestControllerLeastPrivilege(t *testing.T) {
 		{verb: "delete", group: up, resource: "subnets", name: "s"},
 		{verb: "create", group: up, resource: "endpoints", namespace: "default"},
 		{verb: "update", group: "apps", resource: "deployments", namespace: "default", name: "d"},
-		{verb: "list", resource: "pods"},
+		{verb: "update", group: "apps", resource: "deployments", subresource: "scale", namespace: "default", name: "d"},
+		{verb: "patch", group: "example.com", resource: "widgets", subresource: "scale", namespace: "default", name: "w"},
+		{verb: "get", group: "example.com", resource: "widgets", namespace: "default", name: "w"},
+		{verb: "list", group: "example.com", resource: "widgets"},
+		{verb: "update", group: "batch", resource: "jobs", namespace: "default", name: "j"},
 		{verb: "delete", resource: "pods", namespace: "default", name: "a"},
+		{verb: "update", resource: "pods", namespace: "default", name: "a"},
 		{verb: "update", resource: "nodes", name: "n"},
 	})
 }
 
 // ipamd reads pools and writes their status, never their spec; it writes Endpoints; it
-// reads pods, namespaces and nodes, and StatefulSets one by name. Nothing else.
+// reads pods, namespaces and nodes, and StatefulSets, ReplicaSets and Jobs one by name (a
+// pod's workload: the CronJob above a Job). Nothing else.
 func TestIpamdLeastPrivilege(t *testing.T) {
 	check(t, "underpool-ipamd", []access{
 		{verb: "watch", group: up, resource: "ippools"},
@@ -231,6 +246,8 @@ func TestIpamdLeastPrivilege(t *testing.T) {
 		{verb: "watch", resource: "namespaces"},
 		{verb: "get", resource: "nodes", name: "n"},
 		{verb: "get", group: "apps", resource: "statefulsets", namespace: "default", name: "s"},
+		{verb: "get", group: "apps", resource: "replicasets", namespace: "default", name: "r"},
+		{verb: "get", group: "batch", resource: "jobs", namespace: "default", name: "j"},
 		{verb: "create", resource: "events", namespace: "default"},
 	}, []access{
 		{verb: "delete", group: up, resource: "ippools", name: "p"},
@@ -242,6 +259,9 @@ func TestIpamdLeastPrivilege(t *testing.T) {
 		{verb: "update", group: up, resource: "reservedips", name: "r"},
 		{verb: "delete", group: up, resource: "reservedips", name: "r"},
 		{verb: "list", group: "apps", resource: "statefulsets"},
+		{verb: "list", group: "apps", resource: "replicasets"},
+		{verb: "watch", group: "batch", resource: "jobs"},
+		{verb: "get", group: "batch", resource: "cronjobs", namespace: "default", name: "c"},
 		{verb: "get", resource: "secrets", namespace: namespace, name: "underpool-webhook-ca"},
 		{verb: "list", resource: "secrets"},
 		{verb: "update", resource: "pods", namespace: "default", name: "a"},
