@@ -96,10 +96,10 @@ func (r *allocReport) markdown(o clusterOptions) string {
 	w("Pool `%s`: %d addresses, every other one held before the ipamds started by an Endpoint on a node without an ipamd "+
 		"(%d held, %d runs: status.allocated %d bytes). %d allocations (ADD then DEL of one pod through the underpool-ipam binary) "+
 		"started at %g/s for %.0f s on %d ipamds while %d only watched, at most %d plugin processes at once; "+
-		"%.1f s from the first start to the last finish, %d starts more than %s late (waiting for a plugin slot; longest %.0f ms). "+
+		"%.1f s from the first start to the last finish (%.1f/s achieved), %d starts more than %s late (waiting for a plugin slot; longest %.0f ms). "+
 		"Load average (1, 5, 15 min) %s before, %s after, on a shared 2-core machine.\n",
 		allocPoolName, r.PoolSize, r.Held, r.Held, r.AllocatedBytes, r.Allocations, r.Rate, r.WindowSeconds, r.Allocating, r.Idle,
-		r.Inflight, r.Seconds, r.LateStarts, lateThreshold, r.MaxLateMs, r.LoadBefore, r.LoadAfter)
+		r.Inflight, r.Seconds, float64(r.Allocations)/max(r.Seconds, 1e-9), r.LateStarts, lateThreshold, r.MaxLateMs, r.LoadBefore, r.LoadAfter)
 
 	w("| measure | allocating ipamds (%d) | idle ipamds (%d) |", r.Allocating, r.Idle)
 	w("|---|---:|---:|")
@@ -128,7 +128,7 @@ func (r *allocReport) markdown(o clusterOptions) string {
 	w("| IPPool watch bytes to all watchers (`apiserver_watch_events_sizes_sum`) | %s | %s |", bytesCell(r.PoolEventBytes), bytesCell(r.PoolEventBytes/n))
 	w("| egress: watch bytes, every resource | %s | %s |", bytesCell(r.WatchBytes), bytesCell(r.WatchBytes/n))
 	w("| egress: GET and LIST responses (`apiserver_response_sizes_sum`) | %s | %s |", bytesCell(r.ReadBytes), bytesCell(r.ReadBytes/n))
-	w("| egress: write responses (not measured by the apiserver; writes x the mean watch event of the resource) | %s | %s |",
+	w("| egress: write responses (not measured by the apiserver; 2xx writes x the mean watch event of the resource) | %s | %s |",
 		bytesCell(r.WriteBytesEstimate), bytesCell(r.WriteBytesEstimate/n))
 	egress := r.WatchBytes + r.ReadBytes + r.WriteBytesEstimate
 	w("| **egress in all** | %s | **%s** |", bytesCell(egress), bytesCell(egress/n))

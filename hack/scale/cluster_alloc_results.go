@@ -43,7 +43,8 @@ type allocReport struct {
 	// estimate of the write responses it does not measure (writes x the mean watch event
 	// size of the same resource).
 	PoolEventsSent, PoolEventBytes, WatchBytes, ReadBytes, WriteBytesEstimate float64
-	// Requests are apiserver_request_total's increase by "VERB group/resource[/subresource]".
+	// Requests are apiserver_request_total's increase by "VERB group/resource[/subresource]",
+	// with the code appended for answers other than 2xx (a lost commit is "... 409").
 	Requests map[string]float64
 	// APIServerCPUSeconds is kube-apiserver's utime+stime over the churn and drain;
 	// BaselineCPUPerSecond its rate in the steady window (no churn), subtracted for the net.
@@ -169,11 +170,12 @@ func (in allocInputs) apiserverFigures(r *allocReport) {
 
 func must(m map[string]float64, _ bool) map[string]float64 { return m }
 
-// requestCount is apiserver_request_total summed for one "VERB group/resource[/sub]".
+// requestCount is apiserver_request_total summed for one "VERB group/resource[/sub]" and,
+// unless 2xx, code.
 type requestCount struct {
 	n        float64
 	resource string // "group/resource", as the watch metrics key it
-	write    bool   // its answer carries the object (create, update, patch, delete)
+	write    bool   // a write answered 2xx: the answer carries the object (a refusal carries a short Status)
 }
 
 func requestsByKey(text string) map[string]requestCount {
@@ -190,10 +192,15 @@ func requestsByKey(text string) map[string]requestCount {
 		if sub := labelValue(s.labels, "subresource"); sub != "" {
 			key += "/" + sub
 		}
+		code := labelValue(s.labels, "code")
+		ok := strings.HasPrefix(code, "2")
+		if !ok {
+			key += " " + code
+		}
 		c := out[key]
 		c.n += s.value
 		c.resource = res
-		c.write = verb == "POST" || verb == "CREATE" || verb == "UPDATE" || verb == "PUT" || verb == "PATCH" || verb == "DELETE"
+		c.write = ok && (verb == "POST" || verb == "PUT" || verb == "PATCH" || verb == "DELETE" || verb == "APPLY")
 		out[key] = c
 	}
 	return out
