@@ -67,7 +67,7 @@ bench: build ## underpool vs host-local vs whereabouts in one run (100 pods at 1
 	go run ./hack/bench $(BENCH_ARGS)
 	go run ./hack/scale $(SCALE_ARGS)
 
-scale-cluster: ## simulated cluster (1000 Nodes, 100,000 Endpoints, up to 100 ipamds as memory allows): ipamd RSS, API requests/min by client (audit log), watch events for churn elsewhere, projection to 5000 nodes; CLUSTER_ARGS="--ipamds 10 --nodes 100 --endpoints 10000" for a small run
+scale-cluster: ## simulated cluster (1000 Nodes, 100,000 Endpoints, up to 100 ipamds as memory allows): ipamd RSS, API requests/min by client (audit log), watch events for churn elsewhere, then allocations churning on 10 ipamds from one fragmented pool all watch (events and bytes per ipamd, apiserver CPU and egress, conflicts, latency per allocation); projection to 5000 nodes; CLUSTER_ARGS="--ipamds 10 --nodes 100 --endpoints 10000 --alloc-ipamds 3" for a small run
 	tests/tools/build.sh controlplane
 	go run ./hack/scale --cluster $(CLUSTER_ARGS)
 

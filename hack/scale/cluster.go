@@ -34,13 +34,15 @@ type clusterOptions struct {
 	// before its RSS is read; drain: after the window and the churn, for requests and
 	// watch events in flight.
 	settle, probeSettle, drain time.Duration
+	// alloc sizes the allocation churn on one shared, fragmented pool (cluster_alloc*.go).
+	alloc allocOptions
 }
 
 func defaultClusterOptions() clusterOptions {
 	return clusterOptions{ipamds: 100, nodes: 1000, endpoints: 100000, pools: 4, churn: 1000,
 		window: 2 * time.Minute, gcInterval: 10 * time.Second, batch: 4, reserveMiB: 5120,
 		out: filepath.Join(harness.RepoRoot(), "bench-results"), projectNodes: 5000,
-		settle: 20 * time.Second, probeSettle: 5 * time.Second, drain: 10 * time.Second}
+		settle: 20 * time.Second, probeSettle: 5 * time.Second, drain: 10 * time.Second, alloc: defaultAllocOptions()}
 }
 
 func (o clusterOptions) validate() error {
@@ -54,7 +56,7 @@ func (o clusterOptions) validate() error {
 	case o.pools > maxPools:
 		return fmt.Errorf("--pools at most %d", maxPools)
 	}
-	return nil
+	return o.alloc.validate(o.ipamds, o.nodes)
 }
 
 // clusterEnv is one run's state.
@@ -71,7 +73,9 @@ type clusterEnv struct {
 // runCluster: (1) control plane with an audit log, Nodes, pools and Endpoints; (2) one
 // ipamd on node-0 while only the ipamd nodes' Endpoints exist, then again with all of them
 // (two points for the memory fit); (3) as many ipamds as fit, a steady window (RSS, requests
-// by client from the audit log); (4) churn on nodes without ipamd (watch events); report.
+// by client from the audit log); (4) churn on nodes without ipamd (watch events); (5)
+// allocations churning on a few ipamd nodes from one pool every ipamd watches, fragmented
+// before the ipamds start (cluster_alloc*.go); report.
 func runCluster(o clusterOptions) (*clusterReport, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
@@ -128,6 +132,12 @@ func runCluster(o clusterOptions) (*clusterReport, error) {
 		rep.Memory.FewEndpoints = rep.Memory.AllEndpoints // every Endpoint is on an ipamd node: one point
 	}
 
+	if o.alloc.rate > 0 {
+		if err := e.objects.setUpAllocPool(ctx, rep); err != nil {
+			return nil, err
+		}
+	}
+
 	// (3)
 	startOffset, startFrom := auditOffset(e.auditLog), time.Now()
 	if err := e.startIpamds(ctx, rep); err != nil {
@@ -144,6 +154,10 @@ func runCluster(o clusterOptions) (*clusterReport, error) {
 	}
 	// (4)
 	if err := e.churnBurst(ctx, rep); err != nil {
+		return nil, err
+	}
+	// (5)
+	if err := e.allocPhase(ctx, rep); err != nil {
 		return nil, err
 	}
 	rep.project(o)

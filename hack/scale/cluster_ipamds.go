@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -17,9 +18,9 @@ import (
 // ipamdProc is one ipamd of the simulated cluster, with its own socket and health port.
 type ipamdProc struct {
 	*harness.Process
-	node, health string
-	started      time.Time
-	readyAfter   time.Duration
+	node, health, socket string
+	started              time.Time
+	readyAfter           time.Duration
 }
 
 // startIpamd starts the ipamd of node (tag tells a probe's files from the measured one's).
@@ -37,7 +38,7 @@ func (e *clusterEnv) startIpamd(node, tag string) (*ipamdProc, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ipamdProc{Process: p, node: node, health: health, started: time.Now()}, nil
+	return &ipamdProc{Process: p, node: node, health: health, socket: opts.Socket, started: time.Now()}, nil
 }
 
 // waitReady polls /readyz: ready means caches synced and this node's Endpoints reconciled.
@@ -157,6 +158,29 @@ func readMemory(pid int) (memory, error) {
 func memAvailableKiB() (int, error) {
 	vals, err := procFields("/proc/meminfo", "MemAvailable:")
 	return vals[0], err
+}
+
+// clockTick is the unit of utime and stime in /proc/<pid>/stat (USER_HZ, 100 on Linux).
+const clockTick = 10 * time.Millisecond
+
+// procCPU reads utime+stime of a live process (as hack/bench does).
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// the command name (field 2) may hold spaces; the fields after its ")" are fixed
+	rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14 of the whole line
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
+	}
+	return time.Duration(utime+stime) * clockTick, nil
 }
 
 // procFields reads "Key: <n> kB" lines of a /proc file, in the order of keys.

@@ -14,8 +14,13 @@ func (e *clusterEnv) steadyWindow(ctx context.Context, rep *clusterReport) error
 	time.Sleep(e.o.settle)
 	offset := auditOffset(e.auditLog)
 	from := time.Now()
+	cpuFrom, cpuErr := procCPU(e.cp.APIServer.Pid())
 	time.Sleep(e.o.window)
 	to := time.Now()
+	if cpuTo, err := procCPU(e.cp.APIServer.Pid()); err == nil && cpuErr == nil {
+		// the apiserver's idle cost, which the allocation churn's CPU is measured net of
+		rep.Steady.APIServerCPUPerSecond = (cpuTo - cpuFrom).Seconds() / to.Sub(from).Seconds()
+	}
 	for i, d := range e.ipamds {
 		if exited, err := d.Exited(); exited {
 			return fmt.Errorf("ipamd %s exited during the window: %v (log %s)", d.node, err, d.LogPath)

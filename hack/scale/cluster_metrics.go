@@ -21,6 +21,28 @@ const ipamdWatchEventsMetric = "underpool_ipamd_watch_events_total"
 // sample of metric.
 func metricByLabel(text, metric string, labels ...string) (sums map[string]float64, found bool) {
 	sums = map[string]float64{}
+	for _, s := range metricSamples(text, metric) {
+		found = true
+		var key []string
+		for _, l := range labels {
+			if v := labelValue(s.labels, l); v != "" {
+				key = append(key, v)
+			}
+		}
+		sums[strings.Join(key, "/")] += s.value
+	}
+	return sums, found
+}
+
+// sample is one line of a metric: its labels as written between the braces, its value.
+type sample struct {
+	labels string
+	value  float64
+}
+
+// metricSamples returns every sample of metric in a Prometheus text exposition.
+func metricSamples(text, metric string) []sample {
+	var out []sample
 	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -50,16 +72,9 @@ func metricByLabel(text, metric string, labels ...string) (sums map[string]float
 		if err != nil {
 			continue
 		}
-		found = true
-		var key []string
-		for _, l := range labels {
-			if v := labelValue(have, l); v != "" {
-				key = append(key, v)
-			}
-		}
-		sums[strings.Join(key, "/")] += v
+		out = append(out, sample{labels: have, value: v})
 	}
-	return sums, found
+	return out
 }
 
 func labelValue(labels, label string) string {

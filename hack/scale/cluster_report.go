@@ -54,6 +54,8 @@ type clusterReport struct {
 		GCRounds                           float64
 		APIServerWatches                   map[string]float64 `json:",omitempty"`
 		APIServerWatchesKnown              bool
+		// APIServerCPUPerSecond is kube-apiserver's CPU seconds per second in the window.
+		APIServerCPUPerSecond float64
 	} `json:"steady"`
 	Churn struct {
 		Pods    int
@@ -66,6 +68,8 @@ type clusterReport struct {
 		APIServerWatchEvents  map[string]float64 `json:",omitempty"`
 	} `json:"churn"`
 	Projection projection `json:"projection"`
+	// Alloc is the allocation churn on one shared, fragmented pool (issue 20).
+	Alloc allocReport `json:"alloc"`
 }
 
 // projection carries the measured figures to o.projectNodes nodes with the same Endpoints
@@ -144,7 +148,8 @@ func (r *clusterReport) project(o clusterOptions) {
 func (o clusterOptions) forReport() map[string]any {
 	return map[string]any{"ipamds": o.ipamds, "nodes": o.nodes, "endpoints": o.endpoints, "pools": o.pools,
 		"churn": o.churn, "window": o.window.String(), "gcInterval": o.gcInterval.String(), "batch": o.batch,
-		"reserveMiB": o.reserveMiB, "projectNodes": o.projectNodes}
+		"reserveMiB": o.reserveMiB, "projectNodes": o.projectNodes, "allocRate": o.alloc.rate, "allocWindow": o.alloc.window.String(),
+		"allocIpamds": o.alloc.ipamds, "allocInflight": o.alloc.inflight, "allocPoolSize": o.alloc.poolSize}
 }
 
 func mib(k int) string { return fmt.Sprintf("%.1f MiB", kib(k)) }
@@ -253,7 +258,8 @@ func (r *clusterReport) markdown(o clusterOptions) string {
 	w("")
 	w("Only %d ipamds ran: cluster-wide figures multiply the per-ipamd rate by the node count. When the node GETs per GC interval "+
 		"fall short of the demand, the apiserver could not keep up and the rounds ran longer than their interval: the \"demand\" rows "+
-		"say what the rounds ask for at their interval (the production default, 1m, asks %.0fx less of the node GETs).", r.Ipamds.Started, time.Minute.Seconds()/o.gcInterval.Seconds())
+		"say what the rounds ask for at their interval (the production default, 1m, asks %.0fx less of the node GETs).\n", r.Ipamds.Started, time.Minute.Seconds()/o.gcInterval.Seconds())
+	b.WriteString(r.Alloc.markdown(o))
 	return b.String()
 }
 

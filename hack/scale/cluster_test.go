@@ -19,6 +19,7 @@ func TestClusterModeSmoke(t *testing.T) {
 	o.window, o.gcInterval = 3*time.Second, time.Second
 	o.settle, o.probeSettle, o.drain = time.Second, 0, time.Second
 	o.reserveMiB, o.out = 0, t.TempDir()
+	o.alloc.rate = 0 // TestAllocationChurnPhaseSmoke runs it
 	rep, err := runCluster(o)
 	if err != nil {
 		t.Fatal(err)

@@ -2,18 +2,14 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/invoke"
-	current "github.com/containernetworking/cni/pkg/types/100"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -21,7 +17,6 @@ import (
 
 	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/tests/harness"
-	"github.com/underpool/underpool/tests/harness/kubelet"
 )
 
 func v1AddToScheme(s *runtime.Scheme) error { return v1.AddToScheme(s) }
@@ -137,31 +132,16 @@ func (e *env) hardCase(ctx context.Context, run *stopper) ([]string, error) {
 // ipamCalls runs the underpool-ipam binary for each pod, at most o.inflight at once, the
 // way a main plugin calls its IPAM plugin. For ADD it records each pod's address.
 func (e *env) ipamCalls(ctx context.Context, verb string, pods []*corev1.Pod, sockets []string, addrs []string) []string {
-	plugin := filepath.Join(e.bin, "underpool-ipam")
+	plugin := ipamPlugin{path: filepath.Join(e.bin, "underpool-ipam"), work: e.work}
 	var mu sync.Mutex
 	var errs []string
 	_ = parallel(len(pods), e.o.inflight, func(i int) error {
-		conf, _ := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": "hard", "type": "macvlan",
-			"ipam": map[string]any{"type": "underpool-ipam", "socket": sockets[i%len(sockets)], "ipv4Pools": []string{"hard"},
-				"logFile": filepath.Join(e.work, "ipam-plugin.log"), "logLevel": "error"}})
-		args := &invoke.Args{Command: verb, ContainerID: "ctr-" + pods[i].Name, NetNS: "/var/run/netns/scale-none", IfName: "net1",
-			PluginArgs: [][2]string{{"IgnoreUnknown", "1"}, {"K8S_POD_NAMESPACE", "default"}, {"K8S_POD_NAME", pods[i].Name},
-				{"K8S_POD_UID", string(pods[i].UID)}}, Path: filepath.Dir(plugin)}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
-		var err error
-		// the node's settings reach the plugin through the runtime's environment
-		exec := envExec{Exec: &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: os.Stderr}},
-			env: []string{kubelet.IpamdSocketEnv + "=" + sockets[i%len(sockets)], kubelet.LogDirEnv + "=" + e.work}}
+		pod := podRef{namespace: "default", name: pods[i].Name, uid: string(pods[i].UID)}
+		addr, err := plugin.call(cctx, verb, sockets[i%len(sockets)], "hard", []string{"hard"}, pod)
 		if verb == "ADD" {
-			r, rerr := invoke.ExecPluginWithResult(cctx, plugin, conf, args, exec)
-			if err = rerr; err == nil {
-				if res, cerr := current.GetResult(r); cerr == nil && len(res.IPs) == 1 {
-					addrs[i] = res.IPs[0].Address.IP.String()
-				}
-			}
-		} else {
-			err = invoke.ExecPluginWithoutResult(cctx, plugin, conf, args, exec)
+			addrs[i] = addr
 		}
 		if err != nil {
 			mu.Lock()
@@ -172,16 +152,6 @@ func (e *env) ipamCalls(ctx context.Context, verb string, pods []*corev1.Pod, so
 	})
 	sort.Strings(errs)
 	return errs
-}
-
-// envExec appends entries to the environment a plugin gets.
-type envExec struct {
-	invoke.Exec
-	env []string
-}
-
-func (e envExec) ExecPlugin(ctx context.Context, path string, stdin []byte, environ []string) ([]byte, error) {
-	return e.Exec.ExecPlugin(ctx, path, stdin, append(append([]string(nil), environ...), e.env...))
 }
 
 func parallel(n, width int, fn func(i int) error) error {

@@ -16,6 +16,11 @@
 // its API requests per minute (audit log) and the watch events churn elsewhere costs it:
 //
 //	go run ./hack/scale --cluster [--ipamds 100 --nodes 1000 --endpoints 100000 --pools 4 --churn 1000]
+//	    [--alloc-rate 20 --alloc-window 1m --alloc-ipamds 10 --alloc-inflight 40 --alloc-pool-size 4096]
+//
+// The last phase churns allocations (ADD then DEL through the underpool-ipam binary) on a
+// few ipamd nodes from one fragmented pool that every ipamd watches, and reports what it
+// costs the other ipamds, the apiserver and the allocating nodes (issue 20's "before").
 package main
 
 import (
@@ -53,6 +58,11 @@ func main() {
 	fs.IntVar(&c.batch, "batch", c.batch, "--cluster: ipamds started at once")
 	fs.IntVar(&c.reserveMiB, "reserve-mib", c.reserveMiB, "--cluster: memory kept free for the control plane when deciding how many ipamds fit")
 	fs.IntVar(&c.projectNodes, "project-nodes", c.projectNodes, "--cluster: cluster size the figures are projected to")
+	fs.Float64Var(&c.alloc.rate, "alloc-rate", c.alloc.rate, "--cluster: allocations (ADD then DEL of a pod) started per second on the allocating ipamds together; 0 skips the phase")
+	fs.DurationVar(&c.alloc.window, "alloc-window", c.alloc.window, "--cluster: how long allocations are started for")
+	fs.IntVar(&c.alloc.ipamds, "alloc-ipamds", c.alloc.ipamds, "--cluster: ipamds that allocate (the first ones); the others only watch")
+	fs.IntVar(&c.alloc.inflight, "alloc-inflight", c.alloc.inflight, "--cluster: plugin processes running at once in the allocation churn")
+	fs.IntVar(&c.alloc.poolSize, "alloc-pool-size", c.alloc.poolSize, "--cluster: addresses in the shared allocation pool; every other one is held before the run")
 	_ = fs.Parse(os.Args[1:])
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "scale: needs root (it starts ipamd sockets under a temp dir and execs CNI plugins)")
