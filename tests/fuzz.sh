@@ -9,7 +9,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 export GOFLAGS=-mod=mod
 fuzztime=${FUZZTIME:-10s}
-pkgs=(./chain ./netplan ./api/v1 ./rpc ./core/allocator)
+pkgs=(./chain ./netplan ./api/v1 ./rpc ./core/allocator ./core/nadgen)
 failed=0
 logs=$(mktemp -d)
 for pkg in "${pkgs[@]}"; do

@@ -20,7 +20,7 @@ var (
 // do not pull in controller-runtime.
 func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion, &IPPool{}, &IPPoolList{}, &Subnet{}, &SubnetList{},
-		&ReservedIP{}, &ReservedIPList{}, &Endpoint{}, &EndpointList{})
+		&ReservedIP{}, &ReservedIPList{}, &Endpoint{}, &EndpointList{}, &UnderlayNetwork{}, &UnderlayNetworkList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }
