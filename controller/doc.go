@@ -14,6 +14,11 @@
 //   - application pools: one IPPool per family carved from a Subnet for each Deployment
 //     or StatefulSet whose pods name one, resized with it and deleted after it
 //     (apppools.go);
+//   - generated NADs: each UnderlayNetwork rendered (core/nadgen) into a
+//     NetworkAttachmentDefinition in every namespace it names, owned by it, kept as
+//     rendered (a hand edit is put back and reported), never over a NAD it does not own
+//     (Ready=False and an event name it), deleted with it by the garbage collector
+//     (networks.go, networknad.go, networkstatus.go);
 //   - reserved-in-use report: a ReservedIP's status names the reserved addresses pods
 //     still hold (reserved.go), and a ReservedIP with entries that do not parse gets an
 //     event and underpool_reservedip_invalid (reservedreport.go);

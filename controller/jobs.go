@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	v1 "github.com/underpool/underpool/api/v1"
@@ -117,6 +119,24 @@ func (s *setup) otherKindsPools(ctx context.Context, carving *sync.Mutex) error 
 
 func (s *setup) appPools(kind string, carving *sync.Mutex, others *otherKinds) *appPools {
 	return &appPools{c: s.mgr.GetClient(), api: s.api, kind: kind, others: others, events: s.events, carving: carving, changes: s.metrics.appPoolChanges}
+}
+
+// networkAttachments generates the NADs of UnderlayNetworks. Without the NAD CRD (multus
+// not installed) it cannot watch them: the networks say so in their status instead of
+// the whole controller failing to start.
+func (s *setup) networkAttachments(context.Context) error {
+	r := &networkNADs{c: s.mgr.GetClient(), api: s.api, events: s.events, log: s.log.Named("networks")}
+	b := builder.ControllerManagedBy(s.mgr).Named("underlay-networks").
+		For(&v1.UnderlayNetwork{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
+	if _, err := s.mgr.GetRESTMapper().RESTMapping(nadKind, nadv1.SchemeGroupVersion.Version); meta.IsNoMatchError(err) {
+		s.log.Warn("the NetworkAttachmentDefinition CRD is not served: UnderlayNetworks get no NADs until multus is installed and the controller restarted")
+		r.kindMissing = true
+	} else if err != nil {
+		return fmt.Errorf("looking up the NetworkAttachmentDefinition kind: %w", err)
+	} else {
+		b = b.Watches(&nadv1.NetworkAttachmentDefinition{}, handler.EnqueueRequestsFromMapFunc(networksOfNAD))
+	}
+	return b.Complete(r)
 }
 
 func (s *setup) reservedReport(context.Context) error {

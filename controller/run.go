@@ -7,9 +7,12 @@ import (
 	"strconv"
 
 	"github.com/go-logr/zapr"
+	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,6 +25,18 @@ import (
 	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/controller/webhook"
 )
+
+// nadKind is multus' NetworkAttachmentDefinition.
+var nadKind = nadv1.SchemeGroupVersion.WithKind("NetworkAttachmentDefinition").GroupKind()
+
+// generatedNADs selects the NADs UnderlayNetworks generated.
+var generatedNADs = func() labels.Selector {
+	req, err := labels.NewRequirement(v1.NetworkLabel, selection.Exists, nil)
+	if err != nil {
+		panic(err) // a constant key: cannot fail
+	}
+	return labels.NewSelector().Add(*req)
+}()
 
 // What the controller may do; `make generate` turns these into deploy/rbac/controller: a
 // ClusterRole for what is cluster-wide, and a Role in underpool-system for the two objects
@@ -54,18 +69,19 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 		return err
 	}
 	for _, job := range []func(*setup, context.Context) error{
-		(*setup).webhook,           // IPPool, Subnet, ReservedIP validation; certificates; registration
-		(*setup).poolFinalizer,     // no pool with live allocations goes
-		(*setup).reservedInUse,     // ReservedIP status: which reserved addresses pods hold
-		(*setup).subnetStatus,      // Subnet status: offered and held addresses
-		(*setup).applicationPools,  // one pool per family for workloads that name a Subnet
-		(*setup).reservedReport,    // events and a series for ReservedIP entries that do not parse
-		(*setup).overlapReport,     // events and a series for pools that share addresses
-		(*setup).poolConditions,    // Exhausted, Overlapping, Invalid
-		(*setup).orphanSweep,       // addresses allocated and held by no Endpoint
-		(*setup).goneNodeRecycling, // Endpoints of nodes no ipamd looks after
-		(*setup).leaderFlag,        // underpool_controller_leader
-		(*setup).leaderReadiness,   // only the leader is ready
+		(*setup).webhook,            // IPPool, Subnet, ReservedIP validation; certificates; registration
+		(*setup).poolFinalizer,      // no pool with live allocations goes
+		(*setup).reservedInUse,      // ReservedIP status: which reserved addresses pods hold
+		(*setup).subnetStatus,       // Subnet status: offered and held addresses
+		(*setup).applicationPools,   // one pool per family for workloads that name a Subnet
+		(*setup).networkAttachments, // the NADs UnderlayNetworks render into their namespaces
+		(*setup).reservedReport,     // events and a series for ReservedIP entries that do not parse
+		(*setup).overlapReport,      // events and a series for pools that share addresses
+		(*setup).poolConditions,     // Exhausted, Overlapping, Invalid
+		(*setup).orphanSweep,        // addresses allocated and held by no Endpoint
+		(*setup).goneNodeRecycling,  // Endpoints of nodes no ipamd looks after
+		(*setup).leaderFlag,         // underpool_controller_leader
+		(*setup).leaderReadiness,    // only the leader is ready
 	} {
 		if err := job(s, ctx); err != nil {
 			return err
@@ -81,6 +97,9 @@ func newScheme() (*runtime.Scheme, error) {
 		return nil, err
 	}
 	if err := v1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	if err := nadv1.AddToScheme(scheme); err != nil {
 		return nil, err
 	}
 	return scheme, nil
@@ -107,9 +126,13 @@ func newManager(cfg *rest.Config, scheme *runtime.Scheme, opts Options, server c
 
 // cacheSlimming keeps of the objects the controller caches cluster-wide only what it
 // reads: of every Node what recycling reads, of every workload what its application pool
-// is carved from, of every pod's metadata what the pools of other kinds need.
+// is carved from, of every pod's metadata what the pools of other kinds need, and of the
+// NADs only those UnderlayNetworks generated (labelled): the cluster's other NADs are none
+// of the controller's business, and one in a network's way is read from the API when a
+// create meets it.
 func cacheSlimming() map[client.Object]cache.ByObject {
-	slim := map[client.Object]cache.ByObject{&corev1.Node{}: {Transform: nodeTransform}, podMetadata(): {Transform: slimPod}}
+	slim := map[client.Object]cache.ByObject{&corev1.Node{}: {Transform: nodeTransform}, podMetadata(): {Transform: slimPod},
+		&nadv1.NetworkAttachmentDefinition{}: {Label: generatedNADs}}
 	for _, k := range builtinKinds {
 		slim[k.newObj()] = cache.ByObject{Transform: slimWorkload}
 	}
