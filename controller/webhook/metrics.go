@@ -17,7 +17,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "underpool_webhook_rejections_total",
-			Help: "IPPool, Subnet and ReservedIP writes the webhook refused, by kind and reason (overlap, removes_allocated, orphans_pools, invalid_spec)."},
+			Help: "IPPool, Subnet, ReservedIP and UnderlayNetwork writes the webhook refused, by kind and reason (overlap, removes_allocated, orphans_pools, nad_conflict, invalid_spec)."},
 			[]string{"kind", "reason"}),
 	}
 	if reg != nil {
@@ -33,8 +33,8 @@ func (m *Metrics) rejected(kind string, err error) {
 	}
 }
 
-// rejectionReason names why validatePool or validateSubnet refused, from the messages
-// they make (validate.go; metrics_test.go pins each).
+// rejectionReason names why validatePool, validateSubnet or the network validator refused,
+// from the messages they make (validate.go, network.go; metrics_test.go pins each).
 func rejectionReason(err error) string {
 	msg := err.Error()
 	switch {
@@ -44,6 +44,8 @@ func rejectionReason(err error) string {
 		return "removes_allocated"
 	case strings.Contains(msg, "would orphan IPPools"):
 		return "orphans_pools"
+	case strings.Contains(msg, "already renders NetworkAttachmentDefinition"):
+		return "nad_conflict"
 	}
 	return "invalid_spec"
 }

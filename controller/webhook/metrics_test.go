@@ -29,6 +29,7 @@ func TestWebhookRejectionReasons(t *testing.T) {
 		{"range drops allocated", validatePool(&v1.IPPool{Spec: v1.IPPoolSpec{Subnet: "10.9.0.0/24", IPs: []string{"10.9.0.100-10.9.0.110"}}}, held, nil), "removes_allocated"},
 		{"subnet delete orphans pools", validateSubnet(sub, sub, []v1.IPPool{other}, true), "orphans_pools"},
 		{"bad spec", validatePool(&v1.IPPool{Spec: v1.IPPoolSpec{Subnet: "nonsense"}}, nil, nil), "invalid_spec"},
+		{"two networks render one NAD", sameNAD(underlayNetwork("b", "ns"), []v1.UnderlayNetwork{*underlayNetwork("b", "ns"), *renamed(underlayNetwork("b2", "ns"), "b")}), "nad_conflict"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if c.err == nil {
@@ -39,6 +40,12 @@ func TestWebhookRejectionReasons(t *testing.T) {
 			}
 		})
 	}
+}
+
+// renamed is n rendering its NADs under name.
+func renamed(n *v1.UnderlayNetwork, name string) *v1.UnderlayNetwork {
+	n.Spec.NADName = name
+	return n
 }
 
 // A refusal is counted on the registry passed in.

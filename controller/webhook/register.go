@@ -29,6 +29,8 @@ const (
 	subnetPath = "/validate-underpool-io-v1-subnet"
 	// reservedPath: a ReservedIP entry that does not parse reserves less than it says
 	reservedPath = "/validate-underpool-io-v1-reservedip"
+	// networkPath: a network that does not render would write no NAD
+	networkPath = "/validate-underpool-io-v1-underlaynetwork"
 )
 
 // Endpoint says how the apiserver reaches the webhook: a URL base (outside the cluster,
@@ -66,6 +68,7 @@ func register(ctx context.Context, c client.Client, api client.Reader, ep Endpoi
 		hook("ippools.underpool.io", poolPath, "ippools", admissionregistrationv1.Create, admissionregistrationv1.Update),
 		hook("subnets.underpool.io", subnetPath, "subnets", admissionregistrationv1.Create, admissionregistrationv1.Update, admissionregistrationv1.Delete),
 		hook("reservedips.underpool.io", reservedPath, "reservedips", admissionregistrationv1.Create, admissionregistrationv1.Update),
+		hook("underlaynetworks.underpool.io", networkPath, "underlaynetworks", admissionregistrationv1.Create, admissionregistrationv1.Update),
 	}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}

@@ -2,7 +2,9 @@
 // (the webhook Service sends the apiserver's calls to the elected one). It owns:
 //   - validation of IPPool, Subnet and ReservedIP writes: overlaps, removal of allocated
 //     addresses, Subnets that would orphan pools, ReservedIP entries that do not parse
-//     (validate.go, reserved.go, served by admission.go), each refusal counted
+//     (validate.go, reserved.go, served by admission.go), and of UnderlayNetwork writes:
+//     a spec that does not render, two networks rendering one NAD, a pool of the other
+//     family (network.go); each refusal counted
 //     (underpool_webhook_rejections_total, metrics.go);
 //   - its PKI: one CA for every replica, kept in a Secret, and serving certificates
 //     issued and renewed in memory, a replaced CA rolled in so that the apiserver trusts
@@ -106,6 +108,9 @@ func (w *Webhook) SetupWithManager(mgr manager.Manager) error {
 		return err
 	}
 	if err := builder.WebhookManagedBy(mgr, &v1.ReservedIP{}).WithValidator(reservedValidator{metrics: w.metrics}).Complete(); err != nil {
+		return err
+	}
+	if err := builder.WebhookManagedBy(mgr, &v1.UnderlayNetwork{}).WithValidator(&networkValidator{api: api, metrics: w.metrics}).Complete(); err != nil {
 		return err
 	}
 	every := checkEvery(w.opts.CertLifetime)
