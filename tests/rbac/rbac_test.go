@@ -199,8 +199,16 @@ func TestControllerLeastPrivilege(t *testing.T) {
 		{verb: "watch", resource: "nodes"},
 		{verb: "update", group: up, resource: "endpoints", namespace: "default", name: "a"},
 		{verb: "delete", group: up, resource: "endpoints", namespace: "default", name: "a"},
+		// the NADs of UnderlayNetworks, in any namespace a network names
+		{verb: "watch", group: up, resource: "underlaynetworks"},
+		{verb: "update", group: up, resource: "underlaynetworks", subresource: "status", name: "n"},
+		{verb: "create", group: "k8s.cni.cncf.io", resource: "network-attachment-definitions", namespace: "default"},
+		{verb: "update", group: "k8s.cni.cncf.io", resource: "network-attachment-definitions", namespace: "default", name: "n"},
+		{verb: "delete", group: "k8s.cni.cncf.io", resource: "network-attachment-definitions", namespace: "default", name: "n"},
 	}, []access{
 		{verb: "get", resource: "secrets", namespace: namespace, name: "underpool-ipamd-token"},
+		{verb: "update", group: up, resource: "underlaynetworks", name: "n"},
+		{verb: "delete", group: up, resource: "underlaynetworks", name: "n"},
 		{verb: "get", resource: "secrets", namespace: "kube-system", name: "underpool-webhook-ca"},
 		{verb: "list", resource: "secrets", namespace: namespace},
 		{verb: "create", resource: "secrets", namespace: "kube-system"},
@@ -269,6 +277,8 @@ func TestIpamdLeastPrivilege(t *testing.T) {
 		{verb: "update", resource: "nodes", name: "n"},
 		{verb: "update", group: "coordination.k8s.io", resource: "leases", namespace: namespace, name: "underpool-controller"},
 		{verb: "update", group: "admissionregistration.k8s.io", resource: "validatingwebhookconfigurations", name: "underpool-validating"},
+		{verb: "create", group: "k8s.cni.cncf.io", resource: "network-attachment-definitions", namespace: "default"},
+		{verb: "update", group: up, resource: "underlaynetworks", subresource: "status", name: "n"},
 	})
 }
 

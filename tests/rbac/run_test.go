@@ -14,6 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -35,7 +37,8 @@ func as(sa string) *rest.Config {
 
 // The controller, run as its ServiceAccount with nothing but the generated RBAC, does its
 // whole job: wins its lease, makes its CA Secret, registers its webhook and serves it,
-// and adds the pool-protection finalizer. No request is refused on the way.
+// adds the pool-protection finalizer, and writes an UnderlayNetwork's NAD and status. No
+// request is refused on the way.
 func TestControllerRunsOnItsRBAC(t *testing.T) {
 	port, err := harness.FreePort()
 	if err != nil {
@@ -116,6 +119,27 @@ func TestControllerRunsOnItsRBAC(t *testing.T) {
 			return fmt.Errorf("Endpoint %s still there (%v)", ep.Name, err)
 		}
 		return allocatedNothing(ctx, pool)
+	})
+	// an UnderlayNetwork's NAD is written, and its status, through its RBAC
+	net := &v1.UnderlayNetwork{ObjectMeta: metav1.ObjectMeta{Name: "rbac-net"}, Spec: v1.UnderlayNetworkSpec{
+		Namespaces: []string{"default"}, Macvlan: &v1.MacvlanNetwork{Master: "eth1"}}}
+	if err := c.Create(ctx, net); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the network's NAD is written and its status says so", func() error {
+		nad := &unstructured.Unstructured{}
+		nad.SetGroupVersionKind(schema.GroupVersionKind{Group: "k8s.cni.cncf.io", Version: "v1", Kind: "NetworkAttachmentDefinition"})
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "rbac-net"}, nad); err != nil {
+			return err
+		}
+		got := &v1.UnderlayNetwork{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(net), got); err != nil {
+			return err
+		}
+		if len(got.Status.NetworkAttachmentDefinitions) != 1 {
+			return fmt.Errorf("status lists %v", got.Status.NetworkAttachmentDefinitions)
+		}
+		return nil
 	})
 }
 
