@@ -3,13 +3,11 @@ package controller
 import (
 	"context"
 	"fmt"
-	"strconv"
 
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	"go.uber.org/zap"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
@@ -86,28 +84,15 @@ func (r *networkNADs) updateNAD(ctx context.Context, net *v1.UnderlayNetwork, cu
 
 // desiredNAD is the NAD the network renders in ns.
 func desiredNAD(net *v1.UnderlayNetwork, ns string, rendered nadgen.Rendered) *nadv1.NetworkAttachmentDefinition {
-	annotations := map[string]string{v1.NetworkGenerationAnnotation: strconv.FormatInt(net.Generation, 10)}
-	for k, v := range rendered.Annotations {
-		annotations[k] = v
-	}
-	return &nadv1.NetworkAttachmentDefinition{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: rendered.Name,
-			Labels: map[string]string{v1.NetworkLabel: net.Name}, Annotations: annotations,
-			OwnerReferences: []metav1.OwnerReference{ownerReference(net)}},
-		Spec: nadv1.NetworkAttachmentDefinitionSpec{Config: rendered.Config},
-	}
+	return rendered.NAD(net, ns)
 }
 
-// ownerReference makes the network the NAD's controller. blockOwnerDeletion stays off:
-// setting it needs the right to update the network's finalizers, and nothing waits for
-// NADs to go before the network may.
-func ownerReference(net *v1.UnderlayNetwork) metav1.OwnerReference {
-	return metav1.OwnerReference{APIVersion: v1.GroupVersion.String(), Kind: "UnderlayNetwork", Name: net.Name, UID: net.UID, Controller: ptr.To(true)}
-}
+// ownerReference makes the network the NAD's controller.
+func ownerReference(net *v1.UnderlayNetwork) metav1.OwnerReference { return nadgen.OwnerReference(net) }
 
 // managedAnnotations are the NAD annotations the network decides: the rest (a user's own)
 // are kept as they are.
-var managedAnnotations = []string{v1.NetworkGenerationAnnotation, nadgen.ResourceNameAnnotation}
+var managedAnnotations = nadgen.ManagedAnnotations
 
 // inSync: cur holds what want says, in every part the network decides.
 func inSync(cur, want *nadv1.NetworkAttachmentDefinition) bool {

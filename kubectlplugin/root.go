@@ -10,6 +10,8 @@
 //   - who: which attachment holds an address (who.go);
 //   - gc --dry-run: what recycling and the orphan sweep would free, and why (gc.go, and
 //     verdict.go, the words around recycle.Judge);
+//   - render: the NADs an UnderlayNetwork generates, core/nadgen's rendering as the
+//     controller writes it (render.go);
 //   - import: the one command that writes, its flags and table (import.go); the reading,
 //     planning and writing are package kubectlplugin/importer.
 //
@@ -68,6 +70,7 @@ nodes, NetworkAttachmentDefinitions, ReservedIPs) and explains, without changing
   pools                 capacity of every IPPool
   who IP                which pod holds an address
   gc --dry-run          what recycling and the orphan sweep would free now, and why
+  render NAME|-f FILE   the NetworkAttachmentDefinitions an UnderlayNetwork generates
 
 and, the one command that writes:
 
@@ -83,7 +86,7 @@ and, the one command that writes:
 	cmd.SetVersionTemplate(buildinfo.String("kubectl-underpool") + "\n")
 	o.Flags.AddFlags(cmd.PersistentFlags())
 	cmd.PersistentFlags().StringVarP(&o.Output, "output", "o", "", "output format: table (default), json or yaml")
-	cmd.AddCommand(newExplainCommand(o), newPoolsCommand(o), newWhoCommand(o), newGCCommand(o), newImportCommand(o))
+	cmd.AddCommand(newExplainCommand(o), newPoolsCommand(o), newWhoCommand(o), newGCCommand(o), newRenderCommand(o), newImportCommand(o))
 	return cmd
 }
 

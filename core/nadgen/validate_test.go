@@ -31,7 +31,9 @@ func TestValidateNamesTheFieldAndTheFix(t *testing.T) {
 		{"a master no kernel names", func(s *v1.UnderlayNetworkSpec) { s.Macvlan.Master = "eth1/../x" }, []string{`spec.macvlan.master: "eth1/../x" is not an interface name`}},
 		{"an ipvlan mode on macvlan", func(s *v1.UnderlayNetworkSpec) { s.Macvlan.Mode = "l2" },
 			[]string{`spec.macvlan.mode: "l2" is not one of bridge, private, vepa, passthru`}},
-		{"a macvlan mode on ipvlan", func(s *v1.UnderlayNetworkSpec) { s.Macvlan, s.Ipvlan = nil, &v1.IpvlanNetwork{Master: "eth1", Mode: "bridge"} },
+		{"a macvlan mode on ipvlan", func(s *v1.UnderlayNetworkSpec) {
+			s.Macvlan, s.Ipvlan = nil, &v1.IpvlanNetwork{Master: "eth1", Mode: "bridge"}
+		},
 			[]string{`spec.ipvlan.mode: "bridge" is not one of l2, l3, l3s`}},
 		{"VLAN 4095", func(s *v1.UnderlayNetworkSpec) { s.Macvlan.Vlan = 4095 }, []string{"spec.macvlan.vlan: 4095 must be between 1 and 4094 (0: untagged)"}},
 		{"a tiny MTU", func(s *v1.UnderlayNetworkSpec) { s.Macvlan.MTU = 60 }, []string{"spec.macvlan.mtu: 60 is below IPv4's minimum of 68"}},
@@ -92,7 +94,9 @@ func TestWhatThePluginRefusesTheValidationRefusesToo(t *testing.T) {
 		plugin, spec string // the field as each names it
 	}{
 		{func(s *v1.UnderlayNetworkSpec) { s.Macvlan.Mode = "l3" }, "delegate.mode", "spec.macvlan.mode"},
-		{func(s *v1.UnderlayNetworkSpec) { s.Macvlan, s.Ipvlan = nil, &v1.IpvlanNetwork{Master: "eth1", Mode: "vepa"} }, "delegate.mode", "spec.ipvlan.mode"},
+		{func(s *v1.UnderlayNetworkSpec) {
+			s.Macvlan, s.Ipvlan = nil, &v1.IpvlanNetwork{Master: "eth1", Mode: "vepa"}
+		}, "delegate.mode", "spec.ipvlan.mode"},
 		{func(s *v1.UnderlayNetworkSpec) { s.IPAM.IPv4Pools = []string{""} }, "ipam.ipv4Pools[0]", "spec.ipam.ipv4Pools[0]"},
 		{func(s *v1.UnderlayNetworkSpec) { s.IPAM.IPv6Pools = []string{"fd00::/64"} }, "ipam.ipv6Pools[0]", "spec.ipam.ipv6Pools[0]"},
 		{func(s *v1.UnderlayNetworkSpec) { s.IPAM.Timeout = "soon" }, "ipam.timeout", "spec.ipam.timeout"},
