@@ -14,7 +14,10 @@ import (
 // the device plugin resource, controlled by the network (no ownerReference when the
 // network has no UID: one read from a file, not the cluster).
 func (r Rendered) NAD(net *v1.UnderlayNetwork, ns string) *nadv1.NetworkAttachmentDefinition {
-	annotations := map[string]string{v1.NetworkGenerationAnnotation: strconv.FormatInt(net.Generation, 10)}
+	annotations := map[string]string{}
+	if net.Generation > 0 { // a network read from a file has none yet
+		annotations[v1.NetworkGenerationAnnotation] = strconv.FormatInt(net.Generation, 10)
+	}
 	for k, v := range r.Annotations {
 		annotations[k] = v
 	}

@@ -15,16 +15,19 @@ import (
 
 	v1 "github.com/underpool/underpool/api/v1"
 	conflistexamples "github.com/underpool/underpool/conflist-examples"
+	"github.com/underpool/underpool/core/nadgen"
 )
 
-// Example is one network config (a NAD's spec.config or a .conflist), one IPPool, or one
-// Pod that attaches networks of the examples through the multus annotation.
+// Example is one network config (a NAD's spec.config, a .conflist, or what an
+// UnderlayNetwork renders), one IPPool, or one Pod that attaches networks of the examples
+// through the multus annotation.
 type Example struct {
 	File     string
 	Name     string
-	Conflist []byte     // set for networks
-	Pool     *v1.IPPool // set for pools
-	Pod      []Network  // set for pods: the networks they ask for, in order
+	Conflist []byte              // set for networks
+	Network  *v1.UnderlayNetwork // set for networks written as an UnderlayNetwork
+	Pool     *v1.IPPool          // set for pools
+	Pod      []Network           // set for pods: the networks they ask for, in order
 }
 
 // Network is one entry of a pod's k8s.v1.cni.cncf.io/networks annotation.
@@ -104,6 +107,12 @@ func fromYAML(file string, data []byte) ([]Example, error) {
 			spec, _ := doc["spec"].(map[string]any)
 			config, _ := spec["config"].(string)
 			out = append(out, Example{File: file, Name: name, Conflist: []byte(config)})
+		case "UnderlayNetwork":
+			ex, err := fromNetwork(file, name, doc)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, ex)
 		case "IPPool":
 			raw, _ := json.Marshal(doc)
 			pool := &v1.IPPool{}
@@ -182,4 +191,21 @@ func NetworkName(conflist []byte) (string, error) {
 	}
 	err := json.Unmarshal(conflist, &list)
 	return list.Name, err
+}
+
+// fromNetwork reads an UnderlayNetwork strictly (a misspelt field is an error, as the
+// apiserver's would be) and renders it as the controller does.
+func fromNetwork(file, name string, doc map[string]any) (Example, error) {
+	raw, _ := json.Marshal(doc)
+	net := &v1.UnderlayNetwork{}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(net); err != nil {
+		return Example{}, fmt.Errorf("%s: UnderlayNetwork %s: %v", file, name, err)
+	}
+	rendered, err := nadgen.Render(net)
+	if err != nil {
+		return Example{}, fmt.Errorf("%s: UnderlayNetwork %s: %v", file, name, err)
+	}
+	return Example{File: file, Name: name, Conflist: []byte(rendered.Config), Network: net}, nil
 }

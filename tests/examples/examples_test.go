@@ -115,11 +115,17 @@ func TestExamplesCoverTheCommonCases(t *testing.T) {
 			t.Errorf("no example for %s (a network config containing %v)", name, parts)
 		}
 	}
-	pods := 0
+	pods, generated := 0, 0
 	for _, ex := range all {
 		if ex.Pod != nil {
 			pods++
 		}
+		if ex.Network != nil {
+			generated++
+		}
+	}
+	if generated == 0 {
+		t.Error("no example of a network written as an UnderlayNetwork (the controller generates its NAD)")
 	}
 	if pods < 2 {
 		t.Errorf("want pods showing multi-NIC and overlay + underlay attachments, found %d", pods)
