@@ -28,6 +28,7 @@ func TestBinary(t *testing.T) {
 		{"gc help says dry-run only", []string{"gc", "--help"}, 0, "Only --dry-run is supported", ""},
 		{"pools against the apiserver", []string{"pools", "-o", "json", "--kubeconfig", suite.cp.KubeconfigPath}, 0, `"pools"`, ""},
 		{"a missing pod", []string{"explain", "pod", "nowhere/x", "--kubeconfig", suite.cp.KubeconfigPath}, 1, "", "pod nowhere/x not found: check the namespace"},
+		{"render names the network it cannot read", []string{"render", "nowhere", "--kubeconfig", suite.cp.KubeconfigPath}, 1, "", `reading UnderlayNetwork nowhere: underlaynetworks.underpool.io "nowhere" not found`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
