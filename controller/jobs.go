@@ -42,6 +42,8 @@ type setup struct {
 	metrics *Metrics
 	opts    Options
 	log     *zap.Logger
+	// nadKindMissing: multus' NAD CRD was not served at start (run.go)
+	nadKindMissing bool
 }
 
 func newSetup(cfg *rest.Config, scheme *runtime.Scheme, mgr manager.Manager, hook *webhook.Webhook, opts Options, log *zap.Logger) (*setup, error) {
@@ -125,14 +127,11 @@ func (s *setup) appPools(kind string, carving *sync.Mutex, others *otherKinds) *
 // not installed) it cannot watch them: the networks say so in their status instead of
 // the whole controller failing to start.
 func (s *setup) networkAttachments(context.Context) error {
-	r := &networkNADs{c: s.mgr.GetClient(), api: s.api, events: s.events, log: s.log.Named("networks")}
+	r := &networkNADs{c: s.mgr.GetClient(), api: s.api, events: s.events, log: s.log.Named("networks"), kindMissing: s.nadKindMissing}
 	b := builder.ControllerManagedBy(s.mgr).Named("underlay-networks").
 		For(&v1.UnderlayNetwork{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
-	if _, err := s.mgr.GetRESTMapper().RESTMapping(nadKind, nadv1.SchemeGroupVersion.Version); meta.IsNoMatchError(err) {
+	if s.nadKindMissing {
 		s.log.Warn("the NetworkAttachmentDefinition CRD is not served: UnderlayNetworks get no NADs until multus is installed and the controller restarted")
-		r.kindMissing = true
-	} else if err != nil {
-		return fmt.Errorf("looking up the NetworkAttachmentDefinition kind: %w", err)
 	} else {
 		b = b.Watches(&nadv1.NetworkAttachmentDefinition{}, handler.EnqueueRequestsFromMapFunc(networksOfNAD))
 	}

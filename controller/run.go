@@ -10,9 +10,11 @@ import (
 	nadv1 "github.com/k8snetworkplumbingwg/network-attachment-definition-client/pkg/apis/k8s.cni.cncf.io/v1"
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
+	"k8s.io/client-go/discovery"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -26,8 +28,28 @@ import (
 	"github.com/underpool/underpool/controller/webhook"
 )
 
-// nadKind is multus' NetworkAttachmentDefinition.
-var nadKind = nadv1.SchemeGroupVersion.WithKind("NetworkAttachmentDefinition").GroupKind()
+// nadKindServed says whether the apiserver serves multus' NetworkAttachmentDefinition.
+// Without it (multus not installed) the controller runs every other job, and
+// UnderlayNetworks say what to install.
+func nadKindServed(cfg *rest.Config) (bool, error) {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return false, err
+	}
+	list, err := dc.ServerResourcesForGroupVersion(nadv1.SchemeGroupVersion.String())
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("asking the apiserver whether it serves %s: %w", nadv1.SchemeGroupVersion, err)
+	}
+	for _, r := range list.APIResources {
+		if r.Kind == "NetworkAttachmentDefinition" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
 
 // generatedNADs selects the NADs UnderlayNetworks generated.
 var generatedNADs = func() labels.Selector {
@@ -60,7 +82,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	if err != nil {
 		return err
 	}
-	mgr, err := newManager(cfg, scheme, opts, hook.Server())
+	nads, err := nadKindServed(cfg)
+	if err != nil {
+		return err
+	}
+	mgr, err := newManager(cfg, scheme, opts, hook.Server(), nads)
 	if err != nil {
 		return fmt.Errorf("creating the controller manager: %w", err)
 	}
@@ -68,6 +94,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	if err != nil {
 		return err
 	}
+	s.nadKindMissing = !nads
 	for _, job := range []func(*setup, context.Context) error{
 		(*setup).webhook,            // IPPool, Subnet, ReservedIP validation; certificates; registration
 		(*setup).poolFinalizer,      // no pool with live allocations goes
@@ -106,15 +133,16 @@ func newScheme() (*runtime.Scheme, error) {
 }
 
 // newManager makes the manager every job runs in: one leader among the replicas (when
-// elected at all), the webhook's server, and caches slimmed (cacheSlimming).
-func newManager(cfg *rest.Config, scheme *runtime.Scheme, opts Options, server ctrlwebhook.Server) (manager.Manager, error) {
+// elected at all), the webhook's server, and caches slimmed (cacheSlimming; nads: multus'
+// NAD kind is served).
+func newManager(cfg *rest.Config, scheme *runtime.Scheme, opts Options, server ctrlwebhook.Server, nads bool) (manager.Manager, error) {
 	metricsAddress := opts.MetricsAddress
 	if metricsAddress == "" {
 		metricsAddress = "0" // controller-runtime's "off"
 	}
 	return ctrl.NewManager(cfg, manager.Options{
 		Scheme:                  scheme,
-		Cache:                   cache.Options{ByObject: cacheSlimming()},
+		Cache:                   cache.Options{ByObject: cacheSlimming(nads)},
 		Metrics:                 metricsserver.Options{BindAddress: metricsAddress},
 		HealthProbeBindAddress:  opts.HealthAddress,
 		LeaderElection:          opts.LeaderElectionNamespace != "",
@@ -129,12 +157,15 @@ func newManager(cfg *rest.Config, scheme *runtime.Scheme, opts Options, server c
 // is carved from, of every pod's metadata what the pools of other kinds need, and of the
 // NADs only those UnderlayNetworks generated (labelled): the cluster's other NADs are none
 // of the controller's business, and one in a network's way is read from the API when a
-// create meets it.
-func cacheSlimming() map[client.Object]cache.ByObject {
-	slim := map[client.Object]cache.ByObject{&corev1.Node{}: {Transform: nodeTransform}, podMetadata(): {Transform: slimPod},
-		&nadv1.NetworkAttachmentDefinition{}: {Label: generatedNADs}}
+// create meets it. The NADs only when their kind is served (nads): the manager refuses to
+// start with a cache option for a kind nobody serves.
+func cacheSlimming(nads bool) map[client.Object]cache.ByObject {
+	slim := map[client.Object]cache.ByObject{&corev1.Node{}: {Transform: nodeTransform}, podMetadata(): {Transform: slimPod}}
 	for _, k := range builtinKinds {
 		slim[k.newObj()] = cache.ByObject{Transform: slimWorkload}
+	}
+	if nads {
+		slim[&nadv1.NetworkAttachmentDefinition{}] = cache.ByObject{Label: generatedNADs}
 	}
 	return slim
 }
