@@ -66,8 +66,8 @@ func TestEveryDelegateRendersToAConfigThePluginReadsBackAsWritten(t *testing.T) 
 			if !reflect.DeepEqual(conf.Delegate, c.delegate) {
 				t.Errorf("delegate %v, want %v", conf.Delegate, c.delegate)
 			}
-			if got, _ := raw["vlan"].(float64); got != c.vlan {
-				t.Errorf("vlan %v, want %v", raw["vlan"], c.vlan)
+			if got, _ := raw["vlan"].(float64); got != c.vlan || float64(conf.Vlan) != c.vlan {
+				t.Errorf("vlan %v (the plugin reads %d), want %v", raw["vlan"], conf.Vlan, c.vlan)
 			}
 			if got := r.Annotations[ResourceNameAnnotation]; got != c.resourceName {
 				t.Errorf("resourceName annotation %q, want %q", got, c.resourceName)

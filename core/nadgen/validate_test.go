@@ -97,6 +97,7 @@ func TestWhatThePluginRefusesTheValidationRefusesToo(t *testing.T) {
 		{func(s *v1.UnderlayNetworkSpec) {
 			s.Macvlan, s.Ipvlan = nil, &v1.IpvlanNetwork{Master: "eth1", Mode: "vepa"}
 		}, "delegate.mode", "spec.ipvlan.mode"},
+		{func(s *v1.UnderlayNetworkSpec) { s.Macvlan.Vlan = 4095 }, "vlan 4095", "spec.macvlan.vlan"},
 		{func(s *v1.UnderlayNetworkSpec) { s.IPAM.IPv4Pools = []string{""} }, "ipam.ipv4Pools[0]", "spec.ipam.ipv4Pools[0]"},
 		{func(s *v1.UnderlayNetworkSpec) { s.IPAM.IPv6Pools = []string{"fd00::/64"} }, "ipam.ipv6Pools[0]", "spec.ipam.ipv6Pools[0]"},
 		{func(s *v1.UnderlayNetworkSpec) { s.IPAM.Timeout = "soon" }, "ipam.timeout", "spec.ipam.timeout"},
