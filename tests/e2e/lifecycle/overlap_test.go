@@ -10,13 +10,16 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/controller/webhook"
 	"github.com/underpool/underpool/core/allocator"
 	"github.com/underpool/underpool/core/apppool"
 	"github.com/underpool/underpool/tests/e2e"
@@ -26,82 +29,41 @@ import (
 // "fixed-IP application pools"): pods made by the real Deployment and StatefulSet
 // controllers, sandboxes by the kubelet stand-ins through multus.
 
-// Two IPPools sharing addresses, created at the same moment so that both may pass the
-// webhook's check-then-act: if both get written, ipamd hands out none of the shared
-// addresses from either pool (each Deployment gets only its pool's own part, however many
-// replicas it wants), the controller reports the overlap with a PoolsOverlap Warning on
-// both pools, and once one pool goes the other serves the addresses it no longer shares.
-// If the webhook wins every round, its rejection names the pool that got in, and the
-// Deployments share that one pool without a duplicate.
-func TestOverlappingPoolsCreatedConcurrentlyNeverShareAnAddress(t *testing.T) {
-	const rounds = 6
-	var poolA, poolB *v1.IPPool // both exist, or only poolA
-	var base string
-	for round := 1; round <= rounds && poolB == nil; round++ {
-		_, _, third := e2e.NextSubnet()
-		base = fmt.Sprintf("10.250.%d.", third)
-		subnet := base + "0/24"
-		// A: .1-.8, B: .5-.12; they share .5-.8
-		a := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "ovl-a-" + rand.String(5)},
-			Spec: v1.IPPoolSpec{Subnet: subnet, IPs: []string{base + "1-" + base + "8"}}}
-		b := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "ovl-b-" + rand.String(5)},
-			Spec: v1.IPPoolSpec{Subnet: subnet, IPs: []string{base + "5-" + base + "12"}}}
-		errs := createTogether(t, a, b)
-		for i, p := range []*v1.IPPool{a, b} {
-			if errs[i] == nil {
-				t.Cleanup(func() { _ = e2e.Suite.Client.Delete(context.Background(), p) })
+// Two IPPools sharing addresses that both got written: created at the same moment, both
+// may pass the webhook's check-then-act, and so may pools applied while no webhook runs
+// (before the controller is installed). Then ipamd hands out none of the shared addresses
+// from either pool (each Deployment gets only its pool's own part, however many replicas
+// it wants), the controller reports the overlap with a PoolsOverlap Warning on both pools,
+// and once one pool goes the other serves the addresses it no longer shares. The race is
+// not left to chance: the two pools are created together while the IPPool webhook is out
+// of the configuration, so what ipamd and the controller do is proven on every run (the
+// webhook's own refusal is TestWebhookRejectsConflictingPools's).
+func TestOverlappingPoolsThatBothGotInNeverShareAnAddress(t *testing.T) {
+	_, _, third := e2e.NextSubnet()
+	base := fmt.Sprintf("10.250.%d.", third)
+	subnet := base + "0/24"
+	// A: .1-.8, B: .5-.12; they share .5-.8
+	poolA := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "ovl-a-" + rand.String(5)},
+		Spec: v1.IPPoolSpec{Subnet: subnet, IPs: []string{base + "1-" + base + "8"}}}
+	poolB := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "ovl-b-" + rand.String(5)},
+		Spec: v1.IPPoolSpec{Subnet: subnet, IPs: []string{base + "5-" + base + "12"}}}
+	withoutPoolWebhook(t, subnet, base, func() {
+		for i, err := range createTogether(t, poolA, poolB) {
+			if err != nil {
+				t.Fatalf("creating overlapping pool %d with the IPPool webhook out: %v", i, err)
 			}
 		}
-		switch {
-		case errs[0] == nil && errs[1] == nil:
-			t.Logf("round %d: both %s and %s passed the webhook: the overlap got in", round, a.Name, b.Name)
-			poolA, poolB = a, b
-		case errs[0] != nil && errs[1] != nil:
-			t.Fatalf("round %d: both creates failed: %v; %v", round, errs[0], errs[1])
-		default:
-			winner, loser, err := a, b, errs[1]
-			if errs[0] != nil {
-				winner, loser, err = b, a, errs[0]
-			}
-			if !strings.Contains(err.Error(), "overlaps IPPool "+winner.Name) {
-				t.Fatalf("round %d: %s was refused, but the error does not name %s: %v", round, loser.Name, winner.Name, err)
-			}
-			t.Logf("round %d: the webhook refused %s naming %s", round, loser.Name, winner.Name)
-			if round < rounds {
-				// the next round gets a fresh subnet; this pool would only be in the way
-				_ = e2e.Suite.Client.Delete(e2e.Ctx(t), winner)
-			} else {
-				poolA = winner
-			}
-		}
+	})
+	for _, p := range []*v1.IPPool{poolA, poolB} {
+		t.Cleanup(func() { _ = e2e.Suite.Client.Delete(context.Background(), p) })
 	}
 
 	lc := newLifecycle(t, lifecycleOptions{nodes: 2, ipv4Pools: []string{poolA.Name}})
-	second := poolA.Name // the one pool, if the webhook won every round
-	if poolB != nil {
-		second = poolB.Name
-	}
-	lc.addNetwork("underlay-b", e2e.NewParent(t), []string{second})
+	lc.addNetwork("underlay-b", e2e.NewParent(t), []string{poolB.Name})
 	depA := lc.deployment("on-a", 6, nil)
 	depB := lc.deployment("on-b", 6, map[string]string{"k8s.v1.cni.cncf.io/networks": "underlay-b"})
 	lc.create(depA)
 	lc.create(depB)
-
-	if poolB == nil {
-		t.Logf("the webhook won all %d rounds: both Deployments draw from %s alone", rounds, poolA.Name)
-		lc.eventually("8 pods of 12 running on the 8 addresses of "+poolA.Name, 2*time.Minute, func() (bool, string) {
-			a, b := len(lc.readyPods("on-a")), len(lc.readyPods("on-b"))
-			failed, _ := lc.sandboxFailedWith("on-a", poolA.Name, "exhausted")
-			if !failed {
-				failed, _ = lc.sandboxFailedWith("on-b", poolA.Name, "exhausted")
-			}
-			return a+b == 8 && failed, fmt.Sprintf("%d + %d ready, a sandbox refused as exhausted: %t", a, b, failed)
-		})
-		lc.requireInvariants(poolA.Name)
-		lc.deleteAll(depA, depB)
-		lc.requireNothingLeft(poolA.Name)
-		return
-	}
 
 	// each Deployment wants 6, its pool has 4 addresses it shares with no other pool
 	shared := func(addr string) bool {
@@ -303,4 +265,69 @@ func TestApplicationPoolsOfTwoWorkloadsOnOneSubnetAreDisjoint(t *testing.T) {
 		})
 	}
 	lc.requireNothingLeft()
+}
+
+// withoutPoolWebhook runs create with the IPPool webhook taken out of the webhook
+// configuration, as a cluster is before the controller is installed, and puts it back.
+// The apiserver applies a configuration change a moment later: each way is waited for by
+// asking, in a dry run, whether a pool overlapping a sentinel pool of subnet is admitted.
+func withoutPoolWebhook(t *testing.T, subnet, base string, create func()) {
+	t.Helper()
+	sentinel := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "ovl-sentinel-" + rand.String(5)},
+		Spec: v1.IPPoolSpec{Subnet: subnet, IPs: []string{base + "200-" + base + "201"}}}
+	if err := e2e.Suite.Client.Create(e2e.Ctx(t), sentinel); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e2e.Suite.Client.Delete(context.Background(), sentinel) })
+	admitted := func() bool {
+		probe := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "ovl-probe-" + rand.String(5)},
+			Spec: v1.IPPoolSpec{Subnet: subnet, IPs: []string{base + "201-" + base + "202"}}}
+		return e2e.Suite.Client.Create(e2e.Ctx(t), probe, client.DryRunAll) == nil
+	}
+	if admitted() {
+		t.Fatal("a pool overlapping the sentinel was admitted with the IPPool webhook in place")
+	}
+	cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	if err := e2e.Suite.Client.Get(e2e.Ctx(t), client.ObjectKey{Name: webhook.ConfigName}, cfg); err != nil {
+		t.Fatal(err)
+	}
+	saved := cfg.Webhooks
+	var others []admissionregistrationv1.ValidatingWebhook
+	for _, h := range saved {
+		if h.Name != "ippools.underpool.io" {
+			others = append(others, h)
+		}
+	}
+	setHooks(t, others)
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			setHooks(t, saved)
+		}
+	}
+	t.Cleanup(restore)
+	e2e.Eventually(t, "the apiserver to stop calling the IPPool webhook", 30*time.Second, func() (bool, string) {
+		return admitted(), "an overlapping pool is still refused"
+	})
+	create()
+	restore()
+	e2e.Eventually(t, "the apiserver to call the IPPool webhook again", 30*time.Second, func() (bool, string) {
+		return !admitted(), "an overlapping pool is still admitted"
+	})
+}
+
+func setHooks(t *testing.T, hooks []admissionregistrationv1.ValidatingWebhook) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+		if err := e2e.Suite.Client.Get(e2e.Ctx(t), client.ObjectKey{Name: webhook.ConfigName}, cfg); err != nil {
+			return err
+		}
+		cfg.Webhooks = hooks
+		return e2e.Suite.Client.Update(e2e.Ctx(t), cfg)
+	})
+	if err != nil {
+		t.Fatalf("updating the webhook configuration: %v", err)
+	}
 }
