@@ -22,15 +22,23 @@ import (
 )
 
 // cluster is a control plane with the lifecycle controllers and simulated nodes, each
-// with its own ipamd and kubelet stand-in, sharing one throw-away macvlan parent.
+// with its own ipamd, kubelet stand-in and netns standing for it; every node's uplink eth1
+// is a port of one bridge in a netns of its own (the segment), so macvlans on different
+// nodes share an L2 segment as they would on real machines.
 type cluster struct {
-	dir    string
-	cp     *harness.ControlPlane
-	c      client.Client
-	parent *harness.Veth
-	nodes  map[string]*kubelet.Kubelet
-	ipamds map[string]*harness.Ipamd
+	dir     string
+	cp      *harness.ControlPlane
+	c       client.Client
+	segment *harness.NetNS
+	nodes   map[string]*kubelet.Kubelet
+	ipamds  map[string]*harness.Ipamd
+	// nodeNS and nodeAddr are each node's netns and its own address on eth1
+	nodeNS   map[string]*harness.NetNS
+	nodeAddr map[string]string
 }
+
+// uplink is the name of every node's uplink, the NAD's master.
+const uplink = "eth1"
 
 func startCluster(t *testing.T, nodeNames ...string) *cluster {
 	t.Helper()
@@ -39,7 +47,8 @@ func startCluster(t *testing.T, nodeNames ...string) *cluster {
 		"macvlan", "loopback", "multus"); err != nil {
 		t.Fatal(err)
 	}
-	cl := &cluster{dir: t.TempDir(), nodes: map[string]*kubelet.Kubelet{}, ipamds: map[string]*harness.Ipamd{}}
+	cl := &cluster{dir: t.TempDir(), nodes: map[string]*kubelet.Kubelet{}, ipamds: map[string]*harness.Ipamd{},
+		nodeNS: map[string]*harness.NetNS{}, nodeAddr: map[string]string{}}
 	bin := filepath.Join(cl.dir, "bin")
 	if err := harness.BuildProjectBinaries(bin); err != nil {
 		t.Fatal(err)
@@ -64,10 +73,13 @@ func startCluster(t *testing.T, nodeNames ...string) *cluster {
 			}
 		}
 	})
-	if cl.parent, err = harness.NewVethPair(harness.UniqueName("kla"), harness.UniqueName("klb")); err != nil {
+	if cl.segment, err = harness.NewNetNS(harness.UniqueName("kls")); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = cl.parent.Close() })
+	t.Cleanup(func() { _ = cl.segment.Close() })
+	if err := harness.NewBridge(cl.segment, "seg0"); err != nil {
+		t.Fatal(err)
+	}
 	conflist, err := kubelet.MultusConflist(kubelet.MultusConfig{Kubeconfig: cl.cp.KubeconfigPath,
 		BinDirs: []string{bin, harness.CacheBinDir()}, Dir: filepath.Join(cl.dir, "multus")})
 	if err != nil {
@@ -78,10 +90,12 @@ func startCluster(t *testing.T, nodeNames ...string) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { logFile.Close() })
-	for _, node := range nodeNames {
+	for i, node := range nodeNames {
+		nodeNS := cl.newNode(t, node, fmt.Sprintf("10.250.238.%d", i+2))
 		ipamdOpts := harness.DefaultIpamdOptions(bin, cl.cp.KubeconfigPath, node, cl.dir)
 		kl, err := kubelet.New(kubelet.Config{
 			NodeName: node, RestConfig: cl.cp.Config, Conflist: conflist, IpamdSocket: ipamdOpts.Socket,
+			NodeNetNS: nodeNS, NodeIP: cl.nodeAddr[node],
 			CNI: harness.CNI{BinDirs: []string{bin, harness.CacheBinDir()},
 				CacheDir: filepath.Join(cl.dir, "cni-cache"), Stderr: logFile, Env: []string{kubelet.LogDirEnv + "=" + cl.dir}},
 			Log: logFile,
@@ -106,18 +120,46 @@ func startCluster(t *testing.T, nodeNames ...string) *cluster {
 	return cl
 }
 
+// newNode makes the netns standing for a node: loopback up, uplink eth1 on the segment
+// carrying the node's own address addr/24 (what a pod reaches through its host veth).
+func (cl *cluster) newNode(t *testing.T, name, addr string) *harness.NetNS {
+	t.Helper()
+	nodeNS, err := harness.NewNetNS(harness.UniqueName("kln"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nodeNS.Close() })
+	port := harness.UniqueName("klp")
+	v, err := harness.NewVethPairIn(nodeNS, uplink, port)
+	if err == nil {
+		err = v.MoveB(cl.segment)
+	}
+	if err == nil {
+		err = harness.SetMaster(cl.segment, port, "seg0")
+	}
+	if err == nil {
+		err = harness.AddAddr(nodeNS, uplink, addr+"/24")
+	}
+	if err != nil {
+		t.Fatalf("node %s: %v", name, err)
+	}
+	cl.nodeNS[name], cl.nodeAddr[name] = nodeNS, addr
+	return nodeNS
+}
+
 // newNAD creates the underpool-over-macvlan network in namespace ns. The socket it names
-// is never dialled: each node's stand-in gives its plugins UNDERPOOL_IPAMD_SOCKET.
+// is never dialled: each node's stand-in gives its plugins UNDERPOOL_IPAMD_SOCKET. Host
+// connectivity keeps its default: the plugins run in the node's netns, where the pod's
+// host veth goes.
 func (cl *cluster) newNAD(t *testing.T, ctx context.Context, ns, name, pool string) {
 	t.Helper()
 	conf, _ := json.Marshal(map[string]any{
 		"cniVersion": "1.0.0", "name": name,
 		"plugins": []any{map[string]any{
-			"type":             "underpool",
-			"delegate":         map[string]any{"type": "macvlan", "master": cl.parent.A, "mode": "bridge"},
-			"ipam":             map[string]any{"socket": "/nonexistent/ipamd.sock", "ipv4Pools": []string{pool}},
-			"logFile":          filepath.Join(cl.dir, "plugin.log"),
-			"hostConnectivity": map[string]any{"enabled": false}, // plugins run in the root netns
+			"type":     "underpool",
+			"delegate": map[string]any{"type": "macvlan", "master": uplink, "mode": "bridge"},
+			"ipam":     map[string]any{"socket": "/nonexistent/ipamd.sock", "ipv4Pools": []string{pool}},
+			"logFile":  filepath.Join(cl.dir, "plugin.log"),
 		}},
 	})
 	nad := &unstructured.Unstructured{}

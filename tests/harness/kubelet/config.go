@@ -42,6 +42,13 @@ type Config struct {
 	// Conflist is the node's CNI network config, normally the multus thin
 	// plugin (see MultusConflist). Required.
 	Conflist []byte
+	// NodeNetNS, when set, is the network namespace standing for this node: multus and
+	// the plugins run inside it (CNI.NodeNetNS), so the node's uplinks, the host veth of
+	// host connectivity, its routes and any node-side rule are real there, and the
+	// machine's own namespace is left alone. The stand-in forwards the apiserver's
+	// loopback address (RestConfig.Host, which the multus kubeconfig must name too) into
+	// it. The caller makes and removes it; it needs no link but loopback.
+	NodeNetNS *harness.NetNS
 	// IpamdSocket is this node's ipamd socket, given to plugins as
 	// UNDERPOOL_IPAMD_SOCKET. Empty leaves the NAD's ipam.socket in charge.
 	IpamdSocket string
@@ -103,6 +110,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Log == nil {
 		c.Log = os.Stderr
+	}
+	if c.NodeNetNS != nil {
+		c.CNI.NodeNetNS = c.NodeNetNS.Path()
 	}
 	c.CNI.Env = slices.Clone(c.CNI.Env)
 	if c.IpamdSocket != "" {

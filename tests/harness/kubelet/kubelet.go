@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"sync"
 	"time"
 
@@ -18,6 +19,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/client-go/util/workqueue"
+
+	"github.com/underpool/underpool/tests/harness"
 )
 
 // Kubelet is the stand-in for one node. Its methods are safe for concurrent use.
@@ -27,6 +30,8 @@ type Kubelet struct {
 	events   record.EventBroadcaster
 	recorder record.EventRecorder
 	cniSlots chan struct{} // bounds concurrent CNI calls
+	// apiserver reaches the control plane from NodeNetNS; nil without one
+	apiserver *harness.Forwarder
 
 	mu        sync.Mutex
 	sandboxes map[string]*Sandbox    // namespace/name -> the pod's current sandbox
@@ -65,6 +70,11 @@ func New(cfg Config) (*Kubelet, error) {
 	}
 	// Events go through client-go's recorder, as the kubelet's do, so they
 	// carry source component "kubelet" and the node as host.
+	if cfg.NodeNetNS != nil {
+		if k.apiserver, err = forwardAPIServer(cfg); err != nil {
+			return nil, err
+		}
+	}
 	k.events = record.NewBroadcaster()
 	k.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
 	k.recorder = k.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "kubelet", Host: cfg.NodeName})
@@ -181,6 +191,9 @@ func (k *Kubelet) Close() error {
 	k.closed = true
 	k.events.Shutdown()
 	var errs []error
+	if k.apiserver != nil {
+		errs = append(errs, k.apiserver.Close())
+	}
 	for key, sb := range k.sandboxes {
 		if err := sb.NetNS.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("kubelet %s: sandbox of %s: %w", k.cfg.NodeName, key, err))
@@ -188,6 +201,19 @@ func (k *Kubelet) Close() error {
 		delete(k.sandboxes, key)
 	}
 	return errors.Join(errs...)
+}
+
+// forwardAPIServer makes the apiserver's loopback address answer in the node netns too.
+func forwardAPIServer(cfg Config) (*harness.Forwarder, error) {
+	u, err := url.Parse(cfg.RestConfig.Host)
+	if err != nil || u.Port() == "" {
+		return nil, fmt.Errorf("kubelet %s: RestConfig.Host %q names no host:port to forward into the node netns", cfg.NodeName, cfg.RestConfig.Host)
+	}
+	f, err := harness.ForwardInto(cfg.NodeNetNS, u.Host)
+	if err != nil {
+		return nil, fmt.Errorf("kubelet %s: %w", cfg.NodeName, err)
+	}
+	return f, nil
 }
 
 func (k *Kubelet) logf(format string, args ...any) {

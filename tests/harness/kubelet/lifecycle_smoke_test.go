@@ -20,8 +20,9 @@ import (
 
 // The whole lifecycle on real parts: kube-controller-manager and kube-scheduler, two
 // simulated nodes each with its own ipamd and kubelet stand-in, multus reading a real NAD.
-// A StatefulSet's pods are scheduled, get a sandbox with an address from the pool on net1,
-// become Running and Ready (OrderedReady needs that for web-1), and when the set is deleted
+// A StatefulSet's pods are scheduled, get a sandbox with an address from the pool on net1
+// and a host veth to their node (multus and the plugins run in the node's netns), become
+// Running and Ready (OrderedReady needs that for web-1), and when the set is deleted
 // they go the way a kubelet lets them go: DEL, netns removed, then the pod object.
 func TestLifecycleSmoke(t *testing.T) {
 	cl := startCluster(t, "sim-1", "sim-2")
@@ -95,6 +96,11 @@ func TestLifecycleSmoke(t *testing.T) {
 		}
 		if has, err := harness.HasAddr(sb.NetNS.Path(), "net1", net.ParseIP(addr)); err != nil || !has {
 			t.Fatalf("%s: net1 in %s does not carry %s (%v)", name, sb.NetNS.Path(), addr, err)
+		}
+		// multus and the plugins ran in the node's netns: the pod reaches its own node
+		// through the host veth there, which a macvlan alone never does
+		if err := harness.PingFrom(sb.NetNS.Path(), cl.nodeAddr[pod.Spec.NodeName], 3); err != nil {
+			t.Fatalf("%s cannot reach its node %s through its host veth: %v", name, pod.Spec.NodeName, err)
 		}
 		netnsPaths = append(netnsPaths, sb.NetNS.Path())
 	}
