@@ -193,8 +193,13 @@ type NetConf struct {
 	Delegate   map[string]any // e.g. macvlanOn(parent)
 	IPv4Pools  []string
 	IPv6Pools  []string
-	Socket     string         // default: the suite's ipamd
-	Extra      map[string]any // set last: they replace the defaults above
+	Socket     string // default: the suite's ipamd
+	// OnNode says the plugin runs in a netns standing for a node (a kubelet stand-in's
+	// NodeNetNS, NodeCNI): host connectivity keeps its default there. Otherwise it runs
+	// in the machine's own netns, which must never get a host veth or routes, and host
+	// connectivity is off.
+	OnNode bool
+	Extra  map[string]any // set last: they replace the defaults above
 }
 
 // WithPool returns c with pool as its only pool of family ("IPv4" or "IPv6").
@@ -230,9 +235,9 @@ func (c NetConf) Conflist(t *testing.T) []byte {
 		"delegate":     c.Delegate,
 		"ipam":         map[string]any{"socket": c.Socket, "ipv4Pools": c.IPv4Pools, "ipv6Pools": c.IPv6Pools},
 		"logFile":      filepath.Join(Suite.Dir, "plugin.log"),
-		// most tests run the plugin in the machine's own netns, which must never get a
-		// host veth or routes: host connectivity is tested in a netns standing for the node
-		"hostConnectivity": map[string]any{"enabled": false},
+	}
+	if !c.OnNode {
+		plugin["hostConnectivity"] = map[string]any{"enabled": false}
 	}
 	for k, v := range c.Extra {
 		plugin[k] = v

@@ -2,7 +2,6 @@ package network
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 	"testing"
 
@@ -48,7 +47,7 @@ func TestNetworkHostConnectivity(t *testing.T) {
 	conf := e2e.NetConf{Delegate: e2e.MacvlanOn(peer.Parent), IPv4Pools: []string{pool4.Name}, IPv6Pools: []string{pool6.Name},
 		Extra: map[string]any{"hostConnectivity": map[string]any{"serviceCIDRs": []string{svc4, svc6}}}}.Conflist(t)
 	ns := e2e.NewNamespace(t)
-	before := nodeState(t, node)
+	before := e2e.ReadNodeState(t, node)
 
 	pod := e2e.NewPodNS(t)
 	rt := e2e.RuntimeFor(pod, ns, "hostconn", "net1")
@@ -97,7 +96,7 @@ func TestNetworkHostConnectivity(t *testing.T) {
 			t.Fatalf("DEL: %v", err)
 		}
 	}
-	requireSameNode(t, "after DEL", before, nodeState(t, node))
+	e2e.RequireSameNode(t, "after DEL", before, e2e.ReadNodeState(t, node))
 	e2e.RequireNothingLeft(t, ns, pool4.Name, pool6.Name)
 
 	// the rule: a pod whose default route another NIC holds (here an "overlay" eth0),
@@ -127,7 +126,7 @@ func TestNetworkHostConnectivity(t *testing.T) {
 			if r, _ := current.GetResult(res); len(r.Interfaces) != 1 {
 				t.Fatalf("want only net1 in the result, got %+v", r.Interfaces)
 			}
-			requireSameNode(t, "after ADD", before, nodeState(t, node))
+			e2e.RequireSameNode(t, "after ADD", before, e2e.ReadNodeState(t, node))
 			if err := cni.Check(e2e.Ctx(t), c.conf, rt); err != nil {
 				t.Fatalf("CHECK: %v", err)
 			}
@@ -155,34 +154,4 @@ func hostVethOf(t *testing.T, res interface{ Print() error }) string {
 	}
 	t.Fatalf("no node-side interface in the result: %v", names)
 	return ""
-}
-
-// nodeState is what a DEL must restore in the node netns: links, addresses, routes of
-// every table and rules, as `ip` prints them, sorted.
-func nodeState(t *testing.T, node *harness.NetNS) map[string][]string {
-	t.Helper()
-	state := map[string][]string{}
-	for what, args := range map[string][]string{
-		"links": {"-o", "link", "show"}, "addresses": {"-o", "addr", "show"},
-		"routes4": {"-4", "route", "show", "table", "all"}, "routes6": {"-6", "route", "show", "table", "all"},
-		"rules4": {"-4", "rule", "show"}, "rules6": {"-6", "rule", "show"},
-	} {
-		out, err := node.Run("ip", args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines := strings.Split(strings.TrimSpace(out), "\n")
-		sort.Strings(lines)
-		state[what] = lines
-	}
-	return state
-}
-
-func requireSameNode(t *testing.T, when string, before, after map[string][]string) {
-	t.Helper()
-	for what, b := range before {
-		if a := after[what]; strings.Join(a, "\n") != strings.Join(b, "\n") {
-			t.Fatalf("node %s changed %s:\nbefore:\n  %s\nafter:\n  %s", what, when, strings.Join(b, "\n  "), strings.Join(a, "\n  "))
-		}
-	}
 }
