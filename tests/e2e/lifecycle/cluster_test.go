@@ -33,13 +33,22 @@ type lifecycle struct {
 	ns    string
 	nad   string
 	nodes []*simNode
+	// segments are the L2 segments the nodes' uplinks share, by uplink name
+	segments map[string]*e2e.Segment
 }
 
-// simNode is one simulated node: its ipamd and its kubelet stand-in.
+// simNode is one simulated node: its ipamd, its kubelet stand-in, and the netns standing
+// for it, where multus and the plugins run (host veths, their routes and node-side rules
+// land there, never in the machine's own netns).
 type simNode struct {
 	name    string
 	ipamd   *harness.Ipamd
 	kubelet *kubelet.Kubelet
+	netns   *harness.NetNS
+	// addrs are the node's own addresses (IPv4, IPv6), on its first uplink
+	addrs [2]string
+	// baseline is the node netns before any pod: what every DEL must leave it at
+	baseline e2e.NodeState
 }
 
 type lifecycleOptions struct {
@@ -66,14 +75,16 @@ func newLifecycle(t *testing.T, o lifecycleOptions) *lifecycle {
 	if o.ipamdArgs == nil {
 		o.ipamdArgs = lifecycleRecycling
 	}
-	lc := &lifecycle{t: t, ns: e2e.NewNamespace(t), nad: "underlay"}
-	lc.createNAD(e2e.NewParent(t), o.ipv4Pools)
+	lc := &lifecycle{t: t, ns: e2e.NewNamespace(t), nad: "underlay", segments: map[string]*e2e.Segment{}}
 	conflist := o.conflist
 	if conflist == nil {
 		conflist = e2e.MultusConflist(t)
 	}
+	_, _, nodeNet := e2e.NextSubnet() // the nodes' own addresses
 	for i := range o.nodes {
 		name := "lc-" + rand.String(5)
+		node := newNodeNS(t)
+		addrs := [2]string{fmt.Sprintf("10.250.%d.%d", nodeNet, i+2), fmt.Sprintf("fd00:250:0:%x::%x", nodeNet, i+2)}
 		opts := harness.DefaultIpamdOptions(e2e.Suite.Bin, e2e.Suite.CP.KubeconfigPath, name, e2e.Suite.Dir)
 		opts.ExtraArgs = append([]string{"--commit-window=" + e2e.CommitWindow}, o.ipamdArgs...)
 		d, err := harness.StartIpamd(opts)
@@ -89,8 +100,8 @@ func newLifecycle(t *testing.T, o lifecycleOptions) *lifecycle {
 			t.Fatal(err)
 		}
 		kl, err := kubelet.New(kubelet.Config{NodeName: name, RestConfig: e2e.Suite.CP.Config, Labels: labels,
-			CNI:      harness.CNI{BinDirs: e2e.Suite.CNI.BinDirs, CacheDir: filepath.Join(e2e.Suite.Dir, "cni-cache-"+name)},
-			Conflist: conflist, IpamdSocket: opts.Socket, Log: logFile})
+			CNI:       harness.CNI{BinDirs: e2e.Suite.CNI.BinDirs, CacheDir: filepath.Join(e2e.Suite.Dir, "cni-cache-"+name)},
+			NodeNetNS: node, NodeIP: addrs[0], Conflist: conflist, IpamdSocket: opts.Socket, Log: logFile})
 		if err == nil {
 			err = kl.Start()
 		}
@@ -98,7 +109,7 @@ func newLifecycle(t *testing.T, o lifecycleOptions) *lifecycle {
 			_ = d.Stop()
 			t.Fatalf("kubelet stand-in of %s: %v", name, err)
 		}
-		n := &simNode{name: name, ipamd: d, kubelet: kl}
+		n := &simNode{name: name, ipamd: d, kubelet: kl, netns: node, addrs: addrs}
 		lc.nodes = append(lc.nodes, n)
 		t.Cleanup(func() {
 			_ = kl.Close()
@@ -107,30 +118,80 @@ func newLifecycle(t *testing.T, o lifecycleOptions) *lifecycle {
 			_ = e2e.Suite.Client.Delete(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}})
 		})
 	}
+	lc.createNAD(lc.uplink("eth1"), o.ipv4Pools)
 	return lc
 }
 
+// newNodeNS is a netns standing for a node: loopback up, no IPv6 duplicate address
+// detection on its links (a link-local address turning from tentative to valid after the
+// baseline was read would look like a leftover).
+func newNodeNS(t *testing.T) *harness.NetNS {
+	t.Helper()
+	node := e2e.NewNodeNS(t)
+	for _, key := range []string{"net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0"} {
+		if out, err := node.Run("sysctl", "-w", key); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+	}
+	return node
+}
+
+// uplink gives every node a link named name (eth1, eth2, ...) on one L2 segment of its
+// own, the first one also the nodes' addresses, and returns the name for a NAD's master.
+// Every node has the same names, as nodes of one cluster have. The nodes' baselines are
+// read again: an uplink is part of the node, not a pod's.
+func (lc *lifecycle) uplink(name string) string {
+	lc.t.Helper()
+	if _, ok := lc.segments[name]; ok {
+		return name
+	}
+	seg := e2e.NewSegment(lc.t)
+	for _, n := range lc.nodes {
+		seg.Attach(lc.t, n.netns, name)
+		if len(lc.segments) == 0 {
+			for i, a := range n.addrs {
+				if err := harness.AddAddr(n.netns, name, a+[]string{"/24", "/64"}[i]); err != nil {
+					lc.t.Fatal(err)
+				}
+			}
+		}
+	}
+	lc.segments[name] = seg
+	for _, n := range lc.nodes {
+		n.baseline = e2e.ReadNodeState(lc.t, n.netns)
+	}
+	return name
+}
+
 // createNAD makes the namespace's NetworkAttachmentDefinition: underpool over macvlan on
-// master. The plugins run in the root netns (multus must reach the apiserver on
-// loopback), so host connectivity stays off.
+// master. The plugins run in the nodes' netns, so host connectivity keeps its default:
+// each pod gets a host veth to its node.
 func (lc *lifecycle) createNAD(master string, ipv4Pools []string) {
 	lc.t.Helper()
 	lc.addNetwork(lc.nad, master, ipv4Pools)
 }
 
 // addNetwork makes another NetworkAttachmentDefinition in the lifecycle's namespace:
-// underpool over macvlan on master, with these pools. A pod template names it with the
-// annotation k8s.v1.cni.cncf.io/networks.
+// underpool over macvlan on master (an uplink), with these pools. A pod template names it
+// with the annotation k8s.v1.cni.cncf.io/networks.
 func (lc *lifecycle) addNetwork(name, master string, ipv4Pools []string) {
 	lc.t.Helper()
-	e2e.NewNAD(lc.t, lc.ns, name, e2e.NetConf{Name: name, Delegate: e2e.MacvlanOn(master), IPv4Pools: ipv4Pools}.Conflist(lc.t))
+	lc.addNetConf(e2e.NetConf{Name: name, Delegate: e2e.MacvlanOn(master), IPv4Pools: ipv4Pools})
+}
+
+// addNetConf makes a NetworkAttachmentDefinition named c.Name in the lifecycle's
+// namespace, its plugin running on the nodes.
+func (lc *lifecycle) addNetConf(c e2e.NetConf) {
+	lc.t.Helper()
+	c.OnNode = true
+	e2e.NewNAD(lc.t, lc.ns, c.Name, c.Conflist(lc.t))
 }
 
 // sub is the lifecycle for a subtest: same nodes, its own namespace and NAD on the same
 // pools.
 func (lc *lifecycle) sub(t *testing.T) *lifecycle {
 	t.Helper()
-	s := &lifecycle{t: t, ns: e2e.NewNamespace(t), nad: lc.nad, nodes: lc.nodes}
+	s := &lifecycle{t: t, ns: e2e.NewNamespace(t), nad: lc.nad, nodes: lc.nodes, segments: lc.segments}
 	e2e.NewNAD(t, s.ns, s.nad, e2e.NADConfig(t, lc.ns, lc.nad))
 	return s
 }
@@ -234,32 +295,71 @@ func (lc *lifecycle) sandboxAddresses(node *simNode, pod string) []string {
 	return harness.GlobalAddrs(sb.NetNS.Path(), "net1")
 }
 
-// attachments are net1 of every live sandbox on the lifecycle's nodes.
+// attachments are the underpool interfaces (net1, net2, ...: every link but loopback and
+// the host veths) of every live sandbox on the lifecycle's nodes.
 func (lc *lifecycle) attachments() []e2e.Attachment {
 	var out []e2e.Attachment
 	for _, n := range lc.nodes {
 		for _, sb := range n.kubelet.Sandboxes() {
-			out = append(out, e2e.Attachment{Namespace: sb.PodNamespace, Pod: sb.PodName, ContainerID: sb.ContainerID,
-				NetNS: sb.NetNS.Path(), IfName: "net1", Where: n.name})
+			links, err := e2e.LinksIn(sb.NetNS)
+			if err != nil {
+				continue // torn down since it was listed
+			}
+			for _, ifName := range links {
+				if ifName == "lo" || strings.HasPrefix(ifName, "host-") {
+					continue
+				}
+				out = append(out, e2e.Attachment{Namespace: sb.PodNamespace, Pod: sb.PodName, ContainerID: sb.ContainerID,
+					NetNS: sb.NetNS.Path(), IfName: ifName, Where: n.name})
+			}
 		}
 	}
 	return out
 }
 
-// requireInvariants is e2e.RequireInvariants over every live sandbox of the lifecycle's nodes.
+// requireInvariants is e2e.RequireInvariants over every live sandbox of the lifecycle's
+// nodes, and on every node netns nothing but what its live sandboxes hold (waited for: a
+// sandbox may be on its way up or down).
 func (lc *lifecycle) requireInvariants(pools ...string) {
 	lc.t.Helper()
 	e2e.RequireInvariants(lc.t, lc.attachments(), pools...)
+	lc.eventually("the nodes hold only what their live sandboxes hold", 30*time.Second, func() (bool, string) {
+		left := lc.nodeLeftovers()
+		return left == "", left
+	})
 }
 
 // requireNothingLeft waits until the namespace holds no Endpoint and the pools hold no
-// address, and no kubelet keeps a sandbox of the namespace.
+// address, no kubelet keeps a sandbox of the namespace, and no node netns keeps anything a
+// gone sandbox made.
 func (lc *lifecycle) requireNothingLeft(pools ...string) {
 	lc.t.Helper()
 	lc.eventually("nothing left of namespace "+lc.ns, time.Minute, func() (bool, string) {
 		left := e2e.Leftovers(lc.t, lc.ns, pools, lc.attachments())
+		if left == "" {
+			left = lc.nodeLeftovers()
+		}
 		return left == "", left
 	})
+}
+
+// nodeLeftovers compares each node netns with its baseline, leaving out the host veths of
+// the sandboxes still live there (of any namespace: subtests share nodes) and every route
+// through them; it names what differs, "" when nothing does.
+func (lc *lifecycle) nodeLeftovers() string {
+	lc.t.Helper()
+	var left []string
+	for _, n := range lc.nodes {
+		var live []string
+		for _, sb := range n.kubelet.Sandboxes() {
+			ends, _ := e2e.NodeEnds(sb.NetNS.Path(), n.netns.Path()) // a sandbox gone since: nothing of it is live
+			live = append(live, ends...)
+		}
+		if d := n.baseline.Diff(e2e.ReadNodeState(lc.t, n.netns), live...); d != "" {
+			left = append(left, "node "+n.name+" netns differs from before its pods (live host veths "+strings.Join(live, ", ")+"):\n"+d)
+		}
+	}
+	return strings.Join(left, "\n")
 }
 
 // scale sets a StatefulSet's or Deployment's replicas.

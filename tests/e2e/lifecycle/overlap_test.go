@@ -59,7 +59,7 @@ func TestOverlappingPoolsThatBothGotInNeverShareAnAddress(t *testing.T) {
 	}
 
 	lc := newLifecycle(t, lifecycleOptions{nodes: 2, ipv4Pools: []string{poolA.Name}})
-	lc.addNetwork("underlay-b", e2e.NewParent(t), []string{poolB.Name})
+	lc.addNetwork("underlay-b", lc.uplink("eth2"), []string{poolB.Name})
 	depA := lc.deployment("on-a", 6, nil)
 	depB := lc.deployment("on-b", 6, map[string]string{"k8s.v1.cni.cncf.io/networks": "underlay-b"})
 	lc.create(depA)
