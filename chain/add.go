@@ -30,6 +30,8 @@ type addition struct {
 	delegateConf []byte
 	result       *current.Result
 	ifIndex      int // of the pod interface in result.Interfaces
+	// holdsDefault: the interface holds the pod's default route of every family it has
+	// (configureRoutes), which host connectivity's automatic rule asks for
 	holdsDefault bool
 	// conflicts are addresses another host answered for: the unwind releases them as
 	// such, so ipamd keeps them out of allocation and the runtime's retry gets others.

@@ -20,8 +20,8 @@ import (
 // CIDRs out of it.
 type HostConnectivityConf struct {
 	// Enabled: unset is automatic (on when the delegate is macvlan or ipvlan and this
-	// interface holds the pod's default route, i.e. no overlay eth0 or earlier NIC
-	// does); true always; false never.
+	// interface holds the pod's default route of every family it has, i.e. no overlay
+	// eth0 or earlier NIC holds one of them); true always; false never.
 	Enabled *bool `json:"enabled,omitempty"`
 	// NodeAddresses the pod reaches through the veth; empty: every global address of
 	// the node but loopback's, read at ADD.

@@ -14,9 +14,11 @@ import (
 // configureRoutes runs in the pod netns once the addresses are up: it decides which
 // family's default route this interface holds, installs the main-table routes, the
 // interface's own table and its rules, loosens rp_filter, and returns the routes for the
-// CNI result and whether the interface holds a default route.
+// CNI result and whether the interface is the pod's way out: it holds the default route
+// of every family it has an address of (see primary).
 func configureRoutes(conf *NetConf, ifName string, alloc netplan.Allocation) ([]*types.Route, bool, error) {
 	intent := alloc.Intent(ifName, conf.Routing.table(ifName))
+	isPrimary := true
 	for _, is4 := range []bool{true, false} {
 		exists, err := underlay.DefaultRouteExists(is4)
 		if err != nil {
@@ -24,7 +26,9 @@ func configureRoutes(conf *NetConf, ifName string, alloc netplan.Allocation) ([]
 		}
 		// a family this interface has no address of is not one it can hold the default of:
 		// an IPv4-only NIC next to an overlay eth0 with no IPv6 default route holds nothing
-		holds := alloc.HasFamily(is4) && holdsDefault(ifName, alloc.DefaultRouteHolder(conf.Routing.DefaultRouteInterface), conf.WantDefaultRoute(), exists)
+		has := alloc.HasFamily(is4)
+		holds := has && holdsDefault(ifName, alloc.DefaultRouteHolder(conf.Routing.DefaultRouteInterface), conf.WantDefaultRoute(), exists)
+		isPrimary = isPrimary && primary(has, holds)
 		if is4 {
 			intent.Default4 = holds
 		} else {
@@ -46,8 +50,16 @@ func configureRoutes(conf *NetConf, ifName string, alloc netplan.Allocation) ([]
 			return nil, false, err
 		}
 	}
-	return ipamplugin.Routes(plan.Routes), intent.Default4 || intent.Default6, nil
+	return ipamplugin.Routes(plan.Routes), isPrimary && (intent.Default4 || intent.Default6), nil
 }
+
+// primary is one family's part of "the pod's way out": the interface holds that family's
+// default route, or has no address of it. A dual-stack NIC next to an IPv4-only overlay
+// eth0 takes the IPv6 default (eth0 has none) but is not the way out: eth0 keeps the IPv4
+// default and reaches the node, and a host veth (host connectivity's automatic rule asks
+// for the way out) would route the node's IPv4 addresses away from eth0, replies to the
+// kubelet's probes of eth0's address included.
+func primary(has, holds bool) bool { return !has || holds }
 
 // tableFree refuses a table another interface of the pod already routes through: two
 // interface names whose hashes meet (netplan.TableFor) must not share one, or DEL of

@@ -20,3 +20,24 @@ func TestHoldsDefaultRule(t *testing.T) {
 		}
 	}
 }
+
+// An interface is the pod's way out (and gets a host veth by default) only if it holds the
+// default route of every family it has: not a dual-stack NIC that took only the IPv6
+// default next to an IPv4-only overlay eth0.
+func TestPrimaryHoldsEveryFamilyItHas(t *testing.T) {
+	cases := []struct {
+		name                       string
+		has4, holds4, has6, holds6 bool
+		want                       bool
+	}{
+		{"IPv4-only, holds it", true, true, false, false, true},
+		{"dual stack, holds both", true, true, true, true, true},
+		{"dual stack next to an IPv4-only eth0: holds only IPv6", true, false, true, true, false},
+		{"IPv4-only next to an eth0 that holds it", true, false, false, false, false},
+	}
+	for _, c := range cases {
+		if got := primary(c.has4, c.holds4) && primary(c.has6, c.holds6); got != c.want {
+			t.Errorf("%s: got %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -109,8 +109,10 @@ func TestNetworkHostConnectivity(t *testing.T) {
 	off := e2e.NetConf{Delegate: e2e.MacvlanOn(peer.Parent), IPv4Pools: []string{pool4.Name},
 		Extra: map[string]any{"hostConnectivity": map[string]any{"enabled": false}}}.Conflist(t)
 	// hostConnectivity left to its automatic rule: an underlay NIC whose pod has its default
-	// route elsewhere gets no host veth
-	auto := e2e.NetConf{Delegate: e2e.MacvlanOn(peer.Parent), IPv4Pools: []string{pool4.Name},
+	// route elsewhere gets no host veth. Dual-stack next to an IPv4-only eth0, it takes the
+	// IPv6 default (eth0 has none) but eth0 still holds the IPv4 one and reaches the node:
+	// a host veth would steal the pod's IPv4 traffic to its node from eth0.
+	auto := e2e.NetConf{Delegate: e2e.MacvlanOn(peer.Parent), IPv4Pools: []string{pool4.Name}, IPv6Pools: []string{pool6.Name},
 		Extra: map[string]any{"hostConnectivity": map[string]any{}}}.Conflist(t)
 	for _, c := range []struct {
 		name string
@@ -135,7 +137,7 @@ func TestNetworkHostConnectivity(t *testing.T) {
 			}
 		})
 	}
-	e2e.RequireNothingLeft(t, ns, pool4.Name)
+	e2e.RequireNothingLeft(t, ns, pool4.Name, pool6.Name)
 }
 
 // hostVethOf finds the node end of the host veth in a result: the interface with no sandbox.
