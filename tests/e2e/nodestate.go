@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 
@@ -18,9 +19,15 @@ import (
 // the kernel's, not a leftover.
 type NodeState map[string][]string
 
-// ReadNodeState reads the node netns' state.
+// ReadNodeState reads the node netns' state once no address in it is tentative: a
+// link-local address finishing duplicate address detection (and its local route
+// appearing) between two readings is the kernel's doing, not a pod's.
 func ReadNodeState(t *testing.T, node *harness.NetNS) NodeState {
 	t.Helper()
+	Eventually(t, "no tentative address in "+node.Name(), 10*time.Second, func() (bool, string) {
+		out, err := node.Run("ip", "-o", "addr", "show", "tentative")
+		return err == nil && strings.TrimSpace(out) == "", out
+	})
 	state := NodeState{}
 	for what, args := range map[string][]string{
 		"links": {"-o", "link", "show"}, "addresses": {"-o", "addr", "show"},
