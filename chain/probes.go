@@ -94,7 +94,7 @@ func startIPv4Probe(conf *NetConf, ifName string, addrs []netplan.Address, host 
 	if probesFromMaster[conf.DelegateType()] {
 		p, err = probeFromMaster(ifName, host, ips, conf.Checks.conflictWindow())
 	} else {
-		p, err = underlay.StartConflictProbe(ifName, ips, conf.Checks.conflictWindow())
+		p, err = underlay.StartPodConflictProbe(ifName, ips, conf.Checks.conflictWindow())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("probing %v for conflicts: %w", ips, err)

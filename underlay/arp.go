@@ -8,9 +8,11 @@ import (
 	"os"
 	"time"
 
+	"github.com/containernetworking/plugins/pkg/netlinksafe"
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/packet"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -26,6 +28,8 @@ const probeTries = 3
 type arpConn struct {
 	ifi *net.Interface
 	p   *packet.Conn
+	// ours are other links' MACs whose answers are the prober's own (StartPodConflictProbe)
+	ours map[string]bool
 }
 
 func dialARP(ifName string) (*arpConn, error) {
@@ -100,7 +104,7 @@ func (c *arpConn) foreign(frame []byte) (answer, bool) {
 	if f.UnmarshalBinary(frame) != nil || pkt.UnmarshalBinary(f.Payload) != nil {
 		return answer{}, false
 	}
-	if pkt.SenderHardwareAddr.String() == c.ifi.HardwareAddr.String() {
+	if mac := pkt.SenderHardwareAddr.String(); mac == c.ifi.HardwareAddr.String() || c.ours[mac] {
 		return answer{}, false
 	}
 	return answer{ip: pkt.SenderIP, mac: pkt.SenderHardwareAddr}, true
@@ -185,10 +189,68 @@ type ConflictProbe struct {
 // StartConflictProbe opens the ARP socket on ifName (in the calling thread's netns),
 // asks once for each of ips and returns; Wait gives the verdict after window.
 func StartConflictProbe(ifName string, ips []netip.Addr, window time.Duration) (*ConflictProbe, error) {
+	return startConflictProbe(ifName, ips, window, nil)
+}
+
+// StartPodConflictProbe is StartConflictProbe for a pod's own interface, called in the
+// pod's netns. The pod's other links that hold none of ips do not count as other hosts:
+// Linux answers ARP for an address of the host on any of its links (arp_ignore 0, the
+// default), and a probe from 0.0.0.0 passes reverse-path filtering, so a pod with two
+// NICs on one segment (two subnets on one master) hears its other NIC answer for the
+// address being set on this one, and would fail every ADD of its second NIC. A link that
+// holds the address itself still answers as a conflict.
+func StartPodConflictProbe(ifName string, ips []netip.Addr, window time.Duration) (*ConflictProbe, error) {
+	ours, err := siblingMACs(ifName, ips)
+	if err != nil {
+		return nil, err
+	}
+	return startConflictProbe(ifName, ips, window, ours)
+}
+
+// siblingMACs are the MACs of the netns' links other than ifName that hold none of ips.
+func siblingMACs(ifName string, ips []netip.Addr) (map[string]bool, error) {
+	links, err := netlinksafe.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("listing the pod's links: %w", err)
+	}
+	ours := map[string]bool{}
+	for _, l := range links {
+		mac := l.Attrs().HardwareAddr
+		if l.Attrs().Name == ifName || len(mac) == 0 {
+			continue
+		}
+		holds, err := holdsAny(l, ips)
+		if err != nil {
+			return nil, err
+		}
+		if !holds {
+			ours[mac.String()] = true
+		}
+	}
+	return ours, nil
+}
+
+func holdsAny(l netlink.Link, ips []netip.Addr) (bool, error) {
+	addrs, err := netlinksafe.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return false, fmt.Errorf("addresses of %s: %w", l.Attrs().Name, err)
+	}
+	for _, a := range addrs {
+		for _, ip := range ips {
+			if a.IP.Equal(ip.AsSlice()) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+func startConflictProbe(ifName string, ips []netip.Addr, window time.Duration, ours map[string]bool) (*ConflictProbe, error) {
 	c, err := dialARP(ifName)
 	if err != nil {
 		return nil, err
 	}
+	c.ours = ours
 	p := &ConflictProbe{c: c, ips: ips, start: time.Now(), done: make(chan struct{})}
 	if err := p.ask(); err != nil {
 		c.Close()

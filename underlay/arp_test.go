@@ -1,6 +1,7 @@
 package underlay
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"testing"
@@ -44,6 +45,43 @@ func TestConflictProbeFindsTheHolderAndWaitsOutTheWindowOtherwise(t *testing.T) 
 		}
 		if waited := time.Since(start); waited < window {
 			t.Fatalf("verdict 'free' after %s, before the %s window had passed", waited, window)
+		}
+	})
+}
+
+// A pod with two NICs on one segment (two subnets on one master): Linux answers ARP for
+// an address of the pod on any of its links, and a probe from 0.0.0.0 passes reverse-path
+// filtering, so the pod's other NIC answers the probe for the address being set on this
+// one. Here peer1 stands for that other NIC. A pod's probe takes that answer for its own,
+// not a conflict (else the second NIC's every ADD fails); a sibling holding the address
+// itself is still a conflict (TestConflictProbeFindsTheHolderAndWaitsOutTheWindowOtherwise).
+func TestAPodsProbeIgnoresItsOtherNICAnsweringForTheAddressBeingSet(t *testing.T) {
+	inPodNetns(t, "10.250.9.2/24", func() {
+		net1, err := netlink.LinkByName("net1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		const window = 30 * time.Millisecond
+		for i, start := range []func(string, []netip.Addr, time.Duration) (*ConflictProbe, error){StartConflictProbe, StartPodConflictProbe} {
+			ip := netip.MustParseAddr(fmt.Sprintf("10.250.9.%d", 20+i))
+			p, err := start("net1", []netip.Addr{ip}, window)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// set while the probe listens, as ADD does
+			if err := netlink.AddrAdd(net1, &netlink.Addr{IPNet: netlink.NewIPNet(ip.AsSlice())}); err != nil {
+				t.Fatal(err)
+			}
+			c, err := p.Wait()
+			p.Close()
+			switch {
+			case err != nil:
+				t.Fatal(err)
+			case i == 0 && c == nil:
+				t.Fatal("the kernel no longer answers for an address of another link: the pod probe's rule is moot")
+			case i == 1 && c != nil:
+				t.Fatalf("the pod's own other NIC %s answering for %s was taken for a conflict", c.MAC, c.IP)
+			}
 		}
 	})
 }
