@@ -12,6 +12,11 @@
 // until it succeeds), removes the namespace and deletes the pod object with
 // grace period 0 and a UID precondition.
 //
+// With Config.NodeNetNS, multus and the plugins run inside a network
+// namespace standing for the node (its uplinks, the pods' host veths and
+// their routes live there, not in the machine's own namespace); the stand-in
+// forwards the apiserver's loopback address into it for multus.
+//
 // A Kubelet can be stopped (a dead kubelet: no heartbeats, no pod handling,
 // namespaces stay as running containers would) and started again (it re-lists
 // its pods; sandboxes it made are remembered, not made again).
@@ -22,6 +27,7 @@
 //		NodeName: "node-a", RestConfig: cp.Config,
 //		CNI: harness.CNI{BinDirs: bins, CacheDir: dir + "/cni-cache"},
 //		Conflist: kubelet.MultusConflist(...), IpamdSocket: ipamdA.Options.Socket,
+//		NodeNetNS: nodeA, // optional: a *harness.NetNS with the node's uplinks
 //	})
 //	if err := kl.Start(); err != nil { ... }
 //	defer kl.Close()
