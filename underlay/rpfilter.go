@@ -9,8 +9,10 @@ import (
 
 // RPFilterLoose is reverse-path filtering that accepts a packet when its source is
 // reachable through any interface. Strict filtering (1) checks the source against the
-// interface the main table would use, which drops requests reaching a pod on an
-// interface that does not hold the default route.
+// interface the reply would leave by: without policy routing (the main table alone) that
+// drops requests reaching a pod on an interface that does not hold the default route;
+// with it, each interface's table and "from" rule send the reply back where the request
+// came in, and strict filtering holds (TestPodWithThreeNetworksGetsEachPoolAndAnswersByEachNIC).
 const RPFilterLoose = 2
 
 // SetRPFilter sets IPv4 reverse-path filtering for ifName and for "all" in the calling
