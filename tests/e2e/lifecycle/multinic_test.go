@@ -31,10 +31,9 @@ type multiNIC struct {
 }
 
 type multiNICNet struct {
-	nad, ifName, gw  string
+	ifName, gw       string
 	podPool, nadPool string
 	peer             e2e.Peer
-	third            int32 // the subnet is 10.250.<third>.0/24
 }
 
 // multiNICNetworks is the pods' networks annotation: net1, net2, net3 by position.
@@ -47,7 +46,7 @@ func newMultiNIC(t *testing.T, nodes int) *multiNIC {
 	for i, n := range []struct{ nad, uplink string }{{"storage", "eth1"}, {"backend", "eth1"}, {"replication", "eth2"}} {
 		_, _, x := e2e.NextSubnet()
 		at := func(h int) string { return fmt.Sprintf("10.250.%d.%d", x, h) }
-		net := multiNICNet{nad: n.nad, ifName: fmt.Sprintf("net%d", i+1), gw: at(1), third: x,
+		net := multiNICNet{ifName: fmt.Sprintf("net%d", i+1), gw: at(1),
 			podPool: e2e.NewPool(t, v1.IPPoolSpec{Subnet: at(0) + "/24", Gateway: at(1), IPs: []string{at(10) + "-" + at(99)}}).Name,
 			nadPool: e2e.NewPool(t, v1.IPPoolSpec{Subnet: at(0) + "/24", Gateway: at(1), IPs: []string{at(100) + "-" + at(199)}}).Name}
 		m.lifecycle.addNetConf(e2e.NetConf{Name: n.nad, Delegate: e2e.MacvlanOn(m.uplink(n.uplink)), IPv4Pools: []string{net.nadPool},
