@@ -118,9 +118,14 @@ func newLifecycle(t *testing.T, o lifecycleOptions) *lifecycle {
 			_ = e2e.Suite.Client.Delete(context.Background(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}})
 		})
 	}
-	lc.createNAD(lc.uplink("eth1"), o.ipv4Pools)
+	lc.createNAD(lc.uplink(nodeUplink), o.ipv4Pools)
 	return lc
 }
+
+// nodeUplink is every lifecycle node's first uplink, in each node netns under this name,
+// carrying the node's addresses: the master of the namespace's NAD, and of any network a
+// test configures on the nodes by hand.
+const nodeUplink = "eth1"
 
 // newNodeNS is a netns standing for a node: loopback up, no IPv6 duplicate address
 // detection on its links (a link-local address turning from tentative to valid after the

@@ -36,7 +36,7 @@ import (
 func TestAnImportFromSpiderpoolIsServedByIpamd(t *testing.T) {
 	installPeerCRDs(t)
 	subnet, _, third := e2e.NextSubnet()
-	master := e2e.NewParent(t)
+	master := nodeUplink // the plugins run in the node's netns, where it is
 	lc := newLifecycle(t, lifecycleOptions{conflist: hostLocalConflist(t, master, subnet, third)})
 	node := lc.nodes[0]
 	pods := map[string]*corev1.Pod{}
@@ -56,7 +56,7 @@ func TestAnImportFromSpiderpoolIsServedByIpamd(t *testing.T) {
 		}
 	}
 	waitServable(t, pool)
-	node.kubelet.SetConflist(e2e.NetConf{Name: "under-import", Delegate: e2e.MacvlanOn(master), IPv4Pools: []string{pool}}.Conflist(t))
+	node.kubelet.SetConflist(e2e.NetConf{Name: "under-import", Delegate: e2e.MacvlanOn(master), IPv4Pools: []string{pool}, OnNode: true}.Conflist(t))
 
 	lc.requireKeptAcrossRestart(node, "a", "eth0", held["a"])
 	lc.requireNewPodGetsAFreeAddress(node, "c", "eth0", nil, held)
@@ -80,7 +80,7 @@ func TestAnImportFromSpiderpoolIsServedByIpamd(t *testing.T) {
 func TestAnImportFromWhereaboutsThroughMultusIsServedByIpamd(t *testing.T) {
 	installPeerCRDs(t)
 	subnet, _, third := e2e.NextSubnet()
-	master := e2e.NewParent(t)
+	master := nodeUplink // the plugins run in the node's netns, where it is
 	lc := newLifecycle(t, lifecycleOptions{})
 	node := lc.nodes[0]
 	gateway := fmt.Sprintf("10.250.%d.1", third)
@@ -107,7 +107,7 @@ func TestAnImportFromWhereaboutsThroughMultusIsServedByIpamd(t *testing.T) {
 		t.Fatalf("IPPool %s spec = %+v, want the NAD's gateway %s and route 10.99.0.0/16", pool, p.Spec, gateway)
 	}
 	waitServable(t, pool)
-	setNADConfig(t, lc.ns, "wb", e2e.NetConf{Name: "wb", Delegate: e2e.MacvlanOn(master), IPv4Pools: []string{pool}}.Conflist(t))
+	setNADConfig(t, lc.ns, "wb", e2e.NetConf{Name: "wb", Delegate: e2e.MacvlanOn(master), IPv4Pools: []string{pool}, OnNode: true}.Conflist(t))
 
 	lc.requireKeptAcrossRestart(node, "a", "net1", held["a"])
 	c := lc.requireNewPodGetsAFreeAddress(node, "c", "net1", onWB, held)
