@@ -137,3 +137,16 @@ func withNS(path string, fn func(h *netlink.Handle) error) error {
 	defer h.Close()
 	return fn(h)
 }
+
+// WaitLinkLocal waits until a link in the netns has its IPv6 link-local address, past
+// duplicate address detection, and that address's local route: the kernel adds them once
+// the link has carrier, and from a work queue, so a reading of the node's state taken
+// before would see them appear later as if a pod had made them.
+func WaitLinkLocal(t *testing.T, n *harness.NetNS, ifName string) {
+	t.Helper()
+	Eventually(t, ifName+"'s link-local address and its local route", 10*time.Second, func() (bool, string) {
+		addr, err1 := n.Run("ip", "-6", "-o", "addr", "show", "dev", ifName, "scope", "link", "-tentative")
+		route, err2 := n.Run("ip", "-6", "route", "show", "table", "local", "dev", ifName)
+		return err1 == nil && err2 == nil && strings.Contains(addr, "fe80::") && strings.Contains(route, "local fe80::"), addr + route
+	})
+}

@@ -26,7 +26,9 @@ func NewSegment(t *testing.T) *Segment {
 }
 
 // Attach gives the node netns a link named name on the segment: one end of a veth pair,
-// the other a port of the segment's bridge.
+// the other a port of the segment's bridge. It returns once the link's IPv6 link-local
+// address and its local route are in place: the kernel adds them after the link has
+// carrier, and one appearing after a reading of the node's state would look like a change.
 func (s *Segment) Attach(t *testing.T, node *harness.NetNS, name string) {
 	t.Helper()
 	port := harness.UniqueName("sgp")
@@ -41,6 +43,7 @@ func (s *Segment) Attach(t *testing.T, node *harness.NetNS, name string) {
 	if err := harness.SetMaster(s.NS, port, s.bridge); err != nil {
 		t.Fatal(err)
 	}
+	WaitLinkLocal(t, node, name)
 }
 
 // NewPeer is a Peer (see NewPeer) on the segment: it owns gwCIDR and, on its lo, the

@@ -137,6 +137,9 @@ func exampleNode(t *testing.T) (*harness.NetNS, *harness.CNI, map[string]string)
 		}
 		t.Cleanup(func() { _ = v.Close() })
 		parents[eth] = a
+		for _, end := range []string{a, b} {
+			e2e.WaitLinkLocal(t, node, end)
+		}
 	}
 	// the node's own address, which an underlay-only pod reaches through its host veth
 	if err := harness.AddAddr(node, parents["eth1"], exampleNodeAddr+"/24"); err != nil {
