@@ -77,6 +77,16 @@ func (before NodeState) Diff(now NodeState, live ...string) string {
 	return strings.Join(diffs, "\n")
 }
 
+// Without is the state without the lines that mention one of links: what the node holds
+// but for those pods' host veths.
+func (s NodeState) Without(links ...string) NodeState {
+	out := NodeState{}
+	for what, lines := range s {
+		out[what] = without(lines, links)
+	}
+	return out
+}
+
 func without(lines, links []string) []string {
 	var out []string
 next:

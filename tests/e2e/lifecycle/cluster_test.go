@@ -163,7 +163,8 @@ func (lc *lifecycle) uplink(name string) string {
 	}
 	lc.segments[name] = seg
 	for _, n := range lc.nodes {
-		n.baseline = e2e.ReadNodeState(lc.t, n.netns)
+		// pods may run already (an uplink added mid-test): their host veths are theirs
+		n.baseline = e2e.ReadNodeState(lc.t, n.netns).Without(n.liveHostVeths()...)
 	}
 	return name
 }
@@ -348,6 +349,16 @@ func (lc *lifecycle) requireNothingLeft(pools ...string) {
 	})
 }
 
+// liveHostVeths names the node ends of the host veths of the node's live sandboxes.
+func (n *simNode) liveHostVeths() []string {
+	var live []string
+	for _, sb := range n.kubelet.Sandboxes() {
+		ends, _ := e2e.NodeEnds(sb.NetNS.Path(), n.netns.Path()) // a sandbox gone since: nothing of it is live
+		live = append(live, ends...)
+	}
+	return live
+}
+
 // nodeLeftovers compares each node netns with its baseline, leaving out the host veths of
 // the sandboxes still live there (of any namespace: subtests share nodes) and every route
 // through them; it names what differs, "" when nothing does.
@@ -355,11 +366,7 @@ func (lc *lifecycle) nodeLeftovers() string {
 	lc.t.Helper()
 	var left []string
 	for _, n := range lc.nodes {
-		var live []string
-		for _, sb := range n.kubelet.Sandboxes() {
-			ends, _ := e2e.NodeEnds(sb.NetNS.Path(), n.netns.Path()) // a sandbox gone since: nothing of it is live
-			live = append(live, ends...)
-		}
+		live := n.liveHostVeths()
 		if d := n.baseline.Diff(e2e.ReadNodeState(lc.t, n.netns), live...); d != "" {
 			left = append(left, "node "+n.name+" netns differs from before its pods (live host veths "+strings.Join(live, ", ")+"):\n"+d)
 		}
