@@ -7,7 +7,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
@@ -29,11 +28,10 @@ func TestAnUnderlayNetworkGivesPodsTheirNetworkThroughTheNADItGenerates(t *testi
 	poolB := e2e.NewPool(t, v1.IPPoolSpec{Subnet: v4b, Gateway: b + "1"}).Name
 	lc := newLifecycle(t, lifecycleOptions{})
 	net := e2e.NewUnderlayNetwork(t, v1.UnderlayNetworkSpec{
-		Namespaces: []string{lc.ns}, Macvlan: &v1.MacvlanNetwork{Master: e2e.NewParent(t)},
-		IPAM: v1.NetworkIPAM{IPv4Pools: []string{poolA}},
-		// the stand-in runs the plugins in the machine's own netns, which must get no
-		// host veth or routes (the lifecycle's own NAD turns it off for the same reason)
-		HostConnectivity: &v1.NetworkHostConnectivity{Enabled: ptr.To(false)}})
+		// the nodes' uplink: the stand-ins run the plugins in each node's netns, where host
+		// connectivity keeps its default
+		Namespaces: []string{lc.ns}, Macvlan: &v1.MacvlanNetwork{Master: nodeUplink},
+		IPAM: v1.NetworkIPAM{IPv4Pools: []string{poolA}}})
 
 	ready := e2e.WaitNetworkReady(t, net.Name, metav1.ConditionTrue, v1.NetworkSynced)
 	if got := ready.Status.NetworkAttachmentDefinitions; len(got) != 1 || got[0] != lc.ns+"/"+net.Name {
@@ -60,7 +58,7 @@ func TestAnUnderlayNetworkGivesPodsTheirNetworkThroughTheNADItGenerates(t *testi
 	lc.requireInvariants(poolA)
 
 	// another master and another pool: the NAD follows, new pods use it
-	master2 := e2e.NewParent(t)
+	master2 := lc.uplink("eth2")
 	lc.updateNetwork(net.Name, func(s *v1.UnderlayNetworkSpec) { s.Macvlan.Master, s.IPAM.IPv4Pools = master2, []string{poolB} })
 	e2e.WaitNetworkReady(t, net.Name, metav1.ConditionTrue, v1.NetworkSynced)
 	lc.eventually("the NAD to name "+poolB, time.Minute, func() (bool, string) {
