@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -103,7 +104,25 @@ func TestMetricsAfterRealTraffic(t *testing.T) {
 	m.Equal(t, 0, "underpool_pool_quarantined_addresses", "pool", p)
 	m.Equal(t, 0, "underpool_ipamd_requests_in_flight", "op", "allocate")
 	m.Equal(t, 0, "underpool_ipamd_requests_in_flight", "op", "release")
-	m.Equal(t, 0, "underpool_ipamd_gc_released_total")
+	// an attachment the runtime forgot (made through the socket, so libcni caches no result
+	// to DEL first): a CNI GC whose valid list names only m-a releases it
+	var network struct {
+		Name string `json:"name"`
+	}
+	if err := json.Unmarshal(full, &network); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Client.Allocate(e2e.Ctx(t), &rpc.AllocateRequest{ContainerID: "ctr-forgotten", IfName: "net1", Network: network.Name,
+		Pod: rpc.Pod{Namespace: ns, Name: "m-c", UID: string(third.PodUID)}, IPv4Pools: []string{pool.Name}}); err != nil {
+		t.Fatalf("allocate for the attachment the runtime forgets: %v", err)
+	}
+	if err := e2e.Suite.CNI.GC(e2e.Ctx(t), full, []harness.Attachment{{ContainerID: rts[0].ContainerID, IfName: "net1"}}); err != nil {
+		t.Fatalf("CNI GC: %v", err)
+	}
+	e2e.Eventually(t, "underpool_ipamd_gc_released_total = 1", 30*time.Second, func() (bool, string) {
+		v, ok := e2e.Scrape(t, health).Get("underpool_ipamd_gc_released_total")
+		return ok && v == 1, fmt.Sprintf("gc_released_total = %v (%v)", v, ok)
+	})
 	m.Equal(t, 1, "underpool_ipamd_ready")
 	for _, resource := range []string{"ippools", "pods", "endpoints", "namespaces", "nodes"} {
 		m.AtLeast(t, 1, "underpool_ipamd_watch_events_total", "resource", resource)
