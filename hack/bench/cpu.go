@@ -2,15 +2,12 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
-)
 
-// clockTick is the unit of utime and stime in /proc/<pid>/stat (USER_HZ, 100 on Linux).
-const clockTick = 10 * time.Millisecond
+	"github.com/underpool/underpool/tests/harness"
+)
 
 // cpuMeter measures the CPU time each part of the path spends, in the kernel's own
 // accounting: wall-clock time on a shared 2-core machine moves with whatever else runs,
@@ -33,31 +30,11 @@ func (m *cpuMeter) sample() cpuSample {
 		s[pluginsPart] = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	for name, pid := range m.daemons {
-		if d, err := procCPU(pid); err == nil {
+		if d, err := harness.ProcCPU(pid); err == nil {
 			s[name] = d
 		}
 	}
 	return s
-}
-
-// procCPU reads utime+stime of a live process.
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// the command name (field 2) may hold spaces; the fields after its ")" are fixed
-	rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14 of the whole line
-	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
-	}
-	return time.Duration(utime+stime) * clockTick, nil
 }
 
 // cpuPerPod is the CPU milliseconds per pod each part used between two samples.

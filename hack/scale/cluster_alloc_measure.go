@@ -6,6 +6,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/underpool/underpool/tests/harness"
 )
 
 // allocSnapshot is what the phase reads before and after the churn.
@@ -35,10 +37,10 @@ func (e *clusterEnv) snapshot(ctx context.Context) (allocSnapshot, error) {
 	if s.api, err = e.apiserverMetrics(ctx); err != nil {
 		return s, fmt.Errorf("apiserver metrics: %w", err)
 	}
-	if s.apiCPU, err = procCPU(e.cp.APIServer.Pid()); err != nil {
+	if s.apiCPU, err = harness.ProcCPU(e.cp.APIServer.Pid()); err != nil {
 		return s, err
 	}
-	s.etcdCPU, _ = procCPU(e.cp.Etcd.Pid())
+	s.etcdCPU, _ = harness.ProcCPU(e.cp.Etcd.Pid())
 	return s, nil
 }
 

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -158,29 +157,6 @@ func readMemory(pid int) (memory, error) {
 func memAvailableKiB() (int, error) {
 	vals, err := procFields("/proc/meminfo", "MemAvailable:")
 	return vals[0], err
-}
-
-// clockTick is the unit of utime and stime in /proc/<pid>/stat (USER_HZ, 100 on Linux).
-const clockTick = 10 * time.Millisecond
-
-// procCPU reads utime+stime of a live process (as hack/bench does).
-func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// the command name (field 2) may hold spaces; the fields after its ")" are fixed
-	rest := string(b[strings.LastIndexByte(string(b), ')')+2:])
-	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14 of the whole line
-	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: utime %q stime %q", pid, f[11], f[12])
-	}
-	return time.Duration(utime+stime) * clockTick, nil
 }
 
 // procFields reads "Key: <n> kB" lines of a /proc file, in the order of keys.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/underpool/underpool/tests/harness"
 )
 
 // steadyWindow measures the running ipamds for o.window: requests by client from the audit
@@ -14,10 +16,10 @@ func (e *clusterEnv) steadyWindow(ctx context.Context, rep *clusterReport) error
 	time.Sleep(e.o.settle)
 	offset := auditOffset(e.auditLog)
 	from := time.Now()
-	cpuFrom, cpuErr := procCPU(e.cp.APIServer.Pid())
+	cpuFrom, cpuErr := harness.ProcCPU(e.cp.APIServer.Pid())
 	time.Sleep(e.o.window)
 	to := time.Now()
-	if cpuTo, err := procCPU(e.cp.APIServer.Pid()); err == nil && cpuErr == nil {
+	if cpuTo, err := harness.ProcCPU(e.cp.APIServer.Pid()); err == nil && cpuErr == nil {
 		// the apiserver's idle cost, which the allocation churn's CPU is measured net of
 		rep.Steady.APIServerCPUPerSecond = (cpuTo - cpuFrom).Seconds() / to.Sub(from).Seconds()
 	}
