@@ -1,9 +1,6 @@
 package v1
 
 import (
-	"math/bits"
-	"strconv"
-
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -60,12 +57,12 @@ type IPPoolSpec struct {
 	MultusNames []string `json:"multusNames,omitempty"`
 }
 
-// IPPoolStatus is the pool's allocation state, kept compact on purpose.
+// IPPoolStatus is what users read of the pool in `kubectl get ippools`: its counts, kept
+// by the elected controller from the pool's PoolAllocation at a bounded rate, and its
+// conditions. The allocation state itself lives in the PoolAllocation of the same name,
+// which no node watches: a commit on one node is no event on any other
+// (docs/design.md, "Allocation state at 5000 nodes").
 type IPPoolStatus struct {
-	// Allocated is the set of allocated addresses as comma-separated runs of offsets from
-	// the subnet's network address, e.g. "2-41,57,60-61". Written only by ipamd.
-	// +optional
-	Allocated string `json:"allocated,omitempty"`
 	// AllocatedIPCount is how many addresses are allocated.
 	// +optional
 	AllocatedIPCount int64 `json:"allocatedIPCount"`
@@ -81,25 +78,9 @@ type IPPoolStatus struct {
 	// rounded down ("100%" only when nothing is free), for `kubectl get ippools`.
 	// +optional
 	Usage string `json:"usage,omitempty"`
-	// Quarantined addresses were found in use on the wire by another host; they are not
-	// handed out until the time given, so a retried ADD gets another address.
+	// QuarantinedIPCount is how many addresses are quarantined (the PoolAllocation names them).
 	// +optional
-	Quarantined []QuarantinedIP `json:"quarantined,omitempty"`
-	// Cursor is the offset after the address handed out last: every node continues from
-	// there, so an address just freed is handed out again only once the rest of the pool
-	// has been, and a sandbox still being torn down elsewhere (or a peer's ARP cache) has
-	// time to let go of it. Kept in the status so it is one for all nodes and restarts.
-	// A decimal string: offsets of an IPv6 /64 do not fit an int64.
-	// +optional
-	Cursor string `json:"cursor,omitempty"`
-	// Reclaiming are offsets (runs, as in Allocated) that the orphan sweeper found
-	// allocated while no Endpoint held them, and marked: the mark proves, while it stays,
-	// that the address has not been freed and handed out again since. The sweeper frees a
-	// marked address only after two more sweeps, each a commit window apart, still find
-	// it unheld; any release of the address drops its mark in the same write
-	// (docs/design.md, release protocol). Written by ipamd and the sweeper only.
-	// +optional
-	Reclaiming string `json:"reclaiming,omitempty"`
+	QuarantinedIPCount int64 `json:"quarantinedIPCount,omitempty"`
 	// Conditions are kept by the elected controller, from what it reads: Exhausted,
 	// Overlapping and Invalid (see the PoolCondition constants). ipamd never writes them.
 	// +optional
@@ -108,6 +89,19 @@ type IPPoolStatus struct {
 	// +patchStrategy=merge
 	// +patchMergeKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
+}
+
+// ShowCounts copies the counts of an allocation state into the status users read.
+func (s *IPPoolStatus) ShowCounts(a *AllocationState) {
+	s.TotalIPCount, s.AllocatedIPCount, s.FreeIPCount = a.TotalIPCount, a.AllocatedIPCount, a.FreeIPCount
+	s.QuarantinedIPCount = int64(len(a.Quarantined))
+	s.Usage = usage(a.TotalIPCount, a.FreeIPCount)
+}
+
+// CountsEqual says whether the status shows the counts of a.
+func (s *IPPoolStatus) CountsEqual(a *AllocationState) bool {
+	return s.TotalIPCount == a.TotalIPCount && s.AllocatedIPCount == a.AllocatedIPCount && s.FreeIPCount == a.FreeIPCount &&
+		s.QuarantinedIPCount == int64(len(a.Quarantined)) && s.Usage == usage(a.TotalIPCount, a.FreeIPCount)
 }
 
 // PoolProtection is the finalizer that keeps a pool with live allocations from going.
@@ -128,24 +122,6 @@ const (
 	// ipamd hands nothing out of the pool.
 	PoolInvalid = "Invalid"
 )
-
-// SetCounts sets the counts of the status from the pool's usable total and allocated
-// count, with its quarantined addresses (none of them allocated) counted as used; every
-// writer of the allocation state calls it, so the printer columns never disagree.
-func (s *IPPoolStatus) SetCounts(total, allocated int64) {
-	s.TotalIPCount, s.AllocatedIPCount = total, allocated
-	s.FreeIPCount = max(0, total-allocated-int64(len(s.Quarantined)))
-	s.Usage = ""
-	if total > 0 {
-		// rounded down, so 100% means nothing is free; in 128 bits, as total may be near 2^63
-		hi, lo := bits.Mul64(uint64(total-s.FreeIPCount), 100)
-		pct, _ := bits.Div64(hi, lo, uint64(total))
-		if s.FreeIPCount > 0 && pct >= 100 {
-			pct = 99
-		}
-		s.Usage = strconv.FormatUint(pct, 10) + "%"
-	}
-}
 
 // QuarantinedIP is an address kept out of allocation for a while.
 type QuarantinedIP struct {

@@ -26,11 +26,14 @@ func TestSetCounts(t *testing.T) {
 		{"huge pool", math.MaxInt64, math.MaxInt64 / 2, 0, math.MaxInt64 - math.MaxInt64/2, "49%"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := IPPoolStatus{Quarantined: make([]QuarantinedIP, c.quarantined)}
-			s.SetCounts(c.total, c.allocated)
-			if s.TotalIPCount != c.total || s.AllocatedIPCount != c.allocated || s.FreeIPCount != c.wantFree || s.Usage != c.wantUsage {
-				t.Fatalf("got total %d allocated %d free %d usage %q, want free %d usage %q",
-					s.TotalIPCount, s.AllocatedIPCount, s.FreeIPCount, s.Usage, c.wantFree, c.wantUsage)
+			a := AllocationState{Quarantined: make([]QuarantinedIP, c.quarantined)}
+			a.SetCounts(c.total, c.allocated)
+			var s IPPoolStatus
+			s.ShowCounts(&a)
+			if s.TotalIPCount != c.total || s.AllocatedIPCount != c.allocated || s.FreeIPCount != c.wantFree || s.Usage != c.wantUsage ||
+				s.QuarantinedIPCount != int64(c.quarantined) || !s.CountsEqual(&a) {
+				t.Fatalf("got total %d allocated %d free %d usage %q quarantined %d, want free %d usage %q",
+					s.TotalIPCount, s.AllocatedIPCount, s.FreeIPCount, s.Usage, s.QuarantinedIPCount, c.wantFree, c.wantUsage)
 			}
 		})
 	}

@@ -20,7 +20,8 @@ var (
 // do not pull in controller-runtime.
 func addKnownTypes(s *runtime.Scheme) error {
 	s.AddKnownTypes(GroupVersion, &IPPool{}, &IPPoolList{}, &Subnet{}, &SubnetList{},
-		&ReservedIP{}, &ReservedIPList{}, &Endpoint{}, &EndpointList{}, &UnderlayNetwork{}, &UnderlayNetworkList{})
+		&ReservedIP{}, &ReservedIPList{}, &Endpoint{}, &EndpointList{}, &UnderlayNetwork{}, &UnderlayNetworkList{},
+		&PoolAllocation{}, &PoolAllocationList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }
