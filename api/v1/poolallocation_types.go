@@ -133,3 +133,8 @@ func StateOf(pool *IPPool, alloc *PoolAllocation) AllocationState {
 	}
 	return alloc.State
 }
+
+// ImportingAnnotation on an IPPool says its allocation state is still being written by
+// `kubectl underpool import`: ipamd hands nothing out of it (it would start from an empty
+// state and could hand out an imported live address) until the importer removes it.
+const ImportingAnnotation = "underpool.io/importing"
