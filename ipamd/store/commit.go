@@ -50,6 +50,13 @@ func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, o
 				plan.results[i].lost = plan.results[0].lost // the re-mark this op waited for
 			}
 		}
+		if !plan.changed && in.kept {
+			// an answer that needs no write rests on the state being current, which a kept
+			// one may not be (the sweeper or an operator wrote since): an ensure would
+			// report held an address the API has free. Read it and plan again.
+			q.alloc = nil
+			continue
+		}
 		p.metrics.Quarantined.WithLabelValues(name).Set(float64(len(plan.next.Quarantined)))
 		if !plan.changed {
 			finish(ops, plan.results, nil)
@@ -68,6 +75,7 @@ func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, o
 type planInput struct {
 	obj       *v1.IPPool
 	alloc     *v1.PoolAllocation
+	kept      bool // alloc is this process' own last write or read, not read now
 	pool      *allocator.PoolView
 	allocated allocator.RunSet
 	blocked   allocator.RunSet
@@ -78,8 +86,9 @@ type planInput struct {
 func (p *PoolCommitter) prepare(ctx context.Context, name string, q *poolQueue, ops []*poolOp) (*planInput, []*poolOp) {
 	obj, specCached, err := p.current(ctx, name, q)
 	var alloc *v1.PoolAllocation
+	var kept bool
 	if err == nil {
-		alloc, err = p.state(ctx, obj, q)
+		alloc, kept, err = p.state(ctx, obj, q)
 	}
 	if err != nil {
 		finish(ops, make([]opResult, len(ops)), err)
@@ -102,6 +111,16 @@ func (p *PoolCommitter) prepare(ctx context.Context, name string, q *poolQueue, 
 		return nil, nil
 	}
 	allocated, err := pool.ParseAllocated(alloc.State.Allocated) // offsets outside the pool: corrupt
+	if err != nil && kept {
+		// repaired since, perhaps: judge what the API holds now
+		var readErr error
+		if alloc, readErr = p.reread(ctx, obj, q); readErr != nil {
+			finish(ops, make([]opResult, len(ops)), readErr)
+			return nil, nil
+		}
+		kept = false
+		allocated, err = pool.ParseAllocated(alloc.State.Allocated)
+	}
 	if err != nil {
 		p.metrics.Unusable.WithLabelValues(name, ReasonCorruptStatus).Inc()
 		finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonCorruptStatus, Err: err})
@@ -117,7 +136,14 @@ func (p *PoolCommitter) prepare(ctx context.Context, name string, q *poolQueue, 
 			}
 		}
 	}
-	return &planInput{obj: obj, alloc: alloc, pool: pool, allocated: allocated, blocked: blocked}, ops
+	return &planInput{obj: obj, alloc: alloc, kept: kept, pool: pool, allocated: allocated, blocked: blocked}, ops
+}
+
+// reread reads the pool's allocation state from the API, setting aside the kept one.
+func (p *PoolCommitter) reread(ctx context.Context, obj *v1.IPPool, q *poolQueue) (*v1.PoolAllocation, error) {
+	q.alloc = nil
+	alloc, _, err := p.state(ctx, obj, q)
+	return alloc, err
 }
 
 // write sends the planned state, guarded by the resourceVersion read (or made, when the

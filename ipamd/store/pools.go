@@ -350,12 +350,12 @@ func (p *PoolCommitter) current(ctx context.Context, name string, q *poolQueue) 
 }
 
 // state returns the allocation state of pool to plan from: this process' own last write
-// or read of it, or a read from the API; an empty one, not yet created, when the pool has
-// none. A state naming another incarnation of the pool is an earlier pool's of the same
+// or read of it (kept), or a read from the API; an empty one, not yet created, when the
+// pool has none. A state naming another incarnation of the pool is an earlier pool's of the same
 // name: it is deleted, never served (dropEarlier).
-func (p *PoolCommitter) state(ctx context.Context, pool *v1.IPPool, q *poolQueue) (*v1.PoolAllocation, error) {
+func (p *PoolCommitter) state(ctx context.Context, pool *v1.IPPool, q *poolQueue) (alloc *v1.PoolAllocation, kept bool, err error) {
 	if q.alloc != nil && q.alloc.PoolUID == pool.UID {
-		return q.alloc, nil
+		return q.alloc, true, nil
 	}
 	q.alloc = nil
 	for range 3 {
@@ -364,18 +364,18 @@ func (p *PoolCommitter) state(ctx context.Context, pool *v1.IPPool, q *poolQueue
 		switch {
 		case apierrors.IsNotFound(err):
 			q.alloc = v1.AllocationOf(pool)
-			return q.alloc, nil
+			return q.alloc, false, nil
 		case err != nil:
-			return nil, fmt.Errorf("reading PoolAllocation %s: %w", pool.Name, err)
+			return nil, false, fmt.Errorf("reading PoolAllocation %s: %w", pool.Name, err)
 		case got.PoolUID == pool.UID:
 			q.alloc = got
-			return got, nil
+			return got, false, nil
 		}
 		if err := p.dropEarlier(ctx, pool, got); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
-	return nil, fmt.Errorf("PoolAllocation %s keeps naming another pool than IPPool %s (uid %s); retry", pool.Name, pool.Name, pool.UID)
+	return nil, false, fmt.Errorf("PoolAllocation %s keeps naming another pool than IPPool %s (uid %s); retry", pool.Name, pool.Name, pool.UID)
 }
 
 // dropEarlier deletes the allocation state of an earlier pool of the same name (deleted
