@@ -67,15 +67,19 @@ func (r *poolConditions) Reconcile(ctx context.Context, _ reconcile.Request) (re
 	var wait time.Duration
 	for i := range pools.Items {
 		pool := &pools.Items[i]
-		state := shownState(pool, states[pool.Name])
-		if conditionsHold(pool, want[pool.Name]) && pool.Status.CountsEqual(&state) {
+		held := states[pool.Name]
+		state, outside := shownState(pool, held), heldOutsideSpec(pool, &held)
+		if conditionsHold(pool, want[pool.Name]) && pool.Status.CountsEqual(&state) && pool.Status.HeldOutsideSpec == outside {
 			continue
 		}
-		if d := r.counts.wait(pool.UID, now); d > 0 {
+		// what a pool holds outside its spec is what other pools must not hand out: it
+		// goes out at once (it changes only when a spec is narrowed past the webhook, or
+		// as those addresses are released)
+		if d := r.counts.wait(pool.UID, now); d > 0 && pool.Status.HeldOutsideSpec == outside {
 			wait = minPositive(wait, d) // written a moment ago: the last state goes out when the interval ends
 			continue
 		}
-		if err := r.write(ctx, pool, want[pool.Name], &state); err != nil {
+		if err := r.write(ctx, pool, want[pool.Name], &state, outside); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -90,14 +94,16 @@ func (r *poolConditions) Reconcile(ctx context.Context, _ reconcile.Request) (re
 	return result, errors.Join(errs...)
 }
 
-// write patches a pool's conditions and counts, guarded by the resourceVersion read.
-func (r *poolConditions) write(ctx context.Context, pool *v1.IPPool, want []metav1.Condition, state *v1.AllocationState) error {
+// write patches a pool's conditions, counts and what it holds outside its spec, guarded
+// by the resourceVersion read.
+func (r *poolConditions) write(ctx context.Context, pool *v1.IPPool, want []metav1.Condition, state *v1.AllocationState, outside string) error {
 	patch := client.MergeFromWithOptions(pool.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	for _, c := range want {
 		c.ObservedGeneration = pool.Generation
 		meta.SetStatusCondition(&pool.Status.Conditions, c)
 	}
 	pool.Status.ShowCounts(state)
+	pool.Status.HeldOutsideSpec = outside
 	if err := r.c.Status().Patch(ctx, pool, patch); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("IPPool %s status: %w", pool.Name, err)
 	}

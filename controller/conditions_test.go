@@ -267,3 +267,50 @@ func TestCountsOfAPoolWithoutItsStateAreItsSpecsTotal(t *testing.T) {
 		}
 	}
 }
+
+// A pool whose spec was narrowed past the webhook while pods hold addresses it no longer
+// covers shows them in status.heldOutsideSpec, at once even right after another status
+// write (ipamd keeps them out of every other pool from there), and not once released.
+func TestHeldOutsideSpecShowsWhatAPoolHoldsPastItsSpec(t *testing.T) {
+	ctx := context.Background()
+	h := poolOf("p", "10.9.0.0/24", "10.9.0.10-10.9.0.19", "12,15")
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(h.objects()...).WithStatusSubresource(&v1.IPPool{}).Build()
+	clock := time.Now()
+	r := &poolConditions{c: c, counts: countsMirror{clock: func() time.Time { return clock }}}
+	shown := func() string {
+		t.Helper()
+		if _, err := r.Reconcile(ctx, reconcile.Request{}); err != nil {
+			t.Fatal(err)
+		}
+		var got v1.IPPool
+		if err := c.Get(ctx, client.ObjectKey{Name: "p"}, &got); err != nil {
+			t.Fatal(err)
+		}
+		return got.Status.HeldOutsideSpec
+	}
+	if got := shown(); got != "" {
+		t.Fatalf("heldOutsideSpec %q while the spec covers all it holds", got)
+	}
+	var p v1.IPPool
+	if err := c.Get(ctx, client.ObjectKey{Name: "p"}, &p); err != nil {
+		t.Fatal(err)
+	}
+	p.Spec.IPs = []string{"10.9.0.10-10.9.0.13"} // narrowed past the webhook: .15 still held
+	if err := c.Update(ctx, &p); err != nil {
+		t.Fatal(err)
+	}
+	if got := shown(); got != "15" {
+		t.Fatalf("heldOutsideSpec %q, want 15 written within the interval", got)
+	}
+	a := &v1.PoolAllocation{}
+	if err := c.Get(ctx, client.ObjectKey{Name: "p"}, a); err != nil {
+		t.Fatal(err)
+	}
+	a.State.Allocated = "12"
+	if err := c.Update(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if got := shown(); got != "" {
+		t.Fatalf("heldOutsideSpec %q once released, want empty", got)
+	}
+}

@@ -87,3 +87,23 @@ func shownState(pool *v1.IPPool, state v1.AllocationState) v1.AllocationState {
 	}
 	return state
 }
+
+// heldOutsideSpec is what the pool's state holds that its spec no longer covers (a spec
+// narrowed past the webhook), as offsets of its subnet: pods still hold those addresses,
+// and every ipamd keeps them out of the other pools (store/overlap.go reads it from the
+// status, as no node reads another pool's state). A state that does not parse, or runs
+// past the subnet, is shown as it is: ipamd then blocks the pool's whole subnet.
+func heldOutsideSpec(pool *v1.IPPool, state *v1.AllocationState) string {
+	if state.Allocated == "" {
+		return ""
+	}
+	fp, ok := allocator.FootprintOf(pool.Name, &pool.Spec)
+	if !ok || fp.All {
+		return "" // the whole subnet is the pool's footprint already (or it names none)
+	}
+	held, err := allocator.ParseAllocated(fp.Prefix, state.Allocated)
+	if err != nil {
+		return state.Allocated
+	}
+	return held.Subtract(fp.Set).String()
+}
