@@ -35,7 +35,8 @@ type Capacity struct {
 	Deleting    bool        `json:"deleting,omitempty"`
 	// AppPoolOwner is the workload an application pool was carved for ("kind/ns/name").
 	AppPoolOwner string `json:"appPoolOwner,omitempty"`
-	// Problem says why ipamd cannot use the pool at all (spec or status does not parse).
+	// Problem says why ipamd cannot use the pool at all (its spec or its PoolAllocation's
+	// state does not parse).
 	Problem string `json:"problem,omitempty"`
 
 	pool      *v1.IPPool
@@ -51,10 +52,19 @@ type clusterPools struct {
 	order  []*Capacity
 }
 
+// poolStates is every pool's allocation state by pool name, as v1.StateOf reads it: a pool
+// without a PoolAllocation, or whose PoolAllocation names an earlier incarnation of the
+// pool, has nothing allocated (ipamd starts it afresh, never serves the old one).
+type poolStates map[string]v1.AllocationState
+
 func loadPools(ctx context.Context, c client.Reader, now time.Time) (*clusterPools, error) {
 	var pools v1.IPPoolList
 	if err := c.List(ctx, &pools); err != nil {
 		return nil, fmt.Errorf("listing IPPools: %w: is underpool installed (kubectl get crd ippools.underpool.io)?", err)
+	}
+	states, err := loadStates(ctx, c, pools.Items)
+	if err != nil {
+		return nil, err
 	}
 	var reserved v1.ReservedIPList
 	if err := c.List(ctx, &reserved); err != nil {
@@ -63,14 +73,32 @@ func loadPools(ctx context.Context, c client.Reader, now time.Time) (*clusterPoo
 	sort.Slice(pools.Items, func(i, j int) bool { return pools.Items[i].Name < pools.Items[j].Name })
 	cp := &clusterPools{list: pools.Items, byName: map[string]*Capacity{}}
 	for i := range pools.Items {
-		capa := capacityOf(&pools.Items[i], pools.Items, reserved.Items, now)
+		capa := capacityOf(&pools.Items[i], pools.Items, states, reserved.Items, now)
 		cp.byName[capa.Name] = capa
 		cp.order = append(cp.order, capa)
 	}
 	return cp, nil
 }
 
-func capacityOf(p *v1.IPPool, all []v1.IPPool, reserved []v1.ReservedIP, now time.Time) *Capacity {
+// loadStates lists the PoolAllocations once (one request, not one per pool) and keeps
+// each pool's state.
+func loadStates(ctx context.Context, c client.Reader, pools []v1.IPPool) (poolStates, error) {
+	var allocs v1.PoolAllocationList
+	if err := c.List(ctx, &allocs); err != nil {
+		return nil, fmt.Errorf("listing PoolAllocations: %w: is the poolallocations.underpool.io CRD installed, and may you list it?", err)
+	}
+	byName := make(map[string]*v1.PoolAllocation, len(allocs.Items))
+	for i := range allocs.Items {
+		byName[allocs.Items[i].Name] = &allocs.Items[i]
+	}
+	states := make(poolStates, len(pools))
+	for i := range pools {
+		states[pools[i].Name] = v1.StateOf(&pools[i], byName[pools[i].Name])
+	}
+	return states, nil
+}
+
+func capacityOf(p *v1.IPPool, all []v1.IPPool, states poolStates, reserved []v1.ReservedIP, now time.Time) *Capacity {
 	c := &Capacity{Name: p.Name, Subnet: p.Spec.Subnet, Default: p.Spec.Default, Deleting: p.DeletionTimestamp != nil, pool: p}
 	c.AppPoolOwner = p.Annotations[apppool.AnnotationOwner]
 	if c.AppPoolOwner == "" && p.Labels[apppool.LabelOwnerHash] != "" {
@@ -83,16 +111,17 @@ func capacityOf(p *v1.IPPool, all []v1.IPPool, reserved []v1.ReservedIP, now tim
 	}
 	c.view, c.Family = view, view.Family()
 	c.Total = view.Usable.Count()
-	allocated, err := view.ParseAllocated(p.Status.Allocated) // offsets past the subnet: corrupt, not counted
+	state := states[p.Name]
+	allocated, err := view.ParseAllocated(state.Allocated) // offsets past the subnet: corrupt, not counted
 	if err != nil {
-		c.Problem = fmt.Sprintf("status.allocated %q does not parse: %v: ipamd refuses the pool until its status is repaired", p.Status.Allocated, err)
+		c.Problem = fmt.Sprintf("PoolAllocation %s state.allocated %q does not parse: %v: ipamd refuses the pool until its state is repaired", p.Name, state.Allocated, err)
 		return c
 	}
 	c.allocated = allocated
 	c.Allocated = allocated.Count()
 	left := view.Usable.Subtract(allocated)
 	var quarantined allocator.RunSet
-	for _, q := range p.Status.Quarantined {
+	for _, q := range state.Quarantined {
 		if a, err := netip.ParseAddr(q.IP); err == nil && q.Until.After(now) {
 			if o, ok := view.Offset(a); ok {
 				quarantined.Add(o)
@@ -109,7 +138,7 @@ func capacityOf(p *v1.IPPool, all []v1.IPPool, reserved []v1.ReservedIP, now tim
 	}
 	c.Quarantined, left = minus(left, quarantined)
 	c.Reserved, left = minus(left, held)
-	c.Shared, left = minus(left, sharedWith(view, all))
+	c.Shared, left = minus(left, sharedWith(view, all, states))
 	c.free = left
 	c.Free = left.Count()
 	if c.Total > 0 {
@@ -127,7 +156,7 @@ func minus(s, o allocator.RunSet) (uint64, allocator.RunSet) {
 // sharedWith is every offset of view that another existing pool could hand out or holds:
 // ipamd hands out such an address from neither pool (a read-only copy of the rule in
 // ipamd/store/overlap.go, which is unexported).
-func sharedWith(view *allocator.PoolView, all []v1.IPPool) allocator.RunSet {
+func sharedWith(view *allocator.PoolView, all []v1.IPPool, states poolStates) allocator.RunSet {
 	var out allocator.RunSet
 	for i := range all {
 		o := &all[i]
@@ -138,9 +167,9 @@ func sharedWith(view *allocator.PoolView, all []v1.IPPool) allocator.RunSet {
 		if !ok || !fp.Prefix.Overlaps(view.Prefix) {
 			continue
 		}
-		if !fp.All && o.Status.Allocated != "" {
-			// a corrupt status (offsets past its subnet included) covers the whole subnet
-			if held, err := allocator.ParseAllocated(fp.Prefix, o.Status.Allocated); err != nil {
+		if allocated := states[o.Name].Allocated; !fp.All && allocated != "" {
+			// a corrupt state (offsets past its subnet included) covers the whole subnet
+			if held, err := allocator.ParseAllocated(fp.Prefix, allocated); err != nil {
 				fp = allocator.Footprint{Prefix: fp.Prefix, All: true}
 			} else {
 				fp.Set = fp.Set.Clone()
@@ -156,7 +185,7 @@ func sharedWith(view *allocator.PoolView, all []v1.IPPool) allocator.RunSet {
 	return out
 }
 
-// holds reports whether the pool's status marks addr allocated.
+// holds reports whether the pool's allocation state marks addr allocated.
 func (c *Capacity) holds(addr netip.Addr) bool {
 	if c.view == nil {
 		return false

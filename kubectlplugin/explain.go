@@ -306,7 +306,7 @@ func walk(in *selection.Input, source selection.Source, family string, names []s
 }
 
 // judgePool says whether ipamd would allocate from p now, and if not why: affinity,
-// deletion, an unusable spec or status, or no free address (with what holds them).
+// deletion, an unusable spec or allocation state, or no free address (with what holds them).
 func judgePool(p *Capacity, in *selection.Input, want netip.Addr) (string, string) {
 	if ok, why := selection.Eligible(p.pool, in); !ok {
 		return poolSkipped, why

@@ -45,9 +45,17 @@ func runPlugin(t *testing.T, c client.Client, output string, newCmd func(*Option
 	return out.String(), err
 }
 
-func pool(name, subnet string, ips []string, allocated string) *v1.IPPool {
-	return &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.IPPoolSpec{Subnet: subnet, IPs: ips},
-		Status: v1.IPPoolStatus{Allocated: allocated}}
+// pool is an IPPool whose UID is "uid-pool-" and its name.
+func pool(name, subnet string, ips []string) *v1.IPPool {
+	return &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-pool-" + name)},
+		Spec: v1.IPPoolSpec{Subnet: subnet, IPs: ips}}
+}
+
+// allocation is p's PoolAllocation marking allocated (offset runs) as ipamd writes it.
+func allocation(p *v1.IPPool, allocated string) *v1.PoolAllocation {
+	a := v1.AllocationOf(p)
+	a.State.Allocated = allocated
+	return a
 }
 
 func runningPod(ns, name, uid string) *corev1.Pod {

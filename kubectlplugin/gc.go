@@ -36,7 +36,7 @@ type GCReport struct {
 	// freed, ipamd re-marks them when it reconciles.
 	Unmarked []string `json:"unmarked"`
 	// Unjudged are attachments that could not be judged (an API error), and pools whose
-	// spec or status does not parse (ipamd refuses them; the sweep frees nothing of them).
+	// spec or allocation state does not parse (ipamd refuses them; the sweep frees nothing of them).
 	Unjudged []string `json:"unjudged"`
 }
 

@@ -20,8 +20,9 @@ func gcCluster(t *testing.T) client.Client {
 	sts.Status.OwnerKind, sts.Status.OwnerName = "StatefulSet", "db"
 	detached := metav1.NewTime(long)
 	sts.Status.Interfaces[0].Detached = &detached
+	p := pool("p", "10.3.0.0/24", nil)
 	return fakeAPI(t,
-		pool("p", "10.3.0.0/24", nil, "5-9,20"),
+		p, allocation(p, "5-9,20"),
 		runningPod("ns", "live", "uid-live"), runningPod("ns", "repl", "uid-new"), statefulSet("ns", "db", 1),
 		endpoint("ns", "gone", "uid-gone", long, ip("10.3.0.5/24", "p")),
 		endpoint("ns", "live", "uid-live", long, ip("10.3.0.6/24", "p"), ip("10.3.0.30/24", "p")),
@@ -76,7 +77,8 @@ func TestGCSaysWhatRecyclingAndTheOrphanSweepWouldFreeAndWhy(t *testing.T) {
 }
 
 func TestGCOnAHealthyClusterSaysNothingWouldBeFreed(t *testing.T) {
-	c := fakeAPI(t, pool("p", "10.3.0.0/24", nil, "6"), runningPod("ns", "live", "uid-live"),
+	p := pool("p", "10.3.0.0/24", nil)
+	c := fakeAPI(t, p, allocation(p, "6"), runningPod("ns", "live", "uid-live"),
 		endpoint("ns", "live", "uid-live", now.Add(-time.Hour), ip("10.3.0.6/24", "p")))
 	out, err := runPlugin(t, c, "", newGCCommand, "--dry-run")
 	if err != nil || !strings.Contains(out, "Nothing to free: every attachment's pod lives and every allocated address is held.") {
@@ -87,10 +89,11 @@ func TestGCOnAHealthyClusterSaysNothingWouldBeFreed(t *testing.T) {
 	}
 }
 
-// The orphan sweep never iterates a corrupt status: its "orphans" would be offsets past
+// The orphan sweep never iterates a corrupt state: its "orphans" would be offsets past
 // the subnet, addresses of no pool. gc says why it judges nothing of that pool.
-func TestGCListsNoOrphansOfAPoolWhoseStatusIsCorruptAndSaysSo(t *testing.T) {
-	c := fakeAPI(t, pool("c", "10.4.0.0/24", nil, "3,4000"))
+func TestGCListsNoOrphansOfAPoolWhoseStateIsCorruptAndSaysSo(t *testing.T) {
+	p := pool("c", "10.4.0.0/24", nil)
+	c := fakeAPI(t, p, allocation(p, "3,4000"))
 	r, err := GC(t.Context(), c, now, 2*time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -98,8 +101,8 @@ func TestGCListsNoOrphansOfAPoolWhoseStatusIsCorruptAndSaysSo(t *testing.T) {
 	if len(r.Orphans) != 0 {
 		t.Errorf("orphans = %+v, want none of a corrupt pool", r.Orphans)
 	}
-	if len(r.Unjudged) != 1 || !strings.Contains(r.Unjudged[0], "IPPool c") || !strings.Contains(r.Unjudged[0], "status.allocated") {
-		t.Errorf("unjudged = %q, want pool c's status named", r.Unjudged)
+	if len(r.Unjudged) != 1 || !strings.Contains(r.Unjudged[0], "IPPool c") || !strings.Contains(r.Unjudged[0], "state.allocated") {
+		t.Errorf("unjudged = %q, want pool c's state named", r.Unjudged)
 	}
 }
 

@@ -63,8 +63,8 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		// the same "<binary> <version>" line every underpool binary prints
 		Version: buildinfo.Get(),
 		Short:   "Explain underpool's address decisions, pool capacity and what GC would free",
-		Long: `kubectl underpool reads the objects ipamd reads (IPPools, Endpoints, pods, namespaces,
-nodes, NetworkAttachmentDefinitions, ReservedIPs) and explains, without changing anything:
+		Long: `kubectl underpool reads the objects ipamd reads (IPPools and their PoolAllocations, Endpoints, pods,
+namespaces, nodes, NetworkAttachmentDefinitions, ReservedIPs) and explains, without changing anything:
 
   explain pod NS/NAME   the pool selection chain for a pod, what it holds, why it has no address
   pools                 capacity of every IPPool

@@ -135,7 +135,7 @@ func Who(ctx context.Context, c client.Reader, addr netip.Addr, now time.Time) (
 			r.Detail = fmt.Sprintf("pool %s does not mark it allocated: ipamd re-marks it when it reconciles (restart ipamd on %s to force it)", r.Holders[0].Pool, r.Holders[0].Node)
 		}
 	case len(marking) > 0:
-		r.State, r.Detail = "orphan", fmt.Sprintf("IPPool %s marks it allocated but no Endpoint holds it: the orphan sweep frees it after its grace (see kubectl underpool gc --dry-run)", strings.Join(marking, ", "))
+		r.State, r.Detail = "orphan", fmt.Sprintf("PoolAllocation %s marks it allocated but no Endpoint holds it: the orphan sweep frees it after its grace (see kubectl underpool gc --dry-run)", strings.Join(marking, ", "))
 	case len(r.Pools) > 0:
 		r.State, r.Detail = "free", "no Endpoint holds it and no pool marks it allocated"
 	default:

@@ -9,11 +9,12 @@ import (
 )
 
 func TestWhoSaysWhetherAnAddressIsHeldOrphanFreeOrUnmanaged(t *testing.T) {
-	c := fakeAPI(t, pool("p", "10.3.0.0/24", nil, "6,20"), runningPod("ns", "live", "uid-live"),
+	p := pool("p", "10.3.0.0/24", nil)
+	c := fakeAPI(t, p, allocation(p, "6,20"), runningPod("ns", "live", "uid-live"),
 		endpoint("ns", "live", "uid-live", now.Add(-time.Hour), ip("10.3.0.6/24", "p")))
 	for _, tc := range []struct{ addr, state, detail string }{
 		{"10.3.0.6", "held", ""},
-		{"10.3.0.20", "orphan", "IPPool p marks it allocated but no Endpoint holds it"},
+		{"10.3.0.20", "orphan", "PoolAllocation p marks it allocated but no Endpoint holds it"},
 		{"10.3.0.21", "free", "no Endpoint holds it and no pool marks it allocated"},
 		{"10.9.0.1", "unknown", "no IPPool's subnet covers it"},
 	} {
@@ -36,15 +37,16 @@ func TestWhoSaysWhetherAnAddressIsHeldOrphanFreeOrUnmanaged(t *testing.T) {
 	}
 }
 
-// ipamd hands out nothing of a pool whose status is corrupt: who must not call its
+// ipamd hands out nothing of a pool whose state is corrupt: who must not call its
 // addresses free (nor, with offsets past the subnet counted, orphans) without saying so.
 func TestWhoNamesTheProblemOfACorruptPoolCoveringTheAddress(t *testing.T) {
-	c := fakeAPI(t, pool("c", "10.4.0.0/24", nil, "3,4000"))
+	p := pool("c", "10.4.0.0/24", nil)
+	c := fakeAPI(t, p, allocation(p, "3,4000"))
 	r, err := Who(t.Context(), c, netip.MustParseAddr("10.4.0.3"), now)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(r.Detail, "IPPool c") || !strings.Contains(r.Detail, "status.allocated") {
-		t.Errorf("who 10.4.0.3 = %s (%s), want pool c's status named", r.State, r.Detail)
+	if !strings.Contains(r.Detail, "IPPool c") || !strings.Contains(r.Detail, "state.allocated") {
+		t.Errorf("who 10.4.0.3 = %s (%s), want pool c's state named", r.State, r.Detail)
 	}
 }

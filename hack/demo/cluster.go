@@ -13,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -334,12 +335,12 @@ func (d *demo) waitNothingLeft(timeout time.Duration) error {
 		if n := len(eps.Items); n > 0 {
 			return false, fmt.Sprintf("%d Endpoints left (%s ...)", n, eps.Items[0].Name), nil
 		}
-		p := &v1.IPPool{}
-		if err := d.c.Get(ctx, client.ObjectKey{Name: poolName}, p); err != nil {
+		state, err := d.poolState(ctx, poolName)
+		if err != nil {
 			return false, "", err
 		}
-		if p.Status.AllocatedIPCount != 0 {
-			return false, fmt.Sprintf("pool %s still has %d allocated (%s)", poolName, p.Status.AllocatedIPCount, p.Status.Allocated), nil
+		if state.AllocatedIPCount != 0 {
+			return false, fmt.Sprintf("pool %s still has %d allocated (%s)", poolName, state.AllocatedIPCount, state.Allocated), nil
 		}
 		for _, n := range d.nodes {
 			if sbs := n.kubelet.Sandboxes(); len(sbs) > 0 {
@@ -348,6 +349,23 @@ func (d *demo) waitNothingLeft(timeout time.Duration) error {
 		}
 		return true, "", nil
 	})
+}
+
+// poolState reads the pool's allocation state from its PoolAllocation, as ipamd commits it
+// (the counts on the IPPool's status follow it at a bounded rate): none, or an earlier
+// pool's, is nothing allocated.
+func (d *demo) poolState(ctx context.Context, name string) (v1.AllocationState, error) {
+	p := &v1.IPPool{}
+	if err := d.c.Get(ctx, client.ObjectKey{Name: name}, p); err != nil {
+		return v1.AllocationState{}, err
+	}
+	alloc := &v1.PoolAllocation{}
+	if err := d.c.Get(ctx, client.ObjectKey{Name: name}, alloc); apierrors.IsNotFound(err) {
+		return v1.AllocationState{}, nil
+	} else if err != nil {
+		return v1.AllocationState{}, err
+	}
+	return v1.StateOf(p, alloc), nil
 }
 
 // eventually polls cond every 250 ms until it holds, fails, or timeout passes; the

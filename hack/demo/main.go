@@ -225,8 +225,9 @@ func (d *demo) run() error {
 	say("ping across nodes over the shared macvlan parent (from inside one pod's netns to another's address):")
 	d.pingAcrossNodes(before)
 
-	say("kubectl get ippools,endpoints.underpool.io:")
+	say("kubectl get ippools,poolallocations,endpoints.underpool.io (a pool's allocation state is its PoolAllocation; the IPPool shows its counts as the controller last copied them):")
 	d.kubectlGet("ippools", "/apis/underpool.io/v1/ippools")
+	d.kubectlGet("poolallocations", "/apis/underpool.io/v1/poolallocations")
 	d.kubectlGet("endpoints.underpool.io", "/apis/underpool.io/v1/namespaces/"+namespace+"/endpoints")
 
 	sayf("rolling restart of StatefulSet %s (as `kubectl rollout restart`: a new restartedAt annotation on its pod template) ...", stsName)
@@ -260,6 +261,7 @@ func (d *demo) run() error {
 	}
 	info("no pods, no Endpoints and no allocated address left after %s", time.Since(t0).Round(100*time.Millisecond))
 	d.kubectlGet("ippools", "/apis/underpool.io/v1/ippools")
+	d.kubectlGet("poolallocations", "/apis/underpool.io/v1/poolallocations")
 	d.kubectlGet("endpoints.underpool.io", "/apis/underpool.io/v1/namespaces/"+namespace+"/endpoints")
 
 	if len(d.failures) > 0 {
@@ -282,7 +284,7 @@ func (d *demo) waitForever(pods []podView) {
 	if _, err := exec.LookPath("kubectl"); err != nil {
 		info("(kubectl is not installed here; any kubectl pointed at that kubeconfig works)")
 	}
-	info("kubectl get pods -o wide; kubectl get ippools,endpoints.underpool.io,network-attachment-definitions")
+	info("kubectl get pods -o wide; kubectl get ippools,poolallocations,endpoints.underpool.io,network-attachment-definitions")
 	for _, p := range pods {
 		if p.sandbox != nil {
 			info("ip netns exec %s ip addr show net1      # pod %s on %s", p.sandbox.NetNS.Name(), p.name, p.node)

@@ -2,23 +2,25 @@ package importer
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/core/allocator"
 )
 
-// apply writes the plan: Subnets, ReservedIPs, pools (spec, then status), the marks on
-// existing pools, then Endpoints: a pool marks an address before an Endpoint records it,
-// as ipamd writes them, so that no failure leaves an address held but free to hand out.
-// Each object is created once; a re-run after a failure finds what was created and
-// leaves it alone, and the error names what was written.
+// apply writes the plan: Subnets, ReservedIPs, pools (each: the pool refusing
+// allocations, its PoolAllocation, then the pool opened), the marks on existing pools,
+// then Endpoints: a pool marks an address before an Endpoint records it, as ipamd writes
+// them, so that no failure leaves an address held but free to hand out. Each object is
+// created once; a re-run after a failure finds what was created and finishes it, and
+// the error names what was written.
 func (p *importPlan) apply(ctx context.Context, c client.Client) error {
 	var done written
 	for _, s := range p.subnets {
@@ -33,22 +35,19 @@ func (p *importPlan) apply(ctx context.Context, c client.Client) error {
 		}
 		done.add("ReservedIP " + r.Name)
 	}
-	for _, pool := range p.pools {
-		if err := createPool(ctx, c, pool, &done); err != nil {
+	uids := maps.Clone(p.existing)
+	for _, np := range p.pools {
+		if err := createPool(ctx, c, np, &done); err != nil {
 			return done.failed(err)
 		}
-	}
-	uids := maps.Clone(p.existing)
-	for _, pool := range p.pools {
-		uids[pool.Name] = pool.UID
+		uids[np.pool.Name] = np.pool.UID
 	}
 	for _, m := range p.marks {
-		uid, err := markPool(ctx, c, m)
+		uid, err := markPool(ctx, c, m, &done)
 		if err != nil {
 			return done.failed(err)
 		}
 		uids[m.name] = uid
-		done.add(fmt.Sprintf("IPPool %s (status.allocated gained %d)", m.name, len(m.offs)))
 	}
 	for _, ep := range p.endpoints {
 		withPoolUIDs(ep, uids)
@@ -60,26 +59,23 @@ func (p *importPlan) apply(ctx context.Context, c client.Client) error {
 	return nil
 }
 
-// createPool creates the pool, then writes its status (the status subresource ignores
-// a create's status).
-func createPool(ctx context.Context, c client.Client, pool *v1.IPPool, done *written) error {
-	status := pool.Status
-	pool.Status = v1.IPPoolStatus{} // what the API makes of it anyway
+// createPool creates the pool carrying v1.ImportingAnnotation (ipamd hands nothing out of
+// it), writes its PoolAllocation, then removes the annotation. A failure in between
+// leaves the pool refusing allocations: the re-run finds it and finishes it (markPool).
+func createPool(ctx context.Context, c client.Client, np newPool, done *written) error {
+	pool := np.pool
 	if err := c.Create(ctx, pool); err != nil {
 		return fmt.Errorf("creating IPPool %s: %w", pool.Name, err)
 	}
-	view, err := allocator.NewPool(pool.Name, &pool.Spec) // the plan parsed it: no error
-	if err == nil {
-		var want allocator.RunSet
-		if want, err = view.ParseAllocated(status.Allocated); err == nil {
-			_, err = addAllocated(ctx, c, pool.Name, want)
-		}
+	if _, err := addAllocated(ctx, c, pool.Name, np.allocated); err != nil {
+		done.add(fmt.Sprintf("IPPool %s (without its allocation state: it hands out nothing until the import is run again)", pool.Name))
+		return fmt.Errorf("writing PoolAllocation %s (allocated %s): %w", pool.Name, np.allocated.String(), err)
 	}
-	if err != nil {
-		done.add(fmt.Sprintf("IPPool %s (without its status.allocated: run the import again before pods use it)", pool.Name))
-		return fmt.Errorf("writing IPPool %s status (allocated %s): %w", pool.Name, status.Allocated, err)
+	if err := openPool(ctx, c, pool.Name); err != nil {
+		done.add(fmt.Sprintf("IPPool %s and its PoolAllocation (allocated %s; still marked importing: it hands out nothing until the import is run again)", pool.Name, np.allocated.String()))
+		return err
 	}
-	done.add(fmt.Sprintf("IPPool %s (status.allocated %s)", pool.Name, status.Allocated))
+	done.add(fmt.Sprintf("IPPool %s (allocated %s)", pool.Name, np.allocated.String()))
 	return nil
 }
 
@@ -95,52 +91,40 @@ func withPoolUIDs(ep *v1.Endpoint, uids map[string]types.UID) {
 	}
 }
 
-// markPool adds the offsets to an existing pool's status.allocated and returns the pool's
-// UID.
-func markPool(ctx context.Context, c client.Client, m poolMark) (types.UID, error) {
+// markPool adds the offsets to an existing pool's allocation state, opens it when an
+// earlier import left it refusing allocations, and returns the pool's UID.
+func markPool(ctx context.Context, c client.Client, m poolMark, done *written) (types.UID, error) {
 	add := allocator.NewRunSet()
 	for _, o := range m.offs {
 		add.Add(o)
 	}
 	uid, err := addAllocated(ctx, c, m.name, add)
 	if err != nil {
-		return "", fmt.Errorf("marking addresses in IPPool %s: %w", m.name, err)
+		return "", fmt.Errorf("marking addresses in PoolAllocation %s: %w", m.name, err)
 	}
+	if m.importing {
+		if err := openPool(ctx, c, m.name); err != nil {
+			done.add(fmt.Sprintf("PoolAllocation %s (gained %d)", m.name, len(m.offs)))
+			return "", err
+		}
+	}
+	done.add(fmt.Sprintf("IPPool %s (state.allocated gained %d)", m.name, len(m.offs)))
 	return uid, nil
 }
 
-// addAllocated adds the offsets of add to the pool's status.allocated, on fresh reads
-// until no other writer conflicts: the controller writes a new pool's status too (its
-// conditions), and ipamd an existing one's. An offset the pool marks by then was handed
-// out since the plan was made, to a pod the peer knows nothing of: it is refused, since
-// both pods would then hold it.
-func addAllocated(ctx context.Context, c client.Client, name string, add allocator.RunSet) (types.UID, error) {
-	var uid types.UID
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		pool := &v1.IPPool{}
-		if err := c.Get(ctx, client.ObjectKey{Name: name}, pool); err != nil {
-			return err
-		}
-		view, err := allocator.NewPool(pool.Name, &pool.Spec)
-		if err != nil {
-			return fmt.Errorf("its spec no longer parses: %w", err)
-		}
-		set, err := view.ParseAllocated(pool.Status.Allocated)
-		if err != nil {
-			return fmt.Errorf("status.allocated %q does not parse: %w: fix or delete the pool", pool.Status.Allocated, err)
-		}
-		if shared := add.Subtract(add.Subtract(set)); !shared.Empty() {
-			return fmt.Errorf("%s was handed out since the import planned (the pool marks it allocated now): stop pods from using the pool during the import, then run it again",
-				view.Addr(shared.Runs()[0].Lo))
-		}
-		for _, r := range add.Runs() {
-			set.AddRun(r)
-		}
-		pool.Status.Allocated, pool.Status.AllocatedIPCount, pool.Status.TotalIPCount = set.String(), int64(set.Count()), view.TotalCount()
-		uid = pool.UID
-		return c.Status().Update(ctx, pool)
-	})
-	return uid, err
+// openPool removes v1.ImportingAnnotation from the pool, once its state is written: ipamd
+// hands out its addresses from then on. A merge patch that removes one key: nothing else
+// of the pool is read or written, so it conflicts with no other writer.
+func openPool(ctx context.Context, c client.Client, name string) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]any{v1.ImportingAnnotation: nil}}})
+	if err != nil {
+		return err
+	}
+	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := c.Patch(ctx, pool, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return fmt.Errorf("removing annotation %s from IPPool %s: %w", v1.ImportingAnnotation, name, err)
+	}
+	return nil
 }
 
 // written is what apply wrote so far, for the error of a write that fails.

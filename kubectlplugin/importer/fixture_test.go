@@ -40,11 +40,11 @@ type world struct {
 	c client.WithWatch
 
 	mu     sync.Mutex
-	writes []string // "create IPPool a", "status IPPool a", ...
+	writes []string // "create IPPool a", "create PoolAllocation a", "patch IPPool a", ...
 	fail   func(verb string, obj client.Object) error
-	// beforeStatus runs before each status write, on the client without interceptors:
-	// another writer (the controller, ipamd) getting there first
-	beforeStatus func(c client.Client, obj client.Object)
+	// beforeState runs before each create or update of a PoolAllocation, on the client
+	// without interceptors: another writer (ipamd) getting there first
+	beforeState func(c client.Client, obj client.Object)
 }
 
 func newWorld(t *testing.T, objs ...client.Object) *world {
@@ -62,6 +62,7 @@ func newWorld(t *testing.T, objs ...client.Object) *world {
 		WithObjects(objs...).
 		WithInterceptorFuncs(interceptor.Funcs{
 			Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+				w.otherWriterFirst(c, obj)
 				if err := w.write("create", obj); err != nil {
 					return err
 				}
@@ -71,6 +72,7 @@ func newWorld(t *testing.T, objs ...client.Object) *world {
 				return c.Create(ctx, obj, opts...)
 			},
 			Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+				w.otherWriterFirst(c, obj)
 				if err := w.write("update", obj); err != nil {
 					return err
 				}
@@ -89,9 +91,6 @@ func newWorld(t *testing.T, objs ...client.Object) *world {
 				return c.Delete(ctx, obj, opts...)
 			},
 			SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
-				if w.beforeStatus != nil {
-					w.beforeStatus(c, obj)
-				}
 				if err := w.write(sub, obj); err != nil {
 					return err
 				}
@@ -99,6 +98,13 @@ func newWorld(t *testing.T, objs ...client.Object) *world {
 			},
 		}).Build()
 	return w
+}
+
+// otherWriterFirst runs beforeState before a write of a PoolAllocation.
+func (w *world) otherWriterFirst(c client.Client, obj client.Object) {
+	if _, ok := obj.(*v1.PoolAllocation); ok && w.beforeState != nil {
+		w.beforeState(c, obj)
+	}
 }
 
 // write records a write, or fails it when w.fail says so.
@@ -130,6 +136,8 @@ func kindOf(obj client.Object) string {
 		return "ReservedIP"
 	case *v1.Endpoint:
 		return "Endpoint"
+	case *v1.PoolAllocation:
+		return "PoolAllocation"
 	}
 	return obj.GetObjectKind().GroupVersionKind().Kind
 }
@@ -166,6 +174,17 @@ func (w *world) pool(name string) *v1.IPPool {
 	return p
 }
 
+// state is the allocation state PoolAllocation name holds for IPPool name, as ipamd
+// reads it (v1.StateOf).
+func (w *world) state(name string) v1.AllocationState {
+	w.t.Helper()
+	a := &v1.PoolAllocation{}
+	if err := w.c.Get(context.Background(), client.ObjectKey{Name: name}, a); err != nil {
+		w.t.Fatalf("PoolAllocation %s: %v", name, err)
+	}
+	return v1.StateOf(w.pool(name), a)
+}
+
 func (w *world) endpoint(ns, name string) *v1.Endpoint {
 	w.t.Helper()
 	ep := &v1.Endpoint{}
@@ -184,7 +203,8 @@ func (w *world) underpoolObjects() []string {
 	var subnets v1.SubnetList
 	var reserved v1.ReservedIPList
 	var eps v1.EndpointList
-	for _, l := range []client.ObjectList{&pools, &subnets, &reserved, &eps} {
+	var allocs v1.PoolAllocationList
+	for _, l := range []client.ObjectList{&pools, &subnets, &reserved, &eps, &allocs} {
 		if err := w.c.List(ctx, l); err != nil {
 			w.t.Fatal(err)
 		}
@@ -194,6 +214,9 @@ func (w *world) underpoolObjects() []string {
 	}
 	for _, s := range subnets.Items {
 		out = append(out, "Subnet "+s.Name)
+	}
+	for _, a := range allocs.Items {
+		out = append(out, "PoolAllocation "+a.Name)
 	}
 	for _, r := range reserved.Items {
 		out = append(out, "ReservedIP "+r.Name)
@@ -274,8 +297,16 @@ func controllerRef(kind, name string) metav1.OwnerReference {
 	return metav1.OwnerReference{APIVersion: "apps/v1", Kind: kind, Name: name, UID: types.UID("uid-" + name), Controller: &yes}
 }
 
-func ipPool(name string, spec v1.IPPoolSpec, allocated string) *v1.IPPool {
-	return &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec, Status: v1.IPPoolStatus{Allocated: allocated}}
+// ipPool is an existing IPPool whose UID is "uid-pool-" and its name.
+func ipPool(name string, spec v1.IPPoolSpec) *v1.IPPool {
+	return &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-pool-" + name)}, Spec: spec}
+}
+
+// allocation is p's PoolAllocation marking allocated (offset runs), as ipamd writes it.
+func allocation(p *v1.IPPool, allocated string) *v1.PoolAllocation {
+	a := v1.AllocationOf(p)
+	a.State.Allocated = allocated
+	return a
 }
 
 // changes renders a report's changes as "action Kind name".

@@ -7,8 +7,8 @@
 //     NetworkAttachmentDefinitions that use each range (whereabouts*.go), each into one
 //     peer-neutral state (peer.go), keeping the sandbox (container) ID wherever the peer
 //     records one;
-//   - planning the underpool Subnets, ReservedIPs, IPPools (with their status.allocated)
-//     and Endpoints that keep every live pod's address, one file per underpool kind
+//   - planning the underpool Subnets, ReservedIPs, IPPools (with their PoolAllocations'
+//     state.allocated) and Endpoints that keep every live pod's address, one file per underpool kind
 //     (plan_*.go): everything is checked before anything is written, and any conflict
 //     with an existing underpool object refuses the whole import;
 //   - applying the plan (apply.go), in an order a re-run after a failure completes.

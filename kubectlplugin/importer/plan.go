@@ -18,17 +18,27 @@ type importPlan struct {
 	report    Report
 	subnets   []*v1.Subnet
 	reserved  []*v1.ReservedIP
-	pools     []*v1.IPPool         // to create, status as it is to be written
-	marks     []poolMark           // existing pools: offsets to add to status.allocated
+	pools     []newPool            // to create, each with its allocation state
+	marks     []poolMark           // existing pools: offsets to add to their state.allocated
 	existing  map[string]types.UID // existing pools to import into: name -> UID
 	endpoints []*v1.Endpoint
 }
 
-// poolMark is the offsets of an existing pool's subnet its status is to gain.
+// newPool is a pool to create (carrying v1.ImportingAnnotation) and the offsets its
+// PoolAllocation is to mark.
+type newPool struct {
+	pool      *v1.IPPool
+	allocated allocator.RunSet
+}
+
+// poolMark is the offsets of an existing pool's subnet its PoolAllocation is to gain;
+// importing says the pool still carries v1.ImportingAnnotation (an earlier import stopped
+// before its state was written): the annotation goes once the state is written.
 type poolMark struct {
-	name   string
-	prefix netip.Prefix
-	offs   []uint64
+	name      string
+	prefix    netip.Prefix
+	offs      []uint64
+	importing bool
 }
 
 type podKey struct{ ns, name string }

@@ -11,9 +11,9 @@ import (
 	"github.com/underpool/underpool/core/allocator"
 )
 
-// poolStatus plans each pool's status.allocated: a new pool carries the addresses kept
-// for it; an identical existing one gains those it does not mark yet, unless it marks
-// one for another pod.
+// poolStatus plans each pool's allocation state (its PoolAllocation's state.allocated): a
+// new pool's marks the addresses kept for it; an identical existing one's gains those it
+// does not mark yet, unless it marks one for another pod.
 func (pl *planner) poolStatus() error {
 	for _, pp := range pl.st.pools {
 		set := allocator.RunSet{}
@@ -28,9 +28,11 @@ func (pl *planner) poolStatus() error {
 			continue
 		}
 		view := pl.views[pp.name]
-		pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: pp.name, Labels: importedLabel()}, Spec: pp.spec}
-		pool.Status = v1.IPPoolStatus{Allocated: set.String(), AllocatedIPCount: int64(set.Count()), TotalIPCount: view.TotalCount()}
-		pl.p.pools = append(pl.p.pools, pool)
+		// created refusing allocations: ipamd would start it from an empty state and could
+		// hand out an imported live address before the import writes its state
+		pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: pp.name, Labels: importedLabel(),
+			Annotations: map[string]string{v1.ImportingAnnotation: "true"}}, Spec: pp.spec}
+		pl.p.pools = append(pl.p.pools, newPool{pool: pool, allocated: set})
 		pl.p.report.change(ActionCreate, "IPPool", pp.name, pp.from, fmt.Sprintf("%s, %d allocated%s", pp.spec.Subnet, set.Count(), listed(view, set)))
 	}
 	return nil
@@ -39,9 +41,15 @@ func (pl *planner) poolStatus() error {
 // mark plans the offsets of set the existing pool cur does not mark yet.
 func (pl *planner) mark(pp peerPool, cur *v1.IPPool, set allocator.RunSet) error {
 	view := pl.views[pp.name]
-	have, err := view.ParseAllocated(cur.Status.Allocated) // offsets past the subnet: corrupt, not "all taken"
+	alloc, err := readAllocation(pl.ctx, pl.c, cur.Name)
 	if err != nil {
-		return fmt.Errorf("IPPool %s status.allocated %q does not parse: %v: fix or delete the pool", cur.Name, cur.Status.Allocated, err)
+		return err
+	}
+	// none, or an earlier pool's of this name, is nothing allocated; offsets past the
+	// subnet are a corrupt state, not "all taken"
+	have, err := view.ParseAllocated(v1.StateOf(cur, alloc).Allocated)
+	if err != nil {
+		return fmt.Errorf("PoolAllocation %s state.allocated %q does not parse: %v: fix it or delete the pool", cur.Name, v1.StateOf(cur, alloc).Allocated, err)
 	}
 	var add []uint64
 	for _, r := range set.Runs() {
@@ -56,16 +64,21 @@ func (pl *planner) mark(pp peerPool, cur *v1.IPPool, set allocator.RunSet) error
 			}
 		}
 	}
-	if len(add) == 0 {
+	importing := cur.Annotations[v1.ImportingAnnotation] != ""
+	if len(add) == 0 && !importing {
 		pl.p.report.change(ActionUnchanged, "IPPool", pp.name, pp.from, pp.spec.Subnet)
 		return nil
 	}
-	pl.p.marks = append(pl.p.marks, poolMark{name: pp.name, prefix: view.Prefix, offs: add})
+	pl.p.marks = append(pl.p.marks, poolMark{name: pp.name, prefix: view.Prefix, offs: add, importing: importing})
 	addSet := allocator.NewRunSet()
 	for _, o := range add {
 		addSet.Add(o)
 	}
-	pl.p.report.change(ActionMark, "IPPool", pp.name, pp.from, fmt.Sprintf("status.allocated gains %d%s", len(add), listed(view, addSet)))
+	detail := fmt.Sprintf("state.allocated gains %d%s", len(add), listed(view, addSet))
+	if importing {
+		detail += "; an earlier import's pool: it hands out addresses once its state is written"
+	}
+	pl.p.report.change(ActionMark, "IPPool", pp.name, pp.from, detail)
 	return nil
 }
 

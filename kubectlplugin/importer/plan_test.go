@@ -37,7 +37,8 @@ func TestADryRunReportsWhatAnImportWritesAndWritesNothing(t *testing.T) {
 	rep := w.mustRun("spiderpool", "")
 	wantSame(t, "changes", changes(rep), changes(dry))
 	wantSame(t, "changes", changes(rep), []string{"create Subnet net", "create ReservedIP keep", "create IPPool v4", "create Endpoint ns/a"})
-	wantSame(t, "writes", w.written(), []string{"create Subnet net", "create ReservedIP keep", "create IPPool v4", "status IPPool v4", "create Endpoint ns/a"})
+	wantSame(t, "writes", w.written(), []string{"create Subnet net", "create ReservedIP keep",
+		"create IPPool v4", "create PoolAllocation v4", "patch IPPool v4", "create Endpoint ns/a"})
 }
 
 func TestASecondImportChangesNothing(t *testing.T) {
@@ -54,7 +55,7 @@ func TestASecondImportChangesNothing(t *testing.T) {
 }
 
 func TestAnExistingIPPoolOfAnotherSpecRefusesTheWholeImport(t *testing.T) {
-	w := newWorld(t, ipPool("clash", v1.IPPoolSpec{Subnet: "10.240.4.0/24"}, ""),
+	w := newWorld(t, ipPool("clash", v1.IPPoolSpec{Subnet: "10.240.4.0/24"}),
 		spiderReservedIP("clash-keep", "10.240.4.5"),
 		spiderIPPool("clash", map[string]any{"subnet": "10.240.4.0/24", "ips": []any{"10.240.4.10-10.240.4.20"}}, nil))
 
@@ -99,35 +100,37 @@ func TestAnExistingSubnetOrReservedIPOfAnotherSpecRefusesAndAnIdenticalOneIsLeft
 }
 
 func TestAnExistingIdenticalPoolGainsOnlyTheAddressesItLacks(t *testing.T) {
-	w := newWorld(t, livePod("ns", "wb", "node-5"),
-		ipPool("r", v1.IPPoolSpec{Subnet: "10.240.7.0/24"}, "3"),
+	r := ipPool("r", v1.IPPoolSpec{Subnet: "10.240.7.0/24"})
+	mine := allocation(r, "3")
+	mine.State.Cursor = "17" // ipamd's: kept as it is
+	w := newWorld(t, livePod("ns", "wb", "node-5"), r, mine,
 		wherePool("ns", "r", "10.240.7.0/24", map[string]any{"4": whereAlloc("cid-wb", "ns/wb", "net1")}))
 
 	rep := w.mustRun("whereabouts", "")
 
 	wantSame(t, "changes", changes(rep), []string{"mark IPPool r", "create Endpoint ns/wb"})
-	if d := rep.Changes[0].Detail; d != "status.allocated gains 1: 10.240.7.4" {
+	if d := rep.Changes[0].Detail; d != "state.allocated gains 1: 10.240.7.4" {
 		t.Errorf("mark detail = %q", d)
 	}
-	if p := w.pool("r"); p.Status.Allocated != "3-4" || p.Status.AllocatedIPCount != 2 {
-		t.Errorf("IPPool r status = %+v, want 3-4 (2)", p.Status)
+	if s := w.state("r"); s.Allocated != "3-4" || s.AllocatedIPCount != 2 || s.Cursor != "17" {
+		t.Errorf("PoolAllocation r state = %+v, want 3-4 (2) and ipamd's cursor 17", s)
 	}
 }
 
 func TestAnExistingPoolMarkingTheAddressForAnotherPodRefuses(t *testing.T) {
-	w := newWorld(t, livePod("ns", "wc", "node-5"),
-		ipPool("r", v1.IPPoolSpec{Subnet: "10.240.7.0/24"}, "3"),
+	r := ipPool("r", v1.IPPoolSpec{Subnet: "10.240.7.0/24"})
+	w := newWorld(t, livePod("ns", "wc", "node-5"), r, allocation(r, "3"),
 		wherePool("ns", "r", "10.240.7.0/24", map[string]any{"3": whereAlloc("cid-wc", "ns/wc", "net1")}))
 	_, err := w.run("whereabouts", true, "")
 	wantErr(t, err, "IPPool r already marks 10.240.7.3 allocated, but not for pod ns/wc", "kubectl underpool who 10.240.7.3")
 
 	// a pool an import created adopts a mark nobody records (a re-run), never one an
 	// Endpoint records for another pod
-	imported := ipPool("r", v1.IPPoolSpec{Subnet: "10.240.7.0/24"}, "3")
+	imported := ipPool("r", v1.IPPoolSpec{Subnet: "10.240.7.0/24"})
 	imported.Labels = map[string]string{"underpool.io/imported": "true"}
 	other := &v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "wd"}, Status: v1.EndpointStatus{PodUID: "uid-wd",
 		Interfaces: []v1.EndpointInterface{{ContainerID: "cid-wd", Interface: "net1", IPs: []v1.EndpointIP{{Address: "10.240.7.3/24", Pool: "r"}}}}}}
-	w = newWorld(t, livePod("ns", "wc", "node-5"), imported, other,
+	w = newWorld(t, livePod("ns", "wc", "node-5"), imported, allocation(imported, "3"), other,
 		wherePool("ns", "r", "10.240.7.0/24", map[string]any{"3": whereAlloc("cid-wc", "ns/wc", "net1")}))
 	_, err = w.run("whereabouts", true, "")
 	wantErr(t, err, "IPPool r already marks 10.240.7.3 allocated, but not for pod ns/wc that the peer gave it to (Endpoint ns/wd holds it)")
@@ -136,8 +139,8 @@ func TestAnExistingPoolMarkingTheAddressForAnotherPodRefuses(t *testing.T) {
 func TestAnEndpointHoldingThePeersAddressesIsLeftAloneAndOneHoldingOthersRefuses(t *testing.T) {
 	held := &v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "wb"}, Status: v1.EndpointStatus{PodUID: "uid-wb",
 		Interfaces: []v1.EndpointInterface{{ContainerID: "cid-wb", Interface: "net1", IPs: []v1.EndpointIP{{Address: "10.240.7.4/24", Pool: "r"}}}}}}
-	peer := []client.Object{livePod("ns", "wb", "node-5"),
-		ipPool("r", v1.IPPoolSpec{Subnet: "10.240.7.0/24"}, "4"),
+	r := ipPool("r", v1.IPPoolSpec{Subnet: "10.240.7.0/24"})
+	peer := []client.Object{livePod("ns", "wb", "node-5"), r, allocation(r, "4"),
 		wherePool("ns", "r", "10.240.7.0/24", map[string]any{"4": whereAlloc("cid-wb", "ns/wb", "net1")})}
 
 	rep := newWorld(t, append(peer, held)...).mustRun("whereabouts", "")
@@ -168,12 +171,12 @@ func TestASpiderReservedIPEntryThatDoesNotParseRefusesTheImportBeforeAnythingIsW
 	wantSame(t, "writes", w.written(), nil)
 }
 
-func TestAnExistingPoolWhoseStatusIsPastItsSubnetRefusesNamingStatusAllocated(t *testing.T) {
-	w := newWorld(t, livePod("ns", "wb", "node-5"),
-		ipPool("r", v1.IPPoolSpec{Subnet: "10.240.7.0/24"}, "3,4000"),
+func TestAnExistingPoolWhoseStateIsPastItsSubnetRefusesNamingStateAllocated(t *testing.T) {
+	r := ipPool("r", v1.IPPoolSpec{Subnet: "10.240.7.0/24"})
+	w := newWorld(t, livePod("ns", "wb", "node-5"), r, allocation(r, "3,4000"),
 		wherePool("ns", "r", "10.240.7.0/24", map[string]any{"4": whereAlloc("cid-wb", "ns/wb", "net1")}))
 	_, err := w.run("whereabouts", false, "")
-	wantErr(t, err, `IPPool r status.allocated "3,4000" does not parse`, "outside subnet 10.240.7.0/24", "fix or delete the pool")
+	wantErr(t, err, `PoolAllocation r state.allocated "3,4000" does not parse`, "outside subnet 10.240.7.0/24", "fix it or delete the pool")
 	wantSame(t, "writes", w.written(), nil)
 }
 
@@ -181,8 +184,7 @@ func TestAnExistingPoolWhoseStatusIsPastItsSubnetRefusesNamingStatusAllocated(t 
 // its release then never frees an address in a pool deleted and made again under the
 // same name.
 func TestImportedAddressesNameTheirPoolsUID(t *testing.T) {
-	existing := ipPool("r7", v1.IPPoolSpec{Subnet: "10.240.7.0/24"}, "")
-	existing.UID = "uid-pool-r7"
+	existing := ipPool("r7", v1.IPPoolSpec{Subnet: "10.240.7.0/24"})
 	w := newWorld(t, livePod("ns", "a", "node-1"), existing,
 		wherePool("ns", "r6", "10.240.6.0/24", map[string]any{"5": whereAlloc("cid-a", "ns/a", "net1")}),
 		wherePool("ns", "r7", "10.240.7.0/24", map[string]any{"5": whereAlloc("cid-a", "ns/a", "net2")}))

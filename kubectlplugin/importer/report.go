@@ -17,10 +17,10 @@ type Report struct {
 const (
 	ActionCreate    = "create"
 	ActionUnchanged = "unchanged"
-	ActionMark      = "mark" // an existing pool's status gains addresses
+	ActionMark      = "mark" // an existing pool's allocation state gains addresses (or an earlier import's pool is finished)
 )
 
-// Change is one underpool object created, left as it is, or whose status is extended.
+// Change is one underpool object created, left as it is, or whose allocation state is extended.
 type Change struct {
 	Action string `json:"action"` // ActionCreate, ActionUnchanged or ActionMark
 	Kind   string `json:"kind"`

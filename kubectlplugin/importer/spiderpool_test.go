@@ -34,8 +34,11 @@ func TestSpiderIPPoolBecomesAnIPPoolHoldingOnlyTheLivePodsAddresses(t *testing.T
 		t.Errorf("report source %q dry run %v", rep.Source, rep.DryRun)
 	}
 	p := w.pool("imp-v4")
-	if p.Status.Allocated != "10" || p.Status.AllocatedIPCount != 1 || p.Status.TotalIPCount != 41 {
-		t.Errorf("IPPool status = %+v, want allocated 10 (1 of 41)", p.Status)
+	if s := w.state("imp-v4"); s.Allocated != "10" || s.AllocatedIPCount != 1 || s.TotalIPCount != 41 || s.FreeIPCount != 40 {
+		t.Errorf("PoolAllocation imp-v4 state = %+v, want allocated 10 (1 of 41, 40 free)", s)
+	}
+	if _, importing := p.Annotations[v1.ImportingAnnotation]; importing {
+		t.Errorf("IPPool imp-v4 still carries %s after the import: ipamd hands nothing out of it", v1.ImportingAnnotation)
 	}
 	if p.Spec.Subnet != "10.240.1.0/24" || p.Spec.Gateway != "10.240.1.1" || len(p.Spec.Routes) != 1 || !p.Spec.Default ||
 		strings.Join(p.Spec.MultusNames, ",") != "kube-system/macvlan" || p.Labels["underpool.io/imported"] != "true" {
@@ -82,8 +85,8 @@ func TestSpiderEndpointAddsTheAddressesNoPoolStatusMarksWithItsNode(t *testing.T
 	if ip := ep.Status.Interfaces[0].IPs[0]; ip.Vlan != 20 || ip.Gateway != "10.240.2.1" {
 		t.Errorf("IPv4 address = %+v, want vlan 20 and gateway 10.240.2.1", ip)
 	}
-	if p6 := w.pool("sp-ds6"); p6.Status.Allocated != "16" || p6.Status.TotalIPCount != 240 {
-		t.Errorf("IPPool sp-ds6 status = %+v, want allocated 16 of 240", p6.Status)
+	if s6 := w.state("sp-ds6"); s6.Allocated != "16" || s6.TotalIPCount != 240 {
+		t.Errorf("PoolAllocation sp-ds6 state = %+v, want allocated 16 of 240", s6)
 	}
 }
 

@@ -40,8 +40,8 @@ func TestWhereaboutsIPPoolsBecomeIPPoolsAndEndpointsWithTheirContainerIDs(t *tes
 	if ep.Status.PodUID != "uid-wa" || ep.Status.Interfaces[0].PodUID != "uid-wa" || ep.Status.Node != "node-4" {
 		t.Errorf("Endpoint wa status = %+v", ep.Status)
 	}
-	if p := w.pool("wb-10.240.6.0-24"); p.Status.Allocated != "5,99" || p.Status.AllocatedIPCount != 2 || p.Status.TotalIPCount != 254 {
-		t.Errorf("IPPool wb-10.240.6.0-24 status = %+v", p.Status)
+	if s := w.state("wb-10.240.6.0-24"); s.Allocated != "5,99" || s.AllocatedIPCount != 2 || s.TotalIPCount != 254 {
+		t.Errorf("PoolAllocation wb-10.240.6.0-24 state = %+v", s)
 	}
 	if len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], "range_start, range_end and exclude") {
 		t.Errorf("notes = %q, want the one on the NAD's range", rep.Notes)

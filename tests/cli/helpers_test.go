@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/allocator"
 	"github.com/underpool/underpool/kubectlplugin"
 	"github.com/underpool/underpool/tests/e2e"
 	"github.com/underpool/underpool/tests/harness"
@@ -74,7 +75,8 @@ func node(t *testing.T, name string, labels map[string]string) {
 	create(t, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}})
 }
 
-// poolSpec is what a test sets on an IPPool; status is written as ipamd writes it.
+// poolSpec is what a test sets on an IPPool; its allocation state is written into its
+// PoolAllocation as ipamd writes it.
 type poolSpec struct {
 	v1.IPPoolSpec
 	allocated   string
@@ -94,14 +96,38 @@ func pool(t *testing.T, name string, s poolSpec) *v1.IPPool {
 	if s.allocated == "" && len(s.quarantined) == 0 {
 		return p
 	}
-	p.Status.Allocated = s.allocated
+	alloc := v1.AllocationOf(p)
+	alloc.State.Allocated = s.allocated
 	for _, ip := range s.quarantined {
-		p.Status.Quarantined = append(p.Status.Quarantined, v1.QuarantinedIP{IP: ip, Until: metav1.NewTime(time.Now().Add(time.Hour))})
+		alloc.State.Quarantined = append(alloc.State.Quarantined, v1.QuarantinedIP{IP: ip, Until: metav1.NewTime(time.Now().Add(time.Hour))})
 	}
-	if err := suite.client.Status().Update(context.Background(), p); err != nil {
-		t.Fatalf("pool %s status: %v", name, err)
+	if view, err := allocator.NewPool(name, &p.Spec); err == nil { // a corrupt state keeps no counts
+		if set, err := view.ParseAllocated(s.allocated); err == nil {
+			alloc.State.SetCounts(view.TotalCount(), int64(set.Count()))
+		}
 	}
+	create(t, alloc) // no garbage collector runs here: the test deletes it
 	return p
+}
+
+// getState is the allocation state of pool name as ipamd reads it (v1.StateOf: no
+// PoolAllocation, or an earlier pool's, is nothing allocated); ok is false when the pool
+// does not exist.
+func getState(t *testing.T, name string) (v1.AllocationState, bool) {
+	t.Helper()
+	p, ok := getPool(t, name)
+	if !ok {
+		return v1.AllocationState{}, false
+	}
+	alloc := &v1.PoolAllocation{}
+	err := suite.client.Get(context.Background(), client.ObjectKey{Name: name}, alloc)
+	if apierrors.IsNotFound(err) {
+		return v1.AllocationState{}, true
+	}
+	if err != nil {
+		t.Fatalf("get PoolAllocation %s: %v", name, err)
+	}
+	return v1.StateOf(p, alloc), true
 }
 
 // podOpts shape a pod; it is bound to node directly (no scheduler runs).

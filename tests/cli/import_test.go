@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -72,6 +73,12 @@ func importCleanup(t *testing.T) {
 			for _, o := range items {
 				if err := suite.client.Delete(ctx, o); err != nil && !apierrors.IsNotFound(err) {
 					t.Logf("cleanup %s: %v", o.GetName(), err)
+				}
+				if _, ok := o.(*v1.IPPool); ok { // no garbage collector runs here to follow its owner
+					alloc := &v1.PoolAllocation{ObjectMeta: metav1.ObjectMeta{Name: o.GetName()}}
+					if err := suite.client.Delete(ctx, alloc); err != nil && !apierrors.IsNotFound(err) {
+						t.Logf("cleanup PoolAllocation %s: %v", o.GetName(), err)
+					}
 				}
 			}
 		}
@@ -214,8 +221,11 @@ func TestImport(t *testing.T) {
 			if !ok {
 				t.Fatal("IPPool imp-v4 not created")
 			}
-			if p.Status.Allocated != "10" || p.Status.AllocatedIPCount != 1 || p.Status.TotalIPCount != 41 {
-				t.Errorf("IPPool status = %+v, want allocated 10 (count 1 of 41)", p.Status)
+			if s, _ := getState(t, "imp-v4"); s.Allocated != "10" || s.AllocatedIPCount != 1 || s.TotalIPCount != 41 {
+				t.Errorf("PoolAllocation imp-v4 state = %+v, want allocated 10 (count 1 of 41)", s)
+			}
+			if _, importing := p.Annotations[v1.ImportingAnnotation]; importing {
+				t.Errorf("IPPool imp-v4 annotations = %v, want %s removed once its state is written", p.Annotations, v1.ImportingAnnotation)
 			}
 			if p.Spec.Gateway != "10.240.1.1" || len(p.Spec.Routes) != 1 || strings.Join(p.Spec.MultusNames, ",") != "kube-system/macvlan" {
 				t.Errorf("IPPool spec = %+v", p.Spec)
@@ -265,9 +275,8 @@ func TestImport(t *testing.T) {
 			if ip := ep.Status.Interfaces[0].IPs[0]; ip.Vlan != 20 || ip.Gateway != "10.240.2.1" {
 				t.Errorf("IPv4 address = %+v, want vlan 20 and gateway 10.240.2.1", ip)
 			}
-			p6, _ := getPool(t, "sp-imp-ds6")
-			if p6 == nil || p6.Status.Allocated != "16" || p6.Status.TotalIPCount != 240 {
-				t.Errorf("IPPool sp-imp-ds6 = %+v, want allocated 16 of 240", p6)
+			if s6, ok := getState(t, "sp-imp-ds6"); !ok || s6.Allocated != "16" || s6.TotalIPCount != 240 {
+				t.Errorf("PoolAllocation sp-imp-ds6 state = %+v (pool there: %v), want allocated 16 of 240", s6, ok)
 			}
 		}},
 		{"spiderpool: reserved IPs and subnets, affinities by name", func(t *testing.T) {
@@ -352,9 +361,8 @@ func TestImport(t *testing.T) {
 			if ep.Status.PodUID != string(a.UID) || ep.Status.Interfaces[0].PodUID != string(a.UID) {
 				t.Errorf("Endpoint wa pod UID = %s, want %s", ep.Status.PodUID, a.UID)
 			}
-			p, _ := getPool(t, "wb-10.240.6.0-24")
-			if p == nil || p.Status.Allocated != "5,99" || p.Status.AllocatedIPCount != 2 || p.Status.TotalIPCount != 254 {
-				t.Errorf("IPPool wb-10.240.6.0-24 = %+v", p)
+			if s, ok := getState(t, "wb-10.240.6.0-24"); !ok || s.Allocated != "5,99" || s.AllocatedIPCount != 2 || s.TotalIPCount != 254 {
+				t.Errorf("PoolAllocation wb-10.240.6.0-24 state = %+v (pool there: %v)", s, ok)
 			}
 		}},
 		{"whereabouts: an existing identical pool gains the addresses it lacks; one that marks them for another pod refuses", func(t *testing.T) {
@@ -366,9 +374,8 @@ func TestImport(t *testing.T) {
 			importCleanup(t)
 			rep := importReport(t, "whereabouts")
 			wantSame(t, "changes", changesOf(rep), []string{"mark IPPool 10.240.7.0-24", "create Endpoint " + ns + "/wb"})
-			p, _ := getPool(t, "10.240.7.0-24")
-			if p == nil || p.Status.Allocated != "3-4" || p.Status.AllocatedIPCount != 2 {
-				t.Errorf("IPPool 10.240.7.0-24 status = %+v, want 3-4", p.Status)
+			if s, _ := getState(t, "10.240.7.0-24"); s.Allocated != "3-4" || s.AllocatedIPCount != 2 {
+				t.Errorf("PoolAllocation 10.240.7.0-24 state = %+v, want 3-4", s)
 			}
 			// offset 3 is marked for a pod underpool knows nothing about
 			u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "IPPool"}}

@@ -38,7 +38,7 @@ func TestPools(t *testing.T) {
 		{pool: "pp-reserved", total: 6, reserved: 2, free: 4},
 		{pool: "pp-over-a", total: 20, shared: 10, free: 10},
 		{pool: "pp-over-b", total: 20, shared: 10, free: 10},
-		{pool: "pp-corrupt", total: 254, problem: "status.allocated"},
+		{pool: "pp-corrupt", total: 254, problem: "state.allocated"},
 	} {
 		t.Run(tc.pool, func(t *testing.T) {
 			p := got[tc.pool]

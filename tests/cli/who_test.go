@@ -28,7 +28,7 @@ func TestWho(t *testing.T) {
 		{name: "held by a running StatefulSet pod", ip: "10.253.1.7", state: "held", holder: ns + "/web-0", podState: "Running", owner: "StatefulSet/web"},
 		{name: "IPv6, written with its prefix length", ip: "fd00:253::12/64", state: "held", holder: ns + "/web-0", podState: "Running", owner: "StatefulSet/web"},
 		{name: "held for a pod that is gone", ip: "10.253.1.8", state: "held", holder: ns + "/gone", podState: "pod gone: recycling frees the address"},
-		{name: "orphan: marked, unheld", ip: "10.253.1.9", state: "orphan", detail: "IPPool pw-a marks it allocated but no Endpoint holds it"},
+		{name: "orphan: marked, unheld", ip: "10.253.1.9", state: "orphan", detail: "PoolAllocation pw-a marks it allocated but no Endpoint holds it"},
 		{name: "free", ip: "10.253.1.50", state: "free"},
 		{name: "no pool covers it", ip: "192.0.2.1", state: "unknown", detail: "no IPPool's subnet covers it"},
 	} {
