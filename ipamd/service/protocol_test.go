@@ -21,17 +21,17 @@ import (
 // stallKey marks the context of a request whose first pool status write stalls.
 type stallKey struct{}
 
-// stallOnce holds the first IPPool status write made under a stallKey context until
+// stallOnce holds the first allocation state write made under a stallKey context until
 // released is closed, after telling arrived.
 func stallOnce(arrived chan<- struct{}, released <-chan struct{}) *interceptor.Funcs {
 	stalled := false
-	return &interceptor.Funcs{SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
-		if _, pool := obj.(*v1.IPPool); pool && ctx.Value(stallKey{}) != nil && !stalled {
+	return &interceptor.Funcs{Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+		if _, state := obj.(*v1.PoolAllocation); state && ctx.Value(stallKey{}) != nil && !stalled {
 			stalled = true
 			close(arrived)
 			<-released
 		}
-		return c.SubResource(sub).Update(ctx, obj, opts...)
+		return c.Update(ctx, obj, opts...)
 	}}
 }
 

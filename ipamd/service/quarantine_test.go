@@ -69,7 +69,7 @@ func TestOneMACAnsweringForManyAddressesDoesNotDrainThePool(t *testing.T) {
 	for i := range 12 {
 		conflictingAdd(t, w, svc, i, "p", proxy)
 	}
-	st := w.pool("p").Status
+	st := w.state("p")
 	if len(st.Quarantined) != 3 || st.AllocatedIPCount != 0 {
 		t.Fatalf("after 12 answers of one MAC: %d quarantined, %d allocated; want 3 and 0", len(st.Quarantined), st.AllocatedIPCount)
 	}
@@ -121,7 +121,7 @@ func TestASpooferSeenByAnotherNodeIsJudgedAtOnce(t *testing.T) {
 	if got := withReason(drainEvents(rec), service.ReasonConflictSpoofer); len(got) != 1 {
 		t.Fatalf("node b's ConflictSpoofer events: %v, want one", got)
 	}
-	if st := w.pool("p").Status; len(st.Quarantined) != 2 || st.AllocatedIPCount != 0 {
+	if st := w.state("p"); len(st.Quarantined) != 2 || st.AllocatedIPCount != 0 {
 		t.Fatalf("%d quarantined, %d allocated; want 2 and 0", len(st.Quarantined), st.AllocatedIPCount)
 	}
 }
@@ -139,7 +139,7 @@ func TestManyHostsFillTheQuarantineOnlyUpToItsShare(t *testing.T) {
 	for i := range 10 {
 		conflictingAdd(t, w, svc, i, "p", fmt.Sprintf("02:00:00:00:00:%02x", i))
 	}
-	if st := w.pool("p").Status; len(st.Quarantined) != 4 || st.AllocatedIPCount != 0 {
+	if st := w.state("p"); len(st.Quarantined) != 4 || st.AllocatedIPCount != 0 {
 		t.Fatalf("%d quarantined, %d allocated; want 4 and 0", len(st.Quarantined), st.AllocatedIPCount)
 	}
 	if got := withReason(drainEvents(rec), service.ReasonQuarantineFull); len(got) != 6 || !strings.Contains(got[0], "already keeps 4 addresses in quarantine") {

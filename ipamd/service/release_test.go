@@ -17,14 +17,14 @@ import (
 	"github.com/underpool/underpool/rpc"
 )
 
-// failPoolWrites makes every IPPool status write fail while *on is true: the crash (or
-// API outage) between the Endpoint write and the pool write of a release.
+// failPoolWrites makes every allocation state write fail while *on is true: the crash
+// (or API outage) between the Endpoint write and the pool write of a release.
 func failPoolWrites(on *bool) *interceptor.Funcs {
-	return &interceptor.Funcs{SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
-		if _, ok := obj.(*v1.IPPool); ok && *on {
+	return &interceptor.Funcs{Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+		if _, ok := obj.(*v1.PoolAllocation); ok && *on {
 			return errors.New("apiserver unavailable")
 		}
-		return c.SubResource(sub).Update(ctx, obj, opts...)
+		return c.Update(ctx, obj, opts...)
 	}}
 }
 
