@@ -1,9 +1,11 @@
 package cni
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containernetworking/cni/pkg/types"
 
@@ -62,9 +64,14 @@ func TestTwoPodsOnMacvlanPingEachOther(t *testing.T) {
 	if err := harness.Ping(pods[1], v6s[0].String(), 10); err != nil {
 		t.Fatalf("pod b cannot reach pod a over IPv6: %v", err)
 	}
-	if p := e2e.FreshState(t, pool4.Name); p.AllocatedIPCount != 2 || p.TotalIPCount != 253 {
-		t.Fatalf("IPv4 pool status = %+v, want 2 of 253 allocated", p.Status)
+	if st := e2e.FreshState(t, pool4.Name); st.AllocatedIPCount != 2 || st.TotalIPCount != 253 {
+		t.Fatalf("IPv4 pool state = %+v, want 2 of 253 allocated", st)
 	}
+	// what `kubectl get ippools` shows: the controller's copy of the state's counts
+	e2e.Eventually(t, "the IPv4 pool's status to show 2 of 253 allocated", 30*time.Second, func() (bool, string) {
+		st := e2e.FreshPool(t, pool4.Name).Status
+		return st.AllocatedIPCount == 2 && st.TotalIPCount == 253 && st.FreeIPCount == 251 && st.Usage == "0%", fmt.Sprintf("%+v", st)
+	})
 	if eps := e2e.Endpoints(t, ns); len(eps) != 2 || eps[0].Status.Node != e2e.NodeName || len(eps[0].Status.Interfaces) != 1 {
 		t.Fatalf("Endpoints = %+v", eps)
 	}
@@ -162,7 +169,7 @@ func TestAddAfterCrashedAddConverges(t *testing.T) {
 		t.Fatalf("net1 lacks %s (%v)", v4[0], err)
 	}
 	if p := e2e.FreshState(t, pool.Name); p.AllocatedIPCount != 1 {
-		t.Fatalf("pool holds %d, want 1", p.Status.AllocatedIPCount)
+		t.Fatalf("pool holds %d, want 1", p.AllocatedIPCount)
 	}
 	e2e.RequireInvariants(t, e2e.AttachmentsOf(rt), pool.Name)
 	if err := e2e.Suite.CNI.Del(e2e.Ctx(t), conf, rt); err != nil {

@@ -57,7 +57,7 @@ func TestSixtyFourConcurrentAddsAndDels(t *testing.T) {
 		}
 	}
 	if p := e2e.FreshState(t, pool.Name); p.AllocatedIPCount != pods {
-		t.Fatalf("pool status counts %d allocated, want %d (%q)", p.Status.AllocatedIPCount, pods, p.Status.Allocated)
+		t.Fatalf("pool status counts %d allocated, want %d (%q)", p.AllocatedIPCount, pods, p.Allocated)
 	}
 	if eps := e2e.Endpoints(t, ns); len(eps) != pods {
 		t.Fatalf("%d Endpoints, want %d", len(eps), pods)

@@ -39,7 +39,7 @@ func TestCNIGCReleasesWhatTheRuntimeForgot(t *testing.T) {
 		t.Fatalf("after GC want the kept pod and the other network's attachment, got %v", names)
 	}
 	if p := e2e.FreshState(t, pool.Name); p.AllocatedIPCount != 2 {
-		t.Fatalf("after GC the pool holds %d, want 2", p.Status.AllocatedIPCount)
+		t.Fatalf("after GC the pool holds %d, want 2", p.AllocatedIPCount)
 	}
 	e2e.RequireInvariants(t, e2e.AttachmentsOf(keep), pool.Name)
 	if err := e2e.Suite.CNI.Del(e2e.Ctx(t), conf, keep); err != nil {

@@ -38,7 +38,7 @@ func TestUnderpoolIPAMInPlainConflist(t *testing.T) {
 		t.Fatalf("repeated allocate = %+v, %v; want %s", again, err, v4[0])
 	}
 	if p := e2e.FreshState(t, pool.Name); p.AllocatedIPCount != 1 {
-		t.Fatalf("repeated allocate took another address: %+v", p.Status)
+		t.Fatalf("repeated allocate took another address: %+v", p)
 	}
 	e2e.RequireInvariants(t, e2e.AttachmentsOf(rt), pool.Name)
 	if err := e2e.Suite.CNI.Check(e2e.Ctx(t), conf, rt); err != nil {

@@ -198,7 +198,7 @@ func TestStatefulSetPodKeepsItsAddress(t *testing.T) {
 		t.Fatalf("successor got %+v (%v), want %s", a2, err, a1.IPs[0].Address)
 	}
 	if p := e2e.FreshState(t, pool.Name); p.AllocatedIPCount != 2 {
-		t.Fatalf("pool holds %d, want 2 (db-0 once, other)", p.Status.AllocatedIPCount)
+		t.Fatalf("pool holds %d, want 2 (db-0 once, other)", p.AllocatedIPCount)
 	}
 	e2e.RequireInvariants(t, nil, pool.Name)
 	// a DEL keeps db-0's address while the set wants ordinal 0; once the set is gone, DEL frees it
@@ -243,7 +243,7 @@ func TestMultiNICPerInterfacePools(t *testing.T) {
 		t.Fatal(err)
 	}
 	if a, b := e2e.FreshState(t, poolA), e2e.FreshState(t, poolB); a.AllocatedIPCount != 0 || b.AllocatedIPCount != 1 {
-		t.Fatalf("after DEL of net1: %s holds %d, %s holds %d; want 0 and 1", poolA, a.Status.AllocatedIPCount, poolB, b.Status.AllocatedIPCount)
+		t.Fatalf("after DEL of net1: %s holds %d, %s holds %d; want 0 and 1", poolA, a.AllocatedIPCount, poolB, b.AllocatedIPCount)
 	}
 	_, err := e2e.AllocateFor(t, e2e.NewPod(t, ns, "typo", map[string]string{v1.AnnotationIPPools: `[{"interface":"net1","ipv4":"x"}]`}, nil, nil), "net1")
 	if err == nil || !strings.Contains(err.Error(), v1.AnnotationIPPools) {
@@ -285,7 +285,7 @@ func TestStatefulSetSuccessorOnANodeThePoolDoesNotReach(t *testing.T) {
 		t.Fatalf("successor on %s: %+v (%v), want an address from %s", far, resp, err, anywhere)
 	}
 	if p := e2e.FreshState(t, zoneA); p.AllocatedIPCount != 0 {
-		t.Fatalf("the predecessor's address in %s was not given back: %+v", zoneA, p.Status)
+		t.Fatalf("the predecessor's address in %s was not given back: %+v", zoneA, p)
 	}
 	e2e.RequireInvariants(t, nil, zoneA, anywhere)
 	if err := farIpamd.Client.Release(e2e.Ctx(t), &rpc.ReleaseRequest{ContainerID: "ctr-kv-0-far", Pod: rpc.Pod{Namespace: ns, Name: "kv-0"}}); err != nil {

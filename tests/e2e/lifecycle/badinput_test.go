@@ -64,10 +64,10 @@ func TestPoolOfTheOtherFamilyIsRefusedNamingTheAnnotation(t *testing.T) {
 		t.Errorf("Endpoints %v: want only the right pod's", keys(eps))
 	}
 	if p := e2e.FreshState(t, poolA); p.AllocatedIPCount != 0 {
-		t.Errorf("%s, the refused pod's IPv4 pool, holds %q", poolA, p.Status.Allocated)
+		t.Errorf("%s, the refused pod's IPv4 pool, holds %q", poolA, p.Allocated)
 	}
 	if p := e2e.FreshState(t, poolB); p.AllocatedIPCount != 1 {
-		t.Errorf("%s holds %q, want only the right pod's address", poolB, p.Status.Allocated)
+		t.Errorf("%s holds %q, want only the right pod's address", poolB, p.Allocated)
 	}
 	lc.requireInvariants(poolA, poolB)
 

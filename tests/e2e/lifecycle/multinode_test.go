@@ -59,7 +59,7 @@ func TestTwoNodesShareOnePoolWithoutDuplicates(t *testing.T) {
 		return
 	}
 	if p := e2e.FreshState(t, pool.Name); p.AllocatedIPCount != 2*perNode {
-		t.Fatalf("pool counts %d allocated, want %d", p.Status.AllocatedIPCount, 2*perNode)
+		t.Fatalf("pool counts %d allocated, want %d", p.AllocatedIPCount, 2*perNode)
 	}
 	held := 0
 	for _, ep := range e2e.Endpoints(t, ns) {
