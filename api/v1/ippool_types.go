@@ -81,6 +81,11 @@ type IPPoolStatus struct {
 	// QuarantinedIPCount is how many addresses are quarantined (the PoolAllocation names them).
 	// +optional
 	QuarantinedIPCount int64 `json:"quarantinedIPCount,omitempty"`
+	// HeldOutsideSpec are offsets (runs, as in AllocationState.Allocated) the pool's state
+	// holds that its spec no longer covers (a spec narrowed past the webhook): pods still
+	// hold them, so every other pool keeps them out of allocation. Kept by the controller.
+	// +optional
+	HeldOutsideSpec string `json:"heldOutsideSpec,omitempty"`
 	// Conditions are kept by the elected controller, from what it reads: Exhausted,
 	// Overlapping and Invalid (see the PoolCondition constants). ipamd never writes them.
 	// +optional

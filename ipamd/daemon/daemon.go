@@ -43,7 +43,7 @@ import (
 // by name, never listed; so are the ReplicaSet or Job of a pod that asks for an application
 // pool, whose own controller (a CronJob, say) is the workload (apppool.Intermediate).
 // +kubebuilder:rbac:groups=underpool.io,resources=ippools;subnets;reservedips,verbs=get;list;watch
-// +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=update
+// +kubebuilder:rbac:groups=underpool.io,resources=poolallocations,verbs=get;create;update;delete
 // +kubebuilder:rbac:groups=underpool.io,resources=endpoints,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups="",resources=pods;namespaces;nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch

@@ -24,8 +24,8 @@ const (
 	backoffCap  = time.Second
 )
 
-// commit applies a batch of operations to the pool and writes its status once, retrying
-// on fresh state after a conflict. Each attempt reads (prepare), plans (the pure
+// commit applies a batch of operations to the pool and writes its allocation state
+// (PoolAllocation) once, retrying on fresh state after a conflict. Each attempt reads (prepare), plans (the pure
 // nextStatus) and writes (write); the release protocol's check of the window comes after
 // the read, in prepare.
 func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, ops []*poolOp) {
@@ -44,11 +44,18 @@ func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, o
 		if in, ops = p.prepare(ctx, name, q, ops); in == nil {
 			return
 		}
-		plan := nextStatus(&in.obj.Status, in.pool, in.allocated, ops, in.blocked, p.now())
+		plan := nextStatus(&in.alloc.State, in.pool, in.allocated, ops, in.blocked, p.now())
 		for i, op := range ops {
 			if op.kind == opRemark && remark != nil {
 				plan.results[i].lost = plan.results[0].lost // the re-mark this op waited for
 			}
+		}
+		if !plan.changed && in.kept {
+			// an answer that needs no write rests on the state being current, which a kept
+			// one may not be (the sweeper or an operator wrote since): an ensure would
+			// report held an address the API has free. Read it and plan again.
+			q.alloc = nil
+			continue
 		}
 		p.metrics.Quarantined.WithLabelValues(name).Set(float64(len(plan.next.Quarantined)))
 		if !plan.changed {
@@ -56,16 +63,19 @@ func (p *PoolCommitter) commit(ctx context.Context, name string, q *poolQueue, o
 			return
 		}
 		var retry bool
-		if retry, ops = p.write(ctx, name, q, in.obj, plan, ops, attempt, start); !retry {
+		if retry, ops = p.write(ctx, name, q, in.alloc, plan, ops, attempt, start); !retry {
 			return
 		}
 	}
 }
 
-// planInput is what one attempt plans from: the pool as read, its parsed spec and
-// allocation state, and the offsets kept out of allocation (reservations, overlaps).
+// planInput is what one attempt plans from: the pool as read, its allocation state, the
+// parsed spec and allocated set, and the offsets kept out of allocation (reservations,
+// overlaps).
 type planInput struct {
 	obj       *v1.IPPool
+	alloc     *v1.PoolAllocation
+	kept      bool // alloc is this process' own last write or read, not read now
 	pool      *allocator.PoolView
 	allocated allocator.RunSet
 	blocked   allocator.RunSet
@@ -75,16 +85,23 @@ type planInput struct {
 // when none is left (each op dropped here has had its answer).
 func (p *PoolCommitter) prepare(ctx context.Context, name string, q *poolQueue, ops []*poolOp) (*planInput, []*poolOp) {
 	obj, specCached, err := p.current(ctx, name, q)
+	var alloc *v1.PoolAllocation
+	var kept bool
+	if err == nil {
+		alloc, kept, err = p.state(ctx, obj, q)
+	}
 	if err != nil {
 		finish(ops, make([]opResult, len(ops)), err)
 		return nil, nil
 	}
 	// after the read, never before it: a free planned on state read after its window
-	// closed could land after the sweeper freed the address (docs/design.md)
+	// closed could land after the sweeper freed the address (docs/design.md). A state
+	// kept from this process' own write is as good as read then: a write planned on it
+	// succeeds only if nobody wrote the state since.
 	if ops = p.dropLateFrees(ops); len(ops) == 0 {
 		return nil, nil
 	}
-	if ops = p.screen(ctx, name, obj, ops); len(ops) == 0 {
+	if ops = p.screen(ctx, name, obj, alloc, ops); len(ops) == 0 {
 		return nil, nil
 	}
 	pool, err := p.parse(obj, q)
@@ -93,7 +110,17 @@ func (p *PoolCommitter) prepare(ctx context.Context, name string, q *poolQueue, 
 		finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonInvalidSpec, Err: err})
 		return nil, nil
 	}
-	allocated, err := pool.ParseAllocated(obj.Status.Allocated) // offsets outside the pool: corrupt
+	allocated, err := pool.ParseAllocated(alloc.State.Allocated) // offsets outside the pool: corrupt
+	if err != nil && kept {
+		// repaired since, perhaps: judge what the API holds now
+		var readErr error
+		if alloc, readErr = p.reread(ctx, obj, q); readErr != nil {
+			finish(ops, make([]opResult, len(ops)), readErr)
+			return nil, nil
+		}
+		kept = false
+		allocated, err = pool.ParseAllocated(alloc.State.Allocated)
+	}
 	if err != nil {
 		p.metrics.Unusable.WithLabelValues(name, ReasonCorruptStatus).Inc()
 		finish(ops, make([]opResult, len(ops)), &UnusableError{Pool: name, Reason: ReasonCorruptStatus, Err: err})
@@ -109,40 +136,49 @@ func (p *PoolCommitter) prepare(ctx context.Context, name string, q *poolQueue, 
 			}
 		}
 	}
-	return &planInput{obj: obj, pool: pool, allocated: allocated, blocked: blocked}, ops
+	return &planInput{obj: obj, alloc: alloc, kept: kept, pool: pool, allocated: allocated, blocked: blocked}, ops
 }
 
-// write sends the planned status, guarded by the resourceVersion read. On a conflict
-// within patience it backs off, refreshes the pool and asks for another attempt (retry)
-// with the ops left; otherwise every op has its answer.
-func (p *PoolCommitter) write(ctx context.Context, name string, q *poolQueue, obj *v1.IPPool, plan statusPlan,
+// reread reads the pool's allocation state from the API, setting aside the kept one.
+func (p *PoolCommitter) reread(ctx context.Context, obj *v1.IPPool, q *poolQueue) (*v1.PoolAllocation, error) {
+	q.alloc = nil
+	alloc, _, err := p.state(ctx, obj, q)
+	return alloc, err
+}
+
+// write sends the planned state, guarded by the resourceVersion read (or made, when the
+// pool had none: a state made meanwhile by another node makes the create fail alike). On
+// a conflict within patience it backs off, forgets the state (the next attempt reads it)
+// and asks for another attempt (retry) with the ops left; otherwise every op has its answer.
+func (p *PoolCommitter) write(ctx context.Context, name string, q *poolQueue, alloc *v1.PoolAllocation, plan statusPlan,
 	ops []*poolOp, attempt int, start time.Time) (retry bool, left []*poolOp) {
-	next := obj.DeepCopy()
-	next.Status = plan.next
-	// the resourceVersion guard makes a write that raced anyone else's retry
-	err := p.writer.Status().Update(ctx, next)
+	next := alloc.DeepCopy()
+	next.State = plan.next
+	var err error
+	if next.ResourceVersion == "" {
+		err = p.writer.Create(ctx, next)
+	} else {
+		// the resourceVersion guard makes a write that raced anyone else's retry
+		err = p.writer.Update(ctx, next)
+	}
+	lost := apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
 	switch {
 	case err == nil:
-		q.latest = next
-		p.metrics.wrote(name, next.ResourceVersion, p.now())
+		q.alloc = next
 		p.metrics.observeCommit(len(ops), attempt, p.since(start))
 		finish(ops, plan.results, nil)
 		return false, nil
-	case apierrors.IsConflict(err) && p.since(start) < p.patience():
+	case lost && p.since(start) < p.patience():
 		p.metrics.Conflicts.Inc()
 		p.backoff(ctx, attempt)
-		q.latest = nil
-		fresh := &v1.IPPool{}
-		if err := p.api.Get(ctx, client.ObjectKey{Name: name}, fresh); err == nil {
-			q.latest = fresh
-		}
+		q.alloc = nil
 		return true, ops
-	case apierrors.IsConflict(err):
+	case lost:
 		// out of patience; a late free still says why it was not sent
 		ops = p.dropLateFrees(ops)
 	}
-	p.log.Warn("pool status update failed", zap.String("pool", name), zap.Int("attempt", attempt), zap.Error(err))
-	finish(ops, make([]opResult, len(ops)), fmt.Errorf("updating IPPool %s status: %w", name, err))
+	p.log.Warn("pool allocation state write failed", zap.String("pool", name), zap.Int("attempt", attempt), zap.Error(err))
+	finish(ops, make([]opResult, len(ops)), fmt.Errorf("writing PoolAllocation %s: %w", name, err))
 	return false, nil
 }
 
@@ -164,15 +200,21 @@ func (p *PoolCommitter) dropLateFrees(ops []*poolOp) []*poolOp {
 
 // screen answers the ops this incarnation of the pool must not serve and returns the
 // rest: frees of addresses handed out by an earlier pool of the same name (it was
-// deleted and made again: freeing here could free a live pod's address), and, while the
-// pool is being deleted or lacks its protection finalizer, allocations.
-func (p *PoolCommitter) screen(ctx context.Context, name string, obj *v1.IPPool, ops []*poolOp) []*poolOp {
+// deleted and made again: freeing here could free a live pod's address); anything but a
+// free once the controller has closed the pool's state (it is being deleted and its state
+// is empty: a free has nothing to free there); and, while the pool is being deleted,
+// being imported or lacks its protection finalizer, allocations.
+func (p *PoolCommitter) screen(ctx context.Context, name string, obj *v1.IPPool, alloc *v1.PoolAllocation, ops []*poolOp) []*poolOp {
 	kept := ops[:0:0]
 	for _, op := range ops {
 		if (op.kind == opRelease || op.kind == opQuarantine) && op.poolUID != "" && op.poolUID != string(obj.UID) {
 			p.log.Info("not freeing an address of an earlier pool of the same name", zap.String("pool", name),
 				zap.String("ip", op.addr.String()), zap.String("handedOutBy", op.poolUID), zap.String("now", string(obj.UID)))
 			op.done <- opResult{}
+			continue
+		}
+		if alloc.Closed {
+			op.done <- closedAnswer(op, name)
 			continue
 		}
 		kept = append(kept, op)
@@ -184,6 +226,9 @@ func (p *PoolCommitter) screen(ctx context.Context, name string, obj *v1.IPPool,
 	case obj.DeletionTimestamp != nil:
 		// a pool being deleted only gives back; it waits for its last address to go
 		refuseAllocationsWith(kept, ErrPoolDeleting)
+	case obj.Annotations[v1.ImportingAnnotation] != "":
+		refuseAllocationsWith(kept, fmt.Errorf("%w: IPPool %s carries %s: `kubectl underpool import` is still writing its "+
+			"allocation state (re-run the import if it was interrupted)", ErrPoolImporting, name, v1.ImportingAnnotation))
 	case !controllerutil.ContainsFinalizer(obj, v1.PoolProtection):
 		// the frees go now; the allocations wait, off the queue, for the finalizer
 		go p.requeueWhenProtected(ctx, name, obj.UID, allocationsOf(kept))
@@ -191,6 +236,15 @@ func (p *PoolCommitter) screen(ctx context.Context, name string, obj *v1.IPPool,
 		return kept
 	}
 	return releasesOnly(kept)
+}
+
+// closedAnswer is the answer to an op on a closed state: a free or quarantine has nothing
+// to act on (the state is empty), anything that would mark an address fails.
+func closedAnswer(op *poolOp, name string) opResult {
+	if op.kind == opRelease || op.kind == opQuarantine {
+		return opResult{}
+	}
+	return opResult{err: fmt.Errorf("%w: IPPool %s's allocation state is closed, the pool goes in a moment", ErrPoolDeleting, name)}
 }
 
 // requeueWhenProtected waits a little for a pool made a moment ago to get its protection

@@ -2,13 +2,11 @@ package store
 
 import (
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/core/allocator"
 )
 
@@ -25,12 +23,9 @@ type Metrics struct {
 	// exhausted, conflict, error); a rollback of a failed ADD is a release too.
 	Allocations *prometheus.CounterVec
 	Releases    *prometheus.CounterVec
-	// Quarantined is, per pool, the addresses the pool status this node last wrote or
-	// read keeps out of allocation because another host answered for them.
+	// Quarantined is, per pool, the addresses the pool allocation state this node last
+	// wrote or read keeps out of allocation because another host answered for them.
 	Quarantined *prometheus.GaugeVec
-	// InformerLag is the time from a pool status write of this node to the informer
-	// delivering that very resourceVersion: how stale the cache allocation starts from is.
-	InformerLag prometheus.Histogram
 	// PendingRemark counts, per pool and reason, the addresses this node's Endpoints hold
 	// that could not be re-marked in it; the pool hands nothing out while it is set.
 	PendingRemark *prometheus.GaugeVec
@@ -40,17 +35,6 @@ type Metrics struct {
 	// LateFrees counts frees not sent because their commit window had closed (the
 	// release protocol): each leaves an address for the orphan sweeper.
 	LateFrees prometheus.Counter
-
-	lagMu   sync.Mutex
-	written map[string]written // pool -> newest status write not yet seen by the informer
-	// delivered is the newest resourceVersion the informer delivered per pool that was no
-	// write of ours yet: a watch event can arrive before the write's own answer does.
-	delivered map[string]string
-}
-
-type written struct {
-	rv string
-	at time.Time
 }
 
 // Results of an address operation, the result label of Allocations and Releases.
@@ -67,11 +51,11 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.001, 2, 14)
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Commits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "underpool_pool_commits_total", Help: "IPPool status updates written."}),
+			Name: "underpool_pool_commits_total", Help: "Pool allocation state (PoolAllocation) writes."}),
 		Conflicts: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "underpool_pool_commit_conflicts_total", Help: "IPPool status updates retried after a resourceVersion conflict."}),
+			Name: "underpool_pool_commit_conflicts_total", Help: "Pool allocation state writes retried after a resourceVersion conflict."}),
 		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "underpool_pool_commit_batch_size", Help: "Operations committed by one IPPool status update.",
+			Name: "underpool_pool_commit_batch_size", Help: "Operations committed by one pool allocation state write.",
 			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128}}),
 		CommitDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "underpool_pool_commit_seconds", Help: "Time from the start of a batch to its successful write.",
@@ -88,16 +72,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Quarantined: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "underpool_pool_quarantined_addresses", Help: "Addresses the pool keeps out of allocation because another host answered for them, as this node last saw the pool."},
 			[]string{"pool"}),
-		InformerLag: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "underpool_ipamd_informer_lag_seconds", Help: "Time from an IPPool status write of this ipamd to its informer delivering that resourceVersion.",
-			Buckets: latencyBuckets}),
 		PendingRemark: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "underpool_pool_pending_remark_addresses",
 			Help: "Addresses this node's Endpoints hold that could not be re-marked in their pool, by pool and reason (invalid_spec, corrupt_status, write_failed); the pool hands nothing out meanwhile."},
 			[]string{"pool", "reason"}),
 		Unusable: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "underpool_pool_unusable_total",
-			Help: "Commits refused because the pool's spec does not parse (invalid_spec) or its status.allocated is corrupt (corrupt_status), by pool and reason."},
+			Help: "Commits refused because the pool's spec does not parse (invalid_spec) or its PoolAllocation state.allocated is corrupt (corrupt_status), by pool and reason."},
 			[]string{"pool", "reason"}),
 		LateFrees: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "underpool_pool_late_frees_total",
@@ -105,7 +86,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.Commits, m.Conflicts, m.BatchSize, m.CommitDelay, m.QueueWait, m.Allocations, m.Releases,
-			m.Quarantined, m.InformerLag, m.PendingRemark, m.Unusable, m.LateFrees)
+			m.Quarantined, m.PendingRemark, m.Unusable, m.LateFrees)
 	}
 	return m
 }
@@ -129,51 +110,10 @@ func resultOf(err error) string {
 	return ResultError
 }
 
-// wrote remembers a status write so the informer's delivery of it can be timed.
-func (m *Metrics) wrote(pool, rv string, at time.Time) {
-	if rv == "" {
-		return
-	}
-	m.lagMu.Lock()
-	defer m.lagMu.Unlock()
-	if m.delivered[pool] == rv {
-		// the informer had it before the write returned: no lag at all
-		delete(m.delivered, pool)
-		m.InformerLag.Observe(0)
-		return
-	}
-	if m.written == nil {
-		m.written = map[string]written{}
-	}
-	m.written[pool] = written{rv: rv, at: at}
-}
-
-// seen is told every pool object the informer delivers; a write of ours it carries is timed.
-func (m *Metrics) seen(pool, rv string, now time.Time) {
-	m.lagMu.Lock()
-	w, ok := m.written[pool]
-	if ok && w.rv == rv {
-		delete(m.written, pool)
-	} else {
-		if m.delivered == nil {
-			m.delivered = map[string]string{}
-		}
-		m.delivered[pool] = rv
-	}
-	m.lagMu.Unlock()
-	if ok && w.rv == rv {
-		m.InformerLag.Observe(now.Sub(w.at).Seconds())
-	}
-}
-
 // forget drops what is remembered of a deleted pool, and every series labelled with it:
 // a cluster that makes and deletes pools (application pools come and go with their
 // workloads) would otherwise export each pool that ever was, for the daemon's life.
 func (m *Metrics) forget(pool string) {
-	m.lagMu.Lock()
-	delete(m.written, pool)
-	delete(m.delivered, pool)
-	m.lagMu.Unlock()
 	byPool := prometheus.Labels{"pool": pool}
 	m.Allocations.DeletePartialMatch(byPool)
 	m.Releases.DeletePartialMatch(byPool)
@@ -190,12 +130,6 @@ func (m *Metrics) countAllocation(pool string, err error) {
 		return
 	}
 	m.Allocations.WithLabelValues(pool, resultOf(err)).Inc()
-}
-
-// Observed is told every IPPool the informer delivers (add and update events): it times
-// the informer's catch-up with this node's own writes (underpool_ipamd_informer_lag_seconds).
-func (p *PoolCommitter) Observed(pool *v1.IPPool) {
-	p.metrics.seen(pool.Name, pool.ResourceVersion, time.Now())
 }
 
 // Deleted is told every IPPool the informer reports deleted: its series go, and so does

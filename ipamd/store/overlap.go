@@ -22,15 +22,17 @@ import (
 // Rule: every commit that allocates from pool P blocks the footprint of every other existing
 // pool, being deleted or not, that meets P's subnet: what its spec lets it hand out
 // (allocator.Footprint: spec.ips minus excludeIPs minus gateway, or the whole subnet when
-// the spec does not parse) plus what its status says it holds (a spec narrowed past the
-// webhook does not free what pods still hold; a corrupt status covers the whole subnet).
+// the spec does not parse) plus what its status says its state holds outside its spec
+// (status.heldOutsideSpec, kept by the controller: a spec narrowed past the webhook does
+// not free what pods still hold; a value that does not parse covers the whole subnet).
+// Allocation states are not watched by nodes, so the held addresses come from the IPPool.
 //
 // Why it is enough. Say pool versions A and B overlap and B's was written after A's
 // (the later write is the one that made the overlap: a create, or a spec update). An
 // informer delivers one resource type's events in resourceVersion order, so an ipamd whose
 // cache holds B's version holds A's version too (or a later one), and blocks the overlap:
 // B never hands out a shared address. An ipamd that has not seen B yet may still hand out
-// a shared address from A; it is then marked in A's status, and B blocks it for as long as
+// a shared address from A; it is then marked in A's state, and B blocks it for as long as
 // both exist. Once that ipamd learns of B, A stops handing out the overlap as well. So
 // every shared address is handed out by A alone, and only before B became visible.
 //
@@ -79,7 +81,7 @@ type footprintEntry struct {
 	spec allocator.Footprint // what the spec covers
 	ok   bool                // false: not even spec.subnet parses, the pool covers nothing
 	rv   string
-	fp   allocator.Footprint // spec plus status.allocated
+	fp   allocator.Footprint // spec plus status.heldOutsideSpec
 }
 
 // overlapping returns the footprints of the pools, other than pool, that meet its subnet.
@@ -102,7 +104,7 @@ func (c *footprintCache) overlapping(pools []v1.IPPool, pool *allocator.PoolView
 		}
 		if e.ok && e.spec.Prefix.Overlaps(pool.Prefix) { // the cheap check first: most pools are elsewhere
 			if e.rv != o.ResourceVersion || o.ResourceVersion == "" {
-				e.fp, e.rv = withHeld(e.spec, o.Status.Allocated), o.ResourceVersion
+				e.fp, e.rv = withHeld(e.spec, o.Status.HeldOutsideSpec), o.ResourceVersion
 			}
 			out = append(out, e.fp)
 		}
@@ -113,8 +115,9 @@ func (c *footprintCache) overlapping(pools []v1.IPPool, pool *allocator.PoolView
 	return out
 }
 
-// withHeld adds the pool's allocated offsets (of its own subnet, as the spec footprint's
-// are) to its footprint; a status that does not parse makes it cover the whole subnet.
+// withHeld adds the offsets the pool holds outside its spec (of its own subnet, as the
+// spec footprint's are) to its footprint; a value that does not parse makes it cover the
+// whole subnet.
 func withHeld(spec allocator.Footprint, allocated string) allocator.Footprint {
 	if allocated == "" || spec.All {
 		return spec

@@ -9,20 +9,20 @@ import (
 	"github.com/underpool/underpool/core/allocator"
 )
 
-// statusPlan is what one batch makes of a pool's status: the answer to each op and the
-// status to write. Planning is pure, so every rule of the pool's allocation state is
+// statusPlan is what one batch makes of a pool's allocation state: the answer to each op
+// and the state to write. Planning is pure, so every rule of the pool's allocation state is
 // tested without a client; the commit loop only reads, writes and retries.
 type statusPlan struct {
 	results []opResult
-	next    v1.IPPoolStatus
-	// changed is whether next differs from the status read (a write is needed)
+	next    v1.AllocationState
+	// changed is whether next differs from the state read (a write is needed)
 	changed bool
 }
 
-// nextStatus applies ops, in order, to the status read from the API. pool is the parsed
-// spec, allocated the parsed status.allocated, blocked the offsets kept out of
+// nextStatus applies ops, in order, to the allocation state read from the API. pool is
+// the parsed spec, allocated the parsed state.allocated, blocked the offsets kept out of
 // allocation besides the quarantined ones (reservations, overlaps).
-func nextStatus(status *v1.IPPoolStatus, pool *allocator.PoolView, allocated allocator.RunSet, ops []*poolOp,
+func nextStatus(status *v1.AllocationState, pool *allocator.PoolView, allocated allocator.RunSet, ops []*poolOp,
 	blocked allocator.RunSet, now time.Time) statusPlan {
 	// a cursor that does not parse only costs where the search starts
 	cursor, _ := strconv.ParseUint(status.Cursor, 10, 64)
@@ -75,7 +75,7 @@ func nextStatus(status *v1.IPPoolStatus, pool *allocator.PoolView, allocated all
 		changed = changed || r.changed
 	}
 
-	next := *status.DeepCopy() // what others keep there (the controller's conditions) stays
+	next := *status.DeepCopy()
 	next.Allocated = st.Allocated.String()
 	next.Reclaiming = reclaiming.String()
 	next.Quarantined = quarantined
@@ -84,7 +84,7 @@ func nextStatus(status *v1.IPPoolStatus, pool *allocator.PoolView, allocated all
 		next.Cursor = strconv.FormatUint(st.Cursor, 10)
 	}
 	changed = changed || next.Reclaiming != status.Reclaiming || next.TotalIPCount != status.TotalIPCount ||
-		next.AllocatedIPCount != status.AllocatedIPCount || next.FreeIPCount != status.FreeIPCount || next.Usage != status.Usage
+		next.AllocatedIPCount != status.AllocatedIPCount || next.FreeIPCount != status.FreeIPCount
 	return statusPlan{results: results, next: next, changed: changed}
 }
 

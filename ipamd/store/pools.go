@@ -29,6 +29,9 @@ import (
 // ErrPoolNotFound means no IPPool of that name exists.
 var ErrPoolNotFound = errors.New("pool not found")
 
+// ErrPoolImporting means the pool's imported allocation state is still being written.
+var ErrPoolImporting = errors.New("pool is being imported")
+
 // ErrPoolDeleting means the pool is being deleted and hands out nothing more.
 var ErrPoolDeleting = errors.New("pool is being deleted")
 
@@ -93,7 +96,10 @@ type poolQueue struct {
 	pending []*poolOp
 	running bool
 
-	latest    *v1.IPPool // newest object this process wrote or read from the API
+	// alloc is the pool's allocation state as this process last wrote or read it. It is
+	// planned from without a read: nobody watches states, and a write of it that is stale
+	// fails its resourceVersion guard, after which it is read again.
+	alloc     *v1.PoolAllocation
 	parsedUID string
 	parsedGen int64
 	parsed    *allocator.PoolView
@@ -321,18 +327,18 @@ func (p *PoolCommitter) drain(ctx context.Context, pool string, q *poolQueue) {
 	}
 }
 
-// current returns the newest known pool object: the informer's copy, or this process'
-// own last write when the informer has not caught up with it yet. specCached says whether
-// the informer has seen this spec: when it has not, what the informer knows of other pools
-// may predate it, and overlaps are checked against the API instead (overlap.go).
+// current returns the pool object from the informer, or from the API when the informer
+// has not seen it yet. specCached says whether the informer has seen it: when it has not,
+// what the informer knows of other pools may predate it, and overlaps are checked against
+// the API instead (overlap.go).
 func (p *PoolCommitter) current(ctx context.Context, name string, q *poolQueue) (obj *v1.IPPool, specCached bool, err error) {
-	cached := &v1.IPPool{}
-	err = p.cache.Get(ctx, client.ObjectKey{Name: name}, cached)
+	obj = &v1.IPPool{}
+	err = p.cache.Get(ctx, client.ObjectKey{Name: name}, obj)
 	specCached = err == nil
 	if apierrors.IsNotFound(err) {
 		// the cache may lag a just-created pool: ask the API before giving up
-		if err = p.api.Get(ctx, client.ObjectKey{Name: name}, cached); apierrors.IsNotFound(err) {
-			q.latest, q.gone = nil, true
+		if err = p.api.Get(ctx, client.ObjectKey{Name: name}, obj); apierrors.IsNotFound(err) {
+			q.alloc, q.gone = nil, true
 			return nil, false, fmt.Errorf("%w: %s", ErrPoolNotFound, name)
 		}
 	}
@@ -340,11 +346,58 @@ func (p *PoolCommitter) current(ctx context.Context, name string, q *poolQueue) 
 		return nil, false, fmt.Errorf("reading IPPool %s: %w", name, err)
 	}
 	q.gone = false
-	if q.latest != nil && q.latest.UID == cached.UID && newer(q.latest.ResourceVersion, cached.ResourceVersion) {
-		return q.latest, specCached && q.latest.Generation == cached.Generation, nil
+	return obj, specCached, nil
+}
+
+// state returns the allocation state of pool to plan from: this process' own last write
+// or read of it (kept), or a read from the API; an empty one, not yet created, when the
+// pool has none. A state naming another incarnation of the pool is an earlier pool's of the same
+// name: it is deleted, never served (dropEarlier).
+func (p *PoolCommitter) state(ctx context.Context, pool *v1.IPPool, q *poolQueue) (alloc *v1.PoolAllocation, kept bool, err error) {
+	if q.alloc != nil && q.alloc.PoolUID == pool.UID {
+		return q.alloc, true, nil
 	}
-	q.latest = nil
-	return cached, specCached, nil
+	q.alloc = nil
+	for range 3 {
+		got := &v1.PoolAllocation{}
+		err := p.api.Get(ctx, client.ObjectKey{Name: pool.Name}, got)
+		switch {
+		case apierrors.IsNotFound(err):
+			q.alloc = v1.AllocationOf(pool)
+			return q.alloc, false, nil
+		case err != nil:
+			return nil, false, fmt.Errorf("reading PoolAllocation %s: %w", pool.Name, err)
+		case got.PoolUID == pool.UID:
+			q.alloc = got
+			return got, false, nil
+		}
+		if err := p.dropEarlier(ctx, pool, got); err != nil {
+			return nil, false, err
+		}
+	}
+	return nil, false, fmt.Errorf("PoolAllocation %s keeps naming another pool than IPPool %s (uid %s); retry", pool.Name, pool.Name, pool.UID)
+}
+
+// dropEarlier deletes the allocation state of an earlier pool of the same name (deleted
+// once its state was empty and closed; the garbage collector removes such states too,
+// when it runs). It first makes sure from the API that pool is the pool now: a cache
+// lagging a pool made again would otherwise take the new pool's state for an earlier one.
+// The delete is guarded by the state's resourceVersion, so it removes only what was read.
+func (p *PoolCommitter) dropEarlier(ctx context.Context, pool *v1.IPPool, earlier *v1.PoolAllocation) error {
+	now := &v1.IPPool{}
+	if err := p.api.Get(ctx, client.ObjectKey{Name: pool.Name}, now); err != nil {
+		return fmt.Errorf("reading IPPool %s: %w", pool.Name, err)
+	}
+	if now.UID != pool.UID {
+		return fmt.Errorf("IPPool %s was deleted and made again moments ago; retry", pool.Name)
+	}
+	p.log.Info("dropping the allocation state of an earlier pool of the same name", zap.String("pool", pool.Name),
+		zap.String("stateOf", string(earlier.PoolUID)), zap.String("now", string(pool.UID)))
+	err := p.writer.Delete(ctx, earlier, client.Preconditions{UID: &earlier.UID, ResourceVersion: &earlier.ResourceVersion})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting the earlier pool's PoolAllocation %s: %w", pool.Name, err)
+	}
+	return nil
 }
 
 // newer compares resourceVersions numerically. They are opaque by contract; a wrong guess

@@ -82,9 +82,9 @@ func inRange(a netip.Addr, lo, hi string) bool {
 // hands out the shared ones; what the older pool held before stays held.
 func TestOverlappingPoolsNeverHandOutOneAddressTwice(t *testing.T) {
 	older := ippool("older", "10.0.0.0/24", "10.0.0.10-10.0.0.20")
-	older.Status.Allocated = "15" // handed out before the younger pool existed
 	younger := ippool("younger", "10.0.0.0/24", "10.0.0.15-10.0.0.30")
-	c := fakeAPI(t, older, younger)
+	// 10.0.0.15 was handed out before the younger pool existed
+	c := fakeAPI(t, older, stateFor(older, v1.AllocationState{Allocated: "15"}), younger)
 	got := allocateAll(t, []*PoolCommitter{newPools(c, nil), newPools(c, nil)}, []string{"older", "younger"}, 20)
 
 	seen := map[netip.Addr]string{}
@@ -102,12 +102,8 @@ func TestOverlappingPoolsNeverHandOutOneAddressTwice(t *testing.T) {
 	if len(got["older"]) != 5 || len(got["younger"]) != 10 {
 		t.Errorf("older got %v, younger got %v: want the 5 and 10 addresses only each holds", got["older"], got["younger"])
 	}
-	var fresh v1.IPPool
-	if err := c.Get(context.Background(), client.ObjectKey{Name: "older"}, &fresh); err != nil {
-		t.Fatal(err)
-	}
-	if set, _ := allocator.ParseRunSet(fresh.Status.Allocated); !set.Contains(15) {
-		t.Errorf("the older pool's earlier allocation was dropped: %q", fresh.Status.Allocated)
+	if held := readState(t, c, "older").Allocated; !runsContain(held, 15) {
+		t.Errorf("the older pool's earlier allocation was dropped: %q", held)
 	}
 }
 
@@ -133,12 +129,13 @@ func TestUnparsableAndDeletingPoolsBlockWhatTheyCover(t *testing.T) {
 }
 
 // What a pool holds stays blocked even when its spec no longer covers it (narrowed past
-// the webhook), and a corrupt status covers the pool's whole subnet.
+// the webhook: the controller shows it in status.heldOutsideSpec), and a value there that
+// does not parse covers the pool's whole subnet.
 func TestAddressesAnotherPoolHoldsAreBlocked(t *testing.T) {
 	narrowed := ippool("narrowed", "10.0.0.0/24", "10.0.0.10-10.0.0.12")
-	narrowed.Status.Allocated = "10,20" // 10.0.0.20 is still held by a pod
+	narrowed.Status.HeldOutsideSpec = "20" // 10.0.0.20 is still held by a pod
 	corrupt := ippool("corrupt", "10.0.0.0/28", "10.0.0.2")
-	corrupt.Status.Allocated = "zz" // covers 10.0.0.0-15
+	corrupt.Status.HeldOutsideSpec = "zz" // covers 10.0.0.0-15
 	served := ippool("served", "10.0.0.0/24", "10.0.0.13-10.0.0.21")
 	c := fakeAPI(t, narrowed, corrupt, served)
 	got := allocateAll(t, []*PoolCommitter{newPools(c, nil)}, []string{"served"}, 10)
@@ -170,8 +167,7 @@ func TestOverlapCheckedAgainstTheAPIWhenTheCacheLags(t *testing.T) {
 // still go through.
 func TestBlockedErrorFailsTheAllocation(t *testing.T) {
 	p := ippool("p", "10.0.0.0/24", "10.0.0.10-10.0.0.20")
-	p.Status.Allocated = "12"
-	c := fakeAPI(t, p)
+	c := fakeAPI(t, p, stateFor(p, v1.AllocationState{Allocated: "12"}))
 	s := NewPoolCommitter(c, c, c, func(context.Context, *allocator.PoolView) (allocator.RunSet, error) {
 		return allocator.RunSet{}, errors.New("informer unavailable")
 	}, zap.NewNop(), nil)
@@ -181,12 +177,8 @@ func TestBlockedErrorFailsTheAllocation(t *testing.T) {
 	if err := release(s, context.Background(), "p", netip.MustParseAddr("10.0.0.12")); err != nil {
 		t.Fatalf("release: %v", err)
 	}
-	var fresh v1.IPPool
-	if err := c.Get(context.Background(), client.ObjectKey{Name: "p"}, &fresh); err != nil {
-		t.Fatal(err)
-	}
-	if fresh.Status.Allocated != "" {
-		t.Fatalf("status.allocated %q: the failed allocation wrote something, or the release did not", fresh.Status.Allocated)
+	if held := readState(t, c, "p").Allocated; held != "" {
+		t.Fatalf("state.allocated %q: the failed allocation wrote something, or the release did not", held)
 	}
 }
 
@@ -196,8 +188,7 @@ func TestBlockedErrorFailsTheAllocation(t *testing.T) {
 func TestPendingRemarkRefusesThePoolUntilRepaired(t *testing.T) {
 	ctx := context.Background()
 	bad := ippool("bad", "10.0.0.0/29") // usable 10.0.0.1-6
-	bad.Status.Allocated = "not-a-run-set"
-	c := fakeAPI(t, bad)
+	c := fakeAPI(t, bad, stateFor(bad, v1.AllocationState{Allocated: "not-a-run-set"}))
 	s := newPools(c, nil)
 	held := []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")}
 	var unusable *UnusableError
@@ -211,30 +202,20 @@ func TestPendingRemarkRefusesThePoolUntilRepaired(t *testing.T) {
 		t.Error("underpool_pool_unusable_total not counted")
 	}
 	_, _, err := allocate(s, ctx, "bad")
-	for _, want := range []string{"IPPool bad", "status.allocated is corrupt", "kubectl edit ippool bad --subresource=status"} {
+	for _, want := range []string{"IPPool bad", "state.allocated is corrupt", "kubectl edit poolallocation bad"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("allocation error %v does not say %q", err, want)
 		}
 	}
-	// an operator clears the status: the pending addresses must be marked before anything
+	// an operator clears the state: the pending addresses must be marked before anything
 	// is handed out, or 10.0.0.1 would go to a second pod
-	var fresh v1.IPPool
-	if err := c.Get(ctx, client.ObjectKey{Name: "bad"}, &fresh); err != nil {
-		t.Fatal(err)
-	}
-	fresh.Status.Allocated = ""
-	if err := c.Status().Update(ctx, &fresh); err != nil {
-		t.Fatal(err)
-	}
+	editState(t, c, "bad", func(st *v1.AllocationState) { st.Allocated = "" })
 	addr, _, err := allocate(s, ctx, "bad")
 	if err != nil || addr.Addr() == held[0] || addr.Addr() == held[1] {
 		t.Fatalf("after repair got %v %v: want an address no Endpoint holds", addr, err)
 	}
-	if err := c.Get(ctx, client.ObjectKey{Name: "bad"}, &fresh); err != nil {
-		t.Fatal(err)
-	}
-	if set, _ := allocator.ParseRunSet(fresh.Status.Allocated); !set.Contains(1) || !set.Contains(2) {
-		t.Errorf("status.allocated %q lacks the re-marked addresses", fresh.Status.Allocated)
+	if held := readState(t, c, "bad").Allocated; !runsContain(held, 1) || !runsContain(held, 2) {
+		t.Errorf("state.allocated %q lacks the re-marked addresses", held)
 	}
 	if left := s.PendingRemarks(); len(left) != 0 {
 		t.Errorf("still pending: %v", left)
@@ -265,9 +246,8 @@ func TestRetryRemarksMarksIdlePools(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for len(s.RetryRemarks(ctx)) > 0 && time.Now().Before(deadline) {
 	}
-	_ = c.Get(ctx, client.ObjectKey{Name: "bad"}, &fresh)
-	if fresh.Status.Allocated != "3" || len(s.PendingRemarks()) != 0 {
-		t.Fatalf("after the fix: status %q, pending %v", fresh.Status.Allocated, s.PendingRemarks())
+	if held := readState(t, c, "bad").Allocated; held != "3" || len(s.PendingRemarks()) != 0 {
+		t.Fatalf("after the fix: state %q, pending %v", held, s.PendingRemarks())
 	}
 }
 
@@ -279,7 +259,7 @@ func BenchmarkBlockedWithManyPoolsInOneSubnet(b *testing.B) {
 		lo := netip.AddrFrom4([4]byte{10, 0, byte(i / 25), byte(i%25*10 + 1)})
 		hi := netip.AddrFrom4([4]byte{10, 0, byte(i / 25), byte(i%25*10 + 8)})
 		p := ippool(fmt.Sprintf("app-%d", i), "10.0.0.0/16", lo.String()+"-"+hi.String())
-		p.Generation, p.Status.Allocated = 1, "3"
+		p.Generation = 1
 		objs = append(objs, p)
 	}
 	t := &testing.T{}

@@ -18,15 +18,6 @@ import (
 	v1 "github.com/underpool/underpool/api/v1"
 )
 
-func poolStatus(t *testing.T, c client.Reader, name string) v1.IPPoolStatus {
-	t.Helper()
-	p := &v1.IPPool{}
-	if err := c.Get(context.Background(), client.ObjectKey{Name: name}, p); err != nil {
-		t.Fatal(err)
-	}
-	return p.Status
-}
-
 // A free whose evidence is older than half the commit window is not sent: it could land
 // after the orphan sweeper freed the address and handed it out again. The address stays
 // allocated, for the sweeper.
@@ -45,13 +36,13 @@ func TestAFreeWhoseWindowClosedFreesNothing(t *testing.T) {
 	if !errors.Is(err, ErrWindowClosed) {
 		t.Fatalf("late free = %v, want ErrWindowClosed", err)
 	}
-	if got := poolStatus(t, api, "p").AllocatedIPCount; got != 1 {
+	if got := readState(t, api, "p").AllocatedIPCount; got != 1 {
 		t.Fatalf("allocated = %d after a late free, want 1 (left for the sweeper)", got)
 	}
 	if err := s.Release(context.Background(), Free{Pool: "p", PoolUID: g.PoolUID, Addr: g.Addr.Addr(), Evidence: clk.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	if got := poolStatus(t, api, "p").AllocatedIPCount; got != 0 {
+	if got := readState(t, api, "p").AllocatedIPCount; got != 0 {
 		t.Fatalf("allocated = %d after a timely free, want 0", got)
 	}
 }
@@ -69,7 +60,7 @@ func TestAFreeOfAnEarlierPoolOfTheSameNameFreesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := poolStatus(t, api, "p").AllocatedIPCount; got != 1 {
+	if got := readState(t, api, "p").AllocatedIPCount; got != 1 {
 		t.Fatalf("allocated = %d: a free for an earlier incarnation freed the new pool's address", got)
 	}
 }
@@ -101,7 +92,7 @@ func TestAPoolWithoutProtectionHandsNothingOut(t *testing.T) {
 				if !errors.Is(err, ErrPoolUnprotected) {
 					t.Fatalf("allocation from an unprotected pool = %v, want ErrPoolUnprotected", err)
 				}
-				if got := poolStatus(t, api, "p").AllocatedIPCount; got != 0 {
+				if got := readState(t, api, "p").AllocatedIPCount; got != 0 {
 					t.Fatalf("allocated = %d from an unprotected pool", got)
 				}
 				return
@@ -136,15 +127,14 @@ func TestWhatEndsAnAllocationDropsItsMark(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pool := ippool("p", "10.250.1.0/24")
-			pool.Status = v1.IPPoolStatus{Allocated: "5", Reclaiming: "5"}
-			api := fakeAPI(t, pool)
+			api := fakeAPI(t, pool, stateFor(pool, v1.AllocationState{Allocated: "5", Reclaiming: "5"}))
 			s := newPools(api, nil)
 			if err := tc.do(s, netip.MustParseAddr("10.250.1.5")); err != nil {
 				t.Fatal(err)
 			}
-			st := poolStatus(t, api, "p")
+			st := readState(t, api, "p")
 			if st.Reclaiming != "" || st.AllocatedIPCount != tc.want {
-				t.Fatalf("status after %s: reclaiming %q allocated %d, want no mark and %d allocated", tc.name, st.Reclaiming, st.AllocatedIPCount, tc.want)
+				t.Fatalf("state after %s: reclaiming %q allocated %d, want no mark and %d allocated", tc.name, st.Reclaiming, st.AllocatedIPCount, tc.want)
 			}
 		})
 	}
@@ -159,7 +149,7 @@ func TestConflictsBackOffWithJitterUntilTheyClear(t *testing.T) {
 	racing := interceptedPools(api, func() error {
 		if conflicts > 0 {
 			conflicts--
-			return apierrors.NewConflict(schema.GroupResource{Group: "underpool.io", Resource: "ippools"}, "p", errors.New("another node wrote first"))
+			return apierrors.NewConflict(schema.GroupResource{Group: "underpool.io", Resource: "poolallocations"}, "p", errors.New("another node wrote first"))
 		}
 		return nil
 	})
@@ -185,12 +175,24 @@ func TestConflictsBackOffWithJitterUntilTheyClear(t *testing.T) {
 	}
 }
 
-// interceptedPools is api whose IPPool status writes first ask fail for an error to return.
+// interceptedPools is api whose allocation state writes (creates and updates of
+// PoolAllocations) first ask fail for an error to return.
 func interceptedPools(api client.WithWatch, fail func() error) client.WithWatch {
-	return interceptor.NewClient(api, interceptor.Funcs{SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
-		if err := fail(); err != nil {
-			return err
-		}
-		return c.SubResource(sub).Update(ctx, obj, opts...)
-	}})
+	return interceptor.NewClient(api, interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if _, ok := obj.(*v1.PoolAllocation); ok {
+				if err := fail(); err != nil {
+					return err
+				}
+			}
+			return c.Create(ctx, obj, opts...)
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			if _, ok := obj.(*v1.PoolAllocation); ok {
+				if err := fail(); err != nil {
+					return err
+				}
+			}
+			return c.Update(ctx, obj, opts...)
+		}})
 }

@@ -56,7 +56,7 @@ func TestQuarantineStopsAtThePoolsShareAndReleasesTheRest(t *testing.T) {
 			t.Fatalf("conflict %d on %s: outcome %v, want %v", i, addr, got, want)
 		}
 	}
-	st := readPool(t, api, "p").Status
+	st := readState(t, api, "p")
 	if len(st.Quarantined) != 10 || st.AllocatedIPCount != 0 || st.FreeIPCount != 90 {
 		t.Fatalf("status: %d quarantined, %d allocated, %d free; want 10, 0 and 90 (the refused ones released)",
 			len(st.Quarantined), st.AllocatedIPCount, st.FreeIPCount)
@@ -77,7 +77,7 @@ func TestTheQuarantineCapHoldsAcrossNodes(t *testing.T) {
 	if addr, got := conflict(t, b, "p", macN(9), limits); got != QuarantineFull {
 		t.Fatalf("node b quarantined %s past the cluster-wide cap of 4: %v", addr, got)
 	}
-	if q := readPool(t, api, "p").Status.Quarantined; len(q) != 4 {
+	if q := readState(t, api, "p").Quarantined; len(q) != 4 {
 		t.Fatalf("%d quarantined, want the cap of 4", len(q))
 	}
 }
@@ -108,7 +108,7 @@ func TestOneMACQuarantinesAtMostPerMACAddresses(t *testing.T) {
 	if _, got := conflict(t, p, "p", "", limits); got != Quarantined {
 		t.Fatalf("a conflict without a MAC (IPv6, unresolved): %v", got)
 	}
-	st := readPool(t, api, "p").Status
+	st := readState(t, api, "p")
 	if len(st.Quarantined) != 5 || st.AllocatedIPCount != 0 {
 		t.Fatalf("status: %d quarantined, %d allocated; want 5 (3 of the proxy, 2 others) and 0", len(st.Quarantined), st.AllocatedIPCount)
 	}
@@ -119,10 +119,11 @@ func TestOneMACQuarantinesAtMostPerMACAddresses(t *testing.T) {
 func TestExpiredAndRepeatedEntriesDoNotCountAgainstTheCap(t *testing.T) {
 	pool := ippool("p", "10.0.0.0/24", "10.0.0.1-10.0.0.20")
 	past := metav1.NewTime(time.Now().Add(-time.Minute))
+	var st v1.AllocationState
 	for i := range 5 {
-		pool.Status.Quarantined = append(pool.Status.Quarantined, v1.QuarantinedIP{IP: fmt.Sprintf("10.0.0.%d", 11+i), MAC: macN(i), Until: past})
+		st.Quarantined = append(st.Quarantined, v1.QuarantinedIP{IP: fmt.Sprintf("10.0.0.%d", 11+i), MAC: macN(i), Until: past})
 	}
-	api := fakeAPI(t, pool)
+	api := fakeAPI(t, pool, stateFor(pool, st))
 	p := newPools(api, nil)
 	limits := QuarantineLimits{MaxShare: 0.05, Floor: 1} // a cap of one
 	addr, got := conflict(t, p, "p", macN(7), limits)
@@ -133,7 +134,7 @@ func TestExpiredAndRepeatedEntriesDoNotCountAgainstTheCap(t *testing.T) {
 	if err != nil || res.Outcome != Quarantined {
 		t.Fatalf("quarantining %s again: %v %v", addr, res, err)
 	}
-	if q := readPool(t, api, "p").Status.Quarantined; len(q) != 1 || q[0].IP != addr.String() || time.Until(q[0].Until.Time) < time.Hour {
+	if q := readState(t, api, "p").Quarantined; len(q) != 1 || q[0].IP != addr.String() || time.Until(q[0].Until.Time) < time.Hour {
 		t.Fatalf("quarantine %+v, want %s alone, until about 2 h from now", q, addr)
 	}
 }

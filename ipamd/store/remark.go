@@ -26,8 +26,8 @@ type UnusableError struct {
 
 func (e *UnusableError) Error() string {
 	if e.Reason == ReasonCorruptStatus {
-		return fmt.Sprintf("IPPool %s status.allocated is corrupt (%v); nothing is handed out from it until it is repaired: "+
-			"write back the offsets its Endpoints hold (kubectl edit ippool %s --subresource=status) or delete the pool once no pod uses it",
+		return fmt.Sprintf("IPPool %s: its PoolAllocation state.allocated is corrupt (%v); nothing is handed out from it until it is repaired: "+
+			"write back the offsets its Endpoints hold (kubectl edit poolallocation %s) or delete the pool once no pod uses it",
 			e.Pool, e.Err, e.Pool)
 	}
 	return fmt.Sprintf("IPPool %s is invalid (%v); nothing is handed out from it until its spec is fixed (kubectl edit ippool %s)",

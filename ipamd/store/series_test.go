@@ -44,8 +44,8 @@ func committerWithRegistry(c client.Client) (*PoolCommitter, *prometheus.Registr
 func TestADeletedPoolsSeriesGo(t *testing.T) {
 	ctx := context.Background()
 	bad := ippool("bad", "10.0.1.0/29")
-	bad.Status.Allocated = "not-a-run-set"
-	c := fakeAPI(t, ippool("gone", "10.0.0.0/24", "10.0.0.10-10.0.0.20"), ippool("kept", "10.0.2.0/24", "10.0.2.10-10.0.2.20"), bad)
+	c := fakeAPI(t, ippool("gone", "10.0.0.0/24", "10.0.0.10-10.0.0.20"), ippool("kept", "10.0.2.0/24", "10.0.2.10-10.0.2.20"), bad,
+		stateFor(bad, v1.AllocationState{Allocated: "not-a-run-set"}))
 	p, reg := committerWithRegistry(c)
 	for _, name := range []string{"gone", "kept"} {
 		addr, _, err := allocate(p, ctx, name)

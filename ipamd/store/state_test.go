@@ -1,0 +1,128 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/underpool/underpool/api/v1"
+)
+
+// The allocation state lives in a PoolAllocation no node watches (docs/design.md,
+// "Allocation state at 5000 nodes"): ipamd makes it on the pool's first commit, plans from
+// its own last write, and learns of other writers only through a conflict or a read.
+
+// The first allocation from a pool makes its state, named and owned by the pool
+// incarnation; the IPPool itself is not written.
+func TestTheFirstAllocationMakesThePoolsStateOwnedByThePool(t *testing.T) {
+	pool := ippool("p", "10.250.1.0/24", "10.250.1.10-10.250.1.20")
+	api := fakeAPI(t, pool)
+	s := newPools(api, nil)
+	if _, _, err := allocate(s, context.Background(), "p"); err != nil {
+		t.Fatal(err)
+	}
+	got := &v1.PoolAllocation{}
+	if err := api.Get(context.Background(), client.ObjectKey{Name: "p"}, got); err != nil {
+		t.Fatal(err)
+	}
+	if got.PoolUID != pool.UID || len(got.OwnerReferences) != 1 || got.OwnerReferences[0].UID != pool.UID || got.State.AllocatedIPCount != 1 {
+		t.Fatalf("state %+v: want pool uid %s, owned by it, 1 allocated", got, pool.UID)
+	}
+	after := &v1.IPPool{}
+	_ = api.Get(context.Background(), client.ObjectKey{Name: "p"}, after)
+	if after.Status.AllocatedIPCount != 0 {
+		t.Fatalf("ipamd wrote the IPPool's status: %+v", after.Status)
+	}
+}
+
+// An ensure planned from this ipamd's own last write could answer "already held" for an
+// address the sweeper (or an operator) freed since; the address would stay free in the
+// API while an Endpoint holds it. An answer that needs no write is given only on a state
+// read now.
+func TestAnEnsureOnAStateChangedSinceThisNodesWriteMarksTheAddressAgain(t *testing.T) {
+	ctx := context.Background()
+	api := fakeAPI(t, ippool("p", "10.250.1.0/24", "10.250.1.10-10.250.1.20"))
+	s := newPools(api, nil)
+	addr, _, err := allocate(s, ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	editState(t, api, "p", func(st *v1.AllocationState) { st.Allocated = "" }) // freed elsewhere
+	lost, err := s.Ensure(ctx, "p", []netip.Addr{addr.Addr()})
+	if err != nil || len(lost) != 1 || lost[0] != addr.Addr() {
+		t.Fatalf("ensure of %s after it was freed elsewhere: lost %v, %v; want it reported lost", addr, lost, err)
+	}
+	if held := readState(t, api, "p").Allocated; held != "10" {
+		t.Fatalf("state.allocated %q: the ensured address is not marked", held)
+	}
+}
+
+// A state naming an earlier pool of the same name (deleted and made again before the
+// garbage collector removed its state) is dropped, never served: its addresses were the
+// earlier pool's, and its marks and cursor mean nothing here.
+func TestAnEarlierPoolsStateIsDroppedNotServed(t *testing.T) {
+	ctx := context.Background()
+	pool := ippool("p", "10.250.1.0/29")
+	earlier := v1.AllocationOf(ippool("p", "10.250.1.0/29"))
+	earlier.PoolUID, earlier.OwnerReferences[0].UID = "uid-earlier", "uid-earlier"
+	earlier.State = v1.AllocationState{Allocated: "1-5", Reclaiming: "3", Cursor: "5"}
+	api := fakeAPI(t, pool, earlier)
+	s := newPools(api, nil)
+	addr, _, err := allocate(s, ctx, "p")
+	if err != nil || addr.Addr() != netip.MustParseAddr("10.250.1.1") {
+		t.Fatalf("allocated %v %v: want the first address, the earlier pool's state ignored", addr, err)
+	}
+	got := &v1.PoolAllocation{}
+	if err := api.Get(ctx, client.ObjectKey{Name: "p"}, got); err != nil {
+		t.Fatal(err)
+	}
+	if got.PoolUID != pool.UID || got.State.Allocated != "1" || got.State.Reclaiming != "" {
+		t.Fatalf("state %+v: want this pool's, holding only 10.250.1.1", got)
+	}
+}
+
+// A closed state (the controller's last write before a deleted pool goes) takes no mark:
+// a late re-mark fails rather than write into it, an allocation is refused, and a free
+// has nothing to free.
+func TestAClosedStateTakesNothingButFrees(t *testing.T) {
+	ctx := context.Background()
+	pool := ippool("p", "10.250.1.0/29")
+	closed := v1.AllocationOf(pool)
+	closed.Closed = true
+	api := fakeAPI(t, pool, closed)
+	s := newPools(api, nil)
+	if _, _, err := allocate(s, ctx, "p"); !errors.Is(err, ErrPoolDeleting) {
+		t.Fatalf("allocation from a closed state: %v", err)
+	}
+	if _, err := s.Ensure(ctx, "p", []netip.Addr{netip.MustParseAddr("10.250.1.2")}); !errors.Is(err, ErrPoolDeleting) {
+		t.Fatalf("ensure into a closed state: %v", err)
+	}
+	if err := release(s, ctx, "p", netip.MustParseAddr("10.250.1.2")); err != nil {
+		t.Fatalf("free on a closed state: %v", err)
+	}
+	if st := readState(t, api, "p"); st.Allocated != "" {
+		t.Fatalf("a closed state was written: %+v", st)
+	}
+}
+
+// A pool the importer has made but whose imported state it has not written yet hands
+// nothing out: ipamd would start from an empty state and could hand out an imported
+// live address.
+func TestAPoolBeingImportedHandsNothingOut(t *testing.T) {
+	pool := ippool("p", "10.250.1.0/29")
+	pool.Annotations = map[string]string{v1.ImportingAnnotation: "true"}
+	api := fakeAPI(t, pool)
+	s := newPools(api, nil)
+	_, _, err := allocate(s, context.Background(), "p")
+	if !errors.Is(err, ErrPoolImporting) || !strings.Contains(err.Error(), "kubectl underpool import") {
+		t.Fatalf("allocation from a pool being imported: %v", err)
+	}
+	got := &v1.PoolAllocation{}
+	if err := api.Get(context.Background(), client.ObjectKey{Name: "p"}, got); err == nil {
+		t.Fatalf("a state was made for a pool being imported: %+v", got)
+	}
+}
