@@ -1,35 +1,65 @@
 package controller
 
 import (
+	"context"
 	"net/netip"
 	"strings"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/core/allocator"
 )
 
-// statusCorrupt reports whether a pool's status.allocated cannot be trusted: it does not
+// +kubebuilder:rbac:groups=underpool.io,resources=poolallocations,verbs=get;list;watch;create;update;delete
+
+// poolStates are the allocation states of pools by pool name, each the state of the pool
+// incarnation listed with it (v1.StateOf): a pool with no PoolAllocation, or one left by an
+// earlier pool of its name, has none here and holds nothing.
+type poolStates map[string]v1.AllocationState
+
+// readStates reads the PoolAllocations (from the cache: the controller is their one
+// watcher) and keeps those of the pools given.
+func readStates(ctx context.Context, r client.Reader, pools []v1.IPPool) (poolStates, error) {
+	var allocs v1.PoolAllocationList
+	if err := r.List(ctx, &allocs); err != nil {
+		return nil, err
+	}
+	byName := make(map[string]*v1.PoolAllocation, len(allocs.Items))
+	for i := range allocs.Items {
+		byName[allocs.Items[i].Name] = &allocs.Items[i]
+	}
+	states := make(poolStates, len(pools))
+	for i := range pools {
+		if a := byName[pools[i].Name]; a != nil {
+			states[pools[i].Name] = v1.StateOf(&pools[i], a)
+		}
+	}
+	return states, nil
+}
+
+// stateCorrupt reports whether a pool's state.allocated cannot be trusted: it does not
 // parse, or it names offsets outside the pool's subnet (allocator.ParseAllocated; checked
 // without enumerating, so "0-4294967295" on a /24 costs what "1-2" does). Every
-// controller path that reads status.allocated asks this first and iterates nothing of a
+// controller path that reads state.allocated asks this first and iterates nothing of a
 // corrupt one: the Invalid condition (conditions.go) tells the operator how to repair it.
-func statusCorrupt(p *v1.IPPool) bool {
+func stateCorrupt(p *v1.IPPool, s *v1.AllocationState) bool {
 	prefix, err := netip.ParsePrefix(strings.TrimSpace(p.Spec.Subnet))
 	if err != nil {
-		_, err = allocator.ParseRunSet(p.Status.Allocated)
+		_, err = allocator.ParseRunSet(s.Allocated)
 		return err != nil
 	}
-	_, err = allocator.ParseAllocated(prefix, p.Status.Allocated)
+	_, err = allocator.ParseAllocated(prefix, s.Allocated)
 	return err != nil
 }
 
-// heldCount is how many addresses a pool keeps from its Subnet: its status count, or,
-// when status.allocated is corrupt (its count could be 400,000 on a /24), every usable
+// heldCount is how many addresses a pool keeps from its Subnet: its state's count, or,
+// when state.allocated is corrupt (its count could be 400,000 on a /24), every usable
 // address of the pool, since ipamd hands none of them out until it is repaired (nothing
 // when not even its spec parses).
-func heldCount(p *v1.IPPool) int64 {
-	if !statusCorrupt(p) {
-		return p.Status.AllocatedIPCount
+func heldCount(p *v1.IPPool, s *v1.AllocationState) int64 {
+	if !stateCorrupt(p, s) {
+		return s.AllocatedIPCount
 	}
 	if view, err := allocator.NewPool(p.Name, &p.Spec); err == nil {
 		return view.TotalCount()

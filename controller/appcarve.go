@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -104,7 +105,7 @@ func (r *appPools) carveNew(ctx context.Context, pools []v1.IPPool, want poolWan
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		ips, err := apppool.Carve(subnet, pools, nil, want.size)
+		ips, err := apppool.Carve(subnet, pools, nil, "", want.size)
 		var noRoom *apppool.NoRoomError
 		if errors.As(err, &noRoom) {
 			skipped = append(skipped, noRoom.Error())
@@ -129,7 +130,11 @@ func (r *appPools) resize(ctx context.Context, current *v1.IPPool, pools []v1.IP
 	if err != nil {
 		return fmt.Errorf("resizing IPPool %s: %w", current.Name, err)
 	}
-	ips, err := apppool.Carve(subnet, pools, current, want.size)
+	allocated, err := r.allocated(ctx, current)
+	if err != nil {
+		return err
+	}
+	ips, err := apppool.Carve(subnet, pools, current, allocated, want.size)
 	var noRoom *apppool.NoRoomError
 	if errors.As(err, &noRoom) {
 		return &stuckInSubnet{pool: current.Name, err: noRoom}
@@ -147,6 +152,21 @@ func (r *appPools) resize(ctx context.Context, current *v1.IPPool, pools []v1.IP
 	}
 	r.changes.WithLabelValues(appPoolResized).Inc()
 	return pending
+}
+
+// allocated reads what a pool holds from its PoolAllocation, uncached (a pool is never
+// shrunk below what it holds; the webhook checks again): none, or one left by an earlier
+// pool of the name, holds nothing.
+func (r *appPools) allocated(ctx context.Context, pool *v1.IPPool) (string, error) {
+	alloc := &v1.PoolAllocation{}
+	if err := r.api.Get(ctx, client.ObjectKey{Name: pool.Name}, alloc); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", nil
+		}
+		return "", fmt.Errorf("reading PoolAllocation %s to resize its pool: %w", pool.Name, err)
+	}
+	state := v1.StateOf(pool, alloc)
+	return state.Allocated, nil
 }
 
 // shrinkWaiting says a pool is still larger than its workload wants: the addresses it

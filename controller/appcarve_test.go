@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -208,10 +209,7 @@ func TestAPoolShrinksOnceTheScaledDownPodsReleaseTheirAddresses(t *testing.T) {
 	w := apppool.Workload{Kind: "Deployment", Namespace: "ns", Name: "web"}
 	reconcileOnce(t, r, "ns", "web")
 	p := workloadPool(t, api, w)
-	p.Status.Allocated, p.Status.AllocatedIPCount = "1-3", 3 // every pod holds its address
-	if err := api.Update(context.Background(), p); err != nil {
-		t.Fatal(err)
-	}
+	holds(t, api, p, "1-3", 3) // every pod holds its address
 	dep.Spec.Replicas = ptr.To[int32](1)
 	if err := api.Update(context.Background(), dep); err != nil {
 		t.Fatal(err)
@@ -219,12 +217,30 @@ func TestAPoolShrinksOnceTheScaledDownPodsReleaseTheirAddresses(t *testing.T) {
 	if res := reconcileOnce(t, r, "ns", "web"); res.RequeueAfter != shrinkRecheck || usable(t, workloadPool(t, api, w)) != 3 {
 		t.Fatalf("while the pods hold their addresses: recheck %v, %d addresses; want %v and all 3 kept", res.RequeueAfter, usable(t, workloadPool(t, api, w)), shrinkRecheck)
 	}
-	p = workloadPool(t, api, w)
-	p.Status.Allocated, p.Status.AllocatedIPCount = "1", 1 // two pods went
-	if err := api.Update(context.Background(), p); err != nil {
-		t.Fatal(err)
-	}
+	holds(t, api, workloadPool(t, api, w), "1", 1) // two pods went
 	if res := reconcileOnce(t, r, "ns", "web"); res.RequeueAfter != 0 || usable(t, workloadPool(t, api, w)) != 1 {
 		t.Fatalf("once released: recheck %v, %d addresses; want none and 1", res.RequeueAfter, usable(t, workloadPool(t, api, w)))
+	}
+}
+
+// holds writes the pool's PoolAllocation holding allocated, as ipamd would.
+func holds(t *testing.T, c client.Client, p *v1.IPPool, allocated string, count int64) {
+	t.Helper()
+	ctx := context.Background()
+	a := &v1.PoolAllocation{}
+	err := c.Get(ctx, client.ObjectKey{Name: p.Name}, a)
+	if apierrors.IsNotFound(err) {
+		a = v1.AllocationOf(p)
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	a.State.Allocated, a.State.AllocatedIPCount = allocated, count
+	if a.ResourceVersion == "" {
+		err = c.Create(ctx, a)
+	} else {
+		err = c.Update(ctx, a)
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -204,8 +204,9 @@ func enqueueOwner(kind string) handler.EventHandler {
 	})
 }
 
-// poolDeletes lets only deletions through: a pool's status changes with every allocation,
-// and each reconcile of a workload reads every pool from the API.
+// poolDeletes lets only deletions through: a pool's status changes as its allocations do
+// (the counts the controller mirrors from its PoolAllocation, every CountsInterval), and
+// each reconcile of a workload reads every pool from the API.
 var poolDeletes = predicate.Funcs{
 	CreateFunc:  func(event.CreateEvent) bool { return false },
 	UpdateFunc:  func(event.UpdateEvent) bool { return false },

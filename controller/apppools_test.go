@@ -217,7 +217,7 @@ func TestRecreatedWorkloadGetsItsPoolOnceTheOldOneIsGone(t *testing.T) {
 	old := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, UID: "old-incarnation", Finalizers: []string{PoolProtection},
 		DeletionTimestamp: &metav1.Time{Time: time.Now()},
 		Labels:            map[string]string{apppool.LabelOwnerHash: w.Hash()}, Annotations: map[string]string{apppool.AnnotationOwner: w.String()}},
-		Spec: v1.IPPoolSpec{Subnet: "10.0.0.0/24", IPs: []string{"10.0.0.2-10.0.0.11"}}, Status: v1.IPPoolStatus{Allocated: "2", AllocatedIPCount: 1}}
+		Spec: v1.IPPoolSpec{Subnet: "10.0.0.0/24", IPs: []string{"10.0.0.2-10.0.0.11"}}}
 	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(append(workloads(1), old)...).Build()
 	rec := events.NewFakeRecorder(10)
 	r := &appPools{c: api, api: api, kind: "Deployment", events: rec, carving: &sync.Mutex{}, changes: testMetrics(t).appPoolChanges}

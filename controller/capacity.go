@@ -12,7 +12,7 @@ import (
 	"github.com/underpool/underpool/core/allocator"
 )
 
-const poolAllocatedHelp = "Addresses of the IPPool allocated now (all of them while its status.allocated is corrupt: it hands none out)."
+const poolAllocatedHelp = "Addresses of the IPPool allocated now (all of them while its PoolAllocation's state.allocated is corrupt: it hands none out)."
 
 var (
 	poolTotalDesc = prometheus.NewDesc("underpool_ippool_total_addresses",
@@ -29,7 +29,8 @@ var (
 )
 
 // capacity reports per-pool and per-Subnet capacity from the informer cache at scrape
-// time, so a deleted pool's series go with it; with no reader (nil) it has no series.
+// time (the pools and their PoolAllocations), so a deleted pool's series go with it; with
+// no reader (nil) it has no series.
 type capacity struct {
 	c client.Reader
 }
@@ -50,17 +51,22 @@ func (c *capacity) Collect(ch chan<- prometheus.Metric) {
 	if err := c.c.List(ctx, &pools); err != nil {
 		return
 	}
+	states, err := readStates(ctx, c.c, pools.Items)
+	if err != nil {
+		return
+	}
 	now := time.Now()
 	type count struct{ total, allocated, quarantined int64 }
 	byPool := make([]count, len(pools.Items))
 	prefixes := make([]netip.Prefix, len(pools.Items))
 	for i := range pools.Items {
 		p := &pools.Items[i]
-		n := count{total: p.Status.TotalIPCount, allocated: heldCount(p)}
+		state := states[p.Name]
+		n := count{total: state.TotalIPCount, allocated: heldCount(p, &state)}
 		if view, err := allocator.NewPool(p.Name, &p.Spec); err == nil {
 			n.total, prefixes[i] = view.TotalCount(), view.Prefix
 		}
-		for _, q := range p.Status.Quarantined {
+		for _, q := range state.Quarantined {
 			if q.Until.After(now) {
 				n.quarantined++
 			}

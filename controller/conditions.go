@@ -35,14 +35,18 @@ const (
 
 // poolConditions keeps every pool's Exhausted, Overlapping and Invalid conditions true to
 // what the controller reads, level-triggered: one key, every pool recomputed, as overlaps
-// and reservations make any pool's change matter to the others.
+// and reservations make any pool's change matter to the others. It also mirrors the
+// counts of each pool's PoolAllocation onto the pool's status, where users read them.
 //
-// It writes only status.conditions, by a merge patch guarded by resourceVersion: ipamd
-// writes status.allocated by full updates of the object it read (store/pools.go), so
-// whichever of the two writes second conflicts and re-reads, and neither drops the other's
-// fields. A conflict here needs no retry of its own: the change that caused it is an
-// event that reconciles again.
-type poolConditions struct{ c client.Client }
+// It is the one writer of IPPool status, by a merge patch guarded by resourceVersion; a
+// conflict needs no retry of its own: the change that caused it is an event that
+// reconciles again. Every IPPool status write is an event on every node (each ipamd
+// watches the pools), so a pool's status is written at most once per interval
+// (countsMirror): what a node receives then does not grow with the allocation rate.
+type poolConditions struct {
+	c      client.Client
+	counts countsMirror
+}
 
 func (r *poolConditions) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
 	var pools v1.IPPoolList
@@ -53,28 +57,65 @@ func (r *poolConditions) Reconcile(ctx context.Context, _ reconcile.Request) (re
 	if err := r.c.List(ctx, &reserved); err != nil {
 		return reconcile.Result{}, err
 	}
-	now := time.Now()
-	want, changes := conditionsOf(pools.Items, reserved.Items, now)
+	states, err := readStates(ctx, r.c, pools.Items)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	now := r.counts.now()
+	want, changes := conditionsOf(pools.Items, states, reserved.Items, now)
 	var errs []error
+	var wait time.Duration
 	for i := range pools.Items {
 		pool := &pools.Items[i]
-		if conditionsHold(pool, want[pool.Name]) {
+		held := states[pool.Name]
+		state, outside := shownState(pool, held), heldOutsideSpec(pool, &held)
+		if conditionsHold(pool, want[pool.Name]) && pool.Status.CountsEqual(&state) && pool.Status.HeldOutsideSpec == outside {
 			continue
 		}
-		patch := client.MergeFromWithOptions(pool.DeepCopy(), client.MergeFromWithOptimisticLock{})
-		for _, c := range want[pool.Name] {
-			c.ObservedGeneration = pool.Generation
-			meta.SetStatusCondition(&pool.Status.Conditions, c)
+		// what a pool holds outside its spec is what other pools must not hand out: it
+		// goes out at once (it changes only when a spec is narrowed past the webhook, or
+		// as those addresses are released)
+		if d := r.counts.wait(pool.UID, now); d > 0 && pool.Status.HeldOutsideSpec == outside {
+			wait = minPositive(wait, d) // written a moment ago: the last state goes out when the interval ends
+			continue
 		}
-		if err := r.c.Status().Patch(ctx, pool, patch); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
-			errs = append(errs, fmt.Errorf("IPPool %s conditions: %w", pool.Name, err))
+		if err := r.write(ctx, pool, want[pool.Name], &state, outside); err != nil {
+			errs = append(errs, err)
+			continue
 		}
+		r.counts.wrote(pool.UID, now)
 	}
-	result := reconcile.Result{}
+	r.counts.keep(pools.Items)
+	result := reconcile.Result{RequeueAfter: wait}
 	if !changes.IsZero() {
-		result.RequeueAfter = max(changes.Sub(now), time.Second) // a quarantine ends: the pool may have room again
+		// a quarantine ends: the pool may have room again
+		result.RequeueAfter = minPositive(result.RequeueAfter, max(changes.Sub(now), time.Second))
 	}
 	return result, errors.Join(errs...)
+}
+
+// write patches a pool's conditions, counts and what it holds outside its spec, guarded
+// by the resourceVersion read.
+func (r *poolConditions) write(ctx context.Context, pool *v1.IPPool, want []metav1.Condition, state *v1.AllocationState, outside string) error {
+	patch := client.MergeFromWithOptions(pool.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	for _, c := range want {
+		c.ObservedGeneration = pool.Generation
+		meta.SetStatusCondition(&pool.Status.Conditions, c)
+	}
+	pool.Status.ShowCounts(state)
+	pool.Status.HeldOutsideSpec = outside
+	if err := r.c.Status().Patch(ctx, pool, patch); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("IPPool %s status: %w", pool.Name, err)
+	}
+	return nil
+}
+
+// minPositive is the smaller of two durations, a zero one counting as none.
+func minPositive(a, b time.Duration) time.Duration {
+	if a <= 0 || (b > 0 && b < a) {
+		return b
+	}
+	return a
 }
 
 // conditionsHold reports whether the pool already shows the wanted conditions (the
@@ -91,22 +132,23 @@ func conditionsHold(pool *v1.IPPool, want []metav1.Condition) bool {
 
 // conditionsOf returns the conditions each pool should show, and the earliest moment they
 // may change by time alone (a quarantine ending; zero: none).
-func conditionsOf(pools []v1.IPPool, reserved []v1.ReservedIP, now time.Time) (map[string][]metav1.Condition, time.Time) {
+func conditionsOf(pools []v1.IPPool, states poolStates, reserved []v1.ReservedIP, now time.Time) (map[string][]metav1.Condition, time.Time) {
 	overlaps := map[string][]string{}
 	for _, o := range overlapsOf(pools) {
 		overlaps[o.a.Name] = append(overlaps[o.a.Name], fmt.Sprintf("IPPool %s, the first %s", o.b.Name, o.first))
 		overlaps[o.b.Name] = append(overlaps[o.b.Name], fmt.Sprintf("IPPool %s, the first %s", o.a.Name, o.first))
 	}
-	held := heldFootprints(pools)
+	held := heldFootprints(pools, states)
 	var changes time.Time
 	out := make(map[string][]metav1.Condition, len(pools))
 	for i := range pools {
 		pool := &pools[i]
-		invalid, exhausted := validity(pool), metav1.Condition{Type: v1.PoolExhausted, Status: metav1.ConditionUnknown,
+		state := states[pool.Name]
+		invalid, exhausted := validity(pool, &state), metav1.Condition{Type: v1.PoolExhausted, Status: metav1.ConditionUnknown,
 			Reason: ReasonNotCounted, Message: "the pool is invalid, so its free addresses cannot be counted (see the Invalid condition)"}
 		if invalid.Status == metav1.ConditionFalse {
 			var until time.Time
-			exhausted, until = exhaustion(pool, i, held, reserved, now)
+			exhausted, until = exhaustion(pool, &state, i, held, reserved, now)
 			if !until.IsZero() && (changes.IsZero() || until.Before(changes)) {
 				changes = until
 			}
@@ -125,30 +167,30 @@ func conditionsOf(pools []v1.IPPool, reserved []v1.ReservedIP, now time.Time) (m
 }
 
 // validity is the Invalid condition: ipamd hands nothing out of a pool whose spec does not
-// parse or whose status.allocated is corrupt (store/pools.go refuses both the same way).
-func validity(pool *v1.IPPool) metav1.Condition {
+// parse or whose PoolAllocation's state.allocated is corrupt (the store refuses both).
+func validity(pool *v1.IPPool, state *v1.AllocationState) metav1.Condition {
 	view, err := allocator.NewPool(pool.Name, &pool.Spec)
 	if err != nil {
 		return metav1.Condition{Type: v1.PoolInvalid, Status: metav1.ConditionTrue, Reason: ReasonInvalidSpec,
 			Message: fmt.Sprintf("%v: ipamd hands out nothing from this pool until the spec is fixed", err)}
 	}
-	if _, err := view.ParseAllocated(pool.Status.Allocated); err != nil {
+	if _, err := view.ParseAllocated(state.Allocated); err != nil {
 		return metav1.Condition{Type: v1.PoolInvalid, Status: metav1.ConditionTrue, Reason: ReasonCorruptStatus,
 			Message: corruptStatusMessage(pool.Name, err)}
 	}
 	return metav1.Condition{Type: v1.PoolInvalid, Status: metav1.ConditionFalse, Reason: ReasonValid,
-		Message: "spec and status.allocated parse"}
+		Message: "spec and state.allocated parse"}
 }
 
 // exhaustion is the Exhausted condition of a valid pool: True when every usable address is
 // allocated, quarantined, reserved or shared with another pool, as ipamd would block them
 // at a commit (store/overlap.go); also when the quarantine next ends, if one does.
-func exhaustion(pool *v1.IPPool, index int, held []heldFootprint, reserved []v1.ReservedIP, now time.Time) (metav1.Condition, time.Time) {
+func exhaustion(pool *v1.IPPool, state *v1.AllocationState, index int, held []heldFootprint, reserved []v1.ReservedIP, now time.Time) (metav1.Condition, time.Time) {
 	view, _ := allocator.NewPool(pool.Name, &pool.Spec)
-	allocated, _ := view.ParseAllocated(pool.Status.Allocated)
+	allocated, _ := view.ParseAllocated(state.Allocated)
 	var quarantined allocator.RunSet
 	var until time.Time
-	for _, q := range pool.Status.Quarantined {
+	for _, q := range state.Quarantined {
 		addr, err := netip.ParseAddr(q.IP)
 		if err != nil || !q.Until.Time.After(now) {
 			continue
@@ -191,19 +233,19 @@ func exhaustion(pool *v1.IPPool, index int, held []heldFootprint, reserved []v1.
 }
 
 // heldFootprint is what a pool keeps from the others: its spec footprint plus what its
-// status holds (a corrupt status, offsets outside its subnet included: its whole subnet), as
+// state holds (a corrupt state, offsets outside its subnet included: its whole subnet), as
 // ipamd computes it (store/overlap.go).
 type heldFootprint struct {
 	fp allocator.Footprint
 	ok bool
 }
 
-func heldFootprints(pools []v1.IPPool) []heldFootprint {
+func heldFootprints(pools []v1.IPPool, states poolStates) []heldFootprint {
 	out := make([]heldFootprint, len(pools))
 	for i := range pools {
 		fp, ok := allocator.FootprintOf(pools[i].Name, &pools[i].Spec)
-		if ok && !fp.All && pools[i].Status.Allocated != "" {
-			if set, err := allocator.ParseAllocated(fp.Prefix, pools[i].Status.Allocated); err != nil {
+		if allocated := states[pools[i].Name].Allocated; ok && !fp.All && allocated != "" {
+			if set, err := allocator.ParseAllocated(fp.Prefix, allocated); err != nil {
 				fp = allocator.Footprint{Prefix: fp.Prefix, All: true}
 			} else {
 				fp.Set = fp.Set.Clone()
@@ -217,11 +259,11 @@ func heldFootprints(pools []v1.IPPool) []heldFootprint {
 	return out
 }
 
-// corruptStatusMessage is what the Invalid condition says of a status.allocated that does
+// corruptStatusMessage is what the Invalid condition says of a state.allocated that does
 // not parse or names offsets outside the pool: the field, and the two ways out.
 func corruptStatusMessage(pool string, err error) string {
-	return fmt.Sprintf("status.allocated is corrupt (%v): ipamd hands out nothing from this pool, and the controller neither "+
+	return fmt.Sprintf("state.allocated of PoolAllocation %s is corrupt (%v): ipamd hands out nothing from this pool, and the controller neither "+
 		"counts, carves nor sweeps it, until it is repaired: write back the offsets its Endpoints hold "+
-		"(kubectl edit ippool %s --subresource=status; offsets count from the subnet's first address), "+
-		"or set it to \"\" once no pod uses the pool", err, pool)
+		"(kubectl edit poolallocation %s; offsets count from the subnet's first address), "+
+		"or set it to \"\" once no pod uses the pool", pool, err, pool)
 }

@@ -18,21 +18,22 @@ import (
 	v1 "github.com/underpool/underpool/api/v1"
 )
 
-// pastTheSubnet are statuses of a /24 pool that parse but name offsets it does not have:
+// pastTheSubnet are states of a /24 pool that parse but name offsets it does not have:
 // a typo in a hand repair. Every controller path must take them for corrupt, cheaply.
 var pastTheSubnet = []string{"1-400000", "0-4294967295"}
 
-// A Subnet's allocated column counts a pool whose status runs past its subnet as full
+// A Subnet's allocated column counts a pool whose state runs past its subnet as full
 // (ipamd hands nothing out of it), not as holding 400,000 or 2^32 addresses of a /24.
 func TestSubnetStatusCountsACorruptPoolAsFull(t *testing.T) {
 	for _, corrupt := range pastTheSubnet {
 		t.Run(corrupt, func(t *testing.T) {
 			sub := &v1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "s"}, Spec: v1.SubnetSpec{Subnet: "10.9.0.0/24"}}
 			good := poolOf("good", "10.9.0.0/24", "10.9.0.10-10.9.0.19", "10-11")
-			good.Status.AllocatedIPCount = 2
+			good.state.AllocatedIPCount = 2
 			bad := poolOf("bad", "10.9.0.0/24", "10.9.0.100-10.9.0.103", corrupt)
-			bad.Status.AllocatedIPCount = 400000 // as ipamd counts such a status
-			c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(sub, &good, &bad).WithStatusSubresource(&v1.Subnet{}).Build()
+			bad.state.AllocatedIPCount = 400000 // as ipamd counts such a state
+			objs := append(append([]client.Object{sub}, good.objects()...), bad.objects()...)
+			c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).WithStatusSubresource(&v1.Subnet{}).Build()
 			if _, err := (&subnetStatus{c: c}).Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKey{Name: "s"}}); err != nil {
 				t.Fatal(err)
 			}
@@ -50,30 +51,30 @@ func TestSubnetStatusCountsACorruptPoolAsFull(t *testing.T) {
 func TestCapacityMetricCountsACorruptPoolAsFull(t *testing.T) {
 	for _, corrupt := range pastTheSubnet {
 		bad := poolOf("bad", "10.9.0.0/24", "10.9.0.100-10.9.0.103", corrupt)
-		bad.Status.AllocatedIPCount = 400000
-		c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(&bad).Build()
+		bad.state.AllocatedIPCount = 400000
+		c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(bad.objects()...).Build()
 		reg := prometheus.NewPedanticRegistry()
 		reg.MustRegister(&capacity{c: c})
 		want := "# HELP underpool_ippool_allocated_addresses " + poolAllocatedHelp + "\n# TYPE underpool_ippool_allocated_addresses gauge\n" +
 			"underpool_ippool_allocated_addresses{pool=\"bad\"} 4\n"
 		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "underpool_ippool_allocated_addresses"); err != nil {
-			t.Errorf("status %q: %v", corrupt, err)
+			t.Errorf("state %q: %v", corrupt, err)
 		}
 	}
 }
 
-// A deleted pool leaves once its status.allocated is empty (a hand repair that left the
-// count behind included), never while the status runs past its subnet: such a status
+// A deleted pool leaves once its state.allocated is empty (a hand repair that left the
+// count behind included), never while the state runs past its subnet: such a state
 // proves nothing about the addresses its pods hold.
-func TestFinalizerStaysOnADeletedPoolWhoseStatusIsPastItsSubnet(t *testing.T) {
+func TestFinalizerStaysOnADeletedPoolWhoseStateIsPastItsSubnet(t *testing.T) {
 	ctx := context.Background()
 	for _, corrupt := range pastTheSubnet {
 		t.Run(corrupt, func(t *testing.T) {
-			p := poolOf("p", "10.9.0.0/24", "", corrupt)
-			p.Finalizers = []string{PoolProtection}
-			p.DeletionTimestamp = &metav1.Time{Time: time.Now()}
-			p.Status.AllocatedIPCount = 0 // a count that lags: the status is what counts
-			c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(&p).WithStatusSubresource(&v1.IPPool{}).Build()
+			h := poolOf("p", "10.9.0.0/24", "", corrupt)
+			h.pool.Finalizers = []string{PoolProtection}
+			h.pool.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+			h.state.AllocatedIPCount = 0 // a count that lags: state.allocated is what counts
+			c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(h.objects()...).Build()
 			r := &poolFinalizer{c: c}
 			key := reconcile.Request{NamespacedName: client.ObjectKey{Name: "p"}}
 			if _, err := r.Reconcile(ctx, key); err != nil {
@@ -81,10 +82,14 @@ func TestFinalizerStaysOnADeletedPoolWhoseStatusIsPastItsSubnet(t *testing.T) {
 			}
 			got := &v1.IPPool{}
 			if err := c.Get(ctx, client.ObjectKey{Name: "p"}, got); err != nil || !controllerutil.ContainsFinalizer(got, PoolProtection) {
-				t.Fatalf("the finalizer of a pool with a corrupt status was lifted (%v)", err)
+				t.Fatalf("the finalizer of a pool with a corrupt state was lifted (%v)", err)
 			}
-			got.Status.Allocated, got.Status.AllocatedIPCount = "", 400000 // repaired by hand, the count left behind
-			if err := c.Status().Update(ctx, got); err != nil {
+			alloc := &v1.PoolAllocation{}
+			if err := c.Get(ctx, client.ObjectKey{Name: "p"}, alloc); err != nil || alloc.Closed {
+				t.Fatalf("a state holding addresses was closed (%v): %+v", err, alloc)
+			}
+			alloc.State.Allocated, alloc.State.AllocatedIPCount = "", 400000 // repaired by hand, the count left behind
+			if err := c.Update(ctx, alloc); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := r.Reconcile(ctx, key); err != nil {
@@ -92,6 +97,9 @@ func TestFinalizerStaysOnADeletedPoolWhoseStatusIsPastItsSubnet(t *testing.T) {
 			}
 			if err := c.Get(ctx, client.ObjectKey{Name: "p"}, got); !apierrors.IsNotFound(err) {
 				t.Fatalf("the repaired, empty pool is still there (%v): %+v", err, got.ObjectMeta)
+			}
+			if err := c.Get(ctx, client.ObjectKey{Name: "p"}, alloc); err != nil || !alloc.Closed {
+				t.Fatalf("the pool went without its state closed first (%v): %+v", err, alloc)
 			}
 		})
 	}

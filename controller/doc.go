@@ -1,14 +1,22 @@
 // Package controller is ipamd's cluster-wide mode (ipamd --mode=controller): the jobs no
 // single node's ipamd can do, run by the elected replica of a Deployment. Run wires them
-// into one controller-runtime manager, one small function each (jobs.go):
+// into one controller-runtime manager, one small function each (jobs.go). It is the one
+// watcher of PoolAllocations, where each pool's allocation state lives (no node watches
+// them): every job that reads the state reads it there (allocated.go; none, or one of an
+// earlier pool UID, holds nothing).
 //
 //   - webhook wiring: the validating webhook of package controller/webhook (IPPool,
 //     Subnet and ReservedIP validation, its certificates, its registration), served by
 //     every replica;
 //   - finalizer: underpool.io/pool-protection keeps a pool with live allocations from
-//     going (finalizer.go);
-//   - conditions: every pool's Exhausted, Overlapping and Invalid conditions
-//     (conditions.go; a corrupt status.allocated is read as such everywhere: allocated.go);
+//     going; it is lifted only after a resourceVersion-guarded write closes the pool's
+//     empty PoolAllocation (finalizer.go);
+//   - conditions and counts: every pool's Exhausted, Overlapping and Invalid conditions,
+//     and the counts of its PoolAllocation shown on its status, written at most once per
+//     pool per CountsInterval (conditions.go, counts.go; a corrupt state.allocated is read
+//     as such everywhere: allocated.go);
+//   - gone pools' states: PoolAllocations whose pool is gone are deleted a commit window
+//     after they are seen so (goneallocations.go);
 //   - overlaps: Warning events and underpool_pools_overlapping for pools that share
 //     addresses (overlaps.go);
 //   - application pools: one IPPool per family carved from a Subnet for each Deployment

@@ -45,9 +45,10 @@ func TestRecyclingCoversNodesNoIpamdLooksAfter(t *testing.T) {
 	}
 	outOfService := corev1.Taint{Key: corev1.TaintNodeOutOfService, Value: "nodeshutdown", Effect: corev1.TaintEffectNoExecute}
 	p := poolOf("p", "10.9.0.0/24", "", "10-17")
-	p.Status.AllocatedIPCount = 8
+	p.pool.Finalizers = []string{PoolProtection} // ipamd hands out nothing of a pool without it
+	p.state.SetCounts(253, 8)
 	livePod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "on-oos-live", UID: "uid-on-oos-live"}}
-	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithStatusSubresource(&v1.IPPool{}).WithObjects(&p, livePod,
+	api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithStatusSubresource(&v1.IPPool{}).WithObjects(append(p.objects(), livePod,
 		node("oos", corev1.ConditionTrue, "KubeletReady", time.Hour, outOfService),
 		node("dead", corev1.ConditionUnknown, "NodeStatusUnknown", 2*grace),
 		node("ready", corev1.ConditionTrue, "KubeletReady", time.Hour),
@@ -56,7 +57,7 @@ func TestRecyclingCoversNodesNoIpamdLooksAfter(t *testing.T) {
 		endpointOn("gone", "on-gone", 10, now), endpointOn("oos", "on-oos", 11, now), endpointOn("oos", "on-oos-live", 12, now),
 		endpointOn("dead", "on-dead", 13, now), endpointOn("ready", "on-ready", 14, now), endpointOn("blip", "on-blip", 15, now),
 		endpointOn("never", "on-never", 16, now), endpointOn("ready", "on-ready-2", 17, now),
-	).Build()
+	)...).Build()
 	m := testMetrics(t)
 	r := newGoneNodeRecycler(api, api, api, time.Second, grace, m.goneNodeRecycled, zap.NewNop())
 	released, err := r.round(context.Background(), now)
@@ -79,18 +80,18 @@ func TestRecyclingCoversNodesNoIpamdLooksAfter(t *testing.T) {
 			t.Errorf("Endpoint %s: %v", name, err)
 		}
 	}
-	if got := freshPoolStatus(t, api, "p"); got != "12,14-17" {
+	if got := freshPoolState(t, api, "p"); got != "12,14-17" {
 		t.Errorf("pool allocated %q, want 12,14-17 (the live pod's and the looked-after nodes')", got)
 	}
 }
 
-func freshPoolStatus(t *testing.T, c client.Reader, name string) string {
+func freshPoolState(t *testing.T, c client.Reader, name string) string {
 	t.Helper()
-	p := &v1.IPPool{}
-	if err := c.Get(context.Background(), client.ObjectKey{Name: name}, p); err != nil {
+	a := &v1.PoolAllocation{}
+	if err := c.Get(context.Background(), client.ObjectKey{Name: name}, a); err != nil {
 		t.Fatal(err)
 	}
-	return p.Status.Allocated
+	return a.State.Allocated
 }
 
 // The controller caches every Node of the cluster: of each it keeps the name, the

@@ -57,9 +57,20 @@ func newSetup(cfg *rest.Config, scheme *runtime.Scheme, mgr manager.Manager, hoo
 
 func (s *setup) webhook(context.Context) error { return s.hook.SetupWithManager(s.mgr) }
 
+// poolFinalizer keeps PoolProtection on pools; a deleted pool is looked at again when its
+// PoolAllocation changes (its last address freed).
 func (s *setup) poolFinalizer(context.Context) error {
 	return builder.ControllerManagedBy(s.mgr).Named("pool-protection").For(&v1.IPPool{}).
-		Complete(&poolFinalizer{c: s.mgr.GetClient()})
+		Watches(&v1.PoolAllocation{}, sameName()).
+		Complete(&poolFinalizer{c: s.mgr.GetClient(), api: s.api})
+}
+
+// goneAllocations deletes the PoolAllocations of pools that are gone, a commit window
+// after they were seen so.
+func (s *setup) goneAllocations(context.Context) error {
+	return builder.ControllerManagedBy(s.mgr).Named("gone-pool-allocations").For(&v1.PoolAllocation{}).
+		Watches(&v1.IPPool{}, sameName(), builder.WithPredicates(poolDeletes)).
+		Complete(&goneAllocations{c: s.mgr.GetClient(), api: s.api, window: s.opts.CommitWindow.Spacing(), log: s.log.Named("gone-pool-allocations")})
 }
 
 func (s *setup) reservedInUse(ctx context.Context) error {
@@ -150,9 +161,12 @@ func (s *setup) overlapReport(context.Context) error {
 }
 
 func (s *setup) poolConditions(context.Context) error {
-	// one key: overlaps and reservations tie every pool to the others
+	// one key: overlaps and reservations tie every pool to the others; a burst of
+	// PoolAllocation writes is one reconcile (the queue holds the key once), and each
+	// pool's status is written at most once per CountsInterval
 	return builder.ControllerManagedBy(s.mgr).Named("pool-conditions").Watches(&v1.IPPool{}, oneKey()).
-		Watches(&v1.ReservedIP{}, oneKey()).Complete(&poolConditions{c: s.mgr.GetClient()})
+		Watches(&v1.PoolAllocation{}, oneKey()).Watches(&v1.ReservedIP{}, oneKey()).
+		Complete(&poolConditions{c: s.mgr.GetClient(), counts: countsMirror{interval: s.opts.CountsInterval}})
 }
 
 func (s *setup) orphanSweep(ctx context.Context) error {
@@ -202,6 +216,14 @@ func (s *setup) leaderReadiness(context.Context) error {
 func oneKey() handler.EventHandler {
 	return handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{{}}
+	})
+}
+
+// sameName maps an event to a reconcile of the object of the same name: a pool and its
+// PoolAllocation share theirs.
+func sameName() handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: client.ObjectKey{Name: o.GetName()}}}
 	})
 }
 

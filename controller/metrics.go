@@ -24,7 +24,7 @@ type Metrics struct {
 }
 
 // NewMetrics makes the controller's metrics and registers them with reg (nil:
-// unregistered), with the capacity series read from pools at scrape time (nil: none).
+// unregistered), with the capacity series read from pools and their PoolAllocations at scrape time (nil: none).
 func NewMetrics(reg prometheus.Registerer, pools client.Reader) *Metrics {
 	m := &Metrics{
 		orphansUnheld: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -35,7 +35,7 @@ func NewMetrics(reg prometheus.Registerer, pools client.Reader) *Metrics {
 			Help: "Orphan addresses found: unheld past the grace and confirmed unheld by an uncached read."}),
 		orphansFreed: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "underpool_orphans_freed_total",
-			Help: "Orphan addresses freed in their pool's status."}),
+			Help: "Orphan addresses freed in their pool's PoolAllocation."}),
 		appPoolChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "underpool_application_pools_total",
 			Help: "Application pools the controller changed, by action (created, resized, deleted)."},

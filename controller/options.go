@@ -31,6 +31,10 @@ type Options struct {
 	// of service, unready for longer than RecycleGrace) are judged (0: never); attachments
 	// younger than RecycleGrace are left alone.
 	RecycleInterval, RecycleGrace time.Duration
+	// CountsInterval bounds how often a pool's status (the counts mirrored from its
+	// PoolAllocation, its conditions) is written: at most once per pool per interval
+	// (zero: DefaultCountsInterval), as every write is an event on every node.
+	CountsInterval time.Duration
 	// CommitWindow is the release protocol's bound (zero: store.DefaultWindow); every
 	// ipamd must run with the same. The orphan sweeper spaces its phases by it.
 	CommitWindow store.Window

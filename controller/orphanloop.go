@@ -7,12 +7,12 @@ import (
 	"go.uber.org/zap"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/controller/orphans"
 )
 
-// +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=update
 // +kubebuilder:rbac:groups=underpool.io,resources=endpoints,verbs=get;list;watch
 
 // orphanLoop runs the orphan sweep on the elected controller only: one sweeper in the
@@ -37,24 +37,35 @@ func (o *orphanLoop) Start(ctx context.Context) error {
 	})
 }
 
-// watchPoolsFor feeds every pool status the informer delivers to the sweeper, so an address
-// seen free between two sweeps starts a new clock when it is handed out again.
+// watchPoolsFor feeds every allocation state the informer delivers to the sweeper, with
+// its pool from the cache, so an address seen free between two sweeps starts a new clock
+// when it is handed out again; and tells it of every pool deleted.
 func watchPoolsFor(ctx context.Context, c cache.Cache, s *orphans.Sweeper) error {
-	inf, err := c.GetInformer(ctx, &v1.IPPool{})
+	allocs, err := c.GetInformer(ctx, &v1.PoolAllocation{})
 	if err != nil {
 		return err
 	}
-	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc: func(obj any) {
-			if p, ok := obj.(*v1.IPPool); ok {
-				s.Observe(p)
-			}
-		},
-		UpdateFunc: func(_, obj any) {
-			if p, ok := obj.(*v1.IPPool); ok {
-				s.Observe(p)
-			}
-		},
+	observe := func(obj any) {
+		alloc, ok := obj.(*v1.PoolAllocation)
+		if !ok {
+			return
+		}
+		pool := &v1.IPPool{}
+		if err := c.Get(ctx, client.ObjectKey{Name: alloc.Name}, pool); err == nil {
+			s.Observe(pool, alloc)
+		}
+	}
+	if _, err = allocs.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    observe,
+		UpdateFunc: func(_, obj any) { observe(obj) },
+	}); err != nil {
+		return err
+	}
+	pools, err := c.GetInformer(ctx, &v1.IPPool{})
+	if err != nil {
+		return err
+	}
+	_, err = pools.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		DeleteFunc: func(obj any) {
 			if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 				obj = tomb.Obj

@@ -98,6 +98,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options, log *zap.Logger) e
 	for _, job := range []func(*setup, context.Context) error{
 		(*setup).webhook,            // IPPool, Subnet, ReservedIP validation; certificates; registration
 		(*setup).poolFinalizer,      // no pool with live allocations goes
+		(*setup).goneAllocations,    // PoolAllocations of pools that are gone
 		(*setup).reservedInUse,      // ReservedIP status: which reserved addresses pods hold
 		(*setup).subnetStatus,       // Subnet status: offered and held addresses
 		(*setup).applicationPools,   // one pool per family for workloads that name a Subnet

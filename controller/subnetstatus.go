@@ -14,7 +14,10 @@ import (
 // +kubebuilder:rbac:groups=underpool.io,resources=subnets/status,verbs=update
 
 // subnetStatus keeps a Subnet's printer columns true: how many addresses it offers and how
-// many the pools inside it hold (a pool whose status.allocated is corrupt: all it has).
+// many the pools inside it hold (a pool whose state.allocated is corrupt: all it has).
+// It runs on IPPool events, not on every PoolAllocation write: the counts the controller
+// mirrors onto a pool (at most one write per pool per CountsInterval) are what trigger it,
+// and it reads the states themselves from the cache.
 type subnetStatus struct{ c client.Client }
 
 func (r *subnetStatus) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
@@ -31,10 +34,16 @@ func (r *subnetStatus) Reconcile(ctx context.Context, req reconcile.Request) (re
 	if err := r.c.List(ctx, &pools); err != nil {
 		return reconcile.Result{}, err
 	}
+	states, err := readStates(ctx, r.c, pools.Items)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
 	var allocated int64
-	for _, p := range pools.Items {
+	for i := range pools.Items {
+		p := &pools.Items[i]
 		if prefix, err := netip.ParsePrefix(p.Spec.Subnet); err == nil && within(prefix.Masked(), space.Prefix) {
-			allocated += heldCount(&p)
+			state := states[p.Name]
+			allocated += heldCount(p, &state)
 		}
 	}
 	want := v1.SubnetStatus{TotalIPCount: space.TotalCount(), AllocatedIPCount: allocated}

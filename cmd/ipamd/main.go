@@ -60,6 +60,7 @@ func main() {
 	flag.DurationVar(&ctl.OrphanInterval, "orphan-interval", time.Minute, "controller mode: how often pool addresses no Endpoint holds are looked for; 0 disables")
 	flag.DurationVar(&ctl.OrphanGrace, "orphan-grace", 2*time.Minute, "controller mode: an address unheld this long (seen in two sweeps) is freed")
 	flag.DurationVar(&ctl.RecycleInterval, "recycle-interval", time.Minute, "controller mode: how often the addresses of gone pods are recycled on nodes no ipamd looks after (no Node object, the out-of-service taint, not Ready for longer than --recycle-grace; each ipamd recycles only its own node's); 0 disables")
+	flag.DurationVar(&ctl.CountsInterval, "counts-interval", controller.DefaultCountsInterval, "controller mode: a pool's status (the counts shown from its PoolAllocation, its conditions) is written at most once per this interval; every such write is an event on every node")
 	flag.DurationVar(&ctl.RecycleGrace, "recycle-grace", 2*time.Minute, "controller mode: attachments younger than this are never recycled")
 	flag.StringVar(&ctl.MetricsAddress, "metrics-address", "", "controller mode: address for /metrics (e.g. underpool_pools_overlapping); empty disables")
 	window := flag.Duration("commit-window", time.Duration(store.DefaultWindow), "both modes: the release protocol's bound (docs/design.md): a write that depends on a moment-old read is sent within half of it, and the orphan sweeper spaces its phases by all of it; must be the same on every ipamd and the controller")

@@ -12,7 +12,7 @@
 // one resourceVersion-guarded write or read:
 //
 //  1. mark: an address seen unheld (informer and API) for the grace period is added to
-//     the pool's status.reclaiming. Every release of the address drops the mark in the
+//     state.reclaiming of the pool's PoolAllocation. Every release of the address drops the mark in the
 //     same write that frees it, so while the mark stays, the address has been allocated
 //     without a break since: it is the same allocation, not one handed out again.
 //  2. confirm: at least W after the mark, the API shows it unheld still. No Endpoint can
@@ -28,10 +28,16 @@
 // so a sweep's own reads and writes never shorten a phase. A new leader starts every
 // phase afresh; that only delays a reclaim.
 //
-// The package owns the Sweeper: its memory of addresses seen unheld, fed by the pool
-// informer (Observe, Forget); the read of what every Endpoint holds, from the cache and
-// then the API (orphans.go); the phase clocks (phases.go); and each pool's one guarded
-// status write per sweep (step.go). The loop that calls Sweep on its interval, on the
+// The allocation state lives in the pool's PoolAllocation (same name, naming the pool's
+// UID; v1.StateOf): a pool without one, or with one left by an earlier pool of its name,
+// has nothing allocated and nothing to sweep. Every write is an Update of the
+// PoolAllocation guarded by the resourceVersion read, as ipamd's are, so a mark still
+// proves one allocation and a free still proves its owner.
+//
+// The package owns the Sweeper: its memory of addresses seen unheld, fed by the
+// PoolAllocation informer (Observe) and the pool informer (Forget); the read of what
+// every Endpoint holds, from the cache and then the API (orphans.go); the phase clocks
+// (phases.go); and each pool's one guarded PoolAllocation write per sweep (step.go). The loop that calls Sweep on its interval, on the
 // elected replica only, and the series it counts on are the controller's
 // (controller/orphanloop.go).
 package orphans
@@ -63,12 +69,12 @@ type heldKey struct {
 // Sweeper remembers since when each unheld allocation has been seen unheld, and where
 // each of its marks stands.
 type Sweeper struct {
-	// Writer writes pool status: one resourceVersion-guarded update per pool and sweep.
+	// Writer writes PoolAllocations: one resourceVersion-guarded update per pool and sweep.
 	Writer client.Client
-	Cache  client.Reader // informer-backed reads of IPPools and Endpoints
-	// API reads Endpoints and the pool uncached before anything is marked, confirmed or
-	// freed: a cache is never evidence that an address is unheld (an Endpoint written a
-	// moment ago may not be in it).
+	Cache  client.Reader // informer-backed reads of IPPools, PoolAllocations and Endpoints
+	// API reads Endpoints, the pool and its PoolAllocation uncached before anything is
+	// marked, confirmed or freed: a cache is never evidence that an address is unheld (an
+	// Endpoint written a moment ago may not be in it).
 	API client.Reader
 	Log *zap.Logger
 	// Window is the release protocol's bound (zero: store.DefaultWindow); it must be
@@ -93,9 +99,13 @@ type markClock struct {
 }
 
 // Observe forgets what the sweeper remembered of a pool's unmarked addresses that this
-// status shows free: whatever holds them next is a new allocation. Wire it to the IPPool
-// informer's add and update events; Forget to its delete events.
-func (s *Sweeper) Observe(pool *v1.IPPool) {
+// state shows free: whatever holds them next is a new allocation. Wire it to the
+// PoolAllocation informer's add and update events, with the pool of the same name;
+// Forget to the IPPool informer's delete events.
+func (s *Sweeper) Observe(pool *v1.IPPool, alloc *v1.PoolAllocation) {
+	if alloc == nil || alloc.PoolUID != pool.UID {
+		return // an earlier pool's state: nothing of this pool
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	known := s.since[pool.UID]
@@ -106,7 +116,7 @@ func (s *Sweeper) Observe(pool *v1.IPPool) {
 	if err != nil {
 		return
 	}
-	allocated, err := view.ParseAllocated(pool.Status.Allocated) // offsets outside the pool: corrupt, never iterated
+	allocated, err := view.ParseAllocated(alloc.State.Allocated) // offsets outside the pool: corrupt, never iterated
 	if err != nil {
 		return
 	}
@@ -139,7 +149,11 @@ func (s *Sweeper) Sweep(ctx context.Context, now time.Time, grace time.Duration)
 	if err := s.Cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return 0, err
 	}
-	work := s.note(list.Items, held, now, grace)
+	var allocs v1.PoolAllocationList
+	if err := s.Cache.List(ctx, &allocs, client.UnsafeDisableDeepCopy); err != nil {
+		return 0, err
+	}
+	work := s.note(list.Items, statesOf(list.Items, allocs.Items), held, now, grace)
 	if len(work) == 0 {
 		return 0, nil
 	}
@@ -202,6 +216,22 @@ func sortedPools(work map[poolRef]*poolWork) []poolRef {
 	}
 	sort.Slice(refs, func(i, j int) bool { return refs[i].name < refs[j].name })
 	return refs
+}
+
+// statesOf returns each pool's allocation state by pool name: the state of its
+// PoolAllocation when that names the pool's UID, none otherwise (nothing to sweep).
+func statesOf(pools []v1.IPPool, allocs []v1.PoolAllocation) map[string]v1.AllocationState {
+	byName := make(map[string]*v1.PoolAllocation, len(allocs))
+	for i := range allocs {
+		byName[allocs[i].Name] = &allocs[i]
+	}
+	states := make(map[string]v1.AllocationState, len(allocs))
+	for i := range pools {
+		if a := byName[pools[i].Name]; a != nil && a.PoolUID == pools[i].UID {
+			states[pools[i].Name] = a.State
+		}
+	}
+	return states
 }
 
 // heldBy returns every (pool, address) the Endpoints hold, detached ones included.

@@ -28,9 +28,30 @@ func scheme(t *testing.T) *runtime.Scheme {
 	return s
 }
 
-func poolObj(name, uid, allocated string) *v1.IPPool {
-	return &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(uid)}, Spec: v1.IPPoolSpec{Subnet: "10.250.1.0/24"},
-		Status: v1.IPPoolStatus{Allocated: allocated}}
+func poolObj(name, uid string) *v1.IPPool {
+	return &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID(uid)}, Spec: v1.IPPoolSpec{Subnet: "10.250.1.0/24"}}
+}
+
+// allocObj is the PoolAllocation of pool holding allocated.
+func allocObj(pool *v1.IPPool, allocated string) *v1.PoolAllocation {
+	a := v1.AllocationOf(pool)
+	a.State.Allocated = allocated
+	return a
+}
+
+// poolWith is a pool of 10.250.1.0/24 and its PoolAllocation holding allocated.
+func poolWith(name, uid, allocated string) []client.Object {
+	p := poolObj(name, uid)
+	return []client.Object{p, allocObj(p, allocated)}
+}
+
+// copies deep-copies objects, for a second client (a cache) that must not share them.
+func copies(objs ...client.Object) []client.Object {
+	out := make([]client.Object, len(objs))
+	for i, o := range objs {
+		out[i] = o.DeepCopyObject().(client.Object)
+	}
+	return out
 }
 
 // throughPhases sweeps at from and then every hour for n more sweeps: each sweep is a
@@ -49,33 +70,34 @@ func throughPhases(t *testing.T, ctx context.Context, s *Sweeper, from time.Time
 // sweepsToFree is how many sweeps after the first one sees an orphan free it.
 const sweepsToFree = 5
 
-func reclaiming(t *testing.T, c client.Reader, name string) string {
+func stateOf(t *testing.T, c client.Reader, name string) v1.AllocationState {
 	t.Helper()
-	got := &v1.IPPool{}
+	got := &v1.PoolAllocation{}
 	if err := c.Get(context.Background(), client.ObjectKey{Name: name}, got); err != nil {
 		t.Fatal(err)
 	}
-	return got.Status.Reclaiming
+	return got.State
+}
+
+func reclaiming(t *testing.T, c client.Reader, name string) string {
+	t.Helper()
+	return stateOf(t, c, name).Reclaiming
 }
 
 func allocated(t *testing.T, c client.Reader, name string) string {
 	t.Helper()
-	got := &v1.IPPool{}
-	if err := c.Get(context.Background(), client.ObjectKey{Name: name}, got); err != nil {
-		t.Fatal(err)
-	}
-	return got.Status.Allocated
+	return stateOf(t, c, name).Allocated
 }
 
 // An address the informer shows unheld but the API shows held (an Endpoint written a
 // moment ago, not yet in the cache) is never freed; one unheld in the API too is, once it
 // stayed unheld for the grace period.
 func TestSweepConfirmsWithTheAPIBeforeFreeing(t *testing.T) {
-	pool := poolObj("p", "uid-p", "5-6")
+	pool := poolWith("p", "uid-p", "5-6")
 	held := &v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a"}, Status: v1.EndpointStatus{
 		Interfaces: []v1.EndpointInterface{{ContainerID: "c", Interface: "net1", IPs: []v1.EndpointIP{{Address: "10.250.1.5/24", Pool: "p"}}}}}}
-	api := fake.NewClientBuilder().WithScheme(scheme(t)).WithStatusSubresource(&v1.IPPool{}).WithObjects(pool, held).Build()
-	cache := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(pool.DeepCopy()).Build() // lags: no Endpoint yet
+	api := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(append(pool, held)...).Build()
+	cache := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(copies(pool...)...).Build() // lags: no Endpoint yet
 	s := &Sweeper{Cache: cache, API: api, Writer: api, Log: zap.NewNop()}
 	if err := throughPhases(t, context.Background(), s, time.Now(), sweepsToFree); err != nil {
 		t.Fatal(err)
@@ -106,8 +128,8 @@ func TestSweepStopsWhenItsLeaseIsLost(t *testing.T) {
 			ctx, loseLease := context.WithCancel(context.Background())
 			defer loseLease()
 			armed := false
-			objs := []client.Object{poolObj("a", "uid-a", "5"), poolObj("b", "uid-b", "7")}
-			api := fake.NewClientBuilder().WithScheme(scheme(t)).WithStatusSubresource(&v1.IPPool{}).WithObjects(objs...).
+			objs := append(poolWith("a", "uid-a", "5"), poolWith("b", "uid-b", "7")...)
+			api := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(objs...).
 				WithInterceptorFuncs(interceptor.Funcs{
 					List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
 						if _, ok := list.(*v1.EndpointList); ok && armed && tc.lose(nil, true) {
@@ -141,8 +163,8 @@ func TestSweepStopsWhenItsLeaseIsLost(t *testing.T) {
 	}
 }
 
-// The sweeper tracks allocations, not addresses: an address seen free (in any pool status
-// the informer delivers, or at a sweep) or held in between starts a new clock when it is
+// The sweeper tracks allocations, not addresses: an address seen free (in any allocation
+// state the informer delivers, or at a sweep) or held in between starts a new clock when it is
 // unheld again, and a pool made again under the same name (a new UID) starts afresh.
 func TestSweepTracksAllocationsNotAddresses(t *testing.T) {
 	now := time.Now()
@@ -151,8 +173,9 @@ func TestSweepTracksAllocationsNotAddresses(t *testing.T) {
 		between func(t *testing.T, s *Sweeper, api client.Client)
 	}{
 		{"freed and handed out again between sweeps", func(t *testing.T, s *Sweeper, api client.Client) {
-			s.Observe(poolObj("p", "uid-p", ""))  // the rollback of a failed allocation
-			s.Observe(poolObj("p", "uid-p", "5")) // the next allocation, its Endpoint not written yet
+			p := poolObj("p", "uid-p")
+			s.Observe(p, allocObj(p, ""))  // the rollback of a failed allocation
+			s.Observe(p, allocObj(p, "5")) // the next allocation, its Endpoint not written yet
 		}},
 		{"seen held at a sweep in between", func(t *testing.T, s *Sweeper, api client.Client) {
 			ep := &v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "a"}, Status: v1.EndpointStatus{
@@ -168,18 +191,21 @@ func TestSweepTracksAllocationsNotAddresses(t *testing.T) {
 			}
 		}},
 		{"the pool made again under the same name", func(t *testing.T, s *Sweeper, api client.Client) {
-			if err := api.Delete(context.Background(), poolObj("p", "uid-p", "")); err != nil {
-				t.Fatal(err)
+			for _, o := range poolWith("p", "uid-p", "") {
+				if err := api.Delete(context.Background(), o); err != nil {
+					t.Fatal(err)
+				}
 			}
 			s.Forget("uid-p")
-			if err := api.Create(context.Background(), poolObj("p", "uid-p2", "5")); err != nil {
-				t.Fatal(err)
+			for _, o := range poolWith("p", "uid-p2", "5") {
+				if err := api.Create(context.Background(), o); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			api := fake.NewClientBuilder().WithScheme(scheme(t)).WithStatusSubresource(&v1.IPPool{}).
-				WithObjects(poolObj("p", "uid-p", "5")).Build()
+			api := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(poolWith("p", "uid-p", "5")...).Build()
 			s := &Sweeper{Cache: api, API: api, Writer: api, Log: zap.NewNop()}
 			if _, err := s.Sweep(context.Background(), now, time.Minute); err != nil {
 				t.Fatal(err)
@@ -242,16 +268,15 @@ func (p *pagedReader) List(ctx context.Context, list client.ObjectList, opts ...
 // The uncached confirmation reads the cluster's Endpoints in bounded pages, and an address
 // held by an Endpoint on a later page is still seen held.
 func TestSweepConfirmsPageByPage(t *testing.T) {
-	pool := poolObj("p", "uid-p", "5-7")
-	var objs []client.Object
-	objs = append(objs, pool)
+	pool := poolWith("p", "uid-p", "5-7")
+	objs := append([]client.Object(nil), pool...)
 	for i, name := range []string{"a", "b", "c"} {
 		objs = append(objs, &v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Status: v1.EndpointStatus{
 			Interfaces: []v1.EndpointInterface{{ContainerID: name, Interface: "net1",
 				IPs: []v1.EndpointIP{{Address: fmt.Sprintf("10.250.1.%d/24", 5+i), Pool: "p"}}}}}})
 	}
-	api := fake.NewClientBuilder().WithScheme(scheme(t)).WithStatusSubresource(&v1.IPPool{}).WithObjects(objs...).Build()
-	cache := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(pool.DeepCopy()).Build() // lags: no Endpoint yet
+	api := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(objs...).Build()
+	cache := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(copies(pool...)...).Build() // lags: no Endpoint yet
 	paged := &pagedReader{Reader: api}
 	s := &Sweeper{Cache: cache, API: paged, Writer: api, Log: zap.NewNop()}
 	if err := throughPhases(t, context.Background(), s, time.Now(), 1); err != nil {
@@ -270,21 +295,22 @@ func TestSweepConfirmsPageByPage(t *testing.T) {
 	}
 }
 
-// A pool whose status.allocated runs past its subnet ("1-400000" or "0-4294967295" on a
+// A pool whose state.allocated runs past its subnet ("1-400000" or "0-4294967295" on a
 // /24) is corrupt: the sweeper tracks none of its offsets (it would track 400,000, or run
 // out of memory on 2^32) and writes nothing to it, while it still frees the orphans of
 // every other pool.
-func TestSweepSkipsAPoolWhoseStatusIsPastItsSubnet(t *testing.T) {
+func TestSweepSkipsAPoolWhoseStateIsPastItsSubnet(t *testing.T) {
 	for _, corrupt := range []string{"1-400000", "0-4294967295"} {
 		t.Run(corrupt, func(t *testing.T) {
-			good, bad := poolObj("good", "uid-good", "5"), poolObj("bad", "uid-bad", corrupt)
-			api := fake.NewClientBuilder().WithScheme(scheme(t)).WithStatusSubresource(&v1.IPPool{}).WithObjects(good, bad).Build()
+			bad := poolObj("bad", "uid-bad")
+			badState := allocObj(bad, corrupt)
+			api := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(append(poolWith("good", "uid-good", "5"), bad, badState)...).Build()
 			unheld := prometheus.NewGauge(prometheus.GaugeOpts{Name: "unheld"})
 			s := &Sweeper{Cache: api, API: api, Writer: api, Log: zap.NewNop(), Unheld: unheld}
 			now := time.Now()
 			for i := range sweepsToFree + 1 {
 				at := now.Add(time.Duration(i) * time.Hour)
-				s.Observe(bad)
+				s.Observe(bad, badState)
 				if _, err := s.Sweep(context.Background(), at, time.Minute); err != nil {
 					t.Fatal(err)
 				}
@@ -299,5 +325,24 @@ func TestSweepSkipsAPoolWhoseStatusIsPastItsSubnet(t *testing.T) {
 				t.Errorf("the corrupt pool was written: allocated %q, was %q", got, corrupt)
 			}
 		})
+	}
+}
+
+// A pool has nothing to sweep while it has no PoolAllocation, and a PoolAllocation left by
+// an earlier pool of the same name (another PoolUID) is none of its state: the sweeper
+// neither marks nor frees in it, however long its addresses stay unheld.
+func TestSweepLeavesAStateOfAnotherPoolUIDAlone(t *testing.T) {
+	earlier := poolObj("p", "uid-earlier")
+	leftover := allocObj(earlier, "5-6")
+	api := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(poolObj("p", "uid-now"), leftover, poolObj("q", "uid-q")).Build()
+	s := &Sweeper{Cache: api, API: api, Writer: api, Log: zap.NewNop()}
+	if err := throughPhases(t, context.Background(), s, time.Now(), sweepsToFree+1); err != nil {
+		t.Fatal(err)
+	}
+	if got := stateOf(t, api, "p"); got.Allocated != "5-6" || got.Reclaiming != "" {
+		t.Fatalf("an earlier pool's state was swept: %+v", got)
+	}
+	if err := api.Get(context.Background(), client.ObjectKey{Name: "q"}, &v1.PoolAllocation{}); err == nil {
+		t.Fatal("a PoolAllocation was made for a pool with nothing allocated")
 	}
 }

@@ -13,7 +13,7 @@ import (
 // note updates the memory from one snapshot of the informer and returns, by pool, what
 // this sweep may do: allocations unheld for at least grace to mark, marks to confirm or
 // free, marks of held addresses to drop. Everything seen held or free is forgotten.
-func (s *Sweeper) note(pools []v1.IPPool, held map[heldKey]bool, now time.Time, grace time.Duration) map[poolRef]*poolWork {
+func (s *Sweeper) note(pools []v1.IPPool, states map[string]v1.AllocationState, held map[heldKey]bool, now time.Time, grace time.Duration) map[poolRef]*poolWork {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.since == nil {
@@ -26,15 +26,19 @@ func (s *Sweeper) note(pools []v1.IPPool, held map[heldKey]bool, now time.Time, 
 	unheld := 0
 	for i := range pools {
 		pool := &pools[i]
+		state, ok := states[pool.Name]
+		if !ok {
+			continue // no PoolAllocation of this pool: nothing allocated
+		}
 		view, err := allocator.NewPool(pool.Name, &pool.Spec)
 		if err != nil {
 			continue
 		}
-		allocated, err := view.ParseAllocated(pool.Status.Allocated) // offsets outside the pool: corrupt, never iterated
+		allocated, err := view.ParseAllocated(state.Allocated) // offsets outside the pool: corrupt, never iterated
 		if err != nil {
 			continue
 		}
-		marked, _ := allocator.ParseRunSet(pool.Status.Reclaiming)
+		marked, _ := allocator.ParseRunSet(state.Reclaiming)
 		ref := poolRef{pool.Name, pool.UID}
 		w := &poolWork{}
 		marks := s.noteMarks(view, allocated, marked, s.marks[pool.UID], held, now, w)

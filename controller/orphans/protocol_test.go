@@ -18,9 +18,9 @@ import (
 // (dropping the mark) and handed out again before the sweeper's last phase is a new
 // allocation whose Endpoint may still be on its way, and the sweeper leaves it alone.
 func TestSweepNeverFreesAnAddressHandedOutAgainAfterItsMark(t *testing.T) {
-	pool := poolObj("p", "uid-p", "5")
-	pool.Finalizers = []string{v1.PoolProtection}
-	api := fake.NewClientBuilder().WithScheme(scheme(t)).WithStatusSubresource(&v1.IPPool{}).WithObjects(pool).Build()
+	objs := poolWith("p", "uid-p", "5")
+	objs[0].SetFinalizers([]string{v1.PoolProtection}) // ipamd hands out nothing of a pool without it
+	api := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(objs...).Build()
 	s := &Sweeper{Cache: api, API: api, Writer: api, Log: zap.NewNop()}
 	now := time.Now()
 	if err := throughPhases(t, context.Background(), s, now, sweepsToFree-1); err != nil {
@@ -51,8 +51,7 @@ func TestSweepNeverFreesAnAddressHandedOutAgainAfterItsMark(t *testing.T) {
 // A marked address that an Endpoint holds after all (its allocation's Endpoint write came
 // late but within its window) loses its mark and is never freed.
 func TestSweepUnmarksWhatAnEndpointHolds(t *testing.T) {
-	pool := poolObj("p", "uid-p", "5")
-	api := fake.NewClientBuilder().WithScheme(scheme(t)).WithStatusSubresource(&v1.IPPool{}).WithObjects(pool).Build()
+	api := fake.NewClientBuilder().WithScheme(scheme(t)).WithObjects(poolWith("p", "uid-p", "5")...).Build()
 	s := &Sweeper{Cache: api, API: api, Writer: api, Log: zap.NewNop()}
 	now := time.Now()
 	if err := throughPhases(t, context.Background(), s, now, 1); err != nil {

@@ -13,10 +13,10 @@ import (
 	"github.com/underpool/underpool/core/allocator"
 )
 
-// step does a pool's due work on a fresh read of it, checking each item again against
-// the fresh status and the uncached Endpoints, in one write guarded by the read's
-// resourceVersion: a conflict or a changed pool writes nothing this round. It returns how
-// many addresses it freed.
+// step does a pool's due work on a fresh read of it and its PoolAllocation, checking each
+// item again against the fresh state and the uncached Endpoints, in one write of the
+// PoolAllocation guarded by the read's resourceVersion: a conflict or a changed pool
+// writes nothing this round. It returns how many addresses it freed.
 func (s *Sweeper) step(ctx context.Context, ref poolRef, w *poolWork, heldNow map[heldKey]bool) (int, error) {
 	pool := &v1.IPPool{}
 	if err := s.API.Get(ctx, client.ObjectKey{Name: ref.name}, pool); err != nil {
@@ -28,15 +28,25 @@ func (s *Sweeper) step(ctx context.Context, ref poolRef, w *poolWork, heldNow ma
 	if pool.UID != ref.uid {
 		return 0, nil // made again under the same name: not the allocations we watched
 	}
+	alloc := &v1.PoolAllocation{}
+	if err := s.API.Get(ctx, client.ObjectKey{Name: ref.name}, alloc); err != nil {
+		if apierrors.IsNotFound(err) {
+			return 0, nil // no state: nothing allocated
+		}
+		return 0, fmt.Errorf("reading PoolAllocation %s: %w", ref.name, err)
+	}
+	if alloc.PoolUID != pool.UID || alloc.Closed {
+		return 0, nil // an earlier pool's state, or a closed one (empty; nothing is written to it)
+	}
 	view, err := allocator.NewPool(pool.Name, &pool.Spec)
 	if err != nil {
 		return 0, nil
 	}
-	allocated, err := view.ParseAllocated(pool.Status.Allocated)
+	allocated, err := view.ParseAllocated(alloc.State.Allocated)
 	if err != nil {
 		return 0, nil
 	}
-	marked, _ := allocator.ParseRunSet(pool.Status.Reclaiming)
+	marked, _ := allocator.ParseRunSet(alloc.State.Reclaiming)
 	p := &stepPlan{view: view, allocated: allocated, marked: marked, heldNow: heldNow}
 	p.unmarkHeld(append(append(append([]netip.Addr(nil), w.unmark...), w.confirm...), w.free...))
 	p.markUnheld(w.mark)
@@ -50,10 +60,14 @@ func (s *Sweeper) step(ctx context.Context, ref poolRef, w *poolWork, heldNow ma
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("sweep stopped (%w) before writing pool %s", err, ref.name)
 	}
-	pool.Status.Allocated = p.allocated.String()
-	pool.Status.Reclaiming = p.marked.String()
-	pool.Status.SetCounts(view.TotalCount(), int64(p.allocated.Count()))
-	if err := s.Writer.Status().Update(ctx, pool); err != nil {
+	alloc.State.Allocated = p.allocated.String()
+	alloc.State.Reclaiming = p.marked.String()
+	alloc.State.SetCounts(view.TotalCount(), int64(p.allocated.Count()))
+	if err := s.Writer.Update(ctx, alloc); err != nil { // guarded by the resourceVersion read
+		if apierrors.IsNotFound(err) {
+			s.Log.Info("pool state deleted while reclaiming orphans; the next sweep looks again", zap.String("pool", ref.name))
+			return 0, nil
+		}
 		if apierrors.IsConflict(err) {
 			s.Log.Info("pool changed while reclaiming orphans; the next sweep looks again", zap.String("pool", ref.name))
 			return 0, nil

@@ -32,7 +32,7 @@ func (v *poolValidator) ValidateCreate(ctx context.Context, p *v1.IPPool) (admis
 	if err != nil {
 		return nil, err
 	}
-	return nil, v.metrics.reject("IPPool", p.Name, validatePool(p, nil, others))
+	return nil, v.metrics.reject("IPPool", p.Name, validatePool(p, nil, "", others))
 }
 
 func (v *poolValidator) ValidateUpdate(ctx context.Context, old, p *v1.IPPool) (admission.Warnings, error) {
@@ -48,7 +48,25 @@ func (v *poolValidator) ValidateUpdate(ctx context.Context, old, p *v1.IPPool) (
 	if err != nil {
 		return nil, err
 	}
-	return nil, v.metrics.reject("IPPool", p.Name, validatePool(p, old, others))
+	held, err := v.allocated(ctx, old)
+	if err != nil {
+		return nil, err
+	}
+	return nil, v.metrics.reject("IPPool", p.Name, validatePool(p, old, held, others))
+}
+
+// allocated reads what the pool holds from its PoolAllocation, uncached: none, or one left
+// by an earlier pool of the name, holds nothing.
+func (v *poolValidator) allocated(ctx context.Context, pool *v1.IPPool) (string, error) {
+	alloc := &v1.PoolAllocation{}
+	if err := v.api.Get(ctx, client.ObjectKey{Name: pool.Name}, alloc); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", nil
+		}
+		return "", fmt.Errorf("reading PoolAllocation %s to check the new spec keeps its allocated addresses: %w", pool.Name, err)
+	}
+	state := v1.StateOf(pool, alloc)
+	return state.Allocated, nil
 }
 
 func (v *poolValidator) ValidateDelete(context.Context, *v1.IPPool) (admission.Warnings, error) {

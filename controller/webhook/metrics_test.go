@@ -13,7 +13,7 @@ import (
 // Each refusal validatePool and validateSubnet make is counted under its own reason: the
 // reasons come from their messages, so a reworded message must not fall into invalid_spec.
 func TestWebhookRejectionReasons(t *testing.T) {
-	held := &v1.IPPool{Spec: v1.IPPoolSpec{Subnet: "10.9.0.0/24"}, Status: v1.IPPoolStatus{Allocated: "5"}}
+	held := &v1.IPPool{Spec: v1.IPPoolSpec{Subnet: "10.9.0.0/24"}} // its state holds offset 5
 	held.Name = "held"
 	other := v1.IPPool{Spec: v1.IPPoolSpec{Subnet: "10.9.0.0/24", IPs: []string{"10.9.0.10-10.9.0.20"}}}
 	other.Name = "other"
@@ -24,11 +24,11 @@ func TestWebhookRejectionReasons(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"overlap", validatePool(&v1.IPPool{Spec: v1.IPPoolSpec{Subnet: "10.9.0.0/24"}}, nil, []v1.IPPool{other}), "overlap"},
-		{"subnet change while allocated", validatePool(&v1.IPPool{Spec: v1.IPPoolSpec{Subnet: "10.8.0.0/24"}}, held, nil), "removes_allocated"},
-		{"range drops allocated", validatePool(&v1.IPPool{Spec: v1.IPPoolSpec{Subnet: "10.9.0.0/24", IPs: []string{"10.9.0.100-10.9.0.110"}}}, held, nil), "removes_allocated"},
+		{"overlap", validatePool(&v1.IPPool{Spec: v1.IPPoolSpec{Subnet: "10.9.0.0/24"}}, nil, "", []v1.IPPool{other}), "overlap"},
+		{"subnet change while allocated", validatePool(&v1.IPPool{Spec: v1.IPPoolSpec{Subnet: "10.8.0.0/24"}}, held, "5", nil), "removes_allocated"},
+		{"range drops allocated", validatePool(&v1.IPPool{Spec: v1.IPPoolSpec{Subnet: "10.9.0.0/24", IPs: []string{"10.9.0.100-10.9.0.110"}}}, held, "5", nil), "removes_allocated"},
 		{"subnet delete orphans pools", validateSubnet(sub, sub, []v1.IPPool{other}, true), "orphans_pools"},
-		{"bad spec", validatePool(&v1.IPPool{Spec: v1.IPPoolSpec{Subnet: "nonsense"}}, nil, nil), "invalid_spec"},
+		{"bad spec", validatePool(&v1.IPPool{Spec: v1.IPPoolSpec{Subnet: "nonsense"}}, nil, "", nil), "invalid_spec"},
 		{"two networks render one NAD", sameNAD(underlayNetwork("b", "ns"), []v1.UnderlayNetwork{*underlayNetwork("b", "ns"), *renamed(underlayNetwork("b2", "ns"), "b")}), "nad_conflict"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

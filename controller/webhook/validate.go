@@ -11,8 +11,9 @@ import (
 
 // validatePool checks an IPPool against the rules no single-object CEL rule can express:
 // a parsable spec (subnet, ranges inside it, gateway inside it), no overlap with another
-// pool's addresses, and on update, no removal of addresses that are still allocated.
-func validatePool(pool *v1.IPPool, old *v1.IPPool, others []v1.IPPool) error {
+// pool's addresses, and on update, no removal of addresses that are still allocated
+// (allocated: state.allocated of the old pool's PoolAllocation).
+func validatePool(pool *v1.IPPool, old *v1.IPPool, allocatedRuns string, others []v1.IPPool) error {
 	view, err := allocator.NewPool(pool.Name, &pool.Spec)
 	if err != nil {
 		return err
@@ -31,16 +32,16 @@ func validatePool(pool *v1.IPPool, old *v1.IPPool, others []v1.IPPool) error {
 				other.Name, other.Spec.Subnet, first)
 		}
 	}
-	if old == nil || old.Status.Allocated == "" {
+	if old == nil || allocatedRuns == "" {
 		return nil
 	}
 	oldView, err := allocator.NewPool(old.Name, &old.Spec)
 	if err != nil {
 		return nil
 	}
-	allocated, err := oldView.ParseAllocated(old.Status.Allocated)
+	allocated, err := oldView.ParseAllocated(allocatedRuns)
 	if err != nil {
-		// a corrupt status (offsets outside the pool included, which no spec could keep)
+		// a corrupt state (offsets outside the pool included, which no spec could keep)
 		// must not block repairing the spec, nor carving an application pool
 		return nil
 	}

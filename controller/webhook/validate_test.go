@@ -1,10 +1,14 @@
 package webhook
 
 import (
+	"context"
 	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	v1 "github.com/underpool/underpool/api/v1"
 )
@@ -23,23 +27,22 @@ func TestValidatePool(t *testing.T) {
 		{"bad gateway", v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "e"}, Spec: v1.IPPoolSpec{Subnet: "10.250.4.0/24", Gateway: "10.250.5.1"}}, "spec.gateway"},
 	}
 	for _, c := range cases {
-		err := validatePool(&c.p, nil, existing)
+		err := validatePool(&c.p, nil, "", existing)
 		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
 			t.Errorf("%s: got %v, want %q", c.name, err, c.want)
 		}
 	}
-	old := pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.50")
-	old.Status.Allocated = "12,40"
+	old, held := pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.50"), "12,40"
 	shrunk := pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.20")
-	if err := validatePool(&shrunk, &old, existing); err == nil || !strings.Contains(err.Error(), "10.250.1.40") {
+	if err := validatePool(&shrunk, &old, held, existing); err == nil || !strings.Contains(err.Error(), "10.250.1.40") {
 		t.Errorf("removing an allocated address: %v", err)
 	}
 	moved := pool("a", "10.250.7.0/24")
-	if err := validatePool(&moved, &old, existing); err == nil || !strings.Contains(err.Error(), "spec.subnet cannot change") {
+	if err := validatePool(&moved, &old, held, existing); err == nil || !strings.Contains(err.Error(), "spec.subnet cannot change") {
 		t.Errorf("moving an allocated pool: %v", err)
 	}
 	grown := pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.60")
-	if err := validatePool(&grown, &old, nil); err != nil {
+	if err := validatePool(&grown, &old, held, nil); err != nil {
 		t.Errorf("growing a pool: %v", err)
 	}
 }
@@ -88,18 +91,51 @@ func TestValidateSubnetRoutes(t *testing.T) {
 	}
 }
 
-// A pool whose status.allocated runs past its subnet (a hand repair's typo) is corrupt,
+// A pool whose state.allocated runs past its subnet (a hand repair's typo) is corrupt,
 // not "holding" 400,000 addresses: the webhook lets its spec be changed (an application
 // pool resized, a spec repaired) instead of refusing every update for addresses that
 // cannot exist.
-func TestWebhookAdmitsSpecChangesOfAPoolWhoseStatusIsPastItsSubnet(t *testing.T) {
+func TestWebhookAdmitsSpecChangesOfAPoolWhoseStateIsPastItsSubnet(t *testing.T) {
 	for _, allocated := range []string{"1-400000", "0-4294967295"} {
 		old := pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.50")
-		old.Status.Allocated = allocated
 		for _, spec := range []v1.IPPool{pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.60"), pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.20")} {
-			if err := validatePool(&spec, &old, nil); err != nil {
+			if err := validatePool(&spec, &old, allocated, nil); err != nil {
 				t.Errorf("status %q, spec.ips %v: refused: %v", allocated, spec.Spec.IPs, err)
 			}
 		}
+	}
+}
+
+// An update is checked against what the pool's PoolAllocation holds, read from the API:
+// an allocated address may not be dropped; a pool with no PoolAllocation, or with one an
+// earlier pool of its name left (another PoolUID), holds nothing.
+func TestWebhookReadsAllocatedAddressesFromThePoolAllocation(t *testing.T) {
+	ctx := context.Background()
+	old := pool("a", "10.250.1.0/24", "10.250.1.10-10.250.1.50")
+	old.UID = "uid-a"
+	shrunk := *old.DeepCopy()
+	shrunk.Spec.IPs = []string{"10.250.1.10-10.250.1.20"}
+	stateOf := func(uid types.UID) *v1.PoolAllocation {
+		a := v1.AllocationOf(&v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "a", UID: uid}})
+		a.State.Allocated = "40"
+		return a
+	}
+	for _, tc := range []struct {
+		name   string
+		objs   []client.Object
+		refuse bool
+	}{
+		{"the pool's state holds 10.250.1.40", []client.Object{&old, stateOf("uid-a")}, true},
+		{"no PoolAllocation", []client.Object{&old}, false},
+		{"an earlier pool's state", []client.Object{&old, stateOf("uid-earlier")}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(tc.objs...).Build()
+			v := &poolValidator{api: api, metrics: NewMetrics(nil)}
+			_, err := v.ValidateUpdate(ctx, &old, &shrunk)
+			if tc.refuse != (err != nil) || (err != nil && !strings.Contains(err.Error(), "10.250.1.40")) {
+				t.Fatalf("got %v, want refused: %v", err, tc.refuse)
+			}
+		})
 	}
 }

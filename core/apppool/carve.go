@@ -27,7 +27,9 @@ func (e *NoRoomError) Error() string {
 // address: an IPPool without spec.ips offers its whole subnet, and would overlap every
 // other pool carved from it (a workload scaled to zero keeps one address; the controller
 // creates no pool for a size of zero). Too few free addresses is a *NoRoomError.
-func Carve(subnet *v1.Subnet, others []v1.IPPool, current *v1.IPPool, size int) ([]string, error) {
+// allocated is current's state.allocated (its PoolAllocation's, v1.StateOf): what the pool
+// holds, never dropped.
+func Carve(subnet *v1.Subnet, others []v1.IPPool, current *v1.IPPool, allocated string, size int) ([]string, error) {
 	space, err := allocator.NewPool(subnet.Name, &v1.IPPoolSpec{Subnet: subnet.Spec.Subnet, IPs: subnet.Spec.IPs,
 		ExcludeIPs: subnet.Spec.ExcludeIPs, Gateway: subnet.Spec.Gateway})
 	if err != nil {
@@ -43,7 +45,7 @@ func Carve(subnet *v1.Subnet, others []v1.IPPool, current *v1.IPPool, size int) 
 	}
 	if current != nil {
 		mapInto(space, current, &own)
-		held = heldOf(space, current, own)
+		held = heldOf(space, current, allocated, own)
 	}
 	if size < 0 || size > v1.MaxAppPoolIPNumber {
 		return nil, fmt.Errorf("a pool of %d addresses is over the limit of %d per application pool (annotation %s)", size, v1.MaxAppPoolIPNumber, v1.AnnotationIPNumber)
@@ -72,16 +74,16 @@ func Carve(subnet *v1.Subnet, others []v1.IPPool, current *v1.IPPool, size int) 
 	return ips, nil
 }
 
-// heldOf is what the pool holds, in the subnet's offsets. A status that cannot be trusted
+// heldOf is what the pool holds, in the subnet's offsets. A state that cannot be trusted
 // (it does not parse, or names offsets outside the pool: "1-400000" on a /24) holds all
 // of own: the pool may still grow, but it drops no address until it is repaired, and
-// nothing of such a status is read further.
-func heldOf(space *allocator.PoolView, current *v1.IPPool, own allocator.RunSet) allocator.RunSet {
+// nothing of such a state is read further.
+func heldOf(space *allocator.PoolView, current *v1.IPPool, runs string, own allocator.RunSet) allocator.RunSet {
 	view, err := allocator.NewPool(current.Name, &current.Spec)
 	if err != nil {
 		return own.Clone()
 	}
-	allocated, err := view.ParseAllocated(current.Status.Allocated)
+	allocated, err := view.ParseAllocated(runs)
 	if err != nil {
 		return own.Clone()
 	}

@@ -121,6 +121,19 @@ func (w *world) pool(name string) *v1.IPPool {
 	return p
 }
 
+// state reads a pool's allocation state from the API: empty when it has none yet.
+func (w *world) state(name string) v1.AllocationState {
+	w.t.Helper()
+	a := &v1.PoolAllocation{}
+	if err := w.api.Get(context.Background(), client.ObjectKey{Name: name}, a); err != nil {
+		if apierrors.IsNotFound(err) {
+			return v1.AllocationState{}
+		}
+		w.t.Fatal(err)
+	}
+	return v1.StateOf(w.pool(name), a)
+}
+
 func (w *world) endpoint(ns, name string) *v1.Endpoint {
 	w.t.Helper()
 	ep := &v1.Endpoint{}
@@ -162,25 +175,33 @@ func (w *world) requireOneOwner() {
 				if err != nil {
 					w.t.Fatal(err)
 				}
-				marked, err := allocator.ParseRunSet(pool.Status.Allocated)
+				st := w.state(ip.Pool)
+				marked, err := allocator.ParseRunSet(st.Allocated)
 				if err != nil {
 					w.t.Fatal(err)
 				}
 				addr := netip.MustParsePrefix(ip.Address).Addr()
 				if o, ok := view.Offset(addr); !ok || !marked.Contains(o) {
-					w.t.Fatalf("%s is held by %s but free in pool %s (%q): it could be handed out twice", ip.Address, who, pool.Name, pool.Status.Allocated)
+					w.t.Fatalf("%s is held by %s but free in pool %s (%q): it could be handed out twice", ip.Address, who, pool.Name, st.Allocated)
 				}
 			}
 		}
 	}
 }
 
-// requireAllocated asserts the pool's status holds exactly want addresses.
+// requireAllocated asserts the pool's allocation state holds exactly want addresses.
 func (w *world) requireAllocated(pool string, want int64) {
 	w.t.Helper()
-	if got := w.pool(pool).Status.AllocatedIPCount; got != want {
-		w.t.Fatalf("pool %s holds %d addresses, want %d (%q)", pool, got, want, w.pool(pool).Status.Allocated)
+	if st := w.state(pool); st.AllocatedIPCount != want {
+		w.t.Fatalf("pool %s holds %d addresses, want %d (%q)", pool, st.AllocatedIPCount, want, st.Allocated)
 	}
+}
+
+// stateObj is a PoolAllocation of pool holding the offsets in allocated, to seed the API with.
+func stateObj(pool *v1.IPPool, allocated string) *v1.PoolAllocation {
+	a := v1.AllocationOf(pool)
+	a.State.Allocated = allocated
+	return a
 }
 
 func newPoolObj(name, subnet string) *v1.IPPool {

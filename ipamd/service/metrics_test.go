@@ -24,27 +24,35 @@ func TestAllocationFailureKinds(t *testing.T) {
 	conflict := apierrors.NewConflict(schema.GroupResource{Group: "underpool.io", Resource: "ippools"}, "p", errors.New("modified"))
 	for _, c := range []struct {
 		name  string
-		write error // every IPPool status write fails with it
-		pool  *v1.IPPool
+		write error // every allocation state write fails with it
+		state string
 		kind  string
 	}{
-		{"conflicts until the retries run out", conflict, newPoolObj("p", "10.1.0.0/24"), service.FailureConflicts},
-		{"the API fails", apierrors.NewServiceUnavailable("etcd down"), newPoolObj("p", "10.1.0.0/24"), service.FailureAPIError},
-		{"the pool's status is corrupt", nil, func() *v1.IPPool {
-			p := newPoolObj("p", "10.1.0.0/24")
-			p.Status.Allocated = "not-a-run-set"
-			return p
-		}(), service.FailurePoolUnusable},
+		{"conflicts until the retries run out", conflict, "", service.FailureConflicts},
+		{"the API fails", apierrors.NewServiceUnavailable("etcd down"), "", service.FailureAPIError},
+		{"the pool's state is corrupt", nil, "not-a-run-set", service.FailurePoolUnusable},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			funcs := &interceptor.Funcs{SubResourceUpdate: func(ctx context.Context, cl client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
-				if _, ok := obj.(*v1.IPPool); ok && c.write != nil {
-					return c.write
-				}
-				return cl.SubResource(sub).Update(ctx, obj, opts...)
-			}}
+			funcs := &interceptor.Funcs{
+				Create: func(ctx context.Context, cl client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+					if _, ok := obj.(*v1.PoolAllocation); ok && c.write != nil {
+						return c.write
+					}
+					return cl.Create(ctx, obj, opts...)
+				},
+				Update: func(ctx context.Context, cl client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+					if _, ok := obj.(*v1.PoolAllocation); ok && c.write != nil {
+						return c.write
+					}
+					return cl.Update(ctx, obj, opts...)
+				}}
+			pool := newPoolObj("p", "10.1.0.0/24")
+			objs := []client.Object{pool}
+			if c.state != "" {
+				objs = append(objs, stateObj(pool, c.state))
+			}
 			pod := podObj("ns", "a", "n1", nil)
-			w := newWorld(t, funcs, nsObj("ns"), nodeObj("n1"), pod, c.pool)
+			w := newWorld(t, funcs, append(objs, nsObj("ns"), nodeObj("n1"), pod)...)
 			svc := w.ipamd("n1", nil)
 			reg := prometheus.NewPedanticRegistry()
 			svc.Metrics = service.NewMetrics(reg)

@@ -45,9 +45,8 @@ func TestReconcileProtectsEndpointsWrittenBeforeTheFinalizer(t *testing.T) {
 		return c.Update(ctx, obj, opts...)
 	}}
 	pool := newPoolObj("p", "10.0.0.0/24")
-	pool.Status.Allocated = "5-6,9" // as the ipamds that recorded them left it
 	empty := legacyEndpoint("empty", "n1")
-	w := newWorld(t, funcs, pool,
+	w := newWorld(t, funcs, pool, stateObj(pool, "5-6,9"), // as the ipamds that recorded them left it
 		legacyEndpoint("old", "n1", "10.0.0.5/24"), empty, legacyEndpoint("elsewhere", "n2", "10.0.0.6/24"))
 	s := w.ipamd("n1", nil)
 	if err := s.Reconcile(ctx); err != nil {

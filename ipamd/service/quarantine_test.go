@@ -91,7 +91,7 @@ func TestOneMACAnsweringForManyAddressesDoesNotDrainThePool(t *testing.T) {
 		t.Fatalf("underpool_ipamd_conflict_spoofers{pool=p} = %v, want 1", got)
 	}
 	squatted := conflictingAdd(t, w, svc, 100, "p", "02:00:00:00:00:01")
-	if q := w.pool("p").Status.Quarantined; len(q) != 4 || q[3].IP != squatted {
+	if q := w.state("p").Quarantined; len(q) != 4 || q[3].IP != squatted {
 		t.Fatalf("a host holding one address was not quarantined: %+v", q)
 	}
 	// the pool still serves everything but the quarantine

@@ -72,8 +72,9 @@ func TestReconcileSkipsACorruptPoolAndServesTheRest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	corrupt := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "corrupt", Finalizers: []string{v1.PoolProtection}}, Spec: v1.IPPoolSpec{Subnet: "10.0.0.0/29"}, // usable .1-.6
-		Status: v1.IPPoolStatus{Allocated: "1,2,zz"}}
+	corrupt := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "corrupt", Finalizers: []string{v1.PoolProtection}}, Spec: v1.IPPoolSpec{Subnet: "10.0.0.0/29"}} // usable .1-.6
+	corruptState := v1.AllocationOf(corrupt)
+	corruptState.State.Allocated = "1,2,zz"
 	invalid := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "invalid", Finalizers: []string{v1.PoolProtection}}, Spec: v1.IPPoolSpec{Subnet: "10.2.0.0/24", IPs: []string{"10.9.9.9"}}}
 	healthy := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "healthy", Finalizers: []string{v1.PoolProtection}}, Spec: v1.IPPoolSpec{Subnet: "10.1.0.0/24"}}
 	held := &v1.Endpoint{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "old"}, Status: v1.EndpointStatus{Node: "n1",
@@ -85,7 +86,7 @@ func TestReconcileSkipsACorruptPoolAndServesTheRest(t *testing.T) {
 	only := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "only", UID: "u2",
 		Annotations: map[string]string{v1.AnnotationIPPool: `{"ipv4":["corrupt"]}`}}}
 	b := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1.IPPool{}).
-		WithObjects(corrupt, invalid, healthy, held, pod, only, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}})
+		WithObjects(corrupt, corruptState, invalid, healthy, held, pod, only, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "ns"}})
 	for field, fn := range store.EndpointIndexers() {
 		b = b.WithIndex(&v1.Endpoint{}, field, fn)
 	}
@@ -114,8 +115,8 @@ func TestReconcileSkipsACorruptPoolAndServesTheRest(t *testing.T) {
 			t.Errorf("no pending-remark metric for %s (%s)", pool, reason)
 		}
 	}
-	if h := readPool(t, api, "healthy"); h.Status.Allocated != "9" {
-		t.Errorf("healthy pool not re-marked: %q", h.Status.Allocated)
+	if h := readState(t, api, "healthy"); h.Allocated != "9" {
+		t.Errorf("healthy pool not re-marked: %q", h.Allocated)
 	}
 
 	// the corrupt pool is skipped, the next candidate serves, and the reason says why
@@ -124,27 +125,30 @@ func TestReconcileSkipsACorruptPoolAndServesTheRest(t *testing.T) {
 		t.Fatalf("allocation with a corrupt first candidate: %+v %v", resp, err)
 	}
 	_, err = s.Allocate(ctx, &rpc.AllocateRequest{ContainerID: "c2", IfName: "net1", Pod: rpc.Pod{Namespace: "ns", Name: "only", UID: "u2"}})
-	if e := <-events.Events; !strings.Contains(e, "Warning PoolUnusable IPPool corrupt status.allocated is corrupt") {
+	if e := <-events.Events; !strings.Contains(e, "Warning PoolUnusable IPPool corrupt: its PoolAllocation state.allocated is corrupt") {
 		t.Errorf("allocation from a corrupt pool: event %q", e)
 	}
 	var rerr *rpc.Error
-	if !errors.As(err, &rerr) || !strings.Contains(rerr.Message, "IPPool corrupt status.allocated is corrupt") ||
-		!strings.Contains(rerr.Message, "kubectl edit ippool corrupt --subresource=status") {
+	if !errors.As(err, &rerr) || !strings.Contains(rerr.Message, "IPPool corrupt: its PoolAllocation state.allocated is corrupt") ||
+		!strings.Contains(rerr.Message, "kubectl edit poolallocation corrupt") {
 		t.Fatalf("allocation from the corrupt pool alone: %v", err)
 	}
 
 	// an operator repairs the status but forgets what this node holds: the re-mark goes
 	// first, so neither 10.0.0.1 nor 10.0.0.2 is handed out again
-	fixed := readPool(t, api, "corrupt")
-	fixed.Status.Allocated = ""
-	if err := api.Status().Update(ctx, fixed); err != nil {
+	fixed := &v1.PoolAllocation{}
+	if err := api.Get(ctx, client.ObjectKey{Name: "corrupt"}, fixed); err != nil {
+		t.Fatal(err)
+	}
+	fixed.State.Allocated = ""
+	if err := api.Update(ctx, fixed); err != nil {
 		t.Fatal(err)
 	}
 	resp, err = s.Allocate(ctx, &rpc.AllocateRequest{ContainerID: "c2", IfName: "net1", Pod: rpc.Pod{Namespace: "ns", Name: "only", UID: "u2"}})
 	if err != nil || resp.IPs[0].Address == "10.0.0.1/29" || resp.IPs[0].Address == "10.0.0.2/29" {
 		t.Fatalf("after repair: %+v %v", resp, err)
 	}
-	set, _ := allocator.ParseRunSet(readPool(t, api, "corrupt").Status.Allocated)
+	set, _ := allocator.ParseRunSet(readState(t, api, "corrupt").Allocated)
 	if !set.Contains(1) || !set.Contains(2) || set.Count() != 3 {
 		t.Fatalf("repaired pool status %v: want the two held addresses and the new one", set)
 	}
@@ -153,11 +157,11 @@ func TestReconcileSkipsACorruptPoolAndServesTheRest(t *testing.T) {
 	}
 }
 
-func readPool(t *testing.T, c client.Reader, name string) *v1.IPPool {
+func readState(t *testing.T, c client.Reader, name string) v1.AllocationState {
 	t.Helper()
-	p := &v1.IPPool{}
-	if err := c.Get(context.Background(), client.ObjectKey{Name: name}, p); err != nil {
+	a := &v1.PoolAllocation{}
+	if err := c.Get(context.Background(), client.ObjectKey{Name: name}, a); err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return a.State
 }

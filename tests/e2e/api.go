@@ -28,6 +28,28 @@ func FreshPool(t *testing.T, name string) *v1.IPPool {
 	return p
 }
 
+// FreshState reads a pool's allocation state (its PoolAllocation) from the API: empty
+// when the pool has none yet, or when the one there is an earlier pool's of that name.
+func FreshState(t *testing.T, name string) v1.AllocationState {
+	t.Helper()
+	st, _ := freshState(t, name)
+	return st
+}
+
+// freshState reads the pool and its allocation state.
+func freshState(t *testing.T, name string) (v1.AllocationState, *v1.PoolAllocation) {
+	t.Helper()
+	pool := FreshPool(t, name)
+	a := &v1.PoolAllocation{}
+	if err := Suite.Client.Get(Ctx(t), client.ObjectKey{Name: name}, a); err != nil {
+		if IsNotFound(err) {
+			return v1.AllocationState{}, nil
+		}
+		t.Fatalf("reading PoolAllocation %s: %v", name, err)
+	}
+	return v1.StateOf(pool, a), a
+}
+
 // Endpoints lists the Endpoints of a namespace from the API.
 func Endpoints(t *testing.T, namespace string) []v1.Endpoint {
 	t.Helper()
@@ -126,22 +148,39 @@ func ReleaseAll(t *testing.T, namespaces ...string) {
 	}
 }
 
-// MarkAllocated sets an address in the pool's status without any Endpoint: what a crash
-// between the pool commit and the Endpoint write leaves behind.
+// MarkAllocated sets an address in the pool's allocation state without any Endpoint:
+// what a crash between the pool commit and the Endpoint write leaves behind.
 func MarkAllocated(t *testing.T, pool string, offset int) {
+	t.Helper()
+	EditState(t, pool, func(st *v1.AllocationState) {
+		if st.Allocated != "" {
+			st.Allocated += ","
+		}
+		st.Allocated += fmt.Sprint(offset)
+		st.AllocatedIPCount++
+	})
+}
+
+// EditState changes a pool's allocation state as an operator (or a crash) would, making
+// the PoolAllocation when the pool has none yet.
+func EditState(t *testing.T, pool string, edit func(*v1.AllocationState)) {
 	t.Helper()
 	for {
 		p := FreshPool(t, pool)
-		if p.Status.Allocated != "" {
-			p.Status.Allocated += ","
+		_, a := freshState(t, pool)
+		var err error
+		if a == nil || a.PoolUID != p.UID {
+			a = v1.AllocationOf(p)
+			edit(&a.State)
+			err = Suite.Client.Create(context.Background(), a)
+		} else {
+			edit(&a.State)
+			err = Suite.Client.Update(context.Background(), a)
 		}
-		p.Status.Allocated += fmt.Sprint(offset)
-		p.Status.AllocatedIPCount++
-		err := Suite.Client.Status().Update(context.Background(), p)
 		if err == nil {
 			return
 		}
-		if !strings.Contains(err.Error(), "modified") {
+		if !strings.Contains(err.Error(), "modified") && !strings.Contains(err.Error(), "already exists") {
 			t.Fatal(err)
 		}
 		time.Sleep(10 * time.Millisecond)

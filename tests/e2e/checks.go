@@ -48,16 +48,22 @@ func Holds(ep *v1.Endpoint, containerID, addr string) bool {
 	return false
 }
 
-// PoolMismatch compares a pool's allocated set (its status, read from the API) with the
-// union of what the Endpoints hold in it; "" when they agree.
-func PoolMismatch(pool *v1.IPPool, eps []v1.Endpoint) (string, error) {
+// PoolMismatch compares a pool's allocated set (its allocation state, read from the API)
+// with the union of what the Endpoints hold in it, and the counts the pool's status shows
+// (the controller's copy) with the state's; "" when they agree.
+func PoolMismatch(pool *v1.IPPool, st *v1.AllocationState, eps []v1.Endpoint) (string, error) {
 	view, err := allocator.NewPool(pool.Name, &pool.Spec)
 	if err != nil {
 		return "", fmt.Errorf("pool %s: %w", pool.Name, err)
 	}
-	allocated, err := allocator.ParseRunSet(pool.Status.Allocated)
+	allocated, err := allocator.ParseRunSet(st.Allocated)
 	if err != nil {
-		return "", fmt.Errorf("pool %s status.allocated: %w", pool.Name, err)
+		return "", fmt.Errorf("pool %s state.allocated: %w", pool.Name, err)
+	}
+	if !pool.Status.CountsEqual(st) {
+		return fmt.Sprintf("pool %s status shows %d allocated, %d free, %d quarantined; its state has %d, %d, %d",
+			pool.Name, pool.Status.AllocatedIPCount, pool.Status.FreeIPCount, pool.Status.QuarantinedIPCount,
+			st.AllocatedIPCount, st.FreeIPCount, len(st.Quarantined)), nil
 	}
 	var held allocator.RunSet
 	for _, ep := range eps {
@@ -94,19 +100,28 @@ func CheckCluster(ctx context.Context, c client.Client, settled bool) (problems,
 	if err := c.List(ctx, &ipPools); err != nil {
 		return nil, nil, fmt.Errorf("listing IPPools: %w", err)
 	}
+	var allocs v1.PoolAllocationList
+	if err := c.List(ctx, &allocs); err != nil {
+		return nil, nil, fmt.Errorf("listing PoolAllocations: %w", err)
+	}
+	byName := map[string]*v1.PoolAllocation{}
+	for i := range allocs.Items {
+		byName[allocs.Items[i].Name] = &allocs.Items[i]
+	}
 	problems = HeldTwice(eps.Items)
 	for i := range ipPools.Items {
 		p := &ipPools.Items[i]
 		pools = append(pools, p.Name)
-		mismatch, err := PoolMismatch(p, eps.Items)
+		st := v1.StateOf(p, byName[p.Name])
+		mismatch, err := PoolMismatch(p, &st, eps.Items)
 		if err != nil {
 			return nil, nil, err
 		}
 		if mismatch != "" {
 			problems = append(problems, mismatch)
 		}
-		if settled && (p.Status.AllocatedIPCount != 0 || p.Status.Allocated != "") {
-			problems = append(problems, fmt.Sprintf("pool %s still holds %d addresses (%q)", p.Name, p.Status.AllocatedIPCount, p.Status.Allocated))
+		if settled && (st.AllocatedIPCount != 0 || st.Allocated != "") {
+			problems = append(problems, fmt.Sprintf("pool %s still holds %d addresses (%q)", p.Name, st.AllocatedIPCount, st.Allocated))
 		}
 	}
 	if settled {

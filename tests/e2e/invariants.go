@@ -63,13 +63,13 @@ func RequireInvariants(t *testing.T, live []Attachment, pools ...string) {
 		}
 	}
 	for _, pool := range pools {
-		Eventually(t, "pool "+pool+" status = its Endpoints", 30*time.Second, func() (bool, string) {
+		Eventually(t, "pool "+pool+" state = its Endpoints, status counts = its state's", 30*time.Second, func() (bool, string) {
 			return PoolMatchesEndpoints(t, pool)
 		})
 	}
 }
 
-// poolAllocated reads a pool from the API and parses what its status holds.
+// poolAllocated reads a pool from the API and parses what its allocation state holds.
 func poolAllocated(t *testing.T, pool string) (*allocator.PoolView, allocator.RunSet) {
 	t.Helper()
 	p := FreshPool(t, pool)
@@ -77,30 +77,31 @@ func poolAllocated(t *testing.T, pool string) (*allocator.PoolView, allocator.Ru
 	if err != nil {
 		t.Fatalf("pool %s: %v", pool, err)
 	}
-	allocated, err := allocator.ParseRunSet(p.Status.Allocated)
+	allocated, err := allocator.ParseRunSet(FreshState(t, pool).Allocated)
 	if err != nil {
-		t.Fatalf("pool %s status: %v", pool, err)
+		t.Fatalf("pool %s state: %v", pool, err)
 	}
 	return view, allocated
 }
 
 // PoolMatchesEndpoints compares a pool's allocated set with the union of what every
-// Endpoint holds in it.
+// Endpoint holds in it, and the counts its status shows with its allocation state's.
 func PoolMatchesEndpoints(t *testing.T, pool string) (bool, string) {
 	t.Helper()
 	p := FreshPool(t, pool)
+	st := FreshState(t, pool)
 	var all v1.EndpointList
 	if err := Suite.Client.List(Ctx(t), &all); err != nil {
 		t.Fatal(err)
 	}
-	mismatch, err := PoolMismatch(p, all.Items)
+	mismatch, err := PoolMismatch(p, &st, all.Items)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return mismatch == "", mismatch
 }
 
-// PoolHolds reports whether the pool's status (read from the API) has addr allocated.
+// PoolHolds reports whether the pool's allocation state (read from the API) has addr allocated.
 func PoolHolds(t *testing.T, pool, addr string) bool {
 	t.Helper()
 	view, allocated := poolAllocated(t, pool)
@@ -117,8 +118,8 @@ func Leftovers(t *testing.T, ns string, pools []string, live []Attachment) strin
 		left = append(left, fmt.Sprintf("namespace %s still has %d Endpoints: %+v", ns, len(eps), eps))
 	}
 	for _, pool := range pools {
-		if p := FreshPool(t, pool); p.Status.AllocatedIPCount != 0 || p.Status.Allocated != "" {
-			left = append(left, fmt.Sprintf("pool %s still holds %d addresses (%q)", pool, p.Status.AllocatedIPCount, p.Status.Allocated))
+		if st := FreshState(t, pool); st.AllocatedIPCount != 0 || st.Allocated != "" {
+			left = append(left, fmt.Sprintf("pool %s still holds %d addresses (%q)", pool, st.AllocatedIPCount, st.Allocated))
 		}
 	}
 	for _, a := range live {

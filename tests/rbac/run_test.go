@@ -143,26 +143,34 @@ func TestControllerRunsOnItsRBAC(t *testing.T) {
 	})
 }
 
-// markAllocated writes the pool's status as holding the offsets in runs (one address).
+// markAllocated writes the pool's allocation state as holding the offsets in runs (one
+// address), as an ipamd that crashed before its Endpoint write leaves it.
 func markAllocated(t *testing.T, ctx context.Context, pool *v1.IPPool, runs string) {
 	t.Helper()
 	if err := suite.client.Get(ctx, client.ObjectKeyFromObject(pool), pool); err != nil {
 		t.Fatal(err)
 	}
-	pool.Status.Allocated, pool.Status.AllocatedIPCount = runs, 1
-	if err := suite.client.Status().Update(ctx, pool); err != nil {
+	a := v1.AllocationOf(pool)
+	a.State.Allocated, a.State.AllocatedIPCount = runs, 1
+	if err := suite.client.Create(ctx, a); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // allocatedNothing says why the pool still holds addresses, or nil.
 func allocatedNothing(ctx context.Context, pool *v1.IPPool) error {
-	got := &v1.IPPool{}
-	if err := suite.client.Get(ctx, client.ObjectKeyFromObject(pool), got); err != nil {
+	return holdsNothing(ctx, suite.client, pool.Name)
+}
+
+// holdsNothing says why the pool's allocation state still holds addresses, or nil.
+func holdsNothing(ctx context.Context, c client.Reader, pool string) error {
+	got := &v1.PoolAllocation{}
+	err := c.Get(ctx, client.ObjectKey{Name: pool}, got)
+	if err != nil && !e2e.IsNotFound(err) {
 		return err
 	}
-	if got.Status.Allocated != "" {
-		return fmt.Errorf("pool %s allocated %q", got.Name, got.Status.Allocated)
+	if got.State.Allocated != "" {
+		return fmt.Errorf("pool %s allocated %q", pool, got.State.Allocated)
 	}
 	return nil
 }

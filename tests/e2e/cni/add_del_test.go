@@ -62,7 +62,7 @@ func TestTwoPodsOnMacvlanPingEachOther(t *testing.T) {
 	if err := harness.Ping(pods[1], v6s[0].String(), 10); err != nil {
 		t.Fatalf("pod b cannot reach pod a over IPv6: %v", err)
 	}
-	if p := e2e.FreshPool(t, pool4.Name); p.Status.AllocatedIPCount != 2 || p.Status.TotalIPCount != 253 {
+	if p := e2e.FreshState(t, pool4.Name); p.AllocatedIPCount != 2 || p.TotalIPCount != 253 {
 		t.Fatalf("IPv4 pool status = %+v, want 2 of 253 allocated", p.Status)
 	}
 	if eps := e2e.Endpoints(t, ns); len(eps) != 2 || eps[0].Status.Node != e2e.NodeName || len(eps[0].Status.Interfaces) != 1 {
@@ -161,7 +161,7 @@ func TestAddAfterCrashedAddConverges(t *testing.T) {
 	if ok, err := harness.HasAddr(pod.Path(), "net1", v4[0]); err != nil || !ok {
 		t.Fatalf("net1 lacks %s (%v)", v4[0], err)
 	}
-	if p := e2e.FreshPool(t, pool.Name); p.Status.AllocatedIPCount != 1 {
+	if p := e2e.FreshState(t, pool.Name); p.AllocatedIPCount != 1 {
 		t.Fatalf("pool holds %d, want 1", p.Status.AllocatedIPCount)
 	}
 	e2e.RequireInvariants(t, e2e.AttachmentsOf(rt), pool.Name)

@@ -177,7 +177,7 @@ func TestMetricsAfterRealTraffic(t *testing.T) {
 	if _, ok := m.Get("underpool_orphan_unheld_addresses"); !ok {
 		t.Error("underpool_orphan_unheld_addresses is missing")
 	}
-	held := e2e.FreshPool(t, p).Status.AllocatedIPCount
+	held := e2e.FreshState(t, p).AllocatedIPCount
 	m.Equal(t, 2, "underpool_ippool_total_addresses", "pool", p)
 	m.Equal(t, float64(held), "underpool_ippool_allocated_addresses", "pool", p)
 	m.Equal(t, 0, "underpool_ippool_quarantined_addresses", "pool", p)

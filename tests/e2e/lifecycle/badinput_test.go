@@ -63,10 +63,10 @@ func TestPoolOfTheOtherFamilyIsRefusedNamingTheAnnotation(t *testing.T) {
 	if eps[pods[0].Name] || len(eps) != 1 {
 		t.Errorf("Endpoints %v: want only the right pod's", keys(eps))
 	}
-	if p := e2e.FreshPool(t, poolA); p.Status.AllocatedIPCount != 0 {
+	if p := e2e.FreshState(t, poolA); p.AllocatedIPCount != 0 {
 		t.Errorf("%s, the refused pod's IPv4 pool, holds %q", poolA, p.Status.Allocated)
 	}
-	if p := e2e.FreshPool(t, poolB); p.Status.AllocatedIPCount != 1 {
+	if p := e2e.FreshState(t, poolB); p.AllocatedIPCount != 1 {
 		t.Errorf("%s holds %q, want only the right pod's address", poolB, p.Status.Allocated)
 	}
 	lc.requireInvariants(poolA, poolB)
@@ -216,18 +216,11 @@ func TestCorruptPoolIsSkippedAndTheNodeKeepsAllocating(t *testing.T) {
 	lc.requireNothingLeft(poolA, poolB)
 }
 
-// setAllocated writes a pool's status.allocated and allocatedIPCount, as only ipamd
+// setAllocated writes a pool's state.allocated and allocatedIPCount, as only ipamd
 // should: here to corrupt and to repair it.
 func (lc *lifecycle) setAllocated(pool, allocated string, count int64) {
 	lc.t.Helper()
-	lc.eventually("status of "+pool+" written", 30*time.Second, func() (bool, string) {
-		p := e2e.FreshPool(lc.t, pool)
-		p.Status.Allocated, p.Status.AllocatedIPCount = allocated, count
-		if err := e2e.Suite.Client.Status().Update(e2e.Ctx(lc.t), p); err != nil {
-			return false, err.Error()
-		}
-		return true, ""
-	})
+	e2e.EditState(lc.t, pool, func(st *v1.AllocationState) { st.Allocated, st.AllocatedIPCount = allocated, count })
 }
 
 // scrapeMetrics returns ipamd's /metrics text, or "" if it cannot be read.

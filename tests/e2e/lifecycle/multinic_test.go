@@ -239,7 +239,7 @@ func TestADefaultRouteNICThePodLacksFailsTheSandboxNamingIt(t *testing.T) {
 	})
 	e2e.HoldFor(3*time.Second, func() {
 		for _, p := range m.pools() {
-			if got := e2e.FreshPool(t, p).Status.AllocatedIPCount; got != 0 {
+			if got := e2e.FreshState(t, p).AllocatedIPCount; got != 0 {
 				t.Fatalf("pool %s holds %d addresses for a pod whose every ADD is refused", p, got)
 			}
 		}

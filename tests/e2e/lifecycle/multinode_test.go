@@ -58,7 +58,7 @@ func TestTwoNodesShareOnePoolWithoutDuplicates(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	if p := e2e.FreshPool(t, pool.Name); p.Status.AllocatedIPCount != 2*perNode {
+	if p := e2e.FreshState(t, pool.Name); p.AllocatedIPCount != 2*perNode {
 		t.Fatalf("pool counts %d allocated, want %d", p.Status.AllocatedIPCount, 2*perNode)
 	}
 	held := 0

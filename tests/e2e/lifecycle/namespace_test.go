@@ -52,7 +52,7 @@ func TestNamespaceDeletionHoldsAddressesThroughGracePeriod(t *testing.T) {
 		}
 	}
 	lc.requireInvariants(pool.Name)
-	if got := e2e.FreshPool(t, pool.Name).Status.AllocatedIPCount; got != n {
+	if got := e2e.FreshState(t, pool.Name).AllocatedIPCount; got != n {
 		t.Fatalf("pool holds %d, want %d", got, n)
 	}
 
@@ -176,8 +176,8 @@ func (lc *lifecycle) holdProblems(pods map[string]corev1.Pod, held map[string]st
 			problems = append(problems, fmt.Sprintf("%s's sandbox has %v on net1, want %s", name, got, addr))
 		}
 	}
-	if p := e2e.FreshPool(lc.t, pool); p.Status.AllocatedIPCount != int64(len(held)) {
-		problems = append(problems, fmt.Sprintf("pool %s holds %d (%q), want %d", pool, p.Status.AllocatedIPCount, p.Status.Allocated, len(held)))
+	if p := e2e.FreshState(lc.t, pool); p.AllocatedIPCount != int64(len(held)) {
+		problems = append(problems, fmt.Sprintf("pool %s holds %d (%q), want %d", pool, p.AllocatedIPCount, p.Allocated, len(held)))
 	}
 	if ok, why := e2e.PoolMatchesEndpoints(lc.t, pool); !ok {
 		problems = append(problems, why)

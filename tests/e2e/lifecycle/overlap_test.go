@@ -261,7 +261,7 @@ func TestApplicationPoolsOfTwoWorkloadsOnOneSubnetAreDisjoint(t *testing.T) {
 		lc.eventually("application pool "+name+" to go with its workload", 2*time.Minute, func() (bool, string) {
 			p := &v1.IPPool{}
 			err := e2e.Suite.Client.Get(e2e.Ctx(t), client.ObjectKey{Name: name}, p)
-			return e2e.IsNotFound(err), fmt.Sprintf("get: %v, holds %q", err, p.Status.Allocated)
+			return e2e.IsNotFound(err), fmt.Sprintf("get: %v, holds %d", err, p.Status.AllocatedIPCount)
 		})
 	}
 	lc.requireNothingLeft()

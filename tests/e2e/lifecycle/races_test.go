@@ -233,9 +233,9 @@ func (lc *lifecycle) requireKeeps(pod corev1.Pod, addr, pool string) {
 			lc.t.Fatalf("%s: %s has no sandbox", when, pod.Name)
 		}
 		lc.requireOnly(pod.Name, sb, addr, when)
-		p := e2e.FreshPool(lc.t, pool)
-		if ok, why := e2e.PoolMatchesEndpoints(lc.t, pool); !ok || p.Status.AllocatedIPCount != 1 {
-			lc.t.Fatalf("%s: pool %s holds %d (%q); %s", when, pool, p.Status.AllocatedIPCount, p.Status.Allocated, why)
+		p := e2e.FreshState(lc.t, pool)
+		if ok, why := e2e.PoolMatchesEndpoints(lc.t, pool); !ok || p.AllocatedIPCount != 1 {
+			lc.t.Fatalf("%s: pool %s holds %d (%q); %s", when, pool, p.AllocatedIPCount, p.Allocated, why)
 		}
 	}
 	check("right after the replayed DELs")
@@ -294,7 +294,7 @@ func TestLostDelNewSandboxTakesOverAddress(t *testing.T) {
 			}
 			lc.requireOnly(pod.Name, sb, want, fmt.Sprintf("after a sandbox restart (runDel %v)", runDel))
 		}
-		if got := e2e.FreshPool(t, pool.Name).Status.AllocatedIPCount; got != 2 {
+		if got := e2e.FreshState(t, pool.Name).AllocatedIPCount; got != 2 {
 			t.Fatalf("pool holds %d after the sandbox restarts (runDel %v), want 2", got, runDel)
 		}
 		lc.requireInvariants(pool.Name)

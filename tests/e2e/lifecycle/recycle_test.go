@@ -105,7 +105,7 @@ func TestRecycling(t *testing.T) {
 		e2e.WaitFor(t, gone+"'s address to be recycled", func() bool { return !held(gone) })
 	}
 	e2e.WaitFor(t, "the orphan "+orphan+" to be freed", func() bool {
-		return e2e.FreshPool(t, pool.Name).Status.AllocatedIPCount == 5 // live, finished, terminating, kv-0, on-ghost
+		return e2e.FreshState(t, pool.Name).AllocatedIPCount == 5 // live, finished, terminating, kv-0, on-ghost
 	})
 	// while a pod object exists its addresses stay held, whatever its phase, its node's
 	// health or existence: a terminating pod on a node without a kubelet may still run

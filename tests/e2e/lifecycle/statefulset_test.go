@@ -70,7 +70,7 @@ func TestStatefulSetRollingRestartKeepsAddresses(t *testing.T) {
 		a := lc.addresses()
 		return len(a) == 1 && a["web-5"] == before["web-5"], "Endpoints: " + mapString(a)
 	})
-	if got := e2e.FreshPool(t, pool.Name).Status.AllocatedIPCount; got != 1 {
+	if got := e2e.FreshState(t, pool.Name).AllocatedIPCount; got != 1 {
 		t.Fatalf("pool holds %d after scaling to 1, want 1", got)
 	}
 	lc.scale(sts, 3)

@@ -44,7 +44,7 @@ func TestANeighbourAnsweringForTheWholeSubnetDoesNotDrainThePool(t *testing.T) {
 			t.Fatalf("ADD %d on the spoofed segment: want code 11 naming %s, got %v", i, spooferMAC, err)
 		}
 	}
-	st := e2e.FreshPool(t, pool.Name).Status
+	st := e2e.FreshState(t, pool.Name)
 	if len(st.Quarantined) != 3 || st.AllocatedIPCount != 0 {
 		t.Fatalf("after 20 answers of one MAC: %d quarantined, %d allocated; want 3 (--quarantine-per-mac) and 0", len(st.Quarantined), st.AllocatedIPCount)
 	}
@@ -76,7 +76,7 @@ func TestANeighbourAnsweringForTheWholeSubnetDoesNotDrainThePool(t *testing.T) {
 		r, _ := m.Get("underpool_ipamd_quarantine_refused_total", "pool", pool.Name, "reason", service.RefusedSpoofer)
 		// the gauge follows the pool's status: what the spoofer got quarantined before the bound
 		q, _ := m.Get("underpool_pool_quarantined_addresses", "pool", pool.Name)
-		want := float64(len(e2e.FreshPool(t, pool.Name).Status.Quarantined))
+		want := float64(len(e2e.FreshState(t, pool.Name).Quarantined))
 		return s == 1 && r == 17 && q == want && q > 0, fmt.Sprintf("conflict_spoofers = %v, quarantine_refused_total{spoofer} = %v (want 1 and 17), "+
 			"quarantined_addresses = %v (want the pool's %v, more than 0)", s, r, q, want)
 	})

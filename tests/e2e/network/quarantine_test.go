@@ -31,9 +31,9 @@ func TestConflictQuarantinesTheAddress(t *testing.T) {
 		Conflicts: []rpc.Conflict{{IP: taken, MAC: "02:aa:bb:cc:dd:ee"}}}); err != nil {
 		t.Fatalf("release with conflict: %v", err)
 	}
-	p := e2e.FreshPool(t, pool.Name)
-	if len(p.Status.Quarantined) != 1 || p.Status.Quarantined[0].IP != taken || p.Status.Quarantined[0].MAC != "02:aa:bb:cc:dd:ee" || p.Status.AllocatedIPCount != 0 {
-		t.Fatalf("pool status after the conflict = %+v", p.Status)
+	st := e2e.FreshState(t, pool.Name)
+	if len(st.Quarantined) != 1 || st.Quarantined[0].IP != taken || st.Quarantined[0].MAC != "02:aa:bb:cc:dd:ee" || st.AllocatedIPCount != 0 {
+		t.Fatalf("pool state after the conflict = %+v", st)
 	}
 	req.ContainerID = "ctr-q-retry"
 	retry, err := e2e.Suite.Ipamd.Client.Allocate(e2e.Ctx(t), req)
@@ -78,7 +78,7 @@ func TestConflictsQuarantineAtMostThePoolsShare(t *testing.T) {
 			t.Fatalf("release with conflict: %v", err)
 		}
 	}
-	if st := e2e.FreshPool(t, pool.Name).Status; len(st.Quarantined) != 4 || st.AllocatedIPCount != 0 || st.FreeIPCount != 36 {
+	if st := e2e.FreshState(t, pool.Name); len(st.Quarantined) != 4 || st.AllocatedIPCount != 0 || st.FreeIPCount != 36 {
 		t.Fatalf("after 10 conflicts of 10 hosts: %d quarantined, %d allocated, %d free; want 4, 0, 36", len(st.Quarantined), st.AllocatedIPCount, st.FreeIPCount)
 	}
 	e2e.RequireInvariants(t, nil, pool.Name)

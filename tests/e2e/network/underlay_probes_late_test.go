@@ -67,7 +67,7 @@ func TestNetworkConflictAnsweredLateInTheWindowFailsAdd(t *testing.T) {
 					t.Fatalf("ADD (%s): want code 11 naming %s and %s, got %v; the squatter never answered", took, taken, squatterMAC, err)
 				}
 			}
-			q := e2e.FreshPool(t, pool.Name).Status.Quarantined
+			q := e2e.FreshState(t, pool.Name).Quarantined
 			if len(q) != 1 || q[0].IP != taken {
 				t.Fatalf("pool quarantine = %+v, want %s", q, taken)
 			}

@@ -46,7 +46,7 @@ func TestNetworkIPConflictFailsAddRetryGetsAnother(t *testing.T) {
 				t.Fatalf("links left in the pod after the conflict: %v", links)
 			}
 			t.Run("quarantined in the pool", func(t *testing.T) { // ipamd's side of the contract
-				q := e2e.FreshPool(t, pool.Name).Status.Quarantined
+				q := e2e.FreshState(t, pool.Name).Quarantined
 				if len(q) != 1 || q[0].IP != taken || q[0].MAC != squatterMAC {
 					t.Fatalf("pool quarantine = %+v, want %s by %s", q, taken, squatterMAC)
 				}

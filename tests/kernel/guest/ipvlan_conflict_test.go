@@ -41,7 +41,7 @@ func TestIpvlanConflictProbeRunsInL2AndNotInL3(t *testing.T) {
 				if !errors.As(err, &cniErr) || cniErr.Code != types.ErrTryAgainLater || !strings.Contains(cniErr.Msg, taken+" is already used by") {
 					t.Fatalf("ADD onto an address the far end answers for: want code 11 naming %s, got %v", taken, err)
 				}
-				if q := e2e.FreshPool(t, pool.Name).Status.Quarantined; len(q) != 1 || q[0].IP != taken {
+				if q := e2e.FreshState(t, pool.Name).Quarantined; len(q) != 1 || q[0].IP != taken {
 					t.Fatalf("pool quarantine = %+v, want %s", q, taken)
 				}
 				if err := cni.Del(ctx(t), conf, rt); err != nil { // as the runtime does after a failed ADD
@@ -98,7 +98,7 @@ func TestIpvlanDualStackThroughTheMetaPluginFindsAnIPv6Conflict(t *testing.T) {
 	if !errors.As(err, &cniErr) || cniErr.Code != types.ErrTryAgainLater || !strings.Contains(cniErr.Msg, taken6+" is already used by") {
 		t.Fatalf("ADD onto an IPv6 address the far end holds: want code 11 naming %s, got %v", taken6, err)
 	}
-	if q := e2e.FreshPool(t, pool6.Name).Status.Quarantined; len(q) != 1 || q[0].IP != taken6 {
+	if q := e2e.FreshState(t, pool6.Name).Quarantined; len(q) != 1 || q[0].IP != taken6 {
 		t.Fatalf("IPv6 pool quarantine = %+v, want %s", q, taken6)
 	}
 	if err := cni.Del(ctx(t), conf, rt); err != nil {
