@@ -636,16 +636,25 @@ func (s *sim) processChoices() (kills, pauses, starts []choice) {
 	return kills, pauses, starts
 }
 
-// observePools tells the sweeper each pool in the controller's cache, and forgets the
-// pools gone from it, as its informer handlers do.
+// observePools tells the sweeper each pool's allocation state in the controller's cache
+// (the PoolAllocation informer's handler, with the pool of the same name), and forgets
+// the pools gone from it (the IPPool informer's delete handler).
 func (s *sim) observePools(c *actor) {
 	var list v1.IPPoolList
+	var allocs v1.PoolAllocationList
 	if err := c.cache.List(context.Background(), &list); err != nil {
+		panic(err)
+	}
+	if err := c.cache.List(context.Background(), &allocs); err != nil {
 		panic(err)
 	}
 	seen := map[string]string{}
 	for i := range list.Items {
-		c.sweeper.Observe(&list.Items[i])
+		for j := range allocs.Items {
+			if allocs.Items[j].Name == list.Items[i].Name {
+				c.sweeper.Observe(&list.Items[i], &allocs.Items[j])
+			}
+		}
 		seen[list.Items[i].Name] = string(list.Items[i].UID)
 	}
 	names := make([]string, 0, len(c.poolUIDs))

@@ -97,7 +97,16 @@ func (s *sim) gatedClient(a *actor) client.Client {
 		},
 		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
 			return park(ctx, apiWrite, "update "+describe(obj), func(onCopy bool) error {
-				return c.Update(context.Background(), target(obj, onCopy), opts...)
+				next, isState := obj.(*v1.PoolAllocation)
+				var late error
+				if isState {
+					late = s.lateFrees(a, next) // against the state it replaces, as it lands
+				}
+				err := c.Update(context.Background(), target(obj, onCopy), opts...)
+				if err == nil && late != nil && s.err == nil {
+					s.err = late // a write refused frees nothing
+				}
+				return err
 			})
 		},
 		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {

@@ -93,6 +93,7 @@ func (s *sim) check() error {
 	if err != nil {
 		return fmt.Errorf("harness: reading the API: %w", err)
 	}
+	s.noteFreeable(st)
 	for _, a := range st.allocs {
 		if a.Closed && (a.State.Allocated != "" || a.State.Reclaiming != "") {
 			return fmt.Errorf("invariant 1: PoolAllocation %s of %s is closed but holds allocated %q, reclaiming %q: written after its pool was let go",
