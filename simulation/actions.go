@@ -92,6 +92,7 @@ func (s *sim) categories() []category {
 		// process killed, is a disruption the run then recovers from
 		category{"delete pools", 1, pools},
 		category{"create pools", 4, poolsBack},
+		category{"garbage collector", 1, s.collectChoices()},
 		category{"delete nodes", 1, nodes},
 		category{"create nodes", 4, nodesBack},
 		category{"kill", 1, kills},
@@ -425,7 +426,7 @@ func (s *sim) protectChoices() []choice {
 		p := &contents.pools[i]
 		name := p.Name
 		due := (p.DeletionTimestamp == nil && !slices.Contains(p.Finalizers, v1.PoolProtection)) ||
-			(p.DeletionTimestamp != nil && p.Status.AllocatedIPCount == 0)
+			(p.DeletionTimestamp != nil && contents.stateOf(p).AllocatedIPCount == 0)
 		if due && !c.busy["pool-"+name] {
 			out = append(out, choice{desc: "pool protection reconcile of " + name, do: func() string { s.finalize(c, name); return "started" }})
 		}
@@ -536,7 +537,7 @@ func (s *sim) poolChoices() (gone, back []choice) {
 				}
 				return "uid " + string(obj.UID) + ", unprotected until the controller reconciles it"
 			}})
-		case !disrupted && pool.DeletionTimestamp == nil && pool.Status.AllocatedIPCount <= 1:
+		case !disrupted && pool.DeletionTimestamp == nil && c.stateOf(pool).AllocatedIPCount <= 1:
 			// a pool nearly empty: a pool in use would only keep every ADD from it
 			// failing until its last pod went
 			gone = append(gone, choice{quiet: true, desc: "delete pool " + name + " (" + string(pool.UID) + ")", do: func() string {
@@ -544,13 +545,41 @@ func (s *sim) poolChoices() (gone, back []choice) {
 					return "failed: " + err.Error()
 				}
 				if err := s.api.Get(context.Background(), client.ObjectKey{Name: name}, pool); err == nil {
-					return fmt.Sprintf("deleting, held by its finalizer (%d allocated)", pool.Status.AllocatedIPCount)
+					return fmt.Sprintf("deleting, held by its finalizer (%d allocated)", s.contents().stateOf(pool).AllocatedIPCount)
 				}
 				return "gone at once"
 			}})
 		}
 	}
 	return gone, back
+}
+
+// collectChoices are the garbage collector's: a PoolAllocation whose owning pool
+// incarnation is gone is deleted (the version it judged a precondition: the fake client
+// checks no UID precondition, the collector's own),
+// some time after the pool, or never before the pool's name is used again, so that
+// ipamd and the controller meet an earlier incarnation's state.
+func (s *sim) collectChoices() []choice {
+	c := s.contents()
+	var out []choice
+	for i := range c.allocs {
+		a := c.allocs[i].DeepCopy()
+		owner := ""
+		for _, ref := range a.OwnerReferences {
+			owner = string(ref.UID)
+		}
+		live := false
+		for _, p := range c.pools {
+			live = live || string(p.UID) == owner
+		}
+		if live || owner == "" {
+			continue
+		}
+		out = append(out, choice{quiet: true, desc: "garbage collector deletes PoolAllocation " + a.Name + " of " + owner, do: func() string {
+			return errText(s.api.Delete(context.Background(), a, client.Preconditions{ResourceVersion: &a.ResourceVersion}))
+		}})
+	}
+	return out
 }
 
 func (s *sim) nodeChoices() (gone, back []choice) {
@@ -607,16 +636,25 @@ func (s *sim) processChoices() (kills, pauses, starts []choice) {
 	return kills, pauses, starts
 }
 
-// observePools tells the sweeper each pool in the controller's cache, and forgets the
-// pools gone from it, as its informer handlers do.
+// observePools tells the sweeper each pool's allocation state in the controller's cache
+// (the PoolAllocation informer's handler, with the pool of the same name), and forgets
+// the pools gone from it (the IPPool informer's delete handler).
 func (s *sim) observePools(c *actor) {
 	var list v1.IPPoolList
+	var allocs v1.PoolAllocationList
 	if err := c.cache.List(context.Background(), &list); err != nil {
+		panic(err)
+	}
+	if err := c.cache.List(context.Background(), &allocs); err != nil {
 		panic(err)
 	}
 	seen := map[string]string{}
 	for i := range list.Items {
-		c.sweeper.Observe(&list.Items[i])
+		for j := range allocs.Items {
+			if allocs.Items[j].Name == list.Items[i].Name {
+				c.sweeper.Observe(&list.Items[i], &allocs.Items[j])
+			}
+		}
 		seen[list.Items[i].Name] = string(list.Items[i].UID)
 	}
 	names := make([]string, 0, len(c.poolUIDs))

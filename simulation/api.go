@@ -97,7 +97,16 @@ func (s *sim) gatedClient(a *actor) client.Client {
 		},
 		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
 			return park(ctx, apiWrite, "update "+describe(obj), func(onCopy bool) error {
-				return c.Update(context.Background(), target(obj, onCopy), opts...)
+				next, isState := obj.(*v1.PoolAllocation)
+				var late error
+				if isState {
+					late = s.lateFrees(a, next) // against the state it replaces, as it lands
+				}
+				err := c.Update(context.Background(), target(obj, onCopy), opts...)
+				if err == nil && late != nil && s.err == nil {
+					s.err = late // a write refused frees nothing
+				}
+				return err
 			})
 		},
 		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
@@ -141,6 +150,9 @@ type cacheReader struct {
 func (r cacheReader) Get(_ context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
 	// an informer read never fails on the caller's context
 	return r.s.gates.park(context.Background(), r.a, cacheRead, "cache get "+kindOf(obj)+" "+keyString(key), func(bool) error {
+		if err := r.unwatched(obj); err != nil {
+			return err
+		}
 		if err := r.a.cache.Get(context.Background(), key, obj, opts...); err != nil {
 			return err
 		}
@@ -153,6 +165,9 @@ func (r cacheReader) Get(_ context.Context, key client.ObjectKey, obj client.Obj
 
 func (r cacheReader) List(_ context.Context, list client.ObjectList, opts ...client.ListOption) error {
 	return r.s.gates.park(context.Background(), r.a, cacheRead, "cache list "+kindOf(list), func(bool) error {
+		if err := r.unwatched(list); err != nil {
+			return err
+		}
 		if err := r.a.cache.List(context.Background(), list, opts...); err != nil {
 			return err
 		}
@@ -169,6 +184,26 @@ func (r cacheReader) List(_ context.Context, list client.ObjectList, opts ...cli
 		}
 		return nil
 	})
+}
+
+// unwatched fails the run when an ipamd reads a PoolAllocation from its cache: no node
+// watches them (docs/design.md, "Allocation state at 5000 nodes"), so a real ipamd's
+// cached read would start an informer on every node, the very cost the PoolAllocation
+// exists to remove, and answer from a cache its own writes do not reach. ipamd reads
+// them from the API. The call fails too, so the code under test gets no state from it.
+func (r cacheReader) unwatched(obj runtime.Object) error {
+	if r.node == "" {
+		return nil
+	}
+	switch obj.(type) {
+	case *v1.PoolAllocation, *v1.PoolAllocationList:
+		err := fmt.Errorf("%s read %s from its informer cache: no node watches PoolAllocations, ipamd must read them from the API", r.a.name, kindOf(obj))
+		if r.s.err == nil {
+			r.s.err = fmt.Errorf("harness: %w", err)
+		}
+		return err
+	}
+	return nil
 }
 
 func (r cacheReader) visible(obj client.Object) bool {
@@ -222,7 +257,12 @@ func describe(obj client.Object) string {
 	}
 	switch o := obj.(type) {
 	case *v1.IPPool:
-		s += fmt.Sprintf(" allocated=%q reclaiming=%q", o.Status.Allocated, o.Status.Reclaiming)
+		s += fmt.Sprintf(" allocatedIPCount=%d", o.Status.AllocatedIPCount)
+	case *v1.PoolAllocation:
+		s += fmt.Sprintf(" of %s allocated=%q reclaiming=%q", o.PoolUID, o.State.Allocated, o.State.Reclaiming)
+		if o.Closed {
+			s += " closed"
+		}
 	case *v1.Endpoint:
 		var recs []string
 		for _, itf := range o.Status.Interfaces {

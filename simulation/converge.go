@@ -87,6 +87,9 @@ func (s *sim) drain() error {
 		if err := s.settle(); err != nil {
 			return err
 		}
+		if s.err != nil {
+			return s.err
+		}
 		if err := s.check(); err != nil {
 			return err
 		}

@@ -9,7 +9,13 @@
 // apiserver has. Around them, a model of the kubelets and the runtime creates and
 // deletes pods (same names, new UIDs; StatefulSet pods), makes and tears down sandboxes,
 // sends ADD, DEL and CNI GC (late, twice, or never), and the cluster deletes and makes
-// again pools and Node objects.
+// again pools and Node objects (an earlier pool's PoolAllocation stays until the garbage
+// collector, a step of the scheduler's choosing, removes it).
+//
+// A pool's allocation state is its PoolAllocation, a plain object (no status
+// subresource). No node watches PoolAllocations: an ipamd's informer cache holds none,
+// and a cached read of one fails the run; ipamd reads them from the API. The
+// controller's cache holds them, as its watch does.
 //
 // # Determinism
 //
@@ -41,18 +47,19 @@
 // # Invariants
 //
 // After every step (invariants.go): no address is held by two Endpoint records; every
-// held address is allocated in its pool, in the very incarnation (UID) that handed it
-// out; the address a live pod's running sandbox got from its ADD is still held by a
-// record of that pod. Once the faults stop and the run settles (every request answered,
-// every node's ipamd running, the kubelets' DELs sent, then rounds of every loop a
-// window apart): each pool's allocated addresses are exactly those its Endpoints hold,
-// no record is left that recycling would judge gone, no mark left in status.reclaiming,
-// and no deleted pool kept by its finalizer once empty.
+// held address is allocated in its pool's state (v1.StateOf: the PoolAllocation of the
+// very incarnation, UID, that handed it out); the address a live pod's running sandbox
+// got from its ADD is still held by a record of that pod; no closed state holds an
+// address. Once the faults stop and the run settles (every request answered, every
+// node's ipamd running, the kubelets' DELs sent, then rounds of every loop a window
+// apart): each pool's allocated addresses are exactly those its Endpoints hold, no
+// record is left that recycling would judge gone, no mark left in the state's
+// reclaiming, and no deleted pool kept by its finalizer once empty.
 //
 // A failure prints the seed, the step and the last 200 lines of the trace (with what the
 // code under test logged), and how to replay it:
 //
-//	go test ./ipamd/simulation -run TestSimulatedSchedules -sim.seed=N -v
+//	go test ./simulation -run TestSimulatedSchedules -sim.seed=N -v
 //
 // make soak runs seeds for as long as asked (SOAK=10m).
 package simulation

@@ -18,10 +18,15 @@ type state struct {
 	eps   []v1.Endpoint
 	pools map[string]*poolState
 	pods  map[string]*corev1.Pod // by name
+	// allocs are every PoolAllocation, an earlier incarnation's leftovers included
+	allocs []v1.PoolAllocation
 }
 
 type poolState struct {
-	obj       *v1.IPPool
+	obj *v1.IPPool
+	// state is the pool's allocation state, from its PoolAllocation (v1.StateOf: empty
+	// when there is none, or only an earlier incarnation's)
+	state     v1.AllocationState
 	view      *allocator.PoolView
 	allocated allocator.RunSet
 }
@@ -35,12 +40,14 @@ func (s *sim) read() (*state, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pool %s: %w", p.Name, err)
 		}
-		allocated, err := allocator.ParseRunSet(p.Status.Allocated)
+		state := c.stateOf(p)
+		allocated, err := allocator.ParseRunSet(state.Allocated)
 		if err != nil {
-			return nil, fmt.Errorf("pool %s status.allocated %q: %w", p.Name, p.Status.Allocated, err)
+			return nil, fmt.Errorf("pool %s state.allocated %q: %w", p.Name, state.Allocated, err)
 		}
-		st.pools[p.Name] = &poolState{obj: p, view: view, allocated: allocated}
+		st.pools[p.Name] = &poolState{obj: p, state: state, view: view, allocated: allocated}
 	}
+	st.allocs = c.allocs
 	for i := range c.pods {
 		st.pods[c.pods[i].Name] = &c.pods[i]
 	}
@@ -77,11 +84,21 @@ func (st *state) holdings() []holding {
 //   - every address a record holds is allocated in its pool, the very incarnation that
 //     handed it out: else it could be handed out again;
 //   - nothing is freed that a live pod holds: the address a running sandbox of a pod
-//     that still exists got from its ADD is held by a record of that pod (invariant 8).
+//     that still exists got from its ADD is held by a record of that pod (invariant 8);
+//   - nothing is written to a closed state: the controller closes an empty state just
+//     before it lets the pool go, so an address in a closed state is one the pool's
+//     deletion never waited for.
 func (s *sim) check() error {
 	st, err := s.read()
 	if err != nil {
 		return fmt.Errorf("harness: reading the API: %w", err)
+	}
+	s.noteFreeable(st)
+	for _, a := range st.allocs {
+		if a.Closed && (a.State.Allocated != "" || a.State.Reclaiming != "") {
+			return fmt.Errorf("invariant 1: PoolAllocation %s of %s is closed but holds allocated %q, reclaiming %q: written after its pool was let go",
+				a.Name, a.PoolUID, a.State.Allocated, a.State.Reclaiming)
+		}
 	}
 	holder := map[string]holding{}
 	for _, h := range st.holdings() {
@@ -103,7 +120,7 @@ func (s *sim) check() error {
 		}
 		if o, ok := p.view.Offset(prefix.Addr()); !ok || !p.allocated.Contains(o) {
 			return fmt.Errorf("invariant 1: %s holds %s, but pool %s has it free (allocated %q): it can be handed out twice",
-				h, addr, h.ip.Pool, p.obj.Status.Allocated)
+				h, addr, h.ip.Pool, p.state.Allocated)
 		}
 	}
 	for _, p := range s.world.pods {
@@ -176,8 +193,8 @@ func (s *sim) checkConverged() error {
 		if p.obj.DeletionTimestamp != nil && p.allocated.Count() == 0 {
 			problems = append(problems, fmt.Sprintf("pool %s: deleted and empty, still kept by its finalizer", name))
 		}
-		if p.obj.Status.Reclaiming != "" {
-			problems = append(problems, fmt.Sprintf("pool %s: marks left in status.reclaiming %q", name, p.obj.Status.Reclaiming))
+		if p.state.Reclaiming != "" {
+			problems = append(problems, fmt.Sprintf("pool %s: marks left in its PoolAllocation's state.reclaiming %q", name, p.state.Reclaiming))
 		}
 	}
 	for _, h := range st.holdings() {

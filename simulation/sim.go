@@ -123,6 +123,8 @@ type sim struct {
 	writes    int
 	current   *contents
 	currentAt int
+	// freeable is when each address may last be freed by a record-remover (window.go)
+	freeable freeable
 	// sweep is the controller's sweep in flight, and how to cancel it (a lost lease)
 	sweepCancel context.CancelFunc
 }

@@ -98,6 +98,6 @@ func fatal(t *testing.T, res Result) {
 	if len(tail) > 200 {
 		tail = tail[len(tail)-200:]
 	}
-	t.Fatalf("seed %d, step %d: %v\n\nlast %d trace lines:\n%s\n\nreplay: go test ./ipamd/simulation -run TestSimulatedSchedules -sim.seed=%d -v",
+	t.Fatalf("seed %d, step %d: %v\n\nlast %d trace lines:\n%s\n\nreplay: go test ./simulation -run TestSimulatedSchedules -sim.seed=%d -v",
 		res.Seed, res.At, res.Err, len(tail), strings.Join(tail, "\n"), res.Seed)
 }

@@ -22,6 +22,7 @@ import (
 // read from the API once per change and never modified: caches and the checker share it.
 type contents struct {
 	pools      []v1.IPPool
+	allocs     []v1.PoolAllocation // only the controller's cache and the checker read them
 	eps        []v1.Endpoint
 	pods       []corev1.Pod
 	nodes      []corev1.Node
@@ -37,17 +38,19 @@ func (s *sim) contents() *contents {
 	}
 	c := &contents{}
 	var pools v1.IPPoolList
+	var allocs v1.PoolAllocationList
 	var eps v1.EndpointList
 	var pods corev1.PodList
 	var nodes corev1.NodeList
 	var nss corev1.NamespaceList
 	var sets appsv1.StatefulSetList
-	for _, l := range []client.ObjectList{&pools, &eps, &pods, &nodes, &nss, &sets} {
+	for _, l := range []client.ObjectList{&pools, &allocs, &eps, &pods, &nodes, &nss, &sets} {
 		if err := s.api.List(context.Background(), l); err != nil {
 			panic(fmt.Sprintf("simulation: listing the API: %v", err))
 		}
 	}
 	c.pools, c.eps, c.pods, c.nodes, c.namespaces, c.sets = pools.Items, eps.Items, pods.Items, nodes.Items, nss.Items, sets.Items
+	c.allocs = allocs.Items
 	s.current, s.currentAt = c, s.writes
 	return c
 }
@@ -60,6 +63,8 @@ func (r snapshotReader) items(obj runtime.Object) (reflect.Value, bool) {
 	switch o := obj.(type) {
 	case *v1.IPPool, *v1.IPPoolList:
 		return reflect.ValueOf(r.c.pools), true
+	case *v1.PoolAllocation, *v1.PoolAllocationList:
+		return reflect.ValueOf(r.c.allocs), true
 	case *v1.Endpoint, *v1.EndpointList:
 		return reflect.ValueOf(r.c.eps), true
 	case *corev1.Pod, *corev1.PodList:
@@ -137,4 +142,20 @@ func matchesIndexes(obj client.Object, lo client.ListOptions) bool {
 		return false
 	}
 	return true
+}
+
+// allocation returns the PoolAllocation named as the pool, nil when there is none.
+func (c *contents) allocation(pool string) *v1.PoolAllocation {
+	for i := range c.allocs {
+		if c.allocs[i].Name == pool {
+			return &c.allocs[i]
+		}
+	}
+	return nil
+}
+
+// stateOf is the allocation state of pool as the API holds it: empty when its
+// PoolAllocation is missing or an earlier incarnation's (v1.StateOf).
+func (c *contents) stateOf(pool *v1.IPPool) v1.AllocationState {
+	return v1.StateOf(pool, c.allocation(pool.Name))
 }

@@ -3,7 +3,8 @@ package main
 // The allocation-churn phase of --cluster (issue 20, "measure first"): one pool that every
 // ipamd watches, fragmented before the ipamds start, while pods are added and deleted on a
 // few ipamd nodes at a steady rate through the real underpool-ipam plugin. It measures what
-// one node's allocations cost every other node (IPPool watch events and bytes), the
+// one node's allocations cost every other node (IPPool and PoolAllocation watch events and
+// bytes: none, since the allocation state is in a PoolAllocation no node watches), the
 // apiserver (CPU, egress) and the allocating nodes (conflicts, latency).
 
 import (
@@ -54,7 +55,7 @@ func (a allocOptions) validate(ipamds, nodes int) error {
 }
 
 // fragmented is the allocation state of a pool of size addresses (offsets 1..size) with
-// every other one held, the odd offsets: the held offsets and status.allocated, one run per
+// every other one held, the odd offsets: the held offsets and state.allocated, one run per
 // address ("1,3,5,..."), the worst case for the string's length at that occupancy.
 func fragmented(size int) (held []uint32, allocated string) {
 	var b strings.Builder

@@ -12,7 +12,7 @@ import (
 )
 
 // setUpAllocPool creates the allocation pool, fragmented: offsets 1..poolSize, every
-// other one held in its status by an Endpoint of a pod on a node without an ipamd (no pod
+// other one held in its PoolAllocation by an Endpoint of a pod on a node without an ipamd (no pod
 // object: no ipamd reads it, and no sweeper runs here), as ipamds that allocated them
 // would have left it. Written before the ipamds start, so each one's first list has it.
 func (c *clusterObjects) setUpAllocPool(ctx context.Context, rep *clusterReport) error {
@@ -22,7 +22,7 @@ func (c *clusterObjects) setUpAllocPool(ctx context.Context, rep *clusterReport)
 		return err
 	}
 	held, allocated := fragmented(a.poolSize)
-	say("allocation pool %s: %d addresses, %d held (every other one: %d runs, status.allocated %d bytes)",
+	say("allocation pool %s: %d addresses, %d held (every other one: %d runs, state.allocated %d bytes)",
 		allocPoolName, a.poolSize, len(held), len(held), len(allocated))
 	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: allocPoolName, Finalizers: protected},
 		Spec: v1.IPPoolSpec{Subnet: offsetAddr(p, 0).String() + "/16",
@@ -30,9 +30,8 @@ func (c *clusterObjects) setUpAllocPool(ctx context.Context, rep *clusterReport)
 	if err := c.setup.Create(ctx, pool); err != nil {
 		return fmt.Errorf("allocation pool: %w", err)
 	}
-	pool.Status.Allocated, pool.Status.AllocatedIPCount = allocated, int64(len(held))
-	if err := c.setup.Status().Update(ctx, pool); err != nil {
-		return fmt.Errorf("allocation pool status: %w", err)
+	if err := writeAllocation(ctx, c.setup, pool, allocated); err != nil {
+		return fmt.Errorf("allocation pool: %w", err)
 	}
 	others := c.o.nodes - c.o.ipamds
 	if err := parallel(len(held), createWidth, func(k int) error {

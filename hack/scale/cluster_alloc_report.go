@@ -31,11 +31,14 @@ const (
 )
 
 // project fills r.Projection. What each ipamd receives per allocation anywhere is flat
-// (every ipamd gets every commit of the pool); per second it grows with the nodes when the
-// same share of nodes allocates at the same rate each. What the apiserver sends per
-// allocation grows with the watchers for IPPool events and is flat for the rest (a node's
-// own Endpoints and pods go to its own ipamd only). Commits, conflicts and latency are
-// flat for as many nodes allocating from the pool at once as measured.
+// (every ipamd gets whatever IPPool events a commit makes: none since the allocation
+// state moved to the PoolAllocation, which no ipamd watches); per second it grows with
+// the nodes when the same share of nodes allocates at the same rate each. What the
+// apiserver sends per allocation grows with the watchers for IPPool events (and for
+// PoolAllocation events, were more than the controller's one watch open) and is flat for
+// the rest (a node's own Endpoints and pods go to its own ipamd only). Commits,
+// conflicts and latency are flat for as many nodes allocating from the pool at once as
+// measured.
 func (r *allocReport) project(nodes int) {
 	p := &r.Projection
 	p.Nodes, p.Watchers = nodes, r.PoolWatchers
@@ -50,8 +53,10 @@ func (r *allocReport) project(nodes int) {
 	add := func(measure string, measured, factor float64, how string) {
 		p.Rows = append(p.Rows, projectionRow{Measure: measure, Measured: measured, Projected: measured * factor, How: how})
 	}
+	fanout := r.PoolEventBytes // the bytes every ipamd's watch receives
 	if r.EventsKnown {
 		add("IPPool watch events per idle ipamd, per allocation", r.EventsIdle.Mean/n, 1, howFlat)
+		add("PoolAllocation watch events per idle ipamd, per allocation", r.AllocEventsIdle.Mean/n, 1, howFlat)
 		add("IPPool watch events per idle ipamd, per second", r.EventsIdle.Mean/r.Seconds, p.Scale, howAllocNodes)
 		if r.PoolEventsSent > 0 {
 			perEvent := r.PoolEventBytes / r.PoolEventsSent
@@ -60,9 +65,17 @@ func (r *allocReport) project(nodes int) {
 		}
 	}
 	add("IPPool watch events the apiserver sends, per allocation", r.PoolEventsSent/n, p.Scale, howWatchers)
-	other := r.WatchBytes - r.PoolEventBytes
+	if r.AllocWatchers > 1 {
+		// more than the controller's watch: nodes watch the allocation state, and its
+		// events grow with them as the IPPool's do
+		add("PoolAllocation watch events the apiserver sends, per allocation", r.AllocEventsSent/n, p.Scale, howWatchers)
+		fanout += r.AllocEventBytes
+	} else {
+		add("PoolAllocation watch events the apiserver sends, per allocation", r.AllocEventsSent/n, 1, howFlat)
+	}
+	other := r.WatchBytes - fanout
 	watch := projectionRow{Measure: "watch bytes the apiserver sends, per allocation", Measured: r.WatchBytes / n,
-		Projected: (r.PoolEventBytes*p.Scale + other) / n, How: howSplit}
+		Projected: (fanout*p.Scale + other) / n, How: howSplit}
 	p.Rows = append(p.Rows, watch)
 	add("read response bytes (GET, LIST), per allocation", r.ReadBytes/n, 1, howFlat)
 	add("write response bytes (estimated), per allocation", r.WriteBytesEstimate/n, 1, howFlat)
@@ -72,7 +85,7 @@ func (r *allocReport) project(nodes int) {
 	if egress > 0 {
 		// a model: the CPU split as the bytes are, the IPPool fan-out's share growing with
 		// the watchers (an upper estimate: an event is encoded once for all watchers)
-		share := r.PoolEventBytes / egress
+		share := fanout / egress
 		cpu := r.APIServerCPUNetSeconds * 1000 / n
 		p.Rows = append(p.Rows, projectionRow{Measure: "apiserver CPU ms (net of idle), per allocation", Measured: cpu,
 			Projected: cpu * ((1 - share) + share*p.Scale), How: howSplit})
@@ -94,7 +107,7 @@ func (r *allocReport) markdown(o clusterOptions) string {
 	}
 	n := float64(max(r.Allocations, 1))
 	w("Pool `%s`: %d addresses, every other one held before the ipamds started by an Endpoint on a node without an ipamd "+
-		"(%d held, %d runs: status.allocated %d bytes). %d allocations (ADD then DEL of one pod through the underpool-ipam binary) "+
+		"(%d held, %d runs: its PoolAllocation's state.allocated %d bytes). %d allocations (ADD then DEL of one pod through the underpool-ipam binary) "+
 		"started at %g/s for %.0f s on %d ipamds while %d only watched, at most %d plugin processes at once; "+
 		"%.1f s from the first start to the last finish (%.1f/s achieved), %d starts more than %s late (waiting for a plugin slot; longest %.0f ms). "+
 		"Load average (1, 5, 15 min) %s before, %s after, on a shared 2-core machine.\n",
@@ -112,6 +125,8 @@ func (r *allocReport) markdown(o clusterOptions) string {
 				bytesCell(per), bytesCell(r.EventsAllocating.Mean*per), bytesCell(r.EventsIdle.Mean*per))
 		}
 		w("| IPPool watch events per ipamd per allocation | %.2f | %.2f |", r.EventsAllocating.Mean/n, r.EventsIdle.Mean/n)
+		w("| PoolAllocation watch events per ipamd (`{resource=\"poolallocations\"}`: no node watches them), mean [min-max] | %s | %s |",
+			r.AllocEventsAllocating.cell(), r.AllocEventsIdle.cell())
 	} else {
 		w("| IPPool watch events per ipamd | n/a (not in this ipamd) | n/a |")
 	}
@@ -126,6 +141,9 @@ func (r *allocReport) markdown(o clusterOptions) string {
 		w("| of those, per watcher (total / watchers) | %.0f | %.2f |", r.PoolEventsSent/watchers, r.PoolEventsSent/watchers/n)
 	}
 	w("| IPPool watch bytes to all watchers (`apiserver_watch_events_sizes_sum`) | %s | %s |", bytesCell(r.PoolEventBytes), bytesCell(r.PoolEventBytes/n))
+	w("| PoolAllocation watch events sent to all watchers; %.0f watchers (open PoolAllocation watches: the controller's only, none without one) | %.0f | %.2f |",
+		r.AllocWatchers, r.AllocEventsSent, r.AllocEventsSent/n)
+	w("| PoolAllocation watch bytes to all watchers | %s | %s |", bytesCell(r.AllocEventBytes), bytesCell(r.AllocEventBytes/n))
 	w("| egress: watch bytes, every resource | %s | %s |", bytesCell(r.WatchBytes), bytesCell(r.WatchBytes/n))
 	w("| egress: GET and LIST responses (`apiserver_response_sizes_sum`) | %s | %s |", bytesCell(r.ReadBytes), bytesCell(r.ReadBytes/n))
 	w("| egress: write responses (not measured by the apiserver; 2xx writes x the mean watch event of the resource) | %s | %s |",
@@ -154,10 +172,10 @@ func (r *allocReport) markdown(o clusterOptions) string {
 	}
 	w("### Projection to %d nodes (an ipamd on each)\n", p.Nodes)
 	w("Arithmetic on the figures above, not a run; x%.0f = %d nodes / %.0f IPPool watchers measured. *flat*: as measured "+
-		"(per allocation, each ipamd receives every commit of the pool wherever it ran; commits, conflicts and latency hold for as "+
+		"(per allocation, each ipamd receives whatever IPPool events a commit makes wherever it ran; commits, conflicts and latency hold for as "+
 		"many nodes allocating from the pool at once as here). *linear in watchers*: every IPPool event goes to every ipamd. "+
 		"*linear in nodes*: per second, with the same share of nodes allocating at the same rate each, the pool's commits grow "+
-		"with the nodes. *split*: the IPPool watch part linear in watchers, the rest flat; for CPU a model, the net CPU split "+
+		"with the nodes. *split*: the IPPool watch part (and the PoolAllocation one, were nodes watching it) linear in watchers, the rest flat; for CPU a model, the net CPU split "+
 		"as the egress bytes are (an upper estimate of the fan-out: an event is encoded once for all its watchers).\n",
 		p.Scale, p.Nodes, p.Watchers)
 	w("| measure | measured | projected | how |")

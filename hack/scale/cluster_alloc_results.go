@@ -16,7 +16,7 @@ import (
 type allocReport struct {
 	Skipped string `json:",omitempty"`
 	// the pool: its addresses, those held before the run (every other one), and the
-	// length of its status.allocated then
+	// length of its PoolAllocation's state.allocated then
 	PoolSize, Held, AllocatedBytes int
 	// what ran: allocations (ADD then DEL of one pod) started at Rate per second for
 	// WindowSeconds on Allocating ipamds while Idle ones only watched; Seconds from the
@@ -33,6 +33,10 @@ type allocReport struct {
 	// {resource="ippools"}), by group; EventsKnown is false when the ipamds lack the metric.
 	EventsAllocating, EventsIdle groupStat
 	EventsKnown                  bool
+	// AllocEventsAllocating and AllocEventsIdle are the PoolAllocation watch events each
+	// ipamd delivered ({resource="poolallocations"}, 0 when it has no such informer): no
+	// node watches the allocation state, so both should be 0.
+	AllocEventsAllocating, AllocEventsIdle groupStat
 	// PoolWatchers are the open IPPool watches at the apiserver afterwards
 	// (apiserver_longrunning_requests{verb="WATCH",resource="ippools"}): the divisor of its
 	// totals; 0 when it does not say (the ipamds' count is used then).
@@ -43,6 +47,10 @@ type allocReport struct {
 	// estimate of the write responses it does not measure (writes x the mean watch event
 	// size of the same resource).
 	PoolEventsSent, PoolEventBytes, WatchBytes, ReadBytes, WriteBytesEstimate float64
+	// the same for PoolAllocations: the events and bytes the apiserver sent, and the open
+	// watches afterwards (only the elected controller's is expected; the scale runs start
+	// no controller, so none)
+	AllocEventsSent, AllocEventBytes, AllocWatchers float64
 	// Requests are apiserver_request_total's increase by "VERB group/resource[/subresource]",
 	// with the code appended for answers other than 2xx (a lost commit is "... 409").
 	Requests map[string]float64
@@ -106,7 +114,7 @@ func (in allocInputs) results(a allocOptions, poolSize, held, allocBytes int) al
 
 // ipamdFigures: IPPool watch events per ipamd by group, commits and conflicts summed.
 func (in allocInputs) ipamdFigures(r *allocReport) {
-	var allocating, idle []float64
+	var allocating, idle, allocAllocating, allocIdle []float64
 	r.AllocResults = map[string]float64{}
 	for i := range in.after.ipamds {
 		b, a := in.before.ipamds[i], in.after.ipamds[i]
@@ -116,8 +124,10 @@ func (in allocInputs) ipamdFigures(r *allocReport) {
 			r.EventsKnown = true
 			if i < in.allocating {
 				allocating = append(allocating, ea["ippools"]-eb["ippools"])
+				allocAllocating = append(allocAllocating, ea["poolallocations"]-eb["poolallocations"])
 			} else {
 				idle = append(idle, ea["ippools"]-eb["ippools"])
+				allocIdle = append(allocIdle, ea["poolallocations"]-eb["poolallocations"])
 			}
 		}
 		r.Commits += counterDelta(a, b, "underpool_pool_commits_total")
@@ -131,6 +141,7 @@ func (in allocInputs) ipamdFigures(r *allocReport) {
 		}
 	}
 	r.EventsAllocating, r.EventsIdle = statOf(allocating), statOf(idle)
+	r.AllocEventsAllocating, r.AllocEventsIdle = statOf(allocAllocating), statOf(allocIdle)
 }
 
 func counterDelta(after, before, metric string) float64 {
@@ -139,7 +150,10 @@ func counterDelta(after, before, metric string) float64 {
 	return a[""] - b[""]
 }
 
-const poolResource = "underpool.io/ippools"
+const (
+	poolResource       = "underpool.io/ippools"
+	allocationResource = "underpool.io/poolallocations"
+)
 
 // apiserverFigures: what the apiserver sent and spent.
 func (in allocInputs) apiserverFigures(r *allocReport) {
@@ -148,17 +162,24 @@ func (in allocInputs) apiserverFigures(r *allocReport) {
 	sizes := delta(must(metricByLabel(a, "apiserver_watch_events_sizes_sum", "group", "resource")),
 		must(metricByLabel(b, "apiserver_watch_events_sizes_sum", "group", "resource")))
 	r.PoolEventsSent, r.PoolEventBytes, r.WatchBytes = events[poolResource], sizes[poolResource], sum(sizes)
+	r.AllocEventsSent, r.AllocEventBytes = events[allocationResource], sizes[allocationResource]
 	r.ReadBytes = counterDelta(a, b, "apiserver_response_sizes_sum")
 	if w, ok := apiserverWatches(a); ok {
-		r.PoolWatchers = w[poolResource]
+		r.PoolWatchers, r.AllocWatchers = w[poolResource], w[allocationResource]
 	}
+	getSizes := meanGetSizes(a, b)
 	r.Requests = map[string]float64{}
 	before := requestsByKey(b)
 	for key, v := range requestsByKey(a) {
 		if d := v.n - before[key].n; d != 0 {
 			r.Requests[key] = d
-			if v.write && events[v.resource] > 0 {
+			switch {
+			case !v.write:
+			case events[v.resource] > 0:
 				r.WriteBytesEstimate += d * sizes[v.resource] / events[v.resource]
+			default:
+				// nobody watches it (a PoolAllocation): the object as a GET answers it
+				r.WriteBytesEstimate += d * getSizes[v.resource]
 			}
 		}
 	}
@@ -169,6 +190,24 @@ func (in allocInputs) apiserverFigures(r *allocReport) {
 }
 
 func must(m map[string]float64, _ bool) map[string]float64 { return m }
+
+// meanGetSizes is the mean size of a GET's answer between the snapshots, by
+// "group/resource" (apiserver_response_sizes): one object's size, for a resource that
+// has no watch events to measure it by.
+func meanGetSizes(after, before string) map[string]float64 {
+	labels := []string{"verb", "group", "resource", "subresource"}
+	sums := delta(must(metricByLabel(after, "apiserver_response_sizes_sum", labels...)),
+		must(metricByLabel(before, "apiserver_response_sizes_sum", labels...)))
+	counts := delta(must(metricByLabel(after, "apiserver_response_sizes_count", labels...)),
+		must(metricByLabel(before, "apiserver_response_sizes_count", labels...)))
+	out := map[string]float64{}
+	for key, n := range counts {
+		if res, ok := strings.CutPrefix(key, "GET/"); ok && n > 0 {
+			out[res] = sums[key] / n
+		}
+	}
+	return out
+}
 
 // requestCount is apiserver_request_total summed for one "VERB group/resource[/sub]" and,
 // unless 2xx, code.

@@ -161,16 +161,27 @@ apiserver_longrunning_requests{component="apiserver",group="underpool.io",resour
 `, poolEvents, poolBytes, epEvents, epBytes, readBytes, updates, gets, gets)
 }
 
+// allocationText is the apiserver's figures for PoolAllocations, which nobody watches:
+// state updates, GETs (after a conflict) and their answers' bytes, no watch events.
+func allocationText(updates, gets, getBytes float64) string {
+	return fmt.Sprintf(`apiserver_request_total{code="200",component="apiserver",dry_run="",group="underpool.io",resource="poolallocations",scope="resource",subresource="",verb="PUT",version="v1"} %g
+apiserver_request_total{code="200",component="apiserver",dry_run="",group="underpool.io",resource="poolallocations",scope="resource",subresource="",verb="GET",version="v1"} %g
+apiserver_response_sizes_sum{component="apiserver",group="underpool.io",resource="poolallocations",scope="resource",subresource="",verb="GET",version="v1"} %g
+apiserver_response_sizes_count{component="apiserver",group="underpool.io",resource="poolallocations",scope="resource",subresource="",verb="GET",version="v1"} %g
+`, updates, gets, getBytes, gets)
+}
+
 // Three ipamds, the first allocating: 10 allocations, 12 pool commits that each ipamd
-// received, 4 conflicts; the apiserver sent 36 pool events of 1000 bytes.
+// received, 4 conflicts; the apiserver sent 36 pool events of 1000 bytes; 12 updates of
+// the pool's PoolAllocation, whose GETs answered 500 bytes each.
 func churnInputs() allocInputs {
 	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
 	before := allocSnapshot{at: t0, apiCPU: 10 * time.Second, etcdCPU: time.Second, load: "1.00 2.00 3.00",
 		ipamds: []string{ipamdText(1, 0, 0, 0), ipamdText(1, 0, 0, 0), ipamdText(1, 0, 0, 0)},
-		api:    apiserverText(3, 3000, 0, 0, 0, 0, 0)}
+		api:    apiserverText(3, 3000, 0, 0, 0, 0, 0) + allocationText(0, 0, 0)}
 	after := allocSnapshot{at: t0.Add(20 * time.Second), apiCPU: 13 * time.Second, etcdCPU: 2 * time.Second, load: "2.00 2.00 3.00",
 		ipamds: []string{ipamdText(13, 12, 4, 10), ipamdText(13, 0, 0, 0), ipamdText(11, 0, 0, 0)},
-		api:    apiserverText(39, 39000, 20, 10000, 16, 4, 4000)}
+		api:    apiserverText(39, 39000, 20, 10000, 16, 4, 4000) + allocationText(12, 4, 2000)}
 	var samples []allocSample
 	for i := 1; i <= 10; i++ {
 		samples = append(samples, allocSample{add: time.Duration(i) * 10 * time.Millisecond, del: 5 * time.Millisecond})
@@ -190,14 +201,22 @@ func TestAllocResultsComeFromTheSnapshotsAndSamples(t *testing.T) {
 	if r.Commits != 12 || r.Conflicts != 4 || r.AllocResults["ok"] != 10 || len(r.AllocResults) != 1 {
 		t.Errorf("commits %g, conflicts %g, results %v", r.Commits, r.Conflicts, r.AllocResults)
 	}
-	if r.PoolEventsSent != 36 || r.PoolEventBytes != 36000 || r.WatchBytes != 46000 || r.ReadBytes != 4000 || r.PoolWatchers != 3 {
+	if r.PoolEventsSent != 36 || r.PoolEventBytes != 36000 || r.WatchBytes != 46000 || r.ReadBytes != 6000 || r.PoolWatchers != 3 {
 		t.Errorf("apiserver: %+v", r)
 	}
+	// nobody watches PoolAllocations: no event, no watcher, none on any ipamd
+	if r.AllocEventsSent != 0 || r.AllocEventBytes != 0 || r.AllocWatchers != 0 ||
+		r.AllocEventsIdle != (groupStat{N: 2}) || r.AllocEventsAllocating != (groupStat{N: 1}) {
+		t.Errorf("PoolAllocation events: sent %g (%g B) to %g watchers; per ipamd allocating %+v, idle %+v",
+			r.AllocEventsSent, r.AllocEventBytes, r.AllocWatchers, r.AllocEventsAllocating, r.AllocEventsIdle)
+	}
 	// 16 status updates answered with the pool (1000 bytes, as its watch events), 4 lost
-	// ones with a short Status; the GETs' answers are measured, not estimated; /metrics is
-	// no API object
-	if r.WriteBytesEstimate != 16000 || r.Requests["PUT underpool.io/ippools/status"] != 16 || r.Requests["PUT underpool.io/ippools/status 409"] != 4 ||
-		r.Requests["GET underpool.io/ippools"] != 4 || len(r.Requests) != 3 {
+	// ones with a short Status; 12 PoolAllocation updates answered with the object, 500
+	// bytes as its GETs answered it (no watch event to measure it by); the GETs' answers
+	// are measured, not estimated; /metrics is no API object
+	if r.WriteBytesEstimate != 16000+6000 || r.Requests["PUT underpool.io/ippools/status"] != 16 || r.Requests["PUT underpool.io/ippools/status 409"] != 4 ||
+		r.Requests["GET underpool.io/ippools"] != 4 || r.Requests["PUT underpool.io/poolallocations"] != 12 ||
+		r.Requests["GET underpool.io/poolallocations"] != 4 || len(r.Requests) != 5 {
 		t.Errorf("write estimate %g, requests %v", r.WriteBytesEstimate, r.Requests)
 	}
 	// 3 s of CPU in 20 s, 0.1 s/s of it idle
@@ -226,12 +245,15 @@ func TestAllocProjectionScalesOnlyWhatGrowsWithTheNodes(t *testing.T) {
 		"IPPool watch bytes per idle ipamd, per allocation":       {1100, 1100},                          // 11 events of 1000 B over 10
 		"IPPool watch events the apiserver sends, per allocation": {3.6, 3600},                           // linear in watchers
 		"watch bytes the apiserver sends, per allocation":         {4600, 3600000 + 1000},                // pool part x1000
-		"read response bytes (GET, LIST), per allocation":         {400, 400},                            // flat
-		"write response bytes (estimated), per allocation":        {1600, 1600},                          // flat
-		"apiserver egress, per allocation":                        {6600, 3600000 + 1000 + 2000},         // the sum
-		"apiserver CPU ms (net of idle), per allocation":          {100, 100 * (3.0/6.6 + 3.6/6.6*1000)}, // pool share 3600/6600
-		"pool commit conflicts (each a retry), per allocation":    {0.4, 0.4},
-		"ADD latency p99, ms":                                     {90, 90},
+		"read response bytes (GET, LIST), per allocation":         {600, 600},                            // flat
+		"write response bytes (estimated), per allocation":        {2200, 2200},                          // flat
+		"apiserver egress, per allocation":                        {7400, 3600000 + 1000 + 2800},         // the sum
+		"apiserver CPU ms (net of idle), per allocation":          {100, 100 * (3.8/7.4 + 3.6/7.4*1000)}, // pool share 3600/7400
+		// nobody watches PoolAllocations: nothing to project, whatever the nodes
+		"PoolAllocation watch events per idle ipamd, per allocation":      {0, 0},
+		"PoolAllocation watch events the apiserver sends, per allocation": {0, 0},
+		"pool commit conflicts (each a retry), per allocation":            {0.4, 0.4},
+		"ADD latency p99, ms": {90, 90},
 	}
 	for m, w := range want {
 		row, ok := rows[m]
@@ -246,6 +268,22 @@ func TestAllocProjectionScalesOnlyWhatGrowsWithTheNodes(t *testing.T) {
 	if r.Projection.Scale != 1000 || r.Projection.Watchers != 3 {
 		t.Errorf("scale %g from %g watchers", r.Projection.Scale, r.Projection.Watchers)
 	}
+	// were the nodes watching the allocation state, its events would grow with them
+	r.AllocWatchers, r.AllocEventsSent, r.AllocEventBytes, r.WatchBytes = 3, 36, 18000, r.WatchBytes+18000
+	r.Projection = allocProjection{}
+	r.project(3000)
+	for _, row := range r.Projection.Rows {
+		switch row.Measure {
+		case "PoolAllocation watch events the apiserver sends, per allocation":
+			if row.Projected != 3600 || row.How != howWatchers {
+				t.Errorf("watched PoolAllocations: %+v, want 3.6 -> 3600 linear in watchers", row)
+			}
+		case "watch bytes the apiserver sends, per allocation":
+			if want := (54000*1000 + 10000) / 10.0; math.Abs(row.Projected-want) > 1e-6*want {
+				t.Errorf("watched PoolAllocations: watch bytes projected %g, want %g", row.Projected, want)
+			}
+		}
+	}
 }
 
 func TestAllocReportRendersEveryFigureAndSaysHowItWasProjected(t *testing.T) {
@@ -253,8 +291,10 @@ func TestAllocReportRendersEveryFigureAndSaysHowItWasProjected(t *testing.T) {
 	r.project(5000)
 	text := r.markdown(defaultClusterOptions())
 	for _, want := range []string{
-		"## Allocation churn on one shared, fragmented pool", "2048 runs: status.allocated 9000 bytes",
+		"## Allocation churn on one shared, fragmented pool", "2048 runs: its PoolAllocation's state.allocated 9000 bytes",
 		"| IPPool watch events per ipamd (`underpool_ipamd_watch_events_total{resource=\"ippools\"}`), mean [min-max] | 12 [12-12] | 11 [10-12] |",
+		"| PoolAllocation watch events per ipamd (`{resource=\"poolallocations\"}`: no node watches them), mean [min-max] | 0 [0-0] | 0 [0-0] |",
+		"0 watchers (open PoolAllocation watches", "PUT underpool.io/poolallocations 1.20",
 		"3 watchers", "**egress in all**", "net of idle (100 ms/s", "**0.40**", "ok 10",
 		"PUT underpool.io/ippools/status 1.60", "| ADD | **50 ms** | **90 ms** (max 90) | 1: code 11: exhausted 1 |",
 		"(1.0/s achieved), 1 starts more than 100ms late", "Load average (1, 5, 15 min) 1.00 2.00 3.00 before",
@@ -272,8 +312,10 @@ func TestAllocReportRendersEveryFigureAndSaysHowItWasProjected(t *testing.T) {
 }
 
 // The allocation churn at a tiny size, end to end: real apiserver, real ipamds, the real
-// plugin binary. Every allocation succeeds, every ipamd (the idle one too) receives the
-// pool's commits, and the report holds the figures. No timing is asserted.
+// plugin binary. Every allocation succeeds, the idle ipamd receives nothing of the others'
+// allocations (the state is in a PoolAllocation no node watches, and no controller runs
+// here to mirror counts onto the IPPool), and the report holds the figures. No timing is
+// asserted.
 func TestAllocationChurnPhaseSmoke(t *testing.T) {
 	harness.RequireRoot(t)
 	o := defaultClusterOptions()
@@ -294,12 +336,15 @@ func TestAllocationChurnPhaseSmoke(t *testing.T) {
 	if a.Held != 32 || a.AllocResults["ok"] != 20 || a.Commits < 1 || a.AddP50Ms <= 0 || a.AddP99Ms < a.AddP50Ms {
 		t.Errorf("held %d, results %v, commits %g, ADD p50 %g p99 %g", a.Held, a.AllocResults, a.Commits, a.AddP50Ms, a.AddP99Ms)
 	}
-	// the idle ipamd allocated nothing and still received the pool's commits
-	if !a.EventsKnown || a.EventsIdle.N != 1 || a.EventsIdle.Min < 1 || a.PoolEventsSent < a.EventsIdle.Min {
-		t.Errorf("events: idle %+v, apiserver sent %g", a.EventsIdle, a.PoolEventsSent)
+	// the idle ipamd allocated nothing and heard nothing of the allocations elsewhere
+	if !a.EventsKnown || a.EventsIdle.N != 1 || a.EventsIdle.Max != 0 || a.AllocEventsIdle.Max != 0 {
+		t.Errorf("events: idle ipamd IPPool %+v, PoolAllocation %+v; apiserver sent %g IPPool events", a.EventsIdle, a.AllocEventsIdle, a.PoolEventsSent)
 	}
-	if a.PoolWatchers != 3 || a.PoolEventBytes <= 0 || a.APIServerCPUSeconds <= 0 || len(a.Projection.Rows) == 0 {
-		t.Errorf("watchers %g, bytes %g, cpu %g, projection %+v", a.PoolWatchers, a.PoolEventBytes, a.APIServerCPUSeconds, a.Projection)
+	if a.AllocWatchers != 0 || a.AllocEventsSent != 0 || a.Requests["PUT underpool.io/poolallocations"] < 1 {
+		t.Errorf("PoolAllocations: %g watchers, %g events sent, requests %v", a.AllocWatchers, a.AllocEventsSent, a.Requests)
+	}
+	if a.PoolWatchers != 3 || a.APIServerCPUSeconds <= 0 || len(a.Projection.Rows) == 0 {
+		t.Errorf("watchers %g, cpu %g, projection %+v", a.PoolWatchers, a.APIServerCPUSeconds, a.Projection)
 	}
 	text := rep.markdown(o)
 	for _, want := range []string{"## Allocation churn on one shared, fragmented pool", "### Projection to 5000 nodes"} {

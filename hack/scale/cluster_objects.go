@@ -207,7 +207,7 @@ func createPod(ctx context.Context, c client.Client, ns, name, node string) (typ
 	return pod.UID, nil
 }
 
-// createPool creates pool p and marks offsets 1..held in its status.
+// createPool creates pool p and marks offsets 1..held in its PoolAllocation.
 func (c *clusterObjects) createPool(ctx context.Context, p, held int) error {
 	pool := &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: poolName(p), Finalizers: protected},
 		Spec: v1.IPPoolSpec{Subnet: offsetAddr(p, 0).String() + "/16"}}
@@ -217,12 +217,7 @@ func (c *clusterObjects) createPool(ctx context.Context, p, held int) error {
 	if held == 0 {
 		return nil
 	}
-	pool.Status.Allocated = fmt.Sprintf("1-%d", held)
-	if held == 1 {
-		pool.Status.Allocated = "1"
-	}
-	pool.Status.AllocatedIPCount = int64(held)
-	return c.setup.Status().Update(ctx, pool)
+	return writeAllocation(ctx, c.setup, pool, fmt.Sprintf("1-%d", held))
 }
 
 func namespaceNames() []string {
