@@ -99,7 +99,7 @@ func (s *sim) lateFrees(a *actor, next *v1.PoolAllocation) error {
 		for o := run.Lo; ; o++ {
 			k := string(next.PoolUID) + "/" + view.Addr(o).String()
 			sweeper := a.node == "" && marked.Contains(o)
-			if !after.Contains(o) && !sweeper && !now.Before(s.freeable.until[k]) {
+			if !after.Contains(o) && !sweeper && now.After(s.freeable.until[k]) {
 				late = append(late, fmt.Sprintf("%s (freeable until %s)", view.Addr(o), s.since(s.freeable.until[k])))
 			}
 			if o == run.Hi {
