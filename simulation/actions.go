@@ -92,7 +92,7 @@ func (s *sim) categories() []category {
 		// process killed, is a disruption the run then recovers from
 		category{"delete pools", 1, pools},
 		category{"create pools", 4, poolsBack},
-		category{"garbage collector", 1, s.collectChoices()},
+		category{"gone pools' states", 1, s.collectChoices()},
 		category{"delete nodes", 1, nodes},
 		category{"create nodes", 4, nodesBack},
 		category{"kill", 1, kills},
@@ -554,28 +554,36 @@ func (s *sim) poolChoices() (gone, back []choice) {
 	return gone, back
 }
 
-// collectChoices are the garbage collector's: a PoolAllocation whose owning pool
-// incarnation is gone is deleted (the version it judged a precondition: the fake client
-// checks no UID precondition, the collector's own),
-// some time after the pool, or never before the pool's name is used again, so that
-// ipamd and the controller meet an earlier incarnation's state.
+// collectChoices are the controller's deletion of gone pools' states: a PoolAllocation
+// whose pool incarnation is gone is deleted (guarded by the version judged), a commit
+// window or more after the pool went (controller/goneallocations.go) - some time after
+// that, or never before the pool's name is used again, so that ipamd and the controller
+// meet an earlier incarnation's state. The states have no owner reference: Kubernetes'
+// garbage collector would delete them at once (v1.AllocationOf says why that is unsafe).
 func (s *sim) collectChoices() []choice {
 	c := s.contents()
+	if s.poolGoneAt == nil {
+		s.poolGoneAt = map[string]time.Time{}
+	}
 	var out []choice
 	for i := range c.allocs {
 		a := c.allocs[i].DeepCopy()
-		owner := ""
-		for _, ref := range a.OwnerReferences {
-			owner = string(ref.UID)
-		}
 		live := false
 		for _, p := range c.pools {
-			live = live || string(p.UID) == owner
+			live = live || p.UID == a.PoolUID
 		}
-		if live || owner == "" {
+		if live {
 			continue
 		}
-		out = append(out, choice{quiet: true, desc: "garbage collector deletes PoolAllocation " + a.Name + " of " + owner, do: func() string {
+		gone, seen := s.poolGoneAt[string(a.PoolUID)]
+		if !seen {
+			s.poolGoneAt[string(a.PoolUID)] = s.clock.Now()
+			continue
+		}
+		if s.clock.Now().Before(gone.Add(time.Duration(s.window))) {
+			continue
+		}
+		out = append(out, choice{quiet: true, desc: "controller deletes PoolAllocation " + a.Name + " of gone " + string(a.PoolUID), do: func() string {
 			return errText(s.api.Delete(context.Background(), a, client.Preconditions{ResourceVersion: &a.ResourceVersion}))
 		}})
 	}

@@ -9,8 +9,9 @@
 // apiserver has. Around them, a model of the kubelets and the runtime creates and
 // deletes pods (same names, new UIDs; StatefulSet pods), makes and tears down sandboxes,
 // sends ADD, DEL and CNI GC (late, twice, or never), and the cluster deletes and makes
-// again pools and Node objects (an earlier pool's PoolAllocation stays until the garbage
-// collector, a step of the scheduler's choosing, removes it).
+// again pools and Node objects (an earlier pool's PoolAllocation stays until the
+// controller removes it, a window or more after the pool went, at a step of the
+// scheduler's choosing).
 //
 // A pool's allocation state is its PoolAllocation, a plain object (no status
 // subresource). No node watches PoolAllocations: an ipamd's informer cache holds none,

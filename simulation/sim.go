@@ -125,6 +125,8 @@ type sim struct {
 	currentAt int
 	// freeable is when each address may last be freed by a record-remover (window.go)
 	freeable freeable
+	// poolGoneAt is when the checker first saw each pool UID's state without its pool
+	poolGoneAt map[string]time.Time
 	// sweep is the controller's sweep in flight, and how to cancel it (a lost lease)
 	sweepCancel context.CancelFunc
 }

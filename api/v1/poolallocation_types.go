@@ -115,14 +115,15 @@ func usage(total, free int64) string {
 }
 
 // AllocationOf returns an empty allocation state object for the pool: same name, the
-// pool's UID, owned by the pool (so the garbage collector removes it with the pool).
+// pool's UID.
+//
+// It has no owner reference on purpose. The closed state of a pool that went must outlive
+// the pool by a commit window: an ipamd that read the pool alive a moment before and found
+// no state may still be about to create one, and only the closed state in the way (its
+// create fails) stops it from serving a pool that is gone. Kubernetes' garbage collector
+// would delete the state at once; the controller deletes it a window after its pool went.
 func AllocationOf(pool *IPPool) *PoolAllocation {
-	return &PoolAllocation{
-		ObjectMeta: metav1.ObjectMeta{Name: pool.Name, OwnerReferences: []metav1.OwnerReference{{
-			APIVersion: GroupVersion.String(), Kind: "IPPool", Name: pool.Name, UID: pool.UID,
-		}}},
-		PoolUID: pool.UID,
-	}
+	return &PoolAllocation{ObjectMeta: metav1.ObjectMeta{Name: pool.Name}, PoolUID: pool.UID}
 }
 
 // StateOf returns the allocation state of pool that alloc holds: empty when alloc is nil

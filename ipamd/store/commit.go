@@ -156,7 +156,12 @@ func (p *PoolCommitter) write(ctx context.Context, name string, q *poolQueue, al
 	next.State = plan.next
 	var err error
 	if next.ResourceVersion == "" {
-		err = p.writer.Create(ctx, next)
+		if p.now().After(p.Window.SendBy(q.aliveAt)) {
+			// too late to trust that the pool is alive: read it again
+			err = apierrors.NewAlreadyExists(v1.GroupVersion.WithResource("poolallocations").GroupResource(), name)
+		} else {
+			err = p.writer.Create(ctx, next)
+		}
 	} else {
 		// the resourceVersion guard makes a write that raced anyone else's retry
 		err = p.writer.Update(ctx, next)

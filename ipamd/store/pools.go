@@ -99,7 +99,10 @@ type poolQueue struct {
 	// alloc is the pool's allocation state as this process last wrote or read it. It is
 	// planned from without a read: nobody watches states, and a write of it that is stale
 	// fails its resourceVersion guard, after which it is read again.
-	alloc     *v1.PoolAllocation
+	alloc *v1.PoolAllocation
+	// aliveAt is when the API last showed the pool alive before alloc, not created yet,
+	// was made: the create must be sent within half a window of it
+	aliveAt   time.Time
 	parsedUID string
 	parsedGen int64
 	parsed    *allocator.PoolView
@@ -363,7 +366,15 @@ func (p *PoolCommitter) state(ctx context.Context, pool *v1.IPPool, q *poolQueue
 		err := p.api.Get(ctx, client.ObjectKey{Name: pool.Name}, got)
 		switch {
 		case apierrors.IsNotFound(err):
-			q.alloc = v1.AllocationOf(pool)
+			// the first state of the pool: make sure from the API that the pool is alive now
+			// (a cache may still hold a pool that went, whose closed state is gone too), and
+			// create it within half a window of that read (write), while a gone pool's
+			// closed state is still in the way (AllocationOf)
+			readAt := p.now()
+			if err := p.requireCurrent(ctx, pool); err != nil {
+				return nil, false, err
+			}
+			q.alloc, q.aliveAt = v1.AllocationOf(pool), readAt
 			return q.alloc, false, nil
 		case err != nil:
 			return nil, false, fmt.Errorf("reading PoolAllocation %s: %w", pool.Name, err)
@@ -384,18 +395,30 @@ func (p *PoolCommitter) state(ctx context.Context, pool *v1.IPPool, q *poolQueue
 // lagging a pool made again would otherwise take the new pool's state for an earlier one.
 // The delete is guarded by the state's resourceVersion, so it removes only what was read.
 func (p *PoolCommitter) dropEarlier(ctx context.Context, pool *v1.IPPool, earlier *v1.PoolAllocation) error {
-	now := &v1.IPPool{}
-	if err := p.api.Get(ctx, client.ObjectKey{Name: pool.Name}, now); err != nil {
-		return fmt.Errorf("reading IPPool %s: %w", pool.Name, err)
-	}
-	if now.UID != pool.UID {
-		return fmt.Errorf("IPPool %s was deleted and made again moments ago; retry", pool.Name)
+	if err := p.requireCurrent(ctx, pool); err != nil {
+		return err
 	}
 	p.log.Info("dropping the allocation state of an earlier pool of the same name", zap.String("pool", pool.Name),
 		zap.String("stateOf", string(earlier.PoolUID)), zap.String("now", string(pool.UID)))
 	err := p.writer.Delete(ctx, earlier, client.Preconditions{UID: &earlier.UID, ResourceVersion: &earlier.ResourceVersion})
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting the earlier pool's PoolAllocation %s: %w", pool.Name, err)
+	}
+	return nil
+}
+
+// requireCurrent reads the pool from the API and fails unless it is still the incarnation
+// the cache gave.
+func (p *PoolCommitter) requireCurrent(ctx context.Context, pool *v1.IPPool) error {
+	now := &v1.IPPool{}
+	err := p.api.Get(ctx, client.ObjectKey{Name: pool.Name}, now)
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Errorf("%w: %s (deleted moments ago)", ErrPoolNotFound, pool.Name)
+	case err != nil:
+		return fmt.Errorf("reading IPPool %s: %w", pool.Name, err)
+	case now.UID != pool.UID:
+		return fmt.Errorf("IPPool %s was deleted and made again moments ago; retry", pool.Name)
 	}
 	return nil
 }

@@ -16,8 +16,8 @@ import (
 // "Allocation state at 5000 nodes"): ipamd makes it on the pool's first commit, plans from
 // its own last write, and learns of other writers only through a conflict or a read.
 
-// The first allocation from a pool makes its state, named and owned by the pool
-// incarnation; the IPPool itself is not written.
+// The first allocation from a pool makes its state, naming the pool incarnation; the
+// IPPool itself is not written.
 func TestTheFirstAllocationMakesThePoolsStateOwnedByThePool(t *testing.T) {
 	pool := ippool("p", "10.250.1.0/24", "10.250.1.10-10.250.1.20")
 	api := fakeAPI(t, pool)
@@ -29,8 +29,8 @@ func TestTheFirstAllocationMakesThePoolsStateOwnedByThePool(t *testing.T) {
 	if err := api.Get(context.Background(), client.ObjectKey{Name: "p"}, got); err != nil {
 		t.Fatal(err)
 	}
-	if got.PoolUID != pool.UID || len(got.OwnerReferences) != 1 || got.OwnerReferences[0].UID != pool.UID || got.State.AllocatedIPCount != 1 {
-		t.Fatalf("state %+v: want pool uid %s, owned by it, 1 allocated", got, pool.UID)
+	if got.PoolUID != pool.UID || len(got.OwnerReferences) != 0 || got.State.AllocatedIPCount != 1 {
+		t.Fatalf("state %+v: want pool uid %s, no owner (AllocationOf says why), 1 allocated", got, pool.UID)
 	}
 	after := &v1.IPPool{}
 	_ = api.Get(context.Background(), client.ObjectKey{Name: "p"}, after)
@@ -68,7 +68,7 @@ func TestAnEarlierPoolsStateIsDroppedNotServed(t *testing.T) {
 	ctx := context.Background()
 	pool := ippool("p", "10.250.1.0/29")
 	earlier := v1.AllocationOf(ippool("p", "10.250.1.0/29"))
-	earlier.PoolUID, earlier.OwnerReferences[0].UID = "uid-earlier", "uid-earlier"
+	earlier.PoolUID = "uid-earlier"
 	earlier.State = v1.AllocationState{Allocated: "1-5", Reclaiming: "3", Cursor: "5"}
 	api := fakeAPI(t, pool, earlier)
 	s := newPools(api, nil)
@@ -124,5 +124,21 @@ func TestAPoolBeingImportedHandsNothingOut(t *testing.T) {
 	got := &v1.PoolAllocation{}
 	if err := api.Get(context.Background(), client.ObjectKey{Name: "p"}, got); err == nil {
 		t.Fatalf("a state was made for a pool being imported: %+v", got)
+	}
+}
+
+// Found by the simulation (seed 79): an ipamd whose cache still held a pool that had gone
+// (its state closed, then deleted) found no state and made a fresh one for the gone
+// incarnation, handing out an address the pool made again could hand out a second time.
+// A pool's first state is made only after the API shows the pool alive.
+func TestNoStateIsMadeForAPoolOnlyTheCacheStillHolds(t *testing.T) {
+	api := fakeAPI(t)                                                // the pool went, and so did its closed state
+	cache := fakeAPI(t, ippool("p", "10.250.1.0/24", "10.250.1.10")) // a cache that has not seen it go
+	s := newPools(api, cache)
+	if addr, _, err := allocate(s, context.Background(), "p"); !errors.Is(err, ErrPoolNotFound) {
+		t.Fatalf("allocation from a pool only the cache holds: %v %v", addr, err)
+	}
+	if err := api.Get(context.Background(), client.ObjectKey{Name: "p"}, &v1.PoolAllocation{}); err == nil {
+		t.Fatal("a state was made for a pool that is gone")
 	}
 }

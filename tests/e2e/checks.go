@@ -60,7 +60,9 @@ func PoolMismatch(pool *v1.IPPool, st *v1.AllocationState, eps []v1.Endpoint) (s
 	if err != nil {
 		return "", fmt.Errorf("pool %s state.allocated: %w", pool.Name, err)
 	}
-	if !pool.Status.CountsEqual(st) {
+	// a pool nothing was allocated from yet has no state; its status shows its spec's total
+	never := st.TotalIPCount == 0 && st.Allocated == "" && len(st.Quarantined) == 0
+	if never && (pool.Status.AllocatedIPCount != 0 || pool.Status.QuarantinedIPCount != 0) || !never && !pool.Status.CountsEqual(st) {
 		return fmt.Sprintf("pool %s status shows %d allocated, %d free, %d quarantined; its state has %d, %d, %d",
 			pool.Name, pool.Status.AllocatedIPCount, pool.Status.FreeIPCount, pool.Status.QuarantinedIPCount,
 			st.AllocatedIPCount, st.FreeIPCount, len(st.Quarantined)), nil
