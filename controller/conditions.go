@@ -19,7 +19,7 @@ import (
 	"github.com/underpool/underpool/core/allocator"
 )
 
-// +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=patch
+// +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=update
 
 // Reasons of the pool conditions.
 const (
@@ -94,17 +94,19 @@ func (r *poolConditions) Reconcile(ctx context.Context, _ reconcile.Request) (re
 	return result, errors.Join(errs...)
 }
 
-// write patches a pool's conditions, counts and what it holds outside its spec, guarded
-// by the resourceVersion read.
+// write updates a pool's conditions, counts and what it holds outside its spec, guarded
+// by the resourceVersion read. A whole-status update, not a merge patch: a count that
+// becomes 0 on a status never written before would be no difference to a patch (the
+// fields are not omitempty) and would stay unset, an empty column in kubectl get ippools.
+// The controller is the status' only writer.
 func (r *poolConditions) write(ctx context.Context, pool *v1.IPPool, want []metav1.Condition, state *v1.AllocationState, outside string) error {
-	patch := client.MergeFromWithOptions(pool.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	for _, c := range want {
 		c.ObservedGeneration = pool.Generation
 		meta.SetStatusCondition(&pool.Status.Conditions, c)
 	}
 	pool.Status.ShowCounts(state)
 	pool.Status.HeldOutsideSpec = outside
-	if err := r.c.Status().Patch(ctx, pool, patch); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
+	if err := r.c.Status().Update(ctx, pool); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("IPPool %s status: %w", pool.Name, err)
 	}
 	return nil

@@ -194,9 +194,9 @@ func TestCountsMirrorWritesAPoolOncePerIntervalAndTheLastCountsArrive(t *testing
 	held := poolOf("p", "10.9.0.0/24", "10.9.0.10-10.9.0.109", "")
 	writes := 0
 	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(held.objects()...).WithStatusSubresource(&v1.IPPool{}).
-		WithInterceptorFuncs(interceptor.Funcs{SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+		WithInterceptorFuncs(interceptor.Funcs{SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
 			writes++
-			return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+			return c.SubResource(sub).Update(ctx, obj, opts...)
 		}}).Build()
 	clock := time.Now()
 	r := &poolConditions{c: c, counts: countsMirror{interval: 2 * time.Second, clock: func() time.Time { return clock }}}

@@ -17,7 +17,6 @@ import (
 )
 
 // +kubebuilder:rbac:groups=underpool.io,resources=endpoints,verbs=get;list;watch;update;delete
-// +kubebuilder:rbac:groups=underpool.io,resources=ippools/status,verbs=update
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get
