@@ -78,3 +78,44 @@ func TestAllocationFailureKinds(t *testing.T) {
 		})
 	}
 }
+
+// A request being served counts in underpool_ipamd_requests_in_flight for its operation
+// while it lasts, and no longer once it is answered: the gauge is forced above 0 by
+// holding the request's pool write open, not read at rest only.
+func TestARequestHeldOpenCountsInFlight(t *testing.T) {
+	for _, op := range []string{"allocate", "release"} {
+		t.Run(op, func(t *testing.T) {
+			arrived, released := make(chan struct{}), make(chan struct{})
+			w := newWorld(t, stallOnce(arrived, released), nsObj("ns"), nodeObj("n1"), newPoolObj("p", "10.250.1.0/24"))
+			a, b := podObj("ns", "a", "n1", nil), podObj("ns", "b", "n1", nil)
+			w.create(a)
+			w.create(b)
+			svc := w.ipamd("n1", nil)
+			svc.Metrics = service.NewMetrics(prometheus.NewPedanticRegistry())
+			add(t, svc, a, "ctr-a", "p") // makes the pool's state: the next write is an update
+			held := context.WithValue(context.Background(), stallKey{}, true)
+			done := make(chan error, 1)
+			go func() {
+				if op == "allocate" {
+					_, err := svc.Allocate(held, &rpc.AllocateRequest{ContainerID: "ctr-b", IfName: "net1", Network: "under",
+						Pod: rpc.Pod{Namespace: "ns", Name: "b", UID: string(b.UID)}, IPv4Pools: []string{"p"}})
+					done <- err
+					return
+				}
+				done <- svc.Release(held, &rpc.ReleaseRequest{ContainerID: "ctr-a", IfName: "net1",
+					Pod: rpc.Pod{Namespace: "ns", Name: "a", UID: string(a.UID)}})
+			}()
+			<-arrived
+			if got := testutil.ToFloat64(svc.Metrics.InFlight.WithLabelValues(op)); got != 1 {
+				t.Errorf("in flight while the %s is held open = %v, want 1", op, got)
+			}
+			close(released)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if got := testutil.ToFloat64(svc.Metrics.InFlight.WithLabelValues(op)); got != 0 {
+				t.Errorf("in flight after the %s = %v, want 0", op, got)
+			}
+		})
+	}
+}
