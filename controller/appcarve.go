@@ -8,13 +8,13 @@ import (
 	"slices"
 	"strings"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/core/allocator"
 	"github.com/underpool/underpool/core/apppool"
+	"github.com/underpool/underpool/ipamd/store"
 )
 
 // poolWant is one pool a workload asks for: an interface ("" for every one) and family,
@@ -158,14 +158,10 @@ func (r *appPools) resize(ctx context.Context, current *v1.IPPool, pools []v1.IP
 // shrunk below what it holds; the webhook checks again): none, or one left by an earlier
 // pool of the name, holds nothing.
 func (r *appPools) allocated(ctx context.Context, pool *v1.IPPool) (string, error) {
-	alloc := &v1.PoolAllocation{}
-	if err := r.api.Get(ctx, client.ObjectKey{Name: pool.Name}, alloc); err != nil {
-		if apierrors.IsNotFound(err) {
-			return "", nil
-		}
-		return "", fmt.Errorf("reading PoolAllocation %s to resize its pool: %w", pool.Name, err)
+	state, err := store.ReadState(ctx, r.api, pool)
+	if err != nil {
+		return "", fmt.Errorf("resizing pool %s: %w", pool.Name, err)
 	}
-	state := v1.StateOf(pool, alloc)
 	return state.Allocated, nil
 }
 

@@ -36,6 +36,30 @@ func finalizerKept(t *testing.T, c client.Reader) bool {
 	return controllerutil.ContainsFinalizer(p, PoolProtection)
 }
 
+// racingTheClosingWrite is an API where, before each of the controller's first `times`
+// closing writes of the pool's state lands, another writer (an ipamd) changes the state
+// with change; it counts the races run.
+func racingTheClosingWrite(t *testing.T, h heldPool, times int, change func(*v1.AllocationState)) (client.Client, *int) {
+	t.Helper()
+	raced := 0
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(h.objects()...).
+		WithInterceptorFuncs(interceptor.Funcs{Update: func(ctx context.Context, cl client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			if a, ok := obj.(*v1.PoolAllocation); ok && a.Closed && raced < times {
+				raced++
+				theirs := &v1.PoolAllocation{}
+				if err := cl.Get(ctx, client.ObjectKey{Name: a.Name}, theirs); err != nil {
+					return err
+				}
+				change(&theirs.State)
+				if err := cl.Update(ctx, theirs); err != nil {
+					return err
+				}
+			}
+			return cl.Update(ctx, obj, opts...)
+		}}).Build()
+	return c, &raced
+}
+
 // The pool and its state are two objects: an ipamd commit that lands between the
 // controller's read of the empty state and its closing write must keep the pool. The
 // closing write is guarded by the resourceVersion read, so it conflicts, the state is
@@ -43,27 +67,12 @@ func finalizerKept(t *testing.T, c client.Reader) bool {
 func TestAnAddressCommittedBeforeTheClosingWriteKeepsThePool(t *testing.T) {
 	ctx := context.Background()
 	h := deleting(poolOf("p", "10.9.0.0/24", "", ""))
-	raced := false
-	var c client.Client
-	c = fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(h.objects()...).
-		WithInterceptorFuncs(interceptor.Funcs{Update: func(ctx context.Context, cl client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
-			if a, ok := obj.(*v1.PoolAllocation); ok && a.Closed && !raced {
-				raced = true // an ipamd on some node commits 10.9.0.5 first
-				theirs := &v1.PoolAllocation{}
-				if err := cl.Get(ctx, client.ObjectKey{Name: "p"}, theirs); err != nil {
-					return err
-				}
-				theirs.State.Allocated = "5"
-				if err := cl.Update(ctx, theirs); err != nil {
-					return err
-				}
-			}
-			return cl.Update(ctx, obj, opts...)
-		}}).Build()
+	// an ipamd on some node commits 10.9.0.5 first
+	c, raced := racingTheClosingWrite(t, h, 1, func(st *v1.AllocationState) { st.Allocated = "5" })
 	if _, err := (&poolFinalizer{c: c}).Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: "p"}}); err != nil {
 		t.Fatal(err)
 	}
-	if !raced {
+	if *raced != 1 {
 		t.Fatal("the closing write was never tried")
 	}
 	if !finalizerKept(t, c) {
@@ -114,26 +123,12 @@ func TestADeletedPoolGoesOnlyAfterItsOwnStateIsClosed(t *testing.T) {
 func TestAClosingWriteThatConflictsReadsAgain(t *testing.T) {
 	ctx := context.Background()
 	h := deleting(poolOf("p", "10.9.0.0/24", "", ""))
-	bumps := 0
-	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(h.objects()...).
-		WithInterceptorFuncs(interceptor.Funcs{Update: func(ctx context.Context, cl client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
-			if a, ok := obj.(*v1.PoolAllocation); ok && a.Closed && bumps < 2 {
-				bumps++ // an ipamd's allocation and its rollback, say: the state moves on, empty
-				theirs := &v1.PoolAllocation{}
-				if err := cl.Get(ctx, client.ObjectKey{Name: "p"}, theirs); err != nil {
-					return err
-				}
-				theirs.State.Cursor = "7"
-				if err := cl.Update(ctx, theirs); err != nil {
-					return err
-				}
-			}
-			return cl.Update(ctx, obj, opts...)
-		}}).Build()
+	// an ipamd's allocation and its rollback, say: the state moves on, empty
+	c, bumps := racingTheClosingWrite(t, h, 2, func(st *v1.AllocationState) { st.Cursor = "7" })
 	if _, err := (&poolFinalizer{c: c}).Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: "p"}}); err != nil {
 		t.Fatal(err)
 	}
-	if bumps != 2 || finalizerKept(t, c) {
-		t.Fatalf("after %d conflicting writes the finalizer stayed: %v", bumps, finalizerKept(t, c))
+	if *bumps != 2 || finalizerKept(t, c) {
+		t.Fatalf("after %d conflicting writes the finalizer stayed: %v", *bumps, finalizerKept(t, c))
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/ipamd/store"
 )
 
 // poolValidator serves IPPool admission. It reads other pools from the API directly:
@@ -58,14 +59,10 @@ func (v *poolValidator) ValidateUpdate(ctx context.Context, old, p *v1.IPPool) (
 // allocated reads what the pool holds from its PoolAllocation, uncached: none, or one left
 // by an earlier pool of the name, holds nothing.
 func (v *poolValidator) allocated(ctx context.Context, pool *v1.IPPool) (string, error) {
-	alloc := &v1.PoolAllocation{}
-	if err := v.api.Get(ctx, client.ObjectKey{Name: pool.Name}, alloc); err != nil {
-		if apierrors.IsNotFound(err) {
-			return "", nil
-		}
-		return "", fmt.Errorf("reading PoolAllocation %s to check the new spec keeps its allocated addresses: %w", pool.Name, err)
+	state, err := store.ReadState(ctx, v.api, pool)
+	if err != nil {
+		return "", fmt.Errorf("checking the new spec of %s keeps its allocated addresses: %w", pool.Name, err)
 	}
-	state := v1.StateOf(pool, alloc)
 	return state.Allocated, nil
 }
 
