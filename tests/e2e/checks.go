@@ -60,12 +60,15 @@ func PoolMismatch(pool *v1.IPPool, st *v1.AllocationState, eps []v1.Endpoint) (s
 	if err != nil {
 		return "", fmt.Errorf("pool %s state.allocated: %w", pool.Name, err)
 	}
-	// a pool nothing was allocated from yet has no state; its status shows its spec's total
-	never := st.TotalIPCount == 0 && st.Allocated == "" && len(st.Quarantined) == 0
-	if never && (pool.Status.AllocatedIPCount != 0 || pool.Status.QuarantinedIPCount != 0) || !never && !pool.Status.CountsEqual(st) {
-		return fmt.Sprintf("pool %s status shows %d allocated, %d free, %d quarantined; its state has %d, %d, %d",
-			pool.Name, pool.Status.AllocatedIPCount, pool.Status.FreeIPCount, pool.Status.QuarantinedIPCount,
-			st.AllocatedIPCount, st.FreeIPCount, len(st.Quarantined)), nil
+	// the status shows the state's counts with the total of the spec as it is now (a pool
+	// nothing was allocated from has no state; a resized one's state keeps its old total
+	// until its next write)
+	want := *st
+	want.SetCounts(view.TotalCount(), st.AllocatedIPCount)
+	if !pool.Status.CountsEqual(&want) {
+		return fmt.Sprintf("pool %s status shows %d of %d allocated, %d free, %d quarantined; its state and spec give %d of %d, %d, %d",
+			pool.Name, pool.Status.AllocatedIPCount, pool.Status.TotalIPCount, pool.Status.FreeIPCount, pool.Status.QuarantinedIPCount,
+			want.AllocatedIPCount, want.TotalIPCount, want.FreeIPCount, len(want.Quarantined)), nil
 	}
 	var held allocator.RunSet
 	for _, ep := range eps {
