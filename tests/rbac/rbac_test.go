@@ -183,6 +183,11 @@ func TestControllerLeastPrivilege(t *testing.T) {
 		{verb: "update", group: up, resource: "ippools", name: "p"},
 		{verb: "delete", group: up, resource: "ippools", name: "p"},
 		{verb: "update", group: up, resource: "ippools", subresource: "status", name: "p"},
+		// the one watcher of allocation states: the sweeper, the closing write, gone pools' states
+		{verb: "watch", group: up, resource: "poolallocations"},
+		{verb: "update", group: up, resource: "poolallocations", name: "p"},
+		{verb: "create", group: up, resource: "poolallocations"},
+		{verb: "delete", group: up, resource: "poolallocations", name: "p"},
 		{verb: "update", group: up, resource: "subnets", subresource: "status", name: "s"},
 		{verb: "update", group: up, resource: "reservedips", subresource: "status", name: "r"},
 		{verb: "watch", group: "apps", resource: "deployments"},
@@ -237,13 +242,17 @@ func TestControllerLeastPrivilege(t *testing.T) {
 	})
 }
 
-// ipamd reads pools and writes their status, never their spec; it writes Endpoints; it
+// ipamd reads pools, never writes them; it reads and writes allocation states one by name,
+// never lists or watches them (no node's cost follows another's allocations); it writes Endpoints; it
 // reads pods, namespaces and nodes, and StatefulSets, ReplicaSets and Jobs one by name (a
 // pod's workload: the CronJob above a Job). Nothing else.
 func TestIpamdLeastPrivilege(t *testing.T) {
 	check(t, "underpool-ipamd", []access{
 		{verb: "watch", group: up, resource: "ippools"},
-		{verb: "update", group: up, resource: "ippools", subresource: "status", name: "p"},
+		{verb: "get", group: up, resource: "poolallocations", name: "p"},
+		{verb: "create", group: up, resource: "poolallocations"},
+		{verb: "update", group: up, resource: "poolallocations", name: "p"},
+		{verb: "delete", group: up, resource: "poolallocations", name: "p"},
 		{verb: "create", group: up, resource: "endpoints", namespace: "default"},
 		{verb: "update", group: up, resource: "endpoints", namespace: "default", name: "a"},
 		{verb: "delete", group: up, resource: "endpoints", namespace: "default", name: "a"},
@@ -262,6 +271,9 @@ func TestIpamdLeastPrivilege(t *testing.T) {
 		{verb: "update", group: up, resource: "ippools", name: "p"},
 		{verb: "patch", group: up, resource: "ippools", name: "p"},
 		{verb: "create", group: up, resource: "ippools"},
+		{verb: "update", group: up, resource: "ippools", subresource: "status", name: "p"},
+		{verb: "list", group: up, resource: "poolallocations"},
+		{verb: "watch", group: up, resource: "poolallocations"},
 		{verb: "update", group: up, resource: "subnets", name: "s"},
 		{verb: "update", group: up, resource: "subnets", subresource: "status", name: "s"},
 		{verb: "update", group: up, resource: "reservedips", name: "r"},

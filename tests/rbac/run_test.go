@@ -150,9 +150,18 @@ func markAllocated(t *testing.T, ctx context.Context, pool *v1.IPPool, runs stri
 	if err := suite.client.Get(ctx, client.ObjectKeyFromObject(pool), pool); err != nil {
 		t.Fatal(err)
 	}
-	a := v1.AllocationOf(pool)
-	a.State.Allocated, a.State.AllocatedIPCount = runs, 1
-	if err := suite.client.Create(ctx, a); err != nil {
+	a := &v1.PoolAllocation{}
+	err := suite.client.Get(ctx, client.ObjectKey{Name: pool.Name}, a)
+	switch {
+	case e2e.IsNotFound(err):
+		a = v1.AllocationOf(pool)
+		a.State.Allocated, a.State.AllocatedIPCount = runs, 1
+		err = suite.client.Create(ctx, a)
+	case err == nil:
+		a.State.Allocated, a.State.AllocatedIPCount = runs, 1
+		err = suite.client.Update(ctx, a)
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 }
