@@ -187,5 +187,3 @@ func firstErr(errs []string) string {
 	}
 	return errs[0]
 }
-
-func clientKey(name string) client.ObjectKey { return client.ObjectKey{Name: name} }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
 )
@@ -29,15 +28,6 @@ func conflict(t *testing.T, p *PoolCommitter, pool, mac string, limits Quarantin
 }
 
 func macN(i int) string { return fmt.Sprintf("02:00:00:00:%02x:%02x", i/256, i%256) }
-
-func readPool(t *testing.T, c client.Reader, name string) *v1.IPPool {
-	t.Helper()
-	p := &v1.IPPool{}
-	if err := c.Get(context.Background(), client.ObjectKey{Name: name}, p); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // Issue 17, finding 8: every conflict quarantined an address, so hosts answering for
 // the whole subnet drained the pool. Past the pool's share the address is released
