@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -20,6 +21,8 @@ type ipamdProc struct {
 	node, health, socket string
 	started              time.Time
 	readyAfter           time.Duration
+	// poll is how often /readyz is asked (zero: 250 ms), and so the resolution of readyAfter
+	poll time.Duration
 }
 
 // startIpamd starts the ipamd of node (tag tells a probe's files from the measured one's).
@@ -64,7 +67,7 @@ func (d *ipamdProc) waitReady(ctx context.Context, timeout time.Duration) error 
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("ipamd %s not ready after %s: %s (log %s)", d.node, timeout, last, d.LogPath)
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(cmp.Or(d.poll, 250*time.Millisecond)):
 		}
 	}
 }
