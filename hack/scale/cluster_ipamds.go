@@ -36,11 +36,12 @@ func (e *clusterEnv) startIpamd(node, tag string) (*ipamdProc, error) {
 	opts.LogPath = filepath.Join(e.work, "logs", "ipamd-"+node+"-"+tag+".log")
 	args := []string{"--kubeconfig", opts.Kubeconfig, "--node-name", node, "--socket", opts.Socket,
 		"--health-address", health, "--log-level", "info", "--gc-interval", e.o.gcInterval.String()}
+	started := time.Now() // before the fork: the exec is part of the start
 	p, err := harness.StartProcess("ipamd-"+node, opts.Bin, args, opts.LogPath)
 	if err != nil {
 		return nil, err
 	}
-	return &ipamdProc{Process: p, node: node, health: health, socket: opts.Socket, started: time.Now()}, nil
+	return &ipamdProc{Process: p, node: node, health: health, socket: opts.Socket, started: started}, nil
 }
 
 // waitReady polls /readyz: ready means caches synced and this node's Endpoints reconciled.
