@@ -80,34 +80,12 @@ func runCluster(o clusterOptions) (*clusterReport, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	// the clients here log nothing worth reading; unset, controller-runtime prints a stack
-	// trace after 30 s to say so
-	ctrllog.SetLogger(zapr.NewLogger(zap.NewNop()))
-	run, err := newStopper("underpool-scale-cluster-")
+	e, err := startClusterEnv(o, "underpool-scale-cluster-")
 	if err != nil {
 		return nil, err
 	}
-	defer run.stopAll()
-	work := run.work
-	e := &clusterEnv{o: o, work: work, bin: filepath.Join(work, "bin"), run: run,
-		auditLog: filepath.Join(work, "audit.log")}
+	defer e.run.stopAll()
 	rep := &clusterReport{Options: o.forReport(), Started: time.Now().UTC()}
-
-	say("building underpool (ipamd of this tree)")
-	if err := harness.BuildProjectBinaries(e.bin); err != nil {
-		return nil, fmt.Errorf("build: %w", err)
-	}
-	policy := filepath.Join(work, "audit-policy.yaml")
-	if err := os.WriteFile(policy, []byte(auditPolicy), 0o644); err != nil {
-		return nil, err
-	}
-	say("starting the control plane (audit log at level Metadata)")
-	e.cp, err = harness.StartControlPlane(harness.ControlPlaneOptions{AuditPolicyFile: policy, AuditLogPath: e.auditLog,
-		LogDir: filepath.Join(work, "logs")})
-	if err != nil {
-		return nil, err
-	}
-	run.add(func() { _ = e.cp.Stop() })
 	ctx := context.Background()
 	if e.objects, err = newClusterObjects(e.cp, o); err != nil {
 		return nil, err
@@ -163,6 +141,43 @@ func runCluster(o clusterOptions) (*clusterReport, error) {
 	rep.project(o)
 	rep.Finished = time.Now().UTC()
 	return rep, nil
+}
+
+// startClusterEnv makes a work directory (prefix names it), builds this tree's binaries
+// and starts the control plane with an audit log at level Metadata. The caller stops it
+// all with e.run.stopAll(); on an error it is stopped here.
+func startClusterEnv(o clusterOptions, prefix string) (e *clusterEnv, err error) {
+	// the clients here log nothing worth reading; unset, controller-runtime prints a stack
+	// trace after 30 s to say so
+	ctrllog.SetLogger(zapr.NewLogger(zap.NewNop()))
+	run, err := newStopper(prefix)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			run.stopAll()
+		}
+	}()
+	work := run.work
+	e = &clusterEnv{o: o, work: work, bin: filepath.Join(work, "bin"), run: run,
+		auditLog: filepath.Join(work, "audit.log")}
+	say("building underpool (ipamd of this tree)")
+	if err := harness.BuildProjectBinaries(e.bin); err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	policy := filepath.Join(work, "audit-policy.yaml")
+	if err := os.WriteFile(policy, []byte(auditPolicy), 0o644); err != nil {
+		return nil, err
+	}
+	say("starting the control plane (audit log at level Metadata)")
+	e.cp, err = harness.StartControlPlane(harness.ControlPlaneOptions{AuditPolicyFile: policy, AuditLogPath: e.auditLog,
+		LogDir: filepath.Join(work, "logs")})
+	if err != nil {
+		return nil, err
+	}
+	run.add(func() { _ = e.cp.Stop() })
+	return e, nil
 }
 
 // probe starts one fresh ipamd on node-0, reads its memory once it is ready and settled,

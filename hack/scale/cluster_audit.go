@@ -35,6 +35,9 @@ type auditEvent struct {
 		Code int `json:"code"`
 	} `json:"responseStatus"`
 	Received time.Time `json:"requestReceivedTimestamp"`
+	// Stage is the event's stage (ResponseStarted, ResponseComplete), StageAt when it was reached.
+	Stage   string    `json:"stage"`
+	StageAt time.Time `json:"stageTimestamp"`
 }
 
 // requestCounts are the requests received in a window, by client and by verb+resource.
@@ -64,30 +67,40 @@ func auditOffset(path string) int64 {
 // [from, to).
 func countRequests(path string, offset int64, from, to time.Time) (requestCounts, error) {
 	rc := requestCounts{ByClient: map[string]int{}, IpamdByVerbResource: map[string]int{}, PerIpamd: map[string]int{}}
+	seen := map[string]bool{}
+	err := readAudit(path, offset, func(ev *auditEvent) {
+		if !seen[ev.AuditID] && !ev.Received.Before(from) && ev.Received.Before(to) {
+			seen[ev.AuditID] = true
+			rc.add(ev)
+		}
+	})
+	return rc, err
+}
+
+// readAudit calls fn with each event of the audit log from offset on, in the log's order.
+func readAudit(path string, offset int64, fn func(*auditEvent)) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return rc, err
+		return err
 	}
 	defer f.Close()
 	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return rc, err
+		return err
 	}
-	seen := map[string]bool{}
 	r := bufio.NewReaderSize(f, 1<<20)
 	for {
 		line, err := r.ReadBytes('\n')
 		if len(line) > 0 {
 			var ev auditEvent
-			if json.Unmarshal(line, &ev) == nil && !seen[ev.AuditID] && !ev.Received.Before(from) && ev.Received.Before(to) {
-				seen[ev.AuditID] = true
-				rc.add(&ev)
+			if json.Unmarshal(line, &ev) == nil {
+				fn(&ev)
 			}
 		}
 		if err == io.EOF {
-			return rc, nil
+			return nil
 		}
 		if err != nil {
-			return rc, err
+			return err
 		}
 	}
 }

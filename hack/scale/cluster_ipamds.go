@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -20,6 +21,8 @@ type ipamdProc struct {
 	node, health, socket string
 	started              time.Time
 	readyAfter           time.Duration
+	// poll is how often /readyz is asked (zero: 250 ms), and so the resolution of readyAfter
+	poll time.Duration
 }
 
 // startIpamd starts the ipamd of node (tag tells a probe's files from the measured one's).
@@ -33,11 +36,12 @@ func (e *clusterEnv) startIpamd(node, tag string) (*ipamdProc, error) {
 	opts.LogPath = filepath.Join(e.work, "logs", "ipamd-"+node+"-"+tag+".log")
 	args := []string{"--kubeconfig", opts.Kubeconfig, "--node-name", node, "--socket", opts.Socket,
 		"--health-address", health, "--log-level", "info", "--gc-interval", e.o.gcInterval.String()}
+	started := time.Now() // before the fork: the exec is part of the start
 	p, err := harness.StartProcess("ipamd-"+node, opts.Bin, args, opts.LogPath)
 	if err != nil {
 		return nil, err
 	}
-	return &ipamdProc{Process: p, node: node, health: health, socket: opts.Socket, started: time.Now()}, nil
+	return &ipamdProc{Process: p, node: node, health: health, socket: opts.Socket, started: started}, nil
 }
 
 // waitReady polls /readyz: ready means caches synced and this node's Endpoints reconciled.
@@ -64,7 +68,7 @@ func (d *ipamdProc) waitReady(ctx context.Context, timeout time.Duration) error 
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("ipamd %s not ready after %s: %s (log %s)", d.node, timeout, last, d.LogPath)
-		case <-time.After(250 * time.Millisecond):
+		case <-time.After(cmp.Or(d.poll, 250*time.Millisecond)):
 		}
 	}
 }

@@ -21,6 +21,12 @@
 // The last phase churns allocations (ADD then DEL through the underpool-ipam binary) on a
 // few ipamd nodes from one fragmented pool that every ipamd watches, and reports what it
 // costs the other ipamds, the apiserver and the allocating nodes (issue 20's "before").
+//
+// With --startup it runs only the start-up case (startup*.go): one ipamd on a node with 250
+// pods whose addresses are in 250 of the cluster's 1000 pools, timed from process start to
+// ready, 3 times:
+//
+//	go run ./hack/scale --startup [--startup-pods 250 --startup-pools 1000 --startup-runs 3]
 package main
 
 import (
@@ -63,6 +69,11 @@ func main() {
 	fs.IntVar(&c.alloc.ipamds, "alloc-ipamds", c.alloc.ipamds, "--cluster: ipamds that allocate (the first ones); the others only watch")
 	fs.IntVar(&c.alloc.inflight, "alloc-inflight", c.alloc.inflight, "--cluster: plugin processes running at once in the allocation churn")
 	fs.IntVar(&c.alloc.poolSize, "alloc-pool-size", c.alloc.poolSize, "--cluster: addresses in the shared allocation pool; every other one is held before the run")
+	startup := fs.Bool("startup", false, "run only the start-up case: one ipamd on a node with --startup-pods pods in --startup-pools pools, timed to ready")
+	st := defaultStartupOptions()
+	fs.IntVar(&st.pods, "startup-pods", st.pods, "--startup: pods on the node, each holding one address in a pool of its own")
+	fs.IntVar(&st.pools, "startup-pools", st.pools, "--startup: pools in the cluster (at most 1024, a /26 each in 10.250.0.0/16)")
+	fs.IntVar(&st.runs, "startup-runs", st.runs, "--startup: ipamd starts measured, one after another")
 	_ = fs.Parse(os.Args[1:])
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "scale: needs root (it starts ipamd sockets under a temp dir and execs CNI plugins)")
@@ -71,6 +82,14 @@ func main() {
 	if o.pods > 4000 || o.pods < 1 {
 		fmt.Fprintln(os.Stderr, "scale: --pods must be between 1 and 4000 (the pool lives in 10.250.208.0/20)")
 		os.Exit(2)
+	}
+	if *startup {
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "out" {
+				st.out = o.out
+			}
+		})
+		os.Exit(runStartupMain(st))
 	}
 	if *cluster {
 		// --nodes, --endpoints and --out are shared with the default mode, whose defaults differ
