@@ -61,10 +61,14 @@ func (a *addition) allocate() error {
 	if err != nil {
 		return err
 	}
-	a.alloc = alloc
 	a.undo.push("releasing the addresses", func() error {
 		return ipamplugin.Release(a.ctx, a.ipam(), a.args, a.log, a.conflicts...)
 	})
+	// the network's routes join the allocation's before anything is made in the pod: a
+	// route the attachment cannot carry fails here, with only the addresses to give back
+	if a.alloc, err = a.conf.podAllocation(alloc); err != nil {
+		return invalidConfig(err)
+	}
 	return nil
 }
 

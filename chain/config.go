@@ -31,6 +31,10 @@ type NetConf struct {
 	Routing RoutingConf `json:"routing,omitempty"`
 	Checks  ChecksConf  `json:"checks,omitempty"`
 	RDMA    RDMAConf    `json:"rdma,omitempty"`
+	// Routes are the network's own routes, added in the pod for this attachment (in its
+	// policy table too) under the routes of its Subnet, IPPool and pod annotation: theirs
+	// win on the same dst (netplan.Allocation.WithNetworkRoutes).
+	Routes []netplan.RouteSpec `json:"routes,omitempty"`
 	// HostConnectivity joins a macvlan/ipvlan pod to its own node with a veth pair.
 	HostConnectivity HostConnectivityConf `json:"hostConnectivity,omitempty"`
 	// Vlan is the 802.1q VLAN (1-4094) the pod's link goes on for every pool of the network;
@@ -50,6 +54,8 @@ type NetConf struct {
 	PCIBusID string `json:"pciBusID,omitempty"`
 
 	rawPrevResult map[string]any
+	// routes are Routes parsed
+	routes []netplan.Route
 	// uplinkMaster and sriovVlan are what the attachment's uplink gives the delegate
 	// (its master, an sriov VF's VLAN) over its own config: see withUplink.
 	uplinkMaster string
@@ -175,6 +181,11 @@ func LoadConf(data []byte) (*NetConf, error) {
 	if err := checkRouting(conf.Routing); err != nil {
 		return nil, err
 	}
+	routes, errs := netplan.ParseNetworkRoutes("routes", conf.Routes)
+	if len(errs) > 0 {
+		return nil, errs[0]
+	}
+	conf.routes = routes
 	if err := checkRDMA(conf.RDMA); err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@ import (
 var confFields = []string{
 	"network config is not valid JSON", "prevResult", "ipam.socket", "ipam.timeout", "ipam.ipv4Pools", "ipam.ipv6Pools",
 	"routing.tableBase", "routing.rpFilter", "rdma.mode", "rdma.stateDir", "checks.timeout", "hostConnectivity.",
-	"macPrefix", "logFile", "delegate", "vlan", "bond",
+	"macPrefix", "logFile", "delegate", "vlan", "bond", "routes[",
 }
 
 // FuzzLoadConf: no network config panics the parser, every refusal names a field, and

@@ -11,6 +11,12 @@ import (
 	"github.com/underpool/underpool/underlay"
 )
 
+// podAllocation is what the pod's interface gets: ipamd's allocation with the network's
+// own routes under its routes (netplan.Allocation.WithNetworkRoutes says which wins).
+func (c *NetConf) podAllocation(alloc netplan.Allocation) (netplan.Allocation, error) {
+	return alloc.WithNetworkRoutes(c.routes)
+}
+
 // configureRoutes runs in the pod netns once the addresses are up: it decides which
 // family's default route this interface holds, installs the main-table routes, the
 // interface's own table and its rules, loosens rp_filter, and returns the routes for the

@@ -6,7 +6,7 @@ import (
 )
 
 // Intent is what one pod interface should route: its addresses, the merged routes
-// (subnet < pool < pod annotation) and, per family, whether it holds the pod's default route.
+// (network < subnet < pool < pod annotation) and, per family, whether it holds the pod's default route.
 type Intent struct {
 	IfName    string
 	Addresses []Address

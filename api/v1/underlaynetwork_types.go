@@ -54,6 +54,15 @@ type UnderlayNetworkSpec struct {
 	// Routing: which interface holds the default route, policy routing per NIC.
 	// +optional
 	Routing *NetworkRouting `json:"routing,omitempty"`
+	// Routes are added in the pod for this network's interface, in the main table and,
+	// with policy routing, in the interface's own table. They are the lowest level: a
+	// Subnet's, IPPool's or pod annotation's route to the same dst replaces the network's.
+	// A route of a family a pod's attachment has no address of fails that pod's ADD.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=dst
+	Routes []NetworkRoute `json:"routes,omitempty"`
 	// HostConnectivity joins a macvlan or ipvlan pod to its own node with a veth pair.
 	// +optional
 	HostConnectivity *NetworkHostConnectivity `json:"hostConnectivity,omitempty"`
@@ -204,6 +213,23 @@ type NetworkRouting struct {
 	// +kubebuilder:validation:Minimum=-1
 	// +kubebuilder:validation:Maximum=2
 	RPFilter *int32 `json:"rpFilter,omitempty"`
+}
+
+// NetworkRoute is one route of the network: Route's fields, bounded so the API server
+// can cost its rules.
+// +kubebuilder:validation:XValidation:rule="!has(self.gw) || !isIP(self.gw) || !isCIDR(self.dst) || ip(self.gw).family() == cidr(self.dst).ip().family()",message="gw and dst must be of one family: an IPv4 gw for an IPv4 dst, an IPv6 gw for an IPv6 dst"
+type NetworkRoute struct {
+	// Dst is the destination CIDR, e.g. 10.0.0.0/8 or fd00::/8; one route per dst.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=49
+	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="must be a CIDR such as 10.0.0.0/8 or fd00::/8"
+	Dst string `json:"dst"`
+	// Gw is the next hop, on the subnet of the pod's address of its family; empty: the
+	// destination is on-link.
+	// +optional
+	// +kubebuilder:validation:MaxLength=45
+	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="must be an IP address such as 10.250.1.1, or left out for an on-link route"
+	Gw string `json:"gw,omitempty"`
 }
 
 // NetworkHostConnectivity joins a pod to its own node with a veth pair.

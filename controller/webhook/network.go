@@ -57,7 +57,30 @@ func (v *networkValidator) validate(ctx context.Context, n *v1.UnderlayNetwork) 
 		return nil, fmt.Errorf("listing IPPools to check the network's pools: %w", err)
 	}
 	warnings, err := checkPools(n.Spec.IPAM, pools.Items)
+	warnings = append(warnings, routeFamilyWarnings(n.Spec)...)
 	return warnings, v.metrics.reject("UnderlayNetwork", n.Name, err)
+}
+
+// routeFamilyWarnings warns of a route of a family the network names no pool of: ADD
+// refuses it for a pod with no address of that family, and only a pod annotation or a
+// namespace or cluster default can give one. Not refused: those may be meant.
+func routeFamilyWarnings(s v1.UnderlayNetworkSpec) admission.Warnings {
+	if len(s.IPAM.IPv4Pools)+len(s.IPAM.IPv6Pools) == 0 {
+		return nil // the pools come from elsewhere: nothing to compare with
+	}
+	var warnings admission.Warnings
+	for i, r := range s.Routes {
+		p, err := netip.ParsePrefix(r.Dst)
+		if err != nil {
+			continue
+		}
+		is4 := p.Addr().Is4()
+		if (is4 && len(s.IPAM.IPv4Pools) == 0) || (!is4 && len(s.IPAM.IPv6Pools) == 0) {
+			warnings = append(warnings, fmt.Sprintf("spec.routes[%d]: %s is %s and spec.ipam names no %s pool: ADD fails for a pod that gets no %s address elsewhere (pod annotation, namespace or cluster default); add one to %s, or remove the route",
+				i, r.Dst, family(p), family(p), family(p), otherList(!is4)))
+		}
+	}
+	return warnings
 }
 
 // sameNAD refuses a network that renders a NAD another network renders too.

@@ -100,6 +100,27 @@ func TestNetworkWebhookChecksThePoolsFamilies(t *testing.T) {
 	}
 }
 
+// A bad route is refused naming spec.routes[i] and the fix; a route of a family the
+// network names no pool of is admitted with a warning naming it and the list to fill.
+func TestNetworkWebhookChecksTheRoutes(t *testing.T) {
+	v := networkValidatorOver(t, &v1.IPPool{ObjectMeta: metav1.ObjectMeta{Name: "v4"}, Spec: v1.IPPoolSpec{Subnet: "10.0.0.0/24"}})
+	n := underlayNetwork("storage", "a")
+	n.Spec.Routes = []v1.NetworkRoute{{Dst: "10.1.0.0/16", Gw: "fd00::1"}}
+	_, err := v.ValidateCreate(context.Background(), n)
+	if want := "spec.routes[0]: gw fd00::1 and dst 10.1.0.0/16 are of different families"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want one saying %q", err, want)
+	}
+	n.Spec.Routes = []v1.NetworkRoute{{Dst: "10.1.0.0/16", Gw: "10.0.0.254"}, {Dst: "fd00:1::/48"}}
+	warnings, err := v.ValidateCreate(context.Background(), n)
+	if err != nil {
+		t.Fatalf("refused: %v", err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "spec.routes[1]: fd00:1::/48 is IPv6 and spec.ipam names no IPv6 pool") ||
+		!strings.Contains(warnings[0], "add one to spec.ipam.ipv6Pools") {
+		t.Fatalf("warnings %q, want one naming spec.routes[1] and spec.ipam.ipv6Pools", warnings)
+	}
+}
+
 // A metadata edit of a network that got in before a rule passes; a spec change is checked.
 func TestNetworkWebhookChecksOnlySpecChanges(t *testing.T) {
 	v := networkValidatorOver(t)

@@ -53,6 +53,7 @@ type plugin struct {
 	DefaultRoute     *bool                       `json:"defaultRoute,omitempty"`
 	Vlan             int32                       `json:"vlan,omitempty"`
 	Routing          *v1.NetworkRouting          `json:"routing,omitempty"`
+	Routes           []v1.NetworkRoute           `json:"routes,omitempty"`
 	HostConnectivity *v1.NetworkHostConnectivity `json:"hostConnectivity,omitempty"`
 	Checks           *v1.NetworkChecks           `json:"checks,omitempty"`
 	RDMA             *rdmaConf                   `json:"rdma,omitempty"`
@@ -78,7 +79,7 @@ func render(n *v1.UnderlayNetwork) (Rendered, error) {
 	s := &n.Spec
 	delegate, vlan, resource := delegateOf(s)
 	p := plugin{Type: "underpool", Capabilities: map[string]bool{"ips": true, "mac": true}, Delegate: delegate,
-		IPAM: s.IPAM, DefaultRoute: s.DefaultRoute, Vlan: vlan, Routing: s.Routing,
+		IPAM: s.IPAM, DefaultRoute: s.DefaultRoute, Vlan: vlan, Routing: s.Routing, Routes: s.Routes,
 		HostConnectivity: s.HostConnectivity, Checks: s.Checks, MACPrefix: s.MACPrefix}
 	if s.RDMA != nil {
 		p.RDMA = &rdmaConf{Mode: s.RDMA.Mode}

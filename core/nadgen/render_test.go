@@ -9,6 +9,7 @@ import (
 
 	v1 "github.com/underpool/underpool/api/v1"
 	"github.com/underpool/underpool/chain"
+	"github.com/underpool/underpool/netplan"
 )
 
 // Every delegate, with every optional part set, renders to a config chain.LoadConf
@@ -24,6 +25,7 @@ func TestEveryDelegateRendersToAConfigThePluginReadsBackAsWritten(t *testing.T) 
 			ServiceCIDRs: []string{"10.96.0.0/12"}, ClusterCIDRs: []string{"10.244.0.0/16", "fd00:244::/56"}}
 		n.Spec.Checks = &v1.NetworkChecks{IPConflict: ptr.To(false), Gateway: ptr.To(true), Announce: ptr.To(false), Timeout: "50ms"}
 		n.Spec.MACPrefix = "0a:58"
+		n.Spec.Routes = []v1.NetworkRoute{{Dst: "192.168.0.0/16", Gw: "10.250.1.253"}, {Dst: "fd00:1::/48"}}
 		mutate(&n.Spec)
 		return n
 	}
@@ -113,6 +115,11 @@ func requireReadBack(t *testing.T, s *v1.UnderlayNetworkSpec, conf *chain.NetCon
 		check("checks.announce", conf.Checks.Announce, c.Announce)
 		check("checks.timeout", conf.Checks.Timeout, c.Timeout)
 	}
+	var routes []netplan.RouteSpec
+	for _, r := range s.Routes {
+		routes = append(routes, netplan.RouteSpec{Dst: r.Dst, Gw: r.Gw})
+	}
+	check("routes", conf.Routes, routes)
 	wantRDMA := ""
 	if s.RDMA != nil {
 		wantRDMA = s.RDMA.Mode
@@ -154,4 +161,29 @@ func TestRenderingIsDeterministic(t *testing.T) {
 			t.Fatalf("two renders differ:\n%s\n%s", first.Config, r.Config)
 		}
 	}
+}
+
+// The network's routes render into the plugin's routes, as written and in order; a
+// network without routes renders no routes key at all.
+func TestRoutesRenderIntoThePluginsRoutes(t *testing.T) {
+	n := macvlanNet()
+	r, err := Render(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(r.Config, `"routes"`) {
+		t.Fatalf("a network without routes renders some: %s", r.Config)
+	}
+	n.Spec.Routes = []v1.NetworkRoute{{Dst: "10.0.0.0/8", Gw: "10.250.1.254"}, {Dst: "172.16.0.0/12"}}
+	if r, err = Render(n); err != nil {
+		t.Fatal(err)
+	}
+	if want := `"routes":[{"dst":"10.0.0.0/8","gw":"10.250.1.254"},{"dst":"172.16.0.0/12"}]`; !strings.Contains(r.Config, want) {
+		t.Fatalf("config %s, want %s", r.Config, want)
+	}
+	conf, _, err := loadRendered(t, r.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireReadBack(t, &n.Spec, conf)
 }

@@ -42,6 +42,7 @@ func Validate(s *v1.UnderlayNetworkSpec) error {
 	checkDelegate(e, s)
 	checkIPAM(e, s.IPAM)
 	checkRouting(e, s.Routing)
+	checkRoutes(e, s.Routes)
 	checkHostConnectivity(e, s.HostConnectivity)
 	checkChecks(e, s.Checks)
 	checkRDMA(e, s)
@@ -240,6 +241,19 @@ func checkRouting(e *errs, r *v1.NetworkRouting) {
 	}
 	if r.RPFilter != nil && (*r.RPFilter < -1 || *r.RPFilter > 2) {
 		e.add("spec.routing.rpFilter", "%d must be 0 (off), 1 (strict), 2 (loose) or -1 (leave alone)", *r.RPFilter)
+	}
+}
+
+// checkRoutes: the plugin's rules for its routes (netplan.ParseNetworkRoutes), each
+// refusal naming spec.routes[i].
+func checkRoutes(e *errs, routes []v1.NetworkRoute) {
+	specs := make([]netplan.RouteSpec, 0, len(routes))
+	for _, r := range routes {
+		specs = append(specs, netplan.RouteSpec{Dst: r.Dst, Gw: r.Gw})
+	}
+	_, refused := netplan.ParseNetworkRoutes("spec.routes", specs)
+	for _, err := range refused {
+		e.list = append(e.list, err.Error())
 	}
 }
 

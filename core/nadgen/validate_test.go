@@ -63,6 +63,10 @@ func TestValidateNamesTheFieldAndTheFix(t *testing.T) {
 			s.Macvlan, s.SRIOV = nil, &v1.SRIOVNetwork{ResourceName: "a/vf"}
 			s.RDMA = &v1.NetworkRDMA{Mode: "exclusive", ResourceName: "rdma/hca"}
 		}, []string{"spec.rdma.resourceName: is for macvlan and ipvlan"}},
+		{"routes that do not parse", func(s *v1.UnderlayNetworkSpec) {
+			s.Routes = []v1.NetworkRoute{{Dst: "10.0.0.0"}, {Dst: "fd00::/8", Gw: "10.250.1.1"}, {Dst: "172.16.0.0/12", Gw: "0.0.0.0"}, {Dst: "fd00::/8"}, {Dst: "fd00::1/8"}}
+		}, []string{`spec.routes[0]: dst "10.0.0.0" is not a CIDR`, "spec.routes[1]: gw 10.250.1.1 and dst fd00::/8 are of different families",
+			"spec.routes[2]: gw 0.0.0.0 is not a unicast address", "spec.routes[4]: dst fd00::/8 is spec.routes[3]'s too: keep one route per destination"}},
 		{"a multicast MAC prefix", func(s *v1.UnderlayNetworkSpec) { s.MACPrefix = "01:00" }, []string{`spec.macPrefix: "01:00" is a multicast prefix`}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -111,6 +115,11 @@ func TestWhatThePluginRefusesTheValidationRefusesToo(t *testing.T) {
 		{func(s *v1.UnderlayNetworkSpec) {
 			s.HostConnectivity = &v1.NetworkHostConnectivity{ServiceCIDRs: []string{"10.96.0.0/33"}}
 		}, "hostConnectivity.serviceCIDRs[0]", "spec.hostConnectivity.serviceCIDRs[0]"},
+		{func(s *v1.UnderlayNetworkSpec) { s.Routes = []v1.NetworkRoute{{Dst: "10.0.0.0"}} }, "routes[0]", "spec.routes[0]"},
+		{func(s *v1.UnderlayNetworkSpec) { s.Routes = []v1.NetworkRoute{{Dst: "::/0", Gw: "ff02::1"}} }, "routes[0]", "spec.routes[0]"},
+		{func(s *v1.UnderlayNetworkSpec) {
+			s.Routes = []v1.NetworkRoute{{Dst: "10.0.0.0/8"}, {Dst: "10.1.0.0/8", Gw: "10.250.1.1"}}
+		}, "routes[1]", "spec.routes[1]"},
 		{func(s *v1.UnderlayNetworkSpec) { s.MACPrefix = "0a:5" }, "macPrefix", "spec.macPrefix"},
 		{func(s *v1.UnderlayNetworkSpec) { s.MACPrefix = "03:58" }, "macPrefix", "spec.macPrefix"},
 	} {
@@ -134,12 +143,12 @@ func TestWhatThePluginRefusesTheValidationRefusesToo(t *testing.T) {
 // FuzzAValidatedSpecRendersToAConfigThePluginAccepts: a spec Validate admits renders to a
 // config chain.LoadConf accepts, whatever its fields hold; no input panics either.
 func FuzzAValidatedSpecRendersToAConfigThePluginAccepts(f *testing.F) {
-	f.Add("macvlan", "eth1", "bridge", int32(100), int32(1500), int32(100), int32(2), "30ms", "5s", "0a:58", "10.96.0.0/12", "192.168.1.1", "pool-a", "1.1.0", "shared")
-	f.Add("ipvlan", "eth1.100", "l3s", int32(0), int32(0), int32(0), int32(-1), "", "", "", "fd00::/64", "fd00::1", "p.v6", "0.4.0", "")
-	f.Add("sriov", "", "", int32(4094), int32(0), int32(1<<30), int32(0), "10s", "1h", "fe:ff", "::/0", "::", "a", "1.0.0", "exclusive")
-	f.Add("hostDevice", "eth3", "", int32(-1), int32(70000), int32(-1), int32(3), "1ns", "0", "01:00", "x", "y", "10.0.0.0/8", "2", "both")
+	f.Add("macvlan", "eth1", "bridge", int32(100), int32(1500), int32(100), int32(2), "30ms", "5s", "0a:58", "10.96.0.0/12", "192.168.1.1", "pool-a", "1.1.0", "shared", "10.0.0.0/8", "10.250.1.1")
+	f.Add("ipvlan", "eth1.100", "l3s", int32(0), int32(0), int32(0), int32(-1), "", "", "", "fd00::/64", "fd00::1", "p.v6", "0.4.0", "", "fd00::/8", "")
+	f.Add("sriov", "", "", int32(4094), int32(0), int32(1<<30), int32(0), "10s", "1h", "fe:ff", "::/0", "::", "a", "1.0.0", "exclusive", "::/0", "::ffff:10.0.0.1")
+	f.Add("hostDevice", "eth3", "", int32(-1), int32(70000), int32(-1), int32(3), "1ns", "0", "01:00", "x", "y", "10.0.0.0/8", "2", "both", "10.0.0.1/8", "fe80::1%eth0")
 	f.Fuzz(func(t *testing.T, kind, master, mode string, vlan, mtu, tableBase, rpFilter int32,
-		checkTimeout, ipamTimeout, macPrefix, cidr, addr, pool, cniVersion, rdmaMode string) {
+		checkTimeout, ipamTimeout, macPrefix, cidr, addr, pool, cniVersion, rdmaMode, routeDst, routeGw string) {
 		n := macvlanNet()
 		s := &n.Spec
 		s.Macvlan = nil
@@ -158,6 +167,7 @@ func FuzzAValidatedSpecRendersToAConfigThePluginAccepts(f *testing.F) {
 		s.Routing = &v1.NetworkRouting{TableBase: tableBase, RPFilter: &rpFilter, DefaultRouteInterface: master}
 		s.Checks = &v1.NetworkChecks{Timeout: checkTimeout}
 		s.HostConnectivity = &v1.NetworkHostConnectivity{NodeAddresses: []string{addr}, ServiceCIDRs: []string{cidr}}
+		s.Routes = []v1.NetworkRoute{{Dst: routeDst, Gw: routeGw}, {Dst: cidr}}
 		if rdmaMode != "" {
 			s.RDMA = &v1.NetworkRDMA{Mode: rdmaMode}
 		}
