@@ -15,7 +15,8 @@ import (
 
 // poolStates are the allocation states of pools by pool name, each the state of the pool
 // incarnation listed with it (v1.StateOf): a pool with no PoolAllocation, or one left by an
-// earlier pool of its name, has none here and holds nothing.
+// earlier pool of its name, holds what its status kept before PoolAllocations (usually
+// nothing).
 type poolStates map[string]v1.AllocationState
 
 // readStates reads the PoolAllocations (from the cache: the controller is their one
@@ -31,11 +32,20 @@ func readStates(ctx context.Context, r client.Reader, pools []v1.IPPool) (poolSt
 	}
 	states := make(poolStates, len(pools))
 	for i := range pools {
-		if a := byName[pools[i].Name]; a != nil {
-			states[pools[i].Name] = v1.StateOf(&pools[i], a)
-		}
+		states[pools[i].Name] = v1.StateOf(&pools[i], byName[pools[i].Name])
 	}
 	return states, nil
+}
+
+// migrated says whether the pool's status still carries the allocation state of before
+// PoolAllocations (v1.LegacyState) while its own PoolAllocation, seeded from it, exists:
+// the copy is stale from then on and goes.
+func migrated(ctx context.Context, r client.Reader, pool *v1.IPPool) bool {
+	if pool.Status.LegacyAllocated == "" && len(pool.Status.LegacyQuarantined) == 0 {
+		return false
+	}
+	a := &v1.PoolAllocation{}
+	return r.Get(ctx, client.ObjectKey{Name: pool.Name}, a) == nil && a.PoolUID == pool.UID
 }
 
 // stateCorrupt reports whether a pool's state.allocated cannot be trusted: it does not

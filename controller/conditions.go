@@ -38,7 +38,7 @@ const (
 // and reservations make any pool's change matter to the others. It also mirrors the
 // counts of each pool's PoolAllocation onto the pool's status, where users read them.
 //
-// It is the one writer of IPPool status, by a merge patch guarded by resourceVersion; a
+// It is the one writer of IPPool status, by an update guarded by resourceVersion; a
 // conflict needs no retry of its own: the change that caused it is an event that
 // reconciles again. Every IPPool status write is an event on every node (each ipamd
 // watches the pools), so a pool's status is written at most once per interval
@@ -69,13 +69,14 @@ func (r *poolConditions) Reconcile(ctx context.Context, _ reconcile.Request) (re
 		pool := &pools.Items[i]
 		held := states[pool.Name]
 		state, outside := shownState(pool, held), heldOutsideSpec(pool, &held)
-		if conditionsHold(pool, want[pool.Name]) && pool.Status.CountsEqual(&state) && pool.Status.HeldOutsideSpec == outside {
+		stale := migrated(ctx, r.c, pool)
+		if conditionsHold(pool, want[pool.Name]) && pool.Status.CountsEqual(&state) && pool.Status.HeldOutsideSpec == outside && !stale {
 			continue
 		}
 		// what a pool holds outside its spec is what other pools must not hand out: it
 		// goes out at once (it changes only when a spec is narrowed past the webhook, or
 		// as those addresses are released)
-		if d := r.counts.wait(pool.UID, now); d > 0 && pool.Status.HeldOutsideSpec == outside {
+		if d := r.counts.wait(pool.UID, now); d > 0 && pool.Status.HeldOutsideSpec == outside && !stale {
 			wait = minPositive(wait, d) // written a moment ago: the last state goes out when the interval ends
 			continue
 		}
@@ -106,6 +107,9 @@ func (r *poolConditions) write(ctx context.Context, pool *v1.IPPool, want []meta
 	}
 	pool.Status.ShowCounts(state)
 	pool.Status.HeldOutsideSpec = outside
+	if migrated(ctx, r.c, pool) {
+		pool.Status.LegacyAllocated, pool.Status.LegacyQuarantined = "", nil
+	}
 	if err := r.c.Status().Update(ctx, pool); err != nil && !apierrors.IsConflict(err) && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("IPPool %s status: %w", pool.Name, err)
 	}

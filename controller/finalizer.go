@@ -124,7 +124,7 @@ func (r *poolFinalizer) writeClosed(ctx context.Context, pool *v1.IPPool, alloc 
 		}
 	}
 	closed := v1.AllocationOf(pool)
-	closed.Closed = true
+	closed.Closed, closed.State = true, v1.AllocationState{}
 	return r.c.Create(ctx, closed)
 }
 

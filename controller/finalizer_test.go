@@ -132,3 +132,37 @@ func TestAClosingWriteThatConflictsReadsAgain(t *testing.T) {
 		t.Fatalf("after %d conflicting writes the finalizer stayed: %v", *bumps, finalizerKept(t, c))
 	}
 }
+
+// An upgrade: a pool whose status still holds the allocation state of before
+// PoolAllocations (status.allocated) and has no PoolAllocation yet holds those addresses:
+// deleted, it stays until they are freed; and once its PoolAllocation exists (seeded from
+// that status by its first writer), the controller clears the old copy.
+func TestAPoolsStateFromBeforeTheUpgradeKeepsItAndGoesOnceMigrated(t *testing.T) {
+	ctx := context.Background()
+	h := deleting(poolOf("p", "10.9.0.0/24", "", ""))
+	h.pool.Status.LegacyAllocated = "5"
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(h.pool.DeepCopy()).WithStatusSubresource(&v1.IPPool{}).Build()
+	if _, err := (&poolFinalizer{c: c}).Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: "p"}}); err != nil {
+		t.Fatal(err)
+	}
+	if !finalizerKept(t, c) {
+		t.Fatal("a pool went while its status from before the upgrade holds an address")
+	}
+
+	live := poolOf("q", "10.8.0.0/24", "", "")
+	live.pool.Status.LegacyAllocated = "7"
+	migratedState := v1.AllocationOf(&live.pool) // its first writer seeded it from the status
+	migratedState.State.SetCounts(254, 1)
+	c = fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(live.pool.DeepCopy(), migratedState).WithStatusSubresource(&v1.IPPool{}).Build()
+	r := &poolConditions{c: c, counts: countsMirror{interval: time.Second}}
+	if _, err := r.Reconcile(ctx, reconcile.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	got := &v1.IPPool{}
+	if err := c.Get(ctx, client.ObjectKey{Name: "q"}, got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.LegacyAllocated != "" || got.Status.AllocatedIPCount != 1 {
+		t.Fatalf("status after migration %+v: want the old copy cleared, the state's count shown", got.Status)
+	}
+}

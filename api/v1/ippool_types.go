@@ -62,6 +62,11 @@ type IPPoolSpec struct {
 // conditions. The allocation state itself lives in the PoolAllocation of the same name,
 // which no node watches: a commit on one node is no event on any other
 // (docs/design.md, "Allocation state at 5000 nodes").
+//
+// An ipamd of the release before PoolAllocations would still write status.allocated during
+// a rolling upgrade, keeping a second allocation state beside the new one: two nodes could
+// then hand out one address. So the field can only stay as it is or go.
+// +kubebuilder:validation:XValidation:rule="!has(self.allocated) || (has(oldSelf.allocated) && oldSelf.allocated == self.allocated)",message="status.allocated is read-only: PoolAllocations hold the allocation state now; this write comes from an underpool-ipamd older than the cluster's CRDs: upgrade it"
 type IPPoolStatus struct {
 	// AllocatedIPCount is how many addresses are allocated.
 	// +optional
@@ -86,6 +91,16 @@ type IPPoolStatus struct {
 	// hold them, so every other pool keeps them out of allocation. Kept by the controller.
 	// +optional
 	HeldOutsideSpec string `json:"heldOutsideSpec,omitempty"`
+	// LegacyAllocated and LegacyQuarantined are where underpool kept the allocation state
+	// before PoolAllocations (status.allocated, status.quarantined). They are read only to
+	// seed a pool's first PoolAllocation, so an upgrade keeps every address its pods hold
+	// (an empty first state would let one node hand out another's address before that
+	// node's ipamd re-marked it); the controller clears them once the pool has one.
+	// Deprecated: never written by this version except to clear them.
+	// +optional
+	LegacyAllocated string `json:"allocated,omitempty"`
+	// +optional
+	LegacyQuarantined []QuarantinedIP `json:"quarantined,omitempty"`
 	// Conditions are kept by the elected controller, from what it reads: Exhausted,
 	// Overlapping and Invalid (see the PoolCondition constants). ipamd never writes them.
 	// +optional

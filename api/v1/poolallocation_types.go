@@ -114,8 +114,9 @@ func usage(total, free int64) string {
 	return strconv.FormatUint(pct, 10) + "%"
 }
 
-// AllocationOf returns an empty allocation state object for the pool: same name, the
-// pool's UID.
+// AllocationOf returns the first allocation state object of the pool: same name, the
+// pool's UID, holding what the pool's status kept before PoolAllocations (LegacyState;
+// usually nothing).
 //
 // It has no owner reference on purpose. The closed state of a pool that went must outlive
 // the pool by a commit window: an ipamd that read the pool alive a moment before and found
@@ -123,16 +124,28 @@ func usage(total, free int64) string {
 // create fails) stops it from serving a pool that is gone. Kubernetes' garbage collector
 // would delete the state at once; the controller deletes it a window after its pool went.
 func AllocationOf(pool *IPPool) *PoolAllocation {
-	return &PoolAllocation{ObjectMeta: metav1.ObjectMeta{Name: pool.Name}, PoolUID: pool.UID}
+	return &PoolAllocation{ObjectMeta: metav1.ObjectMeta{Name: pool.Name}, PoolUID: pool.UID, State: LegacyState(pool)}
 }
 
-// StateOf returns the allocation state of pool that alloc holds: empty when alloc is nil
-// or belongs to another incarnation of the pool (an earlier one's, not yet collected).
+// StateOf returns the allocation state of pool that alloc holds. When alloc is nil or
+// belongs to another incarnation of the pool (an earlier one's, not yet collected), the
+// pool has no state of its own yet: what its status kept before PoolAllocations existed,
+// usually nothing (LegacyState).
 func StateOf(pool *IPPool, alloc *PoolAllocation) AllocationState {
 	if alloc == nil || alloc.PoolUID != pool.UID {
-		return AllocationState{}
+		return LegacyState(pool)
 	}
 	return alloc.State
+}
+
+// LegacyState is the allocation state a pool's status kept before PoolAllocations
+// (status.allocated and status.quarantined): the seed of its first PoolAllocation.
+func LegacyState(pool *IPPool) AllocationState {
+	st := AllocationState{Allocated: pool.Status.LegacyAllocated}
+	if len(pool.Status.LegacyQuarantined) > 0 {
+		st.Quarantined = append([]QuarantinedIP(nil), pool.Status.LegacyQuarantined...)
+	}
+	return st
 }
 
 // ImportingAnnotation on an IPPool says its allocation state is still being written by

@@ -370,11 +370,14 @@ func (p *PoolCommitter) state(ctx context.Context, pool *v1.IPPool, q *poolQueue
 			// (a cache may still hold a pool that went, whose closed state is gone too), and
 			// create it within half a window of that read (write), while a gone pool's
 			// closed state is still in the way (AllocationOf)
+			// The first state holds what the pool's status kept before PoolAllocations
+			// (an upgrade), as the API has it now.
 			readAt := p.now()
-			if err := p.requireCurrent(ctx, pool); err != nil {
+			now, err := p.requireCurrent(ctx, pool)
+			if err != nil {
 				return nil, false, err
 			}
-			q.alloc, q.aliveAt = v1.AllocationOf(pool), readAt
+			q.alloc, q.aliveAt = v1.AllocationOf(now), readAt
 			return q.alloc, false, nil
 		case err != nil:
 			return nil, false, fmt.Errorf("reading PoolAllocation %s: %w", pool.Name, err)
@@ -395,7 +398,7 @@ func (p *PoolCommitter) state(ctx context.Context, pool *v1.IPPool, q *poolQueue
 // lagging a pool made again would otherwise take the new pool's state for an earlier one.
 // The delete is guarded by the state's resourceVersion, so it removes only what was read.
 func (p *PoolCommitter) dropEarlier(ctx context.Context, pool *v1.IPPool, earlier *v1.PoolAllocation) error {
-	if err := p.requireCurrent(ctx, pool); err != nil {
+	if _, err := p.requireCurrent(ctx, pool); err != nil {
 		return err
 	}
 	p.log.Info("dropping the allocation state of an earlier pool of the same name", zap.String("pool", pool.Name),
@@ -408,19 +411,19 @@ func (p *PoolCommitter) dropEarlier(ctx context.Context, pool *v1.IPPool, earlie
 }
 
 // requireCurrent reads the pool from the API and fails unless it is still the incarnation
-// the cache gave.
-func (p *PoolCommitter) requireCurrent(ctx context.Context, pool *v1.IPPool) error {
+// the cache gave; it returns what it read.
+func (p *PoolCommitter) requireCurrent(ctx context.Context, pool *v1.IPPool) (*v1.IPPool, error) {
 	now := &v1.IPPool{}
 	err := p.api.Get(ctx, client.ObjectKey{Name: pool.Name}, now)
 	switch {
 	case apierrors.IsNotFound(err):
-		return fmt.Errorf("%w: %s (deleted moments ago)", ErrPoolNotFound, pool.Name)
+		return nil, fmt.Errorf("%w: %s (deleted moments ago)", ErrPoolNotFound, pool.Name)
 	case err != nil:
-		return fmt.Errorf("reading IPPool %s: %w", pool.Name, err)
+		return nil, fmt.Errorf("reading IPPool %s: %w", pool.Name, err)
 	case now.UID != pool.UID:
-		return fmt.Errorf("IPPool %s was deleted and made again moments ago; retry", pool.Name)
+		return nil, fmt.Errorf("IPPool %s was deleted and made again moments ago; retry", pool.Name)
 	}
-	return nil
+	return now, nil
 }
 
 // newer compares resourceVersions numerically. They are opaque by contract; a wrong guess

@@ -6,10 +6,13 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/allocator"
 )
 
 // The allocation state lives in a PoolAllocation no node watches (docs/design.md,
@@ -140,5 +143,27 @@ func TestNoStateIsMadeForAPoolOnlyTheCacheStillHolds(t *testing.T) {
 	}
 	if err := api.Get(context.Background(), client.ObjectKey{Name: "p"}, &v1.PoolAllocation{}); err == nil {
 		t.Fatal("a state was made for a pool that is gone")
+	}
+}
+
+// An upgrade from the version that kept the allocation state in the pool's status: the
+// pool's first PoolAllocation starts from status.allocated and status.quarantined, so no
+// address a pod holds (or another host answered for) is handed out before its node's
+// ipamd re-marked it.
+func TestAPoolsFirstStateStartsFromWhatItsStatusHeldBeforeTheUpgrade(t *testing.T) {
+	pool := ippool("p", "10.250.1.0/29") // usable .1-.6
+	pool.Status.LegacyAllocated = "1-4"
+	pool.Status.LegacyQuarantined = []v1.QuarantinedIP{{IP: "10.250.1.5", Until: metav1.NewTime(time.Now().Add(time.Hour))}}
+	api := fakeAPI(t, pool)
+	s := newPools(api, nil)
+	addr, _, err := allocate(s, context.Background(), "p")
+	if err != nil || addr.Addr() != netip.MustParseAddr("10.250.1.6") {
+		t.Fatalf("allocated %v %v: want 10.250.1.6, the one address the old status left free", addr, err)
+	}
+	if st := readState(t, api, "p"); st.Allocated != "1-4,6" || len(st.Quarantined) != 1 {
+		t.Fatalf("first state %+v: want the old status' addresses and quarantine kept", st)
+	}
+	if _, _, err := allocate(s, context.Background(), "p"); !errors.Is(err, allocator.ErrExhausted) {
+		t.Fatalf("the pool handed out more than the old status left free: %v", err)
 	}
 }
