@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
@@ -35,6 +36,17 @@ func readStates(ctx context.Context, r client.Reader, pools []v1.IPPool) (poolSt
 		states[pools[i].Name] = v1.StateOf(&pools[i], byName[pools[i].Name])
 	}
 	return states, nil
+}
+
+// allocationUID is the UID to record in the pool's status.allocationUID: its own
+// PoolAllocation's, once one exists (from the cache), else what is recorded already (a
+// record is never dropped: a state deleted by hand must not look like one never made).
+func allocationUID(ctx context.Context, r client.Reader, pool *v1.IPPool) types.UID {
+	a := &v1.PoolAllocation{}
+	if r.Get(ctx, client.ObjectKey{Name: pool.Name}, a) == nil && a.PoolUID == pool.UID {
+		return a.UID
+	}
+	return pool.Status.AllocationUID
 }
 
 // migrated says whether the pool's status still carries the allocation state of before

@@ -69,7 +69,7 @@ func (r *poolConditions) Reconcile(ctx context.Context, _ reconcile.Request) (re
 		pool := &pools.Items[i]
 		held := states[pool.Name]
 		state, outside := shownState(pool, held), heldOutsideSpec(pool, &held)
-		stale := migrated(ctx, r.c, pool)
+		stale := migrated(ctx, r.c, pool) || allocationUID(ctx, r.c, pool) != pool.Status.AllocationUID
 		if conditionsHold(pool, want[pool.Name]) && pool.Status.CountsEqual(&state) && pool.Status.HeldOutsideSpec == outside && !stale {
 			continue
 		}
@@ -107,6 +107,7 @@ func (r *poolConditions) write(ctx context.Context, pool *v1.IPPool, want []meta
 	}
 	pool.Status.ShowCounts(state)
 	pool.Status.HeldOutsideSpec = outside
+	pool.Status.AllocationUID = allocationUID(ctx, r.c, pool)
 	if migrated(ctx, r.c, pool) {
 		pool.Status.LegacyAllocated, pool.Status.LegacyQuarantined = "", nil
 	}

@@ -78,6 +78,10 @@ func (r *poolFinalizer) close(ctx context.Context, pool *v1.IPPool) (bool, error
 		if !holdsNothing(&state) {
 			return false, nil
 		}
+		if (alloc == nil || alloc.PoolUID != pool.UID) && pool.Status.AllocationUID != "" {
+			// its state was deleted by hand: what it held is unknown, so the pool stays
+			return false, nil
+		}
 		if alloc != nil && alloc.PoolUID == pool.UID && alloc.Closed {
 			return true, nil
 		}

@@ -166,3 +166,36 @@ func TestAPoolsStateFromBeforeTheUpgradeKeepsItAndGoesOnceMigrated(t *testing.T)
 		t.Fatalf("status after migration %+v: want the old copy cleared, the state's count shown", got.Status)
 	}
 }
+
+// The controller records a pool's PoolAllocation in status.allocationUID; a deleted pool
+// whose recorded state was deleted by hand stays: what it held is unknown.
+func TestAPoolWhoseRecordedStateWasDeletedByHandStays(t *testing.T) {
+	ctx := context.Background()
+	live := poolOf("q", "10.8.0.0/24", "", "7")
+	objs := live.objects()
+	objs[1].(*v1.PoolAllocation).UID = "uid-of-the-state" // the fake client makes none
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).WithStatusSubresource(&v1.IPPool{}).Build()
+	if _, err := (&poolConditions{c: c, counts: countsMirror{interval: time.Second}}).Reconcile(ctx, reconcile.Request{}); err != nil {
+		t.Fatal(err)
+	}
+	got, state := &v1.IPPool{}, &v1.PoolAllocation{}
+	if err := c.Get(ctx, client.ObjectKey{Name: "q"}, got); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKey{Name: "q"}, state); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.AllocationUID == "" || got.Status.AllocationUID != state.UID {
+		t.Fatalf("status.allocationUID %q, want the state's %q", got.Status.AllocationUID, state.UID)
+	}
+
+	h := deleting(poolOf("p", "10.9.0.0/24", "", ""))
+	h.pool.Status.AllocationUID = "uid-of-the-deleted-state"
+	c = fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(h.pool.DeepCopy()).WithStatusSubresource(&v1.IPPool{}).Build()
+	if _, err := (&poolFinalizer{c: c}).Reconcile(ctx, reconcile.Request{NamespacedName: client.ObjectKey{Name: "p"}}); err != nil {
+		t.Fatal(err)
+	}
+	if !finalizerKept(t, c) {
+		t.Fatal("a pool went though its recorded state was deleted by hand")
+	}
+}

@@ -2,6 +2,7 @@ package v1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // IPPoolSpec declares which addresses of a subnet pods may get, and where the pool applies.
@@ -91,6 +92,12 @@ type IPPoolStatus struct {
 	// hold them, so every other pool keeps them out of allocation. Kept by the controller.
 	// +optional
 	HeldOutsideSpec string `json:"heldOutsideSpec,omitempty"`
+	// AllocationUID is the UID of the pool's PoolAllocation, recorded by the controller once
+	// it exists. From then on no ipamd makes the pool a new, empty state: a state deleted by
+	// hand would otherwise restart empty and hand out addresses pods hold. Such a pool hands
+	// nothing out (and, deleted, stays) until its PoolAllocation is restored.
+	// +optional
+	AllocationUID types.UID `json:"allocationUID,omitempty"`
 	// LegacyAllocated and LegacyQuarantined are where underpool kept the allocation state
 	// before PoolAllocations (status.allocated, status.quarantined). They are read only to
 	// seed a pool's first PoolAllocation, so an upgrade keeps every address its pods hold

@@ -167,6 +167,14 @@ func (p *PoolCommitter) write(ctx context.Context, name string, q *poolQueue, al
 		err = p.writer.Update(ctx, next)
 	}
 	lost := apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err)
+	if apierrors.IsNotFound(err) && next.ResourceVersion != "" {
+		// the state this process wrote is gone while the pool exists (deleted by hand):
+		// never start it again empty
+		q.alloc, q.lost, q.lostUID = nil, true, alloc.PoolUID
+		err = fmt.Errorf("%w: PoolAllocation %s was deleted while IPPool %s exists: who holds its addresses is unknown, so nothing "+
+			"is handed out from it; restore the PoolAllocation (kubectl apply a backup), or delete the pool once no pod uses it",
+			ErrStateLost, name, name)
+	}
 	switch {
 	case err == nil:
 		q.alloc = next

@@ -19,6 +19,7 @@ import (
 
 	"go.uber.org/zap"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -28,6 +29,9 @@ import (
 
 // ErrPoolNotFound means no IPPool of that name exists.
 var ErrPoolNotFound = errors.New("pool not found")
+
+// ErrStateLost means the pool's PoolAllocation was deleted while the pool exists.
+var ErrStateLost = errors.New("pool allocation state lost")
 
 // ErrPoolImporting means the pool's imported allocation state is still being written.
 var ErrPoolImporting = errors.New("pool is being imported")
@@ -102,7 +106,12 @@ type poolQueue struct {
 	alloc *v1.PoolAllocation
 	// aliveAt is when the API last showed the pool alive before alloc, not created yet,
 	// was made: the create must be sent within half a window of it
-	aliveAt   time.Time
+	aliveAt time.Time
+	// lostUID is the pool incarnation whose state this process had and found deleted: it
+	// is never made again empty (status.allocationUID tells the other nodes the same,
+	// once the controller has recorded it)
+	lost      bool
+	lostUID   types.UID
 	parsedUID string
 	parsedGen int64
 	parsed    *allocator.PoolView
@@ -376,6 +385,11 @@ func (p *PoolCommitter) state(ctx context.Context, pool *v1.IPPool, q *poolQueue
 			now, err := p.requireCurrent(ctx, pool)
 			if err != nil {
 				return nil, false, err
+			}
+			if now.Status.AllocationUID != "" || q.lost && q.lostUID == pool.UID {
+				return nil, false, fmt.Errorf("%w: IPPool %s had PoolAllocation %s (uid %s), which is gone while the pool exists: "+
+					"who holds its addresses is unknown, so nothing is handed out from it; restore the PoolAllocation (kubectl apply "+
+					"a backup), or delete the pool once no pod uses it", ErrStateLost, pool.Name, pool.Name, now.Status.AllocationUID)
 			}
 			q.alloc, q.aliveAt = v1.AllocationOf(now), readAt
 			return q.alloc, false, nil

@@ -167,3 +167,43 @@ func TestAPoolsFirstStateStartsFromWhatItsStatusHeldBeforeTheUpgrade(t *testing.
 		t.Fatalf("the pool handed out more than the old status left free: %v", err)
 	}
 }
+
+// A PoolAllocation deleted by hand while its pool exists: a new, empty state would hand
+// out addresses pods hold. Once the controller has recorded the pool's state
+// (status.allocationUID), ipamd never makes it a new one; the pool hands nothing out,
+// saying why and how to repair it.
+func TestAPoolWhoseStateWasDeletedByHandHandsNothingOut(t *testing.T) {
+	pool := ippool("p", "10.250.1.0/24")
+	pool.Status.AllocationUID = "uid-of-the-deleted-state"
+	api := fakeAPI(t, pool)
+	s := newPools(api, nil)
+	_, _, err := allocate(s, context.Background(), "p")
+	if !errors.Is(err, ErrStateLost) || !strings.Contains(err.Error(), "restore the PoolAllocation") {
+		t.Fatalf("allocation from a pool whose state was deleted: %v", err)
+	}
+	if err := api.Get(context.Background(), client.ObjectKey{Name: "p"}, &v1.PoolAllocation{}); err == nil {
+		t.Fatal("a new state was made for a pool whose state was deleted by hand")
+	}
+}
+
+// Deleted after this ipamd wrote it, before the controller recorded it: the write finds
+// it gone, and this ipamd never makes the pool a new, empty state either.
+func TestAStateDeletedUnderThisNodesWritesIsNeverMadeAgainEmpty(t *testing.T) {
+	ctx := context.Background()
+	api := fakeAPI(t, ippool("p", "10.250.1.0/24", "10.250.1.10-10.250.1.20"))
+	s := newPools(api, nil)
+	if _, _, err := allocate(s, ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	if err := api.Delete(ctx, &v1.PoolAllocation{ObjectMeta: metav1.ObjectMeta{Name: "p"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if _, _, err := allocate(s, ctx, "p"); !errors.Is(err, ErrStateLost) {
+			t.Fatalf("allocation %d after the state was deleted: %v", i, err)
+		}
+	}
+	if err := api.Get(ctx, client.ObjectKey{Name: "p"}, &v1.PoolAllocation{}); err == nil {
+		t.Fatal("the deleted state was made again")
+	}
+}
