@@ -27,15 +27,7 @@ func readStates(ctx context.Context, r client.Reader, pools []v1.IPPool) (poolSt
 	if err := r.List(ctx, &allocs); err != nil {
 		return nil, err
 	}
-	byName := make(map[string]*v1.PoolAllocation, len(allocs.Items))
-	for i := range allocs.Items {
-		byName[allocs.Items[i].Name] = &allocs.Items[i]
-	}
-	states := make(poolStates, len(pools))
-	for i := range pools {
-		states[pools[i].Name] = v1.StateOf(&pools[i], byName[pools[i].Name])
-	}
-	return states, nil
+	return v1.StatesOf(pools, allocs.Items), nil
 }
 
 // allocationUID is the UID to record in the pool's status.allocationUID: its own

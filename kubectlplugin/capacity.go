@@ -87,15 +87,7 @@ func loadStates(ctx context.Context, c client.Reader, pools []v1.IPPool) (poolSt
 	if err := c.List(ctx, &allocs); err != nil {
 		return nil, fmt.Errorf("listing PoolAllocations: %w: is the poolallocations.underpool.io CRD installed, and may you list it?", err)
 	}
-	byName := make(map[string]*v1.PoolAllocation, len(allocs.Items))
-	for i := range allocs.Items {
-		byName[allocs.Items[i].Name] = &allocs.Items[i]
-	}
-	states := make(poolStates, len(pools))
-	for i := range pools {
-		states[pools[i].Name] = v1.StateOf(&pools[i], byName[pools[i].Name])
-	}
-	return states, nil
+	return v1.StatesOf(pools, allocs.Items), nil
 }
 
 func capacityOf(p *v1.IPPool, all []v1.IPPool, states poolStates, reserved []v1.ReservedIP, now time.Time) *Capacity {

@@ -138,6 +138,20 @@ func StateOf(pool *IPPool, alloc *PoolAllocation) AllocationState {
 	return alloc.State
 }
 
+// StatesOf matches listed PoolAllocations to listed pools by name and returns each pool's
+// state by pool name (StateOf: a pool without its own holds its legacy state).
+func StatesOf(pools []IPPool, allocs []PoolAllocation) map[string]AllocationState {
+	byName := make(map[string]*PoolAllocation, len(allocs))
+	for i := range allocs {
+		byName[allocs[i].Name] = &allocs[i]
+	}
+	states := make(map[string]AllocationState, len(pools))
+	for i := range pools {
+		states[pools[i].Name] = StateOf(&pools[i], byName[pools[i].Name])
+	}
+	return states
+}
+
 // LegacyState is the allocation state a pool's status kept before PoolAllocations
 // (status.allocated and status.quarantined): the seed of its first PoolAllocation.
 func LegacyState(pool *IPPool) AllocationState {

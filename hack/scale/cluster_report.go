@@ -296,21 +296,27 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// write puts the report's JSON and markdown under dir, as hack/bench does.
+// write puts the report's JSON and markdown under dir.
 func (r *clusterReport) write(dir, text string) ([]string, error) {
+	return writeReport(dir, "scale-cluster-"+r.Started.Format("20060102-150405"), r, text)
+}
+
+// writeReport puts a report as JSON and its markdown text under dir, named base.json and
+// base.md, as hack/bench does.
+func writeReport(dir, base string, r any, text string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	base := filepath.Join(dir, "scale-cluster-"+r.Started.Format("20060102-150405"))
+	path := filepath.Join(dir, base)
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(base+".json", data, 0o644); err != nil {
+	if err := os.WriteFile(path+".json", data, 0o644); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(base+".md", []byte(text), 0o644); err != nil {
+	if err := os.WriteFile(path+".md", []byte(text), 0o644); err != nil {
 		return nil, err
 	}
-	return []string{base + ".json", base + ".md"}, nil
+	return []string{path + ".json", path + ".md"}, nil
 }

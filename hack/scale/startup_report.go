@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 )
@@ -189,19 +188,5 @@ func topInts(m map[string]int, n int) string {
 
 // write puts the report's JSON and markdown under dir.
 func (r *startupReport) write(dir, text string) ([]string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	base := filepath.Join(dir, "scale-startup-"+r.Started.Format("20060102-150405"))
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(base+".json", data, 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(base+".md", []byte(text), 0o644); err != nil {
-		return nil, err
-	}
-	return []string{base + ".json", base + ".md"}, nil
+	return writeReport(dir, "scale-startup-"+r.Started.Format("20060102-150405"), r, text)
 }
