@@ -13,6 +13,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
@@ -61,15 +62,19 @@ func TestWebhookRejectsConflictingPools(t *testing.T) {
 		Pod: rpc.Pod{Namespace: ns, Name: "w"}, IPv4Pools: []string{pool.Name}}); err != nil {
 		t.Fatal(err)
 	}
-	shrink := e2e.FreshPool(t, pool.Name)
-	shrink.Spec.IPs = []string{b + "30-" + b + "50"}
-	if err := e2e.Suite.Client.Update(e2e.Ctx(t), shrink); err == nil || !strings.Contains(err.Error(), "still allocated") {
+	// the controller writes the pool's status meanwhile (its counts, its state's UID): a
+	// conflict is retried on the newest copy, any other answer is the webhook's
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		shrink := e2e.FreshPool(t, pool.Name)
+		shrink.Spec.IPs = []string{b + "30-" + b + "50"}
+		return e2e.Suite.Client.Update(e2e.Ctx(t), shrink)
+	})
+	if err == nil || !strings.Contains(err.Error(), "still allocated") {
 		t.Fatalf("removing an allocated address: %v", err)
 	}
 
 	sub := e2e.NewSubnet(t, v1.SubnetSpec{Subnet: v4})
 	// the controller writes the Subnet's status meanwhile: edit the newest copy
-	var err error
 	for attempt := 0; attempt < 10; attempt++ {
 		if err = e2e.Suite.Client.Get(e2e.Ctx(t), client.ObjectKeyFromObject(sub), sub); err != nil {
 			t.Fatal(err)
