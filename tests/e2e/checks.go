@@ -49,8 +49,7 @@ func Holds(ep *v1.Endpoint, containerID, addr string) bool {
 }
 
 // PoolMismatch compares a pool's allocated set (its allocation state, read from the API)
-// with the union of what the Endpoints hold in it, and the counts the pool's status shows
-// (the controller's copy) with the state's; "" when they agree.
+// with the union of what the Endpoints hold in it; "" when they agree.
 func PoolMismatch(pool *v1.IPPool, st *v1.AllocationState, eps []v1.Endpoint) (string, error) {
 	view, err := allocator.NewPool(pool.Name, &pool.Spec)
 	if err != nil {
@@ -59,16 +58,6 @@ func PoolMismatch(pool *v1.IPPool, st *v1.AllocationState, eps []v1.Endpoint) (s
 	allocated, err := allocator.ParseRunSet(st.Allocated)
 	if err != nil {
 		return "", fmt.Errorf("pool %s state.allocated: %w", pool.Name, err)
-	}
-	// the status shows the state's counts with the total of the spec as it is now (a pool
-	// nothing was allocated from has no state; a resized one's state keeps its old total
-	// until its next write)
-	want := *st
-	want.SetCounts(view.TotalCount(), st.AllocatedIPCount)
-	if !pool.Status.CountsEqual(&want) {
-		return fmt.Sprintf("pool %s status shows %d of %d allocated, %d free, %d quarantined; its state and spec give %d of %d, %d, %d",
-			pool.Name, pool.Status.AllocatedIPCount, pool.Status.TotalIPCount, pool.Status.FreeIPCount, pool.Status.QuarantinedIPCount,
-			want.AllocatedIPCount, want.TotalIPCount, want.FreeIPCount, len(want.Quarantined)), nil
 	}
 	var held allocator.RunSet
 	for _, ep := range eps {
@@ -91,6 +80,26 @@ func PoolMismatch(pool *v1.IPPool, st *v1.AllocationState, eps []v1.Endpoint) (s
 		return fmt.Sprintf("pool %s allocated %q, Endpoints hold %q", pool.Name, allocated.String(), held.String()), nil
 	}
 	return "", nil
+}
+
+// CountsMismatch compares the counts a pool's status shows (the controller's copy, at
+// most --counts-interval behind) with its allocation state's; "" when they agree.
+func CountsMismatch(pool *v1.IPPool, st v1.AllocationState) string {
+	view, err := allocator.NewPool(pool.Name, &pool.Spec)
+	if err != nil {
+		return fmt.Sprintf("pool %s: %v", pool.Name, err)
+	}
+	// the status shows the state's counts with the total of the spec as it is now (a pool
+	// nothing was allocated from has no state; a resized one's state keeps its old total
+	// until its next write)
+	want := st
+	want.SetCounts(view.TotalCount(), st.AllocatedIPCount)
+	if !pool.Status.CountsEqual(&want) {
+		return fmt.Sprintf("pool %s status shows %d of %d allocated, %d free, %d quarantined; its state and spec give %d of %d, %d, %d",
+			pool.Name, pool.Status.AllocatedIPCount, pool.Status.TotalIPCount, pool.Status.FreeIPCount, pool.Status.QuarantinedIPCount,
+			want.AllocatedIPCount, want.TotalIPCount, want.FreeIPCount, len(want.Quarantined))
+	}
+	return ""
 }
 
 // CheckCluster checks the whole cluster as the host sees it once every test is over: no address
@@ -124,6 +133,9 @@ func CheckCluster(ctx context.Context, c client.Client, settled bool) (problems,
 		}
 		if mismatch != "" {
 			problems = append(problems, mismatch)
+		}
+		if counts := CountsMismatch(p, st); counts != "" {
+			problems = append(problems, counts)
 		}
 		if settled && (st.AllocatedIPCount != 0 || st.Allocated != "") {
 			problems = append(problems, fmt.Sprintf("pool %s still holds %d addresses (%q)", p.Name, st.AllocatedIPCount, st.Allocated))

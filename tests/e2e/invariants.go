@@ -64,7 +64,12 @@ func RequireInvariants(t *testing.T, live []Attachment, pools ...string) {
 	}
 	for _, pool := range pools {
 		Eventually(t, "pool "+pool+" state = its Endpoints, status counts = its state's", 30*time.Second, func() (bool, string) {
-			return PoolMatchesEndpoints(t, pool)
+			if ok, why := PoolMatchesEndpoints(t, pool); !ok {
+				return false, why
+			}
+			// the counts are the controller's copy, at most --counts-interval behind
+			why := CountsMismatch(FreshPool(t, pool), FreshState(t, pool))
+			return why == "", why
 		})
 	}
 }
@@ -85,7 +90,7 @@ func poolAllocated(t *testing.T, pool string) (*allocator.PoolView, allocator.Ru
 }
 
 // PoolMatchesEndpoints compares a pool's allocated set with the union of what every
-// Endpoint holds in it, and the counts its status shows with its allocation state's.
+// Endpoint holds in it.
 func PoolMatchesEndpoints(t *testing.T, pool string) (bool, string) {
 	t.Helper()
 	p := FreshPool(t, pool)
