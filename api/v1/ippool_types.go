@@ -64,10 +64,6 @@ type IPPoolSpec struct {
 // which no node watches: a commit on one node is no event on any other
 // (docs/design.md, "Allocation state at 5000 nodes").
 //
-// An ipamd of the release before PoolAllocations would still write status.allocated during
-// a rolling upgrade, keeping a second allocation state beside the new one: two nodes could
-// then hand out one address. So the field can only stay as it is or go.
-// +kubebuilder:validation:XValidation:rule="!has(self.allocated) || (has(oldSelf.allocated) && oldSelf.allocated == self.allocated)",message="status.allocated is read-only: PoolAllocations hold the allocation state now; this write comes from an underpool-ipamd older than the cluster's CRDs: upgrade it"
 type IPPoolStatus struct {
 	// AllocatedIPCount is how many addresses are allocated.
 	// +optional
@@ -160,6 +156,13 @@ type QuarantinedIP struct {
 }
 
 // IPPool is a set of addresses of one subnet that pods get their addresses from.
+//
+// An ipamd of the release before PoolAllocations would still write status.allocated during
+// a rolling upgrade, keeping a second allocation state beside the new one: two nodes could
+// then hand out one address. So the field can only stay as it is or go. The rule is on the
+// whole object, whose old version every update has (on the status it would be skipped on
+// a pool's first status write, which has no old status).
+// +kubebuilder:validation:XValidation:rule="!has(self.status) || !has(self.status.allocated) || (has(oldSelf.status) && has(oldSelf.status.allocated) && oldSelf.status.allocated == self.status.allocated)",message="status.allocated is read-only: PoolAllocations hold the allocation state now; this write comes from an underpool-ipamd older than the cluster's CRDs: upgrade it"
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:scope=Cluster,shortName=ipp,categories=underpool
 // +kubebuilder:subresource:status
