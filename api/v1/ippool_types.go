@@ -63,7 +63,6 @@ type IPPoolSpec struct {
 // conditions. The allocation state itself lives in the PoolAllocation of the same name,
 // which no node watches: a commit on one node is no event on any other
 // (docs/design.md, "Allocation state at 5000 nodes").
-//
 type IPPoolStatus struct {
 	// AllocatedIPCount is how many addresses are allocated.
 	// +optional
