@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -176,12 +177,21 @@ func setupUnderpool(ctx context.Context, env *setupEnv, sub subnetPlan, name str
 		if err := env.kube.Get(ctx, client.ObjectKey{Name: pool}, p); err != nil {
 			return 0, "", err
 		}
+		// the allocation state itself: the pool's status counts are a copy the elected
+		// controller makes, and the bench runs no controller
+		alloc := &v1.PoolAllocation{}
+		if err := env.kube.Get(ctx, client.ObjectKey{Name: pool}, alloc); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return 0, "", err
+			}
+			alloc = nil
+		}
 		// Endpoints record who holds an address; one left over is a leak as well.
 		var eps v1.EndpointList
 		if err := env.kube.List(ctx, &eps, client.InNamespace(metav1.NamespaceDefault)); err != nil {
 			return 0, "", err
 		}
-		return int(p.Status.AllocatedIPCount), fmt.Sprintf("IPPool %s status.allocatedIPCount; %d Endpoint objects left", pool, len(eps.Items)), nil
+		return int(v1.StateOf(p, alloc).AllocatedIPCount), fmt.Sprintf("PoolAllocation %s state.allocatedIPCount; %d Endpoint objects left", pool, len(eps.Items)), nil
 	}
 	return &ipam{name: name, conflist: conf, held: held}, nil
 }
