@@ -62,7 +62,11 @@ func (r *goneNodeRecycler) round(ctx context.Context, now time.Time) (map[string
 	}
 	// a Node registered moments ago may not be cached yet: judging its Endpoints too is
 	// safe, as judging rests on the pod alone
-	return r.svc.RecycleGoneNodes(ctx, now, r.grace, lookedAfter)
+	released, err := r.svc.RecycleGoneNodes(ctx, now, r.grace, lookedAfter)
+	// the frees go after the records (as a DEL's do); a round ends when they have
+	// landed, so the next round and the metrics see what this one did
+	r.svc.Settle()
+	return released, err
 }
 
 // lookedAfter says, from the cache, which nodes have an ipamd recycling their Endpoints:

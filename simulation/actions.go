@@ -373,6 +373,9 @@ func (s *sim) loopChoices() []choice {
 		if a := s.serving(n); a != nil && due(a, "recycle") {
 			out = append(out, choice{desc: "recycling round of " + a.name, do: func() string { s.recycle(a); return "started" }})
 		}
+		if a := s.serving(n); a != nil && due(a, "expire") {
+			out = append(out, choice{desc: "prefetch expiry of " + a.name, do: func() string { s.expire(a); return "started" }})
+		}
 	}
 	if c := s.controller; c != nil && !c.isDead() {
 		if due(c, "sweep") {
@@ -397,6 +400,7 @@ func (s *sim) nextLoopRound() (time.Time, bool) {
 	for _, n := range nodeNames {
 		if a := s.serving(n); a != nil {
 			consider(a, "recycle")
+			consider(a, "expire")
 		}
 	}
 	if c := s.controller; c != nil && !c.isDead() {
@@ -404,6 +408,15 @@ func (s *sim) nextLoopRound() (time.Time, bool) {
 		consider(c, "gone-nodes")
 	}
 	return next, !next.IsZero()
+}
+
+// expire frees the addresses an ipamd prefetched that no ADD took (ipamd's ticker).
+func (s *sim) expire(a *actor) {
+	a.begin("expire")
+	s.startOp(a, "expire", 0, func(ctx context.Context) (any, error) {
+		a.svc.Pools.(gatedPools).ExpirePrefetched(ctx)
+		return nil, nil
+	}, func(*op) { a.end("expire", s.clock.Now()) })
 }
 
 func (s *sim) recycle(a *actor) {

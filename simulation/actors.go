@@ -103,6 +103,15 @@ func (p gatedPools) Release(ctx context.Context, f store.Free) error {
 	return p.PoolCommitter.Release(ctx, f)
 }
 
+// ReleaseQueued passes the gate before the free is queued, as Release does; its outcome
+// is the caller's to wait for (a DEL answers before it).
+func (p gatedPools) ReleaseQueued(ctx context.Context, f store.Free) func() error {
+	if err := p.enter("free " + f.Addr.String() + " of " + f.Pool); err != nil {
+		return func() error { return err }
+	}
+	return p.PoolCommitter.ReleaseQueued(ctx, f)
+}
+
 func (p gatedPools) Quarantine(ctx context.Context, f store.Free, mac string, until time.Time, limits store.QuarantineLimits) (store.QuarantineResult, error) {
 	if err := p.enter("quarantine " + f.Addr.String() + " of " + f.Pool); err != nil {
 		return store.QuarantineResult{}, err
@@ -128,6 +137,9 @@ func (p gatedPools) RetryRemarks(ctx context.Context) map[string]error {
 func (s *sim) committer(a *actor, api client.Client, cache client.Reader) gatedPools {
 	pools := store.NewPoolCommitter(api, cache, api, nil, s.logs.logger(a.name), nil)
 	pools.Window, pools.Clock = s.window, s.clock
+	// as ipamd runs by default: ADDs take addresses committed ahead of them, DELs keep
+	// theirs for the next ADD (store/prefetch.go)
+	pools.Prefetch = true
 	// half the ceiling: deterministic, and never zero, so a retry always waits on the
 	// fake clock (a zero wait would retry at once, as often as the scheduler lets it)
 	pools.Jitter = func(d time.Duration) time.Duration {

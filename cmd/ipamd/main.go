@@ -50,6 +50,7 @@ func main() {
 	flag.Float64Var(&opts.QuarantineLimits.MaxShare, "quarantine-max-share", 0.1, "node mode: the most of a pool's usable addresses (0-1) kept in quarantine at once, counted over the whole cluster from the pool's status; an address found in use past it is released instead, so conflicts cannot drain the pool; 0: no share limit")
 	flag.IntVar(&opts.QuarantineLimits.Floor, "quarantine-floor", 4, "node mode: a pool may always keep this many addresses in quarantine, however small --quarantine-max-share makes its limit")
 	flag.IntVar(&opts.QuarantineLimits.PerMAC, "quarantine-per-mac", 3, "node mode: a MAC that answers for more than this many of a pool's addresses is a spoofer or a proxy-ARP host: its answers quarantine nothing more (event ConflictSpoofer, underpool_ipamd_conflict_spoofers); 0: no limit")
+	flag.BoolVar(&opts.Prefetch, "prefetch", true, "node mode: while this node keeps allocating from a pool, commit the pool's next address ahead of the ADD that takes it (and keep a DEL's address for it), so an ADD makes one API write instead of two; at most one address per pool, freed a second after the last ADD, none in a pool with less than a sixteenth free")
 	flag.BoolVar(&opts.RDMAMetrics, "rdma-metrics", false, "node mode: export the node's RDMA port counters (sysfs /sys/class/infiniband) on /metrics")
 	flag.StringVar(&ctl.Webhook.Host, "webhook-host", "0.0.0.0", "controller mode: webhook listen address")
 	flag.IntVar(&ctl.Webhook.Port, "webhook-port", 9443, "controller mode: webhook listen port")

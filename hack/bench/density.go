@@ -180,7 +180,7 @@ func runDensity(ctx context.Context, env *setupEnv, cni *harness.CNI, ip *ipam, 
 	if err := release(); err != nil {
 		return nil, err
 	}
-	held, detail, err := ip.held(ctx)
+	held, detail, err := heldAfterDEL(ctx, ip)
 	if err != nil {
 		return nil, fmt.Errorf("%s: counting what it still holds after the density DELs: %w", ip.name, err)
 	}

@@ -198,3 +198,20 @@ func runPool(ctx context.Context, gate *callGate, pods []harness.Runtime, par in
 	close(stopTicker)
 	return st
 }
+
+// settleWait bounds how long heldAfterDEL waits for a count to reach zero.
+const settleWait = 10 * time.Second
+
+// heldAfterDEL counts what an IPAM still holds once its DELs answered. underpool answers a
+// DEL when the record is gone and frees the address just after, so the count is read
+// until it is zero or settleWait has passed: a leak stays, a free in flight does not.
+func heldAfterDEL(ctx context.Context, ip *ipam) (int, string, error) {
+	deadline := time.Now().Add(settleWait)
+	for {
+		held, detail, err := ip.held(ctx)
+		if err != nil || held == 0 || time.Now().After(deadline) {
+			return held, detail, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -76,6 +76,9 @@ type Options struct {
 	QuarantineLimits store.QuarantineLimits
 	// RDMAMetrics exports the node's RDMA port counters on /metrics (rdmastats).
 	RDMAMetrics bool
+	// Prefetch commits a pool's next address ahead of the ADD that takes it
+	// (store.PoolCommitter.Prefetch).
+	Prefetch bool
 	// CommitWindow is the release protocol's bound (zero: store.DefaultWindow); the
 	// controller must run with the same.
 	CommitWindow store.Window
@@ -143,6 +146,7 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 
 	pools := store.NewPoolCommitter(writer, informers, writer, store.ReservedIPs(informers, log), log, store.NewMetrics(reg))
 	pools.Window = opts.CommitWindow
+	pools.Prefetch = opts.Prefetch
 	if err := store.ObservePools(ctx, informers, pools); err != nil {
 		return err
 	}
@@ -200,6 +204,9 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 	if opts.GCInterval > 0 {
 		go recycleLoop(ctx, svc, opts, log)
 	}
+	if opts.Prefetch {
+		go expirePrefetched(ctx, pools)
+	}
 
 	select {
 	case err = <-serveDone:
@@ -212,8 +219,26 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 			err = errors.Join(fmt.Errorf("informer cache stopped: %v", cacheErr), err)
 		}
 	}
+	settle(svc, log, settleBound)
 	log.Info("ipamd stopped")
 	return err
+}
+
+// settleBound is how long a stopping ipamd waits for the frees its DELs sent after
+// answering; one not made by then stays allocated, unheld, for the orphan sweeper.
+const settleBound = 5 * time.Second
+
+func settle(svc *service.Service, log *zap.Logger, bound time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		svc.Settle()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(bound):
+		log.Warn("stopping with frees still in flight; the orphan sweeper frees what they did not", zap.Duration("waited", bound))
+	}
 }
 
 // RESTConfig loads the API config from a kubeconfig file, or in-cluster when empty.
@@ -250,6 +275,21 @@ func serveHealth(ctx context.Context, addr string, reg *prometheus.Registry, svc
 	}()
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Error("health endpoint failed", zap.String("address", addr), zap.Error(err))
+	}
+}
+
+// expirePrefetched frees, every half PrefetchIdle, the addresses prefetched for an ADD
+// that did not come (store/prefetch.go).
+func expirePrefetched(ctx context.Context, pools *store.PoolCommitter) {
+	ticker := time.NewTicker(store.PrefetchIdle / 2)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			pools.ExpirePrefetched(ctx)
+		}
 	}
 }
 

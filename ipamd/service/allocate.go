@@ -71,7 +71,7 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 	// allocation, and any rollback, are sent only within the first half of the commit
 	// window after it (docs/design.md, the release protocol)
 	evidence := s.now()
-	held, views, err := s.allocateFamilies(ctx, a, candidates, source, requested, evidence)
+	held, views, evidence, err := s.allocateFamilies(ctx, a, candidates, source, requested, evidence)
 	if err != nil {
 		return nil, err
 	}
@@ -154,8 +154,10 @@ func attached(ep *v1.Endpoint, a attachment) (*v1.EndpointInterface, error) {
 // one (multus's requested address when it asked for one). Until record has written
 // them, nothing else knows of these pool commits: a family that fails takes back what
 // the families before it committed, under the evidence taken before the first commit.
+// The evidence it returns is the earliest of the request's and those of addresses
+// allocated before the request (store.Grant.Evidence): record keeps to its deadline.
 func (s *Service) allocateFamilies(ctx context.Context, a attachment, candidates selection.Families, source selection.Source,
-	requested map[int]netip.Addr, evidence time.Time) ([]v1.EndpointIP, map[string]*allocator.PoolView, error) {
+	requested map[int]netip.Addr, evidence time.Time) ([]v1.EndpointIP, map[string]*allocator.PoolView, time.Time, error) {
 	var held []v1.EndpointIP
 	// the pools as the commit parsed them: the response needs their routes, and parsing
 	// each pool again from the cache after the commit was pure waste
@@ -169,19 +171,22 @@ func (s *Service) allocateFamilies(ctx context.Context, a attachment, candidates
 		if len(fam.pools) == 0 {
 			if fam.want.IsValid() {
 				rollback()
-				return nil, nil, badRequest("requestedIPs", "requested %s but %s names no %s pool for %s", fam.want, source, fam.label, a.req.IfName)
+				return nil, nil, evidence, badRequest("requestedIPs", "requested %s but %s names no %s pool for %s", fam.want, source, fam.label, a.req.IfName)
 			}
 			continue
 		}
-		ip, view, err := s.allocateFrom(ctx, a.in, fam.field, fam.label, source, fam.pools, fam.want)
+		ip, view, since, err := s.allocateFrom(ctx, a.in, fam.field, fam.label, source, fam.pools, fam.want)
 		if err != nil {
 			rollback()
-			return nil, nil, err
+			return nil, nil, evidence, err
+		}
+		if !since.IsZero() && since.Before(evidence) {
+			evidence = since
 		}
 		held = append(held, ip)
 		views[ip.Pool] = view
 	}
-	return held, views, nil
+	return held, views, evidence, nil
 }
 
 // record writes the allocation into the pod's Endpoint, the write that makes the pool
@@ -322,7 +327,7 @@ func (s *Service) ownsSandbox(pod *corev1.Pod, req *rpc.AllocateRequest) error {
 // allocateFrom tries the pools in order, skipping those whose affinity does not match or
 // that are exhausted; the error lists every pool tried and why it was skipped.
 func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, family string, source selection.Source,
-	names []string, want netip.Addr) (v1.EndpointIP, *allocator.PoolView, error) {
+	names []string, want netip.Addr) (v1.EndpointIP, *allocator.PoolView, time.Time, error) {
 	byName := map[string]*v1.IPPool{}
 	for i := range in.Pools {
 		byName[in.Pools[i].Name] = &in.Pools[i]
@@ -337,7 +342,7 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 	for _, name := range names {
 		pool := byName[name]
 		if pool == nil && source == selection.SourceAppPool {
-			return v1.EndpointIP{}, nil, &failure{kind: FailureNoEligiblePool, err: &rpc.Error{Code: rpc.CodeTryAgainLater, Field: "annotations",
+			return v1.EndpointIP{}, nil, time.Time{}, &failure{kind: FailureNoEligiblePool, err: &rpc.Error{Code: rpc.CodeTryAgainLater, Field: "annotations",
 				Message: fmt.Sprintf("application pool %s is not created yet (the controller carves it from the Subnet); retrying", name)}}
 		}
 		if pool == nil {
@@ -361,7 +366,7 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 			if view.Gateway.IsValid() {
 				ip.Gateway = view.Gateway.String()
 			}
-			return ip, view, nil
+			return ip, view, grant.Evidence, nil
 		}
 		switch {
 		case errors.Is(err, allocator.ErrExhausted):
@@ -392,7 +397,7 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 	if want.IsValid() {
 		what = "requested address " + want.String() + " not available"
 	}
-	return v1.EndpointIP{}, nil, &failure{kind: kind, err: &rpc.Error{Code: rpc.CodeNoAddress, Field: field,
+	return v1.EndpointIP{}, nil, time.Time{}, &failure{kind: kind, err: &rpc.Error{Code: rpc.CodeNoAddress, Field: field,
 		Message: fmt.Sprintf("%s for %s from %s [%s]", what, in.IfName, source, strings.Join(reasons, "; "))}}
 }
 

@@ -35,6 +35,8 @@ type world struct {
 	t      *testing.T
 	api    client.WithWatch
 	scheme *runtime.Scheme
+	// services are the ipamds made by ipamd, whose frees settle waits for
+	services []*service.Service
 }
 
 func newWorld(t *testing.T, funcs *interceptor.Funcs, objs ...client.Object) *world {
@@ -61,7 +63,7 @@ func (w *world) ipamd(node string, cache client.Reader) *service.Service {
 	log := zap.NewNop()
 	pools := store.NewPoolCommitter(w.api, cache, w.api, nil, log, nil)
 	pools.Patience = 300 * time.Millisecond // a conflict that never ends fails fast here
-	return &service.Service{
+	svc := &service.Service{
 		Node:          node,
 		Pools:         pools,
 		Endpoints:     store.NewEndpoints(w.api, cache, w.api),
@@ -69,6 +71,16 @@ func (w *world) ipamd(node string, cache client.Reader) *service.Service {
 		QuarantineFor: time.Minute,
 		Log:           log,
 		Metrics:       service.NewMetrics(nil),
+	}
+	w.services = append(w.services, svc)
+	return svc
+}
+
+// settle waits for the frees every ipamd of the world sent after answering a DEL, so
+// what a test reads from a pool is what its steps left (service.Settle).
+func (w *world) settle() {
+	for _, svc := range w.services {
+		svc.Settle()
 	}
 }
 
@@ -121,8 +133,16 @@ func (w *world) pool(name string) *v1.IPPool {
 	return p
 }
 
-// state reads a pool's allocation state from the API: empty when it has none yet.
+// state reads a pool's allocation state from the API, once the frees in flight landed:
+// empty when it has none yet.
 func (w *world) state(name string) v1.AllocationState {
+	w.t.Helper()
+	w.settle()
+	return w.stateAsIs(name)
+}
+
+// stateAsIs is state without waiting for the frees in flight.
+func (w *world) stateAsIs(name string) v1.AllocationState {
 	w.t.Helper()
 	a := &v1.PoolAllocation{}
 	if err := w.api.Get(context.Background(), client.ObjectKey{Name: name}, a); err != nil {

@@ -55,6 +55,7 @@ func TestStaleReleaseNeverFreesTwice(t *testing.T) {
 			} else if _, err := w.recycleGoneNodes(nil, time.Now().Add(time.Hour), 0); err != nil {
 				t.Fatal(err)
 			}
+			w.settle() // the controller's free, sent after its recycling pass, has landed
 			if got := add(t, node, b, "ctr-b", "p"); got != first {
 				t.Fatalf("b got %s, want the freed %s", got, first)
 			}

@@ -81,12 +81,17 @@ func TestAllocationFailureKinds(t *testing.T) {
 
 // A request being served counts in underpool_ipamd_requests_in_flight for its operation
 // while it lasts, and no longer once it is answered: the gauge is forced above 0 by
-// holding the request's pool write open, not read at rest only.
+// holding the request's write open (an ADD's pool commit, a DEL's Endpoint write: a DEL
+// answers before its free), not read at rest only.
 func TestARequestHeldOpenCountsInFlight(t *testing.T) {
 	for _, op := range []string{"allocate", "release"} {
 		t.Run(op, func(t *testing.T) {
 			arrived, released := make(chan struct{}), make(chan struct{})
-			w := newWorld(t, stallOnce(arrived, released), nsObj("ns"), nodeObj("n1"), newPoolObj("p", "10.250.1.0/24"))
+			stall := stallOnce(arrived, released)
+			if op == "release" {
+				stall = stallFirst(arrived, released, func(obj client.Object) bool { _, ep := obj.(*v1.Endpoint); return ep })
+			}
+			w := newWorld(t, stall, nsObj("ns"), nodeObj("n1"), newPoolObj("p", "10.250.1.0/24"))
 			a, b := podObj("ns", "a", "n1", nil), podObj("ns", "b", "n1", nil)
 			w.create(a)
 			w.create(b)

@@ -175,29 +175,67 @@ func (s *Service) releaseLocked(ctx context.Context, key client.ObjectKey, match
 			}
 			f := store.Free{Pool: ip.Pool, PoolUID: ip.PoolUID, Addr: addr.Addr(), Evidence: evidence}
 			mac, conflict := conflicts[addr.Addr().String()]
-			if conflict {
-				err = s.quarantine(ctx, f, mac)
-			} else {
-				err = s.Pools.Release(ctx, f)
-			}
-			if errors.Is(err, store.ErrWindowClosed) {
-				// the record is gone, so the sandbox's teardown succeeded; the address
-				// stays allocated, unheld, and the orphan sweeper frees it safely
-				s.Log.Warn("free not sent within the commit window; left for the orphan sweeper", zap.String("pod", key.String()),
-					zap.String("pool", ip.Pool), zap.String("ip", ip.Address), zap.Error(err))
+			if !conflict {
+				s.freeAfterAnswer(ctx, key, itf, ip, f)
 				continue
 			}
-			if err != nil {
-				return internal("freeing %s in pool %s: %v", ip.Address, ip.Pool, err)
+			if err := s.quarantine(ctx, f, mac); err != nil && !errors.Is(err, store.ErrWindowClosed) {
+				return internal("quarantining %s in pool %s: %v", ip.Address, ip.Pool, err)
+			} else if err != nil {
+				s.leftForSweeper(key, ip, err)
 			}
-			if conflict {
-				continue
-			}
-			s.Log.Info("released", zap.String("pod", key.String()), zap.String("containerID", itf.ContainerID),
-				zap.String("ifName", itf.Interface), zap.String("pool", ip.Pool), zap.String("ip", ip.Address))
 		}
 	}
 	return nil
+}
+
+// freeAfterAnswer frees an address whose record the caller's write removed, without
+// making the caller wait for it: a DEL is done once its record is gone (one write), and an
+// address allocated a moment longer, held by nobody, is handed to nobody. The free is
+// planned within the first half of the commit window after its evidence like any other
+// (store.Free), and when it fails, or its window closes, the address stays allocated and
+// unheld for the orphan sweeper; answering the DEL with that error would change nothing,
+// since a repeated DEL finds the record gone and frees nothing. Settle waits for these.
+func (s *Service) freeAfterAnswer(ctx context.Context, key client.ObjectKey, itf v1.EndpointInterface, ip v1.EndpointIP, f store.Free) {
+	if s.Pools.Keep(ctx, f) {
+		// this node is allocating from the pool: its next ADD takes the address, bound
+		// by this free's evidence (store/prefetch.go)
+		s.Log.Info("released; kept for this node's next ADD", zap.String("pod", key.String()), zap.String("containerID", itf.ContainerID),
+			zap.String("ifName", itf.Interface), zap.String("pool", ip.Pool), zap.String("ip", ip.Address))
+		return
+	}
+	// queued now, so an ADD this node serves next finds the free ahead of it; the
+	// request's context ends with its answer, the free is bounded by its window
+	wait := s.Pools.ReleaseQueued(context.WithoutCancel(ctx), f)
+	s.frees.Add(1)
+	go func() {
+		defer s.frees.Done()
+		if err := wait(); err != nil {
+			s.leftForSweeper(key, ip, err)
+			return
+		}
+		s.Log.Info("released", zap.String("pod", key.String()), zap.String("containerID", itf.ContainerID),
+			zap.String("ifName", itf.Interface), zap.String("pool", ip.Pool), zap.String("ip", ip.Address))
+	}()
+}
+
+// leftForSweeper logs a free that was not made: the record is gone, so the sandbox's
+// teardown succeeded; the address stays allocated, unheld, and the orphan sweeper frees
+// it safely.
+func (s *Service) leftForSweeper(key client.ObjectKey, ip v1.EndpointIP, err error) {
+	msg := "free failed; left for the orphan sweeper"
+	if errors.Is(err, store.ErrWindowClosed) {
+		msg = "free not sent within the commit window; left for the orphan sweeper"
+	}
+	s.Log.Warn(msg, zap.String("pod", key.String()), zap.String("pool", ip.Pool), zap.String("ip", ip.Address), zap.Error(err))
+}
+
+// Settle waits until every free, and every delete of an emptied Endpoint, sent after its
+// DEL answered has been made or given up (freeAfterAnswer, store.Endpoints): for
+// shutdown, and for tests that read a pool right after a DEL.
+func (s *Service) Settle() {
+	s.frees.Wait()
+	s.Endpoints.Settle()
 }
 
 // GC releases this node's attachments of a network that the runtime no longer has. Any

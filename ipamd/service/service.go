@@ -6,6 +6,7 @@
 package service
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,8 +46,9 @@ type Service struct {
 	Clock clock.PassiveClock
 
 	locks    keyedMutex
-	order    sandboxOrder  // order.go
-	spoofers spooferMemory // quarantine.go
+	frees    sync.WaitGroup // freeAfterAnswer's, in flight
+	order    sandboxOrder   // order.go
+	spoofers spooferMemory  // quarantine.go
 	ready    atomic.Bool
 
 	notReady atomic.Value // string: why allocations are refused

@@ -25,6 +25,11 @@ type poolStore interface {
 	// Release frees an address under the release protocol's rules (store.Free);
 	// freeing a free address, or one of a pool that is gone, succeeds.
 	Release(ctx context.Context, f store.Free) error
+	// ReleaseQueued is Release answered later: queued now, its outcome from wait.
+	ReleaseQueued(ctx context.Context, f store.Free) (wait func() error)
+	// Keep holds an address a DEL unrecorded for this node's next ADD instead of freeing
+	// it, when the node is allocating from its pool; false: free it.
+	Keep(ctx context.Context, f store.Free) bool
 	// Quarantine frees an address like Release and keeps it out of allocation until the
 	// given time, as far as the limits allow (store/quarantine.go); the result says which
 	// it did.
@@ -51,6 +56,8 @@ type endpointStore interface {
 	List(ctx context.Context) ([]v1.Endpoint, error)
 	OnNode(ctx context.Context, node string) ([]v1.Endpoint, error)
 	ByContainer(ctx context.Context, containerID string) ([]v1.Endpoint, error)
+	// Settle waits for the deletes of emptied Endpoints sent after their DEL answered.
+	Settle()
 }
 
 var (

@@ -178,6 +178,7 @@ func (p *PoolCommitter) write(ctx context.Context, name string, q *poolQueue, al
 	switch {
 	case err == nil:
 		q.alloc = next
+		p.noteRoom(q, next, plan.results)
 		p.metrics.observeCommit(len(ops), attempt, p.since(start))
 		finish(ops, plan.results, nil)
 		return false, nil
@@ -203,7 +204,7 @@ func (p *PoolCommitter) dropLateFrees(ops []*poolOp) []*poolOp {
 	for _, op := range ops {
 		if !op.sendBy.IsZero() && now.After(op.sendBy) {
 			p.metrics.LateFrees.Inc()
-			op.done <- opResult{err: fmt.Errorf("freeing %s: %w", op.addr, ErrWindowClosed)}
+			answer(op, opResult{err: fmt.Errorf("freeing %s: %w", op.addr, ErrWindowClosed)})
 			continue
 		}
 		kept = append(kept, op)
@@ -223,11 +224,11 @@ func (p *PoolCommitter) screen(ctx context.Context, name string, obj *v1.IPPool,
 		if (op.kind == opRelease || op.kind == opQuarantine) && op.poolUID != "" && op.poolUID != string(obj.UID) {
 			p.log.Info("not freeing an address of an earlier pool of the same name", zap.String("pool", name),
 				zap.String("ip", op.addr.String()), zap.String("handedOutBy", op.poolUID), zap.String("now", string(obj.UID)))
-			op.done <- opResult{}
+			answer(op, opResult{})
 			continue
 		}
 		if alloc.Closed {
-			op.done <- closedAnswer(op, name)
+			answer(op, closedAnswer(op, name))
 			continue
 		}
 		kept = append(kept, op)

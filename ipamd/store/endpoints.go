@@ -64,7 +64,12 @@ type Endpoints struct {
 	// back-to-back writes for one pod do not conflict with our own stale cache.
 	latest    map[client.ObjectKey]ownWrite
 	lastPrune time.Time
+	// later counts the deletes of emptied Endpoints sent after their write answered
+	later sync.WaitGroup
 }
+
+// Settle waits for the deletes of emptied Endpoints still in flight (save).
+func (e *Endpoints) Settle() { e.later.Wait() }
 
 type ownWrite struct {
 	ep *v1.Endpoint
@@ -177,9 +182,14 @@ func (e *Endpoints) save(ctx context.Context, ep *v1.Endpoint) error {
 		// Conditional on the version just written: if someone attached meanwhile, the
 		// delete conflicts and the Endpoint stays, as it must. Our update already proved
 		// the records gone, so whatever the delete answers, at worst an empty object is
-		// left, which holds nothing.
-		rv := ep.ResourceVersion
-		_ = e.writer.Delete(ctx, ep, client.Preconditions{ResourceVersion: &rv})
+		// left, which holds nothing (recycling deletes it after its grace). So the caller
+		// does not wait for it: a DEL is one write.
+		rv, emptied := ep.ResourceVersion, ep.DeepCopy()
+		e.later.Add(1)
+		go func() {
+			defer e.later.Done()
+			_ = e.writer.Delete(context.WithoutCancel(ctx), emptied, client.Preconditions{ResourceVersion: &rv})
+		}()
 		return nil
 	case ep.ResourceVersion == "":
 		controllerutil.AddFinalizer(ep, v1.EndpointProtection)

@@ -35,6 +35,9 @@ type Metrics struct {
 	// LateFrees counts frees not sent because their commit window had closed (the
 	// release protocol): each leaves an address for the orphan sweeper.
 	LateFrees prometheus.Counter
+	// Prefetched counts, per pool, what happened to addresses prefetched for the next ADD
+	// (prefetch.go): allocated ahead, kept from a DEL, taken by an ADD, freed untaken.
+	Prefetched *prometheus.CounterVec
 }
 
 // Results of an address operation, the result label of Allocations and Releases.
@@ -83,10 +86,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		LateFrees: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "underpool_pool_late_frees_total",
 			Help: "Frees not sent because the evidence for them was older than half the commit window; each address is left for the orphan sweeper."}),
+		Prefetched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "underpool_pool_prefetched_total",
+			Help: "Addresses held ready for this node's next ADD, by pool and event: allocated (committed ahead of the ADD), kept (from a DEL, not freed), taken (by an ADD, which then made one write), freed (nobody took it in time)."},
+			[]string{"pool", "event"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Commits, m.Conflicts, m.BatchSize, m.CommitDelay, m.QueueWait, m.Allocations, m.Releases,
-			m.Quarantined, m.PendingRemark, m.Unusable, m.LateFrees)
+			m.Quarantined, m.PendingRemark, m.Unusable, m.LateFrees, m.Prefetched)
 	}
 	return m
 }
@@ -120,6 +127,7 @@ func (m *Metrics) forget(pool string) {
 	m.Quarantined.DeletePartialMatch(byPool)
 	m.PendingRemark.DeletePartialMatch(byPool)
 	m.Unusable.DeletePartialMatch(byPool)
+	m.Prefetched.DeletePartialMatch(byPool)
 }
 
 // countAllocation counts an allocation's outcome. A pool that does not exist gets no

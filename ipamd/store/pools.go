@@ -123,6 +123,23 @@ type poolQueue struct {
 	remark []netip.Addr
 	// gone is set when the last read found no such pool: the queue is dropped once idle.
 	gone bool
+
+	// Guarded by PoolCommitter.mu (prefetch.go): the pool as this process' last write left
+	// it, the address prefetched for the next ADD, whether one is being prefetched, and
+	// when the last allocation from the pool was made.
+	room      room
+	slot      *prefetched
+	filling   chan struct{} // closed when the prefetch under way has its answer
+	lastAlloc time.Time
+}
+
+// room is what the prefetch needs of a pool's last write: its incarnation and spec
+// generation, its parsed spec and how much of it is free.
+type room struct {
+	uid         string
+	gen         int64
+	view        *allocator.PoolView
+	free, total int64
 }
 
 // BlockedFunc returns offsets of a pool that must not be handed out (reserved
@@ -148,6 +165,10 @@ type PoolCommitter struct {
 	Window Window
 	Clock  clock.Clock
 	Jitter func(d time.Duration) time.Duration
+	// Prefetch turns on the prefetched address per pool (prefetch.go): an ADD on a node
+	// that keeps allocating from a pool finds its address committed ahead of it. Off,
+	// every ADD makes its own pool commit.
+	Prefetch bool
 	// Patience bounds one batch's conflict retries (zero: DefaultCommitPatience);
 	// ProtectionPatience how long an allocation waits for a new pool's protection
 	// finalizer (zero: DefaultProtectionPatience).
@@ -179,12 +200,24 @@ type Grant struct {
 	Addr    netip.Prefix
 	Pool    *allocator.PoolView
 	PoolUID string
+	// Evidence is set when the address was allocated before the ADD that takes it
+	// (prefetch.go): the moment its evidence was taken, which bounds the Endpoint write
+	// that records it (Window.SendBy) as the ADD's own evidence would.
+	Evidence time.Time
 }
 
 // Allocate takes the next free address of the pool.
 func (p *PoolCommitter) Allocate(ctx context.Context, pool string) (Grant, error) {
+	if g, ok := p.takePrefetched(ctx, pool); ok {
+		p.metrics.countAllocation(pool, nil)
+		p.allocated(ctx, pool)
+		return g, nil
+	}
 	r := p.submit(ctx, pool, &poolOp{kind: opAllocate})
 	p.metrics.countAllocation(pool, r.err)
+	if r.err == nil {
+		p.allocated(ctx, pool)
+	}
 	return grantOf(r), r.err
 }
 
@@ -219,12 +252,24 @@ type Free struct {
 // was made again under the same name, succeeds and frees nothing. ErrWindowClosed means
 // the evidence was too old to act on: the address is left for the orphan sweeper.
 func (p *PoolCommitter) Release(ctx context.Context, f Free) error {
-	r := p.submit(ctx, f.Pool, &poolOp{kind: opRelease, addr: f.Addr, poolUID: f.PoolUID, sendBy: p.Window.SendBy(f.Evidence)})
-	if errors.Is(r.err, ErrPoolNotFound) {
-		return nil // nothing to free in a pool that is gone
+	return p.ReleaseQueued(ctx, f)()
+}
+
+// ReleaseQueued is Release in two steps: when it returns, the free is in its pool's
+// queue, ahead of any op queued after it (an ADD that follows a DEL on this node can be
+// given the address); the function it returns waits for the outcome.
+func (p *PoolCommitter) ReleaseQueued(ctx context.Context, f Free) (wait func() error) {
+	op := &poolOp{kind: opRelease, addr: f.Addr, poolUID: f.PoolUID, sendBy: p.Window.SendBy(f.Evidence),
+		done: make(chan opResult, 1), queued: p.now()}
+	p.enqueue(ctx, f.Pool, op)
+	return func() error {
+		r := <-op.done
+		if errors.Is(r.err, ErrPoolNotFound) {
+			return nil // nothing to free in a pool that is gone
+		}
+		p.metrics.Releases.WithLabelValues(f.Pool, resultOf(r.err)).Inc()
+		return r.err
 	}
-	p.metrics.Releases.WithLabelValues(f.Pool, resultOf(r.err)).Inc()
-	return r.err
 }
 
 // Ensure marks every addr allocated in one commit and returns those the pool had lost.
@@ -466,11 +511,17 @@ func finish(ops []*poolOp, results []opResult, err error) {
 		if err != nil {
 			results[i].err = err
 		}
-		if op.settle != nil {
-			op.settle(results[i])
-		}
-		op.done <- results[i]
+		answer(op, results[i])
 	}
+}
+
+// answer gives op its result, after its settle hook has run: every op is answered
+// through here, so a hook (a re-mark's bookkeeping, a prefetch's slot) never misses one.
+func answer(op *poolOp, r opResult) {
+	if op.settle != nil {
+		op.settle(r)
+	}
+	op.done <- r
 }
 
 func hasAllocation(ops []*poolOp) bool {
@@ -487,7 +538,7 @@ func hasAllocation(ops []*poolOp) bool {
 func refuseAllocationsWith(ops []*poolOp, err error) {
 	for _, op := range ops {
 		if op.kind == opAllocate || op.kind == opAllocateExact {
-			op.done <- opResult{err: err}
+			answer(op, opResult{err: err})
 		}
 	}
 }

@@ -1,0 +1,217 @@
+package store
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"go.uber.org/zap"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	v1 "github.com/underpool/underpool/api/v1"
+)
+
+// One write on an ADD's path: a prefetched address per pool.
+//
+// An ADD makes two writes one after the other: the pool commit that allocates, then the
+// Endpoint write that records the holder. While a node keeps allocating from a pool, the
+// committer makes the next ADD's pool commit ahead of it, after answering the last one,
+// and keeps the address in the pool's slot; the next ADD takes it and makes only the
+// Endpoint write. A DEL of an address of a pool the node is allocating from fills an empty
+// slot too, instead of freeing the address (Keep).
+//
+// The release protocol needs nothing new for this. A prefetched address is what every
+// allocation is between its two writes: allocated, held by no Endpoint. Its evidence is
+// taken before its pool commit is sent (or, kept from a DEL, before the Endpoint write that
+// removed its record), and the ADD that takes it sends its Endpoint write by the record
+// deadline of that evidence (Window.SendBy), so the orphan sweeper's phases, a window
+// apart, cover it as they cover any allocation. An address nobody takes is freed like a
+// rolled-back allocation (no Endpoint write ever named it), or, past its window, left for
+// the sweeper; a crash leaves it to the sweeper as well. Only this process knows of its
+// slot, so two ipamds serving one node never share one.
+//
+// What it costs: while a node allocates, one address per pool stays allocated a moment
+// longer than needed (at most PrefetchIdle past the last ADD); no slot is filled in a pool
+// with few free addresses left (prefetchFloor), where another node's ADD may need it.
+
+// PrefetchIdle is how long a prefetched address waits for an ADD before it is freed, and
+// how recent an allocation from the pool must be for a slot to be filled at all.
+var PrefetchIdle = time.Second
+
+// prefetchFloor is the fewest free addresses a pool must keep, besides the one taken,
+// for a slot to be filled: a sixteenth of the pool, at least 16.
+func prefetchFloor(total int64) int64 { return max(16, total/16) }
+
+// prefetched is an address in a pool's slot, allocated by this process for an ADD that
+// has not arrived yet.
+type prefetched struct {
+	grant    Grant
+	evidence time.Time // before its pool commit was sent, or before the DEL's record removal
+	gen      int64     // the pool's spec generation it was allocated under
+	since    time.Time // when it entered the slot
+}
+
+// takePrefetched hands out the pool's prefetched address when it is there, or being
+// prefetched (its commit is already on the way: waiting for it is quicker than a commit of
+// our own), and its record deadline leaves the ADD half of it (a quarter window); a stale
+// one is freed. The grant carries the evidence the caller's Endpoint write must keep to.
+func (p *PoolCommitter) takePrefetched(ctx context.Context, pool string) (Grant, bool) {
+	p.mu.Lock()
+	q := p.queues[pool]
+	if q == nil {
+		p.mu.Unlock()
+		return Grant{}, false
+	}
+	if q.slot == nil && q.filling != nil {
+		filling := q.filling
+		p.mu.Unlock()
+		select {
+		case <-filling:
+		case <-ctx.Done():
+			return Grant{}, false
+		}
+		p.mu.Lock()
+	}
+	slot := q.slot
+	q.slot = nil
+	p.mu.Unlock()
+	if slot == nil {
+		return Grant{}, false
+	}
+	if p.now().After(slot.evidence.Add(p.Window.WriteTimeout())) || !p.stillServes(ctx, pool, slot) {
+		p.freePrefetched(ctx, pool, slot, "stale")
+		return Grant{}, false
+	}
+	p.metrics.Prefetched.WithLabelValues(pool, "taken").Inc()
+	g := slot.grant
+	g.Evidence = slot.evidence
+	return g, true
+}
+
+// stillServes reports whether the pool, as the cache has it now, is the incarnation and
+// spec generation the address came from and is not being deleted: a spec changed since
+// gets a fresh allocation instead, as a pool being deleted gets none.
+func (p *PoolCommitter) stillServes(ctx context.Context, pool string, slot *prefetched) bool {
+	obj := &v1.IPPool{}
+	if err := p.cache.Get(ctx, client.ObjectKey{Name: pool}, obj); err != nil {
+		return false
+	}
+	return string(obj.UID) == slot.grant.PoolUID && obj.Generation == slot.gen && obj.DeletionTimestamp == nil
+}
+
+// allocated notes an allocation from the pool and, when the node keeps allocating from
+// it and it has room, queues the commit that fills its empty slot. The commit's answer
+// fills the slot in the pool's worker (settle), so nothing waits for it.
+func (p *PoolCommitter) allocated(ctx context.Context, pool string) {
+	now := p.now()
+	p.mu.Lock()
+	q := p.queueLocked(pool)
+	busy := !q.lastAlloc.IsZero() && now.Sub(q.lastAlloc) < PrefetchIdle
+	q.lastAlloc = now
+	fill := busy && p.Prefetch && q.slot == nil && q.filling == nil && q.room.view != nil &&
+		q.room.free > prefetchFloor(q.room.total)
+	if fill {
+		q.filling = make(chan struct{})
+	}
+	p.mu.Unlock()
+	if !fill {
+		return
+	}
+	evidence := now // taken before the commit is sent
+	op := &poolOp{kind: opAllocate, done: make(chan opResult, 1), queued: now}
+	op.settle = func(r opResult) { p.prefetched(pool, r, evidence) }
+	p.enqueue(context.WithoutCancel(ctx), pool, op)
+}
+
+// prefetched puts the answer of a prefetch's commit in the pool's slot. It runs in the
+// pool's worker, before any later op of the batch is answered.
+func (p *PoolCommitter) prefetched(pool string, r opResult, evidence time.Time) {
+	p.mu.Lock()
+	q := p.queueLocked(pool)
+	close(q.filling)
+	q.filling = nil
+	if r.err == nil {
+		q.slot = &prefetched{grant: grantOf(r), evidence: evidence, gen: q.room.gen, since: p.now()}
+	}
+	p.mu.Unlock()
+	if r.err == nil {
+		p.metrics.Prefetched.WithLabelValues(pool, "allocated").Inc()
+	}
+}
+
+// Keep puts an address a DEL of this node just unrecorded into the pool's empty slot
+// instead of freeing it, when the node is allocating from the pool: the next ADD takes it
+// with the DEL's evidence (the moment before the record was removed), the same bound its
+// free would have had. It reports whether it kept the address; if not, free it.
+func (p *PoolCommitter) Keep(ctx context.Context, f Free) bool {
+	now := p.now()
+	p.mu.Lock()
+	q := p.queues[f.Pool]
+	keep := q != nil && p.Prefetch && q.slot == nil && q.filling == nil && q.room.view != nil &&
+		f.PoolUID != "" && q.room.uid == f.PoolUID &&
+		!q.lastAlloc.IsZero() && now.Sub(q.lastAlloc) < PrefetchIdle &&
+		now.Before(f.Evidence.Add(p.Window.WriteTimeout()))
+	if keep {
+		if _, in := q.room.view.Offset(f.Addr); !in {
+			keep = false // outside the spec the pool was last written under
+		}
+	}
+	if keep {
+		addr := netip.PrefixFrom(f.Addr, q.room.view.Prefix.Bits())
+		q.slot = &prefetched{grant: Grant{Addr: addr, Pool: q.room.view, PoolUID: f.PoolUID}, evidence: f.Evidence,
+			gen: q.room.gen, since: now}
+	}
+	p.mu.Unlock()
+	if keep {
+		p.metrics.Prefetched.WithLabelValues(f.Pool, "kept").Inc()
+	}
+	return keep
+}
+
+// ExpirePrefetched frees every prefetched address no ADD took within PrefetchIdle. ipamd
+// calls it every PrefetchIdle/2 (the simulation, as one of its actions).
+func (p *PoolCommitter) ExpirePrefetched(ctx context.Context) {
+	now := p.now()
+	type expired struct {
+		pool string
+		slot *prefetched
+	}
+	var due []expired
+	p.mu.Lock()
+	for name, q := range p.queues {
+		if q.slot != nil && now.Sub(q.slot.since) >= PrefetchIdle {
+			due = append(due, expired{name, q.slot})
+			q.slot = nil
+		}
+	}
+	p.mu.Unlock()
+	for _, e := range due {
+		p.freePrefetched(ctx, e.pool, e.slot, "not taken")
+	}
+}
+
+// freePrefetched frees an address no Endpoint write ever named, as a rollback would,
+// bounded by its evidence's window (past it, the sweeper frees it).
+func (p *PoolCommitter) freePrefetched(ctx context.Context, pool string, slot *prefetched, why string) {
+	p.metrics.Prefetched.WithLabelValues(pool, "freed").Inc()
+	f := Free{Pool: pool, PoolUID: slot.grant.PoolUID, Addr: slot.grant.Addr.Addr(), Evidence: slot.evidence}
+	if err := p.Release(ctx, f); err != nil {
+		p.log.Info("prefetched address not freed; left for the orphan sweeper", zap.String("pool", pool),
+			zap.Stringer("ip", slot.grant.Addr), zap.String("why", why), zap.Error(err))
+	}
+}
+
+// noteRoom records, for the prefetch, what the pool's write just made of it. Called by
+// the pool's worker, the only writer of q.alloc and q.parsed*.
+func (p *PoolCommitter) noteRoom(q *poolQueue, written *v1.PoolAllocation, results []opResult) {
+	r := room{uid: string(written.PoolUID), gen: q.parsedGen, free: written.State.FreeIPCount, total: written.State.TotalIPCount}
+	for _, res := range results {
+		if res.pool != nil {
+			r.view = res.pool
+			break
+		}
+	}
+	p.mu.Lock()
+	q.room = r
+	p.mu.Unlock()
+}
