@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -55,4 +56,18 @@ func allocationState(ctx context.Context, c client.Reader, name string) (v1.Allo
 		return v1.AllocationState{}, fmt.Errorf("pool %s PoolAllocation: %w", name, err)
 	}
 	return v1.StateOf(&pool, &alloc), nil
+}
+
+// settledState is allocationState once the pool holds nothing, or after 10 s: ipamd
+// answers a DEL once its record is gone and frees the address just after, so a free in
+// flight is waited for and a leak is still reported.
+func settledState(ctx context.Context, c client.Reader, name string) (v1.AllocationState, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := allocationState(ctx, c, name)
+		if err != nil || st.AllocatedIPCount == 0 || time.Now().After(deadline) {
+			return st, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -97,7 +97,7 @@ func (e *env) hardCase(ctx context.Context, run *stopper) ([]string, error) {
 	delStart := time.Now()
 	delErrs := e.ipamCalls(ctx, "DEL", pods, sockets, make([]string, e.o.pods))
 	delTime := time.Since(delStart)
-	left, err := allocationState(ctx, e.kube, "hard")
+	left, err := settledState(ctx, e.kube, "hard")
 	if err != nil {
 		left.AllocatedIPCount = -1 // unreadable: FAILED below
 	}

@@ -80,6 +80,7 @@ func (s *Service) Allocate(ctx context.Context, req *rpc.AllocateRequest) (resp 
 	}
 	s.order.record(a.attachmentKey(), a.arrival)
 	for _, ip := range held {
+		s.Pools.Served(ctx, ip.Pool)
 		s.Log.Info("allocated", zap.String("pod", a.key.String()), zap.String("containerID", req.ContainerID),
 			zap.String("ifName", req.IfName), zap.String("pool", ip.Pool), zap.String("ip", ip.Address), zap.String("source", string(source)))
 	}

@@ -154,8 +154,11 @@ func (w *world) stateAsIs(name string) v1.AllocationState {
 	return v1.StateOf(w.pool(name), a)
 }
 
+// endpoint reads a pod's Endpoint from the API once the deletes of emptied Endpoints in
+// flight landed; nil when it has none.
 func (w *world) endpoint(ns, name string) *v1.Endpoint {
 	w.t.Helper()
+	w.settle()
 	ep := &v1.Endpoint{}
 	err := w.api.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, ep)
 	if err != nil {

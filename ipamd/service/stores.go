@@ -27,6 +27,9 @@ type poolStore interface {
 	Release(ctx context.Context, f store.Free) error
 	// ReleaseQueued is Release answered later: queued now, its outcome from wait.
 	ReleaseQueued(ctx context.Context, f store.Free) (wait func() error)
+	// Served tells the pool an ADD recorded one of its addresses (the prefetch follows
+	// what a node keeps serving).
+	Served(ctx context.Context, pool string)
 	// Keep holds an address a DEL unrecorded for this node's next ADD instead of freeing
 	// it, when the node is allocating from its pool; false: free it.
 	Keep(ctx context.Context, f store.Free) bool

@@ -210,14 +210,10 @@ type Grant struct {
 func (p *PoolCommitter) Allocate(ctx context.Context, pool string) (Grant, error) {
 	if g, ok := p.takePrefetched(ctx, pool); ok {
 		p.metrics.countAllocation(pool, nil)
-		p.allocated(ctx, pool)
 		return g, nil
 	}
 	r := p.submit(ctx, pool, &poolOp{kind: opAllocate})
 	p.metrics.countAllocation(pool, r.err)
-	if r.err == nil {
-		p.allocated(ctx, pool)
-	}
 	return grantOf(r), r.err
 }
 

@@ -99,10 +99,12 @@ func (p *PoolCommitter) stillServes(ctx context.Context, pool string, slot *pref
 	return string(obj.UID) == slot.grant.PoolUID && obj.Generation == slot.gen && obj.DeletionTimestamp == nil
 }
 
-// allocated notes an allocation from the pool and, when the node keeps allocating from
-// it and it has room, queues the commit that fills its empty slot. The commit's answer
-// fills the slot in the pool's worker (settle), so nothing waits for it.
-func (p *PoolCommitter) allocated(ctx context.Context, pool string) {
+// Served notes an ADD that got, and recorded, an address of the pool and, when the node
+// keeps serving ADDs from it and it has room, queues the commit that fills its empty
+// slot. The commit's answer fills the slot in the pool's worker (settle), so nothing
+// waits for it. Only a recorded ADD counts: a node whose ADDs keep failing (a namespace
+// being deleted refuses their Endpoints) prefetches nothing.
+func (p *PoolCommitter) Served(ctx context.Context, pool string) {
 	now := p.now()
 	p.mu.Lock()
 	q := p.queueLocked(pool)

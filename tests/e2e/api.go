@@ -142,7 +142,7 @@ func ReleaseAll(t *testing.T, namespaces ...string) {
 				}
 			}
 		}
-		if left := Leftovers(t, ns, nil, nil); left != "" {
+		if left := SettledLeftovers(t, ns, nil, nil); left != "" {
 			t.Fatal(left)
 		}
 	}

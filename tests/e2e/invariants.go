@@ -106,6 +106,21 @@ func PoolMatchesEndpoints(t *testing.T, pool string) (bool, string) {
 	return mismatch == "", mismatch
 }
 
+// SettledState is FreshState once the pool's state holds exactly what the Endpoints hold,
+// or after SettleBound: ipamd frees an address just after the DEL that unrecorded it
+// answered, and a node busy with a pool keeps one address prefetched for its next ADD for a
+// second. A check of what a pool holds right after ADDs or DELs reads it through here.
+func SettledState(t *testing.T, pool string) v1.AllocationState {
+	t.Helper()
+	deadline := time.Now().Add(SettleBound)
+	for {
+		if ok, _ := PoolMatchesEndpoints(t, pool); ok || time.Now().After(deadline) {
+			return FreshState(t, pool)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // PoolHolds reports whether the pool's allocation state (read from the API) has addr allocated.
 func PoolHolds(t *testing.T, pool, addr string) bool {
 	t.Helper()
@@ -135,12 +150,32 @@ func Leftovers(t *testing.T, ns string, pools []string, live []Attachment) strin
 	return strings.Join(left, "; ")
 }
 
-// RequireNothingLeft checks at once that the namespace has no Endpoints and the pools hold
-// nothing. At once: a DEL frees synchronously, and waiting would let the controller's
-// orphan sweeper hide an address a DEL forgot.
+// SettleBound is how long a check of what is left waits for what ipamd sends after a DEL
+// answered (the free, the delete of the emptied Endpoint) and for a prefetched address
+// nobody took (freed a second after the last ADD). It is well below the orphan sweeper's
+// quickest reclaim (its grace, 3 s, then two commit windows, 16 s), so an address a DEL
+// forgot is still found, not freed by the sweeper meanwhile.
+const SettleBound = 5 * time.Second
+
+// SettledLeftovers is Leftovers once it is "", or after SettleBound.
+func SettledLeftovers(t *testing.T, ns string, pools []string, live []Attachment) string {
+	t.Helper()
+	deadline := time.Now().Add(SettleBound)
+	for {
+		left := Leftovers(t, ns, pools, live)
+		if left == "" || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// RequireNothingLeft checks that the namespace has no Endpoints and the pools hold
+// nothing, within SettleBound: not longer, or the controller's orphan sweeper could hide an
+// address a DEL forgot.
 func RequireNothingLeft(t *testing.T, ns string, pools ...string) {
 	t.Helper()
-	if left := Leftovers(t, ns, pools, nil); left != "" {
+	if left := SettledLeftovers(t, ns, pools, nil); left != "" {
 		t.Error(left)
 	}
 }

@@ -64,7 +64,7 @@ func TestTwoPodsOnMacvlanPingEachOther(t *testing.T) {
 	if err := harness.Ping(pods[1], v6s[0].String(), 10); err != nil {
 		t.Fatalf("pod b cannot reach pod a over IPv6: %v", err)
 	}
-	if st := e2e.FreshState(t, pool4.Name); st.AllocatedIPCount != 2 || st.TotalIPCount != 253 {
+	if st := e2e.SettledState(t, pool4.Name); st.AllocatedIPCount != 2 || st.TotalIPCount != 253 {
 		t.Fatalf("IPv4 pool state = %+v, want 2 of 253 allocated", st)
 	}
 	// what `kubectl get ippools` shows: the controller's copy of the state's counts
@@ -168,7 +168,7 @@ func TestAddAfterCrashedAddConverges(t *testing.T) {
 	if ok, err := harness.HasAddr(pod.Path(), "net1", v4[0]); err != nil || !ok {
 		t.Fatalf("net1 lacks %s (%v)", v4[0], err)
 	}
-	if p := e2e.FreshState(t, pool.Name); p.AllocatedIPCount != 1 {
+	if p := e2e.SettledState(t, pool.Name); p.AllocatedIPCount != 1 {
 		t.Fatalf("pool holds %d, want 1", p.AllocatedIPCount)
 	}
 	e2e.RequireInvariants(t, e2e.AttachmentsOf(rt), pool.Name)

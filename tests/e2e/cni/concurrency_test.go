@@ -56,7 +56,7 @@ func TestSixtyFourConcurrentAddsAndDels(t *testing.T) {
 			t.Fatalf("%s: net1 does not carry %s (%v)", rts[i].PodName, addrs[i], err)
 		}
 	}
-	if p := e2e.FreshState(t, pool.Name); p.AllocatedIPCount != pods {
+	if p := e2e.SettledState(t, pool.Name); p.AllocatedIPCount != pods {
 		t.Fatalf("pool status counts %d allocated, want %d (%q)", p.AllocatedIPCount, pods, p.Allocated)
 	}
 	if eps := e2e.Endpoints(t, ns); len(eps) != pods {

@@ -38,7 +38,7 @@ func TestCNIGCReleasesWhatTheRuntimeForgot(t *testing.T) {
 	if len(names) != 2 || !names["keep"] || !names["forgot-other-net"] {
 		t.Fatalf("after GC want the kept pod and the other network's attachment, got %v", names)
 	}
-	if p := e2e.FreshState(t, pool.Name); p.AllocatedIPCount != 2 {
+	if p := e2e.SettledState(t, pool.Name); p.AllocatedIPCount != 2 {
 		t.Fatalf("after GC the pool holds %d, want 2", p.AllocatedIPCount)
 	}
 	e2e.RequireInvariants(t, e2e.AttachmentsOf(keep), pool.Name)

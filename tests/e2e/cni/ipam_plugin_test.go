@@ -37,7 +37,7 @@ func TestUnderpoolIPAMInPlainConflist(t *testing.T) {
 	if err != nil || len(again.IPs) != 1 || !strings.HasPrefix(again.IPs[0].Address, v4[0].String()+"/") {
 		t.Fatalf("repeated allocate = %+v, %v; want %s", again, err, v4[0])
 	}
-	if p := e2e.FreshState(t, pool.Name); p.AllocatedIPCount != 1 {
+	if p := e2e.SettledState(t, pool.Name); p.AllocatedIPCount != 1 {
 		t.Fatalf("repeated allocate took another address: %+v", p)
 	}
 	e2e.RequireInvariants(t, e2e.AttachmentsOf(rt), pool.Name)

@@ -197,7 +197,7 @@ func TestStatefulSetPodKeepsItsAddress(t *testing.T) {
 	if err != nil || a2.IPs[0].Address != a1.IPs[0].Address {
 		t.Fatalf("successor got %+v (%v), want %s", a2, err, a1.IPs[0].Address)
 	}
-	if p := e2e.FreshState(t, pool.Name); p.AllocatedIPCount != 2 {
+	if p := e2e.SettledState(t, pool.Name); p.AllocatedIPCount != 2 {
 		t.Fatalf("pool holds %d, want 2 (db-0 once, other)", p.AllocatedIPCount)
 	}
 	e2e.RequireInvariants(t, nil, pool.Name)
@@ -242,7 +242,7 @@ func TestMultiNICPerInterfacePools(t *testing.T) {
 	if err := e2e.Suite.Ipamd.Client.Release(e2e.Ctx(t), &rpc.ReleaseRequest{ContainerID: e2e.ContainerOf(pod), IfName: "net1", Pod: rpc.Pod{Namespace: ns, Name: pod.Name}}); err != nil {
 		t.Fatal(err)
 	}
-	if a, b := e2e.FreshState(t, poolA), e2e.FreshState(t, poolB); a.AllocatedIPCount != 0 || b.AllocatedIPCount != 1 {
+	if a, b := e2e.SettledState(t, poolA), e2e.SettledState(t, poolB); a.AllocatedIPCount != 0 || b.AllocatedIPCount != 1 {
 		t.Fatalf("after DEL of net1: %s holds %d, %s holds %d; want 0 and 1", poolA, a.AllocatedIPCount, poolB, b.AllocatedIPCount)
 	}
 	_, err := e2e.AllocateFor(t, e2e.NewPod(t, ns, "typo", map[string]string{v1.AnnotationIPPools: `[{"interface":"net1","ipv4":"x"}]`}, nil, nil), "net1")
@@ -284,7 +284,7 @@ func TestStatefulSetSuccessorOnANodeThePoolDoesNotReach(t *testing.T) {
 	if err != nil || resp.IPs[0].Pool != anywhere {
 		t.Fatalf("successor on %s: %+v (%v), want an address from %s", far, resp, err, anywhere)
 	}
-	if p := e2e.FreshState(t, zoneA); p.AllocatedIPCount != 0 {
+	if p := e2e.SettledState(t, zoneA); p.AllocatedIPCount != 0 {
 		t.Fatalf("the predecessor's address in %s was not given back: %+v", zoneA, p)
 	}
 	e2e.RequireInvariants(t, nil, zoneA, anywhere)

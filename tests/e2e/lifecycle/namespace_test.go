@@ -176,7 +176,7 @@ func (lc *lifecycle) holdProblems(pods map[string]corev1.Pod, held map[string]st
 			problems = append(problems, fmt.Sprintf("%s's sandbox has %v on net1, want %s", name, got, addr))
 		}
 	}
-	if p := e2e.FreshState(lc.t, pool); p.AllocatedIPCount != int64(len(held)) {
+	if p := e2e.SettledState(lc.t, pool); p.AllocatedIPCount != int64(len(held)) {
 		problems = append(problems, fmt.Sprintf("pool %s holds %d (%q), want %d", pool, p.AllocatedIPCount, p.Allocated, len(held)))
 	}
 	if ok, why := e2e.PoolMatchesEndpoints(lc.t, pool); !ok {

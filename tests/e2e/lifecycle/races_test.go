@@ -233,7 +233,7 @@ func (lc *lifecycle) requireKeeps(pod corev1.Pod, addr, pool string) {
 			lc.t.Fatalf("%s: %s has no sandbox", when, pod.Name)
 		}
 		lc.requireOnly(pod.Name, sb, addr, when)
-		p := e2e.FreshState(lc.t, pool)
+		p := e2e.SettledState(lc.t, pool)
 		if ok, why := e2e.PoolMatchesEndpoints(lc.t, pool); !ok || p.AllocatedIPCount != 1 {
 			lc.t.Fatalf("%s: pool %s holds %d (%q); %s", when, pool, p.AllocatedIPCount, p.Allocated, why)
 		}

@@ -44,7 +44,7 @@ func TestANeighbourAnsweringForTheWholeSubnetDoesNotDrainThePool(t *testing.T) {
 			t.Fatalf("ADD %d on the spoofed segment: want code 11 naming %s, got %v", i, spooferMAC, err)
 		}
 	}
-	st := e2e.FreshState(t, pool.Name)
+	st := e2e.SettledState(t, pool.Name)
 	if len(st.Quarantined) != 3 || st.AllocatedIPCount != 0 {
 		t.Fatalf("after 20 answers of one MAC: %d quarantined, %d allocated; want 3 (--quarantine-per-mac) and 0", len(st.Quarantined), st.AllocatedIPCount)
 	}

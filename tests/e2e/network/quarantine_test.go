@@ -31,7 +31,7 @@ func TestConflictQuarantinesTheAddress(t *testing.T) {
 		Conflicts: []rpc.Conflict{{IP: taken, MAC: "02:aa:bb:cc:dd:ee"}}}); err != nil {
 		t.Fatalf("release with conflict: %v", err)
 	}
-	st := e2e.FreshState(t, pool.Name)
+	st := e2e.SettledState(t, pool.Name)
 	if len(st.Quarantined) != 1 || st.Quarantined[0].IP != taken || st.Quarantined[0].MAC != "02:aa:bb:cc:dd:ee" || st.AllocatedIPCount != 0 {
 		t.Fatalf("pool state after the conflict = %+v", st)
 	}
@@ -78,7 +78,7 @@ func TestConflictsQuarantineAtMostThePoolsShare(t *testing.T) {
 			t.Fatalf("release with conflict: %v", err)
 		}
 	}
-	if st := e2e.FreshState(t, pool.Name); len(st.Quarantined) != 4 || st.AllocatedIPCount != 0 || st.FreeIPCount != 36 {
+	if st := e2e.SettledState(t, pool.Name); len(st.Quarantined) != 4 || st.AllocatedIPCount != 0 || st.FreeIPCount != 36 {
 		t.Fatalf("after 10 conflicts of 10 hosts: %d quarantined, %d allocated, %d free; want 4, 0, 36", len(st.Quarantined), st.AllocatedIPCount, st.FreeIPCount)
 	}
 	e2e.RequireInvariants(t, nil, pool.Name)
