@@ -17,6 +17,7 @@ import (
 	"github.com/underpool/underpool/core/allocator"
 	"github.com/underpool/underpool/ipamd/service"
 	"github.com/underpool/underpool/ipamd/store"
+	"github.com/underpool/underpool/rpc"
 )
 
 // Tests of the prefetched address per pool (store/prefetch.go): an ADD on a node that keeps
@@ -224,4 +225,44 @@ func unheldIn(t *testing.T, w *world, pool string, held ...string) string {
 		t.Fatalf("pool %s has no unheld address (%q)", pool, st.Allocated)
 	}
 	return out
+}
+
+// A pod that asks for a fixed address, made again on a node busy with its pool, gets the
+// address its predecessor's DEL kept moments before, at once and with no pool write (every
+// state write fails meanwhile): the kept address goes to the request that names it.
+func TestAFixedAddressKeptByADELGoesToThePodThatAsksForIt(t *testing.T) {
+	blocked := false
+	small := newPoolObj("p", "10.250.1.0/24")
+	small.Spec.IPs = []string{"10.250.1.1-10.250.1.20"} // no prefetch once 16 or fewer are free
+	small.UID = "uid-p"
+	w := newWorld(t, blockPoolWrites(&blocked), nsObj("ns"), nodeObj("n1"), small)
+	pods := podsOn(w, "n1", "a", "fixed", "b", "c", "again")
+	svc := prefetching(w, "n1", testingclock.NewFakeClock(time.Now()))
+	ask := func(pod *corev1.Pod) string {
+		t.Helper()
+		resp, err := svc.Allocate(context.Background(), &rpc.AllocateRequest{ContainerID: "ctr-" + pod.Name, IfName: "net1",
+			Network: "under", Pod: rpc.Pod{Namespace: "ns", Name: pod.Name, UID: string(pod.UID)}, IPv4Pools: []string{"p"},
+			RequestedIPs: []string{"10.250.1.7"}})
+		if err != nil {
+			t.Fatalf("ADD of %s asking for 10.250.1.7: %v", pod.Name, err)
+		}
+		return resp.IPs[0].Address
+	}
+	add(t, svc, pods[0], "ctr-a", "p")
+	ask(pods[1])
+	w.waitAllocated("p", 3) // a, fixed, and the address prefetched behind them
+	add(t, svc, pods[2], "ctr-b", "p")
+	w.waitAllocated("p", 4) // b took it; the next is prefetched
+	add(t, svc, pods[3], "ctr-c", "p")
+	w.requireAllocated("p", 4) // c took that; 16 free: nothing more prefetched
+
+	blocked = true
+	del(t, svc, pods[1], "ctr-fixed")
+	got := ask(pods[4])
+	blocked = false
+	if got != "10.250.1.7/24" {
+		t.Fatalf("again got %s, want 10.250.1.7/24", got)
+	}
+	w.requireOneOwner()
+	w.requireAllocated("p", 4)
 }

@@ -208,7 +208,7 @@ type Grant struct {
 
 // Allocate takes the next free address of the pool.
 func (p *PoolCommitter) Allocate(ctx context.Context, pool string) (Grant, error) {
-	if g, ok := p.takePrefetched(ctx, pool); ok {
+	if g, ok := p.takePrefetched(ctx, pool, netip.Addr{}); ok {
 		p.metrics.countAllocation(pool, nil)
 		return g, nil
 	}
@@ -219,6 +219,10 @@ func (p *PoolCommitter) Allocate(ctx context.Context, pool string) (Grant, error
 
 // AllocateExact takes addr if the pool may hand it out and nobody holds it.
 func (p *PoolCommitter) AllocateExact(ctx context.Context, pool string, addr netip.Addr) (Grant, error) {
+	if g, ok := p.takePrefetched(ctx, pool, addr); ok {
+		p.metrics.countAllocation(pool, nil)
+		return g, nil
+	}
 	r := p.submit(ctx, pool, &poolOp{kind: opAllocateExact, addr: addr})
 	p.metrics.countAllocation(pool, r.err)
 	return grantOf(r), r.err

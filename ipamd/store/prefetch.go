@@ -55,10 +55,14 @@ type prefetched struct {
 // prefetched (its commit is already on the way: waiting for it is quicker than a commit of
 // our own), and its record deadline leaves the ADD half of it (a quarter window); a stale
 // one is freed. The grant carries the evidence the caller's Endpoint write must keep to.
-func (p *PoolCommitter) takePrefetched(ctx context.Context, pool string) (Grant, bool) {
+//
+// want, when valid, is the one address the ADD asks for (requested IPs, a static
+// address): it is taken only if it is the slot's, which happens when a DEL of this node
+// kept it moments before (a pod with a fixed address made again).
+func (p *PoolCommitter) takePrefetched(ctx context.Context, pool string, want netip.Addr) (Grant, bool) {
 	p.mu.Lock()
 	q := p.queues[pool]
-	if q == nil {
+	if q == nil || want.IsValid() && (q.slot == nil || q.slot.grant.Addr.Addr() != want) {
 		p.mu.Unlock()
 		return Grant{}, false
 	}
