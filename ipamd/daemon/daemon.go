@@ -281,36 +281,33 @@ func serveHealth(ctx context.Context, addr string, reg *prometheus.Registry, svc
 // expirePrefetched frees, every half PrefetchIdle, the addresses prefetched for an ADD
 // that did not come (store/prefetch.go).
 func expirePrefetched(ctx context.Context, pools *store.PoolCommitter) {
-	ticker := time.NewTicker(store.PrefetchIdle / 2)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-			pools.ExpirePrefetched(ctx)
-		}
-	}
+	every(ctx, store.PrefetchIdle/2, func() { pools.ExpirePrefetched(ctx) })
 }
 
 // recycleLoop releases the addresses of gone pods every interval. (Orphans, addresses no
 // Endpoint holds, are the elected controller's to free: see package orphans.)
 func recycleLoop(ctx context.Context, svc *service.Service, opts Options, log *zap.Logger) {
-	ticker := time.NewTicker(opts.GCInterval)
+	every(ctx, opts.GCInterval, func() {
+		released, err := svc.Recycle(ctx, time.Now(), opts.GCGrace)
+		if err != nil {
+			log.Warn("recycling stopped early; next round retries", zap.Error(err))
+		}
+		if len(released) > 0 {
+			log.Info("recycled", zap.Any("byReason", released))
+		}
+	})
+}
+
+// every runs round each interval, the first an interval from now, until ctx ends.
+func every(ctx context.Context, interval time.Duration, round func()) {
+	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
-		}
-		now := time.Now()
-		released, err := svc.Recycle(ctx, now, opts.GCGrace)
-		if err != nil {
-			log.Warn("recycling stopped early; next round retries", zap.Error(err))
-		}
-		if len(released) > 0 {
-			log.Info("recycled", zap.Any("byReason", released))
+			round()
 		}
 	}
 }
