@@ -139,7 +139,9 @@ func (s *sim) committer(a *actor, api client.Client, cache client.Reader) gatedP
 	pools.Window, pools.Clock = s.window, s.clock
 	// as ipamd runs by default: ADDs take addresses committed ahead of them, DELs keep
 	// theirs for the next ADD (store/prefetch.go)
-	pools.Prefetch = true
+	// the scheduler's steps move the clock by seconds: with ipamd's one second, hardly two
+	// ADDs would count as a node busy with a pool, and the prefetch would go untested
+	pools.Prefetch, pools.PrefetchIdle = true, 20*time.Second
 	// half the ceiling: deterministic, and never zero, so a retry always waits on the
 	// fake clock (a zero wait would retry at once, as often as the scheduler lets it)
 	pools.Jitter = func(d time.Duration) time.Duration {

@@ -135,9 +135,6 @@ type sim struct {
 // invariants after every step.
 func Run(cfg Config) (res Result) {
 	service.RemarkRetryInterval = 1000 * time.Hour // its ticker is on the wall clock: never fires here
-	// the scheduler's steps move the clock by seconds: with ipamd's one second, hardly two
-	// ADDs would count as a node busy with a pool, and the prefetch would go untested
-	store.PrefetchIdle = 20 * time.Second
 	s := &sim{cfg: cfg, rng: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), scheme: newScheme(),
 		clock: testingclock.NewFakeClock(epoch), ipamds: map[string]*actor{},
 		incarnations: map[string]int{}, world: &world{replicas: 2}, faults: true, self: currentID()}

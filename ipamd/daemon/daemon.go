@@ -77,8 +77,9 @@ type Options struct {
 	// RDMAMetrics exports the node's RDMA port counters on /metrics (rdmastats).
 	RDMAMetrics bool
 	// Prefetch commits a pool's next address ahead of the ADD that takes it
-	// (store.PoolCommitter.Prefetch).
-	Prefetch bool
+	// (store.PoolCommitter.Prefetch), which waits PrefetchIdle for it.
+	Prefetch     bool
+	PrefetchIdle time.Duration
 	// CommitWindow is the release protocol's bound (zero: store.DefaultWindow); the
 	// controller must run with the same.
 	CommitWindow store.Window
@@ -146,7 +147,7 @@ func Run(ctx context.Context, opts Options, log *zap.Logger) error {
 
 	pools := store.NewPoolCommitter(writer, informers, writer, store.ReservedIPs(informers, log), log, store.NewMetrics(reg))
 	pools.Window = opts.CommitWindow
-	pools.Prefetch = opts.Prefetch
+	pools.Prefetch, pools.PrefetchIdle = opts.Prefetch, opts.PrefetchIdle
 	if err := store.ObservePools(ctx, informers, pools); err != nil {
 		return err
 	}
@@ -281,7 +282,11 @@ func serveHealth(ctx context.Context, addr string, reg *prometheus.Registry, svc
 // expirePrefetched frees, every half PrefetchIdle, the addresses prefetched for an ADD
 // that did not come (store/prefetch.go).
 func expirePrefetched(ctx context.Context, pools *store.PoolCommitter) {
-	every(ctx, store.PrefetchIdle/2, func() { pools.ExpirePrefetched(ctx) })
+	idle := pools.PrefetchIdle
+	if idle <= 0 {
+		idle = store.DefaultPrefetchIdle
+	}
+	every(ctx, idle/2, func() { pools.ExpirePrefetched(ctx) })
 }
 
 // recycleLoop releases the addresses of gone pods every interval. (Orphans, addresses no

@@ -17,12 +17,11 @@ import (
 	"github.com/underpool/underpool/core/allocator"
 	"github.com/underpool/underpool/ipamd/service"
 	"github.com/underpool/underpool/ipamd/store"
-	"github.com/underpool/underpool/rpc"
 )
 
 // Tests of the prefetched address per pool (store/prefetch.go): an ADD on a node that keeps
-// allocating from a pool makes only its Endpoint write, and a DEL only its own, with the
-// release protocol's bounds kept.
+// allocating from a pool makes only its Endpoint write, with the release protocol's bounds
+// kept.
 
 // blockPoolWrites fails every allocation state write while *on is true: what an ADD or a
 // DEL still does then, it does without writing its pool.
@@ -108,40 +107,6 @@ func TestAnADDOnANodeBusyWithAPoolMakesNoPoolWrite(t *testing.T) {
 	}
 }
 
-// A DEL on a node busy with the pool keeps its address for the next ADD instead of
-// freeing it: with every state write failing, the DEL succeeds and the next ADD gets that
-// very address. No address is held twice, and the pool holds exactly what the Endpoints do
-// once the prefetch has nothing left to give.
-func TestADELsAddressIsKeptForTheNextADD(t *testing.T) {
-	blocked := false
-	small := newPoolObj("p", "10.250.1.0/24")
-	small.Spec.IPs = []string{"10.250.1.1-10.250.1.20"} // 20: no prefetch once 16 or fewer are free
-	small.UID = "uid-p"                                 // as the API gives every pool: a DEL keeps only what names its pool's incarnation
-	w := newWorld(t, blockPoolWrites(&blocked), nsObj("ns"), nodeObj("n1"), small)
-	pods := podsOn(w, "n1", "a", "b", "c", "d", "e")
-	clk := testingclock.NewFakeClock(time.Now())
-	svc := prefetching(w, "n1", clk)
-	held := map[string]string{}
-	for i, p := range pods[:4] {
-		held[p.Name] = add(t, svc, p, "ctr-"+p.Name, "p")
-		if i == 1 {
-			w.waitAllocated("p", 3) // the prefetch behind b
-		}
-	}
-	// a, b, c, d hold four, and 16 are free: nothing more is prefetched
-	w.waitAllocated("p", 4)
-
-	blocked = true
-	del(t, svc, pods[0], "ctr-a")
-	e := add(t, svc, pods[4], "ctr-e", "p")
-	blocked = false
-	if e != held["a"] {
-		t.Fatalf("e got %s, want %s, the address a's DEL kept", e, held["a"])
-	}
-	w.requireOneOwner()
-	w.requireAllocated("p", 4)
-}
-
 // A prefetched address no ADD takes within PrefetchIdle is freed: the pool holds what
 // the Endpoints do again.
 func TestAPrefetchedAddressNoADDTakesIsFreed(t *testing.T) {
@@ -156,7 +121,7 @@ func TestAPrefetchedAddressNoADDTakesIsFreed(t *testing.T) {
 	pools := svc.Pools.(*store.PoolCommitter)
 	pools.ExpirePrefetched(context.Background())
 	w.waitAllocated("p", 3) // not yet: it waited less than PrefetchIdle
-	clk.Step(store.PrefetchIdle)
+	clk.Step(store.DefaultPrefetchIdle)
 	pools.ExpirePrefetched(context.Background())
 	w.waitAllocated("p", 2)
 	w.requireOneOwner()
@@ -227,42 +192,3 @@ func unheldIn(t *testing.T, w *world, pool string, held ...string) string {
 	return out
 }
 
-// A pod that asks for a fixed address, made again on a node busy with its pool, gets the
-// address its predecessor's DEL kept moments before, at once and with no pool write (every
-// state write fails meanwhile): the kept address goes to the request that names it.
-func TestAFixedAddressKeptByADELGoesToThePodThatAsksForIt(t *testing.T) {
-	blocked := false
-	small := newPoolObj("p", "10.250.1.0/24")
-	small.Spec.IPs = []string{"10.250.1.1-10.250.1.20"} // no prefetch once 16 or fewer are free
-	small.UID = "uid-p"
-	w := newWorld(t, blockPoolWrites(&blocked), nsObj("ns"), nodeObj("n1"), small)
-	pods := podsOn(w, "n1", "a", "fixed", "b", "c", "again")
-	svc := prefetching(w, "n1", testingclock.NewFakeClock(time.Now()))
-	ask := func(pod *corev1.Pod) string {
-		t.Helper()
-		resp, err := svc.Allocate(context.Background(), &rpc.AllocateRequest{ContainerID: "ctr-" + pod.Name, IfName: "net1",
-			Network: "under", Pod: rpc.Pod{Namespace: "ns", Name: pod.Name, UID: string(pod.UID)}, IPv4Pools: []string{"p"},
-			RequestedIPs: []string{"10.250.1.7"}})
-		if err != nil {
-			t.Fatalf("ADD of %s asking for 10.250.1.7: %v", pod.Name, err)
-		}
-		return resp.IPs[0].Address
-	}
-	add(t, svc, pods[0], "ctr-a", "p")
-	ask(pods[1])
-	w.waitAllocated("p", 3) // a, fixed, and the address prefetched behind them
-	add(t, svc, pods[2], "ctr-b", "p")
-	w.waitAllocated("p", 4) // b took it; the next is prefetched
-	add(t, svc, pods[3], "ctr-c", "p")
-	w.requireAllocated("p", 4) // c took that; 16 free: nothing more prefetched
-
-	blocked = true
-	del(t, svc, pods[1], "ctr-fixed")
-	got := ask(pods[4])
-	blocked = false
-	if got != "10.250.1.7/24" {
-		t.Fatalf("again got %s, want 10.250.1.7/24", got)
-	}
-	w.requireOneOwner()
-	w.requireAllocated("p", 4)
-}

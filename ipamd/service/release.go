@@ -197,13 +197,6 @@ func (s *Service) releaseLocked(ctx context.Context, key client.ObjectKey, match
 // unheld for the orphan sweeper; answering the DEL with that error would change nothing,
 // since a repeated DEL finds the record gone and frees nothing. Settle waits for these.
 func (s *Service) freeAfterAnswer(ctx context.Context, key client.ObjectKey, itf v1.EndpointInterface, ip v1.EndpointIP, f store.Free) {
-	if s.Pools.Keep(ctx, f) {
-		// this node is allocating from the pool: its next ADD takes the address, bound
-		// by this free's evidence (store/prefetch.go)
-		s.Log.Info("released; kept for this node's next ADD", zap.String("pod", key.String()), zap.String("containerID", itf.ContainerID),
-			zap.String("ifName", itf.Interface), zap.String("pool", ip.Pool), zap.String("ip", ip.Address))
-		return
-	}
 	// queued now, so an ADD this node serves next finds the free ahead of it; the
 	// request's context ends with its answer, the free is bounded by its window
 	wait := s.Pools.ReleaseQueued(context.WithoutCancel(ctx), f)

@@ -30,9 +30,6 @@ type poolStore interface {
 	// Served tells the pool an ADD recorded one of its addresses (the prefetch follows
 	// what a node keeps serving).
 	Served(ctx context.Context, pool string)
-	// Keep holds an address a DEL unrecorded for this node's next ADD instead of freeing
-	// it, when the node is allocating from its pool; false: free it.
-	Keep(ctx context.Context, f store.Free) bool
 	// Quarantine frees an address like Release and keeps it out of allocation until the
 	// given time, as far as the limits allow (store/quarantine.go); the result says which
 	// it did.

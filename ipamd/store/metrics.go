@@ -36,7 +36,7 @@ type Metrics struct {
 	// release protocol): each leaves an address for the orphan sweeper.
 	LateFrees prometheus.Counter
 	// Prefetched counts, per pool, what happened to addresses prefetched for the next ADD
-	// (prefetch.go): allocated ahead, kept from a DEL, taken by an ADD, freed untaken.
+	// (prefetch.go): allocated ahead, taken by an ADD, freed untaken.
 	Prefetched *prometheus.CounterVec
 }
 
@@ -88,7 +88,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Frees not sent because the evidence for them was older than half the commit window; each address is left for the orphan sweeper."}),
 		Prefetched: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "underpool_pool_prefetched_total",
-			Help: "Addresses held ready for this node's next ADD, by pool and event: allocated (committed ahead of the ADD), kept (from a DEL, not freed), taken (by an ADD, which then made one write), freed (nobody took it in time)."},
+			Help: "Addresses held ready for this node's next ADD, by pool and event: allocated (committed ahead of the ADD), taken (by an ADD, which then made one write), freed (nobody took it in time)."},
 			[]string{"pool", "event"}),
 	}
 	if reg != nil {

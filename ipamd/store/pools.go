@@ -169,6 +169,9 @@ type PoolCommitter struct {
 	// that keeps allocating from a pool finds its address committed ahead of it. Off,
 	// every ADD makes its own pool commit.
 	Prefetch bool
+	// PrefetchIdle (zero: DefaultPrefetchIdle) is how long a prefetched address waits for
+	// its ADD, and how recent the last ADD must be for a node to count as busy with a pool.
+	PrefetchIdle time.Duration
 	// Patience bounds one batch's conflict retries (zero: DefaultCommitPatience);
 	// ProtectionPatience how long an allocation waits for a new pool's protection
 	// finalizer (zero: DefaultProtectionPatience).
@@ -208,7 +211,7 @@ type Grant struct {
 
 // Allocate takes the next free address of the pool.
 func (p *PoolCommitter) Allocate(ctx context.Context, pool string) (Grant, error) {
-	if g, ok := p.takePrefetched(ctx, pool, netip.Addr{}); ok {
+	if g, ok := p.takePrefetched(ctx, pool); ok {
 		p.metrics.countAllocation(pool, nil)
 		return g, nil
 	}
@@ -219,10 +222,6 @@ func (p *PoolCommitter) Allocate(ctx context.Context, pool string) (Grant, error
 
 // AllocateExact takes addr if the pool may hand it out and nobody holds it.
 func (p *PoolCommitter) AllocateExact(ctx context.Context, pool string, addr netip.Addr) (Grant, error) {
-	if g, ok := p.takePrefetched(ctx, pool, addr); ok {
-		p.metrics.countAllocation(pool, nil)
-		return g, nil
-	}
 	r := p.submit(ctx, pool, &poolOp{kind: opAllocateExact, addr: addr})
 	p.metrics.countAllocation(pool, r.err)
 	return grantOf(r), r.err

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"net/netip"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,15 +16,13 @@ import (
 // Endpoint write that records the holder. While a node keeps allocating from a pool, the
 // committer makes the next ADD's pool commit ahead of it, after answering the last one,
 // and keeps the address in the pool's slot; the next ADD takes it and makes only the
-// Endpoint write. A DEL of an address of a pool the node is allocating from fills an empty
-// slot too, instead of freeing the address (Keep).
+// Endpoint write.
 //
 // The release protocol needs nothing new for this. A prefetched address is what every
 // allocation is between its two writes: allocated, held by no Endpoint. Its evidence is
-// taken before its pool commit is sent (or, kept from a DEL, before the Endpoint write that
-// removed its record), and the ADD that takes it sends its Endpoint write by the record
-// deadline of that evidence (Window.SendBy), so the orphan sweeper's phases, a window
-// apart, cover it as they cover any allocation. An address nobody takes is freed like a
+// taken before its pool commit is sent, and the ADD that takes it sends its Endpoint write
+// by the record deadline of that evidence (Window.SendBy), so the orphan sweeper's phases,
+// a window apart, cover it as they cover any allocation. An address nobody takes is freed like a
 // rolled-back allocation (no Endpoint write ever named it), or, past its window, left for
 // the sweeper; a crash leaves it to the sweeper as well. Only this process knows of its
 // slot, so two ipamds serving one node never share one.
@@ -34,9 +31,17 @@ import (
 // longer than needed (at most PrefetchIdle past the last ADD); no slot is filled in a pool
 // with few free addresses left (prefetchFloor), where another node's ADD may need it.
 
-// PrefetchIdle is how long a prefetched address waits for an ADD before it is freed, and
-// how recent an allocation from the pool must be for a slot to be filled at all.
-var PrefetchIdle = time.Second
+// DefaultPrefetchIdle is how long a prefetched address waits for an ADD before it is
+// freed, and how recent the last ADD served from the pool must be for a slot to be filled
+// at all (PoolCommitter.PrefetchIdle, --prefetch-idle).
+const DefaultPrefetchIdle = time.Second
+
+func (p *PoolCommitter) prefetchIdle() time.Duration {
+	if p.PrefetchIdle <= 0 {
+		return DefaultPrefetchIdle
+	}
+	return p.PrefetchIdle
+}
 
 // prefetchFloor is the fewest free addresses a pool must keep, besides the one taken,
 // for a slot to be filled: a sixteenth of the pool, at least 16.
@@ -46,7 +51,7 @@ func prefetchFloor(total int64) int64 { return max(16, total/16) }
 // has not arrived yet.
 type prefetched struct {
 	grant    Grant
-	evidence time.Time // before its pool commit was sent, or before the DEL's record removal
+	evidence time.Time // before its pool commit was sent
 	gen      int64     // the pool's spec generation it was allocated under
 	since    time.Time // when it entered the slot
 }
@@ -55,14 +60,10 @@ type prefetched struct {
 // prefetched (its commit is already on the way: waiting for it is quicker than a commit of
 // our own), and its record deadline leaves the ADD half of it (a quarter window); a stale
 // one is freed. The grant carries the evidence the caller's Endpoint write must keep to.
-//
-// want, when valid, is the one address the ADD asks for (requested IPs, a static
-// address): it is taken only if it is the slot's, which happens when a DEL of this node
-// kept it moments before (a pod with a fixed address made again).
-func (p *PoolCommitter) takePrefetched(ctx context.Context, pool string, want netip.Addr) (Grant, bool) {
+func (p *PoolCommitter) takePrefetched(ctx context.Context, pool string) (Grant, bool) {
 	p.mu.Lock()
 	q := p.queues[pool]
-	if q == nil || want.IsValid() && (q.slot == nil || q.slot.grant.Addr.Addr() != want) {
+	if q == nil {
 		p.mu.Unlock()
 		return Grant{}, false
 	}
@@ -112,7 +113,7 @@ func (p *PoolCommitter) Served(ctx context.Context, pool string) {
 	now := p.now()
 	p.mu.Lock()
 	q := p.queueLocked(pool)
-	busy := !q.lastAlloc.IsZero() && now.Sub(q.lastAlloc) < PrefetchIdle
+	busy := !q.lastAlloc.IsZero() && now.Sub(q.lastAlloc) < p.prefetchIdle()
 	q.lastAlloc = now
 	fill := busy && p.Prefetch && q.slot == nil && q.filling == nil && q.room.view != nil &&
 		q.room.free > prefetchFloor(q.room.total)
@@ -145,37 +146,8 @@ func (p *PoolCommitter) prefetched(pool string, r opResult, evidence time.Time) 
 	}
 }
 
-// Keep puts an address a DEL of this node just unrecorded into the pool's empty slot
-// instead of freeing it, when the node is allocating from the pool: the next ADD takes it
-// with the DEL's evidence (the moment before the record was removed), the same bound its
-// free would have had. It reports whether it kept the address; if not, free it.
-func (p *PoolCommitter) Keep(ctx context.Context, f Free) bool {
-	now := p.now()
-	p.mu.Lock()
-	q := p.queues[f.Pool]
-	keep := q != nil && p.Prefetch && q.slot == nil && q.filling == nil && q.room.view != nil &&
-		f.PoolUID != "" && q.room.uid == f.PoolUID &&
-		!q.lastAlloc.IsZero() && now.Sub(q.lastAlloc) < PrefetchIdle &&
-		now.Before(f.Evidence.Add(p.Window.WriteTimeout()))
-	if keep {
-		if _, in := q.room.view.Offset(f.Addr); !in {
-			keep = false // outside the spec the pool was last written under
-		}
-	}
-	if keep {
-		addr := netip.PrefixFrom(f.Addr, q.room.view.Prefix.Bits())
-		q.slot = &prefetched{grant: Grant{Addr: addr, Pool: q.room.view, PoolUID: f.PoolUID}, evidence: f.Evidence,
-			gen: q.room.gen, since: now}
-	}
-	p.mu.Unlock()
-	if keep {
-		p.metrics.Prefetched.WithLabelValues(f.Pool, "kept").Inc()
-	}
-	return keep
-}
-
 // ExpirePrefetched frees every prefetched address no ADD took within PrefetchIdle. ipamd
-// calls it every PrefetchIdle/2 (the simulation, as one of its actions).
+// calls it every half PrefetchIdle (the simulation, as one of its actions).
 func (p *PoolCommitter) ExpirePrefetched(ctx context.Context) {
 	now := p.now()
 	type expired struct {
@@ -185,7 +157,7 @@ func (p *PoolCommitter) ExpirePrefetched(ctx context.Context) {
 	var due []expired
 	p.mu.Lock()
 	for name, q := range p.queues {
-		if q.slot != nil && now.Sub(q.slot.since) >= PrefetchIdle {
+		if q.slot != nil && now.Sub(q.slot.since) >= p.prefetchIdle() {
 			due = append(due, expired{name, q.slot})
 			q.slot = nil
 		}
