@@ -191,4 +191,3 @@ func unheldIn(t *testing.T, w *world, pool string, held ...string) string {
 	}
 	return out
 }
-
