@@ -171,12 +171,13 @@ func (p *PoolCommitter) ExpirePrefetched(ctx context.Context) {
 // freePrefetched frees an address no Endpoint write ever named, as a rollback would,
 // bounded by its evidence's window (past it, the sweeper frees it).
 func (p *PoolCommitter) freePrefetched(ctx context.Context, pool string, slot *prefetched, why string) {
-	p.metrics.Prefetched.WithLabelValues(pool, "freed").Inc()
 	f := Free{Pool: pool, PoolUID: slot.grant.PoolUID, Addr: slot.grant.Addr.Addr(), Evidence: slot.evidence}
 	if err := p.Release(ctx, f); err != nil {
 		p.log.Info("prefetched address not freed; left for the orphan sweeper", zap.String("pool", pool),
 			zap.Stringer("ip", slot.grant.Addr), zap.String("why", why), zap.Error(err))
+		return
 	}
+	p.metrics.Prefetched.WithLabelValues(pool, "freed").Inc()
 }
 
 // noteRoom records, for the prefetch, what the pool's write just made of it. Called by
