@@ -79,6 +79,11 @@ func main() {
 		os.Exit(2)
 	}
 	opts.CommitWindow, ctl.CommitWindow = store.Window(*window), store.Window(*window)
+	if opts.PrefetchIdle <= 0 || opts.PrefetchIdle > opts.CommitWindow.WriteTimeout() {
+		fmt.Fprintf(os.Stderr, "--prefetch-idle %v: want more than 0 and at most a quarter of --commit-window (%v): an ADD may take a prefetched address only that long after its commit\n",
+			opts.PrefetchIdle, opts.CommitWindow.WriteTimeout())
+		os.Exit(2)
+	}
 	if opts.SocketGroup, err = lookupGroup(*socketGroup); err != nil {
 		fmt.Fprintf(os.Stderr, "--socket-group %q: %v\n", *socketGroup, err)
 		os.Exit(2)

@@ -83,7 +83,7 @@ func (p *PoolCommitter) takePrefetched(ctx context.Context, pool string) (Grant,
 	if slot == nil {
 		return Grant{}, false
 	}
-	if p.now().After(slot.evidence.Add(p.Window.WriteTimeout())) || !p.stillServes(ctx, pool, slot) {
+	if p.stale(slot, p.now()) || !p.stillServes(ctx, pool, slot) {
 		p.freePrefetched(ctx, pool, slot, "stale")
 		return Grant{}, false
 	}
@@ -91,6 +91,13 @@ func (p *PoolCommitter) takePrefetched(ctx context.Context, pool string) (Grant,
 	g := slot.grant
 	g.Evidence = slot.evidence
 	return g, true
+}
+
+// stale reports whether the slot's address is past the last moment an ADD may take it: a
+// quarter window after its evidence, which leaves the ADD a quarter to send its Endpoint
+// write by the record deadline (Window.SendBy).
+func (p *PoolCommitter) stale(slot *prefetched, now time.Time) bool {
+	return now.After(slot.evidence.Add(p.Window.WriteTimeout()))
 }
 
 // stillServes reports whether the pool, as the cache has it now, is the incarnation and
@@ -146,8 +153,10 @@ func (p *PoolCommitter) prefetched(pool string, r opResult, evidence time.Time) 
 	}
 }
 
-// ExpirePrefetched frees every prefetched address no ADD took within PrefetchIdle. ipamd
-// calls it every half PrefetchIdle (the simulation, as one of its actions).
+// ExpirePrefetched frees every prefetched address no ADD took within PrefetchIdle, or
+// that no ADD may take any more (a quarter window past its evidence), while its free can
+// still be sent. ipamd calls it every half PrefetchIdle (the simulation, as one of its
+// actions).
 func (p *PoolCommitter) ExpirePrefetched(ctx context.Context) {
 	now := p.now()
 	type expired struct {
@@ -157,7 +166,7 @@ func (p *PoolCommitter) ExpirePrefetched(ctx context.Context) {
 	var due []expired
 	p.mu.Lock()
 	for name, q := range p.queues {
-		if q.slot != nil && now.Sub(q.slot.since) >= p.prefetchIdle() {
+		if q.slot != nil && (now.Sub(q.slot.since) >= p.prefetchIdle() || p.stale(q.slot, now)) {
 			due = append(due, expired{name, q.slot})
 			q.slot = nil
 		}
