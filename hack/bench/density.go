@@ -165,7 +165,7 @@ func runDensity(ctx context.Context, env *setupEnv, cni *harness.CNI, ip *ipam, 
 	if gate.stopped() {
 		return nil, errInterrupted
 	}
-	heldAdd, _, err := ip.held(ctx)
+	heldAdd, _, err := heldSettled(ctx, ip, len(pods))
 	if err != nil {
 		return nil, fmt.Errorf("%s: counting allocations after the density ADDs: %w", ip.name, err)
 	}
@@ -180,7 +180,7 @@ func runDensity(ctx context.Context, env *setupEnv, cni *harness.CNI, ip *ipam, 
 	if err := release(); err != nil {
 		return nil, err
 	}
-	held, detail, err := heldAfterDEL(ctx, ip)
+	held, detail, err := heldSettled(ctx, ip, 0)
 	if err != nil {
 		return nil, fmt.Errorf("%s: counting what it still holds after the density DELs: %w", ip.name, err)
 	}

@@ -324,7 +324,7 @@ func benchmark(opts *options, subnets map[string]subnetPlan, cl *cleanups) (*rep
 			if err != nil {
 				return nil, err
 			}
-			held, detail, err := heldAfterDEL(ctx, ip)
+			held, detail, err := heldSettled(ctx, ip, 0)
 			if err != nil {
 				return nil, fmt.Errorf("%s: counting what it still holds: %w", name, err)
 			}

@@ -120,7 +120,7 @@ func runOnce(ctx context.Context, env *setupEnv, cni *harness.CNI, ip *ipam, opt
 	}
 	// Counting between the phases (untimed) proves the leftover counter sees
 	// allocations at all: a counter stuck at zero would hide every leak.
-	held, detail, err := ip.held(ctx)
+	held, detail, err := heldSettled(ctx, ip, len(pods))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: counting allocations after ADD: %w", ip.name, err)
 	}
@@ -199,17 +199,18 @@ func runPool(ctx context.Context, gate *callGate, pods []harness.Runtime, par in
 	return st
 }
 
-// settleWait bounds how long heldAfterDEL waits for a count to reach zero.
+// settleWait bounds how long heldSettled waits for a count to reach what is expected.
 const settleWait = 10 * time.Second
 
-// heldAfterDEL counts what an IPAM still holds once its DELs answered. underpool answers a
-// DEL when the record is gone and frees the address just after, so the count is read
-// until it is zero or settleWait has passed: a leak stays, a free in flight does not.
-func heldAfterDEL(ctx context.Context, ip *ipam) (int, string, error) {
+// heldSettled counts what an IPAM holds once it holds want, or after settleWait. underpool
+// answers a DEL when the record is gone and frees the address just after, and keeps one
+// address per pool prefetched for a node's next ADD for a second after the last: a count
+// read at once would take those for a leak. A leak, or a count stuck at zero, stays.
+func heldSettled(ctx context.Context, ip *ipam, want int) (int, string, error) {
 	deadline := time.Now().Add(settleWait)
 	for {
 		held, detail, err := ip.held(ctx)
-		if err != nil || held == 0 || time.Now().After(deadline) {
+		if err != nil || held == want || time.Now().After(deadline) {
 			return held, detail, err
 		}
 		time.Sleep(100 * time.Millisecond)
