@@ -46,7 +46,7 @@ func (s *State) AllocateExact(addr netip.Addr, blocked RunSet) (netip.Prefix, er
 	case blocked.Contains(o):
 		return netip.Prefix{}, fmt.Errorf("%s in pool %s is reserved, in quarantine or shared with another IPPool", addr, s.Pool.Name)
 	case !s.Allocated.Add(o):
-		return netip.Prefix{}, fmt.Errorf("%s in pool %s is already allocated", addr, s.Pool.Name)
+		return netip.Prefix{}, fmt.Errorf("%s in pool %s is %w", addr, s.Pool.Name, ErrAllocated)
 	}
 	return s.Pool.Prefixed(o), nil
 }

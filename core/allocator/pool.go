@@ -20,6 +20,9 @@ import (
 // ErrExhausted means the pool has no free address left.
 var ErrExhausted = errors.New("no free address")
 
+// ErrAllocated means a requested address is allocated already.
+var ErrAllocated = errors.New("already allocated")
+
 // PoolView is the parsed, allocation-ready view of an IPPool spec (v1.IPPool is the CRD,
 // store.PoolCommitter writes its status).
 type PoolView struct {

@@ -3,6 +3,7 @@ package service_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/underpool/underpool/core/allocator"
 	"github.com/underpool/underpool/ipamd/service"
 	"github.com/underpool/underpool/ipamd/store"
+	"github.com/underpool/underpool/rpc"
 )
 
 // Tests of the prefetched address per pool (store/prefetch.go): an ADD on a node that keeps
@@ -190,4 +192,68 @@ func unheldIn(t *testing.T, w *world, pool string, held ...string) string {
 		t.Fatalf("pool %s has no unheld address (%q)", pool, st.Allocated)
 	}
 	return out
+}
+
+// A pool filled to its last address while another node holds one prefetched: the ADD that
+// finds it exhausted waits for that address to be freed (it is, a PrefetchIdle after the
+// other node's last ADD) and gets it, instead of failing. Only a pool still full after
+// that refuses.
+func TestAnADDThatFindsThePoolFullWaitsForAnotherNodesPrefetch(t *testing.T) {
+	small := newPoolObj("p", "10.250.1.0/24")
+	small.Spec.IPs = []string{"10.250.1.1-10.250.1.20"}
+	w := newWorld(t, nil, nsObj("ns"), nodeObj("n1"), nodeObj("n2"), small)
+	clk := testingclock.NewFakeClock(time.Now())
+	n1, n2 := prefetching(w, "n1", clk), prefetching(w, "n2", clk)
+	for _, p := range podsOn(w, "n1", "a", "b") {
+		add(t, n1, p, "ctr-"+p.Name, "p")
+	}
+	w.waitAllocated("p", 3) // a, b and the address n1 prefetched behind b
+	var fill []string
+	for i := range 17 {
+		fill = append(fill, fmt.Sprintf("f%02d", i))
+	}
+	for _, p := range podsOn(w, "n2", fill...) {
+		add(t, n2, p, "ctr-"+p.Name, "p")
+	}
+	w.requireAllocated("p", 20)
+
+	last := podsOn(w, "n2", "last", "over")
+	errc := allocating(n2, last[0], "ctr-last")
+	waitingOn(t, clk, errc) // the ADD found the pool exhausted and waits
+	clk.Step(store.DefaultPrefetchIdle)
+	n1.Pools.(*store.PoolCommitter).ExpirePrefetched(context.Background())
+	clk.Step(store.DefaultPrefetchIdle / 2)
+	if err := <-errc; err != nil {
+		t.Fatalf("the ADD that found the pool exhausted did not get the address freed meanwhile: %v", err)
+	}
+	w.requireOneOwner()
+	w.requireAllocated("p", 20)
+
+	// now it is full for good: the next ADD waits as long, then is refused
+	errc = allocating(n2, last[1], "ctr-over")
+	waitingOn(t, clk, errc)
+	clk.Step(store.DefaultPrefetchIdle * 3 / 2)
+	requireCode(t, <-errc, rpc.CodeNoAddress, "ipv4Pools")
+}
+
+// allocating runs an ADD in the background; its error arrives on the channel.
+func allocating(svc *service.Service, pod *corev1.Pod, containerID string) chan error {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := svc.Allocate(context.Background(), addReq(pod, containerID, []string{"p"}, nil))
+		errc <- err
+	}()
+	return errc
+}
+
+// waitingOn returns once something waits on clk, and fails if the ADD answered first.
+func waitingOn(t *testing.T, clk *testingclock.FakeClock, errc chan error) {
+	t.Helper()
+	for !clk.HasWaiters() {
+		select {
+		case err := <-errc:
+			t.Fatalf("the ADD answered at once (%v) instead of waiting for the prefetched addresses of other nodes", err)
+		case <-time.After(time.Millisecond):
+		}
+	}
 }

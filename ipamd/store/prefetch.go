@@ -2,12 +2,14 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.uber.org/zap"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	v1 "github.com/underpool/underpool/api/v1"
+	"github.com/underpool/underpool/core/allocator"
 )
 
 // One write on an ADD's path: a prefetched address per pool.
@@ -91,6 +93,25 @@ func (p *PoolCommitter) takePrefetched(ctx context.Context, pool string) (Grant,
 	g := slot.grant
 	g.Evidence = slot.evidence
 	return g, true
+}
+
+// afterSlots tries an allocation again, once, when it found the pool exhausted or the
+// requested address allocated, after every prefetched address of the moment has been taken
+// or freed: an address prefetched on another node is taken by that node's next ADD or freed
+// within PrefetchIdle and half of it (the expiry's period), and none is made while the pool
+// is below its floor. So a pool filled to its last address never fails an ADD because
+// another node holds one ready (1000 pods into a pool of 1000 from 10 nodes: none fails),
+// and an exhausted pool's refusal comes that much later.
+func (p *PoolCommitter) afterSlots(ctx context.Context, r opResult, again func() opResult) opResult {
+	if !p.Prefetch || !errors.Is(r.err, allocator.ErrExhausted) && !errors.Is(r.err, allocator.ErrAllocated) {
+		return r
+	}
+	select {
+	case <-ctx.Done():
+		return r
+	case <-p.clock().After(p.prefetchIdle() * 3 / 2):
+	}
+	return again()
 }
 
 // stale reports whether the slot's address is past the last moment an ADD may take it: a
