@@ -354,12 +354,15 @@ func (s *Service) allocateFrom(ctx context.Context, in *selection.Input, field, 
 			reasons = append(reasons, name+": "+why)
 			continue
 		}
-		var grant store.Grant
-		var err error
-		if want.IsValid() {
-			grant, err = s.Pools.AllocateExact(ctx, name, want)
-		} else {
-			grant, err = s.Pools.Allocate(ctx, name)
+		allocate := func() (store.Grant, error) {
+			if want.IsValid() {
+				return s.Pools.AllocateExact(ctx, name, want)
+			}
+			return s.Pools.Allocate(ctx, name)
+		}
+		grant, err := allocate()
+		if err != nil && s.Pools.AwaitPrefetches(ctx, err) {
+			grant, err = allocate() // once: what another node held ready is taken or freed now
 		}
 		if err == nil {
 			view := grant.Pool

@@ -27,6 +27,9 @@ type poolStore interface {
 	Release(ctx context.Context, f store.Free) error
 	// ReleaseQueued is Release answered later: queued now, its outcome from wait.
 	ReleaseQueued(ctx context.Context, f store.Free) (wait func() error)
+	// AwaitPrefetches waits, after an allocation failed with err, until other nodes'
+	// prefetched addresses are taken or freed, and says whether to try once more.
+	AwaitPrefetches(ctx context.Context, err error) bool
 	// Served tells the pool an ADD recorded one of its addresses (the prefetch follows
 	// what a node keeps serving).
 	Served(ctx context.Context, pool string)

@@ -215,18 +215,14 @@ func (p *PoolCommitter) Allocate(ctx context.Context, pool string) (Grant, error
 		p.metrics.countAllocation(pool, nil)
 		return g, nil
 	}
-	r := p.afterSlots(ctx, p.submit(ctx, pool, &poolOp{kind: opAllocate}), func() opResult {
-		return p.submit(ctx, pool, &poolOp{kind: opAllocate})
-	})
+	r := p.submit(ctx, pool, &poolOp{kind: opAllocate})
 	p.metrics.countAllocation(pool, r.err)
 	return grantOf(r), r.err
 }
 
 // AllocateExact takes addr if the pool may hand it out and nobody holds it.
 func (p *PoolCommitter) AllocateExact(ctx context.Context, pool string, addr netip.Addr) (Grant, error) {
-	r := p.afterSlots(ctx, p.submit(ctx, pool, &poolOp{kind: opAllocateExact, addr: addr}), func() opResult {
-		return p.submit(ctx, pool, &poolOp{kind: opAllocateExact, addr: addr})
-	})
+	r := p.submit(ctx, pool, &poolOp{kind: opAllocateExact, addr: addr})
 	p.metrics.countAllocation(pool, r.err)
 	return grantOf(r), r.err
 }

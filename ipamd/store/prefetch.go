@@ -95,23 +95,24 @@ func (p *PoolCommitter) takePrefetched(ctx context.Context, pool string) (Grant,
 	return g, true
 }
 
-// afterSlots tries an allocation again, once, when it found the pool exhausted or the
-// requested address allocated, after every prefetched address of the moment has been taken
-// or freed: an address prefetched on another node is taken by that node's next ADD or freed
-// within PrefetchIdle and half of it (the expiry's period), and none is made while the pool
-// is below its floor. So a pool filled to its last address never fails an ADD because
-// another node holds one ready (1000 pods into a pool of 1000 from 10 nodes: none fails),
-// and an exhausted pool's refusal comes that much later.
-func (p *PoolCommitter) afterSlots(ctx context.Context, r opResult, again func() opResult) opResult {
-	if !p.Prefetch || !errors.Is(r.err, allocator.ErrExhausted) && !errors.Is(r.err, allocator.ErrAllocated) {
-		return r
+// AwaitPrefetches is for an allocation that found the pool exhausted or the requested
+// address allocated: it waits until every prefetched address of the moment has been taken or
+// freed, and reports whether trying again once may succeed (false: no prefetch here, or
+// ctx ended). An address prefetched on another node is taken by that node's next ADD or
+// freed within PrefetchIdle and half of it (the expiry's period), and none is made while
+// the pool is below its floor. So a pool filled to its last address never fails an ADD
+// because another node holds one ready (1000 pods into a pool of 1000 from 10 nodes: none
+// fails), and an exhausted pool's refusal comes that much later.
+func (p *PoolCommitter) AwaitPrefetches(ctx context.Context, err error) bool {
+	if !p.Prefetch || !errors.Is(err, allocator.ErrExhausted) && !errors.Is(err, allocator.ErrAllocated) {
+		return false
 	}
 	select {
 	case <-ctx.Done():
-		return r
+		return false
 	case <-p.clock().After(p.prefetchIdle() * 3 / 2):
+		return true
 	}
-	return again()
 }
 
 // stale reports whether the slot's address is past the last moment an ADD may take it: a
