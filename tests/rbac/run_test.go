@@ -171,17 +171,24 @@ func allocatedNothing(ctx context.Context, pool *v1.IPPool) error {
 	return holdsNothing(ctx, suite.client, pool.Name)
 }
 
-// holdsNothing says why the pool's allocation state still holds addresses, or nil.
+// holdsNothing says why the pool's allocation state still holds addresses, or nil, within
+// e2e.SettleBound: ipamd frees an address just after the DEL that unrecorded it answered.
 func holdsNothing(ctx context.Context, c client.Reader, pool string) error {
-	got := &v1.PoolAllocation{}
-	err := c.Get(ctx, client.ObjectKey{Name: pool}, got)
-	if err != nil && !e2e.IsNotFound(err) {
-		return err
+	deadline := time.Now().Add(e2e.SettleBound)
+	for {
+		got := &v1.PoolAllocation{}
+		err := c.Get(ctx, client.ObjectKey{Name: pool}, got)
+		if err != nil && !e2e.IsNotFound(err) {
+			return err
+		}
+		if got.State.Allocated == "" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pool %s allocated %q", pool, got.State.Allocated)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	if got.State.Allocated != "" {
-		return fmt.Errorf("pool %s allocated %q", pool, got.State.Allocated)
-	}
-	return nil
 }
 
 // eventually is e2e.Eventually, within a minute, for a condition that says why it fails.
