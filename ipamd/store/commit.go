@@ -178,7 +178,7 @@ func (p *PoolCommitter) write(ctx context.Context, name string, q *poolQueue, al
 	switch {
 	case err == nil:
 		q.alloc = next
-		p.noteRoom(q, next, plan.results)
+		p.noteRoom(q, next)
 		p.metrics.observeCommit(len(ops), attempt, p.since(start))
 		finish(ops, plan.results, nil)
 		return false, nil

@@ -133,12 +133,11 @@ type poolQueue struct {
 	lastAlloc time.Time
 }
 
-// room is what the prefetch needs of a pool's last write: its incarnation and spec
-// generation, its parsed spec and how much of it is free.
+// room is what the prefetch needs of a pool's last write: the spec generation it was
+// planned on and how much of the pool is free (written: there was one).
 type room struct {
-	uid         string
+	written     bool
 	gen         int64
-	view        *allocator.PoolView
 	free, total int64
 }
 

@@ -144,7 +144,7 @@ func (p *PoolCommitter) Served(ctx context.Context, pool string) {
 	q := p.queueLocked(pool)
 	busy := !q.lastAlloc.IsZero() && now.Sub(q.lastAlloc) < p.prefetchIdle()
 	q.lastAlloc = now
-	fill := busy && p.Prefetch && q.slot == nil && q.filling == nil && q.room.view != nil &&
+	fill := busy && p.Prefetch && q.slot == nil && q.filling == nil && q.room.written &&
 		q.room.free > prefetchFloor(q.room.total)
 	if fill {
 		q.filling = make(chan struct{})
@@ -213,14 +213,8 @@ func (p *PoolCommitter) freePrefetched(ctx context.Context, pool string, slot *p
 
 // noteRoom records, for the prefetch, what the pool's write just made of it. Called by
 // the pool's worker, the only writer of q.alloc and q.parsed*.
-func (p *PoolCommitter) noteRoom(q *poolQueue, written *v1.PoolAllocation, results []opResult) {
-	r := room{uid: string(written.PoolUID), gen: q.parsedGen, free: written.State.FreeIPCount, total: written.State.TotalIPCount}
-	for _, res := range results {
-		if res.pool != nil {
-			r.view = res.pool
-			break
-		}
-	}
+func (p *PoolCommitter) noteRoom(q *poolQueue, written *v1.PoolAllocation) {
+	r := room{written: true, gen: q.parsedGen, free: written.State.FreeIPCount, total: written.State.TotalIPCount}
 	p.mu.Lock()
 	q.room = r
 	p.mu.Unlock()
